@@ -1,0 +1,38 @@
+//! Map names and map value types.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Per-interface packet and byte counters, indexed by ifindex (`u32`, host byte order).
+pub const MAP_IF_STATS: &str = "NETD_IF_STATS";
+
+/// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
+pub const IF_STATS_MAX: u32 = 4096;
+
+/// Counters for one interface and direction pair. Per-CPU map value: user space sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct IfStats {
+    /// Packets the program saw arriving on the interface (TC ingress).
+    pub rx_packets: u64,
+    /// Bytes (L2 frame length) arriving on the interface.
+    pub rx_bytes: u64,
+    /// Packets the program saw leaving through the interface (TC egress).
+    pub tx_packets: u64,
+    /// Bytes leaving through the interface.
+    pub tx_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<IfStats>() == 32);
+
+impl IfStats {
+    /// Adds another CPU's counters to these.
+    pub fn accumulate(&mut self, other: &IfStats) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: IfStats is repr(C), Pod (no padding, every bit pattern valid).
+unsafe impl aya::Pod for IfStats {}
