@@ -1,2 +1,5 @@
-//! netd: the engine (networks, endpoints, port bindings, links, filters) and its front ends.
+//! netd: one engine (networks, endpoints, port bindings, links, filters) with thin front ends
+//! (the HTTP+JSON API on a Unix socket, and the CLI that talks to it).
 pub mod dataplane;
+pub mod dnsfiles;
+pub mod spec;

@@ -1,0 +1,1 @@
+//! Container /etc files (filled in next).

@@ -1,0 +1,1 @@
+//! Parsers for user input (filled in next).
