@@ -1,1 +1,138 @@
-//! Test harness.
+//! End-to-end test harness for netd.
+//!
+//! Every test builds its own [`World`]: a private "host" network namespace where the real
+//! `netd` binary runs, an "outside" namespace joined to it by a veth pair (198.51.100.0/24),
+//! and one namespace per container. Nothing here touches the root network namespace: every
+//! namespace, process, directory and bpffs mount a test creates carries a name unique to this
+//! run (pid + counter) and is removed by an RAII guard on drop, also when the test panics.
+//!
+//! - [`netns`]: the [`Netns`] guard and running commands inside a namespace.
+//! - [`world`]: the [`World`] topology (host, outside, containers).
+//! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
+//! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
+
+pub mod daemon;
+pub mod netns;
+pub mod traffic;
+pub mod world;
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use daemon::Daemon;
+pub use netns::Netns;
+pub use traffic::{ServerHandle, tcp_request, tcp_server, udp_request, udp_server};
+pub use world::{Container, World};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call: `<prefix><pid>x<n>`.
+///
+/// Namespace and directory names only need to be unique machine-wide; interface names the
+/// tests create live inside private namespaces, so they can be fixed.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id())
+}
+
+/// Runs a command (program + args) and returns its output; panics only if it cannot be spawned.
+pub fn cmd(argv: &[&str]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+}
+
+/// Runs a command and panics with its stderr unless it succeeds; returns stdout.
+pub fn cmd_ok(argv: &[&str]) -> String {
+    let out = cmd(argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Calls `f` until it returns `Ok`, or panics with the last error once `timeout` has passed.
+pub fn poll_until<T, E: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> T {
+    match try_poll_until(timeout, &mut f) {
+        Ok(v) => v,
+        Err(e) => panic!("timed out after {timeout:?} waiting for {what}: last error: {e:?}"),
+    }
+}
+
+/// Calls `f` until it returns `Ok` or `timeout` has passed; returns the last result.
+pub fn try_poll_until<T, E>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = Instant::now() + timeout;
+    let mut wait = Duration::from_millis(20);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Runs `c` with stdout/stderr captured; kills it and panics if it takes longer than `limit`.
+pub fn output_with_timeout(mut c: Command, limit: Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let ro = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let re = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{c:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: ro.join().unwrap(),
+        stderr: re.join().unwrap(),
+    }
+}
