@@ -1,1 +1,82 @@
-fn main() {}
+//! `cargo xtask`: the project's developer commands. Each subcommand prints every command it
+//! runs, so what it does can be repeated by hand.
+
+mod cmd;
+mod demo;
+mod ebpf;
+mod elf;
+mod lint;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "netd developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: the nightly's rust-src, bpf-linker, and the Debian packages
+    /// that the tests, demo and benchmarks use. Needs root; does nothing when all is present.
+    Setup,
+    /// Build the eBPF object into target/ebpf/netd.bpf.o and list its programs and maps.
+    BuildEbpf {
+        /// Build with the release profile (what the agent embeds).
+        #[arg(long)]
+        release: bool,
+    },
+    /// rustfmt check, clippy on the host crates, and clippy on the eBPF crate in its own pass.
+    Lint,
+    /// setup, build, lint, then `cargo test` over the workspace.
+    Test {
+        /// Passed on to `cargo test`; give test-harness flags after a second `--`, as in
+        /// `cargo xtask test -- -- --test-threads=1`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// setup, build, then run the demo (`netd-demo` from the netd-tests package).
+    Demo {
+        /// Passed on to `netd-demo`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf { release } => ebpf::build(release).map(drop),
+        Task::Lint => lint::run(),
+        Task::Test { args } => test::run(&args),
+        Task::Demo { args } => demo::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Task};
+
+    #[test]
+    fn test_args_pass_through_to_cargo_test() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "test",
+            "--",
+            "-p",
+            "netd",
+            "--",
+            "--test-threads=1",
+        ])
+        .unwrap();
+        let Task::Test { args } = cli.task else {
+            panic!("not the test task")
+        };
+        assert_eq!(args, ["-p", "netd", "--", "--test-threads=1"]);
+    }
+}
