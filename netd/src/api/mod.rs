@@ -1,0 +1,16 @@
+//! The API: HTTP/1.1 + JSON on a Unix socket (`curl --unix-socket SOCK http://netd/v1/...`).
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | /v1/status | | [`types::Status`] |
+//! | GET | /v1/endpoints | | list of [`types::EndpointView`] |
+//! | POST | /v1/endpoints | [`types::AttachRequest`] | [`types::EndpointView`] (201) |
+//! | GET | /v1/endpoints/NAME | | [`types::EndpointView`] |
+//! | DELETE | /v1/endpoints/NAME | | 204 |
+//! | POST | /v1/p2p | [`types::P2pRequest`] | 204 |
+//!
+//! Errors answer 4xx/5xx with `{"message": "..."}`.
+pub mod client;
+pub mod http;
+pub mod server;
+pub mod types;

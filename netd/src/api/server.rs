@@ -1,0 +1,116 @@
+//! The daemon's side of the API: routes requests to the engine.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Mutex;
+
+use super::http;
+use super::types::{AttachRequest, ErrorBody, P2pRequest};
+use crate::engine::{Engine, EngineError};
+
+pub type Shared = Arc<Mutex<Engine>>;
+
+/// Serves connections until the listener fails.
+pub async fn serve(listener: UnixListener, engine: Shared) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, engine).await {
+                        tracing::debug!("API connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("API accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut stream: UnixStream, engine: Shared) -> Result<(), http::HttpError> {
+    let req = match http::read_message(&mut stream, true).await {
+        Ok(r) => r,
+        Err(e) => {
+            let body = error_body(&e.to_string());
+            stream.write_all(&http::response(400, &body)).await?;
+            return Ok(());
+        }
+    };
+    let (status, body) = route(&req.method, &req.path, &req.body, &engine).await;
+    stream.write_all(&http::response(status, &body)).await?;
+    Ok(())
+}
+
+fn error_body(msg: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
+        message: msg.to_string(),
+    })
+    .expect("serialises")
+}
+
+fn json<T: Serialize>(status: u16, v: &T) -> (u16, Vec<u8>) {
+    match serde_json::to_vec_pretty(v) {
+        Ok(b) => (status, b),
+        Err(e) => (500, error_body(&e.to_string())),
+    }
+}
+
+fn err(e: EngineError) -> (u16, Vec<u8>) {
+    (e.http_status(), error_body(&e.to_string()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (u16, Vec<u8>)> {
+    serde_json::from_slice(body)
+        .map_err(|e| (400, error_body(&format!("invalid request body: {e}"))))
+}
+
+async fn route(method: &str, path: &str, body: &[u8], engine: &Shared) -> (u16, Vec<u8>) {
+    let path = path.split('?').next().unwrap_or(path);
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        ("GET", ["v1", "status"]) => match engine.lock().await.status() {
+            Ok(s) => json(200, &s),
+            Err(e) => err(e),
+        },
+        ("GET", ["v1", "endpoints"]) => json(200, &engine.lock().await.list()),
+        ("POST", ["v1", "endpoints"]) => {
+            let req: AttachRequest = match parse(body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            match engine.lock().await.attach(req).await {
+                Ok(v) => json(201, &v),
+                Err(e) => err(e),
+            }
+        }
+        ("GET", ["v1", "endpoints", name]) => match engine.lock().await.inspect(name) {
+            Ok(v) => json(200, &v),
+            Err(e) => err(e),
+        },
+        ("DELETE", ["v1", "endpoints", name]) => match engine.lock().await.detach(name).await {
+            Ok(()) => (204, Vec::new()),
+            Err(e) => err(e),
+        },
+        ("POST", ["v1", "p2p"]) => {
+            let req: P2pRequest = match parse(body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            match engine.lock().await.p2p(&req.name1, &req.name2).await {
+                Ok(()) => (204, Vec::new()),
+                Err(e) => err(e),
+            }
+        }
+        (_, ["v1", "status" | "endpoints" | "p2p", ..]) => (
+            405,
+            error_body(&format!("method {method} not allowed on {path}")),
+        ),
+        _ => (404, error_body(&format!("no such API path: {path}"))),
+    }
+}

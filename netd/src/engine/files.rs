@@ -1,0 +1,169 @@
+//! Each container's hostname, hosts and resolv.conf (the seed's "Configuring DNS").
+
+use crate::dnsfiles::{self, EtcFiles, HostsLink};
+use crate::spec::NetMode;
+
+use super::state::{Endpoint, Written};
+use super::{Engine, EngineError};
+
+impl Engine {
+    fn host_resolv(&self) -> String {
+        std::fs::read_to_string(&self.cfg.resolv_conf).unwrap_or_default()
+    }
+
+    /// The endpoint whose files this one shares (`--net container:NAME`), else itself.
+    fn file_source<'a>(&'a self, ep: &'a Endpoint) -> &'a Endpoint {
+        match &ep.net {
+            NetMode::Container(t) => self.state.endpoints.get(t).unwrap_or(ep),
+            _ => ep,
+        }
+    }
+
+    fn render(&self, ep: &Endpoint) -> Written {
+        let src = self.file_source(ep);
+        let host_resolv = self.host_resolv();
+        let hostname = dnsfiles::render_hostname(&ep.hostname);
+        if src.net == NetMode::Host {
+            // The host's own files, as they are.
+            return Written {
+                hostname,
+                hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+                resolv_conf: host_resolv,
+            };
+        }
+        let links: Vec<HostsLink> = src
+            .links
+            .iter()
+            .filter_map(|l| {
+                let t = self.state.endpoints.get(&l.name)?;
+                Some(HostsLink {
+                    alias: l.alias.clone(),
+                    name: l.name.clone(),
+                    ip: t.ip?,
+                })
+            })
+            .collect();
+        let hosts = dnsfiles::render_hosts(&src.hostname, src.ip, &links);
+        let (dns, search) = if src.dns.is_empty() && src.dns_search.is_empty() {
+            (&self.cfg.dns, &self.cfg.dns_search)
+        } else {
+            (&src.dns, &src.dns_search)
+        };
+        let resolv_conf = dnsfiles::render_resolv_conf(dns, search, &host_resolv);
+        Written {
+            hostname,
+            hosts,
+            resolv_conf,
+        }
+    }
+
+    /// Renders and writes all three files.
+    pub(super) fn write_files(&self, ep: &mut Endpoint) -> Result<(), EngineError> {
+        let files = EtcFiles::new(ep.etc_dir.clone());
+        let err = |what: &str, e: std::io::Error| {
+            EngineError::Internal(format!(
+                "cannot write {what} in {}: {e}",
+                ep.etc_dir.display()
+            ))
+        };
+        files.create_dir().map_err(|e| err("the directory", e))?;
+        let w = self.render(ep);
+        dnsfiles::write_atomic(&files.hostname_path(), &w.hostname)
+            .map_err(|e| err("hostname", e))?;
+        dnsfiles::write_atomic(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
+        dnsfiles::write_atomic(&files.resolv_conf_path(), &w.resolv_conf)
+            .map_err(|e| err("resolv.conf", e))?;
+        ep.written = w;
+        Ok(())
+    }
+
+    /// Rewrites the hosts file of every container that links to `target` (or shares such a
+    /// container's files), after `target` came, went or changed address.
+    pub(super) fn refresh_linkers(&mut self, target: &str) {
+        let names: Vec<String> = self
+            .state
+            .endpoints
+            .values()
+            .filter(|e| {
+                let src = self.file_source(e);
+                src.links.iter().any(|l| l.name == target)
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        let mut changed = false;
+        for n in names {
+            let ep = &self.state.endpoints[&n];
+            let hosts = self.render(ep).hosts;
+            if hosts == ep.written.hosts {
+                continue;
+            }
+            let path = EtcFiles::new(ep.etc_dir.clone()).hosts_path();
+            match dnsfiles::write_atomic(&path, &hosts) {
+                Ok(()) => {
+                    self.state
+                        .endpoints
+                        .get_mut(&n)
+                        .expect("listed")
+                        .written
+                        .hosts = hosts;
+                    changed = true;
+                    tracing::info!(container = %n, "hosts rewritten for link {target}");
+                }
+                Err(e) => tracing::warn!(container = %n, "cannot rewrite {}: {e}", path.display()),
+            }
+        }
+        if changed {
+            if let Err(e) = self.persist() {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// The host's resolv.conf changed: rewrite every container copy that follows it and that
+    /// still holds exactly what netd last wrote (an edited copy is the container's business).
+    pub fn host_resolv_changed(&mut self) {
+        let names: Vec<String> = self
+            .state
+            .endpoints
+            .values()
+            .filter(|e| {
+                let src = self.file_source(e);
+                src.net == NetMode::Host
+                    || src.follows_host_resolv(&self.cfg.dns, &self.cfg.dns_search)
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        let mut changed = false;
+        for n in names {
+            let ep = &self.state.endpoints[&n];
+            let path = EtcFiles::new(ep.etc_dir.clone()).resolv_conf_path();
+            let on_disk = std::fs::read_to_string(&path).ok();
+            if !dnsfiles::still_ours(on_disk.as_deref(), &ep.written.resolv_conf) {
+                tracing::info!(container = %n, "resolv.conf was edited in the container; leaving it alone");
+                continue;
+            }
+            let new = self.render(ep).resolv_conf;
+            if new == ep.written.resolv_conf {
+                continue;
+            }
+            match dnsfiles::write_atomic(&path, &new) {
+                Ok(()) => {
+                    self.state
+                        .endpoints
+                        .get_mut(&n)
+                        .expect("listed")
+                        .written
+                        .resolv_conf = new;
+                    changed = true;
+                    tracing::info!(container = %n, "resolv.conf follows the host's new file");
+                }
+                Err(e) => tracing::warn!(container = %n, "cannot rewrite {}: {e}", path.display()),
+            }
+        }
+        if changed {
+            if let Err(e) = self.persist() {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}

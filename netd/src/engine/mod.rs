@@ -1,0 +1,296 @@
+//! The engine: networks, endpoints, port bindings, links (and, with the dataplane, filters).
+//!
+//! Every change is validated completely before anything is touched, then applied step by step
+//! with an undo list, then persisted: a request either takes effect entirely or not at all.
+pub mod config;
+mod endpoint;
+mod files;
+pub mod ipam;
+pub mod network;
+pub mod ports;
+pub mod state;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::api::types::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
+use crate::cli::DataplaneMode;
+use crate::dataplane::{Dataplane, DataplaneConfig};
+use crate::spec::{self, NetMode};
+use crate::wiring::{Netlink, WiringError};
+
+pub use config::Config;
+use ipam::Ipam;
+use state::{Endpoint, NetworkState, State, Store};
+
+/// What can go wrong; the variant decides the HTTP status, the text is the user's message.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<WiringError> for EngineError {
+    fn from(e: WiringError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+impl From<state::StateError> for EngineError {
+    fn from(e: state::StateError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::dataplane::DataplaneError> for EngineError {
+    fn from(e: crate::dataplane::DataplaneError) -> Self {
+        EngineError::Internal(format!("dataplane: {e}"))
+    }
+}
+
+impl From<spec::SpecError> for EngineError {
+    fn from(e: spec::SpecError) -> Self {
+        EngineError::Invalid(e.to_string())
+    }
+}
+
+impl EngineError {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            EngineError::Invalid(_) => 400,
+            EngineError::NotFound(_) => 404,
+            EngineError::Conflict(_) => 409,
+            EngineError::Internal(_) => 500,
+        }
+    }
+}
+
+pub struct Engine {
+    cfg: Config,
+    nl: Netlink,
+    net: NetworkState,
+    ipam: Ipam,
+    state: State,
+    store: Store,
+    dp: Option<Dataplane>,
+}
+
+impl Engine {
+    /// Starts the engine in the calling thread's network namespace: loads state, sets up the
+    /// bridge, loads and attaches the dataplane, and reconciles endpoints whose namespaces
+    /// vanished while the daemon was away.
+    pub async fn start(cfg: Config) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
+            EngineError::Internal(format!(
+                "cannot create state dir {}: {e}",
+                cfg.state_dir.display()
+            ))
+        })?;
+        let store = Store::new(&cfg.state_dir);
+        let mut st = store.load()?;
+        let nl = Netlink::current()?;
+        for u in &cfg.uplinks {
+            nl.link_by_name(u)
+                .await?
+                .ok_or_else(|| EngineError::Invalid(format!("uplink {u} does not exist")))?;
+        }
+        let net = network::setup(&nl, &cfg).await?;
+        if let Some(old) = &st.network {
+            if old.bridge_addr != net.bridge_addr && !st.endpoints.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "the bridge address changed from {} to {} but {} containers are attached with the old one; \
+                     detach them or start with --bip {}",
+                    old.bridge_addr,
+                    net.bridge_addr,
+                    st.endpoints.len(),
+                    old.bridge_addr
+                )));
+            }
+        }
+        if cfg.ip_forward {
+            network::enable_ip_forward()?;
+        }
+        st.network = Some(net.clone());
+        let ipam = Ipam::new(net.bridge_addr, net.pool, cfg.default_gateway);
+        let dp = match cfg.dataplane {
+            DataplaneMode::None => None,
+            DataplaneMode::Ebpf => {
+                let mut dp = Dataplane::open(&DataplaneConfig {
+                    pin_dir: cfg.bpffs.clone(),
+                })?;
+                for u in &cfg.uplinks {
+                    dp.attach_uplink(u)?;
+                }
+                Some(dp)
+            }
+        };
+        let mut engine = Self {
+            cfg,
+            nl,
+            net,
+            ipam,
+            state: st,
+            store,
+            dp,
+        };
+        engine.reconcile().await?;
+        engine.store.save(&engine.state)?;
+        Ok(engine)
+    }
+
+    /// Drops endpoints whose namespace is gone, re-attaches programs to the rest and prunes
+    /// pinned attachments of interfaces that no longer belong to anyone.
+    async fn reconcile(&mut self) -> Result<(), EngineError> {
+        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
+        for name in names {
+            let ep = &self.state.endpoints[&name];
+            let gone = crate::wiring::netns::open(&ep.netns).is_err();
+            let veth_gone = match &ep.host_ifname {
+                Some(h) => self.nl.link_by_name(h).await?.is_none(),
+                None => false,
+            };
+            if gone || veth_gone {
+                tracing::info!(container = %name, "network namespace or veth vanished while the daemon was away; cleaning up");
+                self.detach(&name).await?;
+            }
+        }
+        if let Some(dp) = self.dp.as_mut() {
+            let mut keep: Vec<String> = self.cfg.uplinks.clone();
+            for ep in self.state.endpoints.values() {
+                if let Some(h) = &ep.host_ifname {
+                    dp.attach_endpoint(h)?;
+                    keep.push(h.clone());
+                }
+            }
+            dp.prune(&keep)?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn persist(&self) -> Result<(), EngineError> {
+        self.store.save(&self.state).map_err(Into::into)
+    }
+
+    fn owner_of_ip(&self, ip: Ipv4Addr) -> Option<String> {
+        self.state
+            .endpoints
+            .values()
+            .find(|e| e.ip == Some(ip) && !matches!(e.net, NetMode::Container(_)))
+            .map(|e| e.name.clone())
+    }
+
+    pub fn list(&self) -> Vec<EndpointView> {
+        self.state
+            .endpoints
+            .values()
+            .map(|e| self.view(e))
+            .collect()
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<EndpointView, EngineError> {
+        self.state
+            .endpoints
+            .get(name)
+            .map(|e| self.view(e))
+            .ok_or_else(|| not_found(name))
+    }
+
+    fn view(&self, e: &Endpoint) -> EndpointView {
+        let bridged = e.ip.is_some() && !matches!(e.net, NetMode::Host | NetMode::None);
+        EndpointView {
+            name: e.name.clone(),
+            netns: e.netns.clone(),
+            net: e.net.to_string(),
+            ip: e.ip.map(|i| i.to_string()),
+            prefix_len: bridged.then_some(self.net.bridge_addr.prefix_len()),
+            mac: e.mac.as_ref().map(spec::format_mac),
+            gateway: e.gateway.map(|g| g.to_string()),
+            hostname: e.hostname.clone(),
+            host_ifname: e.host_ifname.clone(),
+            etc_dir: e.etc_dir.clone(),
+            ports: e
+                .ports
+                .iter()
+                .flat_map(|b| {
+                    (0..b.count).map(move |i| PortView {
+                        container_port: b.container_port + i,
+                        proto: b.proto.to_string(),
+                        host_ip: b.host_ip.to_string(),
+                        host_port: b.host_port + i,
+                    })
+                })
+                .collect(),
+            exposed: e
+                .exposed
+                .iter()
+                .map(|x| ExposeView {
+                    port: x.ports.to_string(),
+                    proto: x.proto.to_string(),
+                })
+                .collect(),
+            links: e
+                .links
+                .iter()
+                .map(|l| LinkView {
+                    name: l.name.clone(),
+                    alias: l.alias.clone(),
+                })
+                .collect(),
+            p2p: e.p2p.iter().map(|(peer, _)| peer.clone()).collect(),
+            dns: e.dns.iter().map(IpAddr::to_string).collect(),
+            dns_search: e.dns_search.clone(),
+        }
+    }
+
+    pub fn status(&self) -> Result<Status, EngineError> {
+        let ebpf = match &self.dp {
+            Some(dp) => {
+                let mut v = serde_json::to_value(dp.status()?)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let stats = dp.interface_stats()?;
+                if let serde_json::Value::Object(m) = &mut v {
+                    m.insert(
+                        "interfaces".into(),
+                        serde_json::to_value(stats)
+                            .map_err(|e| EngineError::Internal(e.to_string()))?,
+                    );
+                }
+                v
+            }
+            None => serde_json::json!({"programs": [], "maps": [], "interfaces": []}),
+        };
+        Ok(Status {
+            bridge: BridgeView {
+                name: self.net.bridge.clone(),
+                subnet: self.net.bridge_addr.trunc().to_string(),
+                ip: self.net.bridge_addr.addr().to_string(),
+                pool: self.net.pool.to_string(),
+                mtu: self.net.mtu,
+                owned: self.net.owned,
+            },
+            uplinks: self.cfg.uplinks.clone(),
+            dataplane: match self.cfg.dataplane {
+                DataplaneMode::Ebpf => "ebpf".into(),
+                DataplaneMode::None => "none".into(),
+            },
+            endpoints: self.state.endpoints.len(),
+            icc: self.cfg.icc,
+            ip_masq: self.cfg.ip_masq,
+            ip_forward: self.cfg.ip_forward,
+            ebpf,
+        })
+    }
+}
+
+fn not_found(name: &str) -> EngineError {
+    EngineError::NotFound(format!("no such container: {name}"))
+}

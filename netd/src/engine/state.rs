@@ -1,0 +1,171 @@
+//! Desired state, persisted crash-safely as one JSON document.
+//!
+//! Every change is written to a temporary file, fsynced and renamed over `state.json` (then the
+//! directory is fsynced), so a kill -9 at any moment leaves either the previous or the new
+//! document, never a torn one.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{ExposeSpec, LinkSpec, NetMode, Proto, PublishSpec};
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub network: Option<NetworkState>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            network: None,
+            endpoints: BTreeMap::new(),
+        }
+    }
+}
+
+/// The bridge network as set up at daemon start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    pub bridge: String,
+    /// The bridge's address with the subnet's prefix length.
+    pub bridge_addr: Ipv4Net,
+    /// Where container addresses come from (--fixed-cidr, else the subnet).
+    pub pool: Ipv4Net,
+    pub mtu: u32,
+    /// netd created the bridge (false for `-b NAME`).
+    pub owned: bool,
+}
+
+/// One published port after allocation: host port range -> container port range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub proto: Proto,
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// Number of consecutive ports (1 for a single port).
+    pub count: u16,
+}
+
+/// What netd last wrote into each of the container's files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    pub hostname: String,
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub netns: PathBuf,
+    pub net: NetMode,
+    pub hostname: String,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
+    pub gateway: Option<Ipv4Addr>,
+    pub host_ifname: Option<String>,
+    pub etc_dir: PathBuf,
+    pub publish: Vec<PublishSpec>,
+    pub publish_all: bool,
+    pub ports: Vec<PortBinding>,
+    pub exposed: Vec<ExposeSpec>,
+    pub links: Vec<LinkSpec>,
+    pub dns: Vec<IpAddr>,
+    pub dns_search: Vec<String>,
+    /// Point-to-point peers: (peer name, our interface name in our namespace).
+    #[serde(default)]
+    pub p2p: Vec<(String, String)>,
+    pub written: Written,
+}
+
+impl Endpoint {
+    /// resolv.conf follows the host's file (no --dns/--dns-search, here or on the daemon).
+    pub fn follows_host_resolv(&self, daemon_dns: &[IpAddr], daemon_search: &[String]) -> bool {
+        self.dns.is_empty()
+            && self.dns_search.is_empty()
+            && daemon_dns.is_empty()
+            && daemon_search.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state file {path} has version {found}, this netd reads version {STATE_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("state.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> Result<State, StateError> {
+        let data = match std::fs::read(&self.path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let state: State = serde_json::from_slice(&data).map_err(|source| StateError::Parse {
+            path: self.path.clone(),
+            source,
+        })?;
+        if state.version != STATE_VERSION {
+            return Err(StateError::Version {
+                path: self.path.clone(),
+                found: state.version,
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let json = serde_json::to_string_pretty(state).expect("state serialises");
+        crate::dnsfiles::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,343 @@
+//! Kernel network configuration through rtnetlink: bridges, veth pairs, addresses, routes.
+//!
+//! One [`Netlink`] handle per network namespace: the socket is opened while the calling thread
+//! is inside the target namespace, so every request on it acts there.
+pub mod netns;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, IpVersion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("{op} failed: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} failed: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interface {0} does not exist")]
+    NoSuchLink(String),
+}
+
+fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> WiringError {
+    let op = op.into();
+    move |e| {
+        let source = match &e {
+            rtnetlink::Error::NetlinkError(m) => m.to_io(),
+            other => std::io::Error::other(other.to_string()),
+        };
+        WiringError::Netlink { op, source }
+    }
+}
+
+/// What netd needs to know about an interface.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    pub master: Option<u32>,
+    pub is_bridge: bool,
+}
+
+/// A route's destination (IPv4 routes only).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub dest: Ipv4Net,
+    pub oif: Option<u32>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A handle on the calling thread's current network namespace. Needs a tokio runtime.
+    pub fn current() -> Result<Self, WiringError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| WiringError::Io {
+            op: "opening a netlink socket".into(),
+            source,
+        })?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, WiringError> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(to_link(m))),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(nl(format!("looking up interface {name}"))(e)),
+        }
+    }
+
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, WiringError> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(to_link(m))),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(nl(format!("looking up interface #{index}"))(e)),
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, WiringError> {
+        let s = self.handle.link().get().execute();
+        let msgs: Vec<_> = s.try_collect().await.map_err(nl("listing interfaces"))?;
+        Ok(msgs.into_iter().map(to_link).collect())
+    }
+
+    pub async fn require_link(&self, name: &str) -> Result<Link, WiringError> {
+        self.link_by_name(name)
+            .await?
+            .ok_or_else(|| WiringError::NoSuchLink(name.to_string()))
+    }
+
+    pub async fn create_bridge(&self, name: &str) -> Result<Link, WiringError> {
+        self.handle
+            .link()
+            .add()
+            .bridge(name.to_string())
+            .execute()
+            .await
+            .map_err(nl(format!("creating bridge {name}")))?;
+        self.require_link(name).await
+    }
+
+    /// Creates a veth pair `host` <-> `peer`, both in this namespace.
+    pub async fn create_veth(&self, host: &str, peer: &str) -> Result<(Link, Link), WiringError> {
+        self.handle
+            .link()
+            .add()
+            .veth(host.to_string(), peer.to_string())
+            .execute()
+            .await
+            .map_err(nl(format!("creating veth pair {host}/{peer}")))?;
+        Ok((
+            self.require_link(host).await?,
+            self.require_link(peer).await?,
+        ))
+    }
+
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), WiringError> {
+        self.handle
+            .link()
+            .set(index)
+            .mtu(mtu)
+            .execute()
+            .await
+            .map_err(nl(format!("setting MTU {mtu} on interface #{index}")))
+    }
+
+    pub async fn set_master(&self, index: u32, master: u32) -> Result<(), WiringError> {
+        self.handle
+            .link()
+            .set(index)
+            .controller(master)
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "enslaving interface #{index} to bridge #{master}"
+            )))
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<(), WiringError> {
+        self.handle
+            .link()
+            .set(index)
+            .up()
+            .execute()
+            .await
+            .map_err(nl(format!("bringing interface #{index} up")))
+    }
+
+    pub async fn set_name(&self, index: u32, name: &str) -> Result<(), WiringError> {
+        self.handle
+            .link()
+            .set(index)
+            .name(name.to_string())
+            .execute()
+            .await
+            .map_err(nl(format!("renaming interface #{index} to {name}")))
+    }
+
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), WiringError> {
+        self.handle
+            .link()
+            .set(index)
+            .address(mac.to_vec())
+            .execute()
+            .await
+            .map_err(nl(format!("setting the MAC address of interface #{index}")))
+    }
+
+    /// Moves an interface into the network namespace open at `ns`.
+    pub async fn move_to_netns(&self, index: u32, ns: BorrowedFd<'_>) -> Result<(), WiringError> {
+        self.handle
+            .link()
+            .set(index)
+            .setns_by_fd(ns.as_raw_fd())
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "moving interface #{index} into the container's namespace"
+            )))
+    }
+
+    pub async fn delete_link(&self, index: u32) -> Result<(), WiringError> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(()),
+            Err(e) => Err(nl(format!("deleting interface #{index}"))(e)),
+        }
+    }
+
+    pub async fn add_address(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), WiringError> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+            .map_err(nl(format!("adding {ip}/{prefix} to interface #{index}")))
+    }
+
+    /// IPv4 addresses as (ifindex, network with the address in it).
+    pub async fn addresses_v4(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<(u32, Ipv4Net)>, WiringError> {
+        let mut req = self.handle.address().get();
+        if let Some(i) = index {
+            req = req.set_link_index_filter(i);
+        }
+        let msgs: Vec<_> = req
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("listing addresses"))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let prefix = m.header.prefix_len;
+            for a in &m.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                    if let Ok(net) = Ipv4Net::new(*ip, prefix) {
+                        out.push((m.header.index, net));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn routes_v4(&self) -> Result<Vec<Route>, WiringError> {
+        let msgs: Vec<_> = self
+            .handle
+            .route()
+            .get(IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("listing routes"))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let len = m.header.destination_prefix_length;
+            let mut dest = Ipv4Addr::UNSPECIFIED;
+            let mut oif = None;
+            let mut gateway = None;
+            for a in &m.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dest = *d,
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+                    _ => {}
+                }
+            }
+            if let Ok(dest) = Ipv4Net::new(dest, len) {
+                out.push(Route { dest, oif, gateway });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), WiringError> {
+        self.handle
+            .route()
+            .add()
+            .v4()
+            .gateway(gateway)
+            .execute()
+            .await
+            .map_err(nl(format!("adding the default route via {gateway}")))
+    }
+
+    /// A /32 (or other) route straight out of an interface, for point-to-point links.
+    pub async fn add_device_route(&self, dest: Ipv4Net, index: u32) -> Result<(), WiringError> {
+        self.handle
+            .route()
+            .add()
+            .v4()
+            .destination_prefix(dest.addr(), dest.prefix_len())
+            .output_interface(index)
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "adding a route to {dest} via interface #{index}"
+            )))
+    }
+}
+
+fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        mtu: 1500,
+        mac: None,
+        master: None,
+        is_bridge: false,
+    };
+    for a in m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Mtu(v) => link.mtu = v,
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&a);
+                link.mac = Some(mac);
+            }
+            LinkAttribute::Controller(i) => link.master = Some(i),
+            LinkAttribute::LinkInfo(infos) => {
+                link.is_bridge = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+            }
+            _ => {}
+        }
+    }
+    link
+}
