@@ -288,6 +288,18 @@ impl Daemon {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("status: bad JSON {e}: {out}"))
     }
 
+    /// `netd ls` output.
+    pub fn ls(&self) -> String {
+        self.netd_ok(&["ls"])
+    }
+
+    /// True if some `netd ls` line has `name` as a whitespace-separated word.
+    pub fn ls_has(&self, name: &str) -> bool {
+        self.ls()
+            .lines()
+            .any(|l| l.split_whitespace().any(|w| w == name))
+    }
+
     /// `netd attach NAME --netns PATH extra...`; returns the inspect JSON.
     pub fn attach(&self, name: &str, netns: &Netns, extra: &[&str]) -> serde_json::Value {
         let mut args = vec!["attach", name, "--netns", netns.path_str()];

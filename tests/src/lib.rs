@@ -9,9 +9,11 @@
 //! - [`netns`]: the [`Netns`] guard and running commands inside a namespace.
 //! - [`world`]: the [`World`] topology (host, outside, containers).
 //! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
+//! - [`files`]: temporary directories and hosts/resolv.conf parsers.
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
 
 pub mod daemon;
+pub mod files;
 pub mod netns;
 pub mod traffic;
 pub mod world;
@@ -21,9 +23,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use daemon::Daemon;
+pub use files::TempDir;
 pub use netns::Netns;
 pub use traffic::{ServerHandle, tcp_request, tcp_server, udp_request, udp_server};
 pub use world::{Container, World};
+
+/// The container subnet most tests pass with `--bip` (private to each test's host netns).
+pub const BIP: &str = "172.30.0.1/24";
+/// The bridge address of [`BIP`].
+pub const BRIDGE_IP: &str = "172.30.0.1";
+
+/// The MAC Docker derives from a container IPv4 address: 02:42 followed by the four bytes.
+pub fn mac_for_ip(ip: &str) -> String {
+    let ip: std::net::Ipv4Addr = ip.parse().expect("IPv4 address");
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

@@ -130,6 +130,61 @@ impl Netns {
         v.as_array()?.first().cloned()
     }
 
+    /// The interface's MTU; panics if it does not exist.
+    pub fn mtu(&self, ifname: &str) -> u64 {
+        self.require_link(ifname)["mtu"].as_u64().unwrap()
+    }
+
+    /// The interface's MAC address (lowercase); panics if it does not exist.
+    pub fn mac(&self, ifname: &str) -> String {
+        self.require_link(ifname)["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The bridge the interface is enslaved to, if any; panics if it does not exist.
+    pub fn master(&self, ifname: &str) -> Option<String> {
+        self.require_link(ifname)["master"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// True if the interface exists and has the UP flag.
+    pub fn is_up(&self, ifname: &str) -> bool {
+        self.link(ifname).is_some_and(|l| {
+            l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"))
+        })
+    }
+
+    fn require_link(&self, ifname: &str) -> serde_json::Value {
+        self.link(ifname).unwrap_or_else(|| {
+            panic!(
+                "no interface {ifname} in netns {}; have {:?}",
+                self.name,
+                self.links()
+            )
+        })
+    }
+
+    /// Names of interfaces whose name starts with `prefix` (e.g. "veth").
+    pub fn links_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .links()
+            .into_iter()
+            .filter(|l| l.starts_with(prefix))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Reads a file as seen from inside the namespace (e.g. /proc/sys/net/ipv4/ip_forward).
+    pub fn read(&self, path: &str) -> String {
+        self.run_ok(&["cat", path])
+    }
+
     /// IPv4 addresses on `ifname` as "a.b.c.d/len" (empty if the interface does not exist).
     pub fn addrs4(&self, ifname: &str) -> Vec<String> {
         let out = cmd(&[

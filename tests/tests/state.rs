@@ -1,0 +1,298 @@
+//! Daemon state and the dataplane across restarts and crashes, and what `status` and bpftool
+//! show about attached programs, maps and counters.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use netd_tests::traffic::tcp_request_until;
+use netd_tests::{BIP, Daemon, World, cmd, poll_until, tcp_request, tcp_server};
+
+const T: Duration = Duration::from_secs(5);
+
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// (ifname, direction) -> number of programs `status` reports there.
+fn programs_per_hook(d: &Daemon) -> BTreeMap<(String, String), usize> {
+    let st = d.status();
+    let mut m = BTreeMap::new();
+    for p in st["programs"]
+        .as_array()
+        .expect("status.programs is a list")
+    {
+        *m.entry((s(&p["ifname"]).to_string(), s(&p["direction"]).to_string()))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+/// `bpftool -j net show` in the host namespace: (ifname, hook kind) -> program count, for
+/// tc/tcx and xdp attachments.
+fn bpftool_net(w: &World) -> BTreeMap<(String, String), usize> {
+    let out = w.host.run_ok(&["bpftool", "-j", "net", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let mut m = BTreeMap::new();
+    for section in v.as_array().into_iter().flatten() {
+        for (kind, list) in section.as_object().into_iter().flatten() {
+            for p in list.as_array().into_iter().flatten() {
+                let dev = p["devname"].as_str().unwrap_or("?").to_string();
+                let key = match p["kind"].as_str() {
+                    Some(k) => format!("{kind}/{k}"),
+                    None => kind.clone(),
+                };
+                *m.entry((dev, key)).or_insert(0) += 1;
+            }
+        }
+    }
+    m
+}
+
+fn attach_pair(
+    w: &World,
+    d: &Daemon,
+) -> (netd_tests::Container, netd_tests::Container, String, String) {
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    (c1, c2, ip1, ip2)
+}
+
+#[test]
+fn restart_keeps_endpoints_and_traffic() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
+    let ls = d.ls();
+    let i1 = d.inspect("c1");
+    let i2 = d.inspect("c2");
+    d.restart();
+    assert_eq!(d.ls(), ls);
+    assert_eq!(d.inspect("c1"), i1);
+    assert_eq!(d.inspect("c2"), i2);
+    let srv = tcp_server(&c2, 8080);
+    assert_eq!(
+        tcp_request_until(&c1, &format!("{ip2}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), ip1);
+    // New attachments after a restart do not collide with the restored leases.
+    let c3 = w.container("c3");
+    let ip3 = s(&d.attach("c3", &c3, &[])["ip"]).to_string();
+    assert!(ip3 != ip1 && ip3 != ip2, "restored leases reused: {ip3}");
+}
+
+#[test]
+fn kill9_keeps_traffic_and_restart_adopts_the_dataplane() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP, "--ip-masq", "false"]);
+    let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
+    let before_status = programs_per_hook(&d);
+    assert!(
+        !before_status.is_empty(),
+        "no programs attached with --dataplane ebpf"
+    );
+    let before_bpftool = bpftool_net(&w);
+    let srv = tcp_server(&c2, 8080);
+    d.kill9();
+    // The dataplane outlives the daemon: traffic still flows.
+    assert_eq!(tcp_request(&c1, &format!("{ip2}:8080")).unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), ip1);
+    w.route_outside_to("172.30.0.0/24");
+    assert_eq!(
+        tcp_request(&w.outside, &format!("{ip2}:8080")).unwrap(),
+        "ping"
+    );
+    d.restart();
+    let after = programs_per_hook(&d);
+    assert_eq!(
+        after, before_status,
+        "restart changed the attached programs"
+    );
+    for (hook, n) in &after {
+        assert_eq!(*n, 1, "{hook:?} has {n} programs after restart");
+    }
+    let after_bpftool = bpftool_net(&w);
+    assert_eq!(
+        after_bpftool, before_bpftool,
+        "bpftool net show differs after adoption"
+    );
+    for (hook, n) in &after_bpftool {
+        assert_eq!(*n, 1, "bpftool: {hook:?} has {n} programs after restart");
+    }
+    assert_eq!(
+        tcp_request_until(&c1, &format!("{ip2}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(d.inspect("c1")["ip"], ip1.as_str());
+}
+
+#[test]
+fn kill9_during_attach_burst_leaves_loadable_state() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP, "--dataplane", "none"]);
+    let containers: Vec<_> = (0..12).map(|i| w.container(&format!("b{i}"))).collect();
+    let paths: Vec<(String, String)> = containers
+        .iter()
+        .map(|c| (c.name.clone(), c.path_str().to_string()))
+        .collect();
+    let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+    let host = d.host_arg();
+    let bin = netd_tests::daemon::netd_bin();
+    let burst = std::thread::spawn(move || {
+        for (name, path) in paths {
+            let mut c = std::process::Command::new(&bin);
+            c.args(["-H", &host, "attach", &name, "--netns", &path]);
+            let _ = netd_tests::output_with_timeout(c, Duration::from_secs(30));
+        }
+    });
+    // Let a few attaches land, then kill in the middle of the burst.
+    poll_until("some attaches to land", T, || {
+        let n = names.iter().filter(|n| d.ls_has(n)).count();
+        if n >= 3 { Ok(()) } else { Err(d.ls()) }
+    });
+    d.kill9();
+    burst.join().unwrap();
+    d.restart();
+    // Everything the restarted daemon lists can be inspected and is consistent.
+    let mut listed = 0;
+    for c in &containers {
+        if d.ls_has(&c.name) {
+            listed += 1;
+            let ep = d.inspect(&c.name);
+            assert_eq!(s(&ep["netns"]), c.path_str());
+        }
+    }
+    assert!(
+        listed >= 2,
+        "restart lost attachments made before the kill:\n{}",
+        d.ls()
+    );
+    // And attaching continues to work, with no duplicate addresses.
+    let extra = w.container("after");
+    d.attach("after", &extra, &[]);
+    let mut ips: Vec<String> = containers
+        .iter()
+        .filter(|c| d.ls_has(&c.name))
+        .map(|c| d.inspect(&c.name)["ip"].to_string())
+        .collect();
+    ips.push(d.inspect("after")["ip"].to_string());
+    let n = ips.len();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), n, "duplicate addresses after restart: {ips:?}");
+}
+
+#[test]
+fn status_reports_programs_maps_and_growing_counters() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let (c1, c2, _ip1, ip2) = attach_pair(&w, &d);
+    let st = d.status();
+    let progs = st["programs"].as_array().unwrap();
+    for p in progs {
+        assert!(
+            p["prog_id"].as_u64().unwrap_or(0) > 0,
+            "program without id: {p}"
+        );
+        assert!(
+            ["ingress", "egress"].contains(&s(&p["direction"])),
+            "direction: {p}"
+        );
+    }
+    let hooked: Vec<&str> = progs.iter().map(|p| s(&p["ifname"])).collect();
+    assert!(hooked.contains(&"up0"), "uplink not hooked: {hooked:?}");
+    let host_if2 = s(&d.inspect("c2")["host_ifname"]).to_string();
+    assert!(
+        hooked.contains(&host_if2.as_str()),
+        "container veth not hooked: {hooked:?}"
+    );
+    let maps = st["maps"].as_array().unwrap();
+    let stats = maps
+        .iter()
+        .find(|m| m["name"] == "NETD_IF_STATS")
+        .unwrap_or_else(|| panic!("no NETD_IF_STATS in {maps:?}"));
+    assert!(s(&stats["pin_path"]).starts_with(d.bpffs().to_str().unwrap()));
+
+    let counters = |ifname: &str| -> (u64, u64) {
+        let st = d.status();
+        let i = st["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["ifname"] == ifname)
+            .cloned()
+            .unwrap_or_default();
+        (
+            i["rx_packets"].as_u64().unwrap_or(0),
+            i["tx_packets"].as_u64().unwrap_or(0),
+        )
+    };
+    let (rx0, tx0) = counters(&host_if2);
+    let _srv = tcp_server(&c2, 8080);
+    for _ in 0..5 {
+        assert_eq!(tcp_request(&c1, &format!("{ip2}:8080")).unwrap(), "ping");
+    }
+    poll_until("counters of c2's veth to grow", T, || {
+        let (rx, tx) = counters(&host_if2);
+        if rx >= rx0 + 5 && tx >= tx0 + 5 {
+            Ok(())
+        } else {
+            Err((rx0, tx0, rx, tx))
+        }
+    });
+}
+
+#[test]
+fn bpftool_dumps_if_stats_with_named_fields() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let (c1, _c2, _ip1, ip2) = attach_pair(&w, &d);
+    assert!(c1.ping(&ip2, T));
+    let pin = d.bpffs().join("maps/NETD_IF_STATS");
+    assert!(pin.exists(), "{} is not pinned", pin.display());
+    let out = cmd(&[
+        "bpftool",
+        "-j",
+        "map",
+        "dump",
+        "pinned",
+        pin.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bpftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"] {
+        assert!(
+            text.contains(field),
+            "bpftool dump lacks field {field}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn dataplane_none_attaches_nothing_but_wires_containers() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--dataplane", "none"]);
+    let st = d.status();
+    assert_eq!(s(&st["dataplane"]), "none");
+    assert!(
+        st["programs"].as_array().is_none_or(|p| p.is_empty()),
+        "programs with --dataplane none: {}",
+        st["programs"]
+    );
+    let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
+    assert!(
+        bpftool_net(&w).is_empty(),
+        "bpftool shows programs: {:?}",
+        bpftool_net(&w)
+    );
+    let srv = tcp_server(&c2, 8080);
+    assert_eq!(tcp_request(&c1, &format!("{ip2}:8080")).unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), ip1);
+}
