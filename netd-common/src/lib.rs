@@ -7,5 +7,7 @@
 #![no_std]
 
 pub mod maps;
+pub mod programs;
 
 pub use maps::*;
+pub use programs::*;

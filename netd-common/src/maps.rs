@@ -5,6 +5,10 @@ use bytemuck::{Pod, Zeroable};
 /// Per-interface packet and byte counters, indexed by ifindex (`u32`, host byte order).
 pub const MAP_IF_STATS: &str = "NETD_IF_STATS";
 
+/// Every map the eBPF object declares. The agent pins each one at `<pin_dir>/maps/<NAME>` so a
+/// restarted agent reuses its state; a new map must be listed here to be pinned.
+pub const ALL_MAPS: &[&str] = &[MAP_IF_STATS];
+
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
 pub const IF_STATS_MAX: u32 = 4096;
 

@@ -1,4 +1,108 @@
-//! The eBPF dataplane: loads the embedded object, pins maps, attaches programs.
+//! The eBPF dataplane: loads the embedded object with its maps pinned, attaches the TC programs
+//! through TCX with pinned links, and reads counters and status back.
+//!
+//! Pin layout under [`DataplaneConfig::pin_dir`] (a bpffs, mounted here if it is not one):
+//!
+//! ```text
+//! <pin_dir>/maps/<MAP_NAME>           every map in netd_common::ALL_MAPS
+//! <pin_dir>/links/<ifname>/<program>  one TCX link per attached program
+//! ```
+//!
+//! Pins are the only state: a killed agent leaves its programs attached and its maps populated,
+//! and the next [`Dataplane::open`] + `attach_*` adopts the links (replacing their program with
+//! the freshly loaded one) instead of attaching a second copy. Every call works on interfaces of
+//! the calling thread's network namespace.
+
+mod attach;
+mod error;
+mod pins;
+mod stats;
+mod sys;
+
+use std::path::PathBuf;
+
+use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
+use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS};
+
+pub use error::DataplaneError;
+pub use stats::{AttachedProgram, DataplaneStatus, Direction, InterfaceStats, MapUsage};
+
+use pins::PinLayout;
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
+
+/// Where the dataplane keeps its pins.
+#[derive(Clone, Debug)]
+pub struct DataplaneConfig {
+    /// A bpffs directory (mounted by [`Dataplane::open`] when it is not on one), e.g.
+    /// `/sys/fs/bpf/netd`.
+    pub pin_dir: PathBuf,
+}
+
+/// The loaded eBPF object and its pin directory.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pins: PinLayout,
+}
+
+impl Dataplane {
+    /// Mounts bpffs at the pin directory if needed, loads [`EBPF_OBJECT`] with every map pinned
+    /// at `<pin_dir>/maps/<MAP_NAME>` (existing pins are reused, so a restarted agent keeps its
+    /// counters and state) and loads the programs into the kernel. Nothing is attached yet.
+    pub fn open(cfg: &DataplaneConfig) -> Result<Self, DataplaneError> {
+        let pins = PinLayout::new(&cfg.pin_dir);
+        pins.prepare()?;
+
+        let mut loader = EbpfLoader::new();
+        for &map in ALL_MAPS {
+            loader.map_pin_path(map, pins.map(map));
+        }
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .map_err(|source| DataplaneError::LoadObject {
+                maps_dir: pins.maps_dir(),
+                source: Box::new(source),
+            })?;
+
+        for &program in ALL_TC_PROGRAMS {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(program)
+                .ok_or(DataplaneError::ProgramNotFound {
+                    program: program.to_owned(),
+                })?
+                .try_into()
+                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+            prog.load()
+                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+        }
+        tracing::debug!(pin_dir = %cfg.pin_dir.display(), "loaded the eBPF dataplane");
+        Ok(Self { ebpf, pins })
+    }
+
+    /// A loaded TC program by name (a `netd_common::PROG_*` constant), e.g. for
+    /// BPF_PROG_TEST_RUN.
+    pub fn program(&self, name: &str) -> Result<&SchedClassifier, DataplaneError> {
+        let not_found = || DataplaneError::ProgramNotFound {
+            program: name.to_owned(),
+        };
+        self.ebpf
+            .program(name)
+            .ok_or_else(not_found)?
+            .try_into()
+            .map_err(|_| not_found())
+    }
+
+    fn program_mut(&mut self, name: &'static str) -> Result<&mut SchedClassifier, DataplaneError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::ProgramNotFound {
+                program: name.to_owned(),
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::LoadProgram {
+                program: name,
+                source,
+            })
+    }
+}

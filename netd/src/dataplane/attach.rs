@@ -1,0 +1,285 @@
+//! Attaching programs through TCX with pinned links, adopting the links a previous agent left,
+//! and detaching and pruning them.
+
+use std::{collections::HashSet, os::fd::AsFd as _, path::Path};
+
+use aya::{
+    maps::PerCpuHashMap,
+    programs::{
+        LinkOrder, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+    },
+};
+use netd_common::{
+    IfStats, MAP_IF_STATS, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, PROG_TO_UPLINK,
+};
+
+use super::{
+    Dataplane, DataplaneError,
+    pins::{self, check_ifname},
+    sys::{self, BPF_LINK_TYPE_TCX, BPF_TCX_EGRESS, BPF_TCX_INGRESS, LinkInfo},
+};
+
+/// The programs of one kind of interface, by direction.
+type Hooks = [(&'static str, TcAttachType); 2];
+
+const UPLINK: Hooks = [
+    (PROG_FROM_UPLINK, TcAttachType::Ingress),
+    (PROG_TO_UPLINK, TcAttachType::Egress),
+];
+const ENDPOINT: Hooks = [
+    (PROG_FROM_CONTAINER, TcAttachType::Ingress),
+    (PROG_TO_CONTAINER, TcAttachType::Egress),
+];
+
+impl Dataplane {
+    /// Attaches `from_uplink` (ingress) and `to_uplink` (egress) to `ifname` through TCX and pins
+    /// the links at `<pin_dir>/links/<ifname>/<program>`. Valid pinned links for this interface
+    /// (same ifindex and direction) are adopted rather than attached twice.
+    pub fn attach_uplink(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        self.attach_hooks(ifname, &UPLINK)
+    }
+
+    /// Same as [`Dataplane::attach_uplink`] for a container's host-side veth: `from_container`
+    /// (ingress) and `to_container` (egress).
+    pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        self.attach_hooks(ifname, &ENDPOINT)
+    }
+
+    /// Detaches and unpins everything netd attached to `ifname` and drops its counters. Nothing
+    /// pinned, or an interface that is already gone, is not an error.
+    pub fn detach(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        check_ifname(ifname)?;
+        let mut errors = Vec::new();
+        for program in self.pins.pinned_programs(ifname)? {
+            if let Err(e) = destroy_link(&self.pins.link(ifname, &program)) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = pins::remove_dir(&self.pins.links_dir(ifname)) {
+            errors.push(e);
+        }
+        if let Ok(ifindex) = ifindex(ifname) {
+            if let Err(e) = self.remove_counters(|k| k == ifindex) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            tracing::info!(ifname, "detached the dataplane");
+        }
+        DataplaneError::collect(errors)
+    }
+
+    /// Reconciles after a restart: detaches interfaces that have pinned links but are not in
+    /// `keep` or no longer exist, unpins defunct links of kept interfaces, and drops the
+    /// counters of every interface not in `keep`. `keep` must list every interface the agent
+    /// still wants (uplinks and endpoints). Keeps going after an error and reports them all.
+    pub fn prune(&mut self, keep: &[String]) -> Result<(), DataplaneError> {
+        let mut errors = Vec::new();
+        let mut kept = HashSet::new();
+        for ifname in keep {
+            if let Ok(ifindex) = ifindex(ifname) {
+                kept.insert(ifindex);
+            }
+        }
+        for ifname in self.pins.pinned_interfaces()? {
+            let current = ifindex(&ifname).ok();
+            let result = match current {
+                Some(ifindex) if keep.contains(&ifname) => self.prune_defunct(&ifname, ifindex),
+                _ => self.detach(&ifname),
+            };
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = self.remove_counters(|k| !kept.contains(&k)) {
+            errors.push(e);
+        }
+        DataplaneError::collect(errors)
+    }
+
+    fn attach_hooks(&mut self, ifname: &str, hooks: &Hooks) -> Result<(), DataplaneError> {
+        check_ifname(ifname)?;
+        let ifindex = ifindex(ifname)?;
+        let dir = self.pins.links_dir(ifname);
+        std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::io("create", dir, e))?;
+        for &(program, attach_type) in hooks {
+            self.attach_one(ifname, ifindex, program, attach_type)?;
+        }
+        // An interface re-attached as the other kind keeps only the programs of this kind.
+        for program in self.pins.pinned_programs(ifname)? {
+            if !hooks.iter().any(|&(p, _)| p == program) {
+                destroy_link(&self.pins.link(ifname, &program))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_one(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        program: &'static str,
+        attach_type: TcAttachType,
+    ) -> Result<(), DataplaneError> {
+        let path = self.pins.link(ifname, program);
+        match pinned_link_info(&path)? {
+            Some(info) if is_link_for(&info, ifindex, attach_type) => {
+                return self.adopt(ifname, program, &path, &info);
+            }
+            // Left for an interface that is gone or was renamed, or the wrong direction.
+            Some(_) => destroy_link(&path)?,
+            None => {}
+        }
+        let attach_err = |source| DataplaneError::Attach {
+            ifname: ifname.to_owned(),
+            program,
+            source,
+        };
+        let prog = self.program_mut(program)?;
+        // TCX (kernel >= 6.6, e420bed0) rather than netlink cls_bpf: only bpf_links can be pinned
+        // and so outlive the agent.
+        let id = prog
+            .attach_with_options(
+                ifname,
+                attach_type,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(attach_err)?;
+        let link = prog.take_link(id).map_err(attach_err)?;
+        let link = FdLink::try_from(link).map_err(|source| DataplaneError::NotTcx {
+            ifname: ifname.to_owned(),
+            program,
+            source,
+        })?;
+        // On failure the link is dropped, which detaches it: nothing is left half-done.
+        link.pin(&path).map_err(|source| DataplaneError::PinLink {
+            ifname: ifname.to_owned(),
+            program,
+            path: path.clone(),
+            source,
+        })?;
+        tracing::info!(ifname, program, "attached");
+        Ok(())
+    }
+
+    /// Takes over a pinned link: atomically swaps in this agent's program (bpf_link_update), so
+    /// the interface is never without one and never has two.
+    fn adopt(
+        &mut self,
+        ifname: &str,
+        program: &'static str,
+        path: &Path,
+        info: &LinkInfo,
+    ) -> Result<(), DataplaneError> {
+        let adopt_err = |source: Box<dyn std::error::Error + Send + Sync>| DataplaneError::Adopt {
+            path: path.to_owned(),
+            source,
+        };
+        let prog = self.program_mut(program)?;
+        let prog_id = prog.info().map_err(|e| adopt_err(e.into()))?.id();
+        if info.prog_id == prog_id {
+            return Ok(());
+        }
+        let pinned = PinnedLink::from_pin(path).map_err(|e| adopt_err(e.into()))?;
+        let link =
+            SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| adopt_err(e.into()))?;
+        let id = prog.attach_to_link(link).map_err(|e| adopt_err(e.into()))?;
+        // Our copy of the link's fd; the pin keeps the link attached after it closes.
+        let link = prog.take_link(id).map_err(|e| adopt_err(e.into()))?;
+        drop(FdLink::try_from(link));
+        tracing::info!(
+            ifname,
+            program,
+            old_prog_id = info.prog_id,
+            prog_id,
+            "adopted a pinned link"
+        );
+        Ok(())
+    }
+
+    /// Unpins the links of a kept interface that no longer point at it (it was recreated).
+    fn prune_defunct(&mut self, ifname: &str, ifindex: u32) -> Result<(), DataplaneError> {
+        for program in self.pins.pinned_programs(ifname)? {
+            let path = self.pins.link(ifname, &program);
+            if let Some(info) = pinned_link_info(&path)? {
+                if info.link_type != BPF_LINK_TYPE_TCX || info.ifindex != ifindex {
+                    destroy_link(&path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the counters of every ifindex `drop_if` selects.
+    fn remove_counters(&mut self, drop_if: impl Fn(u32) -> bool) -> Result<(), DataplaneError> {
+        let map_err = |source| DataplaneError::Map {
+            map: MAP_IF_STATS,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_IF_STATS)
+            .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
+        let mut stats: PerCpuHashMap<_, u32, IfStats> =
+            PerCpuHashMap::try_from(map).map_err(map_err)?;
+        let doomed: Vec<u32> = stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|&k| drop_if(k))
+            .collect();
+        for key in doomed {
+            match stats.remove(&key) {
+                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                Err(source) => return Err(map_err(source)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ifindex(ifname: &str) -> Result<u32, DataplaneError> {
+    nix::net::if_::if_nametoindex(ifname).map_err(|e| DataplaneError::NoInterface {
+        ifname: ifname.to_owned(),
+        source: e.into(),
+    })
+}
+
+fn is_link_for(info: &LinkInfo, ifindex: u32, attach_type: TcAttachType) -> bool {
+    let want = match attach_type {
+        TcAttachType::Ingress => BPF_TCX_INGRESS,
+        TcAttachType::Egress => BPF_TCX_EGRESS,
+        TcAttachType::Custom(_) => return false,
+    };
+    info.link_type == BPF_LINK_TYPE_TCX && info.ifindex == ifindex && info.attach_type == want
+}
+
+/// The kernel's view of a pinned link, or `None` when nothing is pinned at `path`.
+pub(super) fn pinned_link_info(path: &Path) -> Result<Option<LinkInfo>, DataplaneError> {
+    let open_err = |source| DataplaneError::OpenLink {
+        path: path.to_owned(),
+        source,
+    };
+    let fd = match sys::obj_get(path) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_err(e)),
+    };
+    sys::link_info(fd.as_fd()).map(Some).map_err(open_err)
+}
+
+/// Detaches the link pinned at `path` now (even if another process still holds it) and unpins
+/// it. Nothing pinned there is fine.
+fn destroy_link(path: &Path) -> Result<(), DataplaneError> {
+    match sys::obj_get(path) {
+        Ok(fd) => sys::link_detach(fd.as_fd()).map_err(|source| DataplaneError::DetachLink {
+            path: path.to_owned(),
+            source,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // Not a link we can open (e.g. a stray file): unpinning it is all we can do.
+        Err(_) => {}
+    }
+    pins::remove_file(path)
+}

@@ -1,0 +1,124 @@
+//! Dataplane errors. Each variant names the interface, map, program or path that failed.
+
+use std::{io, path::PathBuf};
+
+/// An error from the eBPF dataplane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("cannot create pin directory {}", path.display())]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot mount bpffs at {}", path.display())]
+    MountBpffs {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot load the eBPF object (maps pinned under {})", maps_dir.display())]
+    LoadObject {
+        maps_dir: PathBuf,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    #[error("the eBPF object has no TC program {program}")]
+    ProgramNotFound { program: String },
+    #[error("cannot load eBPF program {program}")]
+    LoadProgram {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the eBPF object has no map {map}")]
+    MapNotFound { map: &'static str },
+    #[error("cannot access map {map}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot read pinned map {}", path.display())]
+    MapPin {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("interface {ifname} does not exist in this network namespace")]
+    NoInterface {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{ifname:?} is not a valid interface name")]
+    BadInterfaceName { ifname: String },
+    #[error("cannot attach {program} to {ifname}")]
+    Attach {
+        ifname: String,
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the link of {program} on {ifname} is not a TCX link")]
+    NotTcx {
+        ifname: String,
+        program: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("cannot adopt the pinned link {}", path.display())]
+    Adopt {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot pin the link of {program} on {ifname} at {}", path.display())]
+    PinLink {
+        ifname: String,
+        program: &'static str,
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("cannot open the pinned link {}", path.display())]
+    OpenLink {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot detach the pinned link {}", path.display())]
+    DetachLink {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} errors, the first: {}", .0.len(), .0[0])]
+    Many(Vec<DataplaneError>),
+}
+
+impl DataplaneError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Folds the errors of a keep-going loop: `Ok` when there were none.
+    pub(crate) fn collect(mut errors: Vec<DataplaneError>) -> Result<(), Self> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Self::Many(errors)),
+        }
+    }
+}

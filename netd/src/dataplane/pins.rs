@@ -1,0 +1,152 @@
+//! The pin directory: a bpffs holding `maps/<MAP_NAME>` and `links/<ifname>/<program>`.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    mount::{MsFlags, mount},
+    sys::statfs::{BPF_FS_MAGIC, statfs},
+};
+
+use super::DataplaneError;
+
+/// Paths under the pin directory.
+#[derive(Clone, Debug)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    /// Mounts bpffs at the root unless it already is on one, and creates `maps/` and `links/`.
+    pub fn prepare(&self) -> Result<(), DataplaneError> {
+        let pin_dir_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| DataplaneError::PinDir { path, source }
+        };
+        fs::create_dir_all(&self.root).map_err(pin_dir_err(&self.root))?;
+        if !is_bpffs(&self.root).map_err(pin_dir_err(&self.root))? {
+            mount(
+                Some("bpf"),
+                &self.root,
+                Some("bpf"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|source| DataplaneError::MountBpffs {
+                path: self.root.clone(),
+                source,
+            })?;
+        }
+        for dir in [self.maps_dir(), self.links_root()] {
+            fs::create_dir_all(&dir).map_err(pin_dir_err(&dir))?;
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    pub fn links_root(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    /// `links/<ifname>`; the name was checked by [`check_ifname`].
+    pub fn links_dir(&self, ifname: &str) -> PathBuf {
+        self.links_root().join(ifname)
+    }
+
+    pub fn link(&self, ifname: &str, program: &str) -> PathBuf {
+        self.links_dir(ifname).join(program)
+    }
+
+    /// Interface names that have a `links/<ifname>` directory.
+    pub fn pinned_interfaces(&self) -> Result<Vec<String>, DataplaneError> {
+        let root = self.links_root();
+        let entries =
+            fs::read_dir(&root).map_err(|e| DataplaneError::io("list", root.clone(), e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DataplaneError::io("list", root.clone(), e))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Program names pinned under `links/<ifname>`.
+    pub fn pinned_programs(&self, ifname: &str) -> Result<Vec<String>, DataplaneError> {
+        let dir = self.links_dir(ifname);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DataplaneError::io("list", dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DataplaneError::io("list", dir.clone(), e))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let st = statfs(path).map_err(io::Error::from)?;
+    Ok(st.filesystem_type() == BPF_FS_MAGIC)
+}
+
+/// Refuses names that are not a single path component (they become directory names) or that
+/// the kernel would never accept (IFNAMSIZ is 16 with the NUL).
+pub fn check_ifname(ifname: &str) -> Result<(), DataplaneError> {
+    let ok = !ifname.is_empty()
+        && ifname.len() < 16
+        && ifname != "."
+        && ifname != ".."
+        && !ifname.contains(['/', '\0'])
+        && !ifname.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(DataplaneError::BadInterfaceName {
+            ifname: ifname.to_owned(),
+        })
+    }
+}
+
+/// Removes a file, treating "already gone" as success.
+pub fn remove_file(path: &Path) -> Result<(), DataplaneError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(DataplaneError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes an (empty) directory, treating "already gone" as success.
+pub fn remove_dir(path: &Path) -> Result<(), DataplaneError> {
+    match fs::remove_dir(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(DataplaneError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}

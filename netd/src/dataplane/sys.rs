@@ -1,0 +1,119 @@
+//! The few bpf(2) commands aya 0.14 does not expose for pinned objects: reading a TCX link's
+//! interface and direction, force-detaching a link, and counting a map's entries.
+
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    },
+    path::Path,
+};
+
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// `enum bpf_attach_type` values of TCX links.
+pub const BPF_TCX_INGRESS: u32 = 46;
+pub const BPF_TCX_EGRESS: u32 = 47;
+/// `enum bpf_link_type` of TCX links.
+pub const BPF_LINK_TYPE_TCX: u32 = 11;
+
+/// A zeroed `union bpf_attr` large enough for the commands above.
+type Attr = [u64; 8];
+
+fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
+    // SAFETY: attr is a valid, writable, zero-padded bpf_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            size_of::<Attr>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Opens a pinned BPF object (BPF_OBJ_GET).
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr: Attr = [0; 8];
+    attr[0] = path.as_ptr() as u64;
+    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: BPF_OBJ_GET returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The parts of `struct bpf_link_info` netd reads.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkInfo {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    /// For TCX links: the interface, or 0 once the interface is gone (the link is defunct).
+    pub ifindex: u32,
+    /// For TCX links: BPF_TCX_INGRESS or BPF_TCX_EGRESS.
+    pub attach_type: u32,
+}
+
+/// BPF_OBJ_GET_INFO_BY_FD on a link.
+pub fn link_info(fd: BorrowedFd<'_>) -> io::Result<LinkInfo> {
+    // struct bpf_link_info: type, id, prog_id, pad, then a union whose tcx member is
+    // { ifindex, attach_type } at byte 16.
+    let mut info = [0u32; 16];
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(LinkInfo {
+        link_type: info[0],
+        id: info[1],
+        prog_id: info[2],
+        ifindex: info[4],
+        attach_type: info[5],
+    })
+}
+
+/// BPF_LINK_DETACH: detaches the link now, whoever else still holds it open.
+pub fn link_detach(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(fd.as_raw_fd() as u32);
+    bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+}
+
+/// Counts a map's entries by walking its keys (BPF_MAP_GET_NEXT_KEY), stopping at `max`. Entries
+/// inserted or deleted during the walk may or may not be counted (a hash map restarts the walk
+/// when the current key vanishes, hence the cap).
+pub fn map_count_entries(map: impl AsFd, key_size: u32, max: u32) -> io::Result<u32> {
+    let fd = map.as_fd().as_raw_fd() as u32;
+    let mut key = vec![0u8; key_size as usize];
+    let mut next = vec![0u8; key_size as usize];
+    let mut count = 0u32;
+    let mut first = true;
+    loop {
+        let mut attr: Attr = [0; 8];
+        attr[0] = u64::from(fd);
+        // A null key asks for the first key.
+        attr[1] = if first { 0 } else { key.as_ptr() as u64 };
+        attr[2] = next.as_mut_ptr() as u64;
+        match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+            Ok(_) if count >= max => return Ok(max),
+            Ok(_) => {
+                count += 1;
+                first = false;
+                std::mem::swap(&mut key, &mut next);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(count),
+            Err(e) => return Err(e),
+        }
+    }
+}
