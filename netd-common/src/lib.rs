@@ -6,8 +6,10 @@
 //! README's `bpftool map dump pinned` examples never drift apart.
 #![no_std]
 
+pub mod dp;
 pub mod maps;
 pub mod programs;
 
+pub use dp::*;
 pub use maps::*;
 pub use programs::*;

@@ -1,0 +1,564 @@
+//! The NAT/policy dataplane's maps: configuration, endpoints, host addresses, published port
+//! ranges, connection tracking, link allowances, source filters and drop reasons.
+//!
+//! Byte order: every address field is **network byte order** (as it sits in the packet); every
+//! port in [`CtKey`]/[`CtEntry`] is network byte order too; port *ranges* used for comparisons
+//! ([`PortEntry`], [`PortPair`]) are **host byte order**. Addresses are `[u32; 4]` in the
+//! connection-tracking types so IPv6 is an addition: IPv4 sits in word 0, words 1-3 are zero.
+
+use bytemuck::{Pod, Zeroable};
+
+// ---------------------------------------------------------------------------------------------
+// Map names (pinned at <pin_dir>/maps/<NAME>).
+
+/// `Array<u32, DpConfig>`, one entry at index 0.
+pub const MAP_CONFIG: &str = "NETD_CONFIG";
+/// `HashMap<u32 ifindex, EndpointInfo>`: container host-side veths.
+pub const MAP_ENDPOINTS: &str = "NETD_ENDPOINTS";
+/// `HashMap<u32 ipv4 (nbo), EndpointInfo>`: the same endpoints by address.
+pub const MAP_EP_BY_IP: &str = "NETD_EP_BY_IP";
+/// `HashMap<u32 ipv4 (nbo), u32 ifindex>`: every local address of the host namespace.
+pub const MAP_HOST_ADDRS: &str = "NETD_HOST_ADDRS";
+/// `HashMap<u32 ifindex, UplinkInfo>`: uplinks and the address masquerade uses on each.
+pub const MAP_UPLINKS: &str = "NETD_UPLINKS";
+/// `Array<u32, PortEntry>` with `2 * PORTS_MAX` slots: two sorted halves, one live (see
+/// [`DpConfig::ports_active`]); user space rewrites the idle half and flips.
+pub const MAP_PORTS: &str = "NETD_PORTS";
+/// `PerCpuHashMap<u32 binding_id, Traffic>`: packets/bytes per published-port binding.
+pub const MAP_PORT_STATS: &str = "NETD_PORT_STATS";
+/// `LruHashMap<CtKey, CtEntry>`: connection tracking and NAT state, both directions.
+pub const MAP_CT: &str = "NETD_CT";
+/// `HashMap<LinkKey, LinkPorts>`: `--link` allowances under `--icc false`.
+pub const MAP_LINKS: &str = "NETD_LINKS";
+/// `LpmTrie<u32 ipv4 (nbo), u32>`: source allow list (empty = everyone).
+pub const MAP_FILTER_ALLOW: &str = "NETD_FILTER_ALLOW";
+/// `LpmTrie<u32 ipv4 (nbo), u32>`: source deny list.
+pub const MAP_FILTER_DENY: &str = "NETD_FILTER_DENY";
+/// `PerCpuArray<u32 reason, u64>`: drops per [`DropReason`].
+pub const MAP_DROPS: &str = "NETD_DROPS";
+
+pub const PORTS_MAX: u32 = 16384;
+pub const ENDPOINTS_MAX: u32 = 16384;
+pub const HOST_ADDRS_MAX: u32 = 1024;
+pub const UPLINKS_MAX: u32 = 64;
+pub const CT_MAX_DEFAULT: u32 = 262_144;
+pub const LINKS_MAX: u32 = 65536;
+pub const FILTER_MAX: u32 = 16384;
+pub const PORT_STATS_MAX: u32 = 2 * PORTS_MAX;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration.
+
+/// `--icc true`: containers on the bridge talk freely.
+pub const CFG_F_ICC: u32 = 1 << 0;
+/// `--ip-masq true`: masquerade container traffic leaving through an uplink.
+pub const CFG_F_MASQ: u32 = 1 << 1;
+/// The allow list is not empty: only listed sources may open connections to containers.
+pub const CFG_F_ALLOWLIST: u32 = 1 << 2;
+/// The deny list is not empty.
+pub const CFG_F_DENYLIST: u32 = 1 << 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct DpConfig {
+    /// `CFG_F_*`.
+    pub flags: u32,
+    pub bridge_ifindex: u32,
+    /// The bridge's (gateway's) address, network byte order.
+    pub bridge_ip: u32,
+    /// The bridge subnet's network address, network byte order.
+    pub subnet: u32,
+    /// The bridge subnet's mask, network byte order.
+    pub subnet_mask: u32,
+    /// Which half of NETD_PORTS is live (0 or 1). Written last, alone, when flipping.
+    pub ports_active: u32,
+    /// Entries in each half of NETD_PORTS.
+    pub ports_len: [u32; 2],
+    /// Masquerade source ports are probed in [snat_port_min, snat_port_max] (host order) when
+    /// the original port is taken.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    /// Idle timeouts, seconds.
+    pub ct_tcp_syn_s: u32,
+    pub ct_tcp_established_s: u32,
+    pub ct_tcp_closing_s: u32,
+    pub ct_udp_s: u32,
+    pub ct_icmp_s: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<DpConfig>() == 60);
+
+impl DpConfig {
+    /// Is `ip` (network byte order) inside the bridge subnet?
+    #[inline(always)]
+    pub fn in_subnet(&self, ip: u32) -> bool {
+        self.subnet_mask != 0 && ip & self.subnet_mask == self.subnet
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints, host addresses, uplinks.
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct EndpointInfo {
+    /// The container's address, network byte order.
+    pub ip: u32,
+    /// ifindex of the container's host-side veth (in the host namespace).
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct UplinkInfo {
+    /// Source address for masqueraded traffic leaving here, network byte order (0 = none).
+    pub ip: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<UplinkInfo>() == 8);
+
+// ---------------------------------------------------------------------------------------------
+// Published ports: one entry per range.
+
+/// The binding accepts traffic only from the host itself (host_ip is a loopback address).
+pub const PORT_F_LOOPBACK: u8 = 1 << 0;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PortEntry {
+    /// Bound host address, network byte order; 0 = every address of the host.
+    pub host_ip: u32,
+    /// IPPROTO_TCP (6) or IPPROTO_UDP (17).
+    pub proto: u8,
+    /// `PORT_F_*`.
+    pub flags: u8,
+    pub _pad: u16,
+    /// First and last host port of the range, host byte order.
+    pub host_port_start: u16,
+    pub host_port_end: u16,
+    /// Container port that `host_port_start` maps to, host byte order; the range maps 1:1.
+    pub container_port: u16,
+    pub _pad2: u16,
+    /// The container's address, network byte order.
+    pub container_ip: u32,
+    /// Key into NETD_PORT_STATS; stable for the binding's life.
+    pub binding_id: u32,
+}
+const _: () = assert!(core::mem::size_of::<PortEntry>() == 24);
+
+/// Sort key of NETD_PORTS halves: (proto, host_ip in host order, host_port_start).
+#[inline(always)]
+pub fn port_sort_key(proto: u8, host_ip_nbo: u32, port: u16) -> u64 {
+    ((proto as u64) << 48) | ((u32::from_be(host_ip_nbo) as u64) << 16) | port as u64
+}
+
+impl PortEntry {
+    #[inline(always)]
+    pub fn sort_key(&self) -> u64 {
+        port_sort_key(self.proto, self.host_ip, self.host_port_start)
+    }
+
+    /// The container port for `host_port` (host order), if the range holds it.
+    #[inline(always)]
+    pub fn translate(&self, host_port: u16) -> Option<u16> {
+        if host_port >= self.host_port_start && host_port <= self.host_port_end {
+            Some(
+                self.container_port
+                    .wrapping_add(host_port - self.host_port_start),
+            )
+        } else {
+            None
+        }
+    }
+}
+
+/// Iterations that cover `PORTS_MAX` entries in a binary search (2^15 > 16384).
+pub const PORT_SEARCH_STEPS: u32 = 15;
+
+/// Finds the range holding (proto, host_ip, port) in a sorted half of `len` entries, `get(i)`
+/// reading entry i. Exact-address bindings are tried first, then wildcard ones. Shared by the
+/// eBPF programs and the agent's tests, so both agree on what matches.
+#[inline(always)]
+pub fn find_port<'a>(
+    len: u32,
+    get: impl Fn(u32) -> Option<&'a PortEntry>,
+    proto: u8,
+    host_ip_nbo: u32,
+    port: u16,
+) -> Option<&'a PortEntry> {
+    if let Some(e) = search_one(len, &get, proto, host_ip_nbo, port) {
+        return Some(e);
+    }
+    if host_ip_nbo != 0 {
+        return search_one(len, &get, proto, 0, port);
+    }
+    None
+}
+
+#[inline(always)]
+fn search_one<'a>(
+    len: u32,
+    get: &impl Fn(u32) -> Option<&'a PortEntry>,
+    proto: u8,
+    host_ip_nbo: u32,
+    port: u16,
+) -> Option<&'a PortEntry> {
+    let want = port_sort_key(proto, host_ip_nbo, port);
+    // Find the last entry whose key <= want.
+    let (mut lo, mut hi) = (0u32, len);
+    for _ in 0..PORT_SEARCH_STEPS + 1 {
+        if lo >= hi {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        let e = get(mid)?;
+        if e.sort_key() <= want {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == 0 {
+        return None;
+    }
+    let e = get(lo - 1)?;
+    if e.proto == proto && e.host_ip == host_ip_nbo && e.translate(port).is_some() {
+        Some(e)
+    } else {
+        None
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Traffic>() == 16);
+
+impl Traffic {
+    pub fn accumulate(&mut self, o: &Traffic) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection tracking.
+
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// A flow as seen in one direction. For ICMP echo, sport and dport both hold the echo id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct CtKey {
+    pub saddr: [u32; 4],
+    pub daddr: [u32; 4],
+    /// Network byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// AF_INET or AF_INET6.
+    pub family: u8,
+    pub _pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
+
+impl CtKey {
+    pub fn v4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> Self {
+        CtKey {
+            saddr: [saddr, 0, 0, 0],
+            daddr: [daddr, 0, 0, 0],
+            sport,
+            dport,
+            proto,
+            family: AF_INET,
+            _pad: 0,
+        }
+    }
+
+    /// The same flow seen from the other end.
+    pub fn reversed(&self) -> Self {
+        CtKey {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+            ..*self
+        }
+    }
+}
+
+/// This direction's destination is rewritten (published port; reply of a masqueraded flow).
+pub const CT_F_DNAT: u16 = 1 << 0;
+/// This direction's source is rewritten (masquerade; reply of a published-port flow).
+pub const CT_F_SNAT: u16 = 1 << 1;
+/// This entry is the reply direction of its flow.
+pub const CT_F_REPLY: u16 = 1 << 2;
+/// A reply has been seen (the flow is bidirectional).
+pub const CT_F_SEEN_REPLY: u16 = 1 << 3;
+/// Allowed by a `--link` rule under `--icc false`.
+pub const CT_F_LINK: u16 = 1 << 4;
+/// Hairpin: a container reached a published port through a host address.
+pub const CT_F_HAIRPIN: u16 = 1 << 5;
+/// Masquerade flow (container -> outside).
+pub const CT_F_MASQ: u16 = 1 << 6;
+/// Published-port flow (outside or hairpin -> container).
+pub const CT_F_PUBLISHED: u16 = 1 << 7;
+
+pub const CT_TCP_NONE: u8 = 0;
+pub const CT_TCP_SYN_SENT: u8 = 1;
+pub const CT_TCP_ESTABLISHED: u8 = 2;
+pub const CT_TCP_CLOSING: u8 = 3;
+pub const CT_TCP_CLOSED: u8 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtEntry {
+    /// The tuple after translation: what the packet's addresses and ports become (equal to
+    /// the key's where nothing changes). Network byte order.
+    pub nat_saddr: [u32; 4],
+    pub nat_daddr: [u32; 4],
+    pub nat_sport: u16,
+    pub nat_dport: u16,
+    /// `CT_F_*`.
+    pub flags: u16,
+    /// `CT_TCP_*` (TCP only).
+    pub tcp_state: u8,
+    pub _pad: u8,
+    /// Published-port binding this flow uses (0 = none): NETD_PORT_STATS key.
+    pub binding_id: u32,
+    /// Where packets of this direction are delivered after translation, when known (the
+    /// container's host-side veth): lets a program redirect without a route lookup.
+    pub ifindex: u32,
+    /// bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+    pub created_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The other direction's key, so both go together (GC, detach).
+    pub peer: CtKey,
+}
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 120);
+
+/// Idle timeout of an entry, nanoseconds. Shared by the eBPF side (which refreshes entries) and
+/// the agent's garbage collector (which removes expired pairs).
+pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
+    let s = match proto {
+        IPPROTO_TCP => match e.tcp_state {
+            CT_TCP_ESTABLISHED => cfg.ct_tcp_established_s,
+            CT_TCP_CLOSING | CT_TCP_CLOSED => cfg.ct_tcp_closing_s,
+            _ => cfg.ct_tcp_syn_s,
+        },
+        IPPROTO_UDP => cfg.ct_udp_s,
+        _ => cfg.ct_icmp_s,
+    };
+    s as u64 * 1_000_000_000
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links (ICC exceptions).
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct LinkKey {
+    /// The linking container (client), network byte order.
+    pub src_ip: u32,
+    /// The linked container (server), network byte order.
+    pub dst_ip: u32,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<LinkKey>() == 12);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PortPair {
+    /// Host byte order, inclusive.
+    pub start: u16,
+    pub end: u16,
+}
+
+pub const LINK_PORT_RANGES: usize = 16;
+
+/// The target's exposed port ranges the linking container may reach.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct LinkPorts {
+    pub count: u32,
+    pub _pad: u32,
+    pub ranges: [PortPair; LINK_PORT_RANGES],
+}
+const _: () = assert!(core::mem::size_of::<LinkPorts>() == 72);
+
+impl LinkPorts {
+    /// Does the allowance cover `port` (host order)?
+    #[inline(always)]
+    pub fn allows(&self, port: u16) -> bool {
+        let mut i = 0;
+        while i < LINK_PORT_RANGES {
+            if (i as u32) < self.count && port >= self.ranges[i].start && port <= self.ranges[i].end
+            {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drop reasons (NETD_DROPS index). Every drop a program makes is counted under one of these.
+
+pub const DROP_MALFORMED: u32 = 1;
+pub const DROP_SPOOFED_IP: u32 = 2;
+pub const DROP_SPOOFED_MAC: u32 = 3;
+pub const DROP_ICC: u32 = 4;
+pub const DROP_DIRECT_ACCESS: u32 = 5;
+pub const DROP_FILTER_DENY: u32 = 6;
+pub const DROP_FILTER_NOT_ALLOWED: u32 = 7;
+pub const DROP_CT_FULL: u32 = 8;
+pub const DROP_NO_SNAT_PORT: u32 = 9;
+pub const DROP_FRAGMENT: u32 = 10;
+pub const DROP_REWRITE_FAILED: u32 = 11;
+pub const DROP_LOOPBACK_ONLY: u32 = 12;
+pub const DROP_REASONS: u32 = 16;
+
+/// Name of a drop reason, for `netd stats` and the README.
+pub fn drop_reason_name(r: u32) -> &'static str {
+    match r {
+        DROP_MALFORMED => "malformed-packet",
+        DROP_SPOOFED_IP => "spoofed-source-ip",
+        DROP_SPOOFED_MAC => "spoofed-source-mac",
+        DROP_ICC => "icc-denied",
+        DROP_DIRECT_ACCESS => "direct-access-to-container",
+        DROP_FILTER_DENY => "source-denied",
+        DROP_FILTER_NOT_ALLOWED => "source-not-allowed",
+        DROP_CT_FULL => "conntrack-full",
+        DROP_NO_SNAT_PORT => "no-free-snat-port",
+        DROP_FRAGMENT => "untracked-fragment",
+        DROP_REWRITE_FAILED => "rewrite-failed",
+        DROP_LOOPBACK_ONLY => "loopback-only-binding",
+        _ => "unknown",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// aya::Pod for user space.
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY (all): repr(C), derive(bytemuck::Pod): no padding, every bit pattern valid.
+    unsafe impl aya::Pod for DpConfig {}
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for UplinkInfo {}
+    unsafe impl aya::Pod for PortEntry {}
+    unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtEntry {}
+    unsafe impl aya::Pod for LinkKey {}
+    unsafe impl aya::Pod for LinkPorts {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    fn entry(proto: u8, ip: [u8; 4], start: u16, end: u16, cport: u16) -> PortEntry {
+        PortEntry {
+            host_ip: u32::from_ne_bytes(ip),
+            proto,
+            host_port_start: start,
+            host_port_end: end,
+            container_port: cport,
+            container_ip: u32::from_ne_bytes([172, 30, 0, 2]),
+            binding_id: start as u32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn binary_search_finds_ranges_exact_then_wildcard() {
+        let mut v: Vec<PortEntry> = Vec::new();
+        v.push(entry(IPPROTO_TCP, [0, 0, 0, 0], 80, 80, 8080));
+        v.push(entry(IPPROTO_TCP, [0, 0, 0, 0], 8000, 8999, 80));
+        v.push(entry(IPPROTO_TCP, [127, 0, 0, 1], 9000, 9000, 90));
+        v.push(entry(IPPROTO_UDP, [0, 0, 0, 0], 53, 53, 5353));
+        for i in 0..2000u16 {
+            v.push(entry(
+                IPPROTO_TCP,
+                [198, 51, 100, 1],
+                20000 + 2 * i,
+                20000 + 2 * i,
+                1,
+            ));
+        }
+        v.sort_by_key(|e| e.sort_key());
+        let get = |i: u32| v.get(i as usize);
+        let n = v.len() as u32;
+        let host = u32::from_ne_bytes([198, 51, 100, 1]);
+        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(
+            find_port(n, get, IPPROTO_TCP, host, 8500)
+                .unwrap()
+                .translate(8500),
+            Some(580)
+        );
+        assert_eq!(
+            find_port(n, get, IPPROTO_TCP, host, 80)
+                .unwrap()
+                .container_port,
+            8080
+        );
+        assert!(
+            find_port(n, get, IPPROTO_TCP, host, 9000).is_none(),
+            "bound to 127.0.0.1 only"
+        );
+        assert_eq!(
+            find_port(n, get, IPPROTO_TCP, lo, 9000)
+                .unwrap()
+                .container_port,
+            90
+        );
+        assert!(find_port(n, get, IPPROTO_UDP, host, 80).is_none());
+        assert_eq!(
+            find_port(n, get, IPPROTO_UDP, host, 53)
+                .unwrap()
+                .container_port,
+            5353
+        );
+        assert!(find_port(n, get, IPPROTO_TCP, host, 20001).is_none());
+        assert!(find_port(n, get, IPPROTO_TCP, host, 23998).is_some());
+        assert!(find_port(0, get, IPPROTO_TCP, host, 80).is_none());
+    }
+
+    #[test]
+    fn link_ports_and_ct_reverse() {
+        let mut lp = LinkPorts {
+            count: 2,
+            ..Default::default()
+        };
+        lp.ranges[0] = PortPair { start: 80, end: 80 };
+        lp.ranges[1] = PortPair {
+            start: 8000,
+            end: 8010,
+        };
+        lp.ranges[2] = PortPair { start: 22, end: 22 };
+        assert!(lp.allows(80) && lp.allows(8005) && !lp.allows(22) && !lp.allows(81));
+        let k = CtKey::v4(1, 2, 3, 4, IPPROTO_TCP);
+        assert_eq!(k.reversed().reversed(), k);
+        assert_eq!(k.reversed().saddr[0], 2);
+    }
+}
