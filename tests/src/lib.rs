@@ -8,10 +8,12 @@
 //!
 //! - [`netns`]: the [`Netns`] guard and running commands inside a namespace.
 //! - [`world`]: the [`World`] topology (host, outside, containers).
+//! - [`bpf`]: what the kernel reports attached to each interface (BPF_PROG_QUERY).
 //! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
 //! - [`files`]: temporary directories and hosts/resolv.conf parsers.
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
 
+pub mod bpf;
 pub mod daemon;
 pub mod files;
 pub mod netns;
@@ -25,7 +27,10 @@ use std::time::{Duration, Instant};
 pub use daemon::Daemon;
 pub use files::TempDir;
 pub use netns::Netns;
-pub use traffic::{ServerHandle, tcp_request, tcp_server, udp_request, udp_server};
+pub use traffic::{
+    ServerHandle, in_netns, tcp_request, tcp_request_until, tcp_send, tcp_server, udp_request,
+    udp_send, udp_server,
+};
 pub use world::{Container, World};
 
 /// The container subnet most tests pass with `--bip` (private to each test's host netns).

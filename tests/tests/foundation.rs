@@ -61,7 +61,10 @@ fn overlaps(a: &str, b: &str) -> bool {
 fn auto_subnet_is_private_and_overlaps_nothing() {
     let w = World::new();
     // Occupy the ranges Docker would try first, inside the private host namespace.
-    w.host.ip(&["link", "add", "busy0", "type", "dummy"]);
+    // (veth, since this kernel has no dummy driver)
+    w.host.ip(&[
+        "link", "add", "busy0", "type", "veth", "peer", "name", "busy1",
+    ]);
     w.host.ip(&["addr", "add", "172.17.0.1/16", "dev", "busy0"]);
     w.host.ip(&["addr", "add", "172.18.0.1/16", "dev", "busy0"]);
     w.host.ip(&["link", "set", "busy0", "up"]);

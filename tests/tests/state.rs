@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use netd_tests::bpf::tcx_programs;
 use netd_tests::traffic::tcp_request_until;
 use netd_tests::{BIP, Daemon, World, cmd, poll_until, tcp_request, tcp_server};
 
@@ -14,22 +15,9 @@ fn s(v: &serde_json::Value) -> &str {
         .unwrap_or_else(|| panic!("expected a string, got {v}"))
 }
 
-/// (ifname, direction) -> number of programs `status` reports there.
-fn programs_per_hook(d: &Daemon) -> BTreeMap<(String, String), usize> {
-    let st = d.status();
-    let mut m = BTreeMap::new();
-    for p in st["programs"]
-        .as_array()
-        .expect("status.programs is a list")
-    {
-        *m.entry((s(&p["ifname"]).to_string(), s(&p["direction"]).to_string()))
-            .or_insert(0) += 1;
-    }
-    m
-}
-
-/// `bpftool -j net show` in the host namespace: (ifname, hook kind) -> program count, for
-/// tc/tcx and xdp attachments.
+/// `bpftool -j net show` in the host namespace: (ifname, hook) -> count of tc (clsact) and
+/// xdp attachments. bpftool 7.1 does not list TCX links, so this only catches leftovers of the
+/// older hooks; [`tcx_programs`] is the check for TCX.
 fn bpftool_net(w: &World) -> BTreeMap<(String, String), usize> {
     let out = w.host.run_ok(&["bpftool", "-j", "net", "show"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -47,6 +35,33 @@ fn bpftool_net(w: &World) -> BTreeMap<(String, String), usize> {
         }
     }
     m
+}
+
+/// Asserts that `status.programs` and the kernel agree exactly: one program per hook that
+/// status lists, with the same program id, and nothing else attached in the host namespace.
+fn assert_status_matches_kernel(w: &World, d: &Daemon) {
+    let kernel = tcx_programs(&w.host);
+    let st = d.status();
+    let mut from_status: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+    for p in st["programs"]
+        .as_array()
+        .expect("status.programs is a list")
+    {
+        from_status
+            .entry((s(&p["ifname"]).to_string(), s(&p["direction"]).to_string()))
+            .or_default()
+            .push(p["prog_id"].as_u64().expect("prog_id") as u32);
+    }
+    assert_eq!(
+        from_status, kernel,
+        "status.programs vs the kernel's TCX hooks"
+    );
+    for (hook, ids) in &kernel {
+        assert_eq!(ids.len(), 1, "{hook:?} has {} programs: {ids:?}", ids.len());
+    }
+    for (hook, n) in bpftool_net(w) {
+        assert_eq!(n, 1, "bpftool net show: {hook:?} has {n} programs");
+    }
 }
 
 fn attach_pair(
@@ -89,12 +104,20 @@ fn kill9_keeps_traffic_and_restart_adopts_the_dataplane() {
     let w = World::new();
     let mut d = w.daemon(&["--bip", BIP, "--ip-masq", "false"]);
     let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
-    let before_status = programs_per_hook(&d);
-    assert!(
-        !before_status.is_empty(),
-        "no programs attached with --dataplane ebpf"
-    );
-    let before_bpftool = bpftool_net(&w);
+    let before = tcx_programs(&w.host);
+    let host_if1 = s(&d.inspect("c1")["host_ifname"]).to_string();
+    for (ifname, dir) in [
+        ("up0", "ingress"),
+        ("up0", "egress"),
+        (host_if1.as_str(), "ingress"),
+        (host_if1.as_str(), "egress"),
+    ] {
+        assert!(
+            before.contains_key(&(ifname.to_string(), dir.to_string())),
+            "nothing attached at {ifname} {dir}: {before:?}"
+        );
+    }
+    assert_status_matches_kernel(&w, &d);
     let srv = tcp_server(&c2, 8080);
     d.kill9();
     // The dataplane outlives the daemon: traffic still flows.
@@ -106,22 +129,15 @@ fn kill9_keeps_traffic_and_restart_adopts_the_dataplane() {
         "ping"
     );
     d.restart();
-    let after = programs_per_hook(&d);
+    // Adopted, not attached a second time next to the old ones: exactly one program per
+    // hook, on the same hooks as before.
+    assert_status_matches_kernel(&w, &d);
+    let after = tcx_programs(&w.host);
     assert_eq!(
-        after, before_status,
-        "restart changed the attached programs"
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "hooks differ after restart"
     );
-    for (hook, n) in &after {
-        assert_eq!(*n, 1, "{hook:?} has {n} programs after restart");
-    }
-    let after_bpftool = bpftool_net(&w);
-    assert_eq!(
-        after_bpftool, before_bpftool,
-        "bpftool net show differs after adoption"
-    );
-    for (hook, n) in &after_bpftool {
-        assert_eq!(*n, 1, "bpftool: {hook:?} has {n} programs after restart");
-    }
     assert_eq!(
         tcp_request_until(&c1, &format!("{ip2}:8080"), T).unwrap(),
         "ping"
@@ -209,6 +225,7 @@ fn status_reports_programs_maps_and_growing_counters() {
         hooked.contains(&host_if2.as_str()),
         "container veth not hooked: {hooked:?}"
     );
+    assert_status_matches_kernel(&w, &d);
     let maps = st["maps"].as_array().unwrap();
     let stats = maps
         .iter()
@@ -287,6 +304,15 @@ fn dataplane_none_attaches_nothing_but_wires_containers() {
         st["programs"]
     );
     let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
+    let kernel = tcx_programs(&w.host);
+    assert!(
+        kernel.is_empty(),
+        "programs attached with --dataplane none: {kernel:?}"
+    );
+    assert!(
+        !d.bpffs().join("maps/NETD_IF_STATS").exists(),
+        "maps pinned with --dataplane none"
+    );
     assert!(
         bpftool_net(&w).is_empty(),
         "bpftool shows programs: {:?}",

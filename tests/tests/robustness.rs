@@ -1,0 +1,271 @@
+//! Failure paths and races: attaches that fail half-way roll back, concurrent attaches get
+//! distinct addresses, p2p links go away with their endpoints, and the resolv.conf watcher
+//! keeps its memory across a daemon restart.
+
+use std::time::Duration;
+
+use netd_tests::files::resolv_nameservers;
+use netd_tests::{BIP, Daemon, TempDir, World, poll_until, tcp_request_until, tcp_server};
+
+const T: Duration = Duration::from_secs(5);
+
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// Expects `attach` to fail and leave no trace: same ls, same host interfaces, and the
+/// requested address still free afterwards.
+fn attach_fails_cleanly(w: &World, d: &Daemon, args: &[&str], want: &str) {
+    let ls = d.ls();
+    let mut links = w.host.links();
+    links.sort();
+    let err = d.netd_err(args);
+    assert!(err.starts_with("netd: "), "{args:?}: {err}");
+    assert!(
+        err.contains(want),
+        "{args:?}: error does not mention {want:?}: {err}"
+    );
+    assert_eq!(d.ls(), ls, "{args:?} changed ls");
+    let mut after = w.host.links();
+    after.sort();
+    assert_eq!(
+        after, links,
+        "{args:?} left interfaces in the host namespace"
+    );
+}
+
+#[test]
+fn failed_attaches_roll_back() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    // The kernel refuses a multicast MAC, after the veth exists.
+    let c1 = w.container("c1");
+    attach_fails_cleanly(
+        &w,
+        &d,
+        &[
+            "attach",
+            "c1",
+            "--netns",
+            c1.path_str(),
+            "--ip",
+            "172.30.0.5",
+            "--mac-address",
+            "01:00:5e:00:00:01",
+        ],
+        "01:00:5e:00:00:01",
+    );
+    assert_eq!(c1.links(), vec!["lo".to_string()], "half-wired container");
+    // A path that exists but is not a network namespace.
+    let files = TempDir::new();
+    let not_ns = files.write("not-a-netns", "");
+    attach_fails_cleanly(
+        &w,
+        &d,
+        &["attach", "c2", "--netns", not_ns.to_str().unwrap()],
+        not_ns.to_str().unwrap(),
+    );
+    // A namespace that already has an eth0.
+    let busy = w.container("busy");
+    busy.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    attach_fails_cleanly(
+        &w,
+        &d,
+        &["attach", "busy", "--netns", busy.path_str()],
+        "eth0",
+    );
+    // None of the failures kept a lease: the address is still free.
+    let ep = d.attach("c1", &c1, &["--ip", "172.30.0.5"]);
+    assert_eq!(s(&ep["ip"]), "172.30.0.5");
+    assert!(c1.ping(netd_tests::BRIDGE_IP, T));
+}
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let containers: Vec<_> = (0..8).map(|i| w.container(&format!("p{i}"))).collect();
+    std::thread::scope(|scope| {
+        for c in &containers {
+            let d = &d;
+            scope.spawn(move || {
+                d.netd_ok(&["attach", &c.name, "--netns", c.path_str()]);
+            });
+        }
+    });
+    let mut ips: Vec<String> = containers
+        .iter()
+        .map(|c| s(&d.inspect(&c.name)["ip"]).to_string())
+        .collect();
+    for (c, ip) in containers.iter().zip(&ips) {
+        assert_eq!(
+            c.addrs4("eth0"),
+            vec![format!("{ip}/24")],
+            "{} is wired with another IP",
+            c.name
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), containers.len(), "duplicate leases: {ips:?}");
+    let host_veths = w.host.links_with_prefix("veth");
+    assert_eq!(
+        host_veths.len(),
+        containers.len(),
+        "host veths: {host_veths:?}"
+    );
+}
+
+#[test]
+fn p2p_link_goes_away_with_an_endpoint_and_is_not_doubled() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    d.attach("c1", &c1, &[]);
+    d.attach("c2", &c2, &[]);
+    d.netd_ok(&["p2p", "c1", "c2"]);
+    let err = d.netd_err(&["p2p", "c2", "c1"]);
+    assert!(
+        err.contains("already"),
+        "second p2p of the same pair: {err}"
+    );
+    let err = d.netd_err(&["p2p", "c1", "c1"]);
+    assert!(
+        err.contains("c1") || err.contains("different"),
+        "p2p with itself: {err}"
+    );
+    assert_eq!(c2.links().len(), 3, "c2 links: {:?}", c2.links());
+    d.netd_ok(&["detach", "c1"]);
+    let mut links = c2.links();
+    links.sort();
+    assert_eq!(
+        links,
+        vec!["eth0".to_string(), "lo".to_string()],
+        "p2p link left in c2"
+    );
+    assert_eq!(d.inspect("c2")["p2p"], serde_json::json!([]));
+    assert!(
+        !c2.routes4().iter().any(|r| r.starts_with("172.30.0.2 ")),
+        "stale /32 route in c2: {:?}",
+        c2.routes4()
+    );
+}
+
+#[test]
+fn p2p_survives_a_restart() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    d.netd_ok(&["p2p", "c1", "c2"]);
+    let before = (d.inspect("c1"), d.inspect("c2"), c1.links(), c2.links());
+    d.restart();
+    let after = (d.inspect("c1"), d.inspect("c2"), c1.links(), c2.links());
+    assert_eq!(after, before, "restart changed p2p state");
+    c1.ip(&["link", "set", "eth0", "down"]);
+    c2.ip(&["link", "set", "eth0", "down"]);
+    let srv = tcp_server(&c2, 9100);
+    assert_eq!(
+        tcp_request_until(&c1, &format!("{ip2}:9100"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), ip1);
+}
+
+#[test]
+fn resolv_watch_remembers_edits_across_restart() {
+    let w = World::new();
+    let files = TempDir::new();
+    let resolv = files.write("resolv.conf", "nameserver 192.0.2.53\n");
+    let mut d = w.daemon(&["--bip", BIP, "--resolv-conf", resolv.to_str().unwrap()]);
+    let plain = w.container("plain");
+    let edited = w.container("edited");
+    d.attach("plain", &plain, &[]);
+    d.attach("edited", &edited, &[]);
+    let edited_path = d.etc_dir("edited").join("resolv.conf");
+    std::fs::write(&edited_path, "nameserver 192.0.2.99\n").unwrap();
+    d.restart();
+    std::fs::write(&resolv, "nameserver 203.0.113.53\n").unwrap();
+    poll_until("plain to follow the host after a restart", T, || {
+        let r = d.etc_file("plain", "resolv.conf");
+        if resolv_nameservers(&r) == vec!["203.0.113.53"] {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    });
+    assert_eq!(
+        std::fs::read_to_string(&edited_path).unwrap(),
+        "nameserver 192.0.2.99\n",
+        "an edited copy was overwritten after a restart"
+    );
+}
+
+#[test]
+fn ip_forward_false_leaves_forwarding_alone() {
+    let w = World::new();
+    // A fresh namespace starts with forwarding off; --ip-forward false must not turn it on.
+    assert_eq!(w.host.read("/proc/sys/net/ipv4/ip_forward").trim(), "0");
+    let _d = w.daemon(&["--bip", BIP, "--ip-forward", "false"]);
+    assert_eq!(w.host.read("/proc/sys/net/ipv4/ip_forward").trim(), "0");
+}
+
+#[test]
+fn http_api_delete_detaches() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c = w.container("c1");
+    let ep = d.attach("c1", &c, &[]);
+    let host_if = s(&ep["host_ifname"]).to_string();
+    let code = netd_tests::cmd_ok(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "DELETE",
+        "--unix-socket",
+        d.sock().to_str().unwrap(),
+        "http://netd/v1/endpoints/c1",
+    ]);
+    assert!(code.starts_with('2'), "DELETE answered {code}");
+    assert!(!d.ls_has("c1"));
+    assert!(w.host.link(&host_if).is_none());
+    // POST creates one, with the same validation as the CLI.
+    let body = format!(
+        r#"{{"name":"c2","netns":"{}","ip":"172.30.0.77"}}"#,
+        c.path_str()
+    );
+    let code = netd_tests::cmd_ok(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        "--unix-socket",
+        d.sock().to_str().unwrap(),
+        "http://netd/v1/endpoints",
+    ]);
+    assert!(code.starts_with('2'), "POST answered {code}");
+    assert_eq!(d.inspect("c2")["ip"], "172.30.0.77");
+    assert_eq!(c.addrs4("eth0"), vec!["172.30.0.77/24".to_string()]);
+}
