@@ -145,60 +145,102 @@ fn kill9_keeps_traffic_and_restart_adopts_the_dataplane() {
     assert_eq!(d.inspect("c1")["ip"], ip1.as_str());
 }
 
-#[test]
-fn kill9_during_attach_burst_leaves_loadable_state() {
-    let w = World::new();
-    let mut d = w.daemon(&["--bip", BIP, "--dataplane", "none"]);
-    let containers: Vec<_> = (0..12).map(|i| w.container(&format!("b{i}"))).collect();
-    let paths: Vec<(String, String)> = containers
+/// Attaches `names` one after another from a background thread (errors ignored: the daemon
+/// gets killed under it).
+fn attach_burst(d: &Daemon, batch: &[netd_tests::Container]) -> std::thread::JoinHandle<()> {
+    let jobs: Vec<(String, String)> = batch
         .iter()
         .map(|c| (c.name.clone(), c.path_str().to_string()))
         .collect();
-    let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     let host = d.host_arg();
     let bin = netd_tests::daemon::netd_bin();
-    let burst = std::thread::spawn(move || {
-        for (name, path) in paths {
+    std::thread::spawn(move || {
+        for (name, path) in jobs {
             let mut c = std::process::Command::new(&bin);
             c.args(["-H", &host, "attach", &name, "--netns", &path]);
             let _ = netd_tests::output_with_timeout(c, Duration::from_secs(30));
         }
-    });
-    // Let a few attaches land, then kill in the middle of the burst.
-    poll_until("some attaches to land", T, || {
-        let n = names.iter().filter(|n| d.ls_has(n)).count();
-        if n >= 3 { Ok(()) } else { Err(d.ls()) }
-    });
-    d.kill9();
-    burst.join().unwrap();
-    d.restart();
-    // Everything the restarted daemon lists can be inspected and is consistent.
-    let mut listed = 0;
-    for c in &containers {
-        if d.ls_has(&c.name) {
-            listed += 1;
+    })
+}
+
+#[test]
+fn kill9_during_attach_burst_leaves_loadable_state() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let mut all = vec![];
+    // Kill at a different point of each burst.
+    for (round, kill_after) in [(0, 1usize), (1, 3), (2, 5)] {
+        let batch: Vec<_> = (0..8)
+            .map(|i| w.container(&format!("r{round}b{i}")))
+            .collect();
+        let burst = attach_burst(&d, &batch);
+        poll_until("some attaches to land", T, || {
+            let ls = d.ls();
+            let n = batch
+                .iter()
+                .filter(|c| {
+                    ls.lines()
+                        .any(|l| l.split_whitespace().next() == Some(&c.name))
+                })
+                .count();
+            if n >= kill_after { Ok(()) } else { Err(ls) }
+        });
+        d.kill9();
+        burst.join().unwrap();
+        d.restart(); // panics, with the daemon's log, if the state does not load
+        all.extend(batch);
+        // Whatever the restarted daemon lists is really wired, with unique addresses.
+        let mut ips = vec![];
+        for c in all.iter().filter(|c| d.ls_has(&c.name)) {
             let ep = d.inspect(&c.name);
             assert_eq!(s(&ep["netns"]), c.path_str());
+            let ip = s(&ep["ip"]).to_string();
+            assert_eq!(
+                c.addrs4("eth0"),
+                vec![format!("{ip}/24")],
+                "{} listed after restart but not wired with {ip}",
+                c.name
+            );
+            let host_if = s(&ep["host_ifname"]).to_string();
+            assert_eq!(
+                w.host.master(&host_if).as_deref(),
+                Some("netd0"),
+                "{host_if}"
+            );
+            ips.push(ip);
         }
+        assert!(
+            ips.len() >= kill_after,
+            "restart lost attachments made before the kill:\n{}",
+            d.ls()
+        );
+        let n = ips.len();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), n, "duplicate addresses after restart: {ips:?}");
     }
-    assert!(
-        listed >= 2,
-        "restart lost attachments made before the kill:\n{}",
-        d.ls()
-    );
-    // And attaching continues to work, with no duplicate addresses.
+    // Attaching continues to work after all that.
     let extra = w.container("after");
-    d.attach("after", &extra, &[]);
-    let mut ips: Vec<String> = containers
-        .iter()
-        .filter(|c| d.ls_has(&c.name))
-        .map(|c| d.inspect(&c.name)["ip"].to_string())
+    let ep = d.attach("after", &extra, &[]);
+    assert!(
+        extra.ping(netd_tests::BRIDGE_IP, T),
+        "new container after crashes: {ep}"
+    );
+    let orphans: Vec<String> = w
+        .host
+        .links_with_prefix("veth")
+        .into_iter()
+        .filter(|v| {
+            !all.iter()
+                .chain([&extra])
+                .filter(|c| d.ls_has(&c.name))
+                .any(|c| d.inspect(&c.name)["host_ifname"] == v.as_str())
+        })
         .collect();
-    ips.push(d.inspect("after")["ip"].to_string());
-    let n = ips.len();
-    ips.sort();
-    ips.dedup();
-    assert_eq!(ips.len(), n, "duplicate addresses after restart: {ips:?}");
+    if !orphans.is_empty() {
+        // Not part of the contract; reported so leaks are visible.
+        eprintln!("note: veths in the host ns that belong to no endpoint: {orphans:?}");
+    }
 }
 
 #[test]
