@@ -491,11 +491,12 @@ mod tests {
 
     #[test]
     fn binary_search_finds_ranges_exact_then_wildcard() {
-        let mut v: Vec<PortEntry> = Vec::new();
-        v.push(entry(IPPROTO_TCP, [0, 0, 0, 0], 80, 80, 8080));
-        v.push(entry(IPPROTO_TCP, [0, 0, 0, 0], 8000, 8999, 80));
-        v.push(entry(IPPROTO_TCP, [127, 0, 0, 1], 9000, 9000, 90));
-        v.push(entry(IPPROTO_UDP, [0, 0, 0, 0], 53, 53, 5353));
+        let mut v: Vec<PortEntry> = std::vec![
+            entry(IPPROTO_TCP, [0, 0, 0, 0], 80, 80, 8080),
+            entry(IPPROTO_TCP, [0, 0, 0, 0], 8000, 8999, 80),
+            entry(IPPROTO_TCP, [127, 0, 0, 1], 9000, 9000, 90),
+            entry(IPPROTO_UDP, [0, 0, 0, 0], 53, 53, 5353),
+        ];
         for i in 0..2000u16 {
             v.push(entry(
                 IPPROTO_TCP,
