@@ -8,6 +8,7 @@
 //!
 //! - [`netns`]: the [`Netns`] guard and running commands inside a namespace.
 //! - [`world`]: the [`World`] topology (host, outside, containers).
+//! - [`dataplane`]: counters, conntrack and reachability probes for the NAT/policy tests.
 //! - [`bpf`]: what the kernel reports attached to each interface (BPF_PROG_QUERY).
 //! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
 //! - [`files`]: temporary directories and hosts/resolv.conf parsers.
@@ -15,6 +16,7 @@
 
 pub mod bpf;
 pub mod daemon;
+pub mod dataplane;
 pub mod files;
 pub mod netns;
 pub mod traffic;

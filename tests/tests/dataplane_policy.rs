@@ -1,0 +1,344 @@
+//! Policy end to end ("Communication between containers"): `--icc false` with `--link`
+//! exceptions limited to exposed ports and protocols, `--icc true`, source filters on the
+//! uplink (`netd filter`), and anti-spoofing of container source addresses and MACs. Every
+//! "blocked" check is preceded by a check that the same path works when allowed, and every
+//! drop is expected under its reason in `netd stats`.
+
+use std::time::Duration;
+
+use netd_tests::dataplane::{
+    IcmpSniffer, drops, ping_from, tcp_blocked, tcp_try_from, udp_fire_from, udp_try,
+};
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::{
+    BIP, Daemon, World, poll_until, tcp_request, tcp_request_until, tcp_server, udp_request,
+    udp_server,
+};
+
+const T: Duration = Duration::from_secs(5);
+/// A second outside address, routed by the host back via the outside's uplink address.
+const OUTSIDE_IP2: &str = "203.0.113.2";
+
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// Waits until `reason` has counted more than `before` drops.
+fn drops_grow(d: &Daemon, reason: &str, before: u64) {
+    poll_until(&format!("{reason} drops above {before}"), T, || {
+        let n = drops(d, reason);
+        if n > before { Ok(n) } else { Err(n) }
+    });
+}
+
+#[test]
+fn icc_false_blocks_containers_except_linked_exposed_ports() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--icc", "false"]);
+    let web = w.container("web");
+    let cli = w.container("cli");
+    let other = w.container("other");
+    let web_ip = "172.30.0.10";
+    let cli_ip = "172.30.0.11";
+    d.attach(
+        "web",
+        &web,
+        &["--ip", web_ip, "--expose", "80", "-p", "8080:80"],
+    );
+    d.attach("cli", &cli, &["--ip", cli_ip, "--link", "web:db"]);
+    let other_ip = s(&d.attach("other", &other, &[])["ip"]).to_string();
+    let web80 = tcp_server(&web, 80);
+    let web81 = tcp_server(&web, 81);
+    let web80u = udp_server(&web, 80);
+    let cli80 = tcp_server(&cli, 80);
+    let cli80u = udp_server(&cli, 80);
+    let icc0 = drops(&d, "icc-denied");
+
+    // The link: cli reaches web's exposed 80/tcp, from its own address.
+    assert_eq!(
+        tcp_request_until(&cli, &format!("{web_ip}:80"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(web80.last_peer_ip(), cli_ip);
+    // ... and nothing else of web: another port, UDP on the same port, ping.
+    assert!(tcp_blocked(&cli, &format!("{web_ip}:81")), "cli -> web:81");
+    assert!(
+        udp_try(&cli, &format!("{web_ip}:80")).is_err(),
+        "cli -> web:80/udp"
+    );
+    assert!(!ping_from(&cli, None, web_ip), "cli pings web");
+    // web cannot open connections to the container that links to it.
+    assert!(tcp_blocked(&web, &format!("{cli_ip}:80")), "web -> cli:80");
+    assert!(
+        udp_try(&web, &format!("{cli_ip}:80")).is_err(),
+        "web -> cli:80/udp"
+    );
+    // A container without a link reaches nobody, and nobody reaches it.
+    assert!(
+        tcp_blocked(&other, &format!("{web_ip}:80")),
+        "other -> web:80"
+    );
+    assert!(
+        tcp_blocked(&other, &format!("{cli_ip}:80")),
+        "other -> cli:80"
+    );
+    assert!(!ping_from(&other, None, cli_ip), "other pings cli");
+    assert!(tcp_blocked(&cli, &format!("{other_ip}:80")));
+    assert!(web81.peer_ips().is_empty() && web80u.peer_ips().is_empty());
+    assert!(cli80.peer_ips().is_empty() && cli80u.peer_ips().is_empty());
+    assert_eq!(web80.peer_ips().len(), 1, "{:?}", web80.peer_ips());
+    drops_grow(&d, "icc-denied", icc0);
+
+    // --icc false does not touch the outside world: published ports and masquerade work.
+    let out = tcp_server(&w.outside, 7100);
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(web80.last_peer_ip(), OUTSIDE_IP);
+    assert_eq!(
+        tcp_request_until(&other, &format!("{OUTSIDE_IP}:7100"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(out.last_peer_ip(), HOST_UPLINK_IP);
+
+    // Re-attaching the client without the link removes the allowance.
+    d.netd_ok(&["detach", "cli"]);
+    d.attach("cli", &cli, &["--ip", cli_ip]);
+    assert!(
+        tcp_blocked(&cli, &format!("{web_ip}:80")),
+        "cli still reaches web:80 after re-attaching without --link"
+    );
+    // Linking again restores it.
+    d.netd_ok(&["detach", "cli"]);
+    d.attach("cli", &cli, &["--ip", cli_ip, "--link", "web:db"]);
+    assert_eq!(
+        tcp_request_until(&cli, &format!("{web_ip}:80"), T).unwrap(),
+        "ping"
+    );
+    // Detaching the target removes it too: whoever gets web's address next is not linked.
+    d.netd_ok(&["detach", "web"]);
+    let imposter = w.container("imposter");
+    d.attach("imposter", &imposter, &["--ip", web_ip, "--expose", "80"]);
+    let imp80 = tcp_server(&imposter, 80);
+    assert!(
+        tcp_blocked(&cli, &format!("{web_ip}:80")),
+        "cli reaches a new container on the detached web's address"
+    );
+    assert!(imp80.peer_ips().is_empty());
+
+    // A UDP exposure is linked as UDP only.
+    let dns = w.container("dns");
+    let dns_ip = "172.30.0.20";
+    d.attach("dns", &dns, &["--ip", dns_ip, "--expose", "53/udp"]);
+    let res = w.container("res");
+    d.attach("res", &res, &["--link", "dns:ns"]);
+    let dns53u = udp_server(&dns, 53);
+    let dns53 = tcp_server(&dns, 53);
+    assert_eq!(
+        udp_request(&res, &format!("{dns_ip}:53")).unwrap(),
+        "ping",
+        "res -> dns:53/udp over the link"
+    );
+    assert!(
+        tcp_blocked(&res, &format!("{dns_ip}:53")),
+        "res -> dns:53/tcp although only 53/udp is exposed"
+    );
+    assert_eq!(dns53u.peer_ips().len(), 1);
+    assert!(dns53.peer_ips().is_empty());
+}
+
+#[test]
+fn icc_true_allows_everything_between_containers() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--icc", "true"]);
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let servers: Vec<_> = [&c1, &c2]
+        .iter()
+        .map(|c| (tcp_server(c, 81), udp_server(c, 81)))
+        .collect();
+    for (from, to, to_ip, from_ip) in [(&c1, 1, &ip2, &ip1), (&c2, 0, &ip1, &ip2)] {
+        assert_eq!(
+            tcp_request_until(from, &format!("{to_ip}:81"), T).unwrap(),
+            "ping"
+        );
+        assert_eq!(servers[to].0.last_peer_ip(), *from_ip);
+        assert_eq!(udp_request(from, &format!("{to_ip}:81")).unwrap(), "ping");
+        assert_eq!(servers[to].1.last_peer_ip(), *from_ip);
+        assert!(from.ping(to_ip, T), "{from_ip} cannot ping {to_ip}");
+    }
+    assert_eq!(drops(&d, "icc-denied"), 0);
+}
+
+#[test]
+fn source_filters_guard_published_ports() {
+    let w = World::new();
+    w.outside
+        .ip(&["addr", "add", &format!("{OUTSIDE_IP2}/32"), "dev", "eth0"]);
+    w.host
+        .ip(&["route", "add", "203.0.113.0/24", "via", OUTSIDE_IP]);
+    let mut d = w.daemon(&["--bip", BIP]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let srv = tcp_server(&web, 80);
+    let out_tcp = tcp_server(&w.outside, 7100);
+    let out_udp = udp_server(&w.outside, 7101);
+    let target = format!("{HOST_UPLINK_IP}:8080");
+    assert_eq!(tcp_request_until(&w.outside, &target, T).unwrap(), "ping");
+    assert_eq!(
+        tcp_try_from(&w.outside, OUTSIDE_IP2, &target, T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP2);
+    assert_eq!(
+        d.netd_ok(&["filter", "ls"]).trim(),
+        "allow:\ndeny:",
+        "fresh daemon has filters"
+    );
+
+    // An allow list lets only its sources in.
+    let na0 = drops(&d, "source-not-allowed");
+    d.netd_ok(&["filter", "allow", "203.0.113.0/24"]);
+    assert!(
+        tcp_blocked(&w.outside, &target),
+        "{OUTSIDE_IP} not in the allow list but got in"
+    );
+    assert_eq!(
+        tcp_try_from(&w.outside, OUTSIDE_IP2, &target, T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP2);
+    drops_grow(&d, "source-not-allowed", na0);
+    let ls = d.netd_ok(&["filter", "ls"]);
+    assert!(ls.contains("allow: 203.0.113.0/24"), "{ls}");
+    // Replies to connections the container opened are never filtered.
+    assert_eq!(
+        tcp_request(&web, &format!("{OUTSIDE_IP}:7100")).unwrap(),
+        "ping"
+    );
+    assert_eq!(out_tcp.last_peer_ip(), HOST_UPLINK_IP);
+    assert_eq!(
+        udp_request(&web, &format!("{OUTSIDE_IP}:7101")).unwrap(),
+        "ping"
+    );
+    d.netd_ok(&["filter", "rm", "203.0.113.0/24"]);
+    assert_eq!(tcp_request_until(&w.outside, &target, T).unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+
+    // A deny list keeps its sources out.
+    let dn0 = drops(&d, "source-denied");
+    d.netd_ok(&["filter", "deny", &format!("{OUTSIDE_IP}/32")]);
+    assert!(tcp_blocked(&w.outside, &target), "denied source got in");
+    assert_eq!(
+        tcp_try_from(&w.outside, OUTSIDE_IP2, &target, T).unwrap(),
+        "ping"
+    );
+    drops_grow(&d, "source-denied", dn0);
+    assert_eq!(
+        tcp_request(&web, &format!("{OUTSIDE_IP}:7100")).unwrap(),
+        "ping",
+        "a reply from a denied source was filtered"
+    );
+    assert_eq!(
+        udp_request(&web, &format!("{OUTSIDE_IP}:7101")).unwrap(),
+        "ping"
+    );
+    assert_eq!(out_udp.last_peer_ip(), HOST_UPLINK_IP);
+
+    // Both lists survive a restart, and still apply.
+    d.netd_ok(&["filter", "allow", "203.0.113.0/24", "198.51.100.0/24"]);
+    let ls = d.netd_ok(&["filter", "ls"]);
+    assert!(ls.contains("deny: 198.51.100.2/32"), "{ls}");
+    d.restart();
+    assert_eq!(d.netd_ok(&["filter", "ls"]), ls);
+    assert!(tcp_blocked(&w.outside, &target), "deny lost on restart");
+    assert_eq!(
+        tcp_try_from(&w.outside, OUTSIDE_IP2, &target, T).unwrap(),
+        "ping"
+    );
+    d.netd_ok(&["filter", "rm", &format!("{OUTSIDE_IP}/32")]);
+    assert_eq!(
+        tcp_request_until(&w.outside, &target, T).unwrap(),
+        "ping",
+        "allowed by 198.51.100.0/24 once the deny is gone"
+    );
+    d.netd_ok(&["filter", "rm", "203.0.113.0/24", "198.51.100.0/24"]);
+    assert_eq!(d.netd_ok(&["filter", "ls"]).trim(), "allow:\ndeny:");
+    assert_eq!(tcp_request_until(&w.outside, &target, T).unwrap(), "ping");
+}
+
+#[test]
+fn spoofed_container_sources_are_dropped() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let srv = udp_server(&c2, 5000);
+    let sniff = IcmpSniffer::new(&c2);
+    let target = format!("{ip2}:5000");
+    assert_eq!(udp_request(&c1, &target).unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), ip1);
+
+    // A second address inside the container: its packets never reach the neighbour.
+    let spoofed = "172.30.0.99";
+    c1.ip(&["addr", "add", &format!("{spoofed}/24"), "dev", "eth0"]);
+    let ip0 = drops(&d, "spoofed-source-ip");
+    sniff.echo_request_sources();
+    for _ in 0..3 {
+        udp_fire_from(&c1, spoofed, &target, "spoofed").unwrap();
+    }
+    assert!(
+        !ping_from(&c1, Some(spoofed), &ip2),
+        "spoofed ping answered"
+    );
+    drops_grow(&d, "spoofed-source-ip", ip0);
+    assert!(
+        !srv.peer_ips().iter().any(|a| a.to_string() == spoofed),
+        "c2 received datagrams from {spoofed}: {:?}",
+        srv.peers()
+    );
+    let icmp = sniff.echo_request_sources();
+    assert!(
+        !icmp.iter().any(|a| a.to_string() == spoofed),
+        "c2 received echo requests from {spoofed}"
+    );
+    // The real address still works.
+    assert_eq!(udp_request(&c1, &target).unwrap(), "ping");
+    c1.ip(&["addr", "del", &format!("{spoofed}/24"), "dev", "eth0"]);
+
+    // A changed MAC: dropped too, and fine again once restored.
+    let mac = c1.mac("eth0");
+    let mac0 = drops(&d, "spoofed-source-mac");
+    let seen = srv.peers().len();
+    c1.ip(&["link", "set", "eth0", "address", "02:42:de:ad:be:ef"]);
+    assert!(
+        udp_try(&c1, &target).is_err(),
+        "traffic from a changed MAC got an answer"
+    );
+    drops_grow(&d, "spoofed-source-mac", mac0);
+    assert_eq!(
+        srv.peers().len(),
+        seen,
+        "c2 received frames from a spoofed MAC"
+    );
+    c1.ip(&["link", "set", "eth0", "address", &mac]);
+    assert_eq!(
+        netd_tests::try_poll_until(T, || udp_try(&c1, &target)).unwrap(),
+        "ping"
+    );
+    // Spoofing towards the outside is dropped as well (it would otherwise be masqueraded).
+    let out = udp_server(&w.outside, 7101);
+    c1.ip(&["addr", "add", &format!("{spoofed}/24"), "dev", "eth0"]);
+    let ip0 = drops(&d, "spoofed-source-ip");
+    for _ in 0..3 {
+        udp_fire_from(&c1, spoofed, &format!("{OUTSIDE_IP}:7101"), "spoofed").unwrap();
+    }
+    drops_grow(&d, "spoofed-source-ip", ip0);
+    assert!(out.peers().is_empty(), "outside got {:?}", out.peers());
+}
