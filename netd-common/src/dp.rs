@@ -36,6 +36,9 @@ pub const MAP_FILTER_ALLOW: &str = "NETD_FILTER_ALLOW";
 pub const MAP_FILTER_DENY: &str = "NETD_FILTER_DENY";
 /// `PerCpuArray<u32 reason, u64>`: drops per [`DropReason`].
 pub const MAP_DROPS: &str = "NETD_DROPS";
+/// `LruHashMap<FragKey, FragPorts>`: the ports of fragmented datagrams, recorded from their
+/// first fragment so later fragments (which carry no L4 header) find their flow.
+pub const MAP_FRAGS: &str = "NETD_FRAGS";
 
 pub const PORTS_MAX: u32 = 16384;
 pub const ENDPOINTS_MAX: u32 = 16384;
@@ -45,6 +48,7 @@ pub const CT_MAX_DEFAULT: u32 = 262_144;
 pub const LINKS_MAX: u32 = 65536;
 pub const FILTER_MAX: u32 = 16384;
 pub const PORT_STATS_MAX: u32 = 2 * PORTS_MAX;
+pub const FRAGS_MAX: u32 = 8192;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration.
@@ -273,6 +277,7 @@ pub struct CtKey {
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 
 impl CtKey {
+    #[inline(always)]
     pub fn v4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> Self {
         CtKey {
             saddr: [saddr, 0, 0, 0],
@@ -286,6 +291,7 @@ impl CtKey {
     }
 
     /// The same flow seen from the other end.
+    #[inline(always)]
     pub fn reversed(&self) -> Self {
         CtKey {
             saddr: self.daddr,
@@ -350,7 +356,9 @@ pub struct CtEntry {
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 120);
 
 /// Idle timeout of an entry, nanoseconds. Shared by the eBPF side (which refreshes entries) and
-/// the agent's garbage collector (which removes expired pairs).
+/// the agent's garbage collector (which removes expired pairs). 0 (timeouts not configured) means
+/// "never expires": the programs then rely on LRU eviction alone.
+#[inline(always)]
 pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
     let s = match proto {
         IPPROTO_TCP => match e.tcp_state {
@@ -363,6 +371,33 @@ pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
     };
     s as u64 * 1_000_000_000
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fragments.
+
+/// A fragmented IPv4 datagram as its fragments arrive at one hook (before translation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FragKey {
+    /// Network byte order.
+    pub saddr: u32,
+    pub daddr: u32,
+    /// The IPv4 identification field, network byte order.
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+
+/// The L4 ports of a fragmented datagram (its first fragment's), network byte order; the echo
+/// id in both for ICMP echo.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FragPorts {
+    pub sport: u16,
+    pub dport: u16,
+}
+const _: () = assert!(core::mem::size_of::<FragPorts>() == 4);
 
 // ---------------------------------------------------------------------------------------------
 // Links (ICC exceptions).
@@ -430,6 +465,9 @@ pub const DROP_NO_SNAT_PORT: u32 = 9;
 pub const DROP_FRAGMENT: u32 = 10;
 pub const DROP_REWRITE_FAILED: u32 = 11;
 pub const DROP_LOOPBACK_ONLY: u32 = 12;
+/// A new flow's reply tuple is held by another live flow and cannot be moved (published ports
+/// and links keep the client's port).
+pub const DROP_CT_CLASH: u32 = 13;
 pub const DROP_REASONS: u32 = 16;
 
 /// Name of a drop reason, for `netd stats` and the README.
@@ -447,6 +485,7 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_FRAGMENT => "untracked-fragment",
         DROP_REWRITE_FAILED => "rewrite-failed",
         DROP_LOOPBACK_ONLY => "loopback-only-binding",
+        DROP_CT_CLASH => "conntrack-tuple-clash",
         _ => "unknown",
     }
 }
@@ -467,6 +506,8 @@ mod user {
     unsafe impl aya::Pod for CtEntry {}
     unsafe impl aya::Pod for LinkKey {}
     unsafe impl aya::Pod for LinkPorts {}
+    unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for FragPorts {}
 }
 
 #[cfg(test)]

@@ -7,7 +7,22 @@ pub const MAP_IF_STATS: &str = "NETD_IF_STATS";
 
 /// Every map the eBPF object declares. The agent pins each one at `<pin_dir>/maps/<NAME>` so a
 /// restarted agent reuses its state; a new map must be listed here to be pinned.
-pub const ALL_MAPS: &[&str] = &[MAP_IF_STATS];
+pub const ALL_MAPS: &[&str] = &[
+    MAP_IF_STATS,
+    crate::dp::MAP_CONFIG,
+    crate::dp::MAP_ENDPOINTS,
+    crate::dp::MAP_EP_BY_IP,
+    crate::dp::MAP_HOST_ADDRS,
+    crate::dp::MAP_UPLINKS,
+    crate::dp::MAP_PORTS,
+    crate::dp::MAP_PORT_STATS,
+    crate::dp::MAP_CT,
+    crate::dp::MAP_LINKS,
+    crate::dp::MAP_FILTER_ALLOW,
+    crate::dp::MAP_FILTER_DENY,
+    crate::dp::MAP_DROPS,
+    crate::dp::MAP_FRAGS,
+];
 
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
 pub const IF_STATS_MAX: u32 = 4096;

@@ -1,7 +1,14 @@
-//! Per-interface packet and byte counters ([`netd_common::MAP_IF_STATS`]).
+//! Counters: per interface ([`netd_common::MAP_IF_STATS`]), per drop reason
+//! ([`netd_common::MAP_DROPS`]) and per published-port binding
+//! ([`netd_common::MAP_PORT_STATS`]).
 
-use aya_ebpf::{btf_maps::PerCpuHashMap, macros::btf_map, programs::TcContext};
-use netd_common::{IF_STATS_MAX, IfStats};
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, xdp_action::XDP_DROP},
+    btf_maps::{PerCpuArray, PerCpuHashMap},
+    macros::btf_map,
+    programs::TcContext,
+};
+use netd_common::{DROP_REASONS, IF_STATS_MAX, IfStats, PORT_STATS_MAX, Traffic};
 
 /// Keyed by ifindex; a BTF map so `bpftool map dump` prints the field names.
 #[btf_map]
@@ -46,5 +53,58 @@ pub fn count(ctx: &TcContext, dir: Dir) {
             s.tx_packets += 1;
             s.tx_bytes += len;
         }
+    }
+}
+
+/// Drops per reason (`netd_common::DROP_*`).
+#[btf_map]
+static NETD_DROPS: PerCpuArray<u64, { DROP_REASONS as usize }> = PerCpuArray::new();
+
+/// Packets and bytes per published-port binding.
+#[btf_map]
+static NETD_PORT_STATS: PerCpuHashMap<u32, Traffic, { PORT_STATS_MAX as usize }> =
+    PerCpuHashMap::new();
+
+#[inline(always)]
+fn count_drop(reason: u32) {
+    if let Some(p) = NETD_DROPS.get_ptr_mut(reason) {
+        // SAFETY: a per-CPU slot, written only by this CPU while the program runs.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Counts a TC drop under `reason` and returns the verdict that drops the packet. Every drop a
+/// TC program makes goes through here.
+#[inline(always)]
+pub fn tc_drop(reason: u32) -> i32 {
+    count_drop(reason);
+    TC_ACT_SHOT
+}
+
+/// The XDP twin of [`tc_drop`].
+#[inline(always)]
+pub fn xdp_drop(reason: u32) -> u32 {
+    count_drop(reason);
+    XDP_DROP
+}
+
+/// Counts a translated packet of `len` bytes against published-port binding `binding_id`
+/// (0 = none).
+#[inline(always)]
+pub fn count_binding(binding_id: u32, len: u32) {
+    if binding_id == 0 {
+        return;
+    }
+    let mut p = NETD_PORT_STATS.get_ptr_mut(binding_id);
+    if p.is_none() {
+        // Full map or a racing insert from another CPU: the lookup below settles which.
+        let _ = NETD_PORT_STATS.insert(binding_id, Traffic::default(), 0);
+        p = NETD_PORT_STATS.get_ptr_mut(binding_id);
+    }
+    if let Some(p) = p {
+        // SAFETY: a per-CPU slot, written only by this CPU while the program runs.
+        let t = unsafe { &mut *p };
+        t.packets += 1;
+        t.bytes += u64::from(len);
     }
 }

@@ -1,41 +1,70 @@
 //! netd's eBPF programs. This file holds only entry points and the panic handler; the logic
 //! lives in one module per concern, Cilium-style:
 //!
-//! - `counters`: per-interface packet/byte counters (NETD_IF_STATS).
+//! - `parse`: bounds-checked Ethernet/IPv4/L4 header access.
+//! - `csum`: address/port rewrites with incremental checksum updates.
+//! - `ct`: connection tracking (NETD_CT), both directions per flow.
+//! - `nat`: published ports (DNAT), hairpin, masquerade (SNAT with port allocation).
+//! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
+//! - `icmp`: ICMP errors quoting translated flows.
+//! - `policy`: anti-spoofing and `--icc`/`--link`.
+//! - `filter`: source allow/deny lists at XDP.
+//! - `maps`: the maps the agent programs; `counters`: interface, drop and binding counters.
 //!
-//! Modules for the work that follows slot in beside it: `parse` (bounds-checked Ethernet/IPv4/
-//! L4 header access), `csum`, `ct` (connection tracking in LRU maps), `nat` (SNAT/DNAT for
-//! published ports and masquerade), `policy` (ICC and link rules).
-//!
-//! Hooks: `*_uplink` run on the host's uplink (Cilium's bpf_host), `*_container` on a container's
-//! host-side veth (Cilium's bpf_lxc). Names are the `netd_common::PROG_*` constants.
+//! Hooks: `*_uplink` run on the host's uplink (Cilium's bpf_host, in `uplink`), `*_container`
+//! on a container's host-side veth (Cilium's bpf_lxc, in `container`), `xdp_prefilter` on
+//! uplinks. Names are the `netd_common::PROG_*` constants. Every drop is counted under its
+//! reason (`netd_common::DROP_*`) by `counters::tc_drop`/`xdp_drop`.
 #![no_std]
 #![no_main]
 
+mod container;
 mod counters;
+mod csum;
+mod ct;
+mod filter;
+mod frag;
+mod icmp;
+mod maps;
+mod nat;
+mod parse;
+mod policy;
+mod uplink;
 
-use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::TC_ACT_OK,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use counters::Dir;
+
+#[inline(always)]
+fn tc_verdict(r: Result<i32, u32>) -> i32 {
+    match r {
+        Ok(v) => v,
+        Err(reason) => counters::tc_drop(reason),
+    }
+}
 
 /// Ingress on an uplink: traffic arriving from outside.
 #[classifier]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    TC_ACT_OK
+    tc_verdict(uplink::from_uplink(&ctx))
 }
 
 /// Egress on an uplink: traffic leaving for outside.
 #[classifier]
 pub fn to_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
-    TC_ACT_OK
+    tc_verdict(uplink::to_uplink(&ctx))
 }
 
 /// Ingress on a container's host-side veth: traffic sent by the container.
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    TC_ACT_OK
+    tc_verdict(container::from_container(&ctx))
 }
 
 /// Egress on a container's host-side veth: traffic delivered to the container.
@@ -43,6 +72,15 @@ pub fn from_container(ctx: TcContext) -> i32 {
 pub fn to_container(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
     TC_ACT_OK
+}
+
+/// XDP on an uplink: source allow/deny lists for connections to containers.
+#[xdp]
+pub fn xdp_prefilter(ctx: XdpContext) -> u32 {
+    match filter::prefilter(&ctx) {
+        Ok(v) => v,
+        Err(reason) => counters::xdp_drop(reason),
+    }
 }
 
 #[cfg(not(test))]

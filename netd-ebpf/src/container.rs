@@ -1,0 +1,91 @@
+//! The container hooks (Cilium's bpf_lxc), on a container's host-side veth: `from_container`
+//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT and `--icc`;
+//! `to_container` (TC egress) only counts.
+
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
+use netd_common::{
+    CT_F_HAIRPIN, CT_F_LINK, DROP_FRAGMENT, DROP_ICC, DROP_LOOPBACK_ONLY, DROP_SPOOFED_IP,
+    PORT_F_LOOPBACK,
+};
+
+use crate::{
+    ct, frag, icmp, maps,
+    nat::{self, Xlate},
+    parse::{self, ETH_P_ARP, ETH_P_IP, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
+    policy,
+};
+
+const PASS: i32 = TC_ACT_OK;
+
+pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // Not (yet) an endpoint the agent manages: no policy to apply.
+    let Some(ep) = maps::endpoint(ifindex) else {
+        return Ok(PASS);
+    };
+    policy::check_eth_src(ctx, &ep)?;
+    match parse::ethertype(ctx)? {
+        ETH_P_ARP => {
+            policy::check_arp(ctx, &ep)?;
+            return Ok(PASS);
+        }
+        ETH_P_IP => {}
+        _ => return Ok(PASS),
+    }
+    let Some(mut pkt) = parse::ipv4(ctx)? else {
+        return Ok(PASS);
+    };
+    if pkt.saddr != ep.ip {
+        return Err(DROP_SPOOFED_IP);
+    }
+    let Some(cfg) = maps::config() else {
+        return Ok(PASS);
+    };
+    if pkt.kind == L4_ICMP_ERR {
+        return icmp::from_container(ctx, &pkt, cfg);
+    }
+    let known = frag::resolve(&mut pkt);
+    let k = ct::key(&pkt);
+    let now = ct::now();
+    if known && let Some(p) = ct::lookup(&k, &pkt, cfg, now) {
+        // SAFETY: a valid map value, copied out before any map update.
+        let x = Xlate::of(unsafe { &*p });
+        if x.flags & CT_F_HAIRPIN != 0 {
+            ct::touch(p, &pkt, ctx.len(), now);
+            nat::apply(ctx, &pkt, &x)?;
+            if x.is_self_hairpin() {
+                return nat::bounce(ctx, x.ifindex);
+            }
+        } else if x.flags & CT_F_LINK != 0 {
+            ct::touch(p, &pkt, ctx.len(), now);
+        }
+        // Outbound flows and published replies are translated (and accounted) at the uplink,
+        // after routing.
+        return Ok(PASS);
+    }
+    if pkt.frag == FRAG_LATER {
+        return if policy::icc_guarded(cfg, pkt.daddr) {
+            Err(DROP_FRAGMENT)
+        } else {
+            Ok(PASS)
+        };
+    }
+    if pkt.kind == L4_PORTS
+        && let Some(b) = maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
+    {
+        if b.flags & PORT_F_LOOPBACK != 0 {
+            return Err(DROP_LOOPBACK_ONLY);
+        }
+        return nat::hairpin(ctx, &pkt, &b, ep.ifindex, cfg);
+    }
+    if policy::icc_guarded(cfg, pkt.daddr) {
+        if pkt.kind == L4_PORTS && maps::link_allows(pkt.saddr, pkt.daddr, pkt.proto, pkt.dport) {
+            let fwd = maps::endpoint_ifindex(pkt.daddr);
+            nat::track(&pkt, CT_F_LINK, fwd, ifindex, ctx.len())?;
+            return Ok(PASS);
+        }
+        return Err(DROP_ICC);
+    }
+    Ok(PASS)
+}

@@ -1,0 +1,47 @@
+//! Source filters at XDP (`xdp_prefilter` on uplinks): with an allow or deny list configured,
+//! a packet that opens a connection to a container (to a container address, or to a published
+//! port) from a denied or not-allowed source is dropped before the stack sees it. Replies and
+//! packets of tracked flows always pass.
+
+use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
+use netd_common::{
+    CFG_F_ALLOWLIST, CFG_F_DENYLIST, DROP_FILTER_DENY, DROP_FILTER_NOT_ALLOWED, PORT_F_LOOPBACK,
+};
+
+use crate::{
+    ct, maps,
+    parse::{self, L4_PORTS},
+};
+
+pub fn prefilter(ctx: &XdpContext) -> Result<u32, u32> {
+    let Some(cfg) = maps::config() else {
+        return Ok(XDP_PASS);
+    };
+    if cfg.flags & (CFG_F_ALLOWLIST | CFG_F_DENYLIST) == 0 {
+        return Ok(XDP_PASS);
+    }
+    // Malformed packets are left to the TC programs, which count them.
+    let Ok(Some(pkt)) = parse::ipv4(ctx) else {
+        return Ok(XDP_PASS);
+    };
+    if !pkt.has_l4() {
+        return Ok(XDP_PASS);
+    }
+    let to_container = cfg.in_subnet(pkt.daddr)
+        || pkt.kind == L4_PORTS
+            && maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
+                .is_some_and(|b| b.flags & PORT_F_LOOPBACK == 0);
+    if !to_container {
+        return Ok(XDP_PASS);
+    }
+    if ct::lookup(&ct::key(&pkt), &pkt, cfg, ct::now()).is_some() {
+        return Ok(XDP_PASS);
+    }
+    if cfg.flags & CFG_F_DENYLIST != 0 && maps::denied(pkt.saddr) {
+        return Err(DROP_FILTER_DENY);
+    }
+    if cfg.flags & CFG_F_ALLOWLIST != 0 && !maps::allowed(pkt.saddr) {
+        return Err(DROP_FILTER_NOT_ALLOWED);
+    }
+    Ok(XDP_PASS)
+}

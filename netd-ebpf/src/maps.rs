@@ -1,0 +1,122 @@
+//! The maps the agent programs (configuration, endpoints, host addresses, uplinks, published
+//! ports, links, source filters) and small typed accessors for them. Connection tracking lives
+//! in `ct`, fragments in `frag`, counters in `counters`.
+
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    macros::btf_map,
+};
+use netd_common::{
+    DpConfig, ENDPOINTS_MAX, EndpointInfo, FILTER_MAX, HOST_ADDRS_MAX, LINKS_MAX, LinkKey,
+    LinkPorts, PORTS_MAX, PortEntry, UPLINKS_MAX, UplinkInfo, find_port,
+};
+
+#[btf_map]
+static NETD_CONFIG: Array<DpConfig, 1> = Array::new();
+
+#[btf_map]
+static NETD_ENDPOINTS: HashMap<u32, EndpointInfo, { ENDPOINTS_MAX as usize }> = HashMap::new();
+
+#[btf_map]
+static NETD_EP_BY_IP: HashMap<u32, EndpointInfo, { ENDPOINTS_MAX as usize }> = HashMap::new();
+
+#[btf_map]
+static NETD_HOST_ADDRS: HashMap<u32, u32, { HOST_ADDRS_MAX as usize }> = HashMap::new();
+
+#[btf_map]
+static NETD_UPLINKS: HashMap<u32, UplinkInfo, { UPLINKS_MAX as usize }> = HashMap::new();
+
+#[btf_map]
+static NETD_PORTS: Array<PortEntry, { 2 * PORTS_MAX as usize }> = Array::new();
+
+#[btf_map]
+static NETD_LINKS: HashMap<LinkKey, LinkPorts, { LINKS_MAX as usize }> = HashMap::new();
+
+#[btf_map]
+static NETD_FILTER_ALLOW: LpmTrie<u32, u32, { FILTER_MAX as usize }> = LpmTrie::new();
+
+#[btf_map]
+static NETD_FILTER_DENY: LpmTrie<u32, u32, { FILTER_MAX as usize }> = LpmTrie::new();
+
+/// The configuration; all zeroes (nothing enabled, no subnet) until the agent writes it. An
+/// array slot: always present, and the agent rewrites it in place.
+#[inline(always)]
+pub fn config() -> Option<&'static DpConfig> {
+    NETD_CONFIG.get(0)
+}
+
+/// The endpoint whose host-side veth is `ifindex`.
+#[inline(always)]
+pub fn endpoint(ifindex: u32) -> Option<EndpointInfo> {
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    unsafe { NETD_ENDPOINTS.get(ifindex).copied() }
+}
+
+/// ifindex of the host-side veth of the container at `ip` (network byte order), 0 if unknown.
+#[inline(always)]
+pub fn endpoint_ifindex(ip: u32) -> u32 {
+    // SAFETY: copied out at once.
+    unsafe { NETD_EP_BY_IP.get(ip).map_or(0, |e| e.ifindex) }
+}
+
+/// Is `ip` (network byte order) one of the host namespace's own addresses?
+#[inline(always)]
+pub fn is_host_addr(ip: u32) -> bool {
+    NETD_HOST_ADDRS.get_ptr(ip).is_some()
+}
+
+/// The masquerade address of uplink `ifindex`, 0 if none.
+#[inline(always)]
+pub fn uplink_ip(ifindex: u32) -> u32 {
+    // SAFETY: copied out at once.
+    unsafe { NETD_UPLINKS.get(ifindex).map_or(0, |u| u.ip) }
+}
+
+/// The published-port binding that takes (proto, dst, dport) packets, if any. `dst` and `dport`
+/// are network byte order. Wildcard bindings (host_ip 0) only take the host's own addresses;
+/// specific ones take their address.
+#[inline(always)]
+pub fn published_port(cfg: &DpConfig, proto: u8, dst: u32, dport: u16) -> Option<PortEntry> {
+    let active = cfg.ports_active & 1;
+    let len = cfg.ports_len[active as usize].min(PORTS_MAX);
+    if len == 0 {
+        return None;
+    }
+    let base = active * PORTS_MAX;
+    let get = |i: u32| NETD_PORTS.get(base + i);
+    let e = *find_port(len, get, proto, dst, u16::from_be(dport))?;
+    if e.host_ip == 0 && !is_host_addr(dst) {
+        return None;
+    }
+    Some(e)
+}
+
+/// Does a `--link` allowance let `src` reach `dst` on (proto, dport)? `dport` network order.
+#[inline(always)]
+pub fn link_allows(src: u32, dst: u32, proto: u8, dport: u16) -> bool {
+    let key = LinkKey {
+        src_ip: src,
+        dst_ip: dst,
+        proto,
+        _pad: [0; 3],
+    };
+    // SAFETY: read at once; the agent replaces entries whole.
+    unsafe { NETD_LINKS.get(key) }.is_some_and(|l| l.allows(u16::from_be(dport)))
+}
+
+#[inline(always)]
+fn lpm_key(ip: u32) -> Key<u32> {
+    Key::new(32, ip)
+}
+
+/// Does the source deny list hold `ip` (network byte order)?
+#[inline(always)]
+pub fn denied(ip: u32) -> bool {
+    NETD_FILTER_DENY.get(&lpm_key(ip)).is_some()
+}
+
+/// Does the source allow list hold `ip` (network byte order)?
+#[inline(always)]
+pub fn allowed(ip: u32) -> bool {
+    NETD_FILTER_ALLOW.get(&lpm_key(ip)).is_some()
+}

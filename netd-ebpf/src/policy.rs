@@ -1,0 +1,55 @@
+//! Container policy: anti-spoofing on a container's veth and inter-container communication
+//! (`--icc false` with `--link` allowances).
+
+use aya_ebpf::programs::TcContext;
+use netd_common::{
+    CFG_F_ICC, DROP_MALFORMED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC, DpConfig, EndpointInfo,
+};
+
+use crate::parse::ETH_HLEN;
+
+/// The Ethernet source must be the endpoint's MAC.
+#[inline(always)]
+pub fn check_eth_src(ctx: &TcContext, ep: &EndpointInfo) -> Result<(), u32> {
+    let src: [u8; 6] = ctx.load(6).map_err(|_| DROP_MALFORMED)?;
+    if src != ep.mac {
+        return Err(DROP_SPOOFED_MAC);
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ArpIpv4 {
+    htype: u16,
+    ptype: u16,
+    hlen: u8,
+    plen: u8,
+    op: u16,
+    sha: [u8; 6],
+    spa: [u8; 4],
+}
+
+/// ARP from a container must announce its own MAC and address (probes from 0.0.0.0 included:
+/// endpoints are configured statically, never by DHCP).
+#[inline(always)]
+pub fn check_arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<(), u32> {
+    let a: ArpIpv4 = ctx.load(ETH_HLEN).map_err(|_| DROP_MALFORMED)?;
+    if u16::from_be(a.htype) != 1 || u16::from_be(a.ptype) != 0x0800 || a.hlen != 6 || a.plen != 4 {
+        return Err(DROP_MALFORMED);
+    }
+    if a.sha != ep.mac {
+        return Err(DROP_SPOOFED_MAC);
+    }
+    if u32::from_ne_bytes(a.spa) != ep.ip {
+        return Err(DROP_SPOOFED_IP);
+    }
+    Ok(())
+}
+
+/// Does `--icc false` decide traffic to `daddr`? Another container on the bridge, not the
+/// gateway (containers always reach the host).
+#[inline(always)]
+pub fn icc_guarded(cfg: &DpConfig, daddr: u32) -> bool {
+    cfg.flags & CFG_F_ICC == 0 && cfg.in_subnet(daddr) && daddr != cfg.bridge_ip
+}

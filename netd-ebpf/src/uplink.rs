@@ -1,0 +1,133 @@
+//! The uplink hooks (Cilium's bpf_host): `from_uplink` (TC ingress) translates traffic from
+//! outside to published ports and masquerade replies, and refuses direct access to container
+//! addresses; `to_uplink` (TC egress) masquerades container traffic leaving the host and
+//! restores the host address on published-port replies (after routing, so the stack never sees
+//! a local source address arriving on the bridge).
+
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
+use netd_common::{
+    CFG_F_MASQ, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, DROP_DIRECT_ACCESS,
+    DROP_FRAGMENT, DROP_LOOPBACK_ONLY, PORT_F_LOOPBACK,
+};
+
+use crate::{
+    ct, frag, icmp, maps,
+    nat::{self, Xlate},
+    parse::{self, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
+};
+
+const PASS: i32 = TC_ACT_OK;
+
+#[inline(always)]
+fn ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+/// Entries whose packets arrive from outside: a published flow's original direction, the
+/// reply of an outbound (masqueraded or tracked) flow.
+#[inline(always)]
+pub fn arrives_from_outside(flags: u16) -> bool {
+    let published = flags & CT_F_PUBLISHED != 0 && flags & (CT_F_REPLY | CT_F_HAIRPIN) == 0;
+    let outbound_reply = flags & CT_F_MASQ != 0 && flags & CT_F_REPLY != 0;
+    published || outbound_reply
+}
+
+/// Entries whose packets leave for outside: an outbound flow's original direction, a published
+/// flow's reply.
+#[inline(always)]
+pub fn leaves_for_outside(flags: u16) -> bool {
+    let outbound = flags & CT_F_MASQ != 0 && flags & CT_F_REPLY == 0;
+    let published_reply =
+        flags & CT_F_PUBLISHED != 0 && flags & CT_F_REPLY != 0 && flags & CT_F_HAIRPIN == 0;
+    outbound || published_reply
+}
+
+pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
+    let Some(mut pkt) = parse::ipv4(ctx)? else {
+        return Ok(PASS);
+    };
+    let Some(cfg) = maps::config() else {
+        return Ok(PASS);
+    };
+    if pkt.kind == L4_ICMP_ERR {
+        return icmp::from_uplink(ctx, &pkt, cfg);
+    }
+    let known = frag::resolve(&mut pkt);
+    let k = ct::key(&pkt);
+    let now = ct::now();
+    if known && let Some(p) = ct::lookup(&k, &pkt, cfg, now) {
+        // SAFETY: a valid map value, copied out before any map update.
+        let x = Xlate::of(unsafe { &*p });
+        if arrives_from_outside(x.flags) {
+            ct::touch(p, &pkt, ctx.len(), now);
+            nat::apply(ctx, &pkt, &x)?;
+            return Ok(PASS);
+        }
+    }
+    if pkt.frag == FRAG_LATER {
+        // Untracked later fragments never open flows. To a host address they are host
+        // traffic (or the stack discards them when their first fragment went elsewhere).
+        return if cfg.in_subnet(pkt.daddr) {
+            Err(DROP_DIRECT_ACCESS)
+        } else {
+            Ok(PASS)
+        };
+    }
+    if pkt.kind == L4_PORTS
+        && let Some(b) = maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
+    {
+        if b.flags & PORT_F_LOOPBACK != 0 {
+            return Err(DROP_LOOPBACK_ONLY);
+        }
+        nat::published(ctx, &pkt, &b, ifindex(ctx), cfg)?;
+        return Ok(PASS);
+    }
+    if cfg.in_subnet(pkt.daddr) {
+        return Err(DROP_DIRECT_ACCESS);
+    }
+    Ok(PASS)
+}
+
+pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
+    let Some(mut pkt) = parse::ipv4(ctx)? else {
+        return Ok(PASS);
+    };
+    let Some(cfg) = maps::config() else {
+        return Ok(PASS);
+    };
+    if !cfg.in_subnet(pkt.saddr) || cfg.in_subnet(pkt.daddr) {
+        return Ok(PASS);
+    }
+    if pkt.kind == L4_ICMP_ERR {
+        return icmp::to_uplink(ctx, &pkt, cfg);
+    }
+    let known = frag::resolve(&mut pkt);
+    let k = ct::key(&pkt);
+    let now = ct::now();
+    if known && let Some(p) = ct::lookup(&k, &pkt, cfg, now) {
+        // SAFETY: a valid map value, copied out before any map update.
+        let x = Xlate::of(unsafe { &*p });
+        if leaves_for_outside(x.flags) {
+            ct::touch(p, &pkt, ctx.len(), now);
+            nat::apply(ctx, &pkt, &x)?;
+            return Ok(PASS);
+        }
+    }
+    let masq = cfg.flags & CFG_F_MASQ != 0;
+    if pkt.frag == FRAG_LATER {
+        // Its flow is unknown: it cannot be translated, and must not leak the container's
+        // address.
+        return if masq { Err(DROP_FRAGMENT) } else { Ok(PASS) };
+    }
+    let uplink = ifindex(ctx);
+    let uplink_ip = maps::uplink_ip(uplink);
+    if masq && uplink_ip != 0 {
+        nat::masquerade(ctx, &pkt, uplink_ip, uplink, cfg)?;
+        return Ok(PASS);
+    }
+    // Not translated, but tracked so that the replies pass the direct-access check.
+    let rev = maps::endpoint_ifindex(pkt.saddr);
+    nat::track(&pkt, CT_F_MASQ, uplink, rev, ctx.len())?;
+    Ok(PASS)
+}

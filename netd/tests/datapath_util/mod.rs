@@ -1,0 +1,761 @@
+//! Harness of the datapath tests: a private network namespace with veth interfaces standing
+//! in for the uplink, the bridge and the containers' veths; the dataplane loaded with its maps
+//! pinned in a private bpffs; map access through the pins (as bpftool or the agent would);
+//! frame building and checksum verification from scratch.
+
+#![allow(
+    dead_code,
+    reason = "shared by several test files; not each uses every helper"
+)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use netd::dataplane::{Dataplane, DataplaneConfig, EBPF_OBJECT};
+use netd_common::*;
+use nix::sched::{CloneFlags, setns};
+
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const PROG_XDP_PREFILTER: &str = "xdp_prefilter";
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+
+pub const UPLINK_IP: [u8; 4] = [198, 51, 100, 1];
+pub const BRIDGE_IP: [u8; 4] = [172, 30, 0, 1];
+pub const A_IP: [u8; 4] = [172, 30, 0, 2];
+pub const B_IP: [u8; 4] = [172, 30, 0, 3];
+pub const BRIDGE_MAC: [u8; 6] = [0x02, 0x42, 0, 0, 0, 0x01];
+pub const A_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x1e, 0, 0x02];
+pub const B_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x1e, 0, 0x03];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+pub const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// An address as the maps hold it (network byte order in a u32).
+pub fn ip(a: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(a)
+}
+
+pub fn ct_key(s: [u8; 4], d: [u8; 4], sport: u16, dport: u16, proto: u8) -> CtKey {
+    CtKey::v4(ip(s), ip(d), sport.to_be(), dport.to_be(), proto)
+}
+
+// ------------------------------------------------------------------------------------------
+// Namespaces and pins.
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "netd-dpath-{}-{}{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn run_cmd(argv: &[&str]) {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ip netns add` mounts /var/run/netns on first use; concurrent first uses can stack mounts.
+static NETNS_LOCK: Mutex<()> = Mutex::new(());
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        run_cmd(&["ip", "netns", "add", &name]);
+        Self { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.name))
+    }
+
+    pub fn ip(&self, args: &[&str]) {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend_from_slice(args);
+        run_cmd(&argv);
+    }
+
+    /// Runs `f` on a thread that entered this namespace (setns(2): mounts stay shared, so the
+    /// bpffs pins are visible).
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = fs::File::open(&path).expect("open netns");
+                setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A pin directory under /run (the dataplane mounts bpffs there), unmounted and removed on
+/// drop.
+pub struct PinDir(pub PathBuf);
+
+impl PinDir {
+    pub fn new() -> Self {
+        Self(PathBuf::from(format!("/run/{}", unique("-pins"))))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ifindex(name: &str) -> u32 {
+    nix::net::if_::if_nametoindex(name).unwrap_or_else(|e| panic!("ifindex of {name}: {e}"))
+}
+
+// ------------------------------------------------------------------------------------------
+// The world: one host namespace, maps programmed like the agent does.
+
+/// Bindings: tcp *:8080 -> A:80 (11), udp *:5353 -> B:53 (12), tcp 127.0.0.1:9000 -> A:90
+/// loopback-only (13), tcp *:7000-7009 -> B:8000-8009 (14).
+pub fn bindings() -> Vec<PortEntry> {
+    let e = |proto, host: [u8; 4], start, end, cport, cip, id, flags| PortEntry {
+        host_ip: ip(host),
+        proto,
+        flags,
+        host_port_start: start,
+        host_port_end: end,
+        container_port: cport,
+        container_ip: ip(cip),
+        binding_id: id,
+        ..Default::default()
+    };
+    let mut v = vec![
+        e(IPPROTO_TCP, [0; 4], 8080, 8080, 80, A_IP, 11, 0),
+        e(IPPROTO_UDP, [0; 4], 5353, 5353, 53, B_IP, 12, 0),
+        e(
+            IPPROTO_TCP,
+            [127, 0, 0, 1],
+            9000,
+            9000,
+            90,
+            A_IP,
+            13,
+            PORT_F_LOOPBACK,
+        ),
+        e(IPPROTO_TCP, [0; 4], 7000, 7009, 8000, B_IP, 14, 0),
+    ];
+    v.sort_by_key(PortEntry::sort_key);
+    v
+}
+
+pub struct World {
+    pub pins: PinDir,
+    pub dp: Dataplane,
+    /// ifindexes: the uplink, the bridge, A's and B's host-side veths, an unmanaged one.
+    pub up: u32,
+    pub br: u32,
+    pub va: u32,
+    pub vb: u32,
+    pub vx: u32,
+}
+
+impl World {
+    /// Builds the world in a fresh namespace and runs `f` inside it.
+    pub fn with(f: impl FnOnce(&World) + Send) {
+        let ns = Netns::new("w");
+        // veth pairs (the dummy driver may be missing); only their ifindexes matter.
+        for dev in ["up0", "netd0", "va", "vb", "vx"] {
+            let peer = format!("{dev}p");
+            ns.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]);
+        }
+        let pins = PinDir::new();
+        ns.enter(move || {
+            let dp = Dataplane::open(&DataplaneConfig {
+                pin_dir: pins.0.clone(),
+            })
+            .expect("open the dataplane");
+            let w = World {
+                pins,
+                dp,
+                up: ifindex("up0"),
+                br: ifindex("netd0"),
+                va: ifindex("va"),
+                vb: ifindex("vb"),
+                vx: ifindex("vx"),
+            };
+            w.program();
+            f(&w);
+        });
+    }
+
+    pub fn map(&self, name: &str) -> Map {
+        let path = self.pins.0.join("maps").join(name);
+        let data = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Map::from_map_data(data).expect("map type")
+    }
+
+    /// What the agent writes at start: host addresses, the uplink, endpoints, bindings.
+    fn program(&self) {
+        let mut h: HashMap<_, u32, u32> = HashMap::try_from(self.map(MAP_HOST_ADDRS)).unwrap();
+        for (a, i) in [
+            (UPLINK_IP, self.up),
+            (BRIDGE_IP, self.br),
+            ([127, 0, 0, 1], 1),
+        ] {
+            h.insert(ip(a), i, 0).unwrap();
+        }
+        let mut u: HashMap<_, u32, UplinkInfo> = HashMap::try_from(self.map(MAP_UPLINKS)).unwrap();
+        u.insert(
+            self.up,
+            UplinkInfo {
+                ip: ip(UPLINK_IP),
+                _pad: 0,
+            },
+            0,
+        )
+        .unwrap();
+        let mut eps: HashMap<_, u32, EndpointInfo> =
+            HashMap::try_from(self.map(MAP_ENDPOINTS)).unwrap();
+        let mut by_ip: HashMap<_, u32, EndpointInfo> =
+            HashMap::try_from(self.map(MAP_EP_BY_IP)).unwrap();
+        for (ifindex, a, mac) in [(self.va, A_IP, A_MAC), (self.vb, B_IP, B_MAC)] {
+            let e = EndpointInfo {
+                ip: ip(a),
+                ifindex,
+                mac,
+                _pad: 0,
+            };
+            eps.insert(ifindex, e, 0).unwrap();
+            by_ip.insert(ip(a), e, 0).unwrap();
+        }
+        let mut ports: Array<_, PortEntry> = Array::try_from(self.map(MAP_PORTS)).unwrap();
+        for (i, b) in bindings().iter().enumerate() {
+            ports.set(i as u32, b, 0).unwrap();
+        }
+    }
+
+    /// The configuration the tests start from: `--icc false --ip-masq true`, no filters.
+    pub fn base_config(&self) -> DpConfig {
+        DpConfig {
+            flags: CFG_F_MASQ,
+            bridge_ifindex: self.br,
+            bridge_ip: ip(BRIDGE_IP),
+            subnet: ip([172, 30, 0, 0]),
+            subnet_mask: ip([255, 255, 255, 0]),
+            ports_active: 0,
+            ports_len: [bindings().len() as u32, 0],
+            snat_port_min: 50000,
+            snat_port_max: 50999,
+            ct_tcp_syn_s: 60,
+            ct_tcp_established_s: 3600,
+            ct_tcp_closing_s: 10,
+            ct_udp_s: 60,
+            ct_icmp_s: 30,
+            _pad: 0,
+        }
+    }
+
+    /// Writes the configuration: the current one (the base one the first time) changed by `f`.
+    pub fn config(&self, f: impl FnOnce(&mut DpConfig)) {
+        let mut a: Array<_, DpConfig> = Array::try_from(self.map(MAP_CONFIG)).unwrap();
+        let mut c = a.get(&0, 0).unwrap();
+        if c.subnet_mask == 0 {
+            c = self.base_config();
+        }
+        f(&mut c);
+        a.set(0, c, 0).unwrap();
+    }
+
+    pub fn link(&self, src: [u8; 4], dst: [u8; 4], proto: u8, ranges: &[(u16, u16)]) {
+        let mut m: HashMap<_, LinkKey, LinkPorts> = HashMap::try_from(self.map(MAP_LINKS)).unwrap();
+        let mut lp = LinkPorts {
+            count: ranges.len() as u32,
+            ..Default::default()
+        };
+        for (i, &(start, end)) in ranges.iter().enumerate() {
+            lp.ranges[i] = PortPair { start, end };
+        }
+        let k = LinkKey {
+            src_ip: ip(src),
+            dst_ip: ip(dst),
+            proto,
+            _pad: [0; 3],
+        };
+        m.insert(k, lp, 0).unwrap();
+    }
+
+    pub fn filter(&self, map: &str, net: [u8; 4], prefix: u32) {
+        let mut t: LpmTrie<_, u32, u32> = LpmTrie::try_from(self.map(map)).unwrap();
+        t.insert(&Key::new(prefix, ip(net)), 1, 0).unwrap();
+    }
+
+    /// Runs TC program `prog` on `frame` as if it arrived at/left through `ifindex`.
+    pub fn run(&self, prog: &str, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        // struct __sk_buff: ifindex at offset 40; the kernel takes it as the skb's device.
+        let mut skb = [0u8; 192];
+        skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = self
+            .dp
+            .program(prog)
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&skb),
+                ..TestRunOptions::default()
+            })
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN {prog} on {frame:02x?}: {e:?}"));
+        out.truncate(res.data_size_out as usize);
+        (res.return_value, out)
+    }
+
+    pub fn ct(&self, k: &CtKey) -> Option<CtEntry> {
+        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(MAP_CT)).unwrap();
+        m.get(k, 0).ok()
+    }
+
+    pub fn drops(&self) -> [u64; DROP_REASONS as usize] {
+        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(MAP_DROPS)).unwrap();
+        let mut out = [0; DROP_REASONS as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = m.get(&(i as u32), 0).unwrap().iter().sum();
+        }
+        out
+    }
+
+    pub fn drop_count(&self, reason: u32) -> u64 {
+        self.drops()[reason as usize]
+    }
+
+    /// (packets, bytes) of a binding.
+    pub fn port_stats(&self, binding_id: u32) -> (u64, u64) {
+        let m: PerCpuHashMap<_, u32, Traffic> =
+            PerCpuHashMap::try_from(self.map(MAP_PORT_STATS)).unwrap();
+        match m.get(&binding_id, 0) {
+            Ok(v) => {
+                let mut t = Traffic::default();
+                for c in v.iter() {
+                    t.accumulate(c);
+                }
+                (t.packets, t.bytes)
+            }
+            Err(_) => (0, 0),
+        }
+    }
+
+    /// The XDP program, loaded from the same object onto the same pinned maps (the
+    /// Dataplane loads only the TC programs so far).
+    pub fn xdp(&self) -> XdpProg {
+        let mut loader = EbpfLoader::new();
+        let maps: Vec<(String, PathBuf)> = ALL_MAPS
+            .iter()
+            .map(|m| (m.to_string(), self.pins.0.join("maps").join(m)))
+            .collect();
+        for (name, path) in &maps {
+            loader.map_pin_path(name.as_str(), path.as_path());
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).expect("load the object again");
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_XDP_PREFILTER)
+            .expect("xdp_prefilter in the object")
+            .try_into()
+            .unwrap();
+        prog.load().expect("verifier accepts xdp_prefilter");
+        XdpProg { ebpf }
+    }
+}
+
+pub struct XdpProg {
+    ebpf: Ebpf,
+}
+
+impl XdpProg {
+    pub fn run(&self, frame: &[u8]) -> u32 {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_XDP_PREFILTER)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN xdp");
+        res.return_value
+    }
+}
+
+pub fn pin_path(pins: &Path, map: &str) -> PathBuf {
+    pins.join("maps").join(map)
+}
+
+// ------------------------------------------------------------------------------------------
+// Frames.
+
+/// An Ethernet/IPv4 frame under construction.
+#[derive(Clone)]
+pub struct Frame {
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    saddr: [u8; 4],
+    daddr: [u8; 4],
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    icmp_type: u8,
+    icmp_code: u8,
+    ip_id: u16,
+    options: Vec<u8>,
+    payload: Vec<u8>,
+    udp_csum: bool,
+}
+
+impl Frame {
+    fn new(saddr: [u8; 4], daddr: [u8; 4], proto: u8, sport: u16, dport: u16) -> Self {
+        Self {
+            src_mac: CLIENT_MAC,
+            dst_mac: UPLINK_MAC,
+            saddr,
+            daddr,
+            proto,
+            sport,
+            dport,
+            tcp_flags: TCP_ACK,
+            icmp_type: 0,
+            icmp_code: 0,
+            ip_id: 0x1111,
+            options: Vec::new(),
+            payload: Vec::new(),
+            udp_csum: true,
+        }
+    }
+
+    pub fn tcp(s: [u8; 4], d: [u8; 4], sport: u16, dport: u16) -> Self {
+        Self::new(s, d, IPPROTO_TCP, sport, dport)
+    }
+
+    pub fn udp(s: [u8; 4], d: [u8; 4], sport: u16, dport: u16) -> Self {
+        Self::new(s, d, IPPROTO_UDP, sport, dport)
+    }
+
+    /// ICMP echo request/reply with `id`.
+    pub fn echo(s: [u8; 4], d: [u8; 4], ty: u8, id: u16) -> Self {
+        let mut f = Self::new(s, d, IPPROTO_ICMP, id, 7);
+        f.icmp_type = ty;
+        f
+    }
+
+    /// ICMP error of `ty`/`code` quoting `quoted` (an IPv4 packet without Ethernet header).
+    pub fn icmp_error(s: [u8; 4], d: [u8; 4], ty: u8, code: u8, quoted: &[u8]) -> Self {
+        let mut f = Self::new(s, d, IPPROTO_ICMP, 0, 0);
+        f.icmp_type = ty;
+        f.icmp_code = code;
+        f.payload = quoted.to_vec();
+        f
+    }
+
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
+        self.src_mac = src;
+        self.dst_mac = dst;
+        self
+    }
+
+    pub fn flags(mut self, f: u8) -> Self {
+        self.tcp_flags = f;
+        self
+    }
+
+    pub fn payload(mut self, p: &[u8]) -> Self {
+        self.payload = p.to_vec();
+        self
+    }
+
+    pub fn options(mut self, o: &[u8]) -> Self {
+        assert!(o.len().is_multiple_of(4) && o.len() <= 40);
+        self.options = o.to_vec();
+        self
+    }
+
+    pub fn ip_id(mut self, id: u16) -> Self {
+        self.ip_id = id;
+        self
+    }
+
+    pub fn no_udp_csum(mut self) -> Self {
+        self.udp_csum = false;
+        self
+    }
+
+    /// The L4 header and payload, checksummed.
+    fn l4(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        match self.proto {
+            IPPROTO_TCP => {
+                l4.extend_from_slice(&self.sport.to_be_bytes());
+                l4.extend_from_slice(&self.dport.to_be_bytes());
+                l4.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+                l4.extend_from_slice(&0u32.to_be_bytes());
+                l4.extend_from_slice(&[0x50, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
+            }
+            IPPROTO_UDP => {
+                l4.extend_from_slice(&self.sport.to_be_bytes());
+                l4.extend_from_slice(&self.dport.to_be_bytes());
+                l4.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+                l4.extend_from_slice(&[0, 0]);
+            }
+            _ => {
+                l4.extend_from_slice(&[self.icmp_type, self.icmp_code, 0, 0]);
+                if self.icmp_type == ICMP_ECHO_REQUEST || self.icmp_type == ICMP_ECHO_REPLY {
+                    l4.extend_from_slice(&self.sport.to_be_bytes());
+                    l4.extend_from_slice(&0x0001u16.to_be_bytes());
+                } else {
+                    l4.extend_from_slice(&[0; 4]);
+                }
+            }
+        }
+        l4.extend_from_slice(&self.payload);
+        let (off, pseudo) = match self.proto {
+            IPPROTO_TCP => (16, true),
+            IPPROTO_UDP => (6, true),
+            _ => (2, false),
+        };
+        if self.proto != IPPROTO_UDP || self.udp_csum {
+            let mut c = if pseudo {
+                l4_checksum(self.saddr, self.daddr, self.proto, &l4)
+            } else {
+                !fold(sum16(&l4))
+            };
+            if self.proto == IPPROTO_UDP && c == 0 {
+                c = 0xffff;
+            }
+            l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        l4
+    }
+
+    fn ip_header(&self, l4_len: usize, frag_field: u16) -> Vec<u8> {
+        let ihl = 20 + self.options.len();
+        let mut h = vec![0x40 | (ihl / 4) as u8, 0];
+        h.extend_from_slice(&((ihl + l4_len) as u16).to_be_bytes());
+        h.extend_from_slice(&self.ip_id.to_be_bytes());
+        h.extend_from_slice(&frag_field.to_be_bytes());
+        h.extend_from_slice(&[64, self.proto, 0, 0]);
+        h.extend_from_slice(&self.saddr);
+        h.extend_from_slice(&self.daddr);
+        h.extend_from_slice(&self.options);
+        let c = !fold(sum16(&h));
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h
+    }
+
+    fn eth(&self) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        f
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let l4 = self.l4();
+        let mut f = self.eth();
+        f.extend_from_slice(&self.ip_header(l4.len(), 0));
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    /// The IPv4 packet without its Ethernet header (for quoting in ICMP errors).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        self.bytes()[14..].to_vec()
+    }
+
+    /// Two fragments: the first carries `first_len` bytes (a multiple of 8) of the L4
+    /// datagram, the second the rest.
+    pub fn fragments(&self, first_len: usize) -> (Vec<u8>, Vec<u8>) {
+        assert_eq!(first_len % 8, 0);
+        let l4 = self.l4();
+        let mut a = self.eth();
+        a.extend_from_slice(&self.ip_header(first_len, 0x2000));
+        a.extend_from_slice(&l4[..first_len]);
+        let mut b = self.eth();
+        b.extend_from_slice(&self.ip_header(l4.len() - first_len, (first_len / 8) as u16));
+        b.extend_from_slice(&l4[first_len..]);
+        (a, b)
+    }
+}
+
+pub fn sum16(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+pub fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+fn pseudo_sum(s: [u8; 4], d: [u8; 4], proto: u8, len: usize) -> u32 {
+    sum16(&s) + sum16(&d) + u32::from(proto) + len as u32
+}
+
+/// The TCP/UDP checksum of `l4` (its checksum field zeroed or not: computed from scratch).
+pub fn l4_checksum(s: [u8; 4], d: [u8; 4], proto: u8, l4: &[u8]) -> u16 {
+    !fold(pseudo_sum(s, d, proto, l4.len()) + sum16(l4))
+}
+
+fn ihl(frame: &[u8]) -> usize {
+    usize::from(frame[14] & 0x0f) * 4
+}
+
+/// (saddr, daddr, sport, dport) of an IPv4 frame; for ICMP echo the id in both ports.
+pub fn tuple(frame: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+    let s: [u8; 4] = frame[26..30].try_into().unwrap();
+    let d: [u8; 4] = frame[30..34].try_into().unwrap();
+    let l4 = 14 + ihl(frame);
+    let p = |o: usize| u16::from_be_bytes([frame[o], frame[o + 1]]);
+    if frame[23] == IPPROTO_ICMP {
+        (s, d, p(l4 + 4), p(l4 + 4))
+    } else {
+        (s, d, p(l4), p(l4 + 2))
+    }
+}
+
+pub fn assert_ip_csum(frame: &[u8]) {
+    let h = &frame[14..14 + ihl(frame)];
+    assert_eq!(
+        fold(sum16(h)),
+        0xffff,
+        "IPv4 header checksum of {frame:02x?}"
+    );
+}
+
+/// Verifies the IPv4 header checksum and the L4 checksum of an unfragmented frame.
+pub fn assert_csums(frame: &[u8]) {
+    assert_ip_csum(frame);
+    let tot = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let l4 = &frame[14 + ihl(frame)..14 + tot];
+    let s: [u8; 4] = frame[26..30].try_into().unwrap();
+    let d: [u8; 4] = frame[30..34].try_into().unwrap();
+    match frame[23] {
+        IPPROTO_TCP => assert_eq!(
+            fold(pseudo_sum(s, d, IPPROTO_TCP, l4.len()) + sum16(l4)),
+            0xffff,
+            "TCP checksum"
+        ),
+        IPPROTO_UDP if l4[6..8] != [0, 0] => assert_eq!(
+            fold(pseudo_sum(s, d, IPPROTO_UDP, l4.len()) + sum16(l4)),
+            0xffff,
+            "UDP checksum"
+        ),
+        IPPROTO_ICMP => assert_eq!(fold(sum16(l4)), 0xffff, "ICMP checksum"),
+        _ => {}
+    }
+}
+
+/// Verifies the UDP checksum of a datagram split in two fragments, under the (translated)
+/// addresses of the first.
+pub fn assert_reassembled_udp_csum(first: &[u8], later: &[u8]) {
+    let tot = |f: &[u8]| usize::from(u16::from_be_bytes([f[16], f[17]]));
+    let mut l4 = first[14 + ihl(first)..14 + tot(first)].to_vec();
+    l4.extend_from_slice(&later[14 + ihl(later)..14 + tot(later)]);
+    let s: [u8; 4] = first[26..30].try_into().unwrap();
+    let d: [u8; 4] = first[30..34].try_into().unwrap();
+    assert_eq!(
+        &later[26..34],
+        &first[26..34],
+        "both fragments carry the same addresses"
+    );
+    assert_eq!(
+        fold(pseudo_sum(s, d, IPPROTO_UDP, l4.len()) + sum16(&l4)),
+        0xffff,
+        "reassembled UDP checksum"
+    );
+}
+
+/// `frame` with another Ethernet source (and the bridge as destination).
+pub fn with_macs(frame: &[u8], src: [u8; 6]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[0..6].copy_from_slice(&BRIDGE_MAC);
+    f[6..12].copy_from_slice(&src);
+    f
+}
+
+/// An ARP request from (sha, spa) for tpa.
+pub fn arp_frame(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&0x0806u16.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa);
+    f
+}
+
+/// A minimal IPv6 frame (UDP to ff02::1) from `mac`.
+pub fn ipv6_frame(mac: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+    f.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    f.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    f.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+    f
+}
