@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's developer commands. Each subcommand prints every command it
 //! runs, so what it does can be repeated by hand.
 
+mod bench;
 mod cmd;
 mod demo;
 mod ebpf;
@@ -38,6 +39,19 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// setup, release build, then the benchmark (`netd-bench` from bench/): netd vs the no-NAT
+    /// floor, Docker's iptables rules and docker-proxy; results in --out (default target/bench).
+    Bench {
+        /// A short smoke run (about two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Results directory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Passed on to `netd-bench` (e.g. `-- --systems S1-nft,S3 --paths P1`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// setup, build, then run the demo (`netd-demo` from the netd-tests package).
     Demo {
         /// Passed on to `netd-demo`.
@@ -53,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Task::Lint => lint::run(),
         Task::Test { args } => test::run(&args),
         Task::Demo { args } => demo::run(&args),
+        Task::Bench { quick, out, args } => bench::run(quick, out, &args),
     }
 }
 
@@ -61,6 +76,27 @@ mod tests {
     use clap::Parser as _;
 
     use super::{Cli, Task};
+
+    #[test]
+    fn bench_takes_quick_out_and_extra_args() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--quick",
+            "--out",
+            "/tmp/r",
+            "--",
+            "--systems",
+            "S3",
+        ])
+        .unwrap();
+        let Task::Bench { quick, out, args } = cli.task else {
+            panic!("not the bench task")
+        };
+        assert!(quick);
+        assert_eq!(out.unwrap(), std::path::Path::new("/tmp/r"));
+        assert_eq!(args, ["--systems", "S3"]);
+    }
 
     #[test]
     fn test_args_pass_through_to_cargo_test() {

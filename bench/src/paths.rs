@@ -1,0 +1,267 @@
+//! The paths (who talks to whom), the correctness check each system must pass on a path before
+//! it is measured, and which tools measure each path.
+//!
+//! | path | client | server | published route | direct route (S0, and P4/P5 always) |
+//! | --- | --- | --- | --- | --- |
+//! | P1 | outside | srv | 198.51.100.1:host port | srv IP |
+//! | P2 | host | srv | 127.0.0.1:host port | srv IP |
+//! | P3 | cli | srv | 198.51.100.1:host port (hairpin) | srv IP |
+//! | P4 | cli | srv | — (icc on) | srv IP |
+//! | P4link | cli | srv | — (icc off, cli linked to srv) | srv IP |
+//! | P5 | cli | outside | — (masquerade) | 198.51.100.2 |
+//! | P6 | outside | srv (UDP) | 198.51.100.1:host port | srv IP |
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::systems::{Route, System};
+use crate::tools::{Values, connrate, iperf, sockperf};
+use crate::topology::{ECHO, HOST_IP, OUTSIDE, Topology, host_port};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PathId {
+    P1,
+    P2,
+    P3,
+    P4,
+    P4Link,
+    P5,
+    P6,
+}
+
+impl PathId {
+    pub const ALL: [PathId; 7] = [
+        PathId::P1,
+        PathId::P2,
+        PathId::P3,
+        PathId::P4,
+        PathId::P4Link,
+        PathId::P5,
+        PathId::P6,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PathId::P1 => "P1 outside→published",
+            PathId::P2 => "P2 host→127.0.0.1:port",
+            PathId::P3 => "P3 container→hostIP:port",
+            PathId::P4 => "P4 container↔container (icc on)",
+            PathId::P4Link => "P4 container↔container (icc off, link)",
+            PathId::P5 => "P5 container→outside",
+            PathId::P6 => "P6 UDP outside→published",
+        }
+    }
+
+    pub fn short(self) -> &'static str {
+        match self {
+            PathId::P1 => "P1",
+            PathId::P2 => "P2",
+            PathId::P3 => "P3",
+            PathId::P4 => "P4",
+            PathId::P4Link => "P4link",
+            PathId::P5 => "P5",
+            PathId::P6 => "P6",
+        }
+    }
+
+    /// P4link needs a topology with icc off; every other path shares one with icc on.
+    pub fn icc(self) -> bool {
+        self != PathId::P4Link
+    }
+
+    /// The measurements taken on the path.
+    pub fn tools(self) -> &'static [Tool] {
+        match self {
+            PathId::P1 => &[Tool::Tcp1, Tool::Tcp2, Tool::TcpLat, Tool::Conn],
+            PathId::P2 | PathId::P3 | PathId::P5 => &[Tool::Tcp1, Tool::TcpLat, Tool::Conn],
+            PathId::P4 | PathId::P4Link => &[Tool::Tcp1, Tool::TcpLat],
+            PathId::P6 => &[Tool::UdpPps, Tool::UdpLat],
+        }
+    }
+
+    /// The namespace the client runs in.
+    pub fn client_ns(self, t: &Topology) -> &Path {
+        match self {
+            PathId::P1 | PathId::P6 => t.world.outside.path(),
+            PathId::P2 => t.world.host.path(),
+            _ => t.cli.c.path(),
+        }
+    }
+
+    /// Where the client connects for the server's `container_port`.
+    pub fn target(self, t: &Topology, route: Route, container_port: u16) -> (String, u16) {
+        if self == PathId::P5 {
+            return (OUTSIDE.to_string(), container_port);
+        }
+        match (route, self) {
+            (Route::Published, PathId::P2) => ("127.0.0.1".into(), host_port(container_port)),
+            (Route::Published, _) => (HOST_IP.into(), host_port(container_port)),
+            _ => (t.srv.ip.clone(), container_port),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Tool {
+    /// iperf3 TCP, 1 stream.
+    Tcp1,
+    /// iperf3 TCP, 2 streams.
+    Tcp2,
+    /// iperf3 UDP, 64-byte datagrams, unlimited rate.
+    UdpPps,
+    /// sockperf TCP ping-pong.
+    TcpLat,
+    /// sockperf UDP ping-pong.
+    UdpLat,
+    /// netd-connrate connect/request/close.
+    Conn,
+}
+
+impl Tool {
+    pub fn short(self) -> &'static str {
+        match self {
+            Tool::Tcp1 => "tcp1",
+            Tool::Tcp2 => "tcp2",
+            Tool::UdpPps => "udp64",
+            Tool::TcpLat => "tcp_lat",
+            Tool::UdpLat => "udp_lat",
+            Tool::Conn => "conn",
+        }
+    }
+}
+
+/// Durations of one measurement.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Durations {
+    pub iperf_s: u32,
+    pub sockperf_s: u32,
+    pub conn_s: f64,
+}
+
+/// Runs one tool on a path.
+pub fn measure(
+    t: &Topology,
+    path: PathId,
+    route: Route,
+    tool: Tool,
+    d: Durations,
+) -> Result<Values> {
+    let ns = path.client_ns(t);
+    match tool {
+        Tool::Tcp1 | Tool::Tcp2 | Tool::UdpPps => {
+            let (ip, port) = path.target(t, route, iperf::PORT);
+            let mode = match tool {
+                Tool::Tcp1 => iperf::Mode::Tcp { streams: 1 },
+                Tool::Tcp2 => iperf::Mode::Tcp { streams: 2 },
+                _ => iperf::Mode::UdpSmall,
+            };
+            iperf::client(ns, &ip, port, mode, d.iperf_s)
+        }
+        Tool::TcpLat | Tool::UdpLat => {
+            let (ip, port) = path.target(t, route, sockperf::PORT);
+            sockperf::client(ns, &ip, port, tool == Tool::TcpLat, d.sockperf_s)
+        }
+        Tool::Conn => {
+            let (ip, port) = path.target(t, route, connrate::PORT);
+            connrate::client(ns, &ip, port, d.conn_s)
+        }
+    }
+}
+
+fn in_ns<T: Send + 'static>(
+    ns: &Path,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let p = ns.to_path_buf();
+    std::thread::spawn(move || {
+        netd_tests::traffic::enter_netns(&p)?;
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("client thread panicked"))?
+}
+
+fn tcp_echo(ns: &Path, ip: &str, port: u16, token: &str) -> Result<()> {
+    let addr = format!("{ip}:{port}");
+    let token = token.to_string();
+    in_ns(ns, move || {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let sa: std::net::SocketAddr = addr.parse()?;
+        let s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2))
+            .map_err(|e| anyhow::anyhow!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        (&s).write_all(format!("{token}\n").as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(&s)
+            .read_line(&mut line)
+            .map_err(|e| anyhow::anyhow!("no reply from {addr} within 2 s ({e})"))?;
+        if line.trim_end() != token {
+            bail!("{addr} answered {line:?}, expected {token:?}");
+        }
+        Ok(())
+    })
+}
+
+fn udp_echo(ns: &Path, ip: &str, port: u16, token: &str) -> Result<()> {
+    let addr = format!("{ip}:{port}");
+    let token = token.to_string();
+    in_ns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect(&addr)?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut buf = [0u8; 256];
+        for _ in 0..4 {
+            s.send(token.as_bytes())?;
+            if let Ok(n) = s.recv(&mut buf) {
+                if buf[..n] == *token.as_bytes() {
+                    return Ok(());
+                }
+                bail!(
+                    "udp {addr} answered {:?}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
+            }
+        }
+        bail!("no udp answer from {addr}")
+    })
+}
+
+/// The correctness check of `sys` on `path`: the echo service answers through the path, and,
+/// for systems that claim NAT and filtering, the address the server sees is right (client IP
+/// kept through DNAT from outside, host IP after masquerade) and, with icc off, a container
+/// without a link is refused.
+pub fn check(t: &Topology, sys: &dyn System, path: PathId) -> Result<()> {
+    let route = sys.route(path);
+    let ns = path.client_ns(t);
+    let token = format!("netd-bench-{}-{}", sys.id(), path.short());
+    let (ip, port) = path.target(t, route, ECHO);
+    if path == PathId::P6 {
+        return udp_echo(ns, &ip, port, &token);
+    }
+    tcp_echo(ns, &ip, port, &token)?;
+    if !sys.nat_and_filters() {
+        return Ok(());
+    }
+    match path {
+        PathId::P1 => {
+            let seen = t.srv_echo_tcp.last_peer_ip();
+            if seen != OUTSIDE {
+                bail!("the server saw client {seen}, not the real client {OUTSIDE}");
+            }
+        }
+        PathId::P5 => {
+            let seen = t.out_echo_tcp.last_peer_ip();
+            if seen != HOST_IP {
+                bail!("the outside saw {seen}, not the masquerade address {HOST_IP}");
+            }
+        }
+        PathId::P4Link if tcp_echo(t.other.c.path(), &t.srv.ip, ECHO, "blocked").is_ok() => {
+            bail!("icc=false: an unlinked container still reached srv:{ECHO}");
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,574 @@
+//! The summary of a run: medians and min–max spreads, the Markdown table of ratios
+//! (netd/S1, netd/S2, netd/S0), the goals checked against the same run's numbers, and the sweep
+//! table. Plots are in [`crate::plot`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::paths::{PathId, Tool};
+use crate::record::{Run, Status, SweepPoint};
+
+/// Median and spread of a set of samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Stats {
+    pub fn of(samples: &[f64]) -> Option<Stats> {
+        let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stats {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            n,
+        })
+    }
+
+    /// `self / other` as (median ratio, lowest, highest) over the two spreads.
+    pub fn ratio(&self, other: &Stats) -> Option<(f64, f64, f64)> {
+        if other.median <= 0.0 || other.min <= 0.0 {
+            return None;
+        }
+        Some((
+            self.median / other.median,
+            self.min / other.max,
+            self.max / other.min,
+        ))
+    }
+}
+
+/// One row of the table: a value a tool produces on a path.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub path: PathId,
+    pub tool: Tool,
+    pub key: &'static str,
+    pub label: &'static str,
+    pub higher_is_better: bool,
+}
+
+/// The rows, in table order.
+pub fn metrics() -> Vec<Metric> {
+    let mut v = vec![];
+    for path in PathId::ALL {
+        for tool in path.tools() {
+            let rows: &[(&str, &str, bool)] = match tool {
+                Tool::Tcp1 => &[("gbps", "TCP 1 stream, Gbit/s", true)],
+                Tool::Tcp2 => &[("gbps", "TCP 2 streams, Gbit/s", true)],
+                Tool::UdpPps => &[("pps", "UDP 64 B, packets/s", true)],
+                Tool::TcpLat => &[
+                    ("p50_us", "TCP ping-pong p50, µs", false),
+                    ("p99_us", "TCP ping-pong p99, µs", false),
+                ],
+                Tool::UdpLat => &[
+                    ("p50_us", "UDP ping-pong p50, µs", false),
+                    ("p99_us", "UDP ping-pong p99, µs", false),
+                ],
+                Tool::Conn => &[("conns_per_s", "new connections/s", true)],
+            };
+            for (key, label, hib) in rows {
+                v.push(Metric {
+                    path,
+                    tool: *tool,
+                    key,
+                    label,
+                    higher_is_better: *hib,
+                });
+            }
+        }
+    }
+    v
+}
+
+pub const SYSTEMS: [&str; 5] = ["S0", "S1-legacy", "S1-nft", "S2", "S3"];
+
+/// A table cell: numbers when some run succeeded, else why not.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Value(Stats),
+    Status(Status),
+    Missing,
+}
+
+/// Collects the cell of `system` for `m`.
+pub fn cell(runs: &[Run], system: &str, m: &Metric) -> Cell {
+    let mine: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.system == system && r.path == m.path.short() && r.tool == m.tool.short())
+        .collect();
+    let vals: Vec<f64> = mine
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| r.values.get(m.key).copied())
+        .collect();
+    if let Some(s) = Stats::of(&vals) {
+        return Cell::Value(s);
+    }
+    match mine.first() {
+        Some(r) => Cell::Status(r.status),
+        None => Cell::Missing,
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn fmt_cell(c: &Cell) -> String {
+    match c {
+        Cell::Value(s) if s.n > 1 => {
+            format!(
+                "{} ({}–{})",
+                fmt_num(s.median),
+                fmt_num(s.min),
+                fmt_num(s.max)
+            )
+        }
+        Cell::Value(s) => fmt_num(s.median),
+        Cell::Status(st) => st.label().to_string(),
+        Cell::Missing => "–".into(),
+    }
+}
+
+/// The better of the two S1 variants for `m` (by median).
+fn best_s1(runs: &[Run], m: &Metric) -> Option<Stats> {
+    let a = cell(runs, "S1-legacy", m);
+    let b = cell(runs, "S1-nft", m);
+    match (a, b) {
+        (Cell::Value(a), Cell::Value(b)) => {
+            let a_better = (a.median >= b.median) == m.higher_is_better;
+            Some(if a_better { a } else { b })
+        }
+        (Cell::Value(a), _) => Some(a),
+        (_, Cell::Value(b)) => Some(b),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(netd: &Cell, other: Option<Stats>) -> String {
+    match (netd, other) {
+        (Cell::Value(n), Some(o)) => match n.ratio(&o) {
+            Some((r, lo, hi)) if n.n > 1 || o.n > 1 => format!("{r:.2} ({lo:.2}–{hi:.2})"),
+            Some((r, _, _)) => format!("{r:.2}"),
+            None => "–".into(),
+        },
+        _ => "–".into(),
+    }
+}
+
+fn value(c: Cell) -> Option<Stats> {
+    match c {
+        Cell::Value(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The Markdown table of medians (min–max) and ratios.
+pub fn table(runs: &[Run]) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "| path | metric | S0 floor | S1 iptables-legacy | S1 iptables-nft | S2 docker-proxy | S3 netd | netd/S1 | netd/S2 | netd/S0 |\n",
+    );
+    s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for m in metrics() {
+        let cells: Vec<Cell> = SYSTEMS.iter().map(|sys| cell(runs, sys, &m)).collect();
+        let netd = &cells[4];
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.path.label(),
+            m.label,
+            fmt_cell(&cells[0]),
+            fmt_cell(&cells[1]),
+            fmt_cell(&cells[2]),
+            fmt_cell(&cells[3]),
+            fmt_cell(netd),
+            fmt_ratio(netd, best_s1(runs, &m)),
+            fmt_ratio(netd, value(cells[3].clone())),
+            fmt_ratio(netd, value(cells[0].clone())),
+        );
+    }
+    s
+}
+
+/// CPU per TCP-1-stream run: machine softirq and busy seconds, and the system's own processes.
+pub fn cpu_table(runs: &[Run]) -> String {
+    let mut s = String::from(
+        "| path | system | busy CPU-s | softirq CPU-s | clients CPU-s | system processes CPU-s |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for path in PathId::ALL {
+        for sys in SYSTEMS {
+            let cpus: Vec<_> = runs
+                .iter()
+                .filter(|r| {
+                    r.system == sys
+                        && r.path == path.short()
+                        && r.tool == Tool::Tcp1.short()
+                        && r.status == Status::Ok
+                })
+                .filter_map(|r| r.cpu.clone())
+                .collect();
+            if cpus.is_empty() {
+                continue;
+            }
+            let med = |f: fn(&crate::cpu::CpuUsage) -> f64| {
+                Stats::of(&cpus.iter().map(f).collect::<Vec<_>>())
+                    .map(|x| fmt_num(x.median))
+                    .unwrap_or_default()
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {sys} | {} | {} | {} | {} |",
+                path.short(),
+                med(|c| c.busy_s),
+                med(|c| c.softirq_s),
+                med(|c| c.clients_s),
+                med(|c| c.servers_s)
+            );
+        }
+    }
+    s
+}
+
+/// Mean ns per run of each netd BPF program, per path (median over runs).
+pub fn bpf_table(runs: &[Run]) -> String {
+    let mut per: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.system == "S3" && r.status == Status::Ok)
+    {
+        for p in &r.bpf {
+            per.entry((r.path.clone(), p.name.clone()))
+                .or_default()
+                .push(p.ns_per_run);
+        }
+    }
+    if per.is_empty() {
+        return "No netd BPF program ran during a passing measurement.\n".into();
+    }
+    let mut s = String::from("| path | program | ns/packet (median) |\n| --- | --- | --- |\n");
+    for ((path, prog), v) in per {
+        if let Some(st) = Stats::of(&v) {
+            let _ = writeln!(s, "| {path} | {prog} | {:.0} |", st.median);
+        }
+    }
+    s
+}
+
+/// The sweep as a table.
+pub fn sweep_table(points: &[SweepPoint]) -> String {
+    let mut s = String::from(
+        "| system | N | status | publish N | one more | P1 conn/s | P1 TCP p50 / p99 µs | processes | RSS | BPF maps |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let mut pts: Vec<&SweepPoint> = points.iter().collect();
+    pts.sort_by(|a, b| (a.system.as_str(), a.n).cmp(&(b.system.as_str(), b.n)));
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    for p in pts {
+        let opt = |x: Option<f64>, unit: &str| {
+            x.map(|v| format!("{}{unit}", fmt_num(v)))
+                .unwrap_or("–".into())
+        };
+        let (procs, rss, maps) = match &p.memory {
+            Some(m) => (
+                m.processes.to_string(),
+                mb(m.rss_bytes),
+                mb(m.bpf_map_bytes),
+            ),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
+        let lat = match (p.lat.get("p50_us"), p.lat.get("p99_us")) {
+            (Some(a), Some(b)) => format!("{} / {}", fmt_num(*a), fmt_num(*b)),
+            _ => "–".into(),
+        };
+        let status = if p.note.is_empty() || p.status == Status::Ok {
+            p.status.label().to_string()
+        } else {
+            format!("{}: {}", p.status.label(), short_note(&p.note))
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.system,
+            p.n,
+            status,
+            opt(p.publish_s, " s"),
+            opt(p.one_more_ms, " ms"),
+            opt(p.conn.get("conns_per_s").copied(), ""),
+            lat,
+            procs,
+            rss,
+            maps
+        );
+    }
+    s
+}
+
+/// The first line of a note, cut to 80 characters, with `|` escaped for Markdown.
+pub fn short_note(note: &str) -> String {
+    let first = note.lines().next().unwrap_or("");
+    let cut: String = first.chars().take(80).collect();
+    cut.replace('|', "\\|")
+}
+
+/// One goal's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Goal {
+    pub goal: &'static str,
+    pub verdict: &'static str,
+    pub detail: String,
+}
+
+fn metric(path: PathId, tool: Tool, key: &str) -> Metric {
+    metrics()
+        .into_iter()
+        .find(|m| m.path == path && m.tool == tool && m.key == key)
+        .expect("known metric")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+/// The goals, against this run's numbers.
+pub fn goals(runs: &[Run], sweep: &[SweepPoint]) -> Vec<Goal> {
+    let mut g = vec![];
+    let not = |goal, why: String| Goal {
+        goal,
+        verdict: "not measured",
+        detail: why,
+    };
+    let med = |sys: &str, m: &Metric| value(cell(runs, sys, m)).map(|s| s.median);
+    let why = |sys: &str, m: &Metric| match cell(runs, sys, m) {
+        Cell::Status(st) => format!("{sys} on {}: {}", m.path.short(), st.label()),
+        _ => format!("{sys} on {}: no data", m.path.short()),
+    };
+
+    // P1 throughput.
+    let m = metric(PathId::P1, Tool::Tcp1, "gbps");
+    let goal = "P1 throughput ≥ 0.97 × S0 and ≥ S1";
+    match (med("S3", &m), med("S0", &m), best_s1(runs, &m)) {
+        (Some(n), Some(f), Some(s1)) => g.push(Goal {
+            goal,
+            verdict: verdict(n >= 0.97 * f && n >= s1.median),
+            detail: format!(
+                "netd {n:.2} Gbit/s = {:.2} × S0, {:.2} × best S1",
+                n / f,
+                n / s1.median
+            ),
+        }),
+        (None, _, _) => g.push(not(goal, why("S3", &m))),
+        _ => g.push(not(goal, "S0 or S1 has no P1 number".into())),
+    }
+
+    // P1 connection rate vs N.
+    let goal = "P1 conn rate ≥ 1.3 × S1 at N = 10 000, flat (±5 %) from N = 1";
+    let conn = |sys: &str, n: u32| {
+        sweep
+            .iter()
+            .find(|p| p.system == sys && p.n == n && p.status == Status::Ok)
+            .and_then(|p| p.conn.get("conns_per_s").copied())
+    };
+    let s1_10k = [conn("S1-legacy", 10_000), conn("S1-nft", 10_000)]
+        .into_iter()
+        .flatten()
+        .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+    match (conn("S3", 1), conn("S3", 10_000), s1_10k) {
+        (Some(a), Some(b), Some(s1)) => g.push(Goal {
+            goal,
+            verdict: verdict(b >= 1.3 * s1 && (b - a).abs() <= 0.05 * a),
+            detail: format!(
+                "netd {b:.0}/s at 10 000 = {:.2} × best S1; {:+.1} % vs N = 1",
+                b / s1,
+                100.0 * (b - a) / a
+            ),
+        }),
+        _ => g.push(not(
+            goal,
+            "no passing netd (or S1) sweep point at N = 1 and 10 000".into(),
+        )),
+    }
+
+    // P2/P3 vs docker-proxy.
+    for path in [PathId::P2, PathId::P3] {
+        let goal = match path {
+            PathId::P2 => "P2 throughput ≥ 1.3 × S2 and p50 latency ≤ 0.6 × S2",
+            _ => "P3 throughput ≥ 1.3 × S2 and p50 latency ≤ 0.6 × S2",
+        };
+        let tput = metric(path, Tool::Tcp1, "gbps");
+        let lat = metric(path, Tool::TcpLat, "p50_us");
+        match (
+            med("S3", &tput),
+            med("S2", &tput),
+            med("S3", &lat),
+            med("S2", &lat),
+        ) {
+            (Some(nt), Some(pt), Some(nl), Some(pl)) => g.push(Goal {
+                goal,
+                verdict: verdict(nt >= 1.3 * pt && nl <= 0.6 * pl),
+                detail: format!(
+                    "throughput {:.2} × S2, p50 latency {:.2} × S2",
+                    nt / pt,
+                    nl / pl
+                ),
+            }),
+            (None, ..) => g.push(not(goal, why("S3", &tput))),
+            _ => g.push(not(goal, why("S2", &tput))),
+        }
+    }
+
+    // Publishing and memory at N = 10 000.
+    let netd10k = sweep
+        .iter()
+        .find(|p| p.system == "S3" && p.n == 10_000 && p.status == Status::Ok);
+    let goal = "publish 10 000 ports < 1 s, one more < 1 ms";
+    match netd10k.and_then(|p| Some((p.publish_s?, p.one_more_ms?))) {
+        Some((all, one)) => g.push(Goal {
+            goal,
+            verdict: verdict(all < 1.0 && one < 1.0),
+            detail: format!("{all:.3} s for 10 000 (netd attach calls), {one:.1} ms for one more"),
+        }),
+        None => g.push(not(
+            goal,
+            "no passing netd sweep point at N = 10 000".into(),
+        )),
+    }
+    let goal = "netd RSS < 50 MB at N = 10 000";
+    let netd_mem = sweep
+        .iter()
+        .find(|p| p.system == "S3" && p.n == 10_000)
+        .and_then(|p| p.memory.clone());
+    match netd_mem {
+        Some(m) => g.push(Goal {
+            goal,
+            verdict: verdict(m.rss_bytes < 50_000_000),
+            detail: format!(
+                "RSS {:.1} MB, BPF maps {:.1} MB",
+                m.rss_bytes as f64 / 1e6,
+                m.bpf_map_bytes as f64 / 1e6
+            ),
+        }),
+        None => g.push(not(goal, "no netd sweep point at N = 10 000".into())),
+    }
+    g
+}
+
+pub fn goals_table(goals: &[Goal]) -> String {
+    let mut s = String::from("| goal | verdict | numbers |\n| --- | --- | --- |\n");
+    for x in goals {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            x.goal,
+            x.verdict,
+            short_note(&x.detail)
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::Values;
+
+    fn run(system: &str, path: PathId, tool: Tool, key: &str, v: f64) -> Run {
+        Run {
+            system: system.into(),
+            path: path.short().into(),
+            tool: tool.short().into(),
+            rep: 0,
+            status: Status::Ok,
+            note: String::new(),
+            values: Values::from([(key.to_string(), v)]),
+            cpu: None,
+            bpf: vec![],
+        }
+    }
+
+    #[test]
+    fn median_and_spread() {
+        let s = Stats::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        assert_eq!(Stats::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        assert_eq!(Stats::of(&[]), None);
+        assert_eq!(Stats::of(&[f64::NAN, 5.0]).unwrap().n, 1);
+    }
+
+    #[test]
+    fn ratio_spread_takes_the_extremes() {
+        let a = Stats::of(&[9.0, 10.0, 11.0]).unwrap();
+        let b = Stats::of(&[4.0, 5.0, 6.0]).unwrap();
+        let (r, lo, hi) = a.ratio(&b).unwrap();
+        assert_eq!(r, 2.0);
+        assert_eq!(lo, 1.5);
+        assert_eq!(hi, 11.0 / 4.0);
+        assert_eq!(a.ratio(&Stats::of(&[0.0]).unwrap()), None);
+    }
+
+    #[test]
+    fn table_shows_status_when_no_run_passed() {
+        let mut runs = vec![
+            run("S0", PathId::P1, Tool::Tcp1, "gbps", 20.0),
+            run("S1-legacy", PathId::P1, Tool::Tcp1, "gbps", 10.0),
+            run("S1-nft", PathId::P1, Tool::Tcp1, "gbps", 12.0),
+            run("S3", PathId::P1, Tool::Tcp1, "gbps", 18.0),
+        ];
+        let mut failed = run("S2", PathId::P1, Tool::Tcp1, "gbps", 0.0);
+        failed.status = Status::FailedCorrectness;
+        runs.push(failed);
+        let t = table(&runs);
+        let row = t.lines().find(|l| l.contains("TCP 1 stream")).unwrap();
+        assert!(row.contains("| failed check |"), "{row}");
+        // netd/S1 uses the better S1 variant (nft, 12): 18/12 = 1.5; netd/S0 = 0.9.
+        assert!(row.contains("| 1.50 | – | 0.90 |"), "{row}");
+    }
+
+    #[test]
+    fn best_s1_respects_direction() {
+        let runs = vec![
+            run("S1-legacy", PathId::P1, Tool::TcpLat, "p50_us", 30.0),
+            run("S1-nft", PathId::P1, Tool::TcpLat, "p50_us", 20.0),
+        ];
+        let m = metric(PathId::P1, Tool::TcpLat, "p50_us");
+        assert_eq!(best_s1(&runs, &m).unwrap().median, 20.0);
+    }
+
+    #[test]
+    fn goals_report_missing_data_honestly() {
+        let g = goals(&[], &[]);
+        assert_eq!(g.len(), 6);
+        assert!(g.iter().all(|x| x.verdict == "not measured"));
+        let runs = vec![
+            run("S0", PathId::P1, Tool::Tcp1, "gbps", 20.0),
+            run("S1-nft", PathId::P1, Tool::Tcp1, "gbps", 15.0),
+            run("S3", PathId::P1, Tool::Tcp1, "gbps", 19.6),
+        ];
+        let g = goals(&runs, &[]);
+        assert_eq!(g[0].verdict, "met", "{:?}", g[0]);
+    }
+}

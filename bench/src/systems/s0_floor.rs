@@ -1,0 +1,47 @@
+//! S0, the floor: no NAT and no filtering. The outside namespace routes the container subnet
+//! via the host's uplink address and every path goes straight to the container (or outside)
+//! address: the physical limit of the topology.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Memory, Route, System};
+use crate::paths::PathId;
+use crate::topology::{SUBNET, TopoOpts, Topology, catch};
+
+pub struct Floor;
+
+impl System for Floor {
+    fn id(&self) -> &'static str {
+        "S0"
+    }
+    fn topo_opts(&self, icc: bool) -> TopoOpts {
+        TopoOpts {
+            dataplane: "none",
+            icc,
+            publish_in_netd: false,
+        }
+    }
+    fn setup(&mut self, t: &Topology) -> Result<()> {
+        catch("route", || t.world.route_outside_to(SUBNET))
+    }
+    fn route(&self, _path: PathId) -> Route {
+        Route::Direct
+    }
+    fn nat_and_filters(&self) -> bool {
+        false
+    }
+    fn pids(&self, _t: &Topology) -> Vec<u32> {
+        vec![]
+    }
+    fn publish_fillers(&mut self, _t: &Topology, _attach_took: Duration) -> Result<Duration> {
+        Ok(Duration::ZERO)
+    }
+    fn publish_one_more(&mut self, _t: &Topology, _a: Duration) -> Result<Duration> {
+        Ok(Duration::ZERO)
+    }
+    fn memory(&self, _t: &Topology) -> Option<Memory> {
+        None
+    }
+}
