@@ -368,3 +368,28 @@ pub fn lines_with(output: &str, words: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// `netd filter ls` parsed: (allow list, deny list), in the order printed.
+pub fn filter_lists(d: &Daemon) -> (Vec<String>, Vec<String>) {
+    let out = d.netd_ok(&["filter", "ls"]);
+    let (mut allow, mut deny) = (None, None);
+    for l in out.lines() {
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        let items: Vec<String> = v
+            .split_whitespace()
+            .filter(|x| *x != "(empty)")
+            .map(str::to_string)
+            .collect();
+        match k.trim() {
+            "allow" => allow = Some(items),
+            "deny" => deny = Some(items),
+            _ => {}
+        }
+    }
+    match (allow, deny) {
+        (Some(a), Some(d)) => (a, d),
+        _ => panic!("netd filter ls: no allow/deny lines: {out}"),
+    }
+}

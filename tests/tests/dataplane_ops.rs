@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use netd_tests::dataplane::{EchoServer, ct, ct_has_kind, lines_with, stats, tcp_try};
+use netd_tests::dataplane::{
+    EchoServer, ct, ct_has_kind, filter_lists, lines_with, stats, tcp_try,
+};
 use netd_tests::traffic::enter_netns;
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
@@ -323,6 +325,6 @@ fn conntrack_is_observable_with_bpftool_cli_and_api() {
     );
     let f = curl(&d, &[&sock_url("/v1/filters")]);
     assert!(f.to_string().contains("192.0.2.0/24"), "{f}");
-    assert!(d.netd_ok(&["filter", "ls"]).contains("deny: 192.0.2.0/24"));
+    assert_eq!(filter_lists(&d).1, vec!["192.0.2.0/24".to_string()]);
     drop(conn);
 }
