@@ -393,3 +393,45 @@ pub fn filter_lists(d: &Daemon) -> (Vec<String>, Vec<String>) {
         _ => panic!("netd filter ls: no allow/deny lines: {out}"),
     }
 }
+
+/// Sends "ping\n" with socat (`TCP:` or `UDP:` per `proto`) to `addr` from a process in the
+/// network namespace `ns` and in the cgroup `cgroup` (the daemon's `--cgroup`, where its socket
+/// hooks apply), the way a host process would; returns what came back.
+pub fn socat_in_cgroup(
+    cgroup: &std::path::Path,
+    ns: &Netns,
+    proto: &str,
+    addr: &str,
+) -> Result<String> {
+    use std::process::{Command, Stdio};
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && printf 'ping\\n' | exec nsenter --net={} socat -T2 - {}:{addr}",
+        cgroup.display(),
+        ns.path_str(),
+        proto.to_ascii_uppercase(),
+    );
+    let mut c = Command::new("sh");
+    c.args(["-c", &script]).stdin(Stdio::null());
+    let out = crate::output_with_timeout(c, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    if !out.status.success() || text.is_empty() {
+        bail!(
+            "socat {proto} {addr}: {} {text:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(text)
+}
+
+/// The running daemon's `--cgroup` directory, read from its command line.
+pub fn daemon_cgroup(d: &Daemon) -> Option<std::path::PathBuf> {
+    let pid = d.pid()?;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let at = args.iter().position(|a| a == "--cgroup")?;
+    args.get(at + 1).map(std::path::PathBuf::from)
+}

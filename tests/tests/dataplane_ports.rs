@@ -6,11 +6,13 @@
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use netd_tests::dataplane::{binding_stats, ct, drops, tcp_blocked, udp_try};
+use netd_tests::dataplane::{
+    binding_stats, ct, daemon_cgroup, drops, socat_in_cgroup, tcp_blocked, udp_try,
+};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
-    BIP, World, in_netns, poll_until, tcp_request, tcp_request_until, tcp_server, udp_request,
-    udp_server,
+    BIP, World, in_netns, poll_until, tcp_request, tcp_request_until, tcp_server, try_poll_until,
+    udp_request, udp_server,
 };
 
 const T: Duration = Duration::from_secs(5);
@@ -357,4 +359,54 @@ fn host_ports_are_reserved_and_released() {
         "ping"
     );
     assert_eq!(srv2.last_peer_ip(), OUTSIDE_IP);
+}
+
+#[test]
+fn host_processes_reach_published_ports_without_a_proxy() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let Some(cg) = daemon_cgroup(&d) else {
+        eprintln!("skipped: no cgroup v2 hierarchy at /sys/fs/cgroup/unified");
+        return;
+    };
+    let web = w.container("web");
+    d.attach(
+        "web",
+        &web,
+        &[
+            "-p",
+            "8080:80",
+            "-p",
+            "8080:80/udp",
+            "-p",
+            "127.0.0.1:8081:81",
+        ],
+    );
+    let t80 = tcp_server(&web, 80);
+    let u80 = udp_server(&web, 80);
+    let t81 = tcp_server(&web, 81);
+    // Docker's docker-proxy made these work from the host; netd's socket hooks must too.
+    let servers = [&t80, &u80, &t81];
+    for (proto, addr, srv) in [
+        ("tcp", "127.0.0.1:8081", 2),
+        ("tcp", "127.0.0.1:8080", 0),
+        ("tcp", "198.51.100.1:8080", 0),
+        ("tcp", "172.30.0.1:8080", 0),
+        ("udp", "127.0.0.1:8080", 1),
+        ("udp", "198.51.100.1:8080", 1),
+    ] {
+        let before = servers[srv].peer_ips().len();
+        let reply = try_poll_until(T, || socat_in_cgroup(&cg, &w.host, proto, addr))
+            .unwrap_or_else(|e| panic!("host process -> {addr}/{proto}: {e:#}"));
+        assert_eq!(reply, "ping", "{addr}/{proto}");
+        assert!(
+            servers[srv].peer_ips().len() > before,
+            "{addr}/{proto} was answered by something other than the container"
+        );
+    }
+    eprintln!(
+        "container saw host connections from {:?} / {:?}",
+        t80.peer_ips(),
+        t81.peer_ips()
+    );
 }
