@@ -64,17 +64,25 @@ fn expired(e: &CtEntry, proto: u8, cfg: &DpConfig, now: u64) -> bool {
 /// original-direction entry and an echo reply only a reply entry.
 #[inline(always)]
 pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtEntry> {
-    let p = NETD_CT.get_ptr_mut(k)?;
+    let p = lookup_key(k, cfg, now)?;
     // SAFETY: a valid map value; read without holding a reference across map updates.
     let e = unsafe { &*p };
-    if expired(e, pkt.proto, cfg, now) {
-        return None;
-    }
     if pkt.kind == L4_ECHO && pkt.has_l4() {
         let is_reply_pkt = pkt.icmp_type == ICMP_ECHO_REPLY;
         if is_reply_pkt != (e.flags & CT_F_REPLY != 0) {
             return None;
         }
+    }
+    Some(p)
+}
+
+/// The live entry for `k`, whatever packet asks.
+#[inline(always)]
+pub fn lookup_key(k: &CtKey, cfg: &DpConfig, now: u64) -> Option<*mut CtEntry> {
+    let p = NETD_CT.get_ptr_mut(k)?;
+    // SAFETY: a valid map value; read without holding a reference across map updates.
+    if expired(unsafe { &*p }, k.proto, cfg, now) {
+        return None;
     }
     Some(p)
 }

@@ -759,3 +759,29 @@ pub fn ipv6_frame(mac: [u8; 6]) -> Vec<u8> {
     f.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
     f
 }
+
+/// What an ICMP error quotes: the IPv4 header and 8 bytes of `f`.
+pub fn quote(f: &Frame) -> Vec<u8> {
+    let p = f.ip_packet();
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    p[..ihl + 8].to_vec()
+}
+
+/// (saddr, daddr, sport, dport) of the packet an ICMP error frame quotes.
+pub fn quoted_tuple(frame: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+    let inner = 14 + ihl(frame) + 8;
+    let mut f = frame[..14].to_vec();
+    f.extend_from_slice(&frame[inner..]);
+    tuple(&f)
+}
+
+/// The quoted IPv4 header's checksum, and the quoted echo's ICMP checksum when it is one.
+pub fn assert_quoted_csums(frame: &[u8]) {
+    let inner = 14 + ihl(frame) + 8;
+    let ihl_in = usize::from(frame[inner] & 0x0f) * 4;
+    assert_eq!(
+        fold(sum16(&frame[inner..inner + ihl_in])),
+        0xffff,
+        "quoted IPv4 header checksum"
+    );
+}
