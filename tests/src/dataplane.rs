@@ -435,3 +435,105 @@ pub fn daemon_cgroup(d: &Daemon) -> Option<std::path::PathBuf> {
     let at = args.iter().position(|a| a == "--cgroup")?;
     args.get(at + 1).map(std::path::PathBuf::from)
 }
+
+/// One UDP exchange from a socket bound to `bind` ("ip:port", port 0 for any) in `ns`: sends
+/// `payload` to `addr` up to twice and returns the first datagram that comes back, or the
+/// socket error (e.g. `ConnectionRefused` when an ICMP port unreachable came back).
+pub fn udp_exchange(
+    ns: &Netns,
+    bind: &str,
+    addr: &str,
+    payload: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let addr: SocketAddr = addr.parse().expect("socket address");
+    let bind: SocketAddr = bind.parse().expect("bind address");
+    in_netns(ns, move || {
+        let r = (|| {
+            let s = UdpSocket::bind(bind)?;
+            s.connect(addr)?;
+            s.set_read_timeout(Some(BLOCKED_WAIT / 2))?;
+            let mut buf = vec![0u8; 65536];
+            let mut last = std::io::Error::from(std::io::ErrorKind::TimedOut);
+            for _ in 0..2 {
+                s.send(&payload)?;
+                match s.recv(&mut buf) {
+                    Ok(n) => return Ok(buf[..n].to_vec()),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(e),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })();
+        Ok(r)
+    })
+    .expect("udp exchange thread")
+}
+
+/// How a TCP connect from `ns` to `addr` ends within `wait`: Ok(()) if it connected, else the
+/// error kind (`ConnectionRefused` for a RST, `TimedOut` when nothing came back).
+pub fn tcp_connect_result(
+    ns: &Netns,
+    addr: &str,
+    wait: Duration,
+) -> Result<(), std::io::ErrorKind> {
+    let addr: SocketAddr = addr.parse().expect("socket address");
+    in_netns(ns, move || {
+        Ok(TcpStream::connect_timeout(&addr, wait)
+            .map(drop)
+            .map_err(|e| e.kind()))
+    })
+    .expect("tcp connect thread")
+}
+
+/// A UDP server on 0.0.0.0:`port` in `ns` that echoes datagrams of any size (up to 64 KiB) and
+/// records (source, size) of each.
+pub struct UdpEcho {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(SocketAddr, usize)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &Netns, port: u16) -> UdpEcho {
+        let sock = in_netns(ns, move || {
+            let s =
+                UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("bind udp {port}"))?;
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+            Ok(s)
+        })
+        .unwrap_or_else(|e| panic!("udp echo on port {port}: {e:#}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (st, se) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !st.load(Ordering::Relaxed) {
+                if let Ok((n, src)) = sock.recv_from(&mut buf) {
+                    se.lock().unwrap().push((src, n));
+                    let _ = sock.send_to(&buf[..n], src);
+                }
+            }
+        });
+        UdpEcho {
+            port,
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// (source, size) of every datagram received so far.
+    pub fn seen(&self) -> Vec<(SocketAddr, usize)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
