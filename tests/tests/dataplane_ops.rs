@@ -127,8 +127,12 @@ fn published_stream_survives_kill9_and_restart() {
     );
     let p = wait_progress(&progress, 64 * 1024, "the stream to get going");
     d.kill9();
-    // The dataplane keeps forwarding with no daemon at all.
+    // The dataplane keeps forwarding with no daemon at all, new connections included.
     let p = wait_progress(&progress, p + 64 * 1024, "echo while the daemon is dead");
+    assert_eq!(
+        tcp_try(&w.outside, &target, T).expect("new connection while the daemon is dead"),
+        "ping"
+    );
     d.restart();
     wait_progress(&progress, p + 64 * 1024, "echo after the restart");
     let flows = poll_until("the stream in netd ct after restart", T, || {
@@ -140,6 +144,48 @@ fn published_stream_survives_kill9_and_restart() {
         .unwrap_or_else(|e| panic!("stream broke: {e:#}\nflows: {flows:?}\n{}", d.logs()));
     assert!(sent > 512 * 1024, "only {sent} bytes sent in 3 s");
     assert_eq!(got, sent, "echoed {got} of {sent} bytes");
+}
+
+#[test]
+fn masquerade_stream_survives_a_restart() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let c1 = w.container("c1");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let echo = EchoServer::start(&w.outside, 7100);
+    let target = format!("{OUTSIDE_IP}:7100");
+    try_poll_until(T, || tcp_try(&c1, &target, Duration::from_secs(1)))
+        .expect("outside never answered");
+    let progress = Arc::new(AtomicUsize::new(0));
+    let client = stream(
+        &c1,
+        target.parse().unwrap(),
+        Duration::from_secs(3),
+        progress.clone(),
+    );
+    let p = wait_progress(&progress, 64 * 1024, "the stream to get going");
+    d.restart(); // SIGTERM, then start again
+    wait_progress(&progress, p + 64 * 1024, "echo after the restart");
+    let flows = poll_until("the masqueraded stream in netd ct", T, || {
+        let f = ct(&d, &["--ip", &ip1, "--proto", "tcp", "--port", "7100"]);
+        if f.iter().any(|e| ct_has_kind(e, "masquerade")) {
+            Ok(f)
+        } else {
+            Err(f)
+        }
+    });
+    let (sent, got) = client
+        .join()
+        .expect("client thread")
+        .unwrap_or_else(|e| panic!("stream broke: {e:#}\nflows: {flows:?}\n{}", d.logs()));
+    assert_eq!(got, sent, "echoed {got} of {sent} bytes");
+    assert!(
+        echo.peers()
+            .iter()
+            .all(|p| p.ip().to_string() == HOST_UPLINK_IP),
+        "{:?}",
+        echo.peers()
+    );
 }
 
 #[test]
