@@ -537,3 +537,77 @@ impl Drop for UdpEcho {
         }
     }
 }
+
+/// One exchange ("ping" echoed) with `addr` from `ns` over `proto` ("tcp" or "udp"), the
+/// packets carrying IPv4 options (four NOPs: a 24-byte header), to check that the programs
+/// find the L4 header from the IHL.
+pub fn exchange_with_ip_options(ns: &Netns, proto: &str, addr: &str) -> Result<String> {
+    let dst = match sockaddr(addr)? {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => bail!("IPv4 only"),
+    };
+    let tcp = proto == "tcp";
+    in_netns(ns, move || {
+        let ty = if tcp {
+            libc::SOCK_STREAM
+        } else {
+            libc::SOCK_DGRAM
+        };
+        // SAFETY: plain socket(2); the descriptor is owned right away.
+        let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            bail!("socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let opts = [1u8, 1, 1, 1];
+        // SAFETY: opts is valid for its length.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_OPTIONS,
+                opts.as_ptr().cast(),
+                opts.len() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            bail!("IP_OPTIONS: {}", std::io::Error::last_os_error());
+        }
+        let wait = Duration::from_secs(2);
+        let set_timeouts = |fd: &OwnedFd| {
+            let tv = libc::timeval {
+                tv_sec: wait.as_secs() as libc::time_t,
+                tv_usec: 0,
+            };
+            for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+                // SAFETY: tv is a valid timeval.
+                unsafe {
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&raw const tv).cast(),
+                        size_of::<libc::timeval>() as libc::socklen_t,
+                    )
+                };
+            }
+        };
+        set_timeouts(&fd);
+        let da = sockaddr_in(dst);
+        let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: da is a valid sockaddr_in of length len.
+        if unsafe { libc::connect(fd.as_raw_fd(), (&raw const da).cast(), len) } != 0 {
+            bail!("connect {dst}: {}", std::io::Error::last_os_error());
+        }
+        if tcp {
+            exchange(TcpStream::from(fd), wait)
+        } else {
+            let s = UdpSocket::from(fd);
+            s.send(b"ping")?;
+            let mut buf = [0u8; 64];
+            let n = s.recv(&mut buf).context("udp reply")?;
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        }
+    })
+}

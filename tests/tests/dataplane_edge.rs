@@ -6,7 +6,9 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use netd_tests::dataplane::{EchoServer, UdpEcho, tcp_connect_result, tcp_try, udp_exchange};
+use netd_tests::dataplane::{
+    EchoServer, UdpEcho, exchange_with_ip_options, tcp_connect_result, tcp_try, udp_exchange,
+};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, World, in_netns, try_poll_until};
 
@@ -202,4 +204,33 @@ fn many_parallel_connections_through_a_published_port() {
         "container saw {:?} (web is {web_ip})",
         echo.peers()
     );
+}
+
+#[test]
+fn packets_with_ip_options_are_translated() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80", "-p", "8080:80/udp"]);
+    let t80 = netd_tests::tcp_server(&web, 80);
+    let u80 = netd_tests::udp_server(&web, 80);
+    let out = netd_tests::udp_server(&w.outside, 7101);
+    let target = format!("{HOST_UPLINK_IP}:8080");
+    try_poll_until(T, || tcp_try(&w.outside, &target, Duration::from_secs(1)))
+        .expect("published port never answered");
+    for proto in ["tcp", "udp"] {
+        assert_eq!(
+            exchange_with_ip_options(&w.outside, proto, &target)
+                .unwrap_or_else(|e| panic!("{proto} with IP options to {target}: {e:#}")),
+            "ping"
+        );
+    }
+    assert_eq!(t80.last_peer_ip(), OUTSIDE_IP);
+    assert_eq!(u80.last_peer_ip(), OUTSIDE_IP);
+    assert_eq!(
+        exchange_with_ip_options(&web, "udp", &format!("{OUTSIDE_IP}:7101"))
+            .unwrap_or_else(|e| panic!("masqueraded udp with IP options: {e:#}")),
+        "ping"
+    );
+    assert_eq!(out.last_peer_ip(), HOST_UPLINK_IP);
 }
