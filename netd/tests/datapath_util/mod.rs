@@ -154,7 +154,14 @@ impl Drop for PinDir {
     }
 }
 
-fn ifindex(name: &str) -> u32 {
+/// A pinned map of the dataplane under `pin_dir`.
+pub fn open_map(pin_dir: &Path, name: &str) -> Map {
+    let path = pin_dir.join("maps").join(name);
+    let data = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Map::from_map_data(data).expect("map type")
+}
+
+pub fn ifindex(name: &str) -> u32 {
     nix::net::if_::if_nametoindex(name).unwrap_or_else(|e| panic!("ifindex of {name}: {e}"))
 }
 
@@ -235,9 +242,7 @@ impl World {
     }
 
     pub fn map(&self, name: &str) -> Map {
-        let path = self.pins.0.join("maps").join(name);
-        let data = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Map::from_map_data(data).expect("map type")
+        open_map(&self.pins.0, name)
     }
 
     /// What the agent writes at start: host addresses, the uplink, endpoints, bindings.
@@ -434,10 +439,6 @@ impl XdpProg {
             .expect("BPF_PROG_TEST_RUN xdp");
         res.return_value
     }
-}
-
-pub fn pin_path(pins: &Path, map: &str) -> PathBuf {
-    pins.join("maps").join(map)
 }
 
 // ------------------------------------------------------------------------------------------
