@@ -166,6 +166,17 @@ pub fn tcp_try_from(ns: &Netns, src: &str, addr: &str, wait: Duration) -> Result
     };
     let src: Ipv4Addr = src.parse().context("bad source address")?;
     in_netns(ns, move || {
+        let s = connect_from(SocketAddrV4::new(src, 0), dst, wait)?;
+        exchange(s, wait)
+    })
+}
+
+/// [`tcp_try_from`] with a fixed source port too: `src` is "ip:port".
+pub fn tcp_try_from_port(ns: &Netns, src: &str, addr: &str, wait: Duration) -> Result<String> {
+    let (SocketAddr::V4(dst), SocketAddr::V4(src)) = (sockaddr(addr)?, sockaddr(src)?) else {
+        bail!("IPv4 only");
+    };
+    in_netns(ns, move || {
         let s = connect_from(src, dst, wait)?;
         exchange(s, wait)
     })
@@ -182,7 +193,7 @@ fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
-fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, wait: Duration) -> Result<TcpStream> {
+fn connect_from(src: SocketAddrV4, dst: SocketAddrV4, wait: Duration) -> Result<TcpStream> {
     // SAFETY: plain socket(2); the descriptor is owned right away.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -192,7 +203,18 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, wait: Duration) -> Result<TcpS
     let s = unsafe { TcpStream::from_raw_fd(fd) };
     // SO_SNDTIMEO bounds a blocking connect(2).
     s.set_write_timeout(Some(wait))?;
-    let sa = sockaddr_in(SocketAddrV4::new(src, 0));
+    let one: libc::c_int = 1;
+    // SAFETY: one is a valid c_int (SO_REUSEADDR, so a fixed source port can be reused soon).
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let sa = sockaddr_in(src);
     let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: sa is a valid sockaddr_in of length len.
     if unsafe { libc::bind(s.as_raw_fd(), (&raw const sa).cast(), len) } != 0 {

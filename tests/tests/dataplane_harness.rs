@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use netd_tests::dataplane::{
     BLOCKED_WAIT, EchoServer, IcmpSniffer, ping_from, tcp_blocked, tcp_try, tcp_try_from,
-    udp_fire_from, udp_try, udp_try_from,
+    tcp_try_from_port, udp_fire_from, udp_try, udp_try_from,
 };
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{World, in_netns, poll_until, tcp_server, udp_server};
@@ -32,6 +32,11 @@ fn probes_report_sources_and_blocked_paths() {
         "ping"
     );
     assert_eq!(tcp.last_peer_ip(), "203.0.113.2");
+    assert_eq!(
+        tcp_try_from_port(&w.outside, "203.0.113.2:40123", &addr, T).unwrap(),
+        "ping"
+    );
+    assert_eq!(tcp.peers().last().unwrap().to_string(), "203.0.113.2:40123");
     let uaddr = format!("{HOST_UPLINK_IP}:7002");
     assert_eq!(udp_try(&w.outside, &uaddr).unwrap(), "ping");
     assert_eq!(

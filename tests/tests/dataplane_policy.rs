@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use netd_tests::dataplane::{
-    IcmpSniffer, drops, filter_lists, ping_from, tcp_blocked, tcp_try_from, udp_fire_from, udp_try,
+    BLOCKED_WAIT, IcmpSniffer, drops, filter_lists, ping_from, tcp_blocked, tcp_try_from,
+    tcp_try_from_port, udp_fire_from, udp_try,
 };
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
@@ -52,11 +53,24 @@ fn icc_false_blocks_containers_except_linked_exposed_ports() {
     );
     d.attach("cli", &cli, &["--ip", cli_ip, "--link", "web:db"]);
     let other_ip = s(&d.attach("other", &other, &[])["ip"]).to_string();
+    let cli80 = tcp_server(&cli, 80);
+    let cli80u = udp_server(&cli, 80);
+    // web cannot connect to cli even from its exposed port (Docker's `--sport 80` ACCEPT rule
+    // let that through); probed before web listens on 80 so the client can bind port 80.
+    let e = tcp_try_from_port(
+        &web,
+        &format!("{web_ip}:80"),
+        &format!("{cli_ip}:80"),
+        BLOCKED_WAIT,
+    )
+    .expect_err("web -> cli:80 from source port 80");
+    assert!(
+        !format!("{e:#}").contains("bind"),
+        "probe did not run: {e:#}"
+    );
     let web80 = tcp_server(&web, 80);
     let web81 = tcp_server(&web, 81);
     let web80u = udp_server(&web, 80);
-    let cli80 = tcp_server(&cli, 80);
-    let cli80u = udp_server(&cli, 80);
     let icc0 = drops(&d, "icc-denied");
 
     // The link: cli reaches web's exposed 80/tcp, from its own address.

@@ -410,3 +410,33 @@ fn host_processes_reach_published_ports_without_a_proxy() {
         t81.peer_ips()
     );
 }
+
+#[test]
+fn a_thousand_port_range_is_published_and_reserved() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let web = w.container("web");
+    let t0 = std::time::Instant::now();
+    d.attach("web", &web, &["-p", "20000-20999:20000-20999"]);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "attach took {took:?}");
+    let servers: Vec<_> = [20000, 20500, 20999]
+        .iter()
+        .map(|p| tcp_server(&web, *p))
+        .collect();
+    for srv in &servers {
+        assert_eq!(
+            tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:{}", srv.port), T).unwrap(),
+            "ping"
+        );
+        assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+    }
+    assert!(tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:21000")));
+    let c2 = w.container("c2");
+    let err = d.netd_err(&["attach", "c2", "--netns", c2.path_str(), "-p", "20500:80"]);
+    assert!(err.contains("already allocated"), "{err}");
+    assert!(host_bind_error(&w, "tcp", "0.0.0.0", 20777).is_some());
+    assert_eq!(port_lines(&d, "web").len(), 1000);
+    d.netd_ok(&["detach", "web"]);
+    assert_eq!(host_bind_error(&w, "tcp", "0.0.0.0", 20777), None);
+}
