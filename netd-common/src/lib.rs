@@ -9,7 +9,9 @@
 pub mod dp;
 pub mod maps;
 pub mod programs;
+pub mod sock;
 
 pub use dp::*;
 pub use maps::*;
 pub use programs::*;
+pub use sock::*;

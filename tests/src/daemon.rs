@@ -62,6 +62,33 @@ impl Daemon {
         d
     }
 
+    /// [`Daemon::start`] with `--cgroup cgroup` instead of a private cgroup of its own (e.g.
+    /// one that several daemons share). The caller owns `cgroup`: it is not removed on drop.
+    pub fn start_in_cgroup(host: &Netns, cgroup: &Path, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::prepare(host, extra);
+        if let Some(own) = d.cgroup.take() {
+            let _ = fs::remove_dir(&own);
+            let at = d
+                .args
+                .iter()
+                .position(|a| a == "--cgroup")
+                .expect("--cgroup");
+            d.args.drain(at..at + 2);
+        }
+        d.args.push("--cgroup".into());
+        d.args.push(cgroup.display().to_string());
+        d.spawn();
+        d.wait_ready();
+        d
+    }
+
+    /// The daemon's `--cgroup` directory, if it has one (the socket hooks are attached there:
+    /// a host-local client must run in it).
+    pub fn cgroup(&self) -> Option<&Path> {
+        let at = self.args.iter().position(|a| a == "--cgroup")?;
+        self.args.get(at + 1).map(Path::new)
+    }
+
     /// Starts the daemon expecting it to exit by itself within 10 s (e.g. on bad options).
     pub fn run_to_exit(host: &Netns, extra: &[&str]) -> DaemonExit {
         let mut d = Daemon::prepare(host, extra);
@@ -96,7 +123,10 @@ impl Daemon {
         let cgroup_root = Path::new("/sys/fs/cgroup/unified");
         let cgroup = if cgroup_root.join("cgroup.procs").exists() {
             let c = cgroup_root.join(unique("netd-test-"));
-            fs::create_dir(&c).ok().map(|_| c)
+            // Never fall back to no --cgroup: the daemon would attach its socket hooks to its
+            // default, the cgroup v2 root.
+            fs::create_dir(&c).unwrap_or_else(|e| panic!("create cgroup {}: {e}", c.display()));
+            Some(c)
         } else {
             None
         };

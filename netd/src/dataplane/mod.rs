@@ -16,6 +16,7 @@
 mod attach;
 mod error;
 mod pins;
+pub mod sock;
 mod stats;
 mod sys;
 

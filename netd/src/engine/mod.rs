@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::api::types::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 use crate::cli::DataplaneMode;
-use crate::dataplane::{Dataplane, DataplaneConfig};
+use crate::dataplane::{Dataplane, DataplaneConfig, sock};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, WiringError};
 
@@ -126,6 +126,12 @@ impl Engine {
                 for u in &cfg.uplinks {
                     dp.attach_uplink(u)?;
                 }
+                // Host-local access to published ports (the docker-proxy replacement).
+                let cgroup = cfg.cgroup.clone().unwrap_or_else(sock::default_cgroup);
+                let cookie = sock::netns_cookie().map_err(|e| {
+                    EngineError::Internal(format!("cannot read the network namespace cookie: {e}"))
+                })?;
+                dp.attach_sock_hooks(&cgroup, cookie)?;
                 Some(dp)
             }
         };

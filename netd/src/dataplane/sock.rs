@@ -1,0 +1,403 @@
+//! The socket hooks that replace docker-proxy: the `netd-sock` object's cgroup socket-address
+//! programs, attached to a cgroup v2 directory with links pinned at
+//! `<pin_dir>/cgroup/<program>`.
+//!
+//! The object shares NETD_CONFIG, NETD_PORTS and NETD_HOST_ADDRS with the TC object (same pin
+//! paths, so loading it opens the maps [`Dataplane::open`] pinned) and owns the NETD_SOCK_*
+//! maps. Like the TCX links, the cgroup links outlive the agent: a killed daemon leaves
+//! host-local access working, and the next one adopts the links by swapping its freshly
+//! loaded programs in (bpf_link_update), so the cgroup is never without its hooks and never
+//! has two copies.
+//!
+//! The links live beside `links/`, not in it: everything under `links/` is an interface name
+//! to [`Dataplane::prune`], which would detach a `links/cgroup/` it cannot resolve.
+
+use std::{
+    fs, io,
+    os::{
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    EbpfLoader,
+    maps::Array,
+    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+};
+use netd_common::{
+    ALL_SOCK_PROGRAMS, MAP_SOCK_CONFIG, PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6,
+    PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6, PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6,
+    PROG_SOCK_SENDMSG4, SOCK_MAPS, SOCK_SHARED_MAPS, SockConfig,
+};
+use serde::Serialize;
+
+use super::{Dataplane, DataplaneError, pins, sys};
+
+/// The socket-hook object built by build.rs (netd-ebpf's `netd-sock` binary).
+pub static SOCK_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-sock"));
+
+/// `enum bpf_link_type` of cgroup links.
+const BPF_LINK_TYPE_CGROUP: u32 = 3;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_UPDATE: libc::c_long = 29;
+/// statfs magic of cgroup v2.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// The kernel's `enum bpf_attach_type` of each program.
+fn attach_type(program: &str) -> u32 {
+    match program {
+        PROG_SOCK_CONNECT4 => 10,     // BPF_CGROUP_INET4_CONNECT
+        PROG_SOCK_CONNECT6 => 11,     // BPF_CGROUP_INET6_CONNECT
+        PROG_SOCK_SENDMSG4 => 14,     // BPF_CGROUP_UDP4_SENDMSG
+        PROG_SOCK_RECVMSG4 => 19,     // BPF_CGROUP_UDP4_RECVMSG
+        PROG_SOCK_RECVMSG6 => 20,     // BPF_CGROUP_UDP6_RECVMSG
+        PROG_SOCK_GETPEERNAME4 => 29, // BPF_CGROUP_INET4_GETPEERNAME
+        PROG_SOCK_GETPEERNAME6 => 30, // BPF_CGROUP_INET6_GETPEERNAME
+        _ => u32::MAX,
+    }
+}
+
+/// A pinned socket-hook link and what it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SockHook {
+    pub program: String,
+    /// The cgroup's id (its inode number on cgroup2); 0 once the cgroup is gone.
+    pub cgroup_id: u64,
+    pub prog_id: u32,
+    pub link_id: u32,
+}
+
+/// The network namespace cookie (SO_NETNS_COOKIE) of the calling thread's namespace: what the
+/// socket hooks compare to act only on the daemon's own sockets.
+pub fn netns_cookie() -> io::Result<u64> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most len bytes into cookie.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// The cgroup v2 mount (the default `--cgroup`): the first `cgroup2` mount in
+/// /proc/self/mountinfo (`/sys/fs/cgroup/unified` on hybrid hosts, `/sys/fs/cgroup` on unified
+/// ones), else `/sys/fs/cgroup/unified`, which [`Dataplane::attach_sock_hooks`] then reports
+/// as missing.
+pub fn default_cgroup() -> PathBuf {
+    fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                // "<id> <parent> <dev> <root> <mount point> <opts> [optional...] - <fstype> ..."
+                let (left, right) = l.split_once(" - ")?;
+                (right.split_whitespace().next()? == "cgroup2")
+                    .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+            })
+        })
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup/unified"))
+}
+
+impl Dataplane {
+    fn sock_links_dir(&self) -> PathBuf {
+        self.pins.root().join("cgroup")
+    }
+
+    /// Loads the socket-hook object (its maps pinned beside the TC object's, the shared ones
+    /// reused), tells it the daemon's network namespace (`netns_cookie`, see [`netns_cookie`]),
+    /// and attaches every program to the cgroup v2 directory `cgroup` with a link pinned at
+    /// `<pin_dir>/cgroup/<program>`. Links a previous agent pinned for the same cgroup are
+    /// adopted (their program swapped for the new one); links for another cgroup are replaced.
+    ///
+    /// The hooks run for every process in `cgroup` and its descendants, in every network
+    /// namespace; they act only on sockets of `netns_cookie`'s namespace.
+    pub fn attach_sock_hooks(
+        &mut self,
+        cgroup: &Path,
+        netns_cookie: u64,
+    ) -> Result<(), DataplaneError> {
+        let cg = open_cgroup(cgroup)?;
+        let cgroup_id = fs::metadata(cgroup)
+            .map_err(|e| DataplaneError::io("stat", cgroup, e))?
+            .ino();
+
+        let mut loader = EbpfLoader::new();
+        for &map in SOCK_SHARED_MAPS.iter().chain(SOCK_MAPS) {
+            loader.map_pin_path(map, self.pins.map(map));
+        }
+        let mut ebpf = loader
+            .load(SOCK_OBJECT)
+            .map_err(|source| DataplaneError::LoadObject {
+                maps_dir: self.pins.maps_dir(),
+                source: Box::new(source),
+            })?;
+
+        let map = ebpf
+            .map_mut(MAP_SOCK_CONFIG)
+            .ok_or(DataplaneError::MapNotFound {
+                map: MAP_SOCK_CONFIG,
+            })?;
+        let map_err = |source| DataplaneError::Map {
+            map: MAP_SOCK_CONFIG,
+            source,
+        };
+        let mut config: Array<_, SockConfig> = Array::try_from(map).map_err(map_err)?;
+        config
+            .set(0, SockConfig { netns_cookie }, 0)
+            .map_err(map_err)?;
+
+        let dir = self.sock_links_dir();
+        fs::create_dir_all(&dir).map_err(|e| DataplaneError::io("create", &dir, e))?;
+        for &program in ALL_SOCK_PROGRAMS {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(program)
+                .ok_or(DataplaneError::ProgramNotFound {
+                    program: program.to_owned(),
+                })?
+                .try_into()
+                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+            prog.load()
+                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+            attach_one(prog, program, &dir.join(program), &cg, cgroup, cgroup_id)?;
+        }
+        // Programs and maps stay alive through their pins: the loaded object is not needed.
+        tracing::info!(cgroup = %cgroup.display(), netns_cookie, "attached the socket hooks");
+        Ok(())
+    }
+
+    /// Detaches and unpins every socket-hook link and the socket hooks' own maps. Nothing
+    /// attached is not an error; keeps going after an error and reports them all.
+    pub fn detach_sock_hooks(&mut self) -> Result<(), DataplaneError> {
+        let dir = self.sock_links_dir();
+        let mut errors = Vec::new();
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    match entry {
+                        Ok(entry) => {
+                            if let Err(e) = destroy_link(&entry.path()) {
+                                errors.push(e);
+                            }
+                        }
+                        Err(e) => errors.push(DataplaneError::io("list", &dir, e)),
+                    }
+                }
+                if let Err(e) = pins::remove_dir(&dir) {
+                    errors.push(e);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(DataplaneError::io("list", &dir, e)),
+        }
+        for &map in SOCK_MAPS {
+            if let Err(e) = pins::remove_file(&self.pins.map(map)) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            tracing::info!("detached the socket hooks");
+        }
+        DataplaneError::collect(errors)
+    }
+
+    /// The pinned socket-hook links, sorted by program name.
+    pub fn sock_hooks(&self) -> Result<Vec<SockHook>, DataplaneError> {
+        let dir = self.sock_links_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DataplaneError::io("list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DataplaneError::io("list", &dir, e))?;
+            let Ok(program) = entry.file_name().into_string() else {
+                continue;
+            };
+            if let Some(info) = cgroup_link_info(&entry.path())? {
+                out.push(SockHook {
+                    program,
+                    cgroup_id: info.cgroup_id,
+                    prog_id: info.prog_id,
+                    link_id: info.id,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.program.cmp(&b.program));
+        Ok(out)
+    }
+}
+
+/// Opens a cgroup v2 directory, refusing anything else (a cgroup v1 hierarchy, a plain
+/// directory) with an error that says so.
+fn open_cgroup(cgroup: &Path) -> Result<fs::File, DataplaneError> {
+    let cg = fs::File::open(cgroup).map_err(|e| DataplaneError::io("open cgroup", cgroup, e))?;
+    let st = nix::sys::statfs::fstatfs(&cg)
+        .map_err(|e| DataplaneError::io("statfs", cgroup, e.into()))?;
+    if st.filesystem_type().0 as i64 != CGROUP2_SUPER_MAGIC {
+        return Err(DataplaneError::io(
+            "attach socket hooks to",
+            cgroup,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a cgroup v2 directory (hybrid hosts mount it at /sys/fs/cgroup/unified)",
+            ),
+        ));
+    }
+    Ok(cg)
+}
+
+/// Attaches `prog` to the cgroup through a pinned link at `path`, or adopts the link pinned
+/// there if it is for this cgroup and hook.
+fn attach_one(
+    prog: &mut CgroupSockAddr,
+    program: &'static str,
+    path: &Path,
+    cg: &fs::File,
+    cgroup: &Path,
+    cgroup_id: u64,
+) -> Result<(), DataplaneError> {
+    match cgroup_link_info(path)? {
+        Some(info)
+            if info.link_type == BPF_LINK_TYPE_CGROUP
+                && info.cgroup_id == cgroup_id
+                && info.attach_type == attach_type(program) =>
+        {
+            let adopt_err = |source: io::Error| DataplaneError::Adopt {
+                path: path.to_owned(),
+                source: source.into(),
+            };
+            let link = sys::obj_get(path).map_err(adopt_err)?;
+            let prog_fd = prog
+                .fd()
+                .map_err(|e| DataplaneError::LoadProgram { program, source: e })?;
+            link_update(link.as_fd(), prog_fd.as_fd()).map_err(adopt_err)?;
+            tracing::info!(
+                program,
+                old_prog_id = info.prog_id,
+                "adopted a pinned cgroup link"
+            );
+            return Ok(());
+        }
+        // For another cgroup (--cgroup changed), or one that is gone.
+        Some(_) => destroy_link(path)?,
+        None => {}
+    }
+    let attach_err = |source| DataplaneError::Attach {
+        ifname: format!("cgroup {}", cgroup.display()),
+        program,
+        source,
+    };
+    // A bpf_link (kernel >= 5.7): only links can be pinned and so outlive the agent. cgroup
+    // links always stack (BPF_F_ALLOW_MULTI), so two daemons may share a cgroup; each acts only
+    // on its own namespace's sockets.
+    let id = prog
+        .attach(cg, CgroupAttachMode::Single)
+        .map_err(attach_err)?;
+    let link = prog.take_link(id).map_err(attach_err)?;
+    // Always an fd link on kernels with bpf_link (>= 5.7), which pinning needs.
+    let link = FdLink::try_from(link)
+        .map_err(|e| DataplaneError::io("pin the cgroup link at", path, io::Error::other(e)))?;
+    // On failure the link is dropped, which detaches it: nothing is left half-done.
+    link.pin(path).map_err(|source| DataplaneError::PinLink {
+        ifname: format!("cgroup {}", cgroup.display()),
+        program,
+        path: path.to_owned(),
+        source,
+    })?;
+    tracing::debug!(program, cgroup = %cgroup.display(), "attached");
+    Ok(())
+}
+
+/// The parts of `struct bpf_link_info` for a cgroup link.
+#[derive(Clone, Copy, Debug)]
+struct CgroupLinkInfo {
+    link_type: u32,
+    id: u32,
+    prog_id: u32,
+    cgroup_id: u64,
+    attach_type: u32,
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<()> {
+    // SAFETY: attr is a valid, writable, zero-padded bpf_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            size_of::<[u64; 8]>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The kernel's view of the link pinned at `path`, or `None` when nothing is pinned there.
+fn cgroup_link_info(path: &Path) -> Result<Option<CgroupLinkInfo>, DataplaneError> {
+    let open_err = |source| DataplaneError::OpenLink {
+        path: path.to_owned(),
+        source,
+    };
+    let fd = match sys::obj_get(path) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_err(e)),
+    };
+    // struct bpf_link_info: type, id, prog_id, pad, then a union whose cgroup member is
+    // { __u64 cgroup_id; __u32 attach_type; } at byte 16.
+    let mut info = [0u32; 16];
+    let mut attr = [0u64; 8];
+    attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map_err(open_err)?;
+    Ok(Some(CgroupLinkInfo {
+        link_type: info[0],
+        id: info[1],
+        prog_id: info[2],
+        cgroup_id: u64::from(info[4]) | (u64::from(info[5]) << 32),
+        attach_type: info[6],
+    }))
+}
+
+/// BPF_LINK_UPDATE: atomically replaces the link's program.
+fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = [0u64; 8];
+    // link_update: { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; }
+    attr[0] = u64::from(link.as_raw_fd() as u32) | (u64::from(prog.as_raw_fd() as u32) << 32);
+    bpf(BPF_LINK_UPDATE, &mut attr)
+}
+
+/// Detaches the link pinned at `path` now and unpins it; nothing pinned there is fine.
+fn destroy_link(path: &Path) -> Result<(), DataplaneError> {
+    match sys::obj_get(path) {
+        Ok(fd) => sys::link_detach(fd.as_fd()).map_err(|source| DataplaneError::DetachLink {
+            path: path.to_owned(),
+            source,
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // Not a link we can open (e.g. a stray file): unpinning it is all we can do.
+        Err(_) => {}
+    }
+    pins::remove_file(path)
+}

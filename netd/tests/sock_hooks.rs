@@ -1,0 +1,670 @@
+//! Socket-hook tests (root): the `netd-sock` programs loaded, attached to a private cgroup v2
+//! directory, and exercised by a real client process placed in that cgroup and in a private
+//! "host" network namespace. The "containers" are servers on a local address of that
+//! namespace, so these tests need only the socket hooks, not the TC datapath.
+//!
+//! Safety: programs attach only to a cgroup directory this file creates (a child of the cgroup
+//! v2 mount), holding only the client processes it starts; the links are detached and the
+//! directory removed on drop. Nothing runs in the root network namespace.
+//!
+//! The client is this test binary re-executed (test `client_helper`, which does nothing
+//! unless NETD_SOCK_CLIENT is set): it joins the cgroup and the namespace before exec, so
+//! every socket it opens runs the hooks.
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::{BufRead as _, BufReader, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
+use netd::dataplane::{Dataplane, DataplaneConfig, sock::netns_cookie};
+use netd_common::{
+    ALL_SOCK_PROGRAMS, DpConfig, IPPROTO_TCP, IPPROTO_UDP, MAP_CONFIG, MAP_HOST_ADDRS, MAP_PORTS,
+    PortEntry,
+};
+use nix::sched::{CloneFlags, setns};
+
+const CGROUP2: &str = "/sys/fs/cgroup/unified";
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "netd-socktest-{}-{}{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn run(argv: &[&str]) -> std::process::Output {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A named network namespace, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+static NETNS_LOCK: Mutex<()> = Mutex::new(());
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        run(&["ip", "netns", "add", &name]);
+        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Self { name }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.name))
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend_from_slice(args);
+        run(&argv);
+    }
+
+    /// Runs `f` on a thread that entered this namespace (setns(2); mounts stay shared).
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = fs::File::open(&path).expect("open netns");
+                setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A pin directory under /run (the dataplane mounts bpffs there), unmounted and removed on
+/// drop. Unmounting drops the pins, which detaches whatever links are still pinned.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new() -> Self {
+        Self(PathBuf::from(format!("/run/{}", unique("-pins"))))
+    }
+
+    fn config(&self) -> DataplaneConfig {
+        DataplaneConfig {
+            pin_dir: self.0.clone(),
+        }
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A private child of the cgroup v2 mount, removed on drop (the clients in it have exited by
+/// then; links still attached to it are released with it).
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new() -> Self {
+        assert!(
+            Path::new(CGROUP2).join("cgroup.procs").exists(),
+            "cgroup v2 is not mounted at {CGROUP2}"
+        );
+        let dir = Path::new(CGROUP2).join(unique("-cg"));
+        fs::create_dir(&dir).expect("create a private cgroup");
+        Self(dir)
+    }
+
+    fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(&self.0).expect("stat cgroup").ino()
+    }
+
+    /// `bpftool cgroup show <dir>`: the programs attached here.
+    fn bpftool(&self) -> String {
+        let path = self.0.display().to_string();
+        String::from_utf8(run(&["bpftool", "cgroup", "show", &path]).stdout).unwrap()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            match fs::remove_dir(&self.0) {
+                Ok(()) => return,
+                // A client that is still exiting.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => {
+                    eprintln!("warning: rmdir {}: {e}", self.0.display());
+                    return;
+                }
+            }
+        }
+        eprintln!("warning: {} still busy; left in place", self.0.display());
+    }
+}
+
+/// The "container": a TCP server echoing one line and a UDP server echoing each datagram, on
+/// `addr` inside `ns`. Every client's source address is recorded.
+struct Servers {
+    stop: Arc<AtomicBool>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Servers {
+    fn start(ns: &Netns, addr: &str) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let (tcp, udp) = ns.enter(|| {
+            let tcp = TcpListener::bind(addr).expect("bind tcp server");
+            tcp.set_nonblocking(true).unwrap();
+            let udp = UdpSocket::bind(addr).expect("bind udp server");
+            udp.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            (tcp, udp)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (s1, p1) = (stop.clone(), peers.clone());
+        let t1 = std::thread::spawn(move || {
+            while !s1.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((s, peer)) => {
+                        p1.lock().unwrap().push(peer);
+                        let _ = echo_line(s);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        let (s2, p2) = (stop.clone(), peers.clone());
+        let t2 = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((n, src)) = udp.recv_from(&mut buf) {
+                    p2.lock().unwrap().push(src);
+                    let _ = udp.send_to(&buf[..n], src);
+                }
+            }
+        });
+        Self {
+            stop,
+            peers,
+            threads: vec![t1, t2],
+        }
+    }
+
+    fn peers(&self) -> Vec<SocketAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn echo_line(s: TcpStream) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    (&s).write_all(line.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client process.
+
+/// One client operation, run in the child. `tcp ADDR`: connect, send a line, read it back,
+/// report the peer (getpeername). `udp ADDR`: unconnected sendto/recvfrom, report the source.
+/// `udpc ADDR`: connected UDP, report the peer. Results read `ok reply=.. peer=..` or
+/// `err <errno>`.
+fn client_op(op: &str) -> String {
+    let (kind, addr) = op.split_once(' ').expect("op: KIND ADDR");
+    let addr: SocketAddr = addr.parse().expect("op address");
+    let errno = |e: std::io::Error| format!("err {}", e.raw_os_error().unwrap_or(0));
+    let any: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    match kind {
+        "tcp" => {
+            let s = match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+                Ok(s) => s,
+                Err(e) => return errno(e),
+            };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let peer = s.peer_addr().map(|p| p.to_string()).unwrap_or_default();
+            if let Err(e) = (&s).write_all(b"ping\n") {
+                return errno(e);
+            }
+            let mut line = String::new();
+            match BufReader::new(&s).read_line(&mut line) {
+                Ok(_) => format!("ok reply={} peer={peer}", line.trim_end()),
+                Err(e) => errno(e),
+            }
+        }
+        "udp" | "udpc" => {
+            let s = UdpSocket::bind(any).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let connected = kind == "udpc";
+            if connected {
+                if let Err(e) = s.connect(addr) {
+                    return errno(e);
+                }
+            }
+            let mut buf = [0u8; 256];
+            let mut last = String::from("err timeout");
+            for _ in 0..4 {
+                let sent = if connected {
+                    s.send(b"ping")
+                } else {
+                    s.send_to(b"ping", addr)
+                };
+                if let Err(e) = sent {
+                    return errno(e);
+                }
+                match s.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        let peer = s.peer_addr().map(|p| p.to_string()).unwrap_or_default();
+                        let reply = String::from_utf8_lossy(&buf[..n]);
+                        return format!("ok reply={reply} from={from} peer={peer}");
+                    }
+                    Err(e) => last = errno(e),
+                }
+            }
+            last
+        }
+        _ => panic!("unknown op {op}"),
+    }
+}
+
+/// Not a test on its own: the body of the client process (see the file comment).
+#[test]
+fn client_helper() {
+    let Ok(ops) = std::env::var("NETD_SOCK_CLIENT") else {
+        return;
+    };
+    for op in ops.split(';') {
+        println!("RESULT {op} => {}", client_op(op));
+    }
+}
+
+/// Runs `ops` in a client process inside `cgroup` (if any) and `ns`; returns op -> result.
+fn client(ns: &Netns, cgroup: Option<&Cgroup>, ops: &[&str]) -> HashMap<String, String> {
+    let netns = fs::File::open(ns.path()).expect("open netns");
+    let procs = cgroup.map(|c| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(c.0.join("cgroup.procs"))
+            .expect("open cgroup.procs")
+    });
+    let (netns_fd, procs_fd) = (netns.as_raw_fd(), procs.as_ref().map(|f| f.as_raw_fd()));
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "client_helper",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("NETD_SOCK_CLIENT", ops.join(";"));
+    // SAFETY: between fork and exec the child only makes two syscalls on descriptors the
+    // parent opened (no allocation, no locks): "0" moves the writer itself into the cgroup.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        // libtest may print "test client_helper ... " on the first line.
+        .filter_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .filter_map(|l| l.split_once(" => "))
+        .map(|(op, r)| (op.to_owned(), r.to_owned()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The setup.
+
+/// The "container" address (on a veth of the host namespace) and the host's own
+/// address (in NETD_HOST_ADDRS).
+const CONTAINER: &str = "10.99.0.2";
+const HOST_IP: &str = "192.0.2.1";
+
+fn be(ip: &str) -> u32 {
+    u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap()).to_be()
+}
+
+fn port(proto: u8, host_ip: &str, host_port: u16, cport: u16, id: u32) -> PortEntry {
+    PortEntry {
+        host_ip: be(host_ip),
+        proto,
+        host_port_start: host_port,
+        host_port_end: host_port,
+        container_port: cport,
+        container_ip: be(CONTAINER),
+        binding_id: id,
+        ..Default::default()
+    }
+}
+
+/// Writes the published ports (sorted, into half 0 of NETD_PORTS), the configuration that
+/// makes that half live, and the host addresses, through the pinned maps, as the agent would.
+fn program_maps(pin_dir: &Path, mut ports: Vec<PortEntry>, host_addrs: &[(u32, u32)]) {
+    let open = |name: &str| {
+        let path = pin_dir.join("maps").join(name);
+        Map::from_map_data(MapData::from_pin(&path).expect("pinned map")).expect("map")
+    };
+    ports.sort_by_key(PortEntry::sort_key);
+    let mut table: Array<MapData, PortEntry> = Array::try_from(open(MAP_PORTS)).unwrap();
+    for (i, e) in ports.iter().enumerate() {
+        table.set(i as u32, e, 0).expect("write NETD_PORTS");
+    }
+    let mut config: Array<MapData, DpConfig> = Array::try_from(open(MAP_CONFIG)).unwrap();
+    let cfg = DpConfig {
+        ports_active: 0,
+        ports_len: [ports.len() as u32, 0],
+        ..Default::default()
+    };
+    config.set(0, cfg, 0).expect("write NETD_CONFIG");
+    let mut addrs: BpfHashMap<MapData, u32, u32> =
+        BpfHashMap::try_from(open(MAP_HOST_ADDRS)).unwrap();
+    for &(ip, ifindex) in host_addrs {
+        addrs.insert(ip, ifindex, 0).expect("write NETD_HOST_ADDRS");
+    }
+}
+
+struct Setup {
+    // Drop order: the client processes are gone; detach (dp), then the cgroup and the pins.
+    dp: Option<Dataplane>,
+    servers: Servers,
+    h: Netns,
+    cg: Cgroup,
+    pins: PinDir,
+}
+
+impl Setup {
+    /// A host namespace with the container servers, the socket hooks attached to a private
+    /// cgroup for this namespace, and the maps programmed with 0.0.0.0:8080/tcp+udp and
+    /// 127.0.0.1:9000/tcp (loopback only).
+    fn new() -> Self {
+        let h = Netns::new("h");
+        // veth pairs rather than dummies: the dummy module may be missing.
+        h.ip(&[
+            "link", "add", "ctr0", "type", "veth", "peer", "name", "ctr1",
+        ]);
+        h.ip(&["link", "set", "ctr1", "up"]);
+        h.ip(&["addr", "add", &format!("{CONTAINER}/24"), "dev", "ctr0"]);
+        h.ip(&["link", "set", "ctr0", "up"]);
+        h.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+        h.ip(&["link", "set", "up1", "up"]);
+        h.ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", "up0"]);
+        h.ip(&["link", "set", "up0", "up"]);
+        let servers = Servers::start(&h, &format!("{CONTAINER}:80"));
+        let pins = PinDir::new();
+        let cg = Cgroup::new();
+        let mut dp = h.enter(|| Dataplane::open(&pins.config()).expect("open"));
+        let cookie = h.enter(|| netns_cookie().expect("netns cookie"));
+        dp.attach_sock_hooks(&cg.0, cookie)
+            .expect("attach_sock_hooks");
+        let up0 = h.enter(|| nix::net::if_::if_nametoindex("up0").unwrap());
+        program_maps(
+            &pins.0,
+            vec![
+                port(IPPROTO_TCP, "0.0.0.0", 8080, 80, 1),
+                port(IPPROTO_UDP, "0.0.0.0", 8080, 80, 2),
+                port(IPPROTO_TCP, "127.0.0.1", 9000, 80, 3),
+            ],
+            &[(be(HOST_IP), up0)],
+        );
+        Self {
+            dp: Some(dp),
+            servers,
+            h,
+            cg,
+            pins,
+        }
+    }
+
+    fn dp(&mut self) -> &mut Dataplane {
+        self.dp.as_mut().unwrap()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(dp) = self.dp.as_mut() {
+            if let Err(e) = dp.detach_sock_hooks() {
+                eprintln!("warning: detach_sock_hooks: {e}");
+            }
+        }
+    }
+}
+
+fn assert_ok(results: &HashMap<String, String>, op: &str, want: &[&str]) {
+    let r = results
+        .get(op)
+        .unwrap_or_else(|| panic!("no result for {op}: {results:#?}"));
+    assert!(r.starts_with("ok reply=ping"), "{op}: {r}");
+    for w in want {
+        assert!(r.contains(w), "{op}: want {w:?} in {r:?}");
+    }
+}
+
+fn assert_refused(results: &HashMap<String, String>, op: &str) {
+    let r = &results[op];
+    assert!(
+        r == &format!("err {}", libc::ECONNREFUSED),
+        "{op} must not be redirected (nothing listens there): {r}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rewrites_host_local_connections_to_the_container() {
+    let s = Setup::new();
+    let r = client(
+        &s.h,
+        Some(&s.cg),
+        &[
+            "tcp 127.0.0.1:8080",
+            "tcp 127.0.0.53:8080",
+            "tcp 192.0.2.1:8080",
+            "tcp 127.0.0.1:9000",
+            "tcp 192.0.2.1:9000",
+            "tcp 127.0.0.1:8081",
+            "udp 127.0.0.1:8080",
+            "udp 192.0.2.1:8080",
+            "udpc 127.0.0.1:8080",
+            "tcp [::1]:8080",
+            "tcp [::ffff:192.0.2.1]:8080",
+            "udpc [::1]:8080",
+            "udp [::ffff:127.0.0.1]:8080",
+        ],
+    );
+    // TCP to loopback and host addresses; getpeername shows what the client dialled.
+    assert_ok(&r, "tcp 127.0.0.1:8080", &["peer=127.0.0.1:8080"]);
+    assert_ok(&r, "tcp 127.0.0.53:8080", &["peer=127.0.0.53:8080"]);
+    assert_ok(&r, "tcp 192.0.2.1:8080", &["peer=192.0.2.1:8080"]);
+    // A loopback-only binding answers on 127.0.0.1 only.
+    assert_ok(&r, "tcp 127.0.0.1:9000", &["peer=127.0.0.1:9000"]);
+    assert_refused(&r, "tcp 192.0.2.1:9000");
+    assert_refused(&r, "tcp 127.0.0.1:8081");
+    // UDP replies come from the published address.
+    assert_ok(&r, "udp 127.0.0.1:8080", &["from=127.0.0.1:8080"]);
+    assert_ok(&r, "udp 192.0.2.1:8080", &["from=192.0.2.1:8080"]);
+    assert_ok(
+        &r,
+        "udpc 127.0.0.1:8080",
+        &["from=127.0.0.1:8080", "peer=127.0.0.1:8080"],
+    );
+    // IPv6 sockets reach the IPv4 container.
+    assert_ok(&r, "tcp [::1]:8080", &["peer=[::1]:8080"]);
+    assert_ok(
+        &r,
+        "tcp [::ffff:192.0.2.1]:8080",
+        &["peer=[::ffff:192.0.2.1]:8080"],
+    );
+    assert_ok(
+        &r,
+        "udpc [::1]:8080",
+        &["from=[::1]:8080", "peer=[::1]:8080"],
+    );
+    assert_ok(
+        &r,
+        "udp [::ffff:127.0.0.1]:8080",
+        &["from=[::ffff:127.0.0.1]:8080"],
+    );
+    // Every one of them really reached the container (10 successes, each from the host).
+    let peers = s.servers.peers();
+    assert!(peers.len() >= 10, "{peers:?}");
+}
+
+#[test]
+fn acts_only_in_its_own_network_namespace_and_cgroup() {
+    let s = Setup::new();
+    // The same cgroup, another namespace with the same addresses and a server of its own on
+    // 127.0.0.1:8080: its connections are not touched.
+    let other = Netns::new("o");
+    let own = Servers::start(&other, "127.0.0.1:8080");
+    let r = client(
+        &other,
+        Some(&s.cg),
+        &["tcp 127.0.0.1:8080", "udp 127.0.0.1:8080"],
+    );
+    assert_ok(&r, "tcp 127.0.0.1:8080", &["peer=127.0.0.1:8080"]);
+    assert_ok(&r, "udp 127.0.0.1:8080", &["from=127.0.0.1:8080"]);
+    assert_eq!(own.peers().len(), 2, "served by its own namespace");
+    assert!(s.servers.peers().is_empty(), "{:?}", s.servers.peers());
+
+    // The daemon's namespace, but a process outside the cgroup: not touched either.
+    let r = client(&s.h, None, &["tcp 127.0.0.1:8080"]);
+    assert_refused(&r, "tcp 127.0.0.1:8080");
+    assert!(s.servers.peers().is_empty());
+}
+
+#[test]
+fn links_are_pinned_adopted_on_restart_and_detached() {
+    let mut s = Setup::new();
+    let before = s.dp().sock_hooks().expect("sock_hooks");
+    assert_eq!(before.len(), ALL_SOCK_PROGRAMS.len(), "{before:#?}");
+    assert!(before.iter().all(|h| h.cgroup_id == s.cg.id()));
+    let shown = s.cg.bpftool();
+    for p in ALL_SOCK_PROGRAMS {
+        assert!(shown.contains(p), "bpftool cgroup show lacks {p}: {shown}");
+    }
+
+    // The agent goes away: its pinned links keep host-local access working.
+    drop(s.dp.take());
+    let r = client(&s.h, Some(&s.cg), &["tcp 127.0.0.1:8080"]);
+    assert_ok(&r, "tcp 127.0.0.1:8080", &[]);
+
+    // A new agent adopts the links: same links, new programs, no second copy.
+    let cookie = s.h.enter(|| netns_cookie().unwrap());
+    let pins = s.pins.config();
+    let mut dp = s.h.enter(|| Dataplane::open(&pins).expect("re-open"));
+    dp.attach_sock_hooks(&s.cg.0, cookie).expect("re-attach");
+    let after = dp.sock_hooks().unwrap();
+    assert_eq!(after.len(), before.len());
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!(a.program, b.program);
+        assert_eq!(
+            a.link_id, b.link_id,
+            "{} adopted, not re-attached",
+            a.program
+        );
+        assert_ne!(a.prog_id, b.prog_id, "{} runs the new program", a.program);
+    }
+    assert_eq!(
+        s.cg.bpftool()
+            .lines()
+            .filter(|l| l.contains("sock_connect4"))
+            .count(),
+        1
+    );
+    s.dp = Some(dp);
+    let r = client(
+        &s.h,
+        Some(&s.cg),
+        &["tcp 127.0.0.1:8080", "udp 127.0.0.1:8080"],
+    );
+    assert_ok(&r, "tcp 127.0.0.1:8080", &["peer=127.0.0.1:8080"]);
+    assert_ok(&r, "udp 127.0.0.1:8080", &["from=127.0.0.1:8080"]);
+
+    // Detached: nothing left on the cgroup, and connections are no longer redirected.
+    s.dp().detach_sock_hooks().expect("detach");
+    assert!(s.dp().sock_hooks().unwrap().is_empty());
+    let shown = s.cg.bpftool();
+    assert!(!shown.contains("sock_"), "{shown}");
+    let r = client(&s.h, Some(&s.cg), &["tcp 127.0.0.1:8080"]);
+    assert_refused(&r, "tcp 127.0.0.1:8080");
+}
+
+#[test]
+fn refuses_a_directory_that_is_not_a_cgroup() {
+    let h = Netns::new("h");
+    let pins = PinDir::new();
+    let mut dp = h.enter(|| Dataplane::open(&pins.config()).expect("open"));
+    let err = dp
+        .attach_sock_hooks(&pins.0, 1)
+        .expect_err("a bpffs directory is not a cgroup");
+    assert!(format!("{err}").contains("attach socket hooks"), "{err}");
+    assert!(dp.sock_hooks().unwrap().is_empty());
+}
