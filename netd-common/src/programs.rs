@@ -16,3 +16,6 @@ pub const ALL_TC_PROGRAMS: &[&str] = &[
     PROG_FROM_CONTAINER,
     PROG_TO_CONTAINER,
 ];
+
+/// XDP on an uplink: the source allow/deny filter, before anything else is spent on a packet.
+pub const PROG_XDP_PREFILTER: &str = "xdp_prefilter";

@@ -46,6 +46,52 @@ pub enum Command {
     P2p { name1: String, name2: String },
     /// Show the bridge, uplinks, attached programs, counters and map usage as JSON.
     Status,
+    /// Source filters for traffic from the uplinks to containers (XDP).
+    Filter {
+        #[command(subcommand)]
+        action: FilterAction,
+    },
+    /// Drops per reason and traffic per published port.
+    Stats {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connection-tracking entries (both directions of each flow).
+    Ct {
+        /// Only flows with this address (before or after translation).
+        #[arg(long)]
+        ip: Option<String>,
+        /// Only tcp, udp or icmp.
+        #[arg(long)]
+        proto: Option<String>,
+        /// Only flows with this port (before or after translation).
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilterAction {
+    /// Only these sources may open connections to containers (an empty list allows all).
+    Allow {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
+    /// These sources may not open connections to containers.
+    Deny {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
+    /// Remove prefixes from either list.
+    Rm {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
+    /// Show both lists.
+    Ls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

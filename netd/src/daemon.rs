@@ -99,6 +99,29 @@ pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
             None
         }
     };
+    // Host addresses can change under the daemon (DHCP, an operator): keep the maps current.
+    {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = engine.lock().await.refresh_addresses().await {
+                    tracing::warn!("refreshing host addresses: {e}");
+                }
+            }
+        });
+    }
+    {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                engine.lock().await.ct_gc();
+            }
+        });
+    }
     tracing::info!(socket = %socket.display(), "netd daemon ready");
     let mut term =
         signal(SignalKind::terminate()).map_err(io("cannot handle SIGTERM for", &socket))?;

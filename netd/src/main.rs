@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use netd::api::client::Client;
-use netd::api::types::{AttachRequest, EndpointView, P2pRequest};
-use netd::cli::{AttachArgs, Cli, Command};
+use netd::api::types::{AttachRequest, EndpointView, FilterRequest, P2pRequest, StatsView};
+use netd::cli::{AttachArgs, Cli, Command, FilterAction};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -137,7 +137,131 @@ async fn client(cmd: Command, socket: &std::path::Path) -> Result<String, String
             let v: serde_json::Value = c.get("/v1/status").await.map_err(e)?;
             Ok(pretty(&v))
         }
+        Command::Filter { action } => {
+            let (action, cidrs) = match action {
+                FilterAction::Allow { cidrs } => ("allow", cidrs),
+                FilterAction::Deny { cidrs } => ("deny", cidrs),
+                FilterAction::Rm { cidrs } => ("rm", cidrs),
+                FilterAction::Ls => ("ls", Vec::new()),
+            };
+            let v: serde_json::Value = if action == "ls" {
+                c.get("/v1/filters").await.map_err(e)?
+            } else {
+                let req = FilterRequest {
+                    action: action.to_string(),
+                    cidrs,
+                };
+                c.post("/v1/filters", &req).await.map_err(e)?
+            };
+            Ok(format_filters(&v))
+        }
+        Command::Stats { json } => {
+            let v: StatsView = c.get("/v1/stats").await.map_err(e)?;
+            if json {
+                return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            Ok(format_stats(&v))
+        }
+        Command::Ct {
+            ip,
+            proto,
+            port,
+            json,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [("ip", ip), ("proto", proto), ("port", port)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={v}"));
+                }
+            }
+            let path = if q.is_empty() {
+                "/v1/ct".to_string()
+            } else {
+                format!("/v1/ct?{}", q.join("&"))
+            };
+            let v: serde_json::Value = c.get(&path).await.map_err(e)?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            Ok(format_ct(&v))
+        }
     }
+}
+
+fn format_filters(v: &serde_json::Value) -> String {
+    let list = |k: &str| -> String {
+        let items: Vec<String> = v[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if items.is_empty() {
+            "(empty)".into()
+        } else {
+            items.join(" ")
+        }
+    };
+    format!("allow: {}\ndeny:  {}", list("allow"), list("deny"))
+}
+
+fn format_stats(v: &StatsView) -> String {
+    let mut out = String::from("DROPS");
+    if v.drops.is_empty() {
+        out.push_str("\n  (none)");
+    }
+    for d in &v.drops {
+        out.push_str(&format!("\n  {:<28} {:>12}", d.reason, d.packets));
+    }
+    out.push_str(&format!(
+        "\nPUBLISHED PORTS\n  {:<16} {:<6} {:<22} {:<12} {:>10} {:>12}",
+        "CONTAINER", "PROTO", "HOST", "CONTAINER", "PACKETS", "BYTES"
+    ));
+    for b in &v.bindings {
+        out.push_str(&format!(
+            "\n  {:<16} {:<6} {:<22} {:<12} {:>10} {:>12}",
+            b.container,
+            b.proto,
+            format!("{}:{}", b.host_ip, b.host_port),
+            b.container_port,
+            b.packets,
+            b.bytes
+        ));
+    }
+    out
+}
+
+fn format_ct(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<5} {:<22} {:<22} {:<22} {:<22} {:<9} {:<22} {:>8} {:>6}",
+        "PROTO", "SRC", "DST", "NAT-SRC", "NAT-DST", "DIR", "KIND", "PACKETS", "IDLE"
+    );
+    for f in v.as_array().into_iter().flatten() {
+        let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+        let kind: Vec<String> = f["kind"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n{:<5} {:<22} {:<22} {:<22} {:<22} {:<9} {:<22} {:>8} {:>5}s",
+            s("proto"),
+            s("src"),
+            s("dst"),
+            s("nat_src"),
+            s("nat_dst"),
+            s("direction"),
+            kind.join(","),
+            f["packets"],
+            f["idle_s"]
+        ));
+    }
+    out
 }
 
 fn format_ls(list: &[EndpointView]) -> String {

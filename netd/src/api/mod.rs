@@ -8,6 +8,10 @@
 //! | GET | /v1/endpoints/NAME | | [`types::EndpointView`] |
 //! | DELETE | /v1/endpoints/NAME | | 204 |
 //! | POST | /v1/p2p | [`types::P2pRequest`] | 204 |
+//! | GET | /v1/filters | | allow and deny lists |
+//! | POST | /v1/filters | [`types::FilterRequest`] | allow and deny lists |
+//! | GET | /v1/stats | | [`types::StatsView`] |
+//! | GET | /v1/ct?ip=&proto=&port= | | tracked flows |
 //!
 //! Errors answer 4xx/5xx with `{"message": "..."}`.
 pub mod client;

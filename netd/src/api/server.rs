@@ -8,7 +8,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
 use super::http;
-use super::types::{AttachRequest, ErrorBody, P2pRequest};
+use super::types::{AttachRequest, ErrorBody, FilterRequest, P2pRequest};
 use crate::engine::{Engine, EngineError};
 
 pub type Shared = Arc<Mutex<Engine>>;
@@ -70,8 +70,16 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (u16, Vec<u8>
         .map_err(|e| (400, error_body(&format!("invalid request body: {e}"))))
 }
 
-async fn route(method: &str, path: &str, body: &[u8], engine: &Shared) -> (u16, Vec<u8>) {
-    let path = path.split('?').next().unwrap_or(path);
+/// Value of `key` in a query string (no percent-decoding: values are IPs, names, numbers).
+fn query<'a>(full: &'a str, key: &str) -> Option<&'a str> {
+    let q = full.split_once('?')?.1;
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+}
+
+async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (u16, Vec<u8>) {
+    let path = full_path.split('?').next().unwrap_or(full_path);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
         ("GET", ["v1", "status"]) => match engine.lock().await.status() {
@@ -107,7 +115,40 @@ async fn route(method: &str, path: &str, body: &[u8], engine: &Shared) -> (u16, 
                 Err(e) => err(e),
             }
         }
-        (_, ["v1", "status" | "endpoints" | "p2p", ..]) => (
+        ("GET", ["v1", "filters"]) => json(200, &engine.lock().await.filters()),
+        ("POST", ["v1", "filters"]) => {
+            let req: FilterRequest = match parse(body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            match engine.lock().await.change_filters(req).await {
+                Ok(f) => json(200, &f),
+                Err(e) => err(e),
+            }
+        }
+        ("GET", ["v1", "stats"]) => match engine.lock().await.stats() {
+            Ok(s) => json(200, &s),
+            Err(e) => err(e),
+        },
+        ("GET", ["v1", "ct"]) => {
+            let r = engine.lock().await.ct(
+                query(full_path, "ip"),
+                query(full_path, "proto"),
+                query(full_path, "port"),
+            );
+            match r {
+                Ok(v) => json(200, &v),
+                Err(e) => err(e),
+            }
+        }
+        (
+            _,
+            [
+                "v1",
+                "status" | "endpoints" | "p2p" | "filters" | "stats" | "ct",
+                ..,
+            ],
+        ) => (
             405,
             error_body(&format!("method {method} not allowed on {path}")),
         ),

@@ -103,3 +103,36 @@ pub struct Status {
 pub struct ErrorBody {
     pub message: String,
 }
+
+/// `POST /v1/filters`: `action` is allow, deny or rm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilterRequest {
+    pub action: String,
+    pub cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DropCount {
+    pub reason: String,
+    pub code: u32,
+    pub packets: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindingStats {
+    pub container: String,
+    pub proto: String,
+    pub host_ip: String,
+    pub host_port: String,
+    pub container_port: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `netd stats`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsView {
+    pub drops: Vec<DropCount>,
+    pub bindings: Vec<BindingStats>,
+    pub interfaces: serde_json::Value,
+}

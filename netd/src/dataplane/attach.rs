@@ -12,13 +12,14 @@ use aya::{
     },
 };
 use netd_common::{
-    IfStats, MAP_IF_STATS, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, PROG_TO_UPLINK,
+    IfStats, MAP_IF_STATS, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER,
+    PROG_TO_UPLINK, PROG_XDP_PREFILTER,
 };
 
 use super::{
     Dataplane, DataplaneError,
     pins::{self, check_ifname},
-    sys::{self, BPF_LINK_TYPE_TCX, BPF_TCX_EGRESS, BPF_TCX_INGRESS, LinkInfo},
+    sys::{self, BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_XDP, BPF_TCX_EGRESS, BPF_TCX_INGRESS, LinkInfo},
 };
 
 /// The programs of one kind of interface, by direction.
@@ -37,14 +38,17 @@ impl Dataplane {
     /// Attaches `from_uplink` (ingress) and `to_uplink` (egress) to `ifname` through TCX and pins
     /// the links at `<pin_dir>/links/<ifname>/<program>`. Valid pinned links for this interface
     /// (same ifindex and direction) are adopted rather than attached twice.
+    /// The XDP pre-filter is attached (or adopted) on uplinks too.
     pub fn attach_uplink(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        self.attach_hooks(ifname, &UPLINK)
+        self.attach_hooks(ifname, &UPLINK, &[PROG_XDP_PREFILTER])?;
+        let ifindex = ifindex(ifname)?;
+        self.attach_xdp(ifname, ifindex)
     }
 
     /// Same as [`Dataplane::attach_uplink`] for a container's host-side veth: `from_container`
     /// (ingress) and `to_container` (egress).
     pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        self.attach_hooks(ifname, &ENDPOINT)
+        self.attach_hooks(ifname, &ENDPOINT, &[])
     }
 
     /// Detaches and unpins everything netd attached to `ifname` and drops its counters. Nothing
@@ -99,7 +103,12 @@ impl Dataplane {
         DataplaneError::collect(errors)
     }
 
-    fn attach_hooks(&mut self, ifname: &str, hooks: &Hooks) -> Result<(), DataplaneError> {
+    fn attach_hooks(
+        &mut self,
+        ifname: &str,
+        hooks: &Hooks,
+        also_keep: &[&str],
+    ) -> Result<(), DataplaneError> {
         check_ifname(ifname)?;
         let ifindex = ifindex(ifname)?;
         let dir = self.pins.links_dir(ifname);
@@ -109,7 +118,7 @@ impl Dataplane {
         }
         // An interface re-attached as the other kind keeps only the programs of this kind.
         for program in self.pins.pinned_programs(ifname)? {
-            if !hooks.iter().any(|&(p, _)| p == program) {
+            if !hooks.iter().any(|&(p, _)| p == program) && !also_keep.contains(&program.as_str()) {
                 destroy_link(&self.pins.link(ifname, &program))?;
             }
         }
@@ -204,7 +213,12 @@ impl Dataplane {
         for program in self.pins.pinned_programs(ifname)? {
             let path = self.pins.link(ifname, &program);
             if let Some(info) = pinned_link_info(&path)? {
-                if info.link_type != BPF_LINK_TYPE_TCX || info.ifindex != ifindex {
+                let kind_ok = if program == PROG_XDP_PREFILTER {
+                    info.link_type == BPF_LINK_TYPE_XDP
+                } else {
+                    info.link_type == BPF_LINK_TYPE_TCX
+                };
+                if !kind_ok || info.ifindex != ifindex {
                     destroy_link(&path)?;
                 }
             }
@@ -271,7 +285,7 @@ pub(super) fn pinned_link_info(path: &Path) -> Result<Option<LinkInfo>, Dataplan
 
 /// Detaches the link pinned at `path` now (even if another process still holds it) and unpins
 /// it. Nothing pinned there is fine.
-fn destroy_link(path: &Path) -> Result<(), DataplaneError> {
+pub(super) fn destroy_link(path: &Path) -> Result<(), DataplaneError> {
     match sys::obj_get(path) {
         Ok(fd) => sys::link_detach(fd.as_fd()).map_err(|source| DataplaneError::DetachLink {
             path: path.to_owned(),

@@ -39,6 +39,8 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("map {map} is full ({max} entries)")]
+    Full { map: &'static str, max: u32 },
     #[error("cannot read pinned map {}", path.display())]
     MapPin {
         path: PathBuf,

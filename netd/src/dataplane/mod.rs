@@ -14,18 +14,23 @@
 //! the calling thread's network namespace.
 
 mod attach;
+mod ct;
 mod error;
 mod pins;
+mod program;
 pub mod sock;
 mod stats;
 mod sys;
+mod xdp;
 
 use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS};
 
+pub use ct::{CtFlow, CtQuery};
 pub use error::DataplaneError;
+pub use program::V4Prefix;
 pub use stats::{AttachedProgram, DataplaneStatus, Direction, InterfaceStats, MapUsage};
 
 use pins::PinLayout;
@@ -77,8 +82,10 @@ impl Dataplane {
             prog.load()
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
         }
+        let mut dp = Self { ebpf, pins };
+        dp.load_xdp()?;
         tracing::debug!(pin_dir = %cfg.pin_dir.display(), "loaded the eBPF dataplane");
-        Ok(Self { ebpf, pins })
+        Ok(dp)
     }
 
     /// A loaded TC program by name (a `netd_common::PROG_*` constant), e.g. for

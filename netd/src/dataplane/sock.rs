@@ -33,7 +33,11 @@ use netd_common::{
 };
 use serde::Serialize;
 
-use super::{Dataplane, DataplaneError, pins, sys};
+use super::{
+    Dataplane, DataplaneConfig, DataplaneError,
+    pins::{self, PinLayout},
+    sys,
+};
 
 /// The socket-hook object built by build.rs (netd-ebpf's `netd-sock` binary).
 pub static SOCK_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-sock"));
@@ -115,24 +119,62 @@ pub fn default_cgroup() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup/unified"))
 }
 
+/// The socket hooks of one pin directory, on their own: they need neither the TC object nor
+/// its programs (the shared maps are created here when the TC object has not pinned them).
+/// [`Dataplane`]'s `*_sock_hooks` methods are these on the dataplane's pin directory.
+pub struct SockHooks {
+    pins: PinLayout,
+}
+
 impl Dataplane {
-    fn sock_links_dir(&self) -> PathBuf {
+    fn sock(&self) -> SockHooks {
+        SockHooks {
+            pins: self.pins.clone(),
+        }
+    }
+
+    /// [`SockHooks::attach`] on this dataplane's pin directory: the daemon's entry point.
+    pub fn attach_sock_hooks(
+        &mut self,
+        cgroup: &Path,
+        netns_cookie: u64,
+    ) -> Result<(), DataplaneError> {
+        self.sock().attach(cgroup, netns_cookie)
+    }
+
+    /// [`SockHooks::detach`] on this dataplane's pin directory.
+    pub fn detach_sock_hooks(&mut self) -> Result<(), DataplaneError> {
+        self.sock().detach()
+    }
+
+    /// [`SockHooks::list`] on this dataplane's pin directory.
+    pub fn sock_hooks(&self) -> Result<Vec<SockHook>, DataplaneError> {
+        self.sock().list()
+    }
+}
+
+impl SockHooks {
+    /// Prepares the pin directory as [`Dataplane::open`] does (mounting bpffs there if needed)
+    /// without loading the TC object.
+    pub fn open(cfg: &DataplaneConfig) -> Result<Self, DataplaneError> {
+        let pins = PinLayout::new(&cfg.pin_dir);
+        pins.prepare()?;
+        Ok(Self { pins })
+    }
+
+    fn links_dir(&self) -> PathBuf {
         self.pins.root().join("cgroup")
     }
 
     /// Loads the socket-hook object (its maps pinned beside the TC object's, the shared ones
-    /// reused), tells it the daemon's network namespace (`netns_cookie`, see [`netns_cookie`]),
+    /// reused, or created when the TC object has not pinned them), tells it the daemon's network namespace (`netns_cookie`, see [`netns_cookie`]),
     /// and attaches every program to the cgroup v2 directory `cgroup` with a link pinned at
     /// `<pin_dir>/cgroup/<program>`. Links a previous agent pinned for the same cgroup are
     /// adopted (their program swapped for the new one); links for another cgroup are replaced.
     ///
     /// The hooks run for every process in `cgroup` and its descendants, in every network
     /// namespace; they act only on sockets of `netns_cookie`'s namespace.
-    pub fn attach_sock_hooks(
-        &mut self,
-        cgroup: &Path,
-        netns_cookie: u64,
-    ) -> Result<(), DataplaneError> {
+    pub fn attach(&self, cgroup: &Path, netns_cookie: u64) -> Result<(), DataplaneError> {
         let cg = open_cgroup(cgroup)?;
         let cgroup_id = fs::metadata(cgroup)
             .map_err(|e| DataplaneError::io("stat", cgroup, e))?
@@ -163,7 +205,7 @@ impl Dataplane {
             .set(0, SockConfig { netns_cookie }, 0)
             .map_err(map_err)?;
 
-        let dir = self.sock_links_dir();
+        let dir = self.links_dir();
         fs::create_dir_all(&dir).map_err(|e| DataplaneError::io("create", &dir, e))?;
         for &program in ALL_SOCK_PROGRAMS {
             let prog: &mut CgroupSockAddr = ebpf
@@ -184,8 +226,8 @@ impl Dataplane {
 
     /// Detaches and unpins every socket-hook link and the socket hooks' own maps. Nothing
     /// attached is not an error; keeps going after an error and reports them all.
-    pub fn detach_sock_hooks(&mut self) -> Result<(), DataplaneError> {
-        let dir = self.sock_links_dir();
+    pub fn detach(&self) -> Result<(), DataplaneError> {
+        let dir = self.links_dir();
         let mut errors = Vec::new();
         match fs::read_dir(&dir) {
             Ok(entries) => {
@@ -218,8 +260,8 @@ impl Dataplane {
     }
 
     /// The pinned socket-hook links, sorted by program name.
-    pub fn sock_hooks(&self) -> Result<Vec<SockHook>, DataplaneError> {
-        let dir = self.sock_links_dir();
+    pub fn list(&self) -> Result<Vec<SockHook>, DataplaneError> {
+        let dir = self.links_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

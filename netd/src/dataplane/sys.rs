@@ -21,6 +21,8 @@ pub const BPF_TCX_INGRESS: u32 = 46;
 pub const BPF_TCX_EGRESS: u32 = 47;
 /// `enum bpf_link_type` of TCX links.
 pub const BPF_LINK_TYPE_TCX: u32 = 11;
+/// `BPF_LINK_TYPE_XDP`; its link info also starts with the ifindex.
+pub const BPF_LINK_TYPE_XDP: u32 = 6;
 
 /// A zeroed `union bpf_attr` large enough for the commands above.
 type Attr = [u64; 8];

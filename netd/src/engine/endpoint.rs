@@ -15,6 +15,7 @@ use crate::wiring::{Netlink, netns};
 /// Undo steps for a half-applied change, run in reverse on failure.
 #[derive(Default)]
 struct Undo {
+    ports: Vec<super::state::PortBinding>,
     host_links: Vec<String>,
     dataplane: Vec<String>,
     etc_dir: Option<PathBuf>,
@@ -26,15 +27,43 @@ impl Engine {
         &mut self,
         req: AttachRequest,
     ) -> Result<crate::api::types::EndpointView, EngineError> {
-        let ep = self.plan(&req)?;
-        let mut undo = Undo::default();
+        let mut ep = self.plan(&req)?;
+        let next_id = self.state.next_binding_id;
+        for b in &mut ep.ports {
+            b.id = self.state.next_binding_id;
+            self.state.next_binding_id += 1;
+        }
+        // Published ports are reserved against host processes (with the eBPF dataplane, which
+        // is what makes them reachable).
+        if self.dp.is_some() {
+            if let Err(msg) = self.reserved.reserve_all(&ep.ports) {
+                self.state.next_binding_id = next_id;
+                return Err(EngineError::Conflict(msg));
+            }
+        }
+        let mut undo = Undo {
+            ports: ep.ports.clone(),
+            ..Default::default()
+        };
         match self.apply_attach(ep, &mut undo).await {
             Ok(ep) => {
                 let name = ep.name.clone();
+                let host_ifname = ep.host_ifname.clone();
                 self.state.endpoints.insert(name.clone(), ep);
-                if let Err(e) = self.persist() {
+                // The maps learn the endpoint (its address and MAC for anti-spoofing) before its
+                // programs attach, so the veth is never unpoliced.
+                let committed = match self.sync_dataplane().await {
+                    Ok(()) => self.attach_programs(host_ifname.as_deref(), &mut undo),
+                    Err(e) => Err(e),
+                };
+                let committed = committed.and_then(|()| self.persist());
+                if let Err(e) = committed {
                     self.state.endpoints.remove(&name);
+                    self.state.next_binding_id = next_id;
                     self.rollback(undo).await;
+                    if let Err(e2) = self.sync_dataplane().await {
+                        tracing::warn!("rollback: restoring the dataplane: {e2}");
+                    }
                     return Err(e);
                 }
                 self.refresh_linkers(&name);
@@ -42,6 +71,7 @@ impl Engine {
                 self.inspect(&name)
             }
             Err(e) => {
+                self.state.next_binding_id = next_id;
                 self.rollback(undo).await;
                 Err(e)
             }
@@ -250,11 +280,7 @@ impl Engine {
                     )));
                 }
                 let host_ifname = self.wire_veth(&ep, &ns, &cnl, undo).await?;
-                ep.host_ifname = Some(host_ifname.clone());
-                if let Some(dp) = self.dp.as_mut() {
-                    undo.dataplane.push(host_ifname.clone());
-                    dp.attach_endpoint(&host_ifname)?;
-                }
+                ep.host_ifname = Some(host_ifname);
             }
             NetMode::None => {
                 let cnl = netns::netlink_in(&ns)?;
@@ -299,6 +325,18 @@ impl Engine {
         Ok(host)
     }
 
+    fn attach_programs(
+        &mut self,
+        host_ifname: Option<&str>,
+        undo: &mut Undo,
+    ) -> Result<(), EngineError> {
+        if let (Some(h), Some(dp)) = (host_ifname, self.dp.as_mut()) {
+            undo.dataplane.push(h.to_string());
+            dp.attach_endpoint(h)?;
+        }
+        Ok(())
+    }
+
     async fn free_veth_names(&self) -> Result<(String, String), EngineError> {
         for _ in 0..16 {
             let h = random_hex7();
@@ -314,6 +352,7 @@ impl Engine {
     }
 
     async fn rollback(&mut self, undo: Undo) {
+        self.reserved.release(&undo.ports);
         for h in undo.dataplane.iter().rev() {
             if let Some(dp) = self.dp.as_mut() {
                 if let Err(e) = dp.detach(h) {
@@ -379,6 +418,17 @@ impl Engine {
             errors.push(format!("removing {}: {e}", ep.etc_dir.display()));
         }
         self.state.endpoints.remove(name);
+        self.reserved.release(&ep.ports);
+        if let Err(e) = self.sync_dataplane().await {
+            errors.push(e.to_string());
+        }
+        if let (Some(ip), Some(dp)) = (ep.ip, self.dp.as_mut()) {
+            if ep.net == NetMode::Bridge {
+                if let Err(e) = dp.ct_flush_ip(ip) {
+                    errors.push(format!("flushing connection tracking of {ip}: {e}"));
+                }
+            }
+        }
         self.persist()?;
         self.refresh_linkers(name);
         tracing::info!(container = %name, "detached");

@@ -3,11 +3,14 @@
 //! Every change is validated completely before anything is touched, then applied step by step
 //! with an undo list, then persisted: a request either takes effect entirely or not at all.
 pub mod config;
+mod dpsync;
 mod endpoint;
 mod files;
+mod filters;
 pub mod ipam;
 pub mod network;
 pub mod ports;
+mod reserve;
 pub mod state;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -78,6 +81,7 @@ pub struct Engine {
     state: State,
     store: Store,
     dp: Option<Dataplane>,
+    reserved: reserve::Reservations,
 }
 
 impl Engine {
@@ -143,8 +147,18 @@ impl Engine {
             state: st,
             store,
             dp,
+            reserved: reserve::Reservations::default(),
         };
+        if engine.dp.is_some() {
+            reserve::raise_nofile_limit();
+            for ep in engine.state.endpoints.values() {
+                if let Err(e) = engine.reserved.reserve_all(&ep.ports) {
+                    tracing::warn!(container = %ep.name, "published port not reserved: {e}");
+                }
+            }
+        }
         engine.reconcile().await?;
+        engine.sync_dataplane().await?;
         engine.store.save(&engine.state)?;
         Ok(engine)
     }

@@ -68,6 +68,7 @@ pub fn allocate(
         let host_ip = spec.host_ip.unwrap_or(default_ip);
         let n = spec.container_ports.len() as u16;
         let base = PortBinding {
+            id: 0,
             proto: spec.proto,
             host_ip,
             host_port: 0,
@@ -114,6 +115,7 @@ pub fn allocate(
                 continue;
             }
             let base = PortBinding {
+                id: 0,
                 proto: e.proto,
                 host_ip: default_ip,
                 host_port: 0,

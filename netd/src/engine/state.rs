@@ -20,6 +20,23 @@ pub struct State {
     pub version: u32,
     pub network: Option<NetworkState>,
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// Source filters for traffic from uplinks to containers (`netd filter`).
+    #[serde(default)]
+    pub filters: Filters,
+    /// Next published-port binding id (NETD_PORT_STATS key); never reused while running.
+    #[serde(default = "first_binding_id")]
+    pub next_binding_id: u32,
+}
+
+fn first_binding_id() -> u32 {
+    1
+}
+
+/// `netd filter allow|deny`: IPv4 prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filters {
+    pub allow: Vec<Ipv4Net>,
+    pub deny: Vec<Ipv4Net>,
 }
 
 impl Default for State {
@@ -28,6 +45,8 @@ impl Default for State {
             version: STATE_VERSION,
             network: None,
             endpoints: BTreeMap::new(),
+            filters: Filters::default(),
+            next_binding_id: first_binding_id(),
         }
     }
 }
@@ -48,6 +67,9 @@ pub struct NetworkState {
 /// One published port after allocation: host port range -> container port range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortBinding {
+    /// NETD_PORT_STATS key (0 = not yet assigned).
+    #[serde(default)]
+    pub id: u32,
     pub proto: Proto,
     pub host_ip: IpAddr,
     pub host_port: u16,

@@ -1,0 +1,193 @@
+//! Connection tracking seen from user space: listing (`netd ct`), flushing a detached
+//! container's flows, and garbage-collecting idle entries.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use netd_common::{
+    CT_F_DNAT, CT_F_LINK, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, CT_F_SNAT, CtEntry, CtKey, MAP_CT,
+};
+use serde::Serialize;
+
+use super::{Dataplane, DataplaneError};
+
+/// One direction of a tracked flow, for `netd ct`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CtFlow {
+    pub proto: &'static str,
+    pub src: String,
+    pub dst: String,
+    /// What the packet becomes after translation (same as src/dst when untranslated).
+    pub nat_src: String,
+    pub nat_dst: String,
+    pub direction: &'static str,
+    pub kind: Vec<&'static str>,
+    pub tcp_state: u8,
+    pub packets: u64,
+    pub bytes: u64,
+    pub idle_s: u64,
+}
+
+/// Filters for `netd ct`.
+#[derive(Debug, Clone, Default)]
+pub struct CtQuery {
+    pub ip: Option<Ipv4Addr>,
+    pub proto: Option<u8>,
+    pub port: Option<u16>,
+}
+
+fn v4(w: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from_be(w))
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        _ => "other",
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into ts.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl CtQuery {
+    fn matches(&self, k: &CtKey, e: &CtEntry) -> bool {
+        let ips = [k.saddr[0], k.daddr[0], e.nat_saddr[0], e.nat_daddr[0]];
+        let ports = [k.sport, k.dport, e.nat_sport, e.nat_dport];
+        self.ip
+            .is_none_or(|ip| ips.contains(&u32::from(ip).to_be()))
+            && self.proto.is_none_or(|p| p == k.proto)
+            && self.port.is_none_or(|p| ports.contains(&p.to_be()))
+    }
+}
+
+impl Dataplane {
+    fn ct(&self) -> Result<BpfHashMap<&MapData, CtKey, CtEntry>, DataplaneError> {
+        let m = self
+            .ebpf
+            .map(MAP_CT)
+            .ok_or(DataplaneError::MapNotFound { map: MAP_CT })?;
+        BpfHashMap::try_from(m).map_err(|source| DataplaneError::Map {
+            map: MAP_CT,
+            source,
+        })
+    }
+
+    fn ct_mut(&mut self) -> Result<BpfHashMap<&mut MapData, CtKey, CtEntry>, DataplaneError> {
+        let m = self
+            .ebpf
+            .map_mut(MAP_CT)
+            .ok_or(DataplaneError::MapNotFound { map: MAP_CT })?;
+        BpfHashMap::try_from(m).map_err(|source| DataplaneError::Map {
+            map: MAP_CT,
+            source,
+        })
+    }
+
+    /// Tracked flows matching `q` (IPv4).
+    pub fn ct_flows(&self, q: &CtQuery) -> Result<Vec<CtFlow>, DataplaneError> {
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        for item in self.ct()?.iter() {
+            let Ok((k, e)) = item else { continue };
+            if !q.matches(&k, &e) {
+                continue;
+            }
+            let mut kind = Vec::new();
+            // An outbound container flow is a masquerade only when it is translated
+            // (--ip-masq false tracks it untranslated).
+            if e.flags & CT_F_MASQ != 0 {
+                let translated = e.flags & (CT_F_SNAT | CT_F_DNAT) != 0;
+                kind.push(if translated { "masquerade" } else { "outbound" });
+            }
+            for (f, n) in [
+                (CT_F_PUBLISHED, "published"),
+                (CT_F_LINK, "link"),
+                (CT_F_DNAT, "dnat"),
+                (CT_F_SNAT, "snat"),
+            ] {
+                if e.flags & f != 0 {
+                    kind.push(n);
+                }
+            }
+            out.push(CtFlow {
+                proto: proto_name(k.proto),
+                src: format!("{}:{}", v4(k.saddr[0]), u16::from_be(k.sport)),
+                dst: format!("{}:{}", v4(k.daddr[0]), u16::from_be(k.dport)),
+                nat_src: format!("{}:{}", v4(e.nat_saddr[0]), u16::from_be(e.nat_sport)),
+                nat_dst: format!("{}:{}", v4(e.nat_daddr[0]), u16::from_be(e.nat_dport)),
+                direction: if e.flags & CT_F_REPLY != 0 {
+                    "reply"
+                } else {
+                    "original"
+                },
+                kind,
+                tcp_state: e.tcp_state,
+                packets: e.packets,
+                bytes: e.bytes,
+                idle_s: now.saturating_sub(e.last_seen_ns) / 1_000_000_000,
+            });
+        }
+        out.sort_by(|a, b| (a.proto, &a.src, &a.dst).cmp(&(b.proto, &b.src, &b.dst)));
+        Ok(out)
+    }
+
+    /// Removes every flow (both directions) that involves `ip`: a detached container's flows
+    /// must not outlive it, or a new container with the same address would inherit them.
+    pub fn ct_flush_ip(&mut self, ip: Ipv4Addr) -> Result<usize, DataplaneError> {
+        let q = CtQuery {
+            ip: Some(ip),
+            ..Default::default()
+        };
+        self.ct_remove_where(|k, e| q.matches(k, e))
+    }
+
+    /// Removes expired flows. Each direction refreshes only its own entry, so a flow is idle
+    /// only when both entries have expired; then both go together. Returns how many went.
+    pub fn ct_gc(&mut self) -> Result<usize, DataplaneError> {
+        let cfg = self.config()?;
+        let now = monotonic_ns();
+        let all: std::collections::HashMap<CtKey, CtEntry> =
+            self.ct()?.iter().filter_map(Result::ok).collect();
+        let expired = |k: &CtKey, e: &CtEntry| {
+            let t = netd_common::ct_timeout_ns(e, k.proto, &cfg);
+            // A timeout of 0 means the entry never expires.
+            t != 0 && now.saturating_sub(e.last_seen_ns) > t
+        };
+        self.ct_remove_where(|k, e| {
+            expired(k, e) && all.get(&e.peer).is_none_or(|p| expired(&e.peer, p))
+        })
+    }
+
+    fn ct_remove_where(
+        &mut self,
+        pred: impl Fn(&CtKey, &CtEntry) -> bool,
+    ) -> Result<usize, DataplaneError> {
+        let doomed: Vec<(CtKey, CtKey)> = self
+            .ct()?
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, e)| pred(k, e))
+            .map(|(k, e)| (k, e.peer))
+            .collect();
+        let mut ct = self.ct_mut()?;
+        let mut n = 0;
+        for (k, peer) in doomed {
+            if ct.remove(&k).is_ok() {
+                n += 1;
+            }
+            let _ = ct.remove(&peer);
+        }
+        Ok(n)
+    }
+}

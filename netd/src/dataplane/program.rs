@@ -1,0 +1,223 @@
+//! Programming the NAT/policy maps: the agent's desired state goes in here, whole or not at all
+//! per call. Every setter is idempotent and takes the complete desired set, so a restarted
+//! agent simply re-applies its state over whatever the pinned maps hold.
+
+use std::collections::{HashMap, HashSet};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use netd_common::{
+    DpConfig, EndpointInfo, LinkKey, LinkPorts, MAP_CONFIG, MAP_DROPS, MAP_ENDPOINTS, MAP_EP_BY_IP,
+    MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_HOST_ADDRS, MAP_LINKS, MAP_PORT_STATS, MAP_PORTS,
+    MAP_UPLINKS, PORTS_MAX, PortEntry, Traffic, UplinkInfo,
+};
+
+use super::{Dataplane, DataplaneError};
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}
+
+/// An IPv4 prefix as a filter rule: (network byte order address, prefix length).
+pub type V4Prefix = (u32, u8);
+
+impl Dataplane {
+    fn map_mut(&mut self, map: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .map_mut(map)
+            .ok_or(DataplaneError::MapNotFound { map })
+    }
+
+    fn map_ref(&self, map: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .map(map)
+            .ok_or(DataplaneError::MapNotFound { map })
+    }
+
+    pub fn config(&self) -> Result<DpConfig, DataplaneError> {
+        let a: Array<&MapData, DpConfig> =
+            Array::try_from(self.map_ref(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
+        a.get(&0, 0).map_err(map_err(MAP_CONFIG))
+    }
+
+    /// Writes the configuration. `ports_active`/`ports_len` are preserved from the map (they
+    /// belong to [`Dataplane::set_ports`]).
+    pub fn set_config(&mut self, cfg: &DpConfig) -> Result<(), DataplaneError> {
+        let cur = self.config()?;
+        let new = DpConfig {
+            ports_active: cur.ports_active,
+            ports_len: cur.ports_len,
+            ..*cfg
+        };
+        let mut a: Array<&mut MapData, DpConfig> =
+            Array::try_from(self.map_mut(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
+        a.set(0, new, 0).map_err(map_err(MAP_CONFIG))
+    }
+
+    /// Replaces the published-port table. Entries are sorted and written into the idle half of
+    /// NETD_PORTS, its length is published, then the live half is flipped with a single-word
+    /// change, so a program sees either the old table or the new one.
+    pub fn set_ports(&mut self, mut entries: Vec<PortEntry>) -> Result<(), DataplaneError> {
+        if entries.len() > PORTS_MAX as usize {
+            return Err(DataplaneError::Full {
+                map: MAP_PORTS,
+                max: PORTS_MAX,
+            });
+        }
+        entries.sort_by_key(PortEntry::sort_key);
+        let mut cfg = self.config()?;
+        let idle = 1 - (cfg.ports_active & 1);
+        {
+            let mut a: Array<&mut MapData, PortEntry> =
+                Array::try_from(self.map_mut(MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
+            for (i, e) in entries.iter().enumerate() {
+                a.set(idle * PORTS_MAX + i as u32, e, 0)
+                    .map_err(map_err(MAP_PORTS))?;
+            }
+        }
+        let write = |dp: &mut Self, c: &DpConfig| -> Result<(), DataplaneError> {
+            let mut a: Array<&mut MapData, DpConfig> =
+                Array::try_from(dp.map_mut(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
+            a.set(0, c, 0).map_err(map_err(MAP_CONFIG))
+        };
+        cfg.ports_len[idle as usize] = entries.len() as u32;
+        write(self, &cfg)?;
+        cfg.ports_active = idle;
+        write(self, &cfg)?;
+        // Drop counters of bindings that are gone.
+        let live: HashSet<u32> = entries.iter().map(|e| e.binding_id).collect();
+        let mut stats: PerCpuHashMap<&mut MapData, u32, Traffic> =
+            PerCpuHashMap::try_from(self.map_mut(MAP_PORT_STATS)?)
+                .map_err(map_err(MAP_PORT_STATS))?;
+        let stale: Vec<u32> = stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !live.contains(k))
+            .collect();
+        for k in stale {
+            let _ = stats.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// The live published-port table, as the programs see it.
+    pub fn ports(&self) -> Result<Vec<PortEntry>, DataplaneError> {
+        let cfg = self.config()?;
+        let half = cfg.ports_active & 1;
+        let a: Array<&MapData, PortEntry> =
+            Array::try_from(self.map_ref(MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
+        (0..cfg.ports_len[half as usize])
+            .map(|i| {
+                a.get(&(half * PORTS_MAX + i), 0)
+                    .map_err(map_err(MAP_PORTS))
+            })
+            .collect()
+    }
+
+    /// Per-binding packet/byte counters, summed over CPUs.
+    pub fn port_stats(&self) -> Result<HashMap<u32, Traffic>, DataplaneError> {
+        let m: PerCpuHashMap<&MapData, u32, Traffic> =
+            PerCpuHashMap::try_from(self.map_ref(MAP_PORT_STATS)?)
+                .map_err(map_err(MAP_PORT_STATS))?;
+        let mut out = HashMap::new();
+        for item in m.iter() {
+            let (k, per_cpu) = item.map_err(map_err(MAP_PORT_STATS))?;
+            let mut t = Traffic::default();
+            for v in per_cpu.iter() {
+                t.accumulate(v);
+            }
+            out.insert(k, t);
+        }
+        Ok(out)
+    }
+
+    /// Drops per reason, summed over CPUs (only reasons with a count).
+    pub fn drops(&self) -> Result<Vec<(u32, u64)>, DataplaneError> {
+        let m: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map_ref(MAP_DROPS)?).map_err(map_err(MAP_DROPS))?;
+        let mut out = Vec::new();
+        for i in 0..m.len() {
+            let v = m.get(&i, 0).map_err(map_err(MAP_DROPS))?;
+            let sum: u64 = v.iter().sum();
+            if sum > 0 {
+                out.push((i, sum));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the endpoints (by ifindex and by address).
+    pub fn set_endpoints(&mut self, eps: &[EndpointInfo]) -> Result<(), DataplaneError> {
+        let by_if: HashMap<u32, EndpointInfo> = eps.iter().map(|e| (e.ifindex, *e)).collect();
+        let by_ip: HashMap<u32, EndpointInfo> = eps.iter().map(|e| (e.ip, *e)).collect();
+        sync_hash(self.map_mut(MAP_ENDPOINTS)?, MAP_ENDPOINTS, &by_if)?;
+        sync_hash(self.map_mut(MAP_EP_BY_IP)?, MAP_EP_BY_IP, &by_ip)
+    }
+
+    /// Replaces the set of host addresses (network byte order) -> ifindex.
+    pub fn set_host_addrs(&mut self, addrs: &HashMap<u32, u32>) -> Result<(), DataplaneError> {
+        sync_hash(self.map_mut(MAP_HOST_ADDRS)?, MAP_HOST_ADDRS, addrs)
+    }
+
+    /// Replaces the uplinks (ifindex -> masquerade address).
+    pub fn set_uplinks(
+        &mut self,
+        uplinks: &HashMap<u32, UplinkInfo>,
+    ) -> Result<(), DataplaneError> {
+        sync_hash(self.map_mut(MAP_UPLINKS)?, MAP_UPLINKS, uplinks)
+    }
+
+    /// Replaces the link allowances.
+    pub fn set_links(&mut self, links: &HashMap<LinkKey, LinkPorts>) -> Result<(), DataplaneError> {
+        sync_hash(self.map_mut(MAP_LINKS)?, MAP_LINKS, links)
+    }
+
+    /// Replaces both source-filter lists.
+    pub fn set_filters(
+        &mut self,
+        allow: &[V4Prefix],
+        deny: &[V4Prefix],
+    ) -> Result<(), DataplaneError> {
+        for (map, list) in [(MAP_FILTER_ALLOW, allow), (MAP_FILTER_DENY, deny)] {
+            let mut t: LpmTrie<&mut MapData, u32, u32> =
+                LpmTrie::try_from(self.map_mut(map)?).map_err(map_err(map))?;
+            let want: HashSet<(u32, u32)> = list.iter().map(|(a, p)| (*a, u32::from(*p))).collect();
+            let have: Vec<Key<u32>> = t.keys().filter_map(Result::ok).collect();
+            for k in have {
+                if !want.contains(&(k.data(), k.prefix_len())) {
+                    t.remove(&k).map_err(map_err(map))?;
+                }
+            }
+            for (a, p) in &want {
+                t.insert(&Key::new(*p, *a), 1, 0).map_err(map_err(map))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes a hash map hold exactly `want`.
+fn sync_hash<K, V>(
+    map: &mut aya::maps::Map,
+    name: &'static str,
+    want: &HashMap<K, V>,
+) -> Result<(), DataplaneError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+    V: aya::Pod + PartialEq,
+{
+    let mut m: BpfHashMap<&mut MapData, K, V> = BpfHashMap::try_from(map).map_err(map_err(name))?;
+    let have: Vec<(K, V)> = m.iter().filter_map(Result::ok).collect();
+    for (k, _) in &have {
+        if !want.contains_key(k) {
+            m.remove(k).map_err(map_err(name))?;
+        }
+    }
+    let have: HashMap<K, V> = have.into_iter().collect();
+    for (k, v) in want {
+        if have.get(k) != Some(v) {
+            m.insert(k, v, 0).map_err(map_err(name))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Keeps the eBPF maps equal to the engine's state: configuration, endpoints, published port
+//! ranges, link allowances, filters, host addresses and uplinks. Everything is derived from the
+//! state on each change, so there is no second copy to drift.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use netd_common::{
+    CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_ICC, CFG_F_MASQ, DpConfig, EndpointInfo,
+    LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry, PortPair, UplinkInfo,
+};
+
+use super::state::Endpoint;
+use super::{Engine, EngineError};
+use crate::spec::{NetMode, Proto};
+
+/// Masquerade source ports probed when the original one is taken (Linux NAT's default).
+const SNAT_PORTS: (u16, u16) = (1024, 65535);
+
+fn be(ip: Ipv4Addr) -> u32 {
+    u32::from(ip).to_be()
+}
+
+impl Engine {
+    fn dp_config(&self, bridge_ifindex: u32) -> DpConfig {
+        let mut flags = 0;
+        if self.cfg.icc {
+            flags |= CFG_F_ICC;
+        }
+        if self.cfg.ip_masq {
+            flags |= CFG_F_MASQ;
+        }
+        if !self.state.filters.allow.is_empty() {
+            flags |= CFG_F_ALLOWLIST;
+        }
+        if !self.state.filters.deny.is_empty() {
+            flags |= CFG_F_DENYLIST;
+        }
+        let subnet = self.net.bridge_addr.trunc();
+        DpConfig {
+            flags,
+            bridge_ifindex,
+            bridge_ip: be(self.net.bridge_addr.addr()),
+            subnet: be(subnet.network()),
+            subnet_mask: be(subnet.netmask()),
+            snat_port_min: SNAT_PORTS.0,
+            snat_port_max: SNAT_PORTS.1,
+            ct_tcp_syn_s: 60,
+            ct_tcp_established_s: 6 * 3600,
+            ct_tcp_closing_s: 10,
+            ct_udp_s: 60,
+            ct_icmp_s: 30,
+            ..Default::default()
+        }
+    }
+
+    fn port_entries(&self) -> Vec<PortEntry> {
+        let mut out = Vec::new();
+        for e in self.state.endpoints.values() {
+            let Some(cip) = e.ip else { continue };
+            for b in &e.ports {
+                // IPv6 host addresses come with the IPv6 issue.
+                let IpAddr::V4(hip) = b.host_ip else { continue };
+                out.push(PortEntry {
+                    host_ip: be(hip),
+                    proto: b.proto.number(),
+                    flags: if hip.is_loopback() {
+                        PORT_F_LOOPBACK
+                    } else {
+                        0
+                    },
+                    host_port_start: b.host_port,
+                    host_port_end: b.host_port + (b.count - 1),
+                    container_port: b.container_port,
+                    container_ip: be(cip),
+                    binding_id: b.id,
+                    ..Default::default()
+                });
+            }
+        }
+        out
+    }
+
+    /// What a linked container may reach on its target: the target's exposed ports and the
+    /// container side of its published ports (publishing implies exposing, as in Docker).
+    fn link_ports(target: &Endpoint, proto: Proto) -> LinkPorts {
+        let mut lp = LinkPorts::default();
+        let ranges = target
+            .exposed
+            .iter()
+            .filter(|x| x.proto == proto)
+            .map(|x| (x.ports.start, x.ports.end))
+            .chain(
+                target
+                    .ports
+                    .iter()
+                    .filter(|b| b.proto == proto)
+                    .map(|b| (b.container_port, b.container_port + (b.count - 1))),
+            );
+        for (start, end) in ranges {
+            if lp.ranges[..lp.count as usize]
+                .iter()
+                .any(|r| r.start == start && r.end == end)
+            {
+                continue;
+            }
+            if lp.count as usize == LINK_PORT_RANGES {
+                tracing::warn!(target = %target.name, "more than {LINK_PORT_RANGES} exposed ranges: the rest are not reachable through links");
+                break;
+            }
+            lp.ranges[lp.count as usize] = PortPair { start, end };
+            lp.count += 1;
+        }
+        lp
+    }
+
+    fn links_map(&self) -> HashMap<LinkKey, LinkPorts> {
+        let mut out = HashMap::new();
+        for e in self.state.endpoints.values() {
+            let Some(src) = e.ip else { continue };
+            if e.net != NetMode::Bridge {
+                continue;
+            }
+            for l in &e.links {
+                let Some(t) = self.state.endpoints.get(&l.name) else {
+                    continue;
+                };
+                let Some(dst) = t.ip else { continue };
+                for proto in [Proto::Tcp, Proto::Udp] {
+                    let lp = Self::link_ports(t, proto);
+                    if lp.count > 0 {
+                        let key = LinkKey {
+                            src_ip: be(src),
+                            dst_ip: be(dst),
+                            proto: proto.number(),
+                            _pad: [0; 3],
+                        };
+                        out.insert(key, lp);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn endpoint_infos(&self) -> Result<Vec<EndpointInfo>, EngineError> {
+        let mut out = Vec::new();
+        for e in self.state.endpoints.values() {
+            let (Some(h), Some(ip), Some(mac)) = (&e.host_ifname, e.ip, e.mac) else {
+                continue;
+            };
+            let Some(l) = self.nl.link_by_name(h).await? else {
+                continue;
+            };
+            out.push(EndpointInfo {
+                ip: be(ip),
+                ifindex: l.index,
+                mac,
+                _pad: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Host addresses and uplink masquerade addresses, read from the kernel.
+    pub async fn refresh_addresses(&mut self) -> Result<(), EngineError> {
+        if self.dp.is_none() {
+            return Ok(());
+        }
+        let addrs = self.nl.addresses_v4(None).await?;
+        let host: HashMap<u32, u32> = addrs.iter().map(|(i, n)| (be(n.addr()), *i)).collect();
+        let mut uplinks = HashMap::new();
+        for u in &self.cfg.uplinks {
+            if let Some(l) = self.nl.link_by_name(u).await? {
+                let ip = addrs
+                    .iter()
+                    .find(|(i, _)| *i == l.index)
+                    .map(|(_, n)| be(n.addr()))
+                    .unwrap_or(0);
+                uplinks.insert(l.index, UplinkInfo { ip, _pad: 0 });
+            }
+        }
+        let dp = self.dp.as_mut().expect("checked");
+        dp.set_host_addrs(&host)?;
+        dp.set_uplinks(&uplinks)?;
+        Ok(())
+    }
+
+    /// Makes the maps equal to the state.
+    pub(super) async fn sync_dataplane(&mut self) -> Result<(), EngineError> {
+        if self.dp.is_none() {
+            return Ok(());
+        }
+        let bridge = self.nl.require_link(&self.net.bridge).await?;
+        let cfg = self.dp_config(bridge.index);
+        let eps = self.endpoint_infos().await?;
+        let ports = self.port_entries();
+        let links = self.links_map();
+        let allow: Vec<_> = self
+            .state
+            .filters
+            .allow
+            .iter()
+            .map(|n| (be(n.network()), n.prefix_len()))
+            .collect();
+        let deny: Vec<_> = self
+            .state
+            .filters
+            .deny
+            .iter()
+            .map(|n| (be(n.network()), n.prefix_len()))
+            .collect();
+        self.refresh_addresses().await?;
+        let dp = self.dp.as_mut().expect("checked");
+        dp.set_config(&cfg)?;
+        dp.set_endpoints(&eps)?;
+        dp.set_ports(ports)?;
+        dp.set_links(&links)?;
+        dp.set_filters(&allow, &deny)?;
+        Ok(())
+    }
+
+    /// Garbage-collects idle connection-tracking entries.
+    pub fn ct_gc(&mut self) {
+        if let Some(dp) = self.dp.as_mut() {
+            match dp.ct_gc() {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("conntrack: removed {n} idle entries"),
+                Err(e) => tracing::warn!("conntrack gc: {e}"),
+            }
+        }
+    }
+}
