@@ -4,7 +4,12 @@
 
 use core::num::NonZeroU32;
 
-use aya_ebpf::{helpers::generated::bpf_redirect, programs::TcContext};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_F_CURRENT_NETNS, bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1},
+    helpers::generated::{bpf_redirect, bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release},
+    programs::TcContext,
+};
 use netd_common::{
     CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_SNAT, CtEntry, CtKey, DROP_CT_CLASH,
     DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig, PortEntry,
@@ -207,7 +212,9 @@ pub fn hairpin(
     } else {
         pkt.daddr
     };
-    let t = snat_flow(k, t, &f)?;
+    // The bridge address is netd's own: no host socket talks from it, so no socket lookups
+    // (they would also cost from_container's verifier budget).
+    let t = snat_flow(None, k, t, &f)?;
     rewrite(ctx, pkt, t.saddr[0], target, t.sport, cport)?;
     counters::count_binding(b.binding_id, ctx.len());
     bounce(ctx, ep_ifindex)
@@ -246,7 +253,7 @@ pub fn masquerade(
         cfg,
         now: ct::now(),
     };
-    let t = snat_flow(k, t, &f)?;
+    let t = snat_flow(Some(ctx), k, t, &f)?;
     rewrite(ctx, pkt, uplink_ip, t.daddr[0], t.sport, t.dport)
 }
 
@@ -259,16 +266,51 @@ fn tuple_hash(k: &CtKey) -> u32 {
     h ^ (h >> 15)
 }
 
+/// Would a socket of this (host) namespace receive the reply of `t`? A host process may be
+/// talking to the same peer from the same port (its flows are not in NETD_CT); taking that
+/// port would steal its replies, so the SNAT port search skips it, as nf_nat does.
+#[inline(never)]
+fn host_socket_owns(ctx: &TcContext, t: &CtKey) -> bool {
+    let v4 = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+        saddr: t.daddr[0],
+        daddr: t.saddr[0],
+        sport: t.dport,
+        dport: t.sport,
+    };
+    // SAFETY: all-zero is a valid tuple; the IPv4 member is written in full.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    tuple.__bindgen_anon_1.ipv4 = v4;
+    let size = core::mem::size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>() as u32;
+    let netns = BPF_F_CURRENT_NETNS as i64 as u64;
+    // SAFETY: ctx is the program's skb; the tuple lives on the stack for the call.
+    let sk = unsafe {
+        match t.proto {
+            6 => bpf_sk_lookup_tcp(ctx.as_ptr(), &mut tuple, size, netns, 0),
+            17 => bpf_sk_lookup_udp(ctx.as_ptr(), &mut tuple, size, netns, 0),
+            _ => return false,
+        }
+    };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a socket the lookup returned must be released exactly once.
+    unsafe { bpf_sk_release(sk.cast()) };
+    true
+}
+
 /// Tracks `k` -> `t` with `t`'s source port free for the reply: the original port when its
-/// reply tuple is free, else a port of [snat_port_min, snat_port_max] probed from a
-/// tuple-hashed start, at most SNAT_TRIES times. Returns the tuple it got.
+/// reply tuple is free (in NETD_CT and among the host's own sockets), else a port of
+/// [snat_port_min, snat_port_max] probed from a tuple-hashed start, at most SNAT_TRIES times.
+/// Returns the tuple it got.
 #[inline(always)]
-fn snat_flow(k: &CtKey, mut t: CtKey, f: &NewFlow) -> Result<CtKey, u32> {
+fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> Result<CtKey, u32> {
     let (pkt, cfg) = (f.pkt, f.cfg);
-    match ct::create(k, &t, f) {
-        Ok(()) => return Ok(t),
-        Err(CreateError::Full) => return Err(DROP_CT_FULL),
-        Err(CreateError::Clash) => {}
+    if !host.is_some_and(|ctx| host_socket_owns(ctx, &t)) {
+        match ct::create(k, &t, f) {
+            Ok(()) => return Ok(t),
+            Err(CreateError::Full) => return Err(DROP_CT_FULL),
+            Err(CreateError::Clash) => {}
+        }
     }
     let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
     if (pkt.kind != L4_PORTS && pkt.kind != L4_ECHO) || min == 0 || max < min {
@@ -284,6 +326,9 @@ fn snat_flow(k: &CtKey, mut t: CtKey, f: &NewFlow) -> Result<CtKey, u32> {
         t.sport = port;
         if pkt.kind == L4_ECHO {
             t.dport = port;
+        }
+        if host.is_some_and(|ctx| host_socket_owns(ctx, &t)) {
+            continue;
         }
         match ct::create(k, &t, f) {
             Ok(()) => return Ok(t),
