@@ -1,7 +1,8 @@
 //! Socket-hook tests (root): the `netd-sock` programs loaded, attached to a private cgroup v2
 //! directory, and exercised by a real client process placed in that cgroup and in a private
 //! "host" network namespace. The "containers" are servers on a local address of that
-//! namespace, so these tests need only the socket hooks, not the TC datapath.
+//! namespace, and the TC object is never loaded ([`SockHooks`] creates the shared maps when
+//! nothing pinned them): these tests need only the socket hooks, not the TC datapath.
 //!
 //! Safety: programs attach only to a cgroup directory this file creates (a child of the cgroup
 //! v2 mount), holding only the client processes it starts; the links are detached and the
@@ -27,7 +28,10 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
-use netd::dataplane::{Dataplane, DataplaneConfig, sock::netns_cookie};
+use netd::dataplane::{
+    DataplaneConfig,
+    sock::{SockHooks, netns_cookie},
+};
 use netd_common::{
     ALL_SOCK_PROGRAMS, DpConfig, IPPROTO_TCP, IPPROTO_UDP, MAP_CONFIG, MAP_HOST_ADDRS, MAP_PORTS,
     PortEntry,
@@ -431,8 +435,8 @@ fn program_maps(pin_dir: &Path, mut ports: Vec<PortEntry>, host_addrs: &[(u32, u
 }
 
 struct Setup {
-    // Drop order: the client processes are gone; detach (dp), then the cgroup and the pins.
-    dp: Option<Dataplane>,
+    // Drop order: the client processes are gone; detach (hooks), then the cgroup and the pins.
+    hooks: Option<SockHooks>,
     servers: Servers,
     h: Netns,
     cg: Cgroup,
@@ -459,10 +463,12 @@ impl Setup {
         let servers = Servers::start(&h, &format!("{CONTAINER}:80"));
         let pins = PinDir::new();
         let cg = Cgroup::new();
-        let mut dp = h.enter(|| Dataplane::open(&pins.config()).expect("open"));
+        // The socket hooks alone: no TC object is loaded (its pins would be reused if there).
+        let hooks = SockHooks::open(&pins.config()).expect("open");
         let cookie = h.enter(|| netns_cookie().expect("netns cookie"));
-        dp.attach_sock_hooks(&cg.0, cookie)
-            .expect("attach_sock_hooks");
+        hooks
+            .attach(&cg.0, cookie)
+            .expect("attach the socket hooks");
         let up0 = h.enter(|| nix::net::if_::if_nametoindex("up0").unwrap());
         program_maps(
             &pins.0,
@@ -474,7 +480,7 @@ impl Setup {
             &[(be(HOST_IP), up0)],
         );
         Self {
-            dp: Some(dp),
+            hooks: Some(hooks),
             servers,
             h,
             cg,
@@ -482,16 +488,16 @@ impl Setup {
         }
     }
 
-    fn dp(&mut self) -> &mut Dataplane {
-        self.dp.as_mut().unwrap()
+    fn hooks(&self) -> &SockHooks {
+        self.hooks.as_ref().unwrap()
     }
 }
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        if let Some(dp) = self.dp.as_mut() {
-            if let Err(e) = dp.detach_sock_hooks() {
-                eprintln!("warning: detach_sock_hooks: {e}");
+        if let Some(hooks) = self.hooks.as_ref() {
+            if let Err(e) = hooks.detach() {
+                eprintln!("warning: detach the socket hooks: {e}");
             }
         }
     }
@@ -603,7 +609,7 @@ fn acts_only_in_its_own_network_namespace_and_cgroup() {
 #[test]
 fn links_are_pinned_adopted_on_restart_and_detached() {
     let mut s = Setup::new();
-    let before = s.dp().sock_hooks().expect("sock_hooks");
+    let before = s.hooks().list().expect("list");
     assert_eq!(before.len(), ALL_SOCK_PROGRAMS.len(), "{before:#?}");
     assert!(before.iter().all(|h| h.cgroup_id == s.cg.id()));
     let shown = s.cg.bpftool();
@@ -612,16 +618,15 @@ fn links_are_pinned_adopted_on_restart_and_detached() {
     }
 
     // The agent goes away: its pinned links keep host-local access working.
-    drop(s.dp.take());
+    drop(s.hooks.take());
     let r = client(&s.h, Some(&s.cg), &["tcp 127.0.0.1:8080"]);
     assert_ok(&r, "tcp 127.0.0.1:8080", &[]);
 
     // A new agent adopts the links: same links, new programs, no second copy.
     let cookie = s.h.enter(|| netns_cookie().unwrap());
-    let pins = s.pins.config();
-    let mut dp = s.h.enter(|| Dataplane::open(&pins).expect("re-open"));
-    dp.attach_sock_hooks(&s.cg.0, cookie).expect("re-attach");
-    let after = dp.sock_hooks().unwrap();
+    let hooks = SockHooks::open(&s.pins.config()).expect("re-open");
+    hooks.attach(&s.cg.0, cookie).expect("re-attach");
+    let after = hooks.list().unwrap();
     assert_eq!(after.len(), before.len());
     for (a, b) in after.iter().zip(&before) {
         assert_eq!(a.program, b.program);
@@ -639,7 +644,7 @@ fn links_are_pinned_adopted_on_restart_and_detached() {
             .count(),
         1
     );
-    s.dp = Some(dp);
+    s.hooks = Some(hooks);
     let r = client(
         &s.h,
         Some(&s.cg),
@@ -649,8 +654,8 @@ fn links_are_pinned_adopted_on_restart_and_detached() {
     assert_ok(&r, "udp 127.0.0.1:8080", &["from=127.0.0.1:8080"]);
 
     // Detached: nothing left on the cgroup, and connections are no longer redirected.
-    s.dp().detach_sock_hooks().expect("detach");
-    assert!(s.dp().sock_hooks().unwrap().is_empty());
+    s.hooks().detach().expect("detach");
+    assert!(s.hooks().list().unwrap().is_empty());
     let shown = s.cg.bpftool();
     assert!(!shown.contains("sock_"), "{shown}");
     let r = client(&s.h, Some(&s.cg), &["tcp 127.0.0.1:8080"]);
@@ -659,12 +664,11 @@ fn links_are_pinned_adopted_on_restart_and_detached() {
 
 #[test]
 fn refuses_a_directory_that_is_not_a_cgroup() {
-    let h = Netns::new("h");
     let pins = PinDir::new();
-    let mut dp = h.enter(|| Dataplane::open(&pins.config()).expect("open"));
-    let err = dp
-        .attach_sock_hooks(&pins.0, 1)
+    let hooks = SockHooks::open(&pins.config()).expect("open");
+    let err = hooks
+        .attach(&pins.0, 1)
         .expect_err("a bpffs directory is not a cgroup");
     assert!(format!("{err}").contains("attach socket hooks"), "{err}");
-    assert!(dp.sock_hooks().unwrap().is_empty());
+    assert!(hooks.list().unwrap().is_empty());
 }
