@@ -42,6 +42,12 @@ pub enum Command {
         /// Only this container port, e.g. 80 or 80/udp.
         port: Option<String>,
     },
+    /// Publish more ports on an attached container (same SPEC grammar as `attach -p`).
+    Publish {
+        name: String,
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<String>,
+    },
     /// Join two attached containers with a direct veth pair and /32 routes.
     P2p { name1: String, name2: String },
     /// Show the bridge, uplinks, attached programs, counters and map usage as JSON.

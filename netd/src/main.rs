@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use netd::api::client::Client;
-use netd::api::types::{AttachRequest, EndpointView, FilterRequest, P2pRequest, StatsView};
+use netd::api::types::{
+    AttachRequest, EndpointView, FilterRequest, P2pRequest, PublishRequest, StatsView,
+};
 use netd::cli::{AttachArgs, Cli, Command, FilterAction};
 
 fn main() -> ExitCode {
@@ -125,6 +127,25 @@ async fn client(cmd: Command, socket: &std::path::Path) -> Result<String, String
         Command::Port { name, port } => {
             let v: EndpointView = c.get(&format!("/v1/endpoints/{name}")).await.map_err(e)?;
             format_port(&v, port.as_deref())
+        }
+        Command::Publish { name, specs } => {
+            let ports: Vec<netd::api::types::PortView> = c
+                .post(
+                    &format!("/v1/endpoints/{name}/ports"),
+                    &PublishRequest { publish: specs },
+                )
+                .await
+                .map_err(e)?;
+            let lines: Vec<String> = ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{} -> {}:{}",
+                        p.container_port, p.proto, p.host_ip, p.host_port
+                    )
+                })
+                .collect();
+            Ok(lines.join("\n"))
         }
         Command::P2p { name1, name2 } => {
             let _: serde_json::Value = c

@@ -7,6 +7,7 @@
 //! | POST | /v1/endpoints | [`types::AttachRequest`] | [`types::EndpointView`] (201) |
 //! | GET | /v1/endpoints/NAME | | [`types::EndpointView`] |
 //! | DELETE | /v1/endpoints/NAME | | 204 |
+//! | POST | /v1/endpoints/NAME/ports | [`types::PublishRequest`] | [`types::EndpointView`] |
 //! | POST | /v1/p2p | [`types::P2pRequest`] | 204 |
 //! | GET | /v1/filters | | allow and deny lists |
 //! | POST | /v1/filters | [`types::FilterRequest`] | allow and deny lists |

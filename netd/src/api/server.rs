@@ -8,7 +8,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
 use super::http;
-use super::types::{AttachRequest, ErrorBody, FilterRequest, P2pRequest};
+use super::types::{AttachRequest, ErrorBody, FilterRequest, P2pRequest, PublishRequest};
 use crate::engine::{Engine, EngineError};
 
 pub type Shared = Arc<Mutex<Engine>>;
@@ -112,6 +112,16 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
             };
             match engine.lock().await.p2p(&req.name1, &req.name2).await {
                 Ok(()) => (204, Vec::new()),
+                Err(e) => err(e),
+            }
+        }
+        ("POST", ["v1", "endpoints", name, "ports"]) => {
+            let req: PublishRequest = match parse(body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            match engine.lock().await.publish(name, &req.publish).await {
+                Ok(v) => json(200, &v),
                 Err(e) => err(e),
             }
         }

@@ -136,3 +136,9 @@ pub struct StatsView {
     pub bindings: Vec<BindingStats>,
     pub interfaces: serde_json::Value,
 }
+
+/// `POST /v1/endpoints/NAME/ports`: publish more ports on an attached container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishRequest {
+    pub publish: Vec<String>,
+}

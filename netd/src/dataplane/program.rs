@@ -3,6 +3,8 @@
 //! agent simply re-applies its state over whatever the pinned maps hold.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd as _;
+use std::path::PathBuf;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
@@ -68,12 +70,16 @@ impl Dataplane {
         let mut cfg = self.config()?;
         let idle = 1 - (cfg.ports_active & 1);
         {
-            let mut a: Array<&mut MapData, PortEntry> =
-                Array::try_from(self.map_mut(MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
-            for (i, e) in entries.iter().enumerate() {
-                a.set(idle * PORTS_MAX + i as u32, e, 0)
-                    .map_err(map_err(MAP_PORTS))?;
-            }
+            // One BPF_MAP_UPDATE_BATCH for the whole half, not one syscall per entry.
+            let keys: Vec<u32> = (0..entries.len() as u32)
+                .map(|i| idle * PORTS_MAX + i)
+                .collect();
+            let aya::maps::Map::Array(data) = self.map_ref(MAP_PORTS)? else {
+                return Err(DataplaneError::MapNotFound { map: MAP_PORTS });
+            };
+            super::sys::map_update_batch(data.fd().as_fd(), &keys, &entries).map_err(|e| {
+                DataplaneError::io("write the idle half of", PathBuf::from(MAP_PORTS), e)
+            })?;
         }
         let write = |dp: &mut Self, c: &DpConfig| -> Result<(), DataplaneError> {
             let mut a: Array<&mut MapData, DpConfig> =

@@ -119,3 +119,24 @@ pub fn map_count_entries(map: impl AsFd, key_size: u32, max: u32) -> io::Result<
         }
     }
 }
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
+/// Writes `values` at array indices `keys` in one BPF_MAP_UPDATE_BATCH call (kernel >= 5.6):
+/// publishing one more port rewrites a 10 000-entry table with one syscall instead of 10 000.
+pub fn map_update_batch<V: Copy>(
+    map: BorrowedFd<'_>,
+    keys: &[u32],
+    values: &[V],
+) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "one value per key");
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut attr: Attr = [0; 8];
+    // struct { in_batch, out_batch, keys, values; u32 count, map_fd; elem_flags, flags } batch
+    attr[2] = keys.as_ptr() as u64;
+    attr[3] = values.as_ptr() as u64;
+    attr[4] = u64::from(keys.len() as u32) | (u64::from(map.as_raw_fd() as u32) << 32);
+    bpf(BPF_MAP_UPDATE_BATCH, &mut attr).map(drop)
+}

@@ -149,12 +149,17 @@ impl Engine {
             let (Some(h), Some(ip), Some(mac)) = (&e.host_ifname, e.ip, e.mac) else {
                 continue;
             };
-            let Some(l) = self.nl.link_by_name(h).await? else {
-                continue;
+            let ifindex = match e.host_ifindex {
+                Some(i) => i,
+                // State written before the ifindex was kept.
+                None => match self.nl.link_by_name(h).await? {
+                    Some(l) => l.index,
+                    None => continue,
+                },
             };
             out.push(EndpointInfo {
                 ip: be(ip),
-                ifindex: l.index,
+                ifindex,
                 mac,
                 _pad: 0,
             });
@@ -217,6 +222,15 @@ impl Engine {
         dp.set_ports(ports)?;
         dp.set_links(&links)?;
         dp.set_filters(&allow, &deny)?;
+        Ok(())
+    }
+
+    /// Rewrites only the published-port table (the cheap path of `netd publish`).
+    pub(super) fn sync_ports(&mut self) -> Result<(), EngineError> {
+        let ports = self.port_entries();
+        if let Some(dp) = self.dp.as_mut() {
+            dp.set_ports(ports)?;
+        }
         Ok(())
     }
 

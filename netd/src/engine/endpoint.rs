@@ -251,6 +251,7 @@ impl Engine {
             ip,
             gateway,
             host_ifname: None,
+            host_ifindex: None,
             etc_dir,
             publish,
             publish_all: req.publish_all,
@@ -279,8 +280,9 @@ impl Engine {
                         ep.netns.display()
                     )));
                 }
-                let host_ifname = self.wire_veth(&ep, &ns, &cnl, undo).await?;
+                let (host_ifname, host_ifindex) = self.wire_veth(&ep, &ns, &cnl, undo).await?;
                 ep.host_ifname = Some(host_ifname);
+                ep.host_ifindex = Some(host_ifindex);
             }
             NetMode::None => {
                 let cnl = netns::netlink_in(&ns)?;
@@ -300,7 +302,7 @@ impl Engine {
         ns: &std::fs::File,
         cnl: &Netlink,
         undo: &mut Undo,
-    ) -> Result<String, EngineError> {
+    ) -> Result<(String, u32), EngineError> {
         let (host, peer) = self.free_veth_names().await?;
         let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
         undo.host_links.push(host.clone());
@@ -322,7 +324,7 @@ impl Engine {
         if let Some(gw) = ep.gateway {
             cnl.add_default_route(gw).await?;
         }
-        Ok(host)
+        Ok((host, hl.index))
     }
 
     fn attach_programs(

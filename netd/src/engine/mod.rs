@@ -10,6 +10,7 @@ mod filters;
 pub mod ipam;
 pub mod network;
 pub mod ports;
+mod publish;
 mod reserve;
 pub mod state;
 
@@ -237,18 +238,7 @@ impl Engine {
             hostname: e.hostname.clone(),
             host_ifname: e.host_ifname.clone(),
             etc_dir: e.etc_dir.clone(),
-            ports: e
-                .ports
-                .iter()
-                .flat_map(|b| {
-                    (0..b.count).map(move |i| PortView {
-                        container_port: b.container_port + i,
-                        proto: b.proto.to_string(),
-                        host_ip: b.host_ip.to_string(),
-                        host_port: b.host_port + i,
-                    })
-                })
-                .collect(),
+            ports: port_views(&e.ports),
             exposed: e
                 .exposed
                 .iter()
@@ -309,6 +299,21 @@ impl Engine {
             ebpf,
         })
     }
+}
+
+/// One row per published port (a range binding expands to its ports).
+pub(crate) fn port_views(bindings: &[state::PortBinding]) -> Vec<PortView> {
+    bindings
+        .iter()
+        .flat_map(|b| {
+            (0..b.count).map(move |i| PortView {
+                container_port: b.container_port + i,
+                proto: b.proto.to_string(),
+                host_ip: b.host_ip.to_string(),
+                host_port: b.host_port + i,
+            })
+        })
+        .collect()
 }
 
 fn not_found(name: &str) -> EngineError {

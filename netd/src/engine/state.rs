@@ -96,6 +96,9 @@ pub struct Endpoint {
     pub mac: Option<[u8; 6]>,
     pub gateway: Option<Ipv4Addr>,
     pub host_ifname: Option<String>,
+    /// ifindex of the host-side veth (kept so syncing the maps needs no netlink round trip).
+    #[serde(default)]
+    pub host_ifindex: Option<u32>,
     pub etc_dir: PathBuf,
     pub publish: Vec<PublishSpec>,
     pub publish_all: bool,
@@ -184,7 +187,9 @@ impl Store {
     }
 
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        let json = serde_json::to_string_pretty(state).expect("state serialises");
+        // Compact: with thousands of published ports the pretty form is several times larger
+        // and slower to write on every change. `netd inspect` is the readable view.
+        let json = serde_json::to_string(state).expect("state serialises");
         crate::dnsfiles::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
             path: self.path.clone(),
             source,
