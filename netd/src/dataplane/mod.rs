@@ -31,7 +31,9 @@ use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS};
 pub use ct::{CtFlow, CtQuery};
 pub use error::DataplaneError;
 pub use program::V4Prefix;
-pub use stats::{AttachedProgram, DataplaneStatus, Direction, InterfaceStats, MapUsage};
+pub use stats::{
+    AttachedProgram, AttachedXdp, DataplaneStatus, Direction, InterfaceStats, MapUsage,
+};
 
 use pins::PinLayout;
 

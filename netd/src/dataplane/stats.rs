@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{
     Dataplane, DataplaneError,
     attach::pinned_link_info,
-    sys::{self, BPF_LINK_TYPE_TCX, BPF_TCX_INGRESS},
+    sys::{self, BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_XDP, BPF_TCX_INGRESS},
 };
 
 /// One interface's counters, summed over CPUs.
@@ -59,8 +59,21 @@ pub struct MapUsage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DataplaneStatus {
     pub pin_dir: PathBuf,
+    /// TC programs (TCX links).
     pub programs: Vec<AttachedProgram>,
+    /// XDP programs (the uplinks' pre-filter).
+    pub xdp: Vec<AttachedXdp>,
     pub maps: Vec<MapUsage>,
+}
+
+/// A pinned XDP link and the program it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttachedXdp {
+    pub ifname: String,
+    pub ifindex: u32,
+    pub program: String,
+    pub prog_id: u32,
+    pub link_id: u32,
 }
 
 impl Dataplane {
@@ -108,12 +121,23 @@ impl Dataplane {
     /// Read from the pins, so it also shows what a previous agent left.
     pub fn status(&self) -> Result<DataplaneStatus, DataplaneError> {
         let mut programs = Vec::new();
+        let mut xdp = Vec::new();
         for ifname in self.pins.pinned_interfaces()? {
             for program in self.pins.pinned_programs(&ifname)? {
                 let path = self.pins.link(&ifname, &program);
                 let Some(info) = pinned_link_info(&path)? else {
                     continue;
                 };
+                if info.link_type == BPF_LINK_TYPE_XDP {
+                    xdp.push(AttachedXdp {
+                        ifname: ifname.clone(),
+                        ifindex: info.ifindex,
+                        program,
+                        prog_id: info.prog_id,
+                        link_id: info.id,
+                    });
+                    continue;
+                }
                 if info.link_type != BPF_LINK_TYPE_TCX {
                     continue;
                 }
@@ -156,6 +180,7 @@ impl Dataplane {
         Ok(DataplaneStatus {
             pin_dir: self.pins.root().to_owned(),
             programs,
+            xdp,
             maps,
         })
     }

@@ -267,16 +267,23 @@ impl Engine {
                 let mut v = serde_json::to_value(dp.status()?)
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 let stats = dp.interface_stats()?;
+                let hooks = dp.sock_hooks()?;
+                let conv = |e: serde_json::Error| EngineError::Internal(e.to_string());
                 if let serde_json::Value::Object(m) = &mut v {
                     m.insert(
                         "interfaces".into(),
-                        serde_json::to_value(stats)
-                            .map_err(|e| EngineError::Internal(e.to_string()))?,
+                        serde_json::to_value(stats).map_err(conv)?,
+                    );
+                    m.insert(
+                        "socket_hooks".into(),
+                        serde_json::to_value(hooks).map_err(conv)?,
                     );
                 }
                 v
             }
-            None => serde_json::json!({"programs": [], "maps": [], "interfaces": []}),
+            None => serde_json::json!({
+                "programs": [], "xdp": [], "maps": [], "interfaces": [], "socket_hooks": []
+            }),
         };
         Ok(Status {
             bridge: BridgeView {

@@ -127,7 +127,40 @@ fn main() -> ExitCode {
         &format!("outside saw {seen}"),
     );
 
-    step("7. What the dataplane counted");
+    step("7. The host itself reaches web at 127.0.0.1:8080: socket hooks, no docker-proxy");
+    match host_local(
+        &world,
+        &d,
+        &[
+            "tcp 127.0.0.1:8080",
+            "udp 127.0.0.1:8080",
+            "tcp localhost:8080",
+        ],
+    ) {
+        Ok(lines) => {
+            for l in &lines {
+                println!("  {l}");
+            }
+            let ok = lines.len() == 3 && lines.iter().all(|l| l.contains("=> ok"));
+            score.check(
+                "host process -> 127.0.0.1:8080 and localhost (TCP, UDP)",
+                ok,
+                &lines.join("; "),
+            );
+        }
+        Err(e) => score.check("host process -> 127.0.0.1:8080", false, &e),
+    }
+    let proxies = std::process::Command::new("pgrep")
+        .args(["-f", "docker-proxy"])
+        .output();
+    let none = proxies.map(|o| o.stdout.is_empty()).unwrap_or(false);
+    score.check(
+        "no proxy process anywhere (pgrep -f docker-proxy)",
+        none,
+        "found one",
+    );
+
+    step("8. What the dataplane counted");
     let st = d.status();
     if let Some(ifs) = st["interfaces"].as_array() {
         println!(
@@ -135,13 +168,14 @@ fn main() -> ExitCode {
             "interface", "rx pkts", "rx bytes", "tx pkts", "tx bytes"
         );
         for i in ifs {
+            let n = |k: &str| i[k].as_u64().unwrap_or(0);
             println!(
                 "  {:<14} {:>10} {:>12} {:>10} {:>12}",
                 i["ifname"].as_str().unwrap_or("?"),
-                i["rx_packets"],
-                i["rx_bytes"],
-                i["tx_packets"],
-                i["tx_bytes"]
+                n("rx_packets"),
+                n("rx_bytes"),
+                n("tx_packets"),
+                n("tx_bytes")
             );
         }
         let moved = ifs
@@ -149,11 +183,29 @@ fn main() -> ExitCode {
             .any(|i| i["rx_packets"].as_u64().unwrap_or(0) > 0);
         score.check("per-interface counters moved", moved, "all zero");
     }
-    if let Some(progs) = st["programs"].as_array() {
-        println!("  {} programs attached:", progs.len());
-        for p in progs {
-            println!("    {} {} {}", p["ifname"], p["direction"], p["program"]);
-        }
+    let list = |k: &str| st[k].as_array().cloned().unwrap_or_default();
+    println!("  attached programs:");
+    for p in list("programs") {
+        let f = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+        println!(
+            "    TC  {:<13} {:<8} {}",
+            f("ifname"),
+            f("direction"),
+            f("program")
+        );
+    }
+    for p in list("xdp") {
+        let f = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+        println!("    XDP {:<13} {:<8} {}", f("ifname"), "", f("program"));
+    }
+    for p in list("socket_hooks") {
+        println!(
+            "    cgroup {:<32} {}",
+            d.cgroup()
+                .map(|c| c.display().to_string())
+                .unwrap_or_default(),
+            p["program"].as_str().unwrap_or("?")
+        );
     }
     for extra in [&["stats"][..], &["ct"][..]] {
         let out = d.netd(extra);
@@ -178,7 +230,7 @@ fn main() -> ExitCode {
         );
     }
 
-    step("8. Clean up");
+    step("9. Clean up");
     drop(server);
     drop(outside_srv);
     drop(d);
@@ -195,4 +247,30 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// Runs `netd-sock-client` (built beside this binary) as a host process inside the daemon's
+/// cgroup, where the socket hooks act; returns its result lines.
+fn host_local(world: &World, d: &Daemon, ops: &[&str]) -> Result<Vec<String>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let client = exe.with_file_name("netd-sock-client");
+    let cgroup = d.cgroup().ok_or("the daemon has no --cgroup")?;
+    let out = std::process::Command::new(&client)
+        .arg("--netns")
+        .arg(world.host.path())
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args(ops)
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run {}: {e} (build it: cargo build -p netd-tests --bins)",
+                client.display()
+            )
+        })?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("RESULT"))
+        .map(|l| l.trim_start_matches("RESULT ").to_string())
+        .collect())
 }
