@@ -168,6 +168,11 @@ pub struct DaemonArgs {
     /// eBPF dataplane, or none (wiring only).
     #[arg(long, value_enum, default_value = "ebpf")]
     pub dataplane: DataplaneMode,
+    /// Translated traffic skips the host's routing (redirected between uplinks and
+    /// containers); default: $NETD_FAST_PATH, else true.
+    #[arg(long = "fast-path", value_name = "BOOL", action = ArgAction::Set)]
+    #[serde(default)]
+    pub fast_path: Option<bool>,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

@@ -132,8 +132,9 @@ pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
         _ = term.recv() => tracing::info!("SIGTERM: stopping; containers keep their networking"),
         _ = int.recv() => tracing::info!("SIGINT: stopping; containers keep their networking"),
     }
-    // Wait for an in-flight change to finish before leaving.
+    // Wait for an in-flight change to finish, then leave while holding the engine: a request
+    // queued behind it must not start and be cut off halfway by the runtime's shutdown.
     let _engine = engine.lock().await;
     let _ = std::fs::remove_file(&socket);
-    Ok(())
+    std::process::exit(0)
 }

@@ -269,3 +269,73 @@ fn http_api_delete_detaches() {
     assert_eq!(d.inspect("c2")["ip"], "172.30.0.77");
     assert_eq!(c.addrs4("eth0"), vec!["172.30.0.77/24".to_string()]);
 }
+
+/// p2p interface names are reused only when free: after A-B and A-C, detaching B frees A's
+/// `p2p0`, and A-D must not collide with the `p2p1` still held by A-C.
+#[test]
+fn p2p_names_are_not_reused_while_in_use() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let cs: Vec<_> = ["a", "b", "c", "dd"]
+        .iter()
+        .map(|n| w.container(n))
+        .collect();
+    for (n, c) in ["a", "b", "c", "dd"].iter().zip(&cs) {
+        d.attach(n, c, &[]);
+    }
+    d.netd_ok(&["p2p", "a", "b"]);
+    d.netd_ok(&["p2p", "a", "c"]);
+    d.netd_ok(&["detach", "b"]);
+    d.netd_ok(&["p2p", "a", "dd"]);
+    let mut links = cs[0].links();
+    links.sort();
+    assert_eq!(links, vec!["eth0", "lo", "p2p0", "p2p1"], "a's links");
+    let ip_dd = s(&d.inspect("dd")["ip"]).to_string();
+    let srv = tcp_server(&cs[3], 7000);
+    assert_eq!(
+        tcp_request_until(&cs[0], &format!("{ip_dd}:7000"), T).unwrap(),
+        "ping"
+    );
+    drop(srv);
+}
+
+/// A container joined by another (--net container:X) whose namespace vanished while the
+/// daemon was down: the restart cleans both up instead of refusing to start.
+#[test]
+fn restart_cleans_a_vanished_namespace_with_a_joiner() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let c = w.container("base");
+    d.attach("base", &c, &[]);
+    d.netd_ok(&[
+        "attach",
+        "side",
+        "--netns",
+        c.path_str(),
+        "--net",
+        "container:base",
+    ]);
+    d.stop();
+    c.delete();
+    d.restart();
+    assert!(!d.ls_has("base") && !d.ls_has("side"), "ls: {}", d.ls());
+}
+
+/// Two containers cannot share an --etc-dir: detaching one would delete the other's files.
+#[test]
+fn etc_dir_cannot_be_shared() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let dir = TempDir::new();
+    let etc = dir.path().join("etc");
+    let etc = etc.to_str().unwrap();
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    d.attach("c1", &c1, &["--etc-dir", etc]);
+    attach_fails_cleanly(
+        &w,
+        &d,
+        &["attach", "c2", "--netns", c2.path_str(), "--etc-dir", etc],
+        "already used by \"c1\"",
+    );
+}

@@ -13,9 +13,19 @@ use crate::engine::{Engine, EngineError};
 
 pub type Shared = Arc<Mutex<Engine>>;
 
+/// Connections served at once; more wait in the listen backlog. Each holds a descriptor, and
+/// the daemon also needs descriptors for its port reservations.
+const MAX_CONNECTIONS: usize = 128;
+/// A client has this long to send its whole request.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves connections until the listener fails.
 pub async fn serve(listener: UnixListener, engine: Shared) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
                 let engine = engine.clone();
@@ -23,6 +33,7 @@ pub async fn serve(listener: UnixListener, engine: Shared) {
                     if let Err(e) = handle(stream, engine).await {
                         tracing::debug!("API connection: {e}");
                     }
+                    drop(permit);
                 });
             }
             Err(e) => {
@@ -34,7 +45,14 @@ pub async fn serve(listener: UnixListener, engine: Shared) {
 }
 
 async fn handle(mut stream: UnixStream, engine: Shared) -> Result<(), http::HttpError> {
-    let req = match http::read_message(&mut stream, true).await {
+    let read = tokio::time::timeout(READ_TIMEOUT, http::read_message(&mut stream, true)).await;
+    let read = read.unwrap_or_else(|_| {
+        Err(http::HttpError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "request not received within 10 s",
+        )))
+    });
+    let req = match read {
         Ok(r) => r,
         Err(e) => {
             let body = error_body(&e.to_string());

@@ -152,6 +152,17 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Adds or updates one endpoint (before its veth is up; the full set follows with
+    /// [`Dataplane::set_endpoints`]).
+    pub fn upsert_endpoint(&mut self, ep: &EndpointInfo) -> Result<(), DataplaneError> {
+        for (map, key) in [(MAP_ENDPOINTS, ep.ifindex), (MAP_EP_BY_IP, ep.ip)] {
+            let mut m: BpfHashMap<&mut MapData, u32, EndpointInfo> =
+                BpfHashMap::try_from(self.map_mut(map)?).map_err(map_err(map))?;
+            m.insert(key, ep, 0).map_err(map_err(map))?;
+        }
+        Ok(())
+    }
+
     /// Replaces the endpoints (by ifindex and by address).
     pub fn set_endpoints(&mut self, eps: &[EndpointInfo]) -> Result<(), DataplaneError> {
         let by_if: HashMap<u32, EndpointInfo> = eps.iter().map(|e| (e.ifindex, *e)).collect();
@@ -178,8 +189,27 @@ impl Dataplane {
         sync_hash(self.map_mut(MAP_LINKS)?, MAP_LINKS, links)
     }
 
-    /// Replaces both source-filter lists.
-    pub fn set_filters(
+    /// Adds the filter entries that are missing (first half of a filter change: the tries
+    /// gain entries before NETD_CONFIG's list flags can make a program consult them).
+    pub fn add_filters(
+        &mut self,
+        allow: &[V4Prefix],
+        deny: &[V4Prefix],
+    ) -> Result<(), DataplaneError> {
+        for (map, list) in [(MAP_FILTER_ALLOW, allow), (MAP_FILTER_DENY, deny)] {
+            let mut t: LpmTrie<&mut MapData, u32, u32> =
+                LpmTrie::try_from(self.map_mut(map)?).map_err(map_err(map))?;
+            for (a, p) in list {
+                t.insert(&Key::new(u32::from(*p), *a), 1, 0)
+                    .map_err(map_err(map))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes entries not in the lists (second half: after NETD_CONFIG no longer points a
+    /// program at a list that is about to empty).
+    pub fn prune_filters(
         &mut self,
         allow: &[V4Prefix],
         deny: &[V4Prefix],
@@ -193,9 +223,6 @@ impl Dataplane {
                 if !want.contains(&(k.data(), k.prefix_len())) {
                     t.remove(&k).map_err(map_err(map))?;
                 }
-            }
-            for (a, p) in &want {
-                t.insert(&Key::new(*p, *a), 1, 0).map_err(map_err(map))?;
             }
         }
         Ok(())

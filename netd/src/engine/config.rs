@@ -29,7 +29,13 @@ pub struct Config {
     pub bpffs: PathBuf,
     pub cgroup: Option<PathBuf>,
     pub dataplane: DataplaneMode,
+    /// `--fast-path`: translated traffic is redirected between uplinks and containers.
+    pub fast_path: bool,
 }
+
+/// `--fast-path` when the flag is not given (`NETD_FAST_PATH` overrides it, so a benchmark
+/// can compare both without changing how it starts the daemon).
+pub const DEFAULT_FAST_PATH: bool = true;
 
 pub const DEFAULT_BRIDGE: &str = "netd0";
 
@@ -104,6 +110,7 @@ impl Config {
             bpffs: a.bpffs.clone(),
             cgroup: a.cgroup.clone(),
             dataplane: a.dataplane,
+            fast_path: fast_path(a.fast_path)?,
         })
     }
 
@@ -120,6 +127,21 @@ pub fn parse_dns(list: &[String]) -> Result<Vec<IpAddr>, EngineError> {
             })
         })
         .collect()
+}
+
+/// `--fast-path`, else `NETD_FAST_PATH` (true/false), else [`DEFAULT_FAST_PATH`].
+fn fast_path(flag: Option<bool>) -> Result<bool, EngineError> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match std::env::var("NETD_FAST_PATH") {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            EngineError::Invalid(format!(
+                "invalid NETD_FAST_PATH {v:?}: expected true or false"
+            ))
+        }),
+        Err(_) => Ok(DEFAULT_FAST_PATH),
+    }
 }
 
 fn invalid(flag: &str, e: spec::SpecError) -> EngineError {

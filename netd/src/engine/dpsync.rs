@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netd_common::{
-    CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_ICC, CFG_F_MASQ, DpConfig, EndpointInfo,
-    LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry, PortPair, UplinkInfo,
+    CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, DpConfig,
+    EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry, PortPair,
+    UplinkInfo,
 };
 
 use super::state::Endpoint;
@@ -22,8 +23,11 @@ fn be(ip: Ipv4Addr) -> u32 {
 }
 
 impl Engine {
-    fn dp_config(&self, bridge_ifindex: u32) -> DpConfig {
+    fn dp_config(&self, bridge_ifindex: u32, bridge_mac: Option<[u8; 6]>) -> DpConfig {
         let mut flags = 0;
+        if self.cfg.fast_path {
+            flags |= CFG_F_FAST_PATH;
+        }
         if self.cfg.icc {
             flags |= CFG_F_ICC;
         }
@@ -50,6 +54,7 @@ impl Engine {
             ct_tcp_closing_s: 10,
             ct_udp_s: 60,
             ct_icmp_s: 30,
+            bridge_mac: bridge_mac.unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -197,7 +202,7 @@ impl Engine {
             return Ok(());
         }
         let bridge = self.nl.require_link(&self.net.bridge).await?;
-        let cfg = self.dp_config(bridge.index);
+        let cfg = self.dp_config(bridge.index, bridge.mac);
         let eps = self.endpoint_infos().await?;
         let ports = self.port_entries();
         let links = self.links_map();
@@ -217,11 +222,14 @@ impl Engine {
             .collect();
         self.refresh_addresses().await?;
         let dp = self.dp.as_mut().expect("checked");
+        // Filter entries are added before the config may switch a list on, and removed after
+        // it switched one off: no moment drops everyone or lets a denied source through.
+        dp.add_filters(&allow, &deny)?;
         dp.set_config(&cfg)?;
         dp.set_endpoints(&eps)?;
         dp.set_ports(ports)?;
         dp.set_links(&links)?;
-        dp.set_filters(&allow, &deny)?;
+        dp.prune_filters(&allow, &deny)?;
         Ok(())
     }
 

@@ -238,6 +238,13 @@ impl Engine {
             .etc_dir
             .clone()
             .unwrap_or_else(|| self.cfg.state_dir.join("containers").join(&req.name));
+        if let Some(other) = self.state.endpoints.values().find(|e| e.etc_dir == etc_dir) {
+            return Err(EngineError::Conflict(format!(
+                "--etc-dir {} is already used by \"{}\"",
+                etc_dir.display(),
+                other.name
+            )));
+        }
         Ok(Endpoint {
             name: req.name.clone(),
             netns: req.netns.clone(),
@@ -297,7 +304,7 @@ impl Engine {
 
     /// The seed's "How Docker networks a container", steps 1-5.
     async fn wire_veth(
-        &self,
+        &mut self,
         ep: &Endpoint,
         ns: &std::fs::File,
         cnl: &Netlink,
@@ -306,6 +313,20 @@ impl Engine {
         let (host, peer) = self.free_veth_names().await?;
         let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
         undo.host_links.push(host.clone());
+        // Policy before traffic: the maps learn the endpoint (address and MAC for
+        // anti-spoofing) and its programs attach while the veth is still down and off the
+        // bridge, so it is never up unpoliced. TCX attaches to a down interface.
+        if let Some(dp) = self.dp.as_mut() {
+            let info = netd_common::EndpointInfo {
+                ip: u32::from(ep.ip.expect("bridged endpoint has an IP")).to_be(),
+                ifindex: hl.index,
+                mac: ep.mac.expect("bridged endpoint has a MAC"),
+                _pad: 0,
+            };
+            dp.upsert_endpoint(&info)?;
+            undo.dataplane.push(host.clone());
+            dp.attach_endpoint(&host)?;
+        }
         let bridge = self.nl.require_link(&self.net.bridge).await?;
         self.nl.set_mtu(hl.index, self.net.mtu).await?;
         self.nl.set_mtu(pl.index, self.net.mtu).await?;
@@ -396,11 +417,8 @@ impl Engine {
         }
         let mut errors = Vec::new();
         if let Some(h) = &ep.host_ifname {
-            if let Some(dp) = self.dp.as_mut() {
-                if let Err(e) = dp.detach(h) {
-                    errors.push(format!("dataplane: {e}"));
-                }
-            }
+            // The veth goes first (its peer in the container with it), then the programs: the
+            // interface is never up without them.
             match self.nl.link_by_name(h).await {
                 Ok(Some(l)) => {
                     if let Err(e) = self.nl.delete_link(l.index).await {
@@ -409,6 +427,11 @@ impl Engine {
                 }
                 Ok(None) => {}
                 Err(e) => errors.push(e.to_string()),
+            }
+            if let Some(dp) = self.dp.as_mut() {
+                if let Err(e) = dp.detach(h) {
+                    errors.push(format!("dataplane: {e}"));
+                }
             }
         }
         for (peer, _) in &ep.p2p {
@@ -483,8 +506,8 @@ impl Engine {
         let nsb = netns::open(&eb.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
         let h = random_hex7();
         let (ta, tb) = (format!("p2pa{h}"), format!("p2pb{h}"));
-        let ifa = format!("p2p{}", ea.p2p.len());
-        let ifb = format!("p2p{}", eb.p2p.len());
+        let ifa = free_p2p_name(&ea);
+        let ifb = free_p2p_name(&eb);
         let (la, lb) = self.nl.create_veth(&ta, &tb).await?;
         let result = async {
             self.nl.move_to_netns(la.index, nsa.as_fd()).await?;
@@ -553,6 +576,14 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The lowest `p2pN` the endpoint does not use (names of detached peers' links are free again).
+fn free_p2p_name(ep: &Endpoint) -> String {
+    (0..)
+        .map(|i| format!("p2p{i}"))
+        .find(|n| !ep.p2p.iter().any(|(_, used)| used == n))
+        .expect("an unused name")
 }
 
 async fn bring_lo_up(nl: &Netlink) -> Result<(), EngineError> {

@@ -41,20 +41,45 @@ pub enum EngineError {
 
 impl From<WiringError> for EngineError {
     fn from(e: WiringError) -> Self {
-        EngineError::Internal(e.to_string())
+        EngineError::Internal(error_chain(&e))
     }
 }
 
 impl From<state::StateError> for EngineError {
     fn from(e: state::StateError) -> Self {
-        EngineError::Internal(e.to_string())
+        EngineError::Internal(error_chain(&e))
     }
 }
 
 impl From<crate::dataplane::DataplaneError> for EngineError {
     fn from(e: crate::dataplane::DataplaneError) -> Self {
-        EngineError::Internal(format!("dataplane: {e}"))
+        EngineError::Internal(format!("dataplane: {}", error_chain(&e)))
     }
+}
+
+/// An error and its causes, "outer: inner: os error", so the user sees why (an errno, the
+/// verifier's complaint), not only what failed.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    // A verifier log can run to megabytes; the start of it names the problem.
+    if out.len() > 4000 {
+        let mut cut = 4000;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(" ...");
+    }
+    out
 }
 
 impl From<spec::SpecError> for EngineError {
@@ -150,6 +175,14 @@ impl Engine {
             dp,
             reserved: reserve::Reservations::default(),
         };
+        // State from before binding ids: give every binding its own id (reservations and
+        // per-binding counters are keyed by it).
+        for ep in engine.state.endpoints.values_mut() {
+            for b in ep.ports.iter_mut().filter(|b| b.id == 0) {
+                b.id = engine.state.next_binding_id;
+                engine.state.next_binding_id += 1;
+            }
+        }
         if engine.dp.is_some() {
             reserve::raise_nofile_limit();
             for ep in engine.state.endpoints.values() {
@@ -167,7 +200,9 @@ impl Engine {
     /// Drops endpoints whose namespace is gone, re-attaches programs to the rest and prunes
     /// pinned attachments of interfaces that no longer belong to anyone.
     async fn reconcile(&mut self) -> Result<(), EngineError> {
-        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
+        // Joiners (--net container:X) first: detaching X refuses while they are attached.
+        let mut names: Vec<String> = self.state.endpoints.keys().cloned().collect();
+        names.sort_by_key(|n| !matches!(self.state.endpoints[n].net, NetMode::Container(_)));
         for name in names {
             let ep = &self.state.endpoints[&name];
             let gone = crate::wiring::netns::open(&ep.netns).is_err();
@@ -177,7 +212,10 @@ impl Engine {
             };
             if gone || veth_gone {
                 tracing::info!(container = %name, "network namespace or veth vanished while the daemon was away; cleaning up");
-                self.detach(&name).await?;
+                // A cleanup that half fails must not keep the daemon from starting.
+                if let Err(e) = self.detach(&name).await {
+                    tracing::warn!(container = %name, "cleanup: {e}");
+                }
             }
         }
         if let Some(dp) = self.dp.as_mut() {
