@@ -61,6 +61,13 @@ pub const CFG_F_MASQ: u32 = 1 << 1;
 pub const CFG_F_ALLOWLIST: u32 = 1 << 2;
 /// The deny list is not empty.
 pub const CFG_F_DENYLIST: u32 = 1 << 3;
+/// `--fast-path true`: translated packets skip the host's routing. From an uplink they go
+/// straight into the container (`bpf_redirect_peer` to its veth's peer, Ethernet rewritten to
+/// [`DpConfig::bridge_mac`] -> the container's MAC, TTL decremented); from a container, replies
+/// and masqueraded traffic leaving by an uplink are translated at once and sent out with
+/// `bpf_fib_lookup` + `bpf_redirect`/`bpf_redirect_neigh`. Whenever a lookup fails the packet
+/// takes the stack's path, as without the flag.
+pub const CFG_F_FAST_PATH: u32 = 1 << 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -89,8 +96,13 @@ pub struct DpConfig {
     pub ct_udp_s: u32,
     pub ct_icmp_s: u32,
     pub _pad: u32,
+    /// The bridge's MAC address: the source of frames the fast path delivers to containers
+    /// (what they would get from the bridge as their gateway). All zeroes = unknown: no fast
+    /// path into containers.
+    pub bridge_mac: [u8; 6],
+    pub _pad2: u16,
 }
-const _: () = assert!(core::mem::size_of::<DpConfig>() == 60);
+const _: () = assert!(core::mem::size_of::<DpConfig>() == 68);
 
 impl DpConfig {
     /// Is `ip` (network byte order) inside the bridge subnet?

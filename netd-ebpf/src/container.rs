@@ -1,5 +1,6 @@
 //! The container hooks (Cilium's bpf_lxc), on a container's host-side veth: `from_container`
-//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT and `--icc`;
+//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT and `--icc`, and
+//! on the fast path sends tracked traffic that leaves by an uplink straight there (`redirect`);
 //! `to_container` (TC egress) only counts.
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
@@ -12,7 +13,7 @@ use crate::{
     ct, frag, icmp, maps,
     nat::{self, Xlate},
     parse::{self, ETH_P_ARP, ETH_P_IP, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
-    policy,
+    policy, redirect, uplink,
 };
 
 const PASS: i32 = TC_ACT_OK;
@@ -59,6 +60,14 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
             }
         } else if x.flags & CT_F_LINK != 0 {
             ct::touch(p, &pkt, ctx.len(), now);
+        } else if redirect::enabled(cfg) && uplink::leaves_for_outside(x.flags) {
+            // Fast path: routed, translated and sent to the uplink from here.
+            let out = redirect::route_to_uplink(ctx, &pkt, ifindex);
+            if out != 0 {
+                ct::touch(p, &pkt, ctx.len(), now);
+                nat::apply(ctx, &pkt, &x)?;
+                return Ok(redirect::send_to_uplink(ctx, out) as i32);
+            }
         }
         // Outbound flows and published replies are translated (and accounted) at the uplink,
         // after routing.

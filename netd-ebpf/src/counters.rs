@@ -39,8 +39,15 @@ fn slot(ifindex: u32) -> Option<*mut IfStats> {
 pub fn count(ctx: &TcContext, dir: Dir) {
     // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    count_on(ifindex, ctx.len(), dir);
+}
+
+/// Counts a packet of `len` bytes against interface `ifindex`: for packets a program redirects
+/// past that interface's own hook (`bpf_redirect_peer` skips the host-side veth's egress).
+#[inline(always)]
+pub fn count_on(ifindex: u32, len: u32, dir: Dir) {
     let Some(s) = slot(ifindex) else { return };
-    let len = u64::from(ctx.len());
+    let len = u64::from(len);
     // SAFETY: the pointer comes from a per-CPU map lookup, so no other CPU writes this slot, and
     // the program is not preempted while it holds it.
     let s = unsafe { &mut *s };

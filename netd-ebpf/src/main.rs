@@ -8,6 +8,8 @@
 //! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
 //! - `icmp`: ICMP errors quoting translated flows.
 //! - `policy`: anti-spoofing and `--icc`/`--link`.
+//! - `redirect`: the fast path (`bpf_redirect_peer` into containers, FIB lookup + redirect to
+//!   uplinks) that skips the host's routing.
 //! - `filter`: source allow/deny lists at XDP.
 //! - `maps`: the maps the agent programs; `counters`: interface, drop and binding counters.
 //!
@@ -29,6 +31,7 @@ mod maps;
 mod nat;
 mod parse;
 mod policy;
+mod redirect;
 mod uplink;
 
 use aya_ebpf::{

@@ -59,6 +59,19 @@ pub fn endpoint_ifindex(ip: u32) -> u32 {
     unsafe { NETD_EP_BY_IP.get(ip).map_or(0, |e| e.ifindex) }
 }
 
+/// The endpoint (container) at `ip` (network byte order).
+#[inline(always)]
+pub fn endpoint_by_ip(ip: u32) -> Option<EndpointInfo> {
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    unsafe { NETD_EP_BY_IP.get(ip).copied() }
+}
+
+/// Is `ifindex` one of the uplinks?
+#[inline(always)]
+pub fn is_uplink(ifindex: u32) -> bool {
+    NETD_UPLINKS.get_ptr(ifindex).is_some()
+}
+
 /// Is `ip` (network byte order) one of the host namespace's own addresses?
 #[inline(always)]
 pub fn is_host_addr(ip: u32) -> bool {

@@ -2,7 +2,9 @@
 //! outside to published ports and masquerade replies, and refuses direct access to container
 //! addresses; `to_uplink` (TC egress) masquerades container traffic leaving the host and
 //! restores the host address on published-port replies (after routing, so the stack never sees
-//! a local source address arriving on the bridge).
+//! a local source address arriving on the bridge). On the fast path (`redirect`), translated
+//! packets from outside go straight into their container, and replies reach `to_uplink`
+//! already translated (their source is no longer a container's: they pass).
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use netd_common::{
@@ -14,6 +16,7 @@ use crate::{
     ct, frag, icmp, maps,
     nat::{self, Xlate},
     parse::{self, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
+    redirect,
 };
 
 const PASS: i32 = TC_ACT_OK;
@@ -62,7 +65,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         if arrives_from_outside(x.flags) {
             ct::touch(p, &pkt, ctx.len(), now);
             nat::apply(ctx, &pkt, &x)?;
-            return Ok(PASS);
+            return Ok(into_container(ctx, cfg, x.daddr));
         }
     }
     if pkt.frag == FRAG_LATER {
@@ -81,12 +84,25 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
             return Err(DROP_LOOPBACK_ONLY);
         }
         nat::published(ctx, &pkt, &b, ifindex(ctx), cfg)?;
-        return Ok(PASS);
+        return Ok(into_container(ctx, cfg, b.container_ip));
     }
     if cfg.in_subnet(pkt.daddr) {
         return Err(DROP_DIRECT_ACCESS);
     }
     Ok(PASS)
+}
+
+/// The verdict for a packet translated for the container at `ip`: straight into it on the
+/// fast path, else to the stack.
+#[inline(always)]
+fn into_container(ctx: &TcContext, cfg: &netd_common::DpConfig, ip: u32) -> i32 {
+    if redirect::enabled(cfg) {
+        let v = redirect::into_container(ctx, ip);
+        if v != redirect::NOT_TAKEN {
+            return v as i32;
+        }
+    }
+    PASS
 }
 
 pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {

@@ -76,6 +76,34 @@ fn spawn_in<T: Send + 'static>(
 
 #[test]
 fn real_traffic_through_published_ports_and_masquerade() {
+    real_traffic(false);
+}
+
+/// The same traffic with the fast path on: published traffic goes into the container with
+/// bpf_redirect_peer, replies and masqueraded traffic out with bpf_fib_lookup + redirect.
+#[test]
+fn real_traffic_on_the_fast_path() {
+    real_traffic(true);
+}
+
+/// Datagrams the host namespace forwarded through its stack (Ip ForwDatagrams).
+fn forwarded(ns: &Netns) -> u64 {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path().display()))
+        .args(["cat", "/proc/net/snmp"])
+        .output()
+        .expect("read /proc/net/snmp");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut ip = text.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ForwDatagrams")
+        .unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+fn real_traffic(fast: bool) {
     let h = Netns::new("h");
     let c = Netns::new("c");
     let o = Netns::new("o");
@@ -111,6 +139,7 @@ fn real_traffic_through_published_ports_and_masquerade() {
         nsenter(ns, &["ethtool", "-K", dev, args[0], args[1]]);
     }
     let a_mac = mac_of(&c, "eth0");
+    let bridge_mac = fast.then(|| mac_of(&h, "netd0"));
 
     let pins = PinDir::new();
     let pin_dir = pins.0.clone();
@@ -120,7 +149,7 @@ fn real_traffic_through_published_ports_and_masquerade() {
         })
         .expect("open");
         let (up, br, va) = (ifindex("up0"), ifindex("netd0"), ifindex("va"));
-        program(&pin_dir, up, br, va, a_mac);
+        program(&pin_dir, up, br, va, a_mac, bridge_mac);
         dp.attach_uplink("up0").expect("attach_uplink");
         dp.attach_endpoint("va").expect("attach_endpoint");
         dp
@@ -205,6 +234,18 @@ fn real_traffic_through_published_ports_and_masquerade() {
     .unwrap();
     assert_eq!(outside.join().unwrap().ip(), sa(UPLINK_IP, 0).ip());
 
+    // The fast path forwarded (nearly) nothing through the stack: only a new masqueraded
+    // flow's first packet (a connection's first SYN and its retries) takes it.
+    let fwd = forwarded(&h);
+    if fast {
+        assert!(
+            fwd <= 5,
+            "{fwd} datagrams forwarded by the stack on the fast path"
+        );
+    } else {
+        assert!(fwd > 100, "only {fwd} datagrams forwarded by the stack");
+    }
+
     // Direct access to the container's address is refused.
     spawn_in(&o, || {
         let r = TcpStream::connect_timeout(&sa(A_IP, 80), Duration::from_millis(800));
@@ -233,7 +274,15 @@ fn real_traffic_through_published_ports_and_masquerade() {
 }
 
 /// Programs the maps as the agent does for this topology.
-fn program(pin_dir: &std::path::Path, up: u32, br: u32, va: u32, a_mac: [u8; 6]) {
+/// With `bridge_mac`, the fast path is on.
+fn program(
+    pin_dir: &std::path::Path,
+    up: u32,
+    br: u32,
+    va: u32,
+    a_mac: [u8; 6],
+    bridge_mac: Option<[u8; 6]>,
+) {
     let mut hosts: HashMap<_, u32, u32> =
         HashMap::try_from(open_map(pin_dir, MAP_HOST_ADDRS)).unwrap();
     for (a, i) in [(UPLINK_IP, up), (BRIDGE_IP, br), ([127, 0, 0, 1], 1)] {
@@ -292,7 +341,7 @@ fn program(pin_dir: &std::path::Path, up: u32, br: u32, va: u32, a_mac: [u8; 6])
     cfg.set(
         0,
         DpConfig {
-            flags: CFG_F_MASQ,
+            flags: CFG_F_MASQ | bridge_mac.map_or(0, |_| CFG_F_FAST_PATH),
             bridge_ifindex: br,
             bridge_ip: ip(BRIDGE_IP),
             subnet: ip([172, 30, 0, 0]),
@@ -307,6 +356,8 @@ fn program(pin_dir: &std::path::Path, up: u32, br: u32, va: u32, a_mac: [u8; 6])
             ct_udp_s: 60,
             ct_icmp_s: 30,
             _pad: 0,
+            bridge_mac: bridge_mac.unwrap_or_default(),
+            _pad2: 0,
         },
         0,
     )

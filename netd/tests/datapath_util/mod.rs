@@ -303,6 +303,8 @@ impl World {
             ct_udp_s: 60,
             ct_icmp_s: 30,
             _pad: 0,
+            bridge_mac: BRIDGE_MAC,
+            _pad2: 0,
         }
     }
 

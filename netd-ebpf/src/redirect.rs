@@ -1,0 +1,208 @@
+//! The fast path (`CFG_F_FAST_PATH`, Cilium's lib/fib.h): translated packets skip the host's
+//! routing and netfilter.
+//!
+//! - [`into_container`]: `from_uplink` has translated a packet for a container (published port,
+//!   masquerade reply); it goes straight to the container's `eth0` with `bpf_redirect_peer`,
+//!   after what the bridge would have done as a router: Ethernet from the bridge's MAC to the
+//!   container's, TTL decremented.
+//! - [`route_to_uplink`] and [`send_to_uplink`]: `from_container` holds a tracked packet that leaves by an uplink (a
+//!   published flow's reply, an established masqueraded flow). `bpf_fib_lookup` routes it as
+//!   the stack would; from_container translates it (not at the uplink's egress: redirected, it never
+//!   meets the stack's input checks that call a host source arriving on the bridge a martian)
+//!   and sent with `bpf_redirect` (neighbour known) or `bpf_redirect_neigh` (the kernel
+//!   resolves it). `to_uplink` lets such already-translated packets pass.
+//!
+//! Whenever something is missing (flag off, no endpoint, no route, not an uplink, TTL 1,
+//! bigger than the MTU) the packet takes the stack's path unchanged, as without the fast path.
+//!
+//! Both functions are BPF-to-BPF calls (`#[inline(never)]`): their locals do not grow the
+//! callers' frames, and the big ones (the FIB lookup's parameters) live in a per-CPU scratch
+//! slot because the call chain shares the 512-byte stack limit.
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_SHOT, bpf_fib_lookup,
+        bpf_redir_neigh,
+    },
+    btf_maps::PerCpuArray,
+    helpers::generated::{
+        bpf_check_mtu, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
+        bpf_redirect_peer,
+    },
+    macros::btf_map,
+    programs::TcContext,
+};
+use netd_common::{AF_INET, CFG_F_FAST_PATH, DROP_REWRITE_FAILED, DpConfig};
+
+use crate::{
+    counters::{self, Dir},
+    maps,
+    parse::{ETH_HLEN, IP_CSUM_OFF, Pkt},
+};
+
+/// The fast path does not take the packet: the caller goes on as without it.
+pub const NOT_TAKEN: i64 = -1;
+
+/// Offset of the IPv4 TTL (followed by the protocol: one 16-bit checksum word).
+const IP_TTL_OFF: usize = ETH_HLEN + 8;
+
+/// Is the fast path on?
+#[inline(always)]
+pub fn enabled(cfg: &DpConfig) -> bool {
+    cfg.flags & CFG_F_FAST_PATH != 0
+}
+
+/// The FIB lookup's parameters and `bpf_redirect_neigh`'s next hop: too big for the stack.
+/// Per program instance, not pinned: nothing is kept between packets.
+pub struct Scratch {
+    fib: bpf_fib_lookup,
+    nh: bpf_redir_neigh,
+    /// The lookup found the neighbour (dmac/smac are valid).
+    neigh_known: u32,
+}
+
+#[btf_map]
+static NETD_FIB_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
+
+/// The TTL/protocol word, when the TTL may be decremented (a router sends a TTL of 1 no
+/// further: the stack then answers with ICMP time exceeded).
+#[inline(always)]
+fn ttl_word(ctx: &TcContext) -> Option<[u8; 2]> {
+    let w: [u8; 2] = ctx.load(IP_TTL_OFF).ok()?;
+    if w[0] <= 1 { None } else { Some(w) }
+}
+
+/// Decrements the TTL read as `w`, fixing the IPv4 header checksum.
+#[inline(always)]
+fn dec_ttl(ctx: &TcContext, w: [u8; 2]) -> Result<(), u32> {
+    let new = [w[0] - 1, w[1]];
+    let (old16, new16) = (u16::from_ne_bytes(w), u16::from_ne_bytes(new));
+    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old16), u64::from(new16), 2)
+        .map_err(|_| DROP_REWRITE_FAILED)?;
+    ctx.store(IP_TTL_OFF, &new, 0)
+        .map_err(|_| DROP_REWRITE_FAILED)
+}
+
+/// Does the packet fit `ifindex`'s MTU? (GSO packets do: they are segmented for it.) Too big,
+/// it takes the stack's path, which fragments it or answers "fragmentation needed".
+#[inline(always)]
+fn fits(ctx: &TcContext, ifindex: u32) -> bool {
+    let mut mtu_len: u32 = 0;
+    // SAFETY: ctx is the program's skb; mtu_len lives on the stack for the call.
+    unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut mtu_len, 0, 0) == 0 }
+}
+
+/// Counts a drop (the packet was already partly rewritten) and returns the verdict.
+#[inline(always)]
+fn drop(reason: u32) -> i64 {
+    counters::tc_drop(reason);
+    i64::from(TC_ACT_SHOT)
+}
+
+/// Delivers a packet `from_uplink` translated for the container at `ip` (network byte order)
+/// straight into it. Returns the TC verdict, or [`NOT_TAKEN`].
+#[inline(never)]
+pub fn into_container(ctx: &TcContext, ip: u32) -> i64 {
+    let Some(cfg) = maps::config() else {
+        return NOT_TAKEN;
+    };
+    if !enabled(cfg) || cfg.bridge_mac == [0; 6] || !cfg.in_subnet(ip) {
+        return NOT_TAKEN;
+    }
+    let Some(ep) = maps::endpoint_by_ip(ip) else {
+        return NOT_TAKEN;
+    };
+    let Some(w) = ttl_word(ctx) else {
+        return NOT_TAKEN;
+    };
+    if !fits(ctx, ep.ifindex) {
+        return NOT_TAKEN;
+    }
+    if let Err(r) = dec_ttl(ctx, w) {
+        return drop(r);
+    }
+    let macs = [ep.mac, cfg.bridge_mac];
+    if ctx.store(0, &macs, 0).is_err() {
+        return drop(DROP_REWRITE_FAILED);
+    }
+    // The host-side veth's egress hook (to_container) never sees it: count it here.
+    counters::count_on(ep.ifindex, ctx.len(), Dir::Tx);
+    // SAFETY: plain helper call; the peer of `ep.ifindex` is the container's eth0.
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) }
+}
+
+/// Routes a tracked packet that `from_container` (arrived on `in_ifindex`) holds and that
+/// leaves by an uplink, as the stack would: untranslated, arriving on the container's veth.
+/// Returns the uplink it leaves by, or 0 when the fast path does not take it (no route, not an
+/// uplink, TTL 1, too big). The caller then translates it and hands it to [`send_to_uplink`]:
+/// the translation stays in from_container's frame, where hairpin already has it, because
+/// the frames of a call chain share the 512-byte stack.
+#[inline(never)]
+pub fn route_to_uplink(ctx: &TcContext, pkt: &Pkt, in_ifindex: u32) -> u32 {
+    if ttl_word(ctx).is_none() {
+        return 0;
+    }
+    let Some(sc) = NETD_FIB_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU slot, used only while this program runs on this CPU.
+    let sc = unsafe { &mut *sc };
+    // SAFETY: all-zero is a valid bpf_fib_lookup.
+    sc.fib = unsafe { core::mem::zeroed() };
+    let f = &mut sc.fib;
+    f.family = AF_INET;
+    f.l4_protocol = pkt.proto;
+    f.sport = pkt.sport;
+    f.dport = pkt.dport;
+    f.ifindex = in_ifindex;
+    // tot_len stays 0 (no MTU check here: `fits` below knows about GSO).
+    f.__bindgen_anon_3.ipv4_src = pkt.saddr;
+    f.__bindgen_anon_4.ipv4_dst = pkt.daddr;
+    let size = core::mem::size_of::<bpf_fib_lookup>() as i32;
+    // SAFETY: ctx is the program's skb; the parameters live in the scratch slot.
+    let rc = unsafe { fib_lookup(ctx.as_ptr(), f, size, 0) } as u32;
+    if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+        return 0;
+    }
+    sc.neigh_known = u32::from(rc == BPF_FIB_LKUP_RET_SUCCESS);
+    let out = f.ifindex;
+    if out == 0 || !maps::is_uplink(out) || !fits(ctx, out) {
+        return 0;
+    }
+    out
+}
+
+/// Sends a packet [`route_to_uplink`] routed to uplink `out` (and the caller translated) out
+/// of it: TTL decremented, then `bpf_redirect` with the neighbour's MAC, or
+/// `bpf_redirect_neigh` when the neighbour is not resolved yet (the kernel resolves the next
+/// hop the lookup found). Returns the TC verdict.
+#[inline(never)]
+pub fn send_to_uplink(ctx: &TcContext, out: u32) -> i64 {
+    let Some(sc) = NETD_FIB_SCRATCH.get_ptr_mut(0) else {
+        return drop(DROP_REWRITE_FAILED);
+    };
+    // SAFETY: a per-CPU slot, used only while this program runs on this CPU.
+    let sc = unsafe { &mut *sc };
+    let Some(w) = ttl_word(ctx) else {
+        return drop(DROP_REWRITE_FAILED);
+    };
+    if let Err(r) = dec_ttl(ctx, w) {
+        return drop(r);
+    }
+    if sc.neigh_known != 0 {
+        let macs = [sc.fib.dmac, sc.fib.smac];
+        if ctx.store(0, &macs, 0).is_err() {
+            return drop(DROP_REWRITE_FAILED);
+        }
+        // SAFETY: plain helper call; flags 0 = egress of `out`.
+        return unsafe { bpf_redirect(out, 0) };
+    }
+    sc.nh.nh_family = u32::from(AF_INET);
+    // SAFETY: reading the union member the FIB lookup wrote (the gateway, or the destination
+    // itself when it is on link).
+    sc.nh.__bindgen_anon_1.ipv4_nh = unsafe { sc.fib.__bindgen_anon_4.ipv4_dst };
+    let size = core::mem::size_of::<bpf_redir_neigh>() as i32;
+    // SAFETY: plain helper call; the next hop lives in the scratch slot.
+    unsafe { bpf_redirect_neigh(out, &mut sc.nh, size, 0) }
+}
