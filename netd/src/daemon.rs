@@ -112,13 +112,26 @@ pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
             }
         });
     }
-    {
-        let engine = engine.clone();
+    // Conntrack garbage collection, outside the engine lock, on a blocking thread.
+    if let Some(mut gc) = engine.lock().await.ct_gc()? {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
                 tick.tick().await;
-                engine.lock().await.ct_gc();
+                match tokio::task::spawn_blocking(move || (gc.run(), gc)).await {
+                    Ok((r, back)) => {
+                        gc = back;
+                        match r {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!("conntrack: removed {n} idle entries"),
+                            Err(e) => tracing::warn!("conntrack gc: {e}"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("conntrack gc stopped: {e}");
+                        return;
+                    }
+                }
             }
         });
     }

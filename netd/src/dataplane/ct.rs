@@ -152,23 +152,6 @@ impl Dataplane {
         self.ct_remove_where(|k, e| q.matches(k, e))
     }
 
-    /// Removes expired flows. Each direction refreshes only its own entry, so a flow is idle
-    /// only when both entries have expired; then both go together. Returns how many went.
-    pub fn ct_gc(&mut self) -> Result<usize, DataplaneError> {
-        let cfg = self.config()?;
-        let now = monotonic_ns();
-        let all: std::collections::HashMap<CtKey, CtEntry> =
-            self.ct()?.iter().filter_map(Result::ok).collect();
-        let expired = |k: &CtKey, e: &CtEntry| {
-            let t = netd_common::ct_timeout_ns(e, k.proto, &cfg);
-            // A timeout of 0 means the entry never expires.
-            t != 0 && now.saturating_sub(e.last_seen_ns) > t
-        };
-        self.ct_remove_where(|k, e| {
-            expired(k, e) && all.get(&e.peer).is_none_or(|p| expired(&e.peer, p))
-        })
-    }
-
     fn ct_remove_where(
         &mut self,
         pred: impl Fn(&CtKey, &CtEntry) -> bool,
@@ -187,6 +170,74 @@ impl Dataplane {
                 n += 1;
             }
             let _ = ct.remove(&peer);
+        }
+        Ok(n)
+    }
+}
+
+/// Garbage collection of idle conntrack entries, on its own handles to the pinned maps so it
+/// runs beside the engine (a full table is hundreds of thousands of entries: walking it must
+/// not hold up attach, detach or the API).
+pub struct CtGc {
+    ct: aya::maps::Map,
+    config: aya::maps::Map,
+}
+
+impl CtGc {
+    /// Opens the pinned NETD_CT and NETD_CONFIG under `pin_dir`.
+    pub fn open(pin_dir: &std::path::Path) -> Result<Self, DataplaneError> {
+        let open = |name: &'static str| {
+            let path = super::pins::PinLayout::new(pin_dir).map(name);
+            MapData::from_pin(&path)
+                .and_then(aya::maps::Map::from_map_data)
+                .map_err(|source| DataplaneError::Map { map: name, source })
+        };
+        Ok(Self {
+            ct: open(MAP_CT)?,
+            config: open(netd_common::MAP_CONFIG)?,
+        })
+    }
+
+    /// Removes expired flows in one pass. Each direction refreshes only its own entry, so a flow
+    /// is idle only when both entries have expired; then both go together. Returns how many
+    /// entries went.
+    pub fn run(&mut self) -> Result<usize, DataplaneError> {
+        let cfg_map: aya::maps::Array<&MapData, netd_common::DpConfig> =
+            aya::maps::Array::try_from(&self.config).map_err(|source| DataplaneError::Map {
+                map: netd_common::MAP_CONFIG,
+                source,
+            })?;
+        let cfg = cfg_map.get(&0, 0).map_err(|source| DataplaneError::Map {
+            map: netd_common::MAP_CONFIG,
+            source,
+        })?;
+        let now = monotonic_ns();
+        let expired = |k: &CtKey, e: &CtEntry| {
+            let t = netd_common::ct_timeout_ns(e, k.proto, &cfg);
+            // A timeout of 0 means the entry never expires.
+            t != 0 && now.saturating_sub(e.last_seen_ns) > t
+        };
+        let all: std::collections::HashMap<CtKey, CtEntry> = {
+            let ct: BpfHashMap<&MapData, CtKey, CtEntry> =
+                BpfHashMap::try_from(&self.ct).map_err(|source| DataplaneError::Map {
+                    map: MAP_CT,
+                    source,
+                })?;
+            ct.iter().filter_map(Result::ok).collect()
+        };
+        let mut ct: BpfHashMap<&mut MapData, CtKey, CtEntry> =
+            BpfHashMap::try_from(&mut self.ct).map_err(|source| DataplaneError::Map {
+                map: MAP_CT,
+                source,
+            })?;
+        let mut n = 0;
+        for (k, e) in &all {
+            if expired(k, e)
+                && all.get(&e.peer).is_none_or(|p| expired(&e.peer, p))
+                && ct.remove(k).is_ok()
+            {
+                n += 1;
+            }
         }
         Ok(n)
     }

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS};
 
-pub use ct::{CtFlow, CtQuery};
+pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
 pub use program::V4Prefix;
 pub use stats::{

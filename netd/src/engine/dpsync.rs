@@ -242,14 +242,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Garbage-collects idle connection-tracking entries.
-    pub fn ct_gc(&mut self) {
-        if let Some(dp) = self.dp.as_mut() {
-            match dp.ct_gc() {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!("conntrack: removed {n} idle entries"),
-                Err(e) => tracing::warn!("conntrack gc: {e}"),
-            }
+    /// A conntrack garbage collector on its own handles (None without the eBPF dataplane).
+    pub fn ct_gc(&self) -> Result<Option<crate::dataplane::CtGc>, EngineError> {
+        match self.dp {
+            Some(_) => Ok(Some(crate::dataplane::CtGc::open(&self.cfg.bpffs)?)),
+            None => Ok(None),
         }
     }
 }
