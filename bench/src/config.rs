@@ -14,6 +14,11 @@ pub struct Config {
     pub reps: u32,
     pub durations: Durations,
     pub sweep_ns: Vec<u32>,
+    /// Sizes of the sweep's icc-off variant (N published and linked ports).
+    pub sweep_icc_off_ns: Vec<u32>,
+    /// Connection-rate samples per sweep point, and the length of each.
+    pub sweep_samples: u32,
+    pub sweep_conn_s: f64,
     /// The most docker-proxy processes the sweep starts (one per port).
     pub proxy_cap: u32,
     pub out: PathBuf,
@@ -37,6 +42,9 @@ impl Config {
                     conn_s: 0.5,
                 },
                 sweep_ns: vec![1, 100],
+                sweep_icc_off_ns: vec![100],
+                sweep_samples: 3,
+                sweep_conn_s: 0.3,
                 proxy_cap: 100,
                 out,
                 system_ids: all_ids,
@@ -49,9 +57,12 @@ impl Config {
                 durations: Durations {
                     iperf_s: 2,
                     sockperf_s: 2,
-                    conn_s: 1.5,
+                    conn_s: 1.0,
                 },
                 sweep_ns: vec![1, 100, 1_000, 10_000],
+                sweep_icc_off_ns: vec![1, 10_000],
+                sweep_samples: 5,
+                sweep_conn_s: 0.5,
                 proxy_cap: 1_000,
                 out,
                 system_ids: all_ids,

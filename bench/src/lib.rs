@@ -11,8 +11,10 @@
 //! - [`record`], [`report`], [`plot`]: raw JSON, the Markdown tables and goals, PNG plots.
 //!
 //! Safety: everything runs in namespaces the bench creates (unique names, removed on drop,
-//! also on panic); the root namespace is never touched; every process the bench starts is
-//! killed by pid; every load loop is bounded in time and count.
+//! also on panic); the root namespace is never touched; the only cgroup processes join is the
+//! private directory the harness makes for each daemon (checked before use, removed with the
+//! daemon), never a root cgroup; every process the bench starts is killed by pid; every load
+//! loop is bounded in time and count.
 
 pub mod config;
 pub mod cpu;

@@ -17,7 +17,7 @@ use netd_bench::{matrix, plot, report, sweep};
     about = "netd vs Docker's iptables rules vs docker-proxy vs the floor"
 )]
 struct Cli {
-    /// A short smoke run (1 repetition, 1 s tools, sweep N = 1 and 100).
+    /// A short smoke run (1 repetition, 1 s tools, sweep N = 1 and 100, icc-off sweep N = 100).
     #[arg(long)]
     quick: bool,
     /// Results directory (raw JSON per run, results.md, PNG plots).
@@ -35,6 +35,12 @@ struct Cli {
     /// Sweep sizes (comma-separated), e.g. 1,100,1000,10000.
     #[arg(long)]
     sweep: Option<String>,
+    /// Sizes of the sweep's icc-off variant with link rules (comma-separated; empty: none).
+    #[arg(long)]
+    sweep_icc_off: Option<String>,
+    /// Connection-rate samples per sweep point.
+    #[arg(long)]
+    sweep_samples: Option<u32>,
     /// Skip the matrix (sweep only).
     #[arg(long)]
     no_matrix: bool,
@@ -58,14 +64,25 @@ fn main() -> Result<()> {
     if let Some(r) = cli.reps {
         cfg.reps = r;
     }
+    let sizes = |s: &str| -> Result<Vec<u32>> {
+        Ok(s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?)
+    };
     if let Some(s) = &cli.sweep {
-        cfg.sweep_ns = s
-            .split(',')
-            .map(|x| x.trim().parse())
-            .collect::<Result<_, _>>()?;
+        cfg.sweep_ns = sizes(s)?;
+    }
+    if let Some(s) = &cli.sweep_icc_off {
+        cfg.sweep_icc_off_ns = sizes(s)?;
+    }
+    if let Some(n) = cli.sweep_samples {
+        cfg.sweep_samples = n;
     }
     if cli.no_sweep {
         cfg.sweep_ns.clear();
+        cfg.sweep_icc_off_ns.clear();
     }
     std::fs::create_dir_all(&cfg.out)?;
     for sub in ["runs", "sweep"] {
@@ -89,18 +106,26 @@ fn main() -> Result<()> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "netd-bench{}: {} repetition(s), systems in rotated order, {:.0} s in all.\n",
+        "netd-bench{}: {} repetition(s), systems in rotated order ({}), {:.0} s in all.\n",
         if cfg.quick { " --quick" } else { "" },
         cfg.reps,
+        cfg.system_ids.join(", "),
         t0.elapsed().as_secs_f64()
     );
     md.push_str("### Paths: median (min–max) over repetitions, and ratios\n\n");
     md.push_str(&report::table(&runs));
+    let variants = report::variants_table(&runs);
+    if !variants.is_empty() {
+        md.push_str("\n### netd variants (P1, P6)\n\n");
+        md.push_str(&variants);
+    }
     md.push_str("\n### Goals\n\n");
     md.push_str(&report::goals_table(&goals));
     md.push_str("\n### Scaling sweep\n\n");
     md.push_str(&report::sweep_table(&points));
-    md.push_str("\n### CPU per TCP 1-stream run (median)\n\n");
+    md.push_str(
+        "\n### CPU per TCP 1-stream run (median; busy and softirq are machine-wide, all CPUs)\n\n",
+    );
     md.push_str(&report::cpu_table(&runs));
     md.push_str("\n### netd BPF programs\n\n");
     md.push_str(&report::bpf_table(&runs));

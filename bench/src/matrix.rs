@@ -25,6 +25,7 @@ pub fn run(cfg: &Config) -> Vec<Run> {
                     .iter()
                     .copied()
                     .filter(|p| p.icc() == icc)
+                    .filter(|p| sys.only_paths().is_none_or(|only| only.contains(p)))
                     .collect();
                 if paths.is_empty() {
                     continue;
@@ -124,7 +125,7 @@ fn measure_system(
         sys.teardown(&topo);
         return out;
     }
-    let is_netd = sys.id() == "S3";
+    let is_netd = sys.id().starts_with("S3");
     let _stats = if is_netd {
         BpfStatsGuard::enable()
             .map_err(|e| eprintln!("warning: no BPF run-time stats: {e:#}"))

@@ -11,11 +11,9 @@
 //! | P5 | cli | outside | — (masquerade) | 198.51.100.2 |
 //! | P6 | outside | srv (UDP) | 198.51.100.1:host port | srv IP |
 
-use std::path::Path;
-use std::time::Duration;
-
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 use crate::systems::{Route, System};
 use crate::tools::{Values, connrate, iperf, sockperf};
@@ -91,6 +89,18 @@ impl PathId {
         }
     }
 
+    /// The cgroup the client joins: the daemon's `--cgroup` for clients on the host or in a
+    /// container (in production `--cgroup` is the cgroup v2 root, so every host and container
+    /// process is under the socket hooks; they act only on sockets of the daemon's network
+    /// namespace), none for the outside (another machine). The same for every system: under
+    /// S0–S2 the daemon runs `--dataplane none`, so the cgroup has no programs.
+    pub fn client_cgroup(self, t: &Topology) -> Option<&Path> {
+        match self {
+            PathId::P1 | PathId::P6 => None,
+            _ => t.cgroup(),
+        }
+    }
+
     /// Where the client connects for the server's `container_port`.
     pub fn target(self, t: &Topology, route: Route, container_port: u16) -> (String, u16) {
         if self == PathId::P5 {
@@ -150,6 +160,7 @@ pub fn measure(
     d: Durations,
 ) -> Result<Values> {
     let ns = path.client_ns(t);
+    let cg = path.client_cgroup(t);
     match tool {
         Tool::Tcp1 | Tool::Tcp2 | Tool::UdpPps => {
             let (ip, port) = path.target(t, route, iperf::PORT);
@@ -158,75 +169,17 @@ pub fn measure(
                 Tool::Tcp2 => iperf::Mode::Tcp { streams: 2 },
                 _ => iperf::Mode::UdpSmall,
             };
-            iperf::client(ns, &ip, port, mode, d.iperf_s)
+            iperf::client(ns, cg, &ip, port, mode, d.iperf_s)
         }
         Tool::TcpLat | Tool::UdpLat => {
             let (ip, port) = path.target(t, route, sockperf::PORT);
-            sockperf::client(ns, &ip, port, tool == Tool::TcpLat, d.sockperf_s)
+            sockperf::client(ns, cg, &ip, port, tool == Tool::TcpLat, d.sockperf_s)
         }
         Tool::Conn => {
             let (ip, port) = path.target(t, route, connrate::PORT);
-            connrate::client(ns, &ip, port, d.conn_s)
+            connrate::client(ns, cg, &ip, port, d.conn_s)
         }
     }
-}
-
-fn in_ns<T: Send + 'static>(
-    ns: &Path,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let p = ns.to_path_buf();
-    std::thread::spawn(move || {
-        netd_tests::traffic::enter_netns(&p)?;
-        f()
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("client thread panicked"))?
-}
-
-fn tcp_echo(ns: &Path, ip: &str, port: u16, token: &str) -> Result<()> {
-    let addr = format!("{ip}:{port}");
-    let token = token.to_string();
-    in_ns(ns, move || {
-        use std::io::{BufRead as _, BufReader, Write as _};
-        let sa: std::net::SocketAddr = addr.parse()?;
-        let s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2))
-            .map_err(|e| anyhow::anyhow!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        (&s).write_all(format!("{token}\n").as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(&s)
-            .read_line(&mut line)
-            .map_err(|e| anyhow::anyhow!("no reply from {addr} within 2 s ({e})"))?;
-        if line.trim_end() != token {
-            bail!("{addr} answered {line:?}, expected {token:?}");
-        }
-        Ok(())
-    })
-}
-
-fn udp_echo(ns: &Path, ip: &str, port: u16, token: &str) -> Result<()> {
-    let addr = format!("{ip}:{port}");
-    let token = token.to_string();
-    in_ns(ns, move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
-        s.connect(&addr)?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let mut buf = [0u8; 256];
-        for _ in 0..4 {
-            s.send(token.as_bytes())?;
-            if let Ok(n) = s.recv(&mut buf) {
-                if buf[..n] == *token.as_bytes() {
-                    return Ok(());
-                }
-                bail!(
-                    "udp {addr} answered {:?}",
-                    String::from_utf8_lossy(&buf[..n])
-                );
-            }
-        }
-        bail!("no udp answer from {addr}")
-    })
 }
 
 /// The correctness check of `sys` on `path`: the echo service answers through the path, and,
@@ -236,12 +189,13 @@ fn udp_echo(ns: &Path, ip: &str, port: u16, token: &str) -> Result<()> {
 pub fn check(t: &Topology, sys: &dyn System, path: PathId) -> Result<()> {
     let route = sys.route(path);
     let ns = path.client_ns(t);
+    let cg = path.client_cgroup(t);
     let token = format!("netd-bench-{}-{}", sys.id(), path.short());
     let (ip, port) = path.target(t, route, ECHO);
     if path == PathId::P6 {
-        return udp_echo(ns, &ip, port, &token);
+        return connrate::echo(ns, cg, &ip, port, true, &token);
     }
-    tcp_echo(ns, &ip, port, &token)?;
+    connrate::echo(ns, cg, &ip, port, false, &token)?;
     if !sys.nat_and_filters() {
         return Ok(());
     }
@@ -258,7 +212,18 @@ pub fn check(t: &Topology, sys: &dyn System, path: PathId) -> Result<()> {
                 bail!("the outside saw {seen}, not the masquerade address {HOST_IP}");
             }
         }
-        PathId::P4Link if tcp_echo(t.other.c.path(), &t.srv.ip, ECHO, "blocked").is_ok() => {
+        PathId::P4Link
+            if connrate::echo_within(
+                t.other.c.path(),
+                cg,
+                &t.srv.ip,
+                ECHO,
+                false,
+                "blocked",
+                std::time::Duration::from_millis(500),
+            )
+            .is_ok() =>
+        {
             bail!("icc=false: an unlinked container still reached srv:{ECHO}");
         }
         _ => {}

@@ -129,7 +129,25 @@ fn series_of(points: &[SweepPoint], f: impl Fn(&SweepPoint) -> Option<f64>) -> V
 /// Writes the sweep plots into `dir`; returns the files written (and why others were not).
 pub fn sweep_plots(dir: &Path, points: &[SweepPoint]) -> Vec<(String, Result<()>)> {
     let ok = |p: &&SweepPoint| p.status == Status::Ok;
-    let passing: Vec<SweepPoint> = points.iter().filter(ok).cloned().collect();
+    // Every plot but the connection rate shows the icc-on variant; the connection rate shows
+    // the icc-off one too, as "<system> icc off" (P4link).
+    let passing: Vec<SweepPoint> = points
+        .iter()
+        .filter(ok)
+        .filter(|p| p.variant == "icc on" || p.variant.is_empty())
+        .cloned()
+        .collect();
+    let both: Vec<SweepPoint> = points
+        .iter()
+        .filter(ok)
+        .cloned()
+        .map(|mut p| {
+            if p.variant.starts_with("icc off") {
+                p.system = format!("{} icc off ({})", p.system, p.path);
+            }
+            p
+        })
+        .collect();
     let mut out = vec![];
     let mut one = |name: &str, title: &str, y: &str, s: Vec<Series>, log_y: bool| {
         let r = plot(&dir.join(name), title, y, &s, log_y);
@@ -137,9 +155,13 @@ pub fn sweep_plots(dir: &Path, points: &[SweepPoint]) -> Vec<(String, Result<()>
     };
     one(
         "sweep_connrate.png",
-        "P1 new connections/s vs N",
+        "new connections/s vs N (median of the samples)",
         "connections/s",
-        series_of(&passing, |p| p.conn.get("conns_per_s").copied()),
+        series_of(&both, |p| {
+            crate::report::Stats::of(&p.conn_samples)
+                .map(|s| s.median)
+                .or_else(|| p.conn.get("conns_per_s").copied())
+        }),
         false,
     );
     one(

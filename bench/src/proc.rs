@@ -19,6 +19,57 @@ pub fn in_ns(netns: &Path, argv: &[&str]) -> Command {
     c
 }
 
+/// [`in_ns`], and with `cgroup` the process joins that cgroup v2 directory (it writes `0`, "the
+/// writing process", to its `cgroup.procs`) between fork and exec, before it opens any socket.
+/// This is how a client is put under the daemon's `--cgroup` socket hooks; the bench only ever
+/// passes the private directory the harness made for that daemon (see
+/// [`crate::topology::Topology::cgroup`]). Spawning fails if the join fails.
+pub fn in_ns_cg(netns: &Path, cgroup: Option<&Path>, argv: &[&str]) -> Command {
+    let mut c = in_ns(netns, argv);
+    if let Some(cg) = cgroup {
+        join_cgroup_before_exec(&mut c, cg);
+    }
+    c
+}
+
+/// Makes `c` join `cgroup` (a cgroup v2 directory) between fork and exec.
+pub fn join_cgroup_before_exec(c: &mut Command, cgroup: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let procs = std::ffi::CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())
+        .unwrap_or_default();
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec, on a
+    // path allocated before the fork.
+    unsafe {
+        c.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 {
+                return Err(err);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The cgroup v2 directory (if any) that `pid` is in, from /proc/PID/cgroup (`0::/path`).
+pub fn cgroup_v2_of(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    parse_cgroup_v2(&s)
+}
+
+/// The `0::` line of a /proc/PID/cgroup file.
+pub fn parse_cgroup_v2(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
 /// A background process this bench started; SIGKILLed (by pid) and reaped on drop.
 pub struct Proc {
     pub what: String,
@@ -133,4 +184,17 @@ pub fn run_ok(what: &str, c: Command, limit: Duration) -> Result<Finished> {
         );
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_v2_line_of_proc_cgroup() {
+        let text = "4:memory:/x\n1:cpu:/\n0::/netd-test-1-2\n";
+        assert_eq!(
+            super::parse_cgroup_v2(text).as_deref(),
+            Some("/netd-test-1-2")
+        );
+        assert_eq!(super::parse_cgroup_v2("1:cpu:/\n"), None);
+    }
 }

@@ -59,17 +59,29 @@ pub struct Run {
 pub struct SweepPoint {
     pub system: String,
     pub n: u32,
+    /// "icc on" (P1) or "icc off, links" (P4link).
+    #[serde(default)]
+    pub variant: String,
+    /// The path measured.
+    #[serde(default)]
+    pub path: String,
     pub status: Status,
     #[serde(default)]
     pub note: String,
     /// Time to publish the N filler ports.
     pub publish_s: Option<f64>,
-    /// Time to publish one more port at N.
+    /// Time to publish one more port at N (netd: the `netd publish` CLI call).
     pub one_more_ms: Option<f64>,
-    /// P1 connection rate and its latency (connect→close).
+    /// netd: the same publish as one request on the API socket (no process start).
+    #[serde(default)]
+    pub one_more_api_ms: Option<f64>,
+    /// The connection-rate sample with the median rate, and its latency (connect→close).
     #[serde(default)]
     pub conn: Values,
-    /// P1 sockperf TCP latency.
+    /// `conns_per_s` of every sample.
+    #[serde(default)]
+    pub conn_samples: Vec<f64>,
+    /// sockperf TCP latency on the path (icc-on variant only).
     #[serde(default)]
     pub lat: Values,
     pub memory: Option<Memory>,

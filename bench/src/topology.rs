@@ -12,7 +12,14 @@
 //! namespace runs the same set for P5. A fresh topology is built for each system (same shape,
 //! same addresses), so no state (conntrack, rules, maps) leaks from one system to the next;
 //! dropping it stops every process and deletes every namespace.
+//!
+//! The daemon's `--cgroup` is the private cgroup v2 directory the harness makes for it (never a
+//! root cgroup; checked before anything joins it). Processes on the host and in containers (the
+//! servers in `srv`, and the clients of paths that start there) join it, as every process does
+//! in production where `--cgroup` is the cgroup v2 root; the outside namespace (another machine)
+//! does not.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -31,8 +38,10 @@ pub const BRIDGE: &str = "netd0";
 pub const FILLER_PORT_BASE: u16 = 20000;
 /// Ports per filler container.
 pub const FILLER_PORTS_PER_CONTAINER: u16 = 1000;
-/// The port published by "one more" in the sweep.
+/// The port published by "one more" in the sweep (through the CLI).
 pub const ONE_MORE_PORT: u16 = 40000;
+/// The port published by "one more" through the HTTP API (netd only).
+pub const ONE_MORE_API_PORT: u16 = 40001;
 
 /// One published mapping of `srv`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,6 +91,8 @@ pub struct TopoOpts {
     pub icc: bool,
     /// Pass `-p` for srv's mappings to netd (only when netd is the system under test).
     pub publish_in_netd: bool,
+    /// More `netd daemon` arguments (e.g. a fast-path setting).
+    pub daemon_extra: &'static [&'static str],
 }
 
 /// An attached container and its address.
@@ -107,6 +118,10 @@ pub struct Topology {
     pub cli: Endpoint,
     pub other: Endpoint,
     pub fillers: Vec<Filler>,
+    /// The sweep's icc-off variant: a container linked to every filler (Docker then writes link
+    /// rules for every exposed filler port).
+    pub linker: Option<Endpoint>,
+    pub onemore: Option<Endpoint>,
     pub world: World,
     pub opts: TopoOpts,
 }
@@ -125,11 +140,20 @@ pub fn catch<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
 
 impl Topology {
     pub fn build(opts: TopoOpts) -> Result<Topology> {
+        // The harness gives each daemon a private cgroup under the hybrid layout's v2 mount;
+        // without one netd would attach its socket hooks to its default, the v2 root.
+        if !Path::new(CGROUP_V2_MOUNT).join("cgroup.procs").exists() {
+            bail!(
+                "{CGROUP_V2_MOUNT} is not a cgroup v2 mount: the harness could not give netd a \
+                 private --cgroup, and the bench never lets it use a root cgroup"
+            );
+        }
         let world = catch("create namespaces", World::new)?;
         let icc = opts.icc.to_string();
-        let daemon = catch("start netd", || {
-            world.daemon(&["--bip", BIP, "--dataplane", opts.dataplane, "--icc", &icc])
-        })?;
+        let mut args = vec!["--bip", BIP, "--dataplane", opts.dataplane, "--icc", &icc];
+        args.extend_from_slice(opts.daemon_extra);
+        let daemon = catch("start netd", || world.daemon(&args))?;
+        let cg = private_cgroup(&daemon)?;
         let mut srv_args = vec![];
         for m in srv_mappings() {
             srv_args.push("--expose".to_string());
@@ -151,11 +175,14 @@ impl Topology {
         let srv_echo_udp = catch("echo server", || udp_server(&srv.c, ECHO))?;
         let out_echo_tcp = catch("echo server", || tcp_server(&world.outside, ECHO))?;
         let mut servers = vec![];
-        for ns in [srv.c.path(), world.outside.path()] {
-            servers.push(iperf::server(ns, iperf::PORT)?);
-            servers.push(sockperf::server(ns, sockperf::PORT, true)?);
-            servers.push(sockperf::server(ns, sockperf::PORT, false)?);
-            servers.push(connrate::server(ns, connrate::PORT)?);
+        for (ns, cg) in [
+            (srv.c.path(), Some(cg.as_path())),
+            (world.outside.path(), None),
+        ] {
+            servers.push(iperf::server(ns, cg, iperf::PORT)?);
+            servers.push(sockperf::server(ns, cg, sockperf::PORT, true)?);
+            servers.push(sockperf::server(ns, cg, sockperf::PORT, false)?);
+            servers.push(connrate::server(ns, cg, connrate::PORT)?);
         }
         let t = Topology {
             servers,
@@ -167,6 +194,8 @@ impl Topology {
             cli,
             other,
             fillers: vec![],
+            linker: None,
+            onemore: None,
             world,
             opts,
         };
@@ -227,60 +256,94 @@ impl Topology {
         self.servers.iter().map(Proc::pid).collect()
     }
 
-    /// Attaches filler containers holding `n` published ports in all (1000 per container,
-    /// host port = container port, from 20000); with `publish_in_netd` they are passed to netd
-    /// as `-p`. Returns the summed wall time of the attach calls.
-    pub fn add_fillers(&mut self, n: u32) -> Result<Duration> {
-        let mut total = Duration::ZERO;
-        let mut left = n;
-        let mut next = FILLER_PORT_BASE;
-        let mut k = 0;
-        while left > 0 {
-            let count = left.min(u32::from(FILLER_PORTS_PER_CONTAINER)) as u16;
-            let ports = next..=next + count - 1;
-            let spec = if count == 1 {
-                format!("{next}:{next}/tcp")
-            } else {
-                format!(
-                    "{}-{}:{}-{}/tcp",
-                    ports.start(),
-                    ports.end(),
-                    ports.start(),
-                    ports.end()
-                )
-            };
-            let mut args = vec![];
-            if self.opts.publish_in_netd {
-                args = vec!["-p".to_string(), spec];
-            }
-            let t0 = Instant::now();
-            let ep = Self::attach_new(&self.world, &self.daemon, &format!("fill{k}"), &args)?;
-            total += t0.elapsed();
-            self.fillers.push(Filler { ep, ports });
-            left -= u32::from(count);
-            next += count;
-            k += 1;
-        }
-        Ok(total)
+    /// The daemon's private `--cgroup` (checked at build: a child directory of the v2 mount
+    /// named by the harness, never a root cgroup).
+    pub fn cgroup(&self) -> Option<&Path> {
+        self.daemon.cgroup()
     }
 
-    /// Attaches one more container publishing [`ONE_MORE_PORT`] (for netd); returns the wall
-    /// time of the attach call and the container's address.
-    pub fn attach_one_more(&mut self) -> Result<(Duration, String)> {
-        let args = if self.opts.publish_in_netd {
-            vec!["-p".to_string(), format!("{ONE_MORE_PORT}:80/tcp")]
-        } else {
-            vec![]
-        };
-        let t0 = Instant::now();
-        let ep = Self::attach_new(&self.world, &self.daemon, "onemore", &args)?;
-        let took = t0.elapsed();
+    /// Attaches filler containers for `n` ports in all (1000 per container, from 20000),
+    /// without publishing anything: each system publishes them its own way
+    /// ([`crate::systems::System::publish_fillers`]). With `expose`, each filler exposes its
+    /// ports (`--expose A-B/tcp`, as `-p` implies in Docker), which links to it then open.
+    pub fn add_fillers(&mut self, n: u32, expose: bool) -> Result<()> {
+        for (k, ports) in filler_ranges(n).into_iter().enumerate() {
+            let mut args = vec![];
+            if expose {
+                args.push("--expose".to_string());
+                args.push(format!("{}-{}/tcp", ports.start(), ports.end()));
+            }
+            let ep = Self::attach_new(&self.world, &self.daemon, &format!("fill{k}"), &args)?;
+            self.fillers.push(Filler { ep, ports });
+        }
+        Ok(())
+    }
+
+    /// Attaches the container "linker" with `--link fillK` to every filler (icc off: Docker
+    /// writes two rules per exposed port of each, netd one NETD_LINKS entry per pair).
+    pub fn attach_linker(&mut self) -> Result<()> {
+        let mut args = vec![];
+        for f in &self.fillers {
+            args.push("--link".to_string());
+            args.push(f.ep.c.name.clone());
+        }
+        self.linker = Some(Self::attach_new(
+            &self.world,
+            &self.daemon,
+            "linker",
+            &args,
+        )?);
+        Ok(())
+    }
+
+    /// Attaches the container "onemore" (no ports); returns its address.
+    pub fn attach_one_more(&mut self) -> Result<String> {
+        let ep = Self::attach_new(&self.world, &self.daemon, "onemore", &[])?;
         let ip = ep.ip.clone();
-        self.fillers.push(Filler {
-            ep,
-            ports: ONE_MORE_PORT..=ONE_MORE_PORT,
-        });
-        Ok((took, ip))
+        self.onemore = Some(ep);
+        Ok(ip)
+    }
+
+    /// `netd publish NAME SPEC...` through the CLI; returns its wall time (process start
+    /// included).
+    pub fn netd_publish(&self, name: &str, specs: &[String]) -> Result<Duration> {
+        let mut argv: Vec<&str> = vec!["publish", name];
+        argv.extend(specs.iter().map(String::as_str));
+        let t0 = Instant::now();
+        let out = self.daemon.netd(&argv);
+        let took = t0.elapsed();
+        if !out.status.success() {
+            bail!(
+                "netd publish {name} ({} specs): {}",
+                specs.len(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(took)
+    }
+
+    /// `POST /v1/endpoints/NAME/ports` straight on the daemon's socket (what `netd publish`
+    /// sends, without starting a process); returns the request's round-trip time.
+    pub fn api_publish(&self, name: &str, specs: &[String]) -> Result<Duration> {
+        use std::io::{Read as _, Write as _};
+        let body = serde_json::json!({ "publish": specs }).to_string();
+        let req = http_post(&format!("/v1/endpoints/{name}/ports"), &body);
+        let t0 = Instant::now();
+        let mut s = std::os::unix::net::UnixStream::connect(self.daemon.sock())
+            .context("connect to the daemon's API socket")?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(req.as_bytes())?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp)?;
+        let took = t0.elapsed();
+        let resp = String::from_utf8_lossy(&resp);
+        match http_status(&resp) {
+            Some(code) if (200..300).contains(&code) => Ok(took),
+            _ => bail!(
+                "POST /v1/endpoints/{name}/ports: {}",
+                resp.lines().next().unwrap_or("no answer")
+            ),
+        }
     }
 
     pub fn host_ip(&self) -> &'static str {
@@ -289,5 +352,114 @@ impl Topology {
 
     pub fn outside_ip(&self) -> &'static str {
         OUTSIDE_IP
+    }
+}
+
+/// The cgroup v2 mount of the hybrid layout, under which the harness makes each daemon's
+/// private cgroup.
+pub const CGROUP_V2_MOUNT: &str = "/sys/fs/cgroup/unified";
+
+/// The daemon's `--cgroup`, checked to be a private child directory of the v2 mount (what the
+/// harness makes), never the mount itself or another root cgroup.
+fn private_cgroup(d: &Daemon) -> Result<std::path::PathBuf> {
+    let cg = d
+        .cgroup()
+        .context("the daemon has no private --cgroup")?
+        .to_path_buf();
+    if !is_private_cgroup(&cg) {
+        bail!("refusing to use {} as the daemon's cgroup", cg.display());
+    }
+    Ok(cg)
+}
+
+/// `/sys/fs/cgroup/unified/netd-test-*` (one level below the mount, the harness's naming).
+pub fn is_private_cgroup(p: &Path) -> bool {
+    p.parent() == Some(Path::new(CGROUP_V2_MOUNT))
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("netd-test-"))
+        && p.join("cgroup.procs").exists()
+}
+
+/// The host-port ranges of the fillers for `n` ports: 1000 per container from 20000.
+pub fn filler_ranges(n: u32) -> Vec<std::ops::RangeInclusive<u16>> {
+    let mut v = vec![];
+    let mut left = n;
+    let mut next = FILLER_PORT_BASE;
+    while left > 0 {
+        let count = left.min(u32::from(FILLER_PORTS_PER_CONTAINER)) as u16;
+        v.push(next..=next + count - 1);
+        left -= u32::from(count);
+        next += count;
+    }
+    v
+}
+
+/// One `-p` spec per port (`P:P/tcp`): netd then holds one port-table entry per port, the
+/// same count of entries as Docker's per-port rules (a range spec would be a single entry).
+pub fn port_specs(ports: &std::ops::RangeInclusive<u16>) -> Vec<String> {
+    ports.clone().map(|p| format!("{p}:{p}/tcp")).collect()
+}
+
+/// An HTTP/1.1 POST with a JSON body for the daemon's API (one request per connection).
+pub fn http_post(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The status code of an HTTP response.
+pub fn http_status(resp: &str) -> Option<u16> {
+    let line = resp.lines().next()?;
+    let mut it = line.split_whitespace();
+    it.next().filter(|v| v.starts_with("HTTP/"))?;
+    it.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fillers_hold_1000_ports_each() {
+        assert_eq!(filler_ranges(0), vec![]);
+        assert_eq!(filler_ranges(1), vec![20000..=20000]);
+        let r = filler_ranges(2500);
+        assert_eq!(r, vec![20000..=20999, 21000..=21999, 22000..=22499]);
+        assert_eq!(filler_ranges(10_000).len(), 10);
+        assert_eq!(*filler_ranges(10_000).last().unwrap().end(), 29_999);
+    }
+
+    #[test]
+    fn one_spec_per_port() {
+        assert_eq!(
+            port_specs(&(20000..=20002)),
+            ["20000:20000/tcp", "20001:20001/tcp", "20002:20002/tcp"]
+        );
+    }
+
+    #[test]
+    fn only_harness_cgroups_are_private() {
+        assert!(!is_private_cgroup(Path::new("/sys/fs/cgroup/unified")));
+        assert!(!is_private_cgroup(Path::new("/sys/fs/cgroup")));
+        assert!(!is_private_cgroup(Path::new(
+            "/sys/fs/cgroup/unified/system.slice"
+        )));
+        assert!(!is_private_cgroup(Path::new(
+            "/sys/fs/cgroup/unified/a/netd-test-1"
+        )));
+    }
+
+    #[test]
+    fn http_request_and_status() {
+        let r = http_post("/v1/endpoints/x/ports", "{}");
+        assert!(r.starts_with("POST /v1/endpoints/x/ports HTTP/1.1\r\n"));
+        assert!(r.contains("Content-Length: 2\r\n"));
+        assert!(r.ends_with("\r\n\r\n{}"));
+        assert_eq!(http_status("HTTP/1.1 201 Created\r\n\r\n[]"), Some(201));
+        assert_eq!(http_status("HTTP/1.1 409 Conflict\r\n"), Some(409));
+        assert_eq!(http_status("garbage"), None);
     }
 }

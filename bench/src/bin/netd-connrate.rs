@@ -8,6 +8,9 @@
 //!   connect / send `GET\n` / read to EOF / check the reply / close, until S seconds or M
 //!   connections in all; prints one JSON object: `conns`, `errors`, `secs`, `conns_per_s`,
 //!   `p50_us`, `p99_us`.
+//! - `echo --addr IP:P --token T [--udp] [--timeout-ms MS]`: one exchange with an echo service
+//!   (the bench's correctness checks): sends `T` (a line over TCP, or a datagram over UDP,
+//!   retried 4 times) and exits 0 only if `T` comes back (TCP: connect and reply within MS).
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,6 +48,16 @@ enum Mode {
         #[arg(long, default_value_t = 200_000)]
         max_conns: u64,
     },
+    Echo {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        udp: bool,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 const REQUEST: &[u8] = b"GET\n";
@@ -64,7 +77,55 @@ fn main() -> Result<()> {
             threads,
             max_conns,
         } => client(addr, Duration::from_secs_f64(secs), threads, max_conns),
+        Mode::Echo {
+            addr,
+            token,
+            udp,
+            timeout_ms,
+        } => {
+            if udp {
+                echo_udp(addr, &token)
+            } else {
+                echo_tcp(addr, &token, Duration::from_millis(timeout_ms))
+            }
+        }
     }
+}
+
+fn echo_tcp(addr: SocketAddr, token: &str, timeout: Duration) -> Result<()> {
+    use std::io::BufRead as _;
+    let s =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    (&s).write_all(format!("{token}\n").as_bytes())?;
+    let mut line = String::new();
+    std::io::BufReader::new(&s)
+        .read_line(&mut line)
+        .with_context(|| format!("no reply from {addr} within {timeout:?}"))?;
+    anyhow::ensure!(
+        line.trim_end() == token,
+        "{addr} answered {line:?}, expected {token:?}"
+    );
+    Ok(())
+}
+
+fn echo_udp(addr: SocketAddr, token: &str) -> Result<()> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    s.connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut buf = [0u8; 256];
+    for _ in 0..4 {
+        s.send(token.as_bytes())?;
+        if let Ok(n) = s.recv(&mut buf) {
+            anyhow::ensure!(
+                buf[..n] == *token.as_bytes(),
+                "udp {addr} answered {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+            return Ok(());
+        }
+    }
+    anyhow::bail!("no udp answer from {addr}")
 }
 
 fn server(port: u16, max: Duration, threads: u32) -> Result<()> {

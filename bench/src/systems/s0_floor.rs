@@ -21,6 +21,7 @@ impl System for Floor {
             dataplane: "none",
             icc,
             publish_in_netd: false,
+            daemon_extra: &[],
         }
     }
     fn setup(&mut self, t: &Topology) -> Result<()> {
@@ -35,10 +36,10 @@ impl System for Floor {
     fn pids(&self, _t: &Topology) -> Vec<u32> {
         vec![]
     }
-    fn publish_fillers(&mut self, _t: &Topology, _attach_took: Duration) -> Result<Duration> {
+    fn publish_fillers(&mut self, _t: &Topology) -> Result<Duration> {
         Ok(Duration::ZERO)
     }
-    fn publish_one_more(&mut self, _t: &Topology, _a: Duration) -> Result<Duration> {
+    fn publish_one_more(&mut self, _t: &Topology) -> Result<Duration> {
         Ok(Duration::ZERO)
     }
     fn memory(&self, _t: &Topology) -> Option<Memory> {

@@ -199,9 +199,6 @@ impl DockerRules {
     fn publishes(t: &Topology) -> Vec<Publish> {
         let mut v = vec![];
         for f in &t.fillers {
-            if *f.ports.start() == ONE_MORE_PORT {
-                continue;
-            }
             for port in f.ports.clone() {
                 v.push(Publish {
                     proto: "tcp".into(),
@@ -222,17 +219,30 @@ impl DockerRules {
         v
     }
 
-    /// cli is linked to srv: Docker opens every exposed port of srv to cli.
+    /// cli is linked to srv: Docker opens every exposed port of srv to cli. In the sweep's
+    /// icc-off variant, "linker" is linked to every filler, whose ports are all exposed; those
+    /// rules come first (cli's, the measured ones, last, as for a container started later).
     fn links(t: &Topology) -> Vec<Link> {
-        srv_mappings()
-            .iter()
-            .map(|m| Link {
-                client_ip: t.cli.ip.clone(),
-                server_ip: t.srv.ip.clone(),
-                proto: m.proto.into(),
-                port: m.container_port,
-            })
-            .collect()
+        let mut v = vec![];
+        if let Some(l) = &t.linker {
+            for f in &t.fillers {
+                for port in f.ports.clone() {
+                    v.push(Link {
+                        client_ip: l.ip.clone(),
+                        server_ip: f.ep.ip.clone(),
+                        proto: "tcp".into(),
+                        port,
+                    });
+                }
+            }
+        }
+        v.extend(srv_mappings().iter().map(|m| Link {
+            client_ip: t.cli.ip.clone(),
+            server_ip: t.srv.ip.clone(),
+            proto: m.proto.into(),
+            port: m.container_port,
+        }));
+        v
     }
 
     fn restore(&self, t: &Topology) -> Result<Duration> {
@@ -286,6 +296,7 @@ impl System for DockerRules {
             dataplane: "none",
             icc,
             publish_in_netd: false,
+            daemon_extra: &[],
         }
     }
     fn setup(&mut self, t: &Topology) -> Result<()> {
@@ -310,11 +321,11 @@ impl System for DockerRules {
     fn pids(&self, _t: &Topology) -> Vec<u32> {
         vec![]
     }
-    fn publish_fillers(&mut self, t: &Topology, _attach_took: Duration) -> Result<Duration> {
+    fn publish_fillers(&mut self, t: &Topology) -> Result<Duration> {
         self.restore(t)
     }
-    fn publish_one_more(&mut self, t: &Topology, _attach_took: Duration) -> Result<Duration> {
-        let ip = &t.fillers.last().context("no onemore container")?.ep.ip;
+    fn publish_one_more(&mut self, t: &Topology) -> Result<Duration> {
+        let ip = &t.onemore.as_ref().context("no onemore container")?.ip;
         let cfg = Self::config(t);
         let p = Publish {
             proto: "tcp".into(),

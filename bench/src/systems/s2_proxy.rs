@@ -83,6 +83,7 @@ impl System for DockerProxy {
             dataplane: "none",
             icc,
             publish_in_netd: false,
+            daemon_extra: &[],
         }
     }
     fn setup(&mut self, t: &Topology) -> Result<()> {
@@ -110,7 +111,7 @@ impl System for DockerProxy {
     fn pids(&self, _t: &Topology) -> Vec<u32> {
         self.procs.iter().map(Proc::pid).collect()
     }
-    fn publish_fillers(&mut self, t: &Topology, _attach_took: Duration) -> Result<Duration> {
+    fn publish_fillers(&mut self, t: &Topology) -> Result<Duration> {
         let t0 = Instant::now();
         for f in &t.fillers {
             for port in f.ports.clone() {
@@ -119,12 +120,11 @@ impl System for DockerProxy {
         }
         Ok(t0.elapsed())
     }
-    fn publish_one_more(&mut self, t: &Topology, _attach_took: Duration) -> Result<Duration> {
+    fn publish_one_more(&mut self, t: &Topology) -> Result<Duration> {
         let ip = t
-            .fillers
-            .last()
+            .onemore
+            .as_ref()
             .context("no onemore container")?
-            .ep
             .ip
             .clone();
         let t0 = Instant::now();

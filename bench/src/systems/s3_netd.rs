@@ -1,4 +1,8 @@
-//! S3: netd with `--dataplane ebpf`; srv's ports are published with `netd attach -p`.
+//! S3: netd with `--dataplane ebpf`; srv's ports are published with `netd attach -p`, the
+//! sweep's with `netd publish` (one call per filler container, one spec per port).
+//!
+//! Variants measured on P1 and P6 only compare a daemon setting (the redirect fast path, when
+//! the netd under test has `--fast-path`) against the default daemon (S3).
 
 use std::time::Duration;
 
@@ -7,23 +11,56 @@ use anyhow::Result;
 use super::{Memory, Route, System};
 use crate::memory::{bpf_held, rss_bytes};
 use crate::paths::PathId;
-use crate::topology::{TopoOpts, Topology};
+use crate::topology::{ONE_MORE_API_PORT, ONE_MORE_PORT, TopoOpts, Topology, port_specs};
 
-pub struct Netd;
+pub struct Netd {
+    id: &'static str,
+    daemon_extra: &'static [&'static str],
+    only_paths: Option<&'static [PathId]>,
+}
+
+impl Default for Netd {
+    /// The default daemon: the system S3.
+    fn default() -> Netd {
+        Netd {
+            id: "S3",
+            daemon_extra: &[],
+            only_paths: None,
+        }
+    }
+}
+
+/// The paths daemon variants are compared on.
+pub const VARIANT_PATHS: &[PathId] = &[PathId::P1, PathId::P6];
+
+impl Netd {
+    /// A variant of S3 with more daemon arguments, measured on [`VARIANT_PATHS`] only.
+    pub fn variant(id: &'static str, daemon_extra: &'static [&'static str]) -> Netd {
+        Netd {
+            id,
+            daemon_extra,
+            only_paths: Some(VARIANT_PATHS),
+        }
+    }
+}
 
 impl System for Netd {
     fn id(&self) -> &'static str {
-        "S3"
+        self.id
     }
     fn topo_opts(&self, icc: bool) -> TopoOpts {
         TopoOpts {
             dataplane: "ebpf",
             icc,
             publish_in_netd: true,
+            daemon_extra: self.daemon_extra,
         }
     }
     fn setup(&mut self, _t: &Topology) -> Result<()> {
         Ok(())
+    }
+    fn only_paths(&self) -> Option<&'static [PathId]> {
+        self.only_paths
     }
     fn route(&self, path: PathId) -> Route {
         match path {
@@ -37,13 +74,23 @@ impl System for Netd {
     fn pids(&self, t: &Topology) -> Vec<u32> {
         t.daemon.pid().into_iter().collect()
     }
-    /// The fillers were published by the attach calls themselves: their time is the cost.
-    fn publish_fillers(&mut self, _t: &Topology, attach_took: Duration) -> Result<Duration> {
-        Ok(attach_took)
+    /// One `netd publish fillK P:P/tcp ...` per filler container (up to 1000 specs each), like
+    /// one `docker run -p` per container; the summed wall time of the calls.
+    fn publish_fillers(&mut self, t: &Topology) -> Result<Duration> {
+        let mut total = Duration::ZERO;
+        for f in &t.fillers {
+            total += t.netd_publish(&f.ep.c.name, &port_specs(&f.ports))?;
+        }
+        Ok(total)
     }
-    /// Publishing one more port is the attach call itself.
-    fn publish_one_more(&mut self, _t: &Topology, attach_took: Duration) -> Result<Duration> {
-        Ok(attach_took)
+    /// `netd publish onemore 40000:80/tcp`: the CLI's wall time, process start included.
+    fn publish_one_more(&mut self, t: &Topology) -> Result<Duration> {
+        t.netd_publish("onemore", &[format!("{ONE_MORE_PORT}:80/tcp")])
+    }
+    /// `POST /v1/endpoints/onemore/ports` for 40001:80/tcp on the daemon's socket.
+    fn publish_one_more_api(&mut self, t: &Topology) -> Result<Option<Duration>> {
+        t.api_publish("onemore", &[format!("{ONE_MORE_API_PORT}:80/tcp")])
+            .map(Some)
     }
     fn memory(&self, t: &Topology) -> Option<Memory> {
         let pid = t.daemon.pid()?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use super::Values;
-use crate::proc::{Proc, in_ns, run};
+use crate::proc::{Proc, in_ns_cg, run};
 
 /// The container port the connrate server listens on.
 pub const PORT: u16 = 80;
@@ -33,14 +33,16 @@ pub fn bin() -> Result<PathBuf> {
     Ok(p)
 }
 
-/// `netd-connrate server --port <port>` inside `netns` (it exits by itself after an hour).
-pub fn server(netns: &Path, port: u16) -> Result<Proc> {
+/// `netd-connrate server --port <port>` inside `netns` and `cgroup` (it exits by itself after
+/// an hour).
+pub fn server(netns: &Path, cgroup: Option<&Path>, port: u16) -> Result<Proc> {
     let bin = bin()?;
     let bin = bin.to_string_lossy();
     Proc::spawn(
         "netd-connrate server",
-        in_ns(
+        in_ns_cg(
             netns,
+            cgroup,
             &[
                 &bin,
                 "server",
@@ -55,7 +57,13 @@ pub fn server(netns: &Path, port: u16) -> Result<Proc> {
 
 /// Runs the client from `netns` against `ip:port` for `secs` seconds: `conns_per_s`,
 /// `errors`, `p50_us`, `p99_us` (connect-to-close time of each connection).
-pub fn client(netns: &Path, ip: &str, port: u16, secs: f64) -> Result<Values> {
+pub fn client(
+    netns: &Path,
+    cgroup: Option<&Path>,
+    ip: &str,
+    port: u16,
+    secs: f64,
+) -> Result<Values> {
     let bin = bin()?;
     let bin = bin.to_string_lossy();
     let addr = format!("{ip}:{port}");
@@ -73,7 +81,7 @@ pub fn client(netns: &Path, ip: &str, port: u16, secs: f64) -> Result<Values> {
     ];
     let f = run(
         "netd-connrate client",
-        in_ns(netns, &argv),
+        in_ns_cg(netns, cgroup, &argv),
         Duration::from_secs_f64(secs + 15.0),
     )?;
     if !f.status.success() {
@@ -92,4 +100,58 @@ pub fn client(netns: &Path, ip: &str, port: u16, secs: f64) -> Result<Values> {
         );
     }
     Ok(v)
+}
+
+/// One echo exchange for the correctness checks, as a process of its own (so that it can join
+/// the daemon's cgroup without moving the bench): `netd-connrate echo` from `netns` (and
+/// `cgroup`) sends `token` to `ip:port` over TCP (a line) or UDP (a datagram) and fails unless
+/// the same token comes back. TCP waits up to 2 s for the connection and the reply.
+pub fn echo(
+    netns: &Path,
+    cgroup: Option<&Path>,
+    ip: &str,
+    port: u16,
+    udp: bool,
+    token: &str,
+) -> Result<()> {
+    echo_within(netns, cgroup, ip, port, udp, token, Duration::from_secs(2))
+}
+
+/// [`echo`] with a TCP time limit (a probe that is expected to be dropped need not wait 2 s:
+/// on these veths an allowed connection is up within a millisecond).
+pub fn echo_within(
+    netns: &Path,
+    cgroup: Option<&Path>,
+    ip: &str,
+    port: u16,
+    udp: bool,
+    token: &str,
+    limit: Duration,
+) -> Result<()> {
+    let bin = bin()?;
+    let bin = bin.to_string_lossy();
+    let addr = format!("{ip}:{port}");
+    let ms = limit.as_millis().to_string();
+    let mut argv = vec![
+        &*bin,
+        "echo",
+        "--addr",
+        &addr,
+        "--token",
+        token,
+        "--timeout-ms",
+        &ms,
+    ];
+    if udp {
+        argv.push("--udp");
+    }
+    let f = run(
+        "netd-connrate echo",
+        in_ns_cg(netns, cgroup, &argv),
+        Duration::from_secs(10),
+    )?;
+    if !f.status.success() {
+        bail!("{}", f.stderr.trim());
+    }
+    Ok(())
 }

@@ -2,24 +2,25 @@
 //! datagrams. The client's `-J` report is parsed.
 
 use std::path::Path;
+
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use super::Values;
-use crate::proc::{Proc, in_ns, run};
+use crate::proc::{Proc, in_ns_cg, run};
 
 /// The port iperf3 servers listen on (TCP control + data, and UDP data).
 pub const PORT: u16 = 5201;
 /// UDP payload size for the packet-rate test.
 pub const UDP_LEN: u32 = 64;
 
-/// `iperf3 -s -p <port>` inside `netns`.
-pub fn server(netns: &Path, port: u16) -> Result<Proc> {
+/// `iperf3 -s -p <port>` inside `netns` (and `cgroup`, see [`in_ns_cg`]).
+pub fn server(netns: &Path, cgroup: Option<&Path>, port: u16) -> Result<Proc> {
     Proc::spawn(
         "iperf3 server",
-        in_ns(netns, &["iperf3", "-s", "-p", &port.to_string()]),
+        in_ns_cg(netns, cgroup, &["iperf3", "-s", "-p", &port.to_string()]),
     )
 }
 
@@ -30,8 +31,15 @@ pub enum Mode {
     UdpSmall,
 }
 
-/// Runs the client from `netns` against `ip:port` for `secs` seconds.
-pub fn client(netns: &Path, ip: &str, port: u16, mode: Mode, secs: u32) -> Result<Values> {
+/// Runs the client from `netns` (and `cgroup`) against `ip:port` for `secs` seconds.
+pub fn client(
+    netns: &Path,
+    cgroup: Option<&Path>,
+    ip: &str,
+    port: u16,
+    mode: Mode,
+    secs: u32,
+) -> Result<Values> {
     let port = port.to_string();
     let secs_s = secs.to_string();
     let mut argv = vec![
@@ -56,7 +64,7 @@ pub fn client(netns: &Path, ip: &str, port: u16, mode: Mode, secs: u32) -> Resul
         Mode::UdpSmall => argv.extend(["-u", "-l", &len, "-b", "0"]),
     }
     let limit = Duration::from_secs(u64::from(secs) + 15);
-    let f = run("iperf3 client", in_ns(netns, &argv), limit)?;
+    let f = run("iperf3 client", in_ns_cg(netns, cgroup, &argv), limit)?;
     let v = parse(&f.stdout, mode)
         .with_context(|| format!("iperf3 {argv:?} (exit {}): {}", f.status, f.stderr.trim()))?;
     Ok(v)

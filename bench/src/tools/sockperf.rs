@@ -7,24 +7,31 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use super::Values;
-use crate::proc::{Proc, in_ns, run};
+use crate::proc::{Proc, in_ns_cg, run};
 
 /// The port sockperf servers listen on (one TCP and one UDP server).
 pub const PORT: u16 = 11111;
 
-/// `sockperf sr [--tcp] -i 0.0.0.0 -p <port>` inside `netns`.
-pub fn server(netns: &Path, port: u16, tcp: bool) -> Result<Proc> {
+/// `sockperf sr [--tcp] -i 0.0.0.0 -p <port>` inside `netns` (and `cgroup`).
+pub fn server(netns: &Path, cgroup: Option<&Path>, port: u16, tcp: bool) -> Result<Proc> {
     let port = port.to_string();
     let mut argv = vec!["sockperf", "sr", "-i", "0.0.0.0", "-p", &port];
     if tcp {
         argv.push("--tcp");
     }
-    Proc::spawn("sockperf server", in_ns(netns, &argv))
+    Proc::spawn("sockperf server", in_ns_cg(netns, cgroup, &argv))
 }
 
 /// `sockperf pp` from `netns` to `ip:port` for `secs` seconds (sockperf spends the first
 /// 400 ms warming up).
-pub fn client(netns: &Path, ip: &str, port: u16, tcp: bool, secs: u32) -> Result<Values> {
+pub fn client(
+    netns: &Path,
+    cgroup: Option<&Path>,
+    ip: &str,
+    port: u16,
+    tcp: bool,
+    secs: u32,
+) -> Result<Values> {
     let port = port.to_string();
     let secs_s = secs.to_string();
     let mut argv = vec!["sockperf", "pp", "-i", ip, "-p", &port, "-t", &secs_s];
@@ -32,7 +39,7 @@ pub fn client(netns: &Path, ip: &str, port: u16, tcp: bool, secs: u32) -> Result
         argv.push("--tcp");
     }
     let limit = Duration::from_secs(u64::from(secs) + 15);
-    let f = run("sockperf client", in_ns(netns, &argv), limit)?;
+    let f = run("sockperf client", in_ns_cg(netns, cgroup, &argv), limit)?;
     let text = format!("{}\n{}", f.stdout, f.stderr);
     parse(&text).with_context(|| format!("sockperf {argv:?} (exit {})", f.status))
 }
