@@ -367,3 +367,26 @@ fn spoofed_container_sources_are_dropped() {
     drops_grow(&d, "spoofed-source-ip", ip0);
     assert!(out.peers().is_empty(), "outside got {:?}", out.peers());
 }
+
+/// The XDP pre-filter is attached to the uplink only while a filter list is non-empty (XDP on
+/// a veth turns off the peer's segmentation offload, so an idle one would cost throughput).
+#[test]
+fn xdp_prefilter_is_attached_only_while_filtering() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let xdp_on = |d: &Daemon| {
+        d.status()["xdp"]
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["ifname"] == "up0").count())
+            .unwrap_or(0)
+    };
+    let kernel_xdp = || w.host.ip(&["-d", "link", "show", "up0"]).contains("xdp");
+    assert_eq!(xdp_on(&d), 0, "no filters, no XDP");
+    assert!(!kernel_xdp(), "no filters, no XDP on up0");
+    d.netd_ok(&["filter", "deny", "192.0.2.0/24"]);
+    assert_eq!(xdp_on(&d), 1, "a deny list attaches the pre-filter");
+    assert!(kernel_xdp(), "the kernel shows XDP on up0");
+    d.netd_ok(&["filter", "rm", "192.0.2.0/24"]);
+    assert_eq!(xdp_on(&d), 0, "empty lists detach it");
+    assert!(!kernel_xdp(), "XDP gone from up0");
+}

@@ -38,11 +38,25 @@ impl Dataplane {
     /// Attaches `from_uplink` (ingress) and `to_uplink` (egress) to `ifname` through TCX and pins
     /// the links at `<pin_dir>/links/<ifname>/<program>`. Valid pinned links for this interface
     /// (same ifindex and direction) are adopted rather than attached twice.
-    /// The XDP pre-filter is attached (or adopted) on uplinks too.
+    /// An XDP pre-filter link the uplink already has is kept; [`Dataplane::set_prefilter`]
+    /// decides whether it should be there.
     pub fn attach_uplink(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        self.attach_hooks(ifname, &UPLINK, &[PROG_XDP_PREFILTER])?;
-        let ifindex = ifindex(ifname)?;
-        self.attach_xdp(ifname, ifindex)
+        self.attach_hooks(ifname, &UPLINK, &[PROG_XDP_PREFILTER])
+    }
+
+    /// Attaches (or adopts) the XDP pre-filter on `uplinks` when `on`, removes it otherwise.
+    /// It is only needed while a source filter list is non-empty, and XDP has a cost even when
+    /// it passes everything: on a veth it turns off the peer's segmentation offload.
+    pub fn set_prefilter(&mut self, uplinks: &[String], on: bool) -> Result<(), DataplaneError> {
+        for u in uplinks {
+            if on {
+                let ifindex = ifindex(u)?;
+                self.attach_xdp(u, ifindex)?;
+            } else {
+                destroy_link(&self.pins.link(u, PROG_XDP_PREFILTER))?;
+            }
+        }
+        Ok(())
     }
 
     /// Same as [`Dataplane::attach_uplink`] for a container's host-side veth: `from_container`

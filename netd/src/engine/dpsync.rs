@@ -226,6 +226,9 @@ impl Engine {
         // it switched one off: no moment drops everyone or lets a denied source through.
         dp.add_filters(&allow, &deny)?;
         dp.set_config(&cfg)?;
+        // The XDP pre-filter runs only while there is something to filter.
+        let filtering = !allow.is_empty() || !deny.is_empty();
+        dp.set_prefilter(&self.cfg.uplinks, filtering)?;
         dp.set_endpoints(&eps)?;
         dp.set_ports(ports)?;
         dp.set_links(&links)?;
