@@ -54,9 +54,12 @@ impl Config {
             Config {
                 quick,
                 reps: 3,
+                // sockperf: 1 s is about 0.6 s of ping-pong after its warm-up, tens of
+                // thousands of round trips; the 2 s iperf3 runs and the sweep's samples take
+                // the rest of the ~15 minutes.
                 durations: Durations {
                     iperf_s: 2,
-                    sockperf_s: 2,
+                    sockperf_s: 1,
                     conn_s: 1.0,
                 },
                 sweep_ns: vec![1, 100, 1_000, 10_000],
