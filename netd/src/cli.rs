@@ -192,10 +192,13 @@ pub struct AttachArgs {
         default_value = "bridge"
     )]
     pub net: String,
+    /// Hostname of the container (default: its name), written to its hostname and hosts files.
     #[arg(long, short = 'h', value_name = "H")]
     pub hostname: Option<String>,
+    /// MAC address of eth0 (default: 02:42 followed by the four bytes of the IP).
     #[arg(long = "mac-address", value_name = "MAC")]
     pub mac_address: Option<String>,
+    /// IPv4 address from the container range (default: the lowest free one).
     #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
     /// Where the container's hostname, hosts and resolv.conf are written.
@@ -213,8 +216,10 @@ pub struct AttachArgs {
     /// Link to another container: NAME[:ALIAS].
     #[arg(long, value_name = "NAME[:ALIAS]")]
     pub link: Vec<String>,
+    /// DNS server for this container's resolv.conf (repeatable).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
+    /// DNS search domain for this container (repeatable; "." for none).
     #[arg(long = "dns-search", value_name = "DOMAIN")]
     pub dns_search: Vec<String>,
     /// Print help.
