@@ -480,7 +480,12 @@ pub const DROP_LOOPBACK_ONLY: u32 = 12;
 /// A new flow's reply tuple is held by another live flow and cannot be moved (published ports
 /// and links keep the client's port).
 pub const DROP_CT_CLASH: u32 = 13;
+/// A container sent a frame of an ethertype netd does not police (VLAN tags, anything but ARP,
+/// IPv4 and IPv6).
+pub const DROP_ETHERTYPE: u32 = 14;
+/// Size of NETD_DROPS: every reason above must be below it.
 pub const DROP_REASONS: u32 = 16;
+const _: () = assert!(DROP_ETHERTYPE < DROP_REASONS);
 
 /// Name of a drop reason, for `netd stats` and the README.
 pub fn drop_reason_name(r: u32) -> &'static str {
@@ -498,6 +503,7 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_REWRITE_FAILED => "rewrite-failed",
         DROP_LOOPBACK_ONLY => "loopback-only-binding",
         DROP_CT_CLASH => "conntrack-tuple-clash",
+        DROP_ETHERTYPE => "unsupported-ethertype",
         _ => "unknown",
     }
 }

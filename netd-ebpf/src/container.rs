@@ -5,14 +5,14 @@
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use netd_common::{
-    CT_F_HAIRPIN, CT_F_LINK, DROP_FRAGMENT, DROP_ICC, DROP_LOOPBACK_ONLY, DROP_SPOOFED_IP,
-    PORT_F_LOOPBACK,
+    CT_F_HAIRPIN, CT_F_LINK, DROP_ETHERTYPE, DROP_FRAGMENT, DROP_ICC, DROP_LOOPBACK_ONLY,
+    DROP_SPOOFED_IP, PORT_F_LOOPBACK,
 };
 
 use crate::{
     ct, frag, icmp, maps,
     nat::{self, Xlate},
-    parse::{self, ETH_P_ARP, ETH_P_IP, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
+    parse::{self, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
     policy, redirect, uplink,
 };
 
@@ -32,7 +32,16 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
             return Ok(PASS);
         }
         ETH_P_IP => {}
-        _ => return Ok(PASS),
+        // netd has no IPv6 support yet: no anti-spoofing, no ICC decision per address. Under
+        // `--icc false` containers would reach each other over link-local addresses.
+        ETH_P_IPV6 => {
+            return match maps::config() {
+                Some(cfg) if policy::icc_off(cfg) => Err(DROP_ICC),
+                _ => Ok(PASS),
+            };
+        }
+        // VLAN tags (0x8100, 0x88a8) and everything else would carry traffic past the policy.
+        _ => return Err(DROP_ETHERTYPE),
     }
     let Some(mut pkt) = parse::ipv4(ctx)? else {
         return Ok(PASS);

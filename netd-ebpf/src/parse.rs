@@ -11,6 +11,7 @@ use netd_common::{DROP_MALFORMED, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 
 /// Offsets of IPv4 header fields in the frame.
 pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;

@@ -47,9 +47,23 @@ pub fn check_arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<(), u32> {
     Ok(())
 }
 
+/// Is `--icc false` in force?
+#[inline(always)]
+pub fn icc_off(cfg: &DpConfig) -> bool {
+    cfg.flags & CFG_F_ICC == 0
+}
+
 /// Does `--icc false` decide traffic to `daddr`? Another container on the bridge, not the
-/// gateway (containers always reach the host).
+/// gateway (containers always reach the host), and anything that reaches every container at
+/// once: the limited broadcast and multicast (the subnet's directed broadcast is in the subnet).
 #[inline(always)]
 pub fn icc_guarded(cfg: &DpConfig, daddr: u32) -> bool {
-    cfg.flags & CFG_F_ICC == 0 && cfg.in_subnet(daddr) && daddr != cfg.bridge_ip
+    icc_off(cfg) && (cfg.in_subnet(daddr) && daddr != cfg.bridge_ip || is_group(daddr))
+}
+
+/// 255.255.255.255 or 224.0.0.0/4 (`a` in network byte order).
+#[inline(always)]
+fn is_group(a: u32) -> bool {
+    let h = u32::from_be(a);
+    h == u32::MAX || h >> 28 == 0xe
 }

@@ -460,9 +460,7 @@ fn anti_spoofing_on_container_veths() {
         arp[22..28].copy_from_slice(&B_MAC);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &arp).0, TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_SPOOFED_MAC), 2);
-        // IPv6 from the right MAC passes (IPv6 policy comes later); from another MAC not.
-        let v6 = ipv6_frame(A_MAC);
-        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &v6).0, TC_ACT_OK);
+        // IPv6 from another MAC is spoofed (IPv6 itself: `icc_false_covers_...`).
         assert_eq!(
             w.run(PROG_FROM_CONTAINER, w.va, &ipv6_frame(B_MAC)).0,
             TC_ACT_SHOT
@@ -555,6 +553,64 @@ fn icc_false_drops_unless_linked() {
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &ping.bytes()).0, TC_ACT_OK);
         assert!(w.ct(&ct_key(A_IP, B_IP, 34000, 81, IPPROTO_TCP)).is_none());
         assert_eq!(w.drop_count(DROP_ICC), 6);
+    });
+}
+
+/// `frame` with an 802.1Q (or 802.1ad) tag of `tpid` after the MACs.
+fn vlan_tagged(frame: &[u8], tpid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&tpid.to_be_bytes());
+    f.extend_from_slice(&[0, 5]);
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+#[test]
+fn icc_false_covers_ipv6_other_ethertypes_and_broadcast() {
+    World::with(|w| {
+        w.config(|_| {});
+        // IPv6 (no IPv6 policy yet: link-local would reach every container) is refused under
+        // --icc false.
+        let v6 = ipv6_frame(A_MAC);
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &v6).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_ICC), 1);
+        // VLAN-tagged frames and unknown ethertypes are refused whatever --icc says.
+        let udp = Frame::udp(A_IP, B_IP, 1000, 53).macs(A_MAC, B_MAC).bytes();
+        let mut other = udp.clone();
+        other[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        for f in [vlan_tagged(&udp, 0x8100), vlan_tagged(&udp, 0x88a8), other] {
+            assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &f).0, TC_ACT_SHOT);
+        }
+        assert_eq!(w.drop_count(DROP_ETHERTYPE), 3);
+        // The limited broadcast, the subnet's directed broadcast and multicast reach every
+        // container: refused under --icc false.
+        for d in [
+            [255, 255, 255, 255],
+            [172, 30, 0, 255],
+            [224, 0, 0, 1],
+            [239, 1, 2, 3],
+        ] {
+            let f = Frame::udp(A_IP, d, 1000, 9999).macs(A_MAC, [0xff; 6]);
+            assert_eq!(
+                w.run(PROG_FROM_CONTAINER, w.va, &f.bytes()).0,
+                TC_ACT_SHOT,
+                "{d:?}"
+            );
+        }
+        assert_eq!(w.drop_count(DROP_ICC), 5);
+        // Unicast to the outside still passes.
+        let out = Frame::udp(A_IP, [240, 0, 0, 1], 1000, 53).macs(A_MAC, BRIDGE_MAC);
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &out.bytes()).0, TC_ACT_OK);
+
+        // --icc true: IPv6 and broadcast pass; VLAN tags still do not.
+        w.config(|c| c.flags |= CFG_F_ICC);
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &v6).0, TC_ACT_OK);
+        let f = Frame::udp(A_IP, [255; 4], 1000, 9999).macs(A_MAC, [0xff; 6]);
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &f.bytes()).0, TC_ACT_OK);
+        let f = vlan_tagged(&udp, 0x8100);
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &f).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_ETHERTYPE), 4);
+        assert_eq!(w.drop_count(DROP_ICC), 5);
     });
 }
 

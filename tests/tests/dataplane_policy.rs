@@ -390,3 +390,75 @@ fn xdp_prefilter_is_attached_only_while_filtering() {
     assert_eq!(xdp_on(&d), 0, "empty lists detach it");
     assert!(!kernel_xdp(), "XDP gone from up0");
 }
+
+/// The link-local IPv6 address of `eth0` in `ns` once DAD is over.
+fn link_local(ns: &netd_tests::Netns) -> String {
+    poll_until("a link-local IPv6 address on eth0", T, || {
+        let out = ns.run(&[
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("tentative") {
+            return Err(text);
+        }
+        text.split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .map(str::to_string)
+            .ok_or(text)
+    })
+}
+
+/// With `--icc ICC`: does a TCP connection over IPv6 link-local from one container to another
+/// get through, does an IPv4 limited (and directed) broadcast reach the other container, and
+/// how many icc-denied drops did that count?
+fn icc_v6_and_broadcast(icc: &str) -> (bool, bool, u64) {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--icc", icc]);
+    let a = w.container("a");
+    let b = w.container("b");
+    d.attach("a", &a, &[]);
+    d.attach("b", &b, &[]);
+    let icc0 = drops(&d, "icc-denied");
+    let b_ll = link_local(&b);
+    let _srv = b.spawn(&[
+        "socat",
+        "TCP6-LISTEN:9090,reuseaddr,fork",
+        "SYSTEM:echo pong",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("TCP6:[{b_ll}%eth0]:9090,connect-timeout=2");
+    let out = a.run(&["timeout", "5", "socat", "-T", "3", "-", &target]);
+    let v6 = String::from_utf8_lossy(&out.stdout).contains("pong");
+
+    let rx = udp_server(&b, 9999);
+    let sent = netd_tests::traffic::in_netns(&a, || {
+        let s = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+        s.set_broadcast(true)?;
+        for _ in 0..5 {
+            s.send_to(b"all", ("255.255.255.255", 9999))?;
+            s.send_to(b"subnet", ("172.30.0.255", 9999))?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    });
+    sent.expect("send broadcasts");
+    std::thread::sleep(Duration::from_millis(500));
+    let bcast = !rx.peer_ips().is_empty();
+    (v6, bcast, drops(&d, "icc-denied") - icc0)
+}
+
+#[test]
+fn icc_false_blocks_ipv6_link_local_and_broadcast() {
+    let (v6, bcast, _) = icc_v6_and_broadcast("true");
+    assert!(
+        v6,
+        "--icc true: TCP over IPv6 link-local between containers"
+    );
+    assert!(bcast, "--icc true: broadcast reaches the other container");
+    let (v6, bcast, denied) = icc_v6_and_broadcast("false");
+    assert!(!v6, "--icc false: TCP over IPv6 link-local got through");
+    assert!(!bcast, "--icc false: broadcast reached the other container");
+    assert!(denied > 0, "icc-denied drops counted");
+}
