@@ -76,12 +76,27 @@ pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtE
     Some(p)
 }
 
+/// Is the flow of entry `e` over? Only when neither direction was seen within its timeout:
+/// each direction's `last_seen_ns` only moves with its own packets, and a flow whose packets
+/// all go one way (a UDP stream, a container answering late) is alive as a whole.
+#[inline(always)]
+fn stale(e: &CtEntry, proto: u8, cfg: &DpConfig, now: u64) -> bool {
+    if !expired(e, proto, cfg, now) {
+        return false;
+    }
+    match NETD_CT.get_ptr(&e.peer) {
+        // SAFETY: a valid map value, read at once.
+        Some(q) => expired(unsafe { &*q }, proto, cfg, now),
+        None => true,
+    }
+}
+
 /// The live entry for `k`, whatever packet asks.
 #[inline(always)]
 pub fn lookup_key(k: &CtKey, cfg: &DpConfig, now: u64) -> Option<*mut CtEntry> {
     let p = NETD_CT.get_ptr_mut(k)?;
     // SAFETY: a valid map value; read without holding a reference across map updates.
-    if expired(unsafe { &*p }, k.proto, cfg, now) {
+    if stale(unsafe { &*p }, k.proto, cfg, now) {
         return None;
     }
     Some(p)
@@ -272,7 +287,7 @@ fn insert_reply(
             };
             // SAFETY: a valid map value, read at once.
             let old = unsafe { &*old };
-            if old.peer != *k && !expired(old, proto, cfg, now) {
+            if old.peer != *k && !stale(old, proto, cfg, now) {
                 return Err(CreateError::Clash);
             }
             NETD_CT

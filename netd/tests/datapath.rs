@@ -142,6 +142,48 @@ fn published_udp_ranges_and_zero_checksum() {
     });
 }
 
+#[test]
+fn a_flow_lives_while_either_direction_is_seen() {
+    World::with(|w| {
+        w.config(|_| {});
+        // A published UDP flow whose client keeps sending while the container stays silent
+        // for longer than the UDP timeout (60 s).
+        let f = Frame::udp(CLIENT, UPLINK_IP, 4444, 5353).payload(b"q");
+        let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &f.bytes());
+        assert_eq!(tuple(&out), (CLIENT, B_IP, 4444, 53));
+        let k = ct_key(CLIENT, UPLINK_IP, 4444, 5353, IPPROTO_UDP);
+        let r = ct_key(B_IP, CLIENT, 53, 4444, IPPROTO_UDP);
+        let mut rev = w.ct(&r).unwrap();
+        let fresh = rev.last_seen_ns;
+        rev.last_seen_ns = fresh - 120_000_000_000;
+        w.set_ct(&r, &rev);
+        // The late answer is the published flow's reply, not a new masqueraded flow.
+        let late = Frame::udp(B_IP, CLIENT, 53, 4444).macs(B_MAC, BRIDGE_MAC);
+        let (v, out) = w.run(PROG_TO_UPLINK, w.up, &late.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        assert_eq!(
+            tuple(&out),
+            (UPLINK_IP, CLIENT, 5353, 4444),
+            "published reply"
+        );
+        let fwd = w.ct(&k).expect("the published entry is kept");
+        assert_eq!(fwd.flags & !CT_F_SEEN_REPLY, CT_F_PUBLISHED | CT_F_DNAT);
+        assert_eq!(fwd.peer, r);
+        assert_ne!(w.ct(&r).unwrap().flags & CT_F_PUBLISHED, 0);
+
+        // Both directions idle: the flow is over and the tuple opens a new one.
+        let mut fwd = w.ct(&k).unwrap();
+        fwd.last_seen_ns = fresh - 120_000_000_000;
+        w.set_ct(&k, &fwd);
+        let mut rev = w.ct(&r).unwrap();
+        rev.last_seen_ns = fresh - 120_000_000_000;
+        w.set_ct(&r, &rev);
+        let (_, out) = w.run(PROG_TO_UPLINK, w.up, &late.bytes());
+        assert_eq!(tuple(&out), (UPLINK_IP, CLIENT, 53, 4444), "masqueraded");
+        assert_eq!(w.ct(&r).unwrap().flags & CT_F_PUBLISHED, 0);
+    });
+}
+
 // ------------------------------------------------------------------------------------------
 // (c) masquerade, (d) ICMP echo masquerade.
 

@@ -368,6 +368,12 @@ impl World {
         m.get(k, 0).ok()
     }
 
+    /// Writes a conntrack entry as it is (crafted or changed entries).
+    pub fn set_ct(&self, k: &CtKey, e: &CtEntry) {
+        let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(MAP_CT)).unwrap();
+        m.insert(k, e, 0).unwrap();
+    }
+
     pub fn drops(&self) -> [u64; DROP_REASONS as usize] {
         let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(MAP_DROPS)).unwrap();
         let mut out = [0; DROP_REASONS as usize];
