@@ -84,39 +84,14 @@ impl Engine {
             .state
             .endpoints
             .values()
-            .filter(|e| {
-                let src = self.file_source(e);
-                src.links.iter().any(|l| l.name == target)
-            })
+            .filter(|e| self.file_source(e).links.iter().any(|l| l.name == target))
             .map(|e| e.name.clone())
             .collect();
-        let mut changed = false;
-        for n in names {
-            let ep = &self.state.endpoints[&n];
-            let hosts = self.render(ep).hosts;
-            if hosts == ep.written.hosts {
-                continue;
-            }
-            let path = EtcFiles::new(ep.etc_dir.clone()).hosts_path();
-            match dnsfiles::write_atomic(&path, &hosts) {
-                Ok(()) => {
-                    self.state
-                        .endpoints
-                        .get_mut(&n)
-                        .expect("listed")
-                        .written
-                        .hosts = hosts;
-                    changed = true;
-                    tracing::info!(container = %n, "hosts rewritten for link {target}");
-                }
-                Err(e) => tracing::warn!(container = %n, "cannot rewrite {}: {e}", path.display()),
-            }
-        }
-        if changed {
-            if let Err(e) = self.persist() {
-                tracing::warn!("{e}");
-            }
-        }
+        self.rewrite_files(
+            names,
+            EtcFile::Hosts,
+            &format!("hosts rewritten for link {target}"),
+        );
     }
 
     /// The host's resolv.conf changed: rewrite every container copy that follows it and that
@@ -133,29 +108,49 @@ impl Engine {
             })
             .map(|e| e.name.clone())
             .collect();
+        self.rewrite_files(
+            names,
+            EtcFile::ResolvConf,
+            "resolv.conf follows the host's new file",
+        );
+    }
+
+    /// Re-renders one file of each named container and writes it where it changed, then
+    /// persists what was written. A resolv.conf the container edited is left alone; hosts is
+    /// netd's (Docker rewrites it on link changes too).
+    fn rewrite_files(&mut self, names: Vec<String>, which: EtcFile, why: &str) {
         let mut changed = false;
         for n in names {
             let ep = &self.state.endpoints[&n];
-            let path = EtcFiles::new(ep.etc_dir.clone()).resolv_conf_path();
-            let on_disk = std::fs::read_to_string(&path).ok();
-            if !dnsfiles::still_ours(on_disk.as_deref(), &ep.written.resolv_conf) {
-                tracing::info!(container = %n, "resolv.conf was edited in the container; leaving it alone");
-                continue;
+            let files = EtcFiles::new(ep.etc_dir.clone());
+            let (path, last) = match which {
+                EtcFile::Hosts => (files.hosts_path(), &ep.written.hosts),
+                EtcFile::ResolvConf => (files.resolv_conf_path(), &ep.written.resolv_conf),
+            };
+            if which == EtcFile::ResolvConf {
+                let on_disk = std::fs::read_to_string(&path).ok();
+                if !dnsfiles::still_ours(on_disk.as_deref(), last) {
+                    tracing::info!(container = %n, "resolv.conf was edited in the container; leaving it alone");
+                    continue;
+                }
             }
-            let new = self.render(ep).resolv_conf;
-            if new == ep.written.resolv_conf {
+            let rendered = self.render(ep);
+            let new = match which {
+                EtcFile::Hosts => rendered.hosts,
+                EtcFile::ResolvConf => rendered.resolv_conf,
+            };
+            if &new == last {
                 continue;
             }
             match dnsfiles::write_atomic(&path, &new) {
                 Ok(()) => {
-                    self.state
-                        .endpoints
-                        .get_mut(&n)
-                        .expect("listed")
-                        .written
-                        .resolv_conf = new;
+                    let w = &mut self.state.endpoints.get_mut(&n).expect("listed").written;
+                    match which {
+                        EtcFile::Hosts => w.hosts = new,
+                        EtcFile::ResolvConf => w.resolv_conf = new,
+                    }
                     changed = true;
-                    tracing::info!(container = %n, "resolv.conf follows the host's new file");
+                    tracing::info!(container = %n, "{why}");
                 }
                 Err(e) => tracing::warn!(container = %n, "cannot rewrite {}: {e}", path.display()),
             }
@@ -166,4 +161,10 @@ impl Engine {
             }
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EtcFile {
+    Hosts,
+    ResolvConf,
 }
