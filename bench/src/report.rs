@@ -382,7 +382,10 @@ pub fn sweep_table(points: &[SweepPoint]) -> String {
                 p.system,
                 p.n,
                 status,
-                opt(p.publish_s, " s"),
+                match p.publish_s {
+                    Some(x) if x < 1.0 => format!("{} ms", fmt_num(x * 1e3)),
+                    x => opt(x, " s"),
+                },
                 opt(p.one_more_ms, " ms"),
                 opt(p.one_more_api_ms, " ms"),
                 conn,
@@ -758,6 +761,11 @@ mod sweep_goal_tests {
         assert!(t.contains("icc on, measured on P1"), "{t}");
         assert!(t.contains("icc off, links, measured on P4link"), "{t}");
         assert!(t.contains("| 2.00 (1.00–3.00) |"), "{t}");
+        let mut p = pt("S3", 10_000, &[1.0]);
+        p.publish_s = Some(0.3712);
+        p.one_more_api_ms = Some(0.8);
+        let t2 = sweep_table(&[p]);
+        assert!(t2.contains("| 371 ms | – | 0.80 ms |"), "{t2}");
         assert!(t.find("icc on").unwrap() < t.find("icc off").unwrap());
     }
 }
