@@ -206,9 +206,11 @@ pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32>
 }
 
 /// Between containers: errors about a hairpin flow are translated like its replies; errors
-/// about any tracked flow (a link) pass `--icc false`, untracked ones do not.
+/// about a tracked flow (a link) between the error's two ends pass `--icc false`; others do
+/// not: the quoted packet must have been sent by the error's receiver to its sender (as the
+/// sender received it), or any container could reach any other by quoting someone's flow.
 pub fn from_container(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
-    let q = quoted(ctx, pkt)?;
+    let q = quoted(ctx, pkt)?.filter(|q| q.saddr == pkt.daddr && q.daddr == pkt.saddr);
     let x = q.as_ref().and_then(|q| flow_of(q, cfg));
     if let (Some(q), Some(x)) = (&q, &x)
         && x.flags & netd_common::CT_F_HAIRPIN != 0

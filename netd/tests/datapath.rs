@@ -938,6 +938,33 @@ fn icmp_errors_between_containers() {
         );
         let (v, out) = w.run(PROG_FROM_CONTAINER, w.vb, &err.bytes());
         assert_eq!((v, out), (TC_ACT_OK, err.bytes()));
+
+        // A third container (X, on B's veth for the test's sake: it is B's address that
+        // counts) cannot reach A or B by quoting their tracked flows: the quoted packet must
+        // have gone from the error's receiver to its sender.
+        const X_IP: [u8; 4] = [172, 30, 0, 9];
+        let drops = w.drop_count(DROP_ICC);
+        // B quoting A -> B (tracked) but sending the error to X: X never sent that packet.
+        let err =
+            Frame::icmp_error(B_IP, X_IP, ICMP_DEST_UNREACH, 3, &quote(&linked)).macs(B_MAC, A_MAC);
+        assert_eq!(
+            w.run(PROG_FROM_CONTAINER, w.vb, &err.bytes()).0,
+            TC_ACT_SHOT
+        );
+        // B sending A an error about a tracked flow between A and someone else: a client
+        // reaching A's published port (tracked as it arrived); the quote is the packet as A
+        // received it, which B never sent.
+        let syn = Frame::tcp(CLIENT, UPLINK_IP, 5555, 8080).flags(TCP_SYN);
+        let (v, _) = w.run(PROG_FROM_UPLINK, w.up, &syn.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        let as_received = Frame::tcp(CLIENT, A_IP, 5555, 80);
+        let err = Frame::icmp_error(B_IP, A_IP, ICMP_DEST_UNREACH, 3, &quote(&as_received))
+            .macs(B_MAC, A_MAC);
+        assert_eq!(
+            w.run(PROG_FROM_CONTAINER, w.vb, &err.bytes()).0,
+            TC_ACT_SHOT
+        );
+        assert_eq!(w.drop_count(DROP_ICC), drops + 2);
     });
 }
 
