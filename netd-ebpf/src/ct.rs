@@ -1,11 +1,13 @@
-//! Connection tracking in an LRU hash (NETD_CT): one entry per direction, linked through
+//! Connection tracking in a preallocated hash (NETD_CT): one entry per direction, linked through
 //! `CtEntry::peer`. Entries carry the NAT translation of their direction, the TCP state and
 //! counters; the agent's garbage collector removes expired pairs, and lookups here already
-//! ignore expired entries so a stale tuple can be reused at once.
+//! ignore expired entries so a stale tuple can be reused at once. Not an LRU: a full table
+//! refuses new flows (DROP_CT_FULL) instead of evicting established ones, so a flood of new
+//! connections cannot break live ones. Its size is the agent's `--ct-max`.
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    btf_maps::{LruHashMap, PerCpuArray},
+    btf_maps::{HashMap, PerCpuArray},
     helpers::bpf_ktime_get_ns,
     macros::btf_map,
 };
@@ -18,7 +20,7 @@ use netd_common::{
 use crate::parse::{ICMP_ECHO_REPLY, L4_ECHO, Pkt, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 #[btf_map]
-static NETD_CT: LruHashMap<CtKey, CtEntry, { CT_MAX_DEFAULT as usize }> = LruHashMap::new();
+static NETD_CT: HashMap<CtKey, CtEntry, { CT_MAX_DEFAULT as usize }> = HashMap::new();
 
 /// Where [`create`] builds entries: a CtEntry is too big for the 512-byte stack it shares with
 /// its callers. Per program instance, not pinned: it holds nothing between packets.
@@ -281,7 +283,7 @@ fn insert_reply(
     match NETD_CT.insert(r, e, u64::from(BPF_NOEXIST)) {
         Ok(()) => Ok(()),
         Err(err) if err == -EEXIST => {
-            // Ours (the original entry was evicted) or expired: take it over.
+            // Ours (the original entry was removed) or expired: take it over.
             let Some(old) = NETD_CT.get_ptr(r) else {
                 return Err(CreateError::Clash);
             };

@@ -162,6 +162,12 @@ pub struct DaemonArgs {
     /// bpffs directory for pinned maps and links (mounted when it is not a bpffs).
     #[arg(long = "bpffs", value_name = "DIR", default_value = "/sys/fs/bpf/netd")]
     pub bpffs: PathBuf,
+    /// Connection-tracking table size (entries, two per flow); a full table refuses new flows.
+    /// Takes effect when the table is created (a pinned table keeps its size).
+    #[arg(long = "ct-max", value_name = "N", default_value_t = netd_common::CT_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    #[serde(default = "default_ct_max")]
+    pub ct_max: u32,
     /// cgroup v2 directory for socket hooks (default: the cgroup v2 mount).
     #[arg(long = "cgroup", value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
@@ -237,4 +243,8 @@ impl Cli {
             )),
         }
     }
+}
+
+fn default_ct_max() -> u32 {
+    netd_common::CT_MAX_DEFAULT
 }

@@ -55,6 +55,7 @@ fn gc_removes_only_flows_idle_in_both_directions() {
     )));
     let mut dp = Dataplane::open(&DataplaneConfig {
         pin_dir: pins.0.clone(),
+        ct_max: netd_common::CT_MAX_DEFAULT,
     })
     .expect("open");
     dp.set_config(&DpConfig {

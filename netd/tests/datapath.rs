@@ -184,6 +184,44 @@ fn a_flow_lives_while_either_direction_is_seen() {
     });
 }
 
+#[test]
+fn a_full_conntrack_table_refuses_new_flows_and_keeps_established_ones() {
+    // Room for two flows (two entries each).
+    World::with_ct_max(4, |w| {
+        w.config(|_| {});
+        for port in [6001, 6002] {
+            let syn = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).flags(TCP_SYN);
+            let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &syn.bytes());
+            assert_eq!(v, TC_ACT_OK);
+            assert_eq!(tuple(&out), (CLIENT, A_IP, port, 80));
+        }
+        // A flood of new flows is refused and counted, from outside and from containers.
+        for port in 7000..7016 {
+            let syn = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).flags(TCP_SYN);
+            assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &syn.bytes()).0, TC_ACT_SHOT);
+        }
+        let out = Frame::tcp(B_IP, REMOTE, 40000, 443).flags(TCP_SYN);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &out.bytes()).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_CT_FULL), 17);
+        // The established flows keep working both ways.
+        for port in [6001, 6002] {
+            let k = ct_key(CLIENT, UPLINK_IP, port, 8080, IPPROTO_TCP);
+            assert!(w.ct(&k).is_some(), "flow {port} kept");
+            let reply = Frame::tcp(A_IP, CLIENT, 80, port)
+                .macs(A_MAC, BRIDGE_MAC)
+                .flags(TCP_SYN | TCP_ACK);
+            let (v, out) = w.run(PROG_TO_UPLINK, w.up, &reply.bytes());
+            assert_eq!(v, TC_ACT_OK);
+            assert_eq!(tuple(&out), (UPLINK_IP, CLIENT, 8080, port));
+            let ack = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).flags(TCP_ACK);
+            let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &ack.bytes());
+            assert_eq!(v, TC_ACT_OK);
+            assert_eq!(tuple(&out), (CLIENT, A_IP, port, 80));
+        }
+        assert_eq!(w.drop_count(DROP_CT_FULL), 17);
+    });
+}
+
 // ------------------------------------------------------------------------------------------
 // (c) masquerade, (d) ICMP echo masquerade.
 

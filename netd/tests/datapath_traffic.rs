@@ -146,6 +146,7 @@ fn real_traffic(fast: bool) {
     let dp: Dataplane = h.enter(|| {
         let mut dp = Dataplane::open(&DataplaneConfig {
             pin_dir: pin_dir.clone(),
+            ct_max: netd_common::CT_MAX_DEFAULT,
         })
         .expect("open");
         let (up, br, va) = (ifindex("up0"), ifindex("netd0"), ifindex("va"));

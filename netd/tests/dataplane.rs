@@ -116,6 +116,7 @@ impl PinDir {
     fn config(&self) -> DataplaneConfig {
         DataplaneConfig {
             pin_dir: self.0.clone(),
+            ct_max: netd_common::CT_MAX_DEFAULT,
         }
     }
 }
@@ -465,6 +466,7 @@ fn child_agent() {
     setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
     let mut dp = Dataplane::open(&DataplaneConfig {
         pin_dir: pin_dir.into(),
+        ct_max: netd_common::CT_MAX_DEFAULT,
     })
     .expect("open");
     dp.attach_endpoint("dp0").expect("attach_endpoint");

@@ -125,6 +125,7 @@ impl PinDir {
     fn config(&self) -> DataplaneConfig {
         DataplaneConfig {
             pin_dir: self.0.clone(),
+            ct_max: netd_common::CT_MAX_DEFAULT,
         }
     }
 }

@@ -462,3 +462,38 @@ fn icc_false_blocks_ipv6_link_local_and_broadcast() {
     assert!(!bcast, "--icc false: broadcast reached the other container");
     assert!(denied > 0, "icc-denied drops counted");
 }
+
+#[test]
+fn a_full_conntrack_table_refuses_new_flows_and_keeps_established_ones() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    let w = World::new();
+    // Room for one flow (two entries).
+    let d = w.daemon(&["--bip", BIP, "--ct-max", "2"]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let _srv = web.spawn(&["socat", "TCP-LISTEN:80,reuseaddr,fork", "EXEC:cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let full0 = drops(&d, "conntrack-full");
+    let addr: std::net::SocketAddr = format!("{HOST_UPLINK_IP}:8080").parse().unwrap();
+    let (first, second, again) = netd_tests::traffic::in_netns(&w.outside, move || {
+        let line = |s: &mut TcpStream, msg: &str| -> anyhow::Result<String> {
+            s.write_all(format!("{msg}\n").as_bytes())?;
+            let mut r = BufReader::new(s.try_clone()?);
+            let mut out = String::new();
+            r.read_line(&mut out)?;
+            Ok(out.trim().to_string())
+        };
+        let mut s = TcpStream::connect_timeout(&addr, T)?;
+        s.set_read_timeout(Some(T))?;
+        let first = line(&mut s, "one")?;
+        let second = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
+        let again = line(&mut s, "two")?;
+        Ok((first, second, again))
+    })
+    .expect("the established connection");
+    assert_eq!(first, "one");
+    assert!(!second, "a new connection got in with a full table");
+    assert_eq!(again, "two", "the established connection keeps working");
+    drops_grow(&d, "conntrack-full", full0);
+}

@@ -26,7 +26,7 @@ mod xdp;
 use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
-use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS};
+use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS, MAP_CT};
 
 pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
@@ -46,6 +46,9 @@ pub struct DataplaneConfig {
     /// A bpffs directory (mounted by [`Dataplane::open`] when it is not on one), e.g.
     /// `/sys/fs/bpf/netd`.
     pub pin_dir: PathBuf,
+    /// Size of the connection-tracking table (`NETD_CT`, two entries per flow): a full table
+    /// refuses new flows. Applies when the map is created; a reused pin keeps its size.
+    pub ct_max: u32,
 }
 
 /// The loaded eBPF object and its pin directory.
@@ -66,6 +69,7 @@ impl Dataplane {
         for &map in ALL_MAPS {
             loader.map_pin_path(map, pins.map(map));
         }
+        loader.map_max_entries(MAP_CT, cfg.ct_max);
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|source| DataplaneError::LoadObject {

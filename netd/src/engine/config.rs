@@ -27,6 +27,8 @@ pub struct Config {
     pub resolv_conf: PathBuf,
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
+    /// `--ct-max`: size of the connection-tracking table.
+    pub ct_max: u32,
     pub cgroup: Option<PathBuf>,
     pub dataplane: DataplaneMode,
     /// `--fast-path`: translated traffic is redirected between uplinks and containers.
@@ -108,6 +110,7 @@ impl Config {
             resolv_conf: a.resolv_conf.clone(),
             state_dir: a.state_dir.clone(),
             bpffs: a.bpffs.clone(),
+            ct_max: a.ct_max,
             cgroup: a.cgroup.clone(),
             dataplane: a.dataplane,
             fast_path: fast_path(a.fast_path)?,

@@ -152,6 +152,7 @@ impl Engine {
             DataplaneMode::Ebpf => {
                 let mut dp = Dataplane::open(&DataplaneConfig {
                     pin_dir: cfg.bpffs.clone(),
+                    ct_max: cfg.ct_max,
                 })?;
                 for u in &cfg.uplinks {
                     dp.attach_uplink(u)?;

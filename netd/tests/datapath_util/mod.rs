@@ -215,6 +215,11 @@ pub struct World {
 impl World {
     /// Builds the world in a fresh namespace and runs `f` inside it.
     pub fn with(f: impl FnOnce(&World) + Send) {
+        Self::with_ct_max(CT_MAX_DEFAULT, f)
+    }
+
+    /// [`World::with`] with a connection-tracking table of `ct_max` entries.
+    pub fn with_ct_max(ct_max: u32, f: impl FnOnce(&World) + Send) {
         let ns = Netns::new("w");
         // veth pairs (the dummy driver may be missing); only their ifindexes matter.
         for dev in ["up0", "netd0", "va", "vb", "vx"] {
@@ -225,6 +230,7 @@ impl World {
         ns.enter(move || {
             let dp = Dataplane::open(&DataplaneConfig {
                 pin_dir: pins.0.clone(),
+                ct_max,
             })
             .expect("open the dataplane");
             let w = World {
