@@ -82,6 +82,10 @@ pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtE
 /// each direction's `last_seen_ns` only moves with its own packets, and a flow whose packets
 /// all go one way (a UDP stream, a container answering late) is alive as a whole.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
 fn stale(e: &CtEntry, proto: u8, cfg: &DpConfig, now: u64) -> bool {
     if !expired(e, proto, cfg, now) {
         return false;
