@@ -1,12 +1,13 @@
 //! The container hooks (Cilium's bpf_lxc), on a container's host-side veth: `from_container`
 //! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT and `--icc`, and
 //! on the fast path sends tracked traffic that leaves by an uplink straight there (`redirect`);
-//! `to_container` (TC egress) only counts.
+//! `to_container` (TC egress) refuses what reaches a container from an interface netd does not
+//! police (a second NIC, a VPN): only `--uplink`s get the direct-access check and DNAT.
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use netd_common::{
-    CT_F_HAIRPIN, CT_F_LINK, DROP_ETHERTYPE, DROP_FRAGMENT, DROP_ICC, DROP_LOOPBACK_ONLY,
-    DROP_SPOOFED_IP, PORT_F_LOOPBACK,
+    CT_F_HAIRPIN, CT_F_LINK, CtKey, DROP_DIRECT_ACCESS, DROP_ETHERTYPE, DROP_FRAGMENT, DROP_ICC,
+    DROP_LOOPBACK_ONLY, DROP_SPOOFED_IP, PORT_F_LOOPBACK,
 };
 
 use crate::{
@@ -106,4 +107,38 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         return Err(DROP_ICC);
     }
     Ok(PASS)
+}
+
+/// What reaches a container: from the host itself (locally generated: no ingress interface),
+/// over the bridge, from another container, from an uplink (`from_uplink` already refused
+/// direct access there), from the bridge subnet, or a tracked flow. Anything else arrived on
+/// a host interface that is no uplink and was routed to the container subnet: direct access.
+/// Packets redirected into the container on the fast path (`bpf_redirect_peer`) skip this hook.
+pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    let (ifindex, iif) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
+    if iif == 0 || maps::endpoint(ifindex).is_none() {
+        return Ok(PASS);
+    }
+    let Some(cfg) = maps::config() else {
+        return Ok(PASS);
+    };
+    if iif == cfg.bridge_ifindex || maps::is_uplink(iif) || maps::endpoint(iif).is_some() {
+        return Ok(PASS);
+    }
+    let Some(pkt) = parse::ipv4(ctx)? else {
+        return Ok(PASS);
+    };
+    if cfg.in_subnet(pkt.saddr) {
+        return Ok(PASS);
+    }
+    // The container's own direction of a tracked flow (entries are keyed by what the
+    // container sends).
+    if pkt.kind == L4_PORTS || pkt.kind == parse::L4_ECHO {
+        let k = CtKey::v4(pkt.daddr, pkt.saddr, pkt.dport, pkt.sport, pkt.proto);
+        if pkt.frag != FRAG_LATER && ct::lookup_key(&k, cfg, ct::now()).is_some() {
+            return Ok(PASS);
+        }
+    }
+    Err(DROP_DIRECT_ACCESS)
 }

@@ -35,7 +35,6 @@ mod redirect;
 mod uplink;
 
 use aya_ebpf::{
-    bindings::TC_ACT_OK,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -74,7 +73,7 @@ pub fn from_container(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
-    TC_ACT_OK
+    tc_verdict(container::to_container(&ctx))
 }
 
 /// XDP on an uplink: source allow/deny lists for connections to containers.

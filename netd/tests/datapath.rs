@@ -782,6 +782,55 @@ fn direct_access_to_containers_is_dropped() {
 }
 
 #[test]
+fn direct_access_from_other_host_interfaces_is_dropped() {
+    World::with(|w| {
+        w.config(|_| {});
+        // vx stands for a second NIC or a VPN that is no uplink, routed to the container subnet.
+        for f in [
+            Frame::tcp(CLIENT, A_IP, 5555, 80).flags(TCP_SYN),
+            Frame::udp(CLIENT, A_IP, 5555, 53),
+            Frame::echo(CLIENT, A_IP, ICMP_ECHO_REQUEST, 1),
+        ] {
+            let (v, _) = w.run_from(PROG_TO_CONTAINER, w.va, w.vx, &f.bytes());
+            assert_eq!(v, TC_ACT_SHOT);
+        }
+        assert_eq!(w.drop_count(DROP_DIRECT_ACCESS), 3);
+        // The host itself, the bridge, another container, the bridge subnet and uplinks
+        // (policed by from_uplink) pass.
+        let f = Frame::tcp(CLIENT, A_IP, 5555, 80);
+        for iif in [0, w.br, w.vb, w.up] {
+            assert_eq!(
+                w.run_from(PROG_TO_CONTAINER, w.va, iif, &f.bytes()).0,
+                TC_ACT_OK,
+                "from {iif}"
+            );
+        }
+        let f = Frame::tcp(B_IP, A_IP, 5555, 80);
+        assert_eq!(
+            w.run_from(PROG_TO_CONTAINER, w.va, w.vx, &f.bytes()).0,
+            TC_ACT_OK
+        );
+        // A tracked flow passes whatever the interface: a published flow, as translated.
+        let syn = Frame::tcp(CLIENT, UPLINK_IP, 5555, 8080).flags(TCP_SYN);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &syn.bytes()).0, TC_ACT_OK);
+        let f = Frame::tcp(CLIENT, A_IP, 5555, 80).flags(TCP_ACK);
+        assert_eq!(
+            w.run_from(PROG_TO_CONTAINER, w.va, w.vx, &f.bytes()).0,
+            TC_ACT_OK
+        );
+        // ... and an outbound one's reply.
+        let out = Frame::udp(A_IP, REMOTE, 1000, 53);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &out.bytes()).0, TC_ACT_OK);
+        let reply = Frame::udp(REMOTE, A_IP, 53, 1000);
+        assert_eq!(
+            w.run_from(PROG_TO_CONTAINER, w.va, w.vx, &reply.bytes()).0,
+            TC_ACT_OK
+        );
+        assert_eq!(w.drop_count(DROP_DIRECT_ACCESS), 3);
+    });
+}
+
+#[test]
 fn unconfigured_dataplane_passes_everything() {
     World::with(|w| {
         for (prog, ifindex, f) in [

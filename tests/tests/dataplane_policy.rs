@@ -497,3 +497,64 @@ fn a_full_conntrack_table_refuses_new_flows_and_keeps_established_ones() {
     assert_eq!(again, "two", "the established connection keeps working");
     drops_grow(&d, "conntrack-full", full0);
 }
+
+#[test]
+fn direct_access_from_a_host_interface_that_is_no_uplink_is_dropped() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let web = w.container("web");
+    let ip = s(&d.attach("web", &web, &["-p", "8080:80"])["ip"]).to_string();
+    let web80 = tcp_server(&web, 80);
+    let web81 = tcp_server(&web, 81);
+    // A VPN-like peer behind a second host interface (vpn0, not an --uplink) that routes the
+    // container subnet via the host.
+    let vpn = netd_tests::Netns::new("netdt-v-");
+    vpn.ip(&["link", "set", "lo", "up"]);
+    w.host.ip(&[
+        "link",
+        "add",
+        "vpn0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        vpn.name(),
+    ]);
+    w.host.ip(&["addr", "add", "192.0.2.1/24", "dev", "vpn0"]);
+    w.host.ip(&["link", "set", "vpn0", "up"]);
+    vpn.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    vpn.ip(&["link", "set", "eth0", "up"]);
+    vpn.ip(&["route", "add", "172.30.0.0/24", "via", "192.0.2.1"]);
+    vpn.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.1"]);
+    let direct0 = drops(&d, "direct-access-to-container");
+
+    // What must keep working: the host reaches the container, the outside its published port.
+    assert_eq!(tcp_request(&w.host, &format!("{ip}:80")).unwrap(), "ping");
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    // The peer behind vpn0 reaches the host, but not the container's address.
+    assert!(w.host.ping("192.0.2.2", T), "vpn0 is up");
+    assert!(
+        tcp_blocked(&vpn, &format!("{ip}:81")),
+        "vpn -> container:81"
+    );
+    assert!(
+        udp_try(&vpn, &format!("{ip}:81")).is_err(),
+        "vpn -> container:81/udp"
+    );
+    assert!(!ping_from(&vpn, None, &ip), "vpn pings the container");
+    assert!(web81.peer_ips().is_empty(), "{:?}", web81.peer_ips());
+    assert!(
+        !web80
+            .peer_ips()
+            .iter()
+            .any(|p| p.to_string() == "192.0.2.2"),
+        "{:?}",
+        web80.peer_ips()
+    );
+    drops_grow(&d, "direct-access-to-container", direct0);
+}

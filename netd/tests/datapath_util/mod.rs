@@ -350,8 +350,15 @@ impl World {
 
     /// Runs TC program `prog` on `frame` as if it arrived at/left through `ifindex`.
     pub fn run(&self, prog: &str, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
-        // struct __sk_buff: ifindex at offset 40; the kernel takes it as the skb's device.
+        self.run_from(prog, ifindex, 0, frame)
+    }
+
+    /// [`World::run`] for a packet that arrived on `ingress` (0: locally generated).
+    pub fn run_from(&self, prog: &str, ifindex: u32, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        // struct __sk_buff: ingress_ifindex at offset 36, ifindex at 40; the kernel takes
+        // ifindex as the skb's device and ingress_ifindex as its skb_iif.
         let mut skb = [0u8; 192];
+        skb[36..40].copy_from_slice(&ingress.to_ne_bytes());
         skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
         let mut out = vec![0u8; frame.len() + 256];
         let res = self
