@@ -2,20 +2,14 @@
 //! directions are idle past their timeout, and both entries go together. Needs root (loads the
 //! eBPF object, mounts a private bpffs).
 
-use std::path::PathBuf;
-
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use netd::dataplane::{CtGc, Dataplane, DataplaneConfig};
+use netd::dataplane::{CtGc, Dataplane};
+
+#[path = "datapath_util/mod.rs"]
+mod datapath_util;
+
+use datapath_util::PinDir;
 use netd_common::{CT_TCP_ESTABLISHED, CtEntry, CtKey, DpConfig, IPPROTO_TCP, IPPROTO_UDP, MAP_CT};
-
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn now_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -49,15 +43,8 @@ fn pair(n: u16, proto: u8, ages: (u64, u64), state: u8) -> [(CtKey, CtEntry); 2]
 
 #[test]
 fn gc_removes_only_flows_idle_in_both_directions() {
-    let pins = PinDir(PathBuf::from(format!(
-        "/run/netd-ctgc-{}",
-        std::process::id()
-    )));
-    let mut dp = Dataplane::open(&DataplaneConfig {
-        pin_dir: pins.0.clone(),
-        ct_max: netd_common::CT_MAX_DEFAULT,
-    })
-    .expect("open");
+    let pins = PinDir::new();
+    let mut dp = Dataplane::open(&pins.config()).expect("open");
     dp.set_config(&DpConfig {
         ct_tcp_syn_s: 60,
         ct_tcp_established_s: 100,

@@ -4,129 +4,19 @@
 //! Every namespace and pin directory is created with a unique name and removed on drop, so a
 //! failing test cleans up after itself. Nothing is attached in the root network namespace.
 
-use std::{
-    fs,
-    net::UdpSocket,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::{
-        Mutex,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+use std::{fs, net::UdpSocket, path::Path, process::Command, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions};
 use netd::dataplane::{Dataplane, DataplaneConfig, Direction, InterfaceStats};
 use netd_common::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, PROG_TO_UPLINK};
 use nix::sched::{CloneFlags, setns};
 
+#[path = "datapath_util/mod.rs"]
+mod datapath_util;
+
+use datapath_util::{Netns, PinDir, run_cmd as run};
+
 const TC_ACT_OK: u32 = 0;
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "netd-dptest-{}-{}{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn run(argv: &[&str]) -> std::process::Output {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A named network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-/// `ip netns add` mounts /var/run/netns on first use; concurrent first uses can stack mounts.
-static NETNS_LOCK: Mutex<()> = Mutex::new(());
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        run(&["ip", "netns", "add", &name]);
-        Self { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    /// `ip -n <ns> args...` (ip switches namespaces in its own process only).
-    fn ip(&self, args: &[&str]) {
-        let mut argv = vec!["ip", "-n", &self.name];
-        argv.extend_from_slice(args);
-        run(&argv);
-    }
-
-    /// Runs `f` on a thread that has entered this namespace (setns(2); mounts stay shared, so
-    /// bpffs pins are visible).
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = self.path();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = fs::File::open(&path).expect("open netns");
-                setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-
-    /// `nsenter --net=<ns> argv...`, stdout as a string.
-    fn exec(&self, argv: &[&str]) -> String {
-        let net = format!("--net={}", self.path().display());
-        let mut full = vec!["nsenter", &net];
-        full.extend_from_slice(argv);
-        String::from_utf8(run(&full).stdout).expect("utf-8 output")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A pin directory under /run, unmounted (the dataplane mounts bpffs there) and removed on drop.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new() -> Self {
-        Self(PathBuf::from(format!("/run/{}", unique("-pins"))))
-    }
-
-    fn config(&self) -> DataplaneConfig {
-        DataplaneConfig {
-            pin_dir: self.0.clone(),
-            ct_max: netd_common::CT_MAX_DEFAULT,
-        }
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Host namespace `h` with veth `dp0` (10.77.0.1) whose peer `dp1` (10.77.0.2) is in `peer`.
 struct Topology {

@@ -65,7 +65,7 @@ pub fn ct_key(s: [u8; 4], d: [u8; 4], sport: u16, dport: u16, proto: u8) -> CtKe
 // ------------------------------------------------------------------------------------------
 // Namespaces and pins.
 
-fn unique(tag: &str) -> String {
+pub fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
         "netd-dpath-{}-{}{tag}",
@@ -74,7 +74,8 @@ fn unique(tag: &str) -> String {
     )
 }
 
-fn run_cmd(argv: &[&str]) {
+/// Runs a command, panicking with its stderr when it fails.
+pub fn run_cmd(argv: &[&str]) -> std::process::Output {
     let out = Command::new(argv[0])
         .args(&argv[1..])
         .output()
@@ -84,6 +85,7 @@ fn run_cmd(argv: &[&str]) {
         "{argv:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 /// `ip netns add` mounts /var/run/netns on first use; concurrent first uses can stack mounts.
@@ -110,6 +112,14 @@ impl Netns {
         let mut argv = vec!["ip", "-n", &self.name];
         argv.extend_from_slice(args);
         run_cmd(&argv);
+    }
+
+    /// `nsenter --net=<ns> argv...`, stdout as a string.
+    pub fn exec(&self, argv: &[&str]) -> String {
+        let net = format!("--net={}", self.path().display());
+        let mut full = vec!["nsenter", &net];
+        full.extend_from_slice(argv);
+        String::from_utf8(run_cmd(&full).stdout).expect("utf-8 output")
     }
 
     /// Runs `f` on a thread that entered this namespace (setns(2): mounts stay shared, so the
@@ -144,6 +154,14 @@ pub struct PinDir(pub PathBuf);
 impl PinDir {
     pub fn new() -> Self {
         Self(PathBuf::from(format!("/run/{}", unique("-pins"))))
+    }
+
+    /// A dataplane configuration pinning here, with the default conntrack size.
+    pub fn config(&self) -> netd::dataplane::DataplaneConfig {
+        netd::dataplane::DataplaneConfig {
+            pin_dir: self.0.clone(),
+            ct_max: netd_common::CT_MAX_DEFAULT,
+        }
     }
 }
 
