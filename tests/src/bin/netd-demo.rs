@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         d.host_arg()
     );
 
-    step("3. Attach the containers: publish web's port 80 on 8080, link app to web");
+    step("3. Attach the containers: publish web's port 80 on 8080 (TCP and UDP), link app to web");
     d.netd_ok(&[
         "attach",
         "web",
@@ -69,6 +69,8 @@ fn main() -> ExitCode {
         web.path_str(),
         "-p",
         "8080:80",
+        "-p",
+        "8080:80/udp",
         "--expose",
         "80",
     ]);
@@ -114,7 +116,6 @@ fn main() -> ExitCode {
     );
     let r = udp_request(&app, "172.30.0.2:80");
     score.check("UDP app -> web", r.is_ok(), &format!("{r:?}"));
-    drop(udp);
 
     step("6. Container -> outside, masqueraded to the uplink address");
     let outside_srv = tcp_server(&world.outside, 9000);
@@ -232,6 +233,7 @@ fn main() -> ExitCode {
 
     step("9. Clean up");
     drop(server);
+    drop(udp);
     drop(outside_srv);
     drop(d);
     drop(world);
