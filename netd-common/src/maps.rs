@@ -55,3 +55,58 @@ impl IfStats {
 #[cfg(feature = "user")]
 // SAFETY: IfStats is repr(C), Pod (no padding, every bit pattern valid).
 unsafe impl aya::Pod for IfStats {}
+
+/// What a pinned map must look like to be reused: kernel map type (`BPF_MAP_TYPE_*`), key and
+/// value size. A pin left by a netd whose layout differs (an upgrade that changed a type) is
+/// refused rather than silently reused with the wrong layout. netd/tests/dataplane.rs checks
+/// this table against the maps the eBPF object really declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapLayout {
+    pub name: &'static str,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+}
+
+const HASH: u32 = 1;
+const ARRAY: u32 = 2;
+const PERCPU_HASH: u32 = 5;
+const PERCPU_ARRAY: u32 = 6;
+const LRU_HASH: u32 = 9;
+const LPM_TRIE: u32 = 11;
+
+const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> MapLayout {
+    MapLayout {
+        name,
+        map_type,
+        key_size: key as u32,
+        value_size: value as u32,
+    }
+}
+
+use core::mem::size_of;
+
+use crate::dp::{
+    CtEntry, CtKey, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey, LinkPorts, PortEntry,
+    Traffic, UplinkInfo,
+};
+
+/// One entry per map of [`ALL_MAPS`].
+pub const MAP_LAYOUTS: &[MapLayout] = &[
+    layout(MAP_IF_STATS, PERCPU_HASH, 4, size_of::<IfStats>()),
+    layout(crate::dp::MAP_CONFIG, ARRAY, 4, size_of::<DpConfig>()),
+    layout(crate::dp::MAP_ENDPOINTS, HASH, 4, size_of::<EndpointInfo>()),
+    layout(crate::dp::MAP_EP_BY_IP, HASH, 4, size_of::<EndpointInfo>()),
+    layout(crate::dp::MAP_HOST_ADDRS, HASH, 4, 4),
+    layout(crate::dp::MAP_UPLINKS, HASH, 4, size_of::<UplinkInfo>()),
+    layout(crate::dp::MAP_PORTS, ARRAY, 4, size_of::<PortEntry>()),
+    layout(crate::dp::MAP_PORT_STATS, PERCPU_HASH, 4, size_of::<Traffic>()),
+    layout(crate::dp::MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()),
+    layout(crate::dp::MAP_LINKS, HASH, size_of::<LinkKey>(), size_of::<LinkPorts>()),
+    // LPM keys are the prefix length (u32) followed by the address.
+    layout(crate::dp::MAP_FILTER_ALLOW, LPM_TRIE, 8, 4),
+    layout(crate::dp::MAP_FILTER_DENY, LPM_TRIE, 8, 4),
+    layout(crate::dp::MAP_DROPS, PERCPU_ARRAY, 4, 8),
+    layout(crate::dp::MAP_FRAGS, LRU_HASH, size_of::<FragKey>(), size_of::<FragPorts>()),
+];
+const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());

@@ -411,3 +411,43 @@ fn killed_agent_leaves_links_attached() {
     t.h.enter(|| dp.detach("dp0").expect("detach"));
     assert!(t.tcx_programs("dp0", TcAttachType::Ingress).is_empty());
 }
+
+/// The layout table the agent checks pins against is the one the eBPF object declares.
+#[test]
+fn map_layout_table_matches_the_object() {
+    let pins = PinDir::new();
+    let dp = Dataplane::open(&pins.config()).expect("open");
+    for l in netd_common::MAP_LAYOUTS {
+        let info = aya::maps::MapInfo::from_pin(pins.0.join("maps").join(l.name)).expect("pin");
+        let found = (
+            info.map_type().map(|t| t as u32).unwrap_or(u32::MAX),
+            info.key_size(),
+            info.value_size(),
+        );
+        assert_eq!(found, (l.map_type, l.key_size, l.value_size), "{}", l.name);
+    }
+    drop(dp);
+}
+
+/// A pin left by a netd with another layout (here NETD_CT as the LRU map it once was) is
+/// refused with an error that names it, instead of being reused with the wrong layout.
+#[test]
+fn incompatible_pins_are_refused() {
+    let pins = PinDir::new();
+    drop(Dataplane::open(&pins.config()).expect("open"));
+    let ct = pins.0.join("maps").join(netd_common::MAP_CT);
+    fs::remove_file(&ct).expect("unpin NETD_CT");
+    let ct_s = ct.to_str().expect("utf-8 path");
+    run(&[
+        "bpftool", "map", "create", ct_s, "type", "lru_hash", "key", "40", "value", "120",
+        "entries", "16", "name", "NETD_CT",
+    ]);
+    let err = match Dataplane::open(&pins.config()) {
+        Ok(_) => panic!("an LRU NETD_CT pin was reused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("NETD_CT") && err.contains("incompatible"),
+        "{err}"
+    );
+}

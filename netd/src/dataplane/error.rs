@@ -39,6 +39,16 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "the map pinned at {} was left by an incompatible netd ({found}; this netd needs {want}): \
+         stop its traffic and remove the pin directory, or use another --bpffs",
+        path.display()
+    )]
+    IncompatiblePin {
+        path: PathBuf,
+        found: String,
+        want: String,
+    },
     #[error("map {map} is full ({max} entries)")]
     Full { map: &'static str, max: u32 },
     #[error("cannot read pinned map {}", path.display())]

@@ -65,6 +65,7 @@ impl Dataplane {
         let pins = PinLayout::new(&cfg.pin_dir);
         pins.prepare()?;
 
+        check_pinned_layouts(&pins)?;
         let mut loader = EbpfLoader::new();
         for &map in ALL_MAPS {
             loader.map_pin_path(map, pins.map(map));
@@ -119,4 +120,31 @@ impl Dataplane {
                 source,
             })
     }
+}
+
+/// Refuses pins whose kernel layout is not what this netd's programs expect (a netd upgrade that
+/// changed a map type or a key/value type): the loader would otherwise reuse them silently.
+fn check_pinned_layouts(pins: &PinLayout) -> Result<(), DataplaneError> {
+    for l in netd_common::MAP_LAYOUTS {
+        let path = pins.map(l.name);
+        if !path.exists() {
+            continue;
+        }
+        let info =
+            aya::maps::MapInfo::from_pin(&path).map_err(|source| DataplaneError::MapPin {
+                path: path.clone(),
+                source,
+            })?;
+        let map_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+        let found = (map_type, info.key_size(), info.value_size());
+        let want = (l.map_type, l.key_size, l.value_size);
+        if found != want {
+            return Err(DataplaneError::IncompatiblePin {
+                path,
+                found: format!("type {} key {} value {}", found.0, found.1, found.2),
+                want: format!("type {} key {} value {}", want.0, want.1, want.2),
+            });
+        }
+    }
+    Ok(())
 }
