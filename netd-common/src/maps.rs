@@ -87,26 +87,38 @@ const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> 
 use core::mem::size_of;
 
 use crate::dp::{
-    CtEntry, CtKey, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey, LinkPorts, PortEntry,
-    Traffic, UplinkInfo,
+    CtEntry, CtKey, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey, LinkPorts, MAP_CONFIG,
+    MAP_CT, MAP_DROPS, MAP_ENDPOINTS, MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS,
+    MAP_HOST_ADDRS, MAP_LINKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, PortEntry, Traffic,
+    UplinkInfo,
 };
 
 /// One entry per map of [`ALL_MAPS`].
 pub const MAP_LAYOUTS: &[MapLayout] = &[
     layout(MAP_IF_STATS, PERCPU_HASH, 4, size_of::<IfStats>()),
-    layout(crate::dp::MAP_CONFIG, ARRAY, 4, size_of::<DpConfig>()),
-    layout(crate::dp::MAP_ENDPOINTS, HASH, 4, size_of::<EndpointInfo>()),
-    layout(crate::dp::MAP_EP_BY_IP, HASH, 4, size_of::<EndpointInfo>()),
-    layout(crate::dp::MAP_HOST_ADDRS, HASH, 4, 4),
-    layout(crate::dp::MAP_UPLINKS, HASH, 4, size_of::<UplinkInfo>()),
-    layout(crate::dp::MAP_PORTS, ARRAY, 4, size_of::<PortEntry>()),
-    layout(crate::dp::MAP_PORT_STATS, PERCPU_HASH, 4, size_of::<Traffic>()),
-    layout(crate::dp::MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()),
-    layout(crate::dp::MAP_LINKS, HASH, size_of::<LinkKey>(), size_of::<LinkPorts>()),
+    layout(MAP_CONFIG, ARRAY, 4, size_of::<DpConfig>()),
+    layout(MAP_ENDPOINTS, HASH, 4, size_of::<EndpointInfo>()),
+    layout(MAP_EP_BY_IP, HASH, 4, size_of::<EndpointInfo>()),
+    layout(MAP_HOST_ADDRS, HASH, 4, 4),
+    layout(MAP_UPLINKS, HASH, 4, size_of::<UplinkInfo>()),
+    layout(MAP_PORTS, ARRAY, 4, size_of::<PortEntry>()),
+    layout(MAP_PORT_STATS, PERCPU_HASH, 4, size_of::<Traffic>()),
+    layout(MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()),
+    layout(
+        MAP_LINKS,
+        HASH,
+        size_of::<LinkKey>(),
+        size_of::<LinkPorts>(),
+    ),
     // LPM keys are the prefix length (u32) followed by the address.
-    layout(crate::dp::MAP_FILTER_ALLOW, LPM_TRIE, 8, 4),
-    layout(crate::dp::MAP_FILTER_DENY, LPM_TRIE, 8, 4),
-    layout(crate::dp::MAP_DROPS, PERCPU_ARRAY, 4, 8),
-    layout(crate::dp::MAP_FRAGS, LRU_HASH, size_of::<FragKey>(), size_of::<FragPorts>()),
+    layout(MAP_FILTER_ALLOW, LPM_TRIE, 8, 4),
+    layout(MAP_FILTER_DENY, LPM_TRIE, 8, 4),
+    layout(MAP_DROPS, PERCPU_ARRAY, 4, 8),
+    layout(
+        MAP_FRAGS,
+        LRU_HASH,
+        size_of::<FragKey>(),
+        size_of::<FragPorts>(),
+    ),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());
