@@ -291,9 +291,13 @@ fn format_ls(list: &[EndpointView]) -> String {
         "NAME", "NET", "IP", "MAC", "PORTS"
     );
     for v in list {
-        let ports: Vec<String> = v
+        // A container may publish thousands of ports: show a few, count the rest
+        // (`netd port NAME` lists them all).
+        const SHOWN: usize = 4;
+        let mut ports: Vec<String> = v
             .ports
             .iter()
+            .take(SHOWN)
             .map(|p| {
                 format!(
                     "{}:{}->{}/{}",
@@ -301,6 +305,9 @@ fn format_ls(list: &[EndpointView]) -> String {
                 )
             })
             .collect();
+        if v.ports.len() > SHOWN {
+            ports.push(format!("... ({} more)", v.ports.len() - SHOWN));
+        }
         out.push_str(&format!(
             "\n{:<20} {:<22} {:<16} {:<18} {}",
             v.name,
