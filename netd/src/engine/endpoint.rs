@@ -48,15 +48,13 @@ impl Engine {
         match self.apply_attach(ep, &mut undo).await {
             Ok(ep) => {
                 let name = ep.name.clone();
-                let host_ifname = ep.host_ifname.clone();
                 self.state.endpoints.insert(name.clone(), ep);
-                // The maps learn the endpoint (its address and MAC for anti-spoofing) before its
-                // programs attach, so the veth is never unpoliced.
+                // The endpoint's programs are already attached (wire_veth, before its veth came
+                // up); the maps now get the rest: its port bindings, links and the full sets.
                 let committed = match self.sync_dataplane().await {
-                    Ok(()) => self.attach_programs(host_ifname.as_deref(), &mut undo),
+                    Ok(()) => self.persist(),
                     Err(e) => Err(e),
                 };
-                let committed = committed.and_then(|()| self.persist());
                 if let Err(e) = committed {
                     self.state.endpoints.remove(&name);
                     self.state.next_binding_id = next_id;
@@ -346,18 +344,6 @@ impl Engine {
             cnl.add_default_route(gw).await?;
         }
         Ok((host, hl.index))
-    }
-
-    fn attach_programs(
-        &mut self,
-        host_ifname: Option<&str>,
-        undo: &mut Undo,
-    ) -> Result<(), EngineError> {
-        if let (Some(h), Some(dp)) = (host_ifname, self.dp.as_mut()) {
-            undo.dataplane.push(h.to_string());
-            dp.attach_endpoint(h)?;
-        }
-        Ok(())
     }
 
     async fn free_veth_names(&self) -> Result<(String, String), EngineError> {
