@@ -22,119 +22,31 @@ use std::{
     process::Command,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
-use netd::dataplane::{
-    DataplaneConfig,
-    sock::{SockHooks, netns_cookie},
-};
+use netd::dataplane::sock::{SockHooks, netns_cookie};
 use netd_common::{
     ALL_SOCK_PROGRAMS, DpConfig, IPPROTO_TCP, IPPROTO_UDP, MAP_CONFIG, MAP_HOST_ADDRS, MAP_PORTS,
     PortEntry,
 };
-use nix::sched::{CloneFlags, setns};
 
 const CGROUP2: &str = "/sys/fs/cgroup/unified";
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "netd-socktest-{}-{}{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+#[path = "datapath_util/mod.rs"]
+mod datapath_util;
 
-fn run(argv: &[&str]) -> std::process::Output {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use datapath_util::{Netns, PinDir, run_cmd as run, unique};
 
-/// A named network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-static NETNS_LOCK: Mutex<()> = Mutex::new(());
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        run(&["ip", "netns", "add", &name]);
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Self { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut argv = vec!["ip", "-n", &self.name];
-        argv.extend_from_slice(args);
-        run(&argv);
-    }
-
-    /// Runs `f` on a thread that entered this namespace (setns(2); mounts stay shared).
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = self.path();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = fs::File::open(&path).expect("open netns");
-                setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A pin directory under /run (the dataplane mounts bpffs there), unmounted and removed on
-/// drop. Unmounting drops the pins, which detaches whatever links are still pinned.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new() -> Self {
-        Self(PathBuf::from(format!("/run/{}", unique("-pins"))))
-    }
-
-    fn config(&self) -> DataplaneConfig {
-        DataplaneConfig {
-            pin_dir: self.0.clone(),
-            ct_max: netd_common::CT_MAX_DEFAULT,
-        }
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A namespace for the socket tests: loopback up, as host-local clients need it.
+fn netns(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.ip(&["link", "set", "lo", "up"]);
+    ns
 }
 
 /// A private child of the cgroup v2 mount, removed on drop (the clients in it have exited by
@@ -449,7 +361,7 @@ impl Setup {
     /// cgroup for this namespace, and the maps programmed with 0.0.0.0:8080/tcp+udp and
     /// 127.0.0.1:9000/tcp (loopback only).
     fn new() -> Self {
-        let h = Netns::new("h");
+        let h = netns("h");
         // veth pairs rather than dummies: the dummy module may be missing.
         h.ip(&[
             "link", "add", "ctr0", "type", "veth", "peer", "name", "ctr1",
@@ -589,7 +501,7 @@ fn acts_only_in_its_own_network_namespace_and_cgroup() {
     let s = Setup::new();
     // The same cgroup, another namespace with the same addresses and a server of its own on
     // 127.0.0.1:8080: its connections are not touched.
-    let other = Netns::new("o");
+    let other = netns("o");
     let own = Servers::start(&other, "127.0.0.1:8080");
     let r = client(
         &other,
