@@ -422,12 +422,22 @@ fn icc_v6_and_broadcast(icc: &str) -> (bool, bool, u64) {
     d.attach("b", &b, &[]);
     let icc0 = drops(&d, "icc-denied");
     let b_ll = link_local(&b);
+    // The client's own link-local address must be out of DAD too, or it cannot send from it.
+    link_local(&a);
     let _srv = b.spawn(&[
         "socat",
         "TCP6-LISTEN:9090,reuseaddr,fork",
         "SYSTEM:echo pong",
     ]);
-    std::thread::sleep(Duration::from_millis(300));
+    poll_until("socat listening on [::]:9090 in b", T, || {
+        let out = b.run(&["ss", "-Hltn", "sport = :9090"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("9090") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     let target = format!("TCP6:[{b_ll}%eth0]:9090,connect-timeout=2");
     let out = a.run(&["timeout", "5", "socat", "-T", "3", "-", &target]);
     let v6 = String::from_utf8_lossy(&out.stdout).contains("pong");
