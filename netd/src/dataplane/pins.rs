@@ -12,6 +12,18 @@ use nix::{
 
 use super::DataplaneError;
 
+/// Where distributions (and bpftool, Cilium, systemd) expect the bpffs.
+pub const SYS_BPF: &str = "/sys/fs/bpf";
+
+fn mount_bpffs(at: &Path) -> Result<(), DataplaneError> {
+    mount(Some("bpf"), at, Some("bpf"), MsFlags::empty(), None::<&str>).map_err(|source| {
+        DataplaneError::MountBpffs {
+            path: at.to_owned(),
+            source,
+        }
+    })
+}
+
 /// Paths under the pin directory.
 #[derive(Clone, Debug)]
 pub struct PinLayout {
@@ -25,25 +37,30 @@ impl PinLayout {
         }
     }
 
-    /// Mounts bpffs at the root unless it already is on one, and creates `maps/` and `links/`.
+    /// Makes the root a directory on a bpffs and creates `maps/` and `links/` in it.
+    ///
+    /// A root under [`SYS_BPF`] whose `/sys/fs/bpf` is not a bpffs (a minimal VM, a fresh
+    /// machine: it is then a plain sysfs directory, where nothing can be created) gets a bpffs
+    /// mounted at `/sys/fs/bpf` itself, as Cilium does, so that bpftool and other loaders find
+    /// the pins where they expect them. Any other root that is not on a bpffs gets one mounted
+    /// at the root.
     pub fn prepare(&self) -> Result<(), DataplaneError> {
         let pin_dir_err = |path: &Path| {
             let path = path.to_owned();
             move |source| DataplaneError::PinDir { path, source }
         };
+        let sys_bpf = Path::new(SYS_BPF);
+        if self.root.starts_with(sys_bpf)
+            && sys_bpf.is_dir()
+            && !is_bpffs(sys_bpf).map_err(pin_dir_err(sys_bpf))?
+        {
+            mount_bpffs(sys_bpf)?;
+            tracing::info!("mounted a bpffs at {SYS_BPF}");
+        }
         fs::create_dir_all(&self.root).map_err(pin_dir_err(&self.root))?;
         if !is_bpffs(&self.root).map_err(pin_dir_err(&self.root))? {
-            mount(
-                Some("bpf"),
-                &self.root,
-                Some("bpf"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-            .map_err(|source| DataplaneError::MountBpffs {
-                path: self.root.clone(),
-                source,
-            })?;
+            mount_bpffs(&self.root)?;
+            tracing::info!(pin_dir = %self.root.display(), "mounted a bpffs at the pin directory");
         }
         for dir in [self.maps_dir(), self.links_root()] {
             fs::create_dir_all(&dir).map_err(pin_dir_err(&dir))?;
