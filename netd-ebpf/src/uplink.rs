@@ -6,7 +6,10 @@
 //! packets from outside go straight into their container, and replies reach `to_uplink`
 //! already translated (their source is no longer a container's: they pass).
 
-use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_UNSPEC},
+    programs::TcContext,
+};
 use netd_common::{
     CFG_F_MASQ, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, DROP_DIRECT_ACCESS,
     DROP_FRAGMENT, DROP_LOOPBACK_ONLY, PORT_F_LOOPBACK,
@@ -20,6 +23,10 @@ use crate::{
 };
 
 const PASS: i32 = TC_ACT_OK;
+/// Traffic netd does not own (the host's own, not IPv4): on to the next program on the hook
+/// (TCX_NEXT; the next filter with clsact), or the stack when there is none. netd attaches
+/// first, so `TC_ACT_OK` here would hide this traffic from every program after it.
+const NEXT: i32 = TC_ACT_UNSPEC;
 
 #[inline(always)]
 fn ifindex(ctx: &TcContext) -> u32 {
@@ -48,10 +55,10 @@ pub fn leaves_for_outside(flags: u16) -> bool {
 
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
-        return Ok(PASS);
+        return Ok(NEXT);
     };
     let Some(cfg) = maps::config() else {
-        return Ok(PASS);
+        return Ok(NEXT);
     };
     if pkt.kind == L4_ICMP_ERR {
         return icmp::from_uplink(ctx, &pkt, cfg);
@@ -74,7 +81,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         return if cfg.in_subnet(pkt.daddr) {
             Err(DROP_DIRECT_ACCESS)
         } else {
-            Ok(PASS)
+            Ok(NEXT)
         };
     }
     if pkt.kind == L4_PORTS
@@ -89,7 +96,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     if cfg.in_subnet(pkt.daddr) {
         return Err(DROP_DIRECT_ACCESS);
     }
-    Ok(PASS)
+    Ok(NEXT)
 }
 
 /// The verdict for a packet translated for the container at `ip`: straight into it on the
@@ -107,13 +114,13 @@ fn into_container(ctx: &TcContext, cfg: &netd_common::DpConfig, ip: u32) -> i32 
 
 pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
-        return Ok(PASS);
+        return Ok(NEXT);
     };
     let Some(cfg) = maps::config() else {
-        return Ok(PASS);
+        return Ok(NEXT);
     };
     if !cfg.in_subnet(pkt.saddr) || cfg.in_subnet(pkt.daddr) {
-        return Ok(PASS);
+        return Ok(NEXT);
     }
     if pkt.kind == L4_ICMP_ERR {
         return icmp::to_uplink(ctx, &pkt, cfg);

@@ -171,6 +171,11 @@ pub struct DaemonArgs {
     /// cgroup v2 directory for socket hooks (default: the cgroup v2 mount).
     #[arg(long = "cgroup", value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
+    /// How TC programs are attached: tcx (kernel >= 6.6), netlink (clsact filters) or auto
+    /// (tcx when the kernel has it); default: $NETD_TC_ATTACH, else auto.
+    #[arg(long = "tc-attach", value_name = "auto|tcx|netlink", value_enum)]
+    #[serde(default)]
+    pub tc_attach: Option<crate::dataplane::TcAttachMode>,
     /// eBPF dataplane, or none (wiring only).
     #[arg(long, value_enum, default_value = "ebpf")]
     pub dataplane: DataplaneMode,

@@ -125,7 +125,7 @@ fn published_udp_ranges_and_zero_checksum() {
         assert_eq!(tuple(&out), (CLIENT, B_IP, 3335, 53));
         let f = Frame::tcp(CLIENT, UPLINK_IP, 3336, 22);
         let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &f.bytes());
-        assert_eq!((v, out), (TC_ACT_OK, f.bytes()));
+        assert_eq!((v, out), (TC_ACT_NEXT, f.bytes()));
         // Wrong protocol: 5353 is published for UDP only.
         let f = Frame::tcp(CLIENT, UPLINK_IP, 3337, 5353);
         let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &f.bytes());
@@ -135,10 +135,10 @@ fn published_udp_ranges_and_zero_checksum() {
         let (v, _) = w.run(PROG_FROM_UPLINK, w.up, &f.bytes());
         assert_eq!(v, TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_LOOPBACK_ONLY), 1);
-        // Non-IPv4 passes untouched.
+        // Non-IPv4 passes untouched, on to the next program.
         let arp = arp_frame(CLIENT_MAC, [1; 4], [2; 4]);
         let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &arp);
-        assert_eq!((v, out), (TC_ACT_OK, arp));
+        assert_eq!((v, out), (TC_ACT_NEXT, arp));
     });
 }
 
@@ -368,7 +368,7 @@ fn icmp_echo_masquerade() {
         // An echo *request* from outside matching a reply tuple is the host's to answer.
         let req = Frame::echo(REMOTE, UPLINK_IP, ICMP_ECHO_REQUEST, 0x1234);
         let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &req.bytes());
-        assert_eq!((v, out), (TC_ACT_OK, req.bytes()));
+        assert_eq!((v, out), (TC_ACT_NEXT, req.bytes()));
     });
 }
 
@@ -501,7 +501,7 @@ fn fragments_follow_their_first_fragment() {
         let f = Frame::udp(CLIENT, UPLINK_IP, 4446, 999).payload(&payload);
         let (_, later) = f.fragments(64);
         let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &later);
-        assert_eq!((v, out), (TC_ACT_OK, later.clone()));
+        assert_eq!((v, out), (TC_ACT_NEXT, later.clone()));
         let f = Frame::udp(CLIENT, A_IP, 4446, 999).payload(&payload);
         let (_, later) = f.fragments(64);
         let (v, _) = w.run(PROG_FROM_UPLINK, w.up, &later);
@@ -775,9 +775,9 @@ fn direct_access_to_containers_is_dropped() {
         assert_eq!(w.drop_count(DROP_DIRECT_ACCESS), 3);
         // Host traffic and traffic to other networks pass.
         let f = Frame::tcp(CLIENT, UPLINK_IP, 5555, 22);
-        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &f.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &f.bytes()).0, TC_ACT_NEXT);
         let f = Frame::tcp(CLIENT, [10, 1, 2, 3], 5555, 22);
-        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &f.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &f.bytes()).0, TC_ACT_NEXT);
     });
 }
 
@@ -833,14 +833,15 @@ fn direct_access_from_other_host_interfaces_is_dropped() {
 #[test]
 fn unconfigured_dataplane_passes_everything() {
     World::with(|w| {
-        for (prog, ifindex, f) in [
-            (PROG_FROM_UPLINK, w.up, Frame::tcp(CLIENT, A_IP, 1, 80)),
-            (PROG_TO_UPLINK, w.up, Frame::tcp(A_IP, REMOTE, 1, 80)),
-            (PROG_FROM_CONTAINER, w.vx, Frame::tcp(A_IP, B_IP, 1, 80)),
-            (PROG_TO_CONTAINER, w.va, Frame::tcp(B_IP, A_IP, 1, 80)),
+        // The uplink programs hand what they do not own on to the next program on the hook.
+        for (prog, ifindex, f, verdict) in [
+            (PROG_FROM_UPLINK, w.up, Frame::tcp(CLIENT, A_IP, 1, 80), TC_ACT_NEXT),
+            (PROG_TO_UPLINK, w.up, Frame::tcp(A_IP, REMOTE, 1, 80), TC_ACT_NEXT),
+            (PROG_FROM_CONTAINER, w.vx, Frame::tcp(A_IP, B_IP, 1, 80), TC_ACT_OK),
+            (PROG_TO_CONTAINER, w.va, Frame::tcp(B_IP, A_IP, 1, 80), TC_ACT_OK),
         ] {
             let (v, out) = w.run(prog, ifindex, &f.bytes());
-            assert_eq!((v, out), (TC_ACT_OK, f.bytes()), "{prog}");
+            assert_eq!((v, out), (verdict, f.bytes()), "{prog}");
         }
     });
 }
@@ -1257,7 +1258,7 @@ fn fast_path_sends_replies_and_masquerade_out_of_the_uplink() {
         assert_eq!(w.port_stats(11).0, 2);
         // The uplink's egress lets the translated packet pass as it is.
         let (v, again) = w.run(PROG_TO_UPLINK, w.up, &out);
-        assert_eq!((v, &again), (TC_ACT_OK, &out));
+        assert_eq!((v, &again), (TC_ACT_NEXT, &out));
         assert_eq!(
             w.ct(&ct_key(A_IP, CLIENT, 80, 5555, IPPROTO_TCP))
                 .unwrap()

@@ -1,5 +1,6 @@
-//! Attaching programs through TCX with pinned links, adopting the links a previous agent left,
-//! and detaching and pruning them.
+//! Attaching programs through TCX with pinned links (or, without TCX, as netlink clsact
+//! filters: see [`super::clsact`]), adopting what a previous agent left, and detaching and
+//! pruning them.
 
 use std::{collections::HashSet, os::fd::AsFd as _, path::Path};
 
@@ -17,7 +18,7 @@ use netd_common::{
 };
 
 use super::{
-    Dataplane, DataplaneError,
+    Dataplane, DataplaneError, TcAttach, clsact,
     pins::{self, check_ifname},
     sys::{self, BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_XDP, BPF_TCX_EGRESS, BPF_TCX_INGRESS, LinkInfo},
 };
@@ -79,6 +80,9 @@ impl Dataplane {
             errors.push(e);
         }
         if let Ok(ifindex) = ifindex(ifname) {
+            if let Err(e) = self.remove_netlink_filters(ifname, ifindex, &[]) {
+                errors.push(e);
+            }
             if let Err(e) = self.remove_counters(|k| k == ifindex) {
                 errors.push(e);
             }
@@ -111,6 +115,15 @@ impl Dataplane {
                 errors.push(e);
             }
         }
+        // Netlink filters have no pins: the kernel's list is the record.
+        for (ifindex, ifname) in clsact::interfaces() {
+            if kept.contains(&ifindex) {
+                continue;
+            }
+            if let Err(e) = self.remove_netlink_filters(&ifname, ifindex, &[]) {
+                errors.push(e);
+            }
+        }
         if let Err(e) = self.remove_counters(|k| !kept.contains(&k)) {
             errors.push(e);
         }
@@ -128,8 +141,17 @@ impl Dataplane {
         let dir = self.pins.links_dir(ifname);
         std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::io("create", dir, e))?;
         for &(program, attach_type) in hooks {
-            self.attach_one(ifname, ifindex, program, attach_type)?;
+            match self.tc_attach {
+                TcAttach::Tcx => self.attach_one(ifname, ifindex, program, attach_type)?,
+                TcAttach::Netlink => self.attach_netlink(ifname, ifindex, program, attach_type)?,
+            }
         }
+        // Filters of a netlink-mode agent, now doubled by TCX links (or of the other kind).
+        let keep: Vec<&str> = match self.tc_attach {
+            TcAttach::Tcx => Vec::new(),
+            TcAttach::Netlink => hooks.iter().map(|&(p, _)| p).collect(),
+        };
+        self.remove_netlink_filters(ifname, ifindex, &keep)?;
         // An interface re-attached as the other kind keeps only the programs of this kind.
         for program in self.pins.pinned_programs(ifname)? {
             if !hooks.iter().any(|&(p, _)| p == program) && !also_keep.contains(&program.as_str()) {
@@ -161,13 +183,15 @@ impl Dataplane {
             source,
         };
         let prog = self.program_mut(program)?;
-        // TCX (kernel >= 6.6, e420bed0) rather than netlink cls_bpf: only bpf_links can be pinned
-        // and so outlive the agent.
+        // TCX (kernel >= 6.6, e420bed0) where it exists: bpf_links can be pinned, outlive the
+        // agent and be swapped atomically. First in the chain, so netd sees traffic before other
+        // programs do; what netd does not own goes on to them (TC_ACT_UNSPEC, "next"), and
+        // `netd status` lists any program attached ahead of netd's later.
         let id = prog
             .attach_with_options(
                 ifname,
                 attach_type,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
             )
             .map_err(attach_err)?;
         let link = prog.take_link(id).map_err(attach_err)?;

@@ -105,6 +105,24 @@ pub enum DataplaneError {
         #[source]
         source: io::Error,
     },
+    #[error("{reason}")]
+    Kernel { reason: String },
+    #[error("cannot {what} {ifname} over netlink")]
+    Netlink {
+        ifname: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the tc filter at netd's priority {} and handle {:#x} on {ifname} ({hook:?}) belongs to another program ({owner}): delete it or free that slot",
+        super::clsact::PRIORITY, super::clsact::HANDLE
+    )]
+    FilterTaken {
+        ifname: String,
+        hook: super::Direction,
+        owner: String,
+    },
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,

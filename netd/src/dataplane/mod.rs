@@ -1,12 +1,16 @@
 //! The eBPF dataplane: loads the embedded object with its maps pinned, attaches the TC programs
-//! through TCX with pinned links, and reads counters and status back.
+//! through TCX with pinned links (netlink clsact filters on kernels without TCX, or when
+//! asked: [`TcAttachMode`]), and reads counters and status back.
 //!
 //! Pin layout under [`DataplaneConfig::pin_dir`] (a bpffs, mounted here if it is not one):
 //!
 //! ```text
 //! <pin_dir>/maps/<MAP_NAME>           every map in netd_common::ALL_MAPS
-//! <pin_dir>/links/<ifname>/<program>  one TCX link per attached program
+//! <pin_dir>/links/<ifname>/<program>  one TCX link per attached program (TCX mode)
 //! ```
+//!
+//! In netlink mode the filters themselves are the record: priority [`clsact::PRIORITY`],
+//! handle [`clsact::HANDLE`], named after their program.
 //!
 //! Pins are the only state: a killed agent leaves its programs attached and its maps populated,
 //! and the next [`Dataplane::open`] + `attach_*` adopts the links (replacing their program with
@@ -14,13 +18,16 @@
 //! the calling thread's network namespace.
 
 mod attach;
+pub mod clsact;
 mod ct;
 mod error;
+pub mod kernel;
 mod pins;
 mod program;
 pub mod sock;
 mod stats;
 mod sys;
+mod tcnl;
 mod xdp;
 
 use std::path::PathBuf;
@@ -30,9 +37,11 @@ use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS, MAP_CT};
 
 pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
+pub use kernel::{TcAttach, TcAttachMode};
 pub use program::V4Prefix;
 pub use stats::{
     AttachedProgram, AttachedXdp, DataplaneStatus, Direction, InterfaceStats, MapUsage,
+    ProgramAhead,
 };
 
 use pins::PinLayout;
@@ -55,13 +64,30 @@ pub struct DataplaneConfig {
 pub struct Dataplane {
     ebpf: Ebpf,
     pins: PinLayout,
+    tc_attach: TcAttach,
 }
 
 impl Dataplane {
     /// Mounts bpffs at the pin directory if needed, loads [`EBPF_OBJECT`] with every map pinned
     /// at `<pin_dir>/maps/<MAP_NAME>` (existing pins are reused, so a restarted agent keeps its
     /// counters and state) and loads the programs into the kernel. Nothing is attached yet.
+    /// The attach mode comes from `NETD_TC_ATTACH` (auto, tcx or netlink; default auto).
     pub fn open(cfg: &DataplaneConfig) -> Result<Self, DataplaneError> {
+        let mode = match std::env::var("NETD_TC_ATTACH") {
+            Ok(v) => v.parse().map_err(|e| DataplaneError::Kernel {
+                reason: format!("invalid NETD_TC_ATTACH {e}"),
+            })?,
+            Err(_) => TcAttachMode::Auto,
+        };
+        Self::open_with(cfg, mode)
+    }
+
+    /// [`Dataplane::open`] with an explicit attach mode. Refuses kernels below the floor
+    /// ([`kernel::REQUIRED`]) with an error that names what they lack.
+    pub fn open_with(cfg: &DataplaneConfig, mode: TcAttachMode) -> Result<Self, DataplaneError> {
+        let version = kernel::current()?;
+        kernel::check_floor(version)?;
+        let tc_attach = kernel::resolve(mode, version)?;
         let pins = PinLayout::new(&cfg.pin_dir);
         pins.prepare()?;
 
@@ -89,10 +115,19 @@ impl Dataplane {
             prog.load()
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
         }
-        let mut dp = Self { ebpf, pins };
+        let mut dp = Self {
+            ebpf,
+            pins,
+            tc_attach,
+        };
         dp.load_xdp()?;
-        tracing::debug!(pin_dir = %cfg.pin_dir.display(), "loaded the eBPF dataplane");
+        tracing::info!(pin_dir = %cfg.pin_dir.display(), %version, %tc_attach, "loaded the eBPF dataplane");
         Ok(dp)
+    }
+
+    /// How this dataplane attaches its TC programs.
+    pub fn tc_attach(&self) -> TcAttach {
+        self.tc_attach
     }
 
     /// A loaded TC program by name (a `netd_common::PROG_*` constant), e.g. for

@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 
 use aya::maps::{MapInfo, PerCpuHashMap};
+use aya::programs::{SchedClassifier, TcAttachType};
 use netd_common::{ALL_MAPS, IfStats, MAP_IF_STATS};
 use serde::Serialize;
 
 use super::{
-    Dataplane, DataplaneError,
+    Dataplane, DataplaneError, TcAttach,
     attach::pinned_link_info,
+    clsact, tcnl,
     sys::{self, BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_XDP, BPF_TCX_INGRESS},
 };
 
@@ -32,7 +34,14 @@ pub enum Direction {
     Egress,
 }
 
-/// A pinned TCX link and the program it runs.
+pub(super) fn direction(t: TcAttachType) -> Direction {
+    match t {
+        TcAttachType::Egress => Direction::Egress,
+        _ => Direction::Ingress,
+    }
+}
+
+/// A TC program of netd's: a pinned TCX link, or a netlink clsact filter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AttachedProgram {
     pub ifname: String,
@@ -41,7 +50,29 @@ pub struct AttachedProgram {
     pub direction: Direction,
     pub program: String,
     pub prog_id: u32,
+    /// The TCX link's id (0 for a netlink filter, which is no link).
     pub link_id: u32,
+    pub attach: TcAttach,
+    /// Netlink filters: their priority and handle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u32>,
+}
+
+/// A program of someone else's that runs before netd's on the same hook: it sees (and may
+/// drop or rewrite) the traffic first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgramAhead {
+    pub ifname: String,
+    pub direction: Direction,
+    /// tcx: a TCX program ordered before netd's (or, in netlink mode, any TCX program, since
+    /// TCX runs before clsact); netlink: a tc filter with a lower priority.
+    pub attach: TcAttach,
+    pub prog_id: Option<u32>,
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
 }
 
 /// A pinned map and how full it is.
@@ -59,8 +90,12 @@ pub struct MapUsage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DataplaneStatus {
     pub pin_dir: PathBuf,
-    /// TC programs (TCX links).
+    /// How TC programs are attached on this kernel (or as asked with --tc-attach).
+    pub tc_attach: TcAttach,
+    /// TC programs (TCX links and netlink filters).
     pub programs: Vec<AttachedProgram>,
+    /// Other programs that run before netd's on its hooks.
+    pub ahead: Vec<ProgramAhead>,
     /// XDP programs (the uplinks' pre-filter).
     pub xdp: Vec<AttachedXdp>,
     pub maps: Vec<MapUsage>,
@@ -152,7 +187,75 @@ impl Dataplane {
                     program,
                     prog_id: info.prog_id,
                     link_id: info.id,
+                    attach: TcAttach::Tcx,
+                    priority: None,
+                    handle: None,
                 });
+            }
+        }
+        let mut ahead = Vec::new();
+        // TCX: programs ordered before netd's link on the same hook.
+        for p in programs.iter().filter(|p| p.ifindex != 0) {
+            for (prog_id, name) in tcx_chain(&p.ifname, p.direction) {
+                if prog_id == p.prog_id {
+                    break;
+                }
+                ahead.push(ProgramAhead {
+                    ifname: p.ifname.clone(),
+                    direction: p.direction,
+                    attach: TcAttach::Tcx,
+                    prog_id: Some(prog_id),
+                    name,
+                    priority: None,
+                });
+            }
+        }
+        // Netlink filters (no pins: the kernel's list), and what runs before them.
+        for (ifindex, ifname) in clsact::interfaces() {
+            for hook in clsact::HOOKS {
+                let filters = tcnl::filters(ifindex, hook).map_err(|source| {
+                    DataplaneError::Netlink {
+                        ifname: ifname.clone(),
+                        what: "list the tc filters of",
+                        source,
+                    }
+                })?;
+                let Some(at) = filters.iter().position(clsact::is_netd) else {
+                    continue;
+                };
+                let f = &filters[at];
+                let dir = direction(hook);
+                programs.push(AttachedProgram {
+                    ifname: ifname.clone(),
+                    ifindex,
+                    direction: dir,
+                    program: f.name.clone().unwrap_or_default(),
+                    prog_id: f.prog_id.unwrap_or(0),
+                    link_id: 0,
+                    attach: TcAttach::Netlink,
+                    priority: Some(f.priority),
+                    handle: Some(f.handle),
+                });
+                for (prog_id, name) in tcx_chain(&ifname, dir) {
+                    ahead.push(ProgramAhead {
+                        ifname: ifname.clone(),
+                        direction: dir,
+                        attach: TcAttach::Tcx,
+                        prog_id: Some(prog_id),
+                        name,
+                        priority: None,
+                    });
+                }
+                for o in &filters[..at] {
+                    ahead.push(ProgramAhead {
+                        ifname: ifname.clone(),
+                        direction: dir,
+                        attach: TcAttach::Netlink,
+                        prog_id: o.prog_id,
+                        name: o.name.clone().or_else(|| Some(o.kind.clone())),
+                        priority: Some(o.priority),
+                    });
+                }
             }
         }
 
@@ -179,9 +282,26 @@ impl Dataplane {
 
         Ok(DataplaneStatus {
             pin_dir: self.pins.root().to_owned(),
+            tc_attach: self.tc_attach,
             programs,
+            ahead,
             xdp,
             maps,
         })
+    }
+}
+
+/// The TCX programs of a hook in run order, (id, name); empty without TCX.
+fn tcx_chain(ifname: &str, dir: Direction) -> Vec<(u32, Option<String>)> {
+    let t = match dir {
+        Direction::Ingress => TcAttachType::Ingress,
+        Direction::Egress => TcAttachType::Egress,
+    };
+    match SchedClassifier::query_tcx(ifname, t) {
+        Ok((_, progs)) => progs
+            .iter()
+            .map(|p| (p.id(), p.name_as_str().map(str::to_owned)))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }

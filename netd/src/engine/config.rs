@@ -31,6 +31,8 @@ pub struct Config {
     pub ct_max: u32,
     pub cgroup: Option<PathBuf>,
     pub dataplane: DataplaneMode,
+    /// `--tc-attach`, else `NETD_TC_ATTACH`, else auto.
+    pub tc_attach: crate::dataplane::TcAttachMode,
     /// `--fast-path`: translated traffic is redirected between uplinks and containers.
     pub fast_path: bool,
 }
@@ -113,6 +115,7 @@ impl Config {
             ct_max: a.ct_max,
             cgroup: a.cgroup.clone(),
             dataplane: a.dataplane,
+            tc_attach: tc_attach(a.tc_attach)?,
             fast_path: fast_path(a.fast_path)?,
         })
     }
@@ -144,6 +147,21 @@ fn fast_path(flag: Option<bool>) -> Result<bool, EngineError> {
             ))
         }),
         Err(_) => Ok(DEFAULT_FAST_PATH),
+    }
+}
+
+/// `--tc-attach`, else `NETD_TC_ATTACH`, else auto.
+fn tc_attach(
+    flag: Option<crate::dataplane::TcAttachMode>,
+) -> Result<crate::dataplane::TcAttachMode, EngineError> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match std::env::var("NETD_TC_ATTACH") {
+        Ok(v) => v
+            .parse()
+            .map_err(|e| EngineError::Invalid(format!("invalid NETD_TC_ATTACH {e}"))),
+        Err(_) => Ok(crate::dataplane::TcAttachMode::Auto),
     }
 }
 

@@ -150,10 +150,13 @@ impl Engine {
         let dp = match cfg.dataplane {
             DataplaneMode::None => None,
             DataplaneMode::Ebpf => {
-                let mut dp = Dataplane::open(&DataplaneConfig {
-                    pin_dir: cfg.bpffs.clone(),
-                    ct_max: cfg.ct_max,
-                })?;
+                let mut dp = Dataplane::open_with(
+                    &DataplaneConfig {
+                        pin_dir: cfg.bpffs.clone(),
+                        ct_max: cfg.ct_max,
+                    },
+                    cfg.tc_attach,
+                )?;
                 for u in &cfg.uplinks {
                     dp.attach_uplink(u)?;
                 }
@@ -321,7 +324,7 @@ impl Engine {
                 v
             }
             None => serde_json::json!({
-                "programs": [], "xdp": [], "maps": [], "interfaces": [], "socket_hooks": []
+                "programs": [], "ahead": [], "xdp": [], "maps": [], "interfaces": [], "socket_hooks": []
             }),
         };
         Ok(Status {

@@ -29,6 +29,8 @@ use nix::sched::{CloneFlags, setns};
 
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
+/// TC_ACT_UNSPEC (-1): "not mine", on to the next program on the hook (TCX_NEXT).
+pub const TC_ACT_NEXT: u32 = u32::MAX;
 pub const TC_ACT_REDIRECT: u32 = 7;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
