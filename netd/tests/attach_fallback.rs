@@ -54,6 +54,16 @@ impl Topology {
             .collect()
     }
 
+    /// A permanent neighbour entry for the host in the peer: the peer's datagrams never wait
+    /// on ARP (which a dropping program under test would starve).
+    fn static_neigh(&self) {
+        let link = self.h.exec(&["ip", "-br", "link", "show", "dp0"]);
+        let mac = link.split_whitespace().nth(2).expect("dp0's MAC");
+        self.peer.ip(&[
+            "neigh", "replace", "10.78.0.1", "lladdr", mac, "dev", "dp1", "nud", "permanent",
+        ]);
+    }
+
     fn tcx_programs(&self, ifname: &str, attach_type: TcAttachType) -> Vec<u32> {
         self.h.enter(|| match SchedClassifier::query_tcx(ifname, attach_type) {
             Ok((_, progs)) => progs.iter().map(|p| p.id()).collect(),
@@ -203,11 +213,7 @@ fn netlink_replacement_has_no_gap() {
     // peer, so the counter can be compared exactly.
     t.peer
         .exec(&["sysctl", "-qw", "net.ipv6.conf.dp1.disable_ipv6=1"]);
-    let link = t.h.exec(&["ip", "-br", "link", "show", "dp0"]);
-    let mac = link.split_whitespace().nth(2).expect("dp0's MAC");
-    t.peer.ip(&[
-        "neigh", "replace", "10.78.0.1", "lladdr", mac, "dev", "dp1", "nud", "permanent",
-    ]);
+    t.static_neigh();
     let mut dp = open(&t, &pins, TcAttachMode::Netlink);
     t.h.enter(|| dp.attach_uplink("dp0").expect("attach"));
     let rx = |dp: &Dataplane| {
@@ -316,6 +322,7 @@ fn tcx_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> OwnedFd {
 fn tcx_netd_goes_first_passes_on_what_it_does_not_own_and_reports_programs_ahead() {
     let t = Topology::new();
     let pins = PinDir::new();
+    t.static_neigh();
     let ifindex = t.h.enter(|| datapath_util::ifindex("dp0"));
     // Someone else's program is there first, and drops everything.
     let drop_all = verdict_prog(2);
