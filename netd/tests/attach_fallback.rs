@@ -60,15 +60,24 @@ impl Topology {
         let link = self.h.exec(&["ip", "-br", "link", "show", "dp0"]);
         let mac = link.split_whitespace().nth(2).expect("dp0's MAC");
         self.peer.ip(&[
-            "neigh", "replace", "10.78.0.1", "lladdr", mac, "dev", "dp1", "nud", "permanent",
+            "neigh",
+            "replace",
+            "10.78.0.1",
+            "lladdr",
+            mac,
+            "dev",
+            "dp1",
+            "nud",
+            "permanent",
         ]);
     }
 
     fn tcx_programs(&self, ifname: &str, attach_type: TcAttachType) -> Vec<u32> {
-        self.h.enter(|| match SchedClassifier::query_tcx(ifname, attach_type) {
-            Ok((_, progs)) => progs.iter().map(|p| p.id()).collect(),
-            Err(_) => Vec::new(),
-        })
+        self.h
+            .enter(|| match SchedClassifier::query_tcx(ifname, attach_type) {
+                Ok((_, progs)) => progs.iter().map(|p| p.id()).collect(),
+                Err(_) => Vec::new(),
+            })
     }
 
     /// Sends `n` datagrams from the peer to the host and returns how many arrived.
@@ -114,7 +123,10 @@ fn assert_netd_filter(t: &Topology, ifname: &str, dir: &str, want: &str, prog_id
         "{ifname} {dir}: {l}"
     );
     assert!(l.contains("direct-action"), "{l}");
-    assert!(l.contains(&format!("id {prog_id} ")), "runs prog {prog_id}: {l}");
+    assert!(
+        l.contains(&format!("id {prog_id} ")),
+        "runs prog {prog_id}: {l}"
+    );
 }
 
 #[test]
@@ -139,7 +151,14 @@ fn netlink_filters_outlive_the_agent_and_are_replaced_in_place() {
     let mut progs: Vec<_> = st
         .programs
         .iter()
-        .map(|p| (p.ifname.as_str(), p.direction, p.program.as_str(), p.prog_id))
+        .map(|p| {
+            (
+                p.ifname.as_str(),
+                p.direction,
+                p.program.as_str(),
+                p.prog_id,
+            )
+        })
         .collect();
     progs.sort_by_key(|p| p.2);
     assert_eq!(
@@ -267,7 +286,10 @@ fn netlink_replacement_has_no_gap() {
         (sender.join().unwrap(), receiver.join().unwrap())
     });
     assert!(sent > 1000, "a real stream: {sent} datagrams");
-    assert_eq!(got, sent, "datagrams lost across {REPLACEMENTS} replacements");
+    assert_eq!(
+        got, sent,
+        "datagrams lost across {REPLACEMENTS} replacements"
+    );
     let seen = rx(&dp) - before;
     assert_eq!(
         seen, sent as u64,
@@ -327,7 +349,11 @@ fn tcx_netd_goes_first_passes_on_what_it_does_not_own_and_reports_programs_ahead
     // Someone else's program is there first, and drops everything.
     let drop_all = verdict_prog(2);
     let drop_link = t.h.enter(|| tcx_link(&drop_all, ifindex, 0));
-    assert_eq!(t.peer_to_host(5), 0, "precondition: the other program drops");
+    assert_eq!(
+        t.peer_to_host(5),
+        0,
+        "precondition: the other program drops"
+    );
 
     let mut dp = open(&t, &pins, TcAttachMode::Tcx);
     assert_eq!(dp.tc_attach(), TcAttach::Tcx);
@@ -354,12 +380,19 @@ fn tcx_netd_goes_first_passes_on_what_it_does_not_own_and_reports_programs_ahead
     let st = t.h.enter(|| dp.status().expect("status"));
     assert_eq!(st.ahead.len(), 1, "{:#?}", st.ahead);
     let a = &st.ahead[0];
-    assert_eq!((a.ifname.as_str(), a.direction), ("dp0", Direction::Ingress));
+    assert_eq!(
+        (a.ifname.as_str(), a.direction),
+        ("dp0", Direction::Ingress)
+    );
     assert_eq!(a.attach, TcAttach::Tcx);
     let chain = t.tcx_programs("dp0", TcAttachType::Ingress);
     assert_eq!(a.prog_id, Some(chain[0]));
     assert_ne!(chain[0], netd_in);
-    assert_eq!(t.peer_to_host(5), 5, "TC_ACT_UNSPEC ahead, then netd: passes");
+    assert_eq!(
+        t.peer_to_host(5),
+        5,
+        "TC_ACT_UNSPEC ahead, then netd: passes"
+    );
     t.h.enter(|| dp.detach("dp0").expect("detach"));
 }
 

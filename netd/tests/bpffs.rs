@@ -68,7 +68,10 @@ fn pin_dir_under_sys_fs_bpf_mounts_a_bpffs_there() {
             is_bpffs(Path::new("/sys/fs/bpf")),
             "a bpffs is mounted at /sys/fs/bpf itself"
         );
-        assert!(pin_dir.join("maps/NETD_CT").exists(), "maps pinned under it");
+        assert!(
+            pin_dir.join("maps/NETD_CT").exists(),
+            "maps pinned under it"
+        );
         // The pin directory is a plain directory on that bpffs, not a mount of its own.
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(
@@ -97,7 +100,10 @@ fn pin_dir_elsewhere_gets_its_own_bpffs() {
     let pin_dir = PathBuf::from(format!("/run/{}", unique("-netd")));
     in_private_mounts(|| {
         let dp = Dataplane::open(&config(pin_dir.clone())).expect("open under /run");
-        assert!(is_bpffs(&pin_dir), "a bpffs is mounted at the pin directory");
+        assert!(
+            is_bpffs(&pin_dir),
+            "a bpffs is mounted at the pin directory"
+        );
         assert!(
             !is_bpffs(Path::new("/sys/fs/bpf")),
             "/sys/fs/bpf is left alone when the pins live elsewhere"

@@ -835,10 +835,30 @@ fn unconfigured_dataplane_passes_everything() {
     World::with(|w| {
         // The uplink programs hand what they do not own on to the next program on the hook.
         for (prog, ifindex, f, verdict) in [
-            (PROG_FROM_UPLINK, w.up, Frame::tcp(CLIENT, A_IP, 1, 80), TC_ACT_NEXT),
-            (PROG_TO_UPLINK, w.up, Frame::tcp(A_IP, REMOTE, 1, 80), TC_ACT_NEXT),
-            (PROG_FROM_CONTAINER, w.vx, Frame::tcp(A_IP, B_IP, 1, 80), TC_ACT_OK),
-            (PROG_TO_CONTAINER, w.va, Frame::tcp(B_IP, A_IP, 1, 80), TC_ACT_OK),
+            (
+                PROG_FROM_UPLINK,
+                w.up,
+                Frame::tcp(CLIENT, A_IP, 1, 80),
+                TC_ACT_NEXT,
+            ),
+            (
+                PROG_TO_UPLINK,
+                w.up,
+                Frame::tcp(A_IP, REMOTE, 1, 80),
+                TC_ACT_NEXT,
+            ),
+            (
+                PROG_FROM_CONTAINER,
+                w.vx,
+                Frame::tcp(A_IP, B_IP, 1, 80),
+                TC_ACT_OK,
+            ),
+            (
+                PROG_TO_CONTAINER,
+                w.va,
+                Frame::tcp(B_IP, A_IP, 1, 80),
+                TC_ACT_OK,
+            ),
         ] {
             let (v, out) = w.run(prog, ifindex, &f.bytes());
             assert_eq!((v, out), (verdict, f.bytes()), "{prog}");

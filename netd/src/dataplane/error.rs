@@ -116,7 +116,8 @@ pub enum DataplaneError {
     },
     #[error(
         "the tc filter at netd's priority {} and handle {:#x} on {ifname} ({hook:?}) belongs to another program ({owner}): delete it or free that slot",
-        super::clsact::PRIORITY, super::clsact::HANDLE
+        super::clsact::PRIORITY,
+        super::clsact::HANDLE
     )]
     FilterTaken {
         ifname: String,

@@ -89,7 +89,11 @@ pub const TCX: Version = Version(6, 6);
 
 /// The features of [`REQUIRED`] that `v` lacks.
 pub fn missing(v: Version) -> Vec<(Version, &'static str)> {
-    REQUIRED.iter().copied().filter(|(need, _)| v < *need).collect()
+    REQUIRED
+        .iter()
+        .copied()
+        .filter(|(need, _)| v < *need)
+        .collect()
 }
 
 /// The running kernel's version (aya reads Debian's and Ubuntu's real one, not uname's ABI
@@ -171,7 +175,12 @@ mod tests {
         assert!(!e.contains("bpf_check_mtu"), "5.15 has it: {e}");
         assert!(e.contains("needs Linux 5.18"), "{e}");
         let e = check_floor(Version(5, 4)).unwrap_err().to_string();
-        for what in ["getpeername", "bpf_redirect_peer", "bpf_check_mtu", "bpf_xdp"] {
+        for what in [
+            "getpeername",
+            "bpf_redirect_peer",
+            "bpf_check_mtu",
+            "bpf_xdp",
+        ] {
             assert!(e.contains(what), "{what} missing from {e}");
         }
     }

@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::{
     Dataplane, DataplaneError, TcAttach,
     attach::pinned_link_info,
-    clsact, tcnl,
+    clsact,
     sys::{self, BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_XDP, BPF_TCX_INGRESS},
+    tcnl,
 };
 
 /// One interface's counters, summed over CPUs.
@@ -213,13 +214,12 @@ impl Dataplane {
         // Netlink filters (no pins: the kernel's list), and what runs before them.
         for (ifindex, ifname) in clsact::interfaces() {
             for hook in clsact::HOOKS {
-                let filters = tcnl::filters(ifindex, hook).map_err(|source| {
-                    DataplaneError::Netlink {
+                let filters =
+                    tcnl::filters(ifindex, hook).map_err(|source| DataplaneError::Netlink {
                         ifname: ifname.clone(),
                         what: "list the tc filters of",
                         source,
-                    }
-                })?;
+                    })?;
                 let Some(at) = filters.iter().position(clsact::is_netd) else {
                     continue;
                 };

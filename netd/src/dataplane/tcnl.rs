@@ -64,7 +64,14 @@ fn socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn request(msg_type: u16, flags: u16, ifindex: u32, handle: u32, parent: u32, info: u32) -> Vec<u8> {
+fn request(
+    msg_type: u16,
+    flags: u16,
+    ifindex: u32,
+    handle: u32,
+    parent: u32,
+    info: u32,
+) -> Vec<u8> {
     let len = (NLMSG_HDR + TCMSG) as u32;
     let mut b = Vec::with_capacity(len as usize);
     b.extend_from_slice(&len.to_ne_bytes());
@@ -207,7 +214,12 @@ pub fn filters(ifindex: u32, attach_type: TcAttachType) -> io::Result<Vec<Filter
     match result {
         Ok(()) => {}
         // No clsact qdisc (or the interface went away): nothing attached.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT | libc::ENODEV)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENOENT | libc::ENODEV)
+            ) =>
+        {
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),
@@ -234,7 +246,12 @@ pub fn delete(
         info,
     );
     match exchange(&req, |_| {}) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL | libc::ENODEV)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::EINVAL | libc::ENODEV)
+            ) =>
+        {
             Ok(())
         }
         r => r,
