@@ -259,7 +259,7 @@ fn netlink_replacement_has_no_gap() {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     sock.send_to(&i.to_be_bytes(), dest).unwrap();
                     i += 1;
-                    if i % 10 == 0 {
+                    if i.is_multiple_of(10) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }

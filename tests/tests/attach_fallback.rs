@@ -119,7 +119,7 @@ fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
                 s.send_to(&(n as u32).to_be_bytes(), &dest).expect("send");
                 sent.store(n + 1, Ordering::Relaxed);
                 let n = n + 1;
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
