@@ -99,18 +99,33 @@ pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
             None
         }
     };
-    // Host addresses can change under the daemon (DHCP, an operator): keep the maps current.
+    // Host addresses and interfaces can change under the daemon (DHCP, hot-plug, an operator):
+    // keep the uplinks and the maps current, on every link event and every second.
     {
         let engine = engine.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Err(e) = engine.lock().await.refresh_addresses().await {
-                    tracing::warn!("refreshing host addresses: {e}");
+                if let Err(e) = engine.lock().await.refresh_uplinks().await {
+                    tracing::warn!("refreshing uplinks and host addresses: {e}");
                 }
             }
         });
+    }
+    match crate::engine::LinkEvents::open() {
+        Ok(events) => {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                while events.changed().await.is_ok() {
+                    if let Err(e) = engine.lock().await.refresh_uplinks().await {
+                        tracing::warn!("following interfaces: {e}");
+                    }
+                }
+                tracing::warn!("link events stopped; interfaces are followed every second");
+            });
+        }
+        Err(e) => tracing::warn!("no link events ({e}); interfaces are followed every second"),
     }
     // Conntrack garbage collection, outside the engine lock, on a blocking thread.
     if let Some(mut gc) = engine.lock().await.ct_gc()? {

@@ -82,6 +82,20 @@ impl Daemon {
         d
     }
 
+    /// [`Daemon::start`] without `--uplink`: the daemon serves every eligible interface.
+    pub fn start_serving_all(host: &Netns, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::prepare(host, extra);
+        let at = d
+            .args
+            .iter()
+            .position(|a| a == "--uplink")
+            .expect("--uplink");
+        d.args.drain(at..at + 2);
+        d.spawn();
+        d.wait_ready();
+        d
+    }
+
     /// The daemon's `--cgroup` directory, if it has one (the socket hooks are attached there:
     /// a host-local client must run in it).
     pub fn cgroup(&self) -> Option<&Path> {

@@ -180,7 +180,7 @@ impl Engine {
         let addrs = self.nl.addresses_v4(None).await?;
         let host: HashMap<u32, u32> = addrs.iter().map(|(i, n)| (be(n.addr()), *i)).collect();
         let mut uplinks = HashMap::new();
-        for u in &self.cfg.uplinks {
+        for u in &self.uplinks {
             if let Some(l) = self.nl.link_by_name(u).await? {
                 let ip = addrs
                     .iter()
@@ -228,7 +228,7 @@ impl Engine {
         dp.set_config(&cfg)?;
         // The XDP pre-filter runs only while there is something to filter.
         let filtering = !allow.is_empty() || !deny.is_empty();
-        dp.set_prefilter(&self.cfg.uplinks, filtering)?;
+        dp.set_prefilter(&self.uplinks, filtering)?;
         dp.set_endpoints(&eps)?;
         dp.set_ports(ports)?;
         dp.set_links(&links)?;

@@ -13,6 +13,7 @@ pub mod ports;
 mod publish;
 mod reserve;
 pub mod state;
+mod uplinks;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -25,6 +26,7 @@ use crate::wiring::{Netlink, WiringError};
 pub use config::Config;
 use ipam::Ipam;
 use state::{Endpoint, NetworkState, State, Store};
+pub use uplinks::{LinkEvents, auto_uplinks};
 
 /// What can go wrong; the variant decides the HTTP status, the text is the user's message.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,8 @@ pub struct Engine {
     store: Store,
     dp: Option<Dataplane>,
     reserved: reserve::Reservations,
+    /// The interfaces served as uplinks now (`--uplink`'s, else every eligible one).
+    uplinks: Vec<String>,
 }
 
 impl Engine {
@@ -157,9 +161,6 @@ impl Engine {
                     },
                     cfg.tc_attach,
                 )?;
-                for u in &cfg.uplinks {
-                    dp.attach_uplink(u)?;
-                }
                 // Host-local access to published ports (the docker-proxy replacement).
                 let cgroup = cfg.cgroup.clone().unwrap_or_else(sock::default_cgroup);
                 let cookie = sock::netns_cookie().map_err(|e| {
@@ -178,7 +179,10 @@ impl Engine {
             store,
             dp,
             reserved: reserve::Reservations::default(),
+            uplinks: Vec::new(),
         };
+        let want = engine.wanted_uplinks().await?;
+        engine.apply_uplinks(want)?;
         // State from before binding ids: give every binding its own id (reservations and
         // per-binding counters are keyed by it).
         for ep in engine.state.endpoints.values_mut() {
@@ -223,7 +227,7 @@ impl Engine {
             }
         }
         if let Some(dp) = self.dp.as_mut() {
-            let mut keep: Vec<String> = self.cfg.uplinks.clone();
+            let mut keep: Vec<String> = self.uplinks.clone();
             for ep in self.state.endpoints.values() {
                 if let Some(h) = &ep.host_ifname {
                     dp.attach_endpoint(h)?;
@@ -336,7 +340,7 @@ impl Engine {
                 mtu: self.net.mtu,
                 owned: self.net.owned,
             },
-            uplinks: self.cfg.uplinks.clone(),
+            uplinks: self.uplinks.clone(),
             dataplane: match self.cfg.dataplane {
                 DataplaneMode::Ebpf => "ebpf".into(),
                 DataplaneMode::None => "none".into(),

@@ -1,8 +1,10 @@
 //! Published host ports are reserved against host processes: the daemon holds a socket bound to
-//! each one (listening, for TCP: a bound-only socket does not stop SO_REUSEADDR binders), so a
-//! host process that binds the port gets EADDRINUSE, as with docker-proxy, but with no process
-//! per port. The sockets never see traffic: packets to published ports are translated by the
-//! TC programs before socket lookup, and host-local connections by the cgroup socket hooks.
+//! each one, so a host process that binds the port gets EADDRINUSE (SO_REUSEADDR or not: the
+//! reservation does not set it), as with docker-proxy, but with no process per port. Packets to
+//! published ports are translated by the TC programs before socket lookup, and host-local
+//! connections by the cgroup socket hooks; what still reaches the port (through an interface
+//! netd does not serve, with `--uplink` narrowing it) finds no listener: a TCP connection is
+//! reset at once instead of being accepted and never answered (UDP datagrams queue unread).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,12 +37,6 @@ fn bind_one(proto: Proto, ip: IpAddr, port: u16) -> std::io::Result<OwnedFd> {
     // SAFETY: storage holds a valid sockaddr of length len.
     if unsafe { libc::bind(fd.as_raw_fd(), (&raw const storage).cast(), len) } != 0 {
         return Err(std::io::Error::last_os_error());
-    }
-    if proto == Proto::Tcp {
-        // SAFETY: listen on our own bound socket.
-        if unsafe { libc::listen(fd.as_raw_fd(), 0) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
     }
     Ok(fd)
 }

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, IpVersion};
 
@@ -52,6 +52,10 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub master: Option<u32>,
     pub is_bridge: bool,
+    /// ARPHRD_ETHER: frames carry an Ethernet header (not loopback, tun, wireguard, ipip).
+    pub ethernet: bool,
+    /// The link kind, e.g. `veth`, `bridge`, `wireguard` (None for physical NICs).
+    pub kind: Option<String>,
 }
 
 /// A route's destination (IPv4 routes only).
@@ -320,6 +324,8 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
         mac: None,
         master: None,
         is_bridge: false,
+        ethernet: m.header.link_layer_type == LinkLayerType::Ether,
+        kind: None,
     };
     for a in m.attributes {
         match a {
@@ -335,6 +341,10 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
                 link.is_bridge = infos
                     .iter()
                     .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                link.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(k) => Some(k.to_string().to_lowercase()),
+                    _ => None,
+                });
             }
             _ => {}
         }

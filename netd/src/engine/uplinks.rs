@@ -1,0 +1,235 @@
+//! Which interfaces netd serves as uplinks (published ports DNAT'd on them, masquerade for what
+//! leaves by them). With `--uplink` only those; without, like Docker, every interface except
+//! loopback, netd's bridge, ports of any bridge or bond, container veths and p2p veths, and
+//! devices without an Ethernet header (tun, wireguard, ipip: skipped, the TC programs parse
+//! Ethernet frames).
+//! Interfaces that appear or go later are followed: a netlink link-event watcher (and the
+//! daemon's one-second tick) calls [`Engine::refresh_uplinks`].
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+
+use tokio::io::unix::AsyncFd;
+
+use super::{Engine, EngineError};
+use crate::wiring::Link;
+
+/// The served set out of `links`, sorted. `bridge` is netd's bridge, `endpoints` the host-side
+/// names of container veths.
+///
+/// An interface with a master (a port of netd's bridge, of another bridge or of a bond) is
+/// left to its master: another bridge (say br0 holding eth0) is served itself, and serving
+/// both would translate a packet twice.
+pub fn auto_uplinks(links: &[Link], bridge: &str, endpoints: &HashSet<&str>) -> Vec<String> {
+    let mut out: Vec<String> = links
+        .iter()
+        .filter(|l| {
+            l.ethernet
+                && l.name != bridge
+                && l.master.is_none()
+                && !endpoints.contains(l.name.as_str())
+                // p2p veths exist in this namespace only while a p2p link is being wired.
+                && !l.name.starts_with("p2p")
+        })
+        .map(|l| l.name.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+impl Engine {
+    /// The interfaces served now.
+    pub fn uplinks(&self) -> &[String] {
+        &self.uplinks
+    }
+
+    /// What should be served now: `--uplink`'s list, else every eligible interface.
+    pub(super) async fn wanted_uplinks(&self) -> Result<Vec<String>, EngineError> {
+        if !self.cfg.uplinks.is_empty() {
+            return Ok(self.cfg.uplinks.clone());
+        }
+        let links = self.nl.links().await?;
+        let endpoints: HashSet<&str> = self
+            .state
+            .endpoints
+            .values()
+            .filter_map(|e| e.host_ifname.as_deref())
+            .collect();
+        Ok(auto_uplinks(&links, &self.net.bridge, &endpoints))
+    }
+
+    /// Follows the interfaces: serves those that became eligible, stops serving those that
+    /// went away or stopped being eligible, then refreshes the host and masquerade addresses.
+    pub async fn refresh_uplinks(&mut self) -> Result<(), EngineError> {
+        let want = self.wanted_uplinks().await?;
+        if self.apply_uplinks(want)? && self.dp.is_some() {
+            // The uplink map and the pre-filter follow the uplinks.
+            return self.sync_dataplane().await;
+        }
+        self.refresh_addresses().await
+    }
+
+    /// Attaches the uplink programs to the interfaces of `want` not served yet and detaches
+    /// them from served ones not in it; returns whether the served set changed. Without
+    /// `--uplink`, an interface that cannot be attached is logged and left out (and retried on
+    /// the next refresh), never fatal.
+    pub(super) fn apply_uplinks(&mut self, want: Vec<String>) -> Result<bool, EngineError> {
+        if want == self.uplinks {
+            return Ok(false);
+        }
+        let explicit = !self.cfg.uplinks.is_empty();
+        let Some(dp) = self.dp.as_mut() else {
+            self.uplinks = want;
+            return Ok(true);
+        };
+        for gone in self.uplinks.iter().filter(|u| !want.contains(u)) {
+            match dp.detach(gone) {
+                Ok(()) => tracing::info!(ifname = %gone, "no longer serving"),
+                Err(e) => tracing::warn!(ifname = %gone, "detaching: {e}"),
+            }
+        }
+        let mut served = Vec::new();
+        for u in want {
+            if self.uplinks.contains(&u) {
+                served.push(u);
+                continue;
+            }
+            match dp.attach_uplink(&u) {
+                Ok(()) => {
+                    tracing::info!(ifname = %u, "serving as an uplink");
+                    served.push(u);
+                }
+                Err(e) if explicit => return Err(e.into()),
+                Err(e) => tracing::warn!(ifname = %u, "not serving: {e}"),
+            }
+        }
+        let changed = served != self.uplinks;
+        self.uplinks = served;
+        Ok(changed)
+    }
+}
+
+/// A netlink socket subscribed to link events (RTMGRP_LINK) of the calling thread's network
+/// namespace; [`LinkEvents::changed`] resolves when one or more arrived.
+pub struct LinkEvents(AsyncFd<OwnedFd>);
+
+impl LinkEvents {
+    pub fn open() -> io::Result<Self> {
+        // SAFETY: plain socket(2); the result is checked before it is owned.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: all-zero is a valid sockaddr_nl.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = libc::RTMGRP_LINK as u32;
+        // SAFETY: binding our socket to a valid sockaddr_nl of the size passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open (and the same
+        // descriptor) for its whole life.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(Self(fd))
+    }
+
+    /// Waits for link events and drains them (their content does not matter: the engine
+    /// re-reads the interface list).
+    pub async fn changed(&self) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut guard = self.0.readable().await?;
+            let mut got = false;
+            loop {
+                // SAFETY: receiving into our own buffer of the given length.
+                let n = unsafe {
+                    libc::recv(
+                        self.0.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                    )
+                };
+                if n >= 0 {
+                    got = true;
+                    continue;
+                }
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::Interrupted => continue,
+                    // ENOBUFS: events were dropped; a refresh covers them.
+                    _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        got = true;
+                        continue;
+                    }
+                    _ => return Err(e),
+                }
+            }
+            guard.clear_ready();
+            if got {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str, master: Option<u32>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mtu: 1500,
+            mac: None,
+            master,
+            is_bridge: name.starts_with("br") || name == "netd0",
+            ethernet: true,
+            kind: None,
+        }
+    }
+
+    #[test]
+    fn serves_every_interface_but_loopback_bridges_ports_and_tunnels() {
+        let mut lo = link(1, "lo", None);
+        lo.ethernet = false;
+        let mut wg = link(7, "wg0", None);
+        wg.ethernet = false;
+        let links = vec![
+            lo,
+            link(2, "eth0", None),
+            link(3, "netd0", None),
+            link(4, "vethab12", Some(3)),
+            link(5, "vethnew", None),
+            link(6, "eth1", None),
+            wg,
+            link(8, "p2pa1234", None),
+            link(9, "br-other", None),
+            link(10, "bond-port", Some(11)),
+        ];
+        let endpoints: HashSet<&str> = ["vethnew"].into();
+        assert_eq!(
+            auto_uplinks(&links, "netd0", &endpoints),
+            ["br-other", "eth0", "eth1"]
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Every interface, like Docker: without `--uplink`, published ports answer on every host
+//! interface but loopback, the bridge, its ports and tunnels, container traffic is masqueraded
+//! out of whichever interface it leaves by, and interfaces that appear or go later are
+//! followed. With `--uplink`, a connection through an interface netd does not serve is refused
+//! at once (it used to hang in the reservation socket's accept queue).
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP, UPLINK};
+use netd_tests::{
+    BIP, Daemon, Netns, World, poll_until, tcp_request, tcp_request_until, tcp_server,
+};
+
+const T: Duration = Duration::from_secs(5);
+
+/// A second "outside" joined to the host by `host_if` (`host_ip`/24) <-> `eth0` (`peer_ip`).
+fn second_outside(w: &World, host_if: &str, host_ip: &str, peer_ip: &str) -> Netns {
+    let o = Netns::new("netdt-o2-");
+    o.ip(&["link", "set", "lo", "up"]);
+    w.host.ip(&[
+        "link",
+        "add",
+        host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        o.name(),
+    ]);
+    w.host
+        .ip(&["addr", "add", &format!("{host_ip}/24"), "dev", host_if]);
+    w.host.ip(&["link", "set", host_if, "up"]);
+    o.ip(&["addr", "add", &format!("{peer_ip}/24"), "dev", "eth0"]);
+    o.ip(&["link", "set", "eth0", "up"]);
+    o
+}
+
+fn uplinks(d: &Daemon) -> Vec<String> {
+    d.status()["uplinks"]
+        .as_array()
+        .expect("uplinks")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn peer_ip(srv: &netd_tests::ServerHandle) -> String {
+    srv.last_peer_ip()
+}
+
+#[test]
+fn without_uplink_every_interface_is_served_and_followed() {
+    let w = World::new();
+    let o2 = second_outside(&w, "up1", "203.0.113.1", "203.0.113.2");
+    // A device without an Ethernet header: skipped.
+    w.host.ip(&["tuntap", "add", "tun0", "mode", "tun"]);
+    w.host.ip(&["link", "set", "tun0", "up"]);
+    let d = Daemon::start_serving_all(&w.host, &["--bip", BIP]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let veth = d.inspect("web")["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let srv = tcp_server(&web, 80);
+
+    let served = uplinks(&d);
+    assert_eq!(served, ["up0", "up1"], "not lo, netd0, {veth} or tun0");
+
+    // Published port through either interface; the container sees the real client.
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(peer_ip(&srv), OUTSIDE_IP);
+    assert_eq!(
+        tcp_request_until(&o2, "203.0.113.1:8080", T).unwrap(),
+        "ping"
+    );
+    assert_eq!(peer_ip(&srv), "203.0.113.2");
+
+    // Masquerade out of whichever interface the route picks.
+    let out2 = tcp_server(&o2, 7000);
+    assert_eq!(
+        tcp_request_until(&web, "203.0.113.2:7000", T).unwrap(),
+        "ping"
+    );
+    assert_eq!(
+        peer_ip(&out2),
+        "203.0.113.1",
+        "masqueraded to up1's address"
+    );
+
+    // An interface that appears later is served, without a restart.
+    let o3 = second_outside(&w, "up2", "192.0.2.1", "192.0.2.2");
+    poll_until("up2 to be served", T, || {
+        let u = uplinks(&d);
+        if u.contains(&"up2".to_string()) {
+            Ok(u)
+        } else {
+            Err(u)
+        }
+    });
+    assert_eq!(tcp_request_until(&o3, "192.0.2.1:8080", T).unwrap(), "ping");
+    assert_eq!(peer_ip(&srv), "192.0.2.2");
+    // And one that goes away is dropped (its programs went with it).
+    w.host.ip(&["link", "del", "up2"]);
+    poll_until("up2 to be dropped", T, || {
+        let u = uplinks(&d);
+        if u == ["up0", "up1"] { Ok(u) } else { Err(u) }
+    });
+    let programs = d.status()["programs"].clone();
+    assert!(!programs.to_string().contains("\"up2\""), "{programs:#}");
+    drop(o3);
+}
+
+#[test]
+fn a_connection_through_an_unserved_interface_is_refused_not_hung() {
+    let w = World::new();
+    let o2 = second_outside(&w, "up1", "203.0.113.1", "203.0.113.2");
+    // The harness passes --uplink up0: up1 is not served.
+    let d = w.daemon(&["--bip", BIP]);
+    assert_eq!(uplinks(&d), [UPLINK]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let _srv = tcp_server(&web, 80);
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    // Through up1 the port is only the daemon's reservation: refused at once.
+    let addr: SocketAddr = "203.0.113.1:8080".parse().unwrap();
+    let started = Instant::now();
+    let r = netd_tests::in_netns(&o2, move || {
+        Ok(TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+    })
+    .unwrap();
+    let err = r.expect_err("connected to the reservation socket");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{err} after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(tcp_request(&o2, "203.0.113.1:8080").is_err());
+    // The reservation still keeps host processes off the port.
+    let bind = netd_tests::in_netns(&w.host, || {
+        let s = bind_8080();
+        Ok(s)
+    })
+    .unwrap();
+    assert_eq!(
+        bind.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::AddrInUse),
+        "a host process bound 8080"
+    );
+}
+
+/// A host process's attempt to bind 0.0.0.0:8080 (std sets SO_REUSEADDR on listeners).
+fn bind_8080() -> std::io::Result<()> {
+    std::net::TcpListener::bind("0.0.0.0:8080").map(drop)
+}
