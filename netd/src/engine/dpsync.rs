@@ -187,7 +187,7 @@ impl Engine {
                     .find(|(i, _)| *i == l.index)
                     .map(|(_, n)| be(n.addr()))
                     .unwrap_or(0);
-                uplinks.insert(l.index, UplinkInfo { ip, _pad: 0 });
+                uplinks.insert(l.index, UplinkInfo { ip, flags: 0 });
             }
         }
         let dp = self.dp.as_mut().expect("checked");

@@ -284,7 +284,7 @@ impl World {
             self.up,
             UplinkInfo {
                 ip: ip(UPLINK_IP),
-                _pad: 0,
+                flags: 0,
             },
             0,
         )
