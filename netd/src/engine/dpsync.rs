@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use netd_common::{
     CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, DpConfig,
     EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry, PortPair,
-    UplinkInfo,
+    UPLINK_F_VLAN_PARENT, UplinkInfo,
 };
 
 use super::state::Endpoint;
@@ -180,6 +180,7 @@ impl Engine {
         let addrs = self.nl.addresses_v4(None).await?;
         let host: HashMap<u32, u32> = addrs.iter().map(|(i, n)| (be(n.addr()), *i)).collect();
         let mut uplinks = HashMap::new();
+        let mut vlan_parents = Vec::new();
         for u in &self.cfg.uplinks {
             if let Some(l) = self.nl.link_by_name(u).await? {
                 let ip = addrs
@@ -188,6 +189,15 @@ impl Engine {
                     .map(|(_, n)| be(n.addr()))
                     .unwrap_or(0);
                 uplinks.insert(l.index, UplinkInfo { ip, flags: 0 });
+                if let Some(p) = l.vlan_parent {
+                    vlan_parents.push(p);
+                }
+            }
+        }
+        // An uplink carrying a VLAN uplink leaves its tagged frames to that one.
+        for p in vlan_parents {
+            if let Some(u) = uplinks.get_mut(&p) {
+                u.flags |= UPLINK_F_VLAN_PARENT;
             }
         }
         let dp = self.dp.as_mut().expect("checked");

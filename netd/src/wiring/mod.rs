@@ -52,6 +52,8 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub master: Option<u32>,
     pub is_bridge: bool,
+    /// For a VLAN device: the interface it is stacked on.
+    pub vlan_parent: Option<u32>,
 }
 
 /// A route's destination (IPv4 routes only).
@@ -320,7 +322,10 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
         mac: None,
         master: None,
         is_bridge: false,
+        vlan_parent: None,
     };
+    let mut lower = None;
+    let mut is_vlan = false;
     for a in m.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n,
@@ -331,13 +336,20 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
                 link.mac = Some(mac);
             }
             LinkAttribute::Controller(i) => link.master = Some(i),
+            LinkAttribute::Link(i) => lower = Some(i),
             LinkAttribute::LinkInfo(infos) => {
                 link.is_bridge = infos
                     .iter()
                     .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                is_vlan = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vlan)));
             }
             _ => {}
         }
+    }
+    if is_vlan {
+        link.vlan_parent = lower;
     }
     link
 }
