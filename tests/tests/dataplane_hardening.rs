@@ -311,3 +311,95 @@ fn forward_drop_host_with_the_fast_path() {
 fn forward_drop_host_without_the_fast_path() {
     forward_drop("false");
 }
+
+/// The path MTU the kernel holds for the connected socket `fd` (IP_MTU).
+fn ip_mtu(fd: i32) -> i32 {
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: mtu and len are valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            (&raw mut mtu).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "IP_MTU: {}", std::io::Error::last_os_error());
+    mtu
+}
+
+/// `--mtu` below the uplink's: a client's don't-fragment datagram to a published port is too
+/// big for the bridge, and the host answers "fragmentation needed" quoting the packet as it
+/// DNAT'd it. The error must leave quoting the client's own packet (the published address and
+/// port), or the client's kernel matches it to no socket and PMTU discovery never learns the
+/// smaller MTU.
+fn pmtu(fast_path: &str) {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--mtu", "1400", "--fast-path", fast_path]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "5353:53/udp"]);
+    let srv = udp_server(&web, 53);
+    let published = format!("{HOST_UPLINK_IP}:5353");
+    let sock = in_netns(&w.outside, move || {
+        let s = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+        s.connect(published.as_str())?;
+        let v: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: v is a valid c_int for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw const v).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(rc == 0, "IP_MTU_DISCOVER");
+        Ok(s)
+    })
+    .expect("a client socket");
+    assert_eq!(ip_mtu(sock.as_raw_fd()), 1500, "the uplink's MTU at first");
+    // Small datagrams get through.
+    sock.send(&[1u8; 100]).unwrap();
+    poll_until("a small datagram in web", T, || {
+        if srv.peers().is_empty() {
+            Err(())
+        } else {
+            Ok(())
+        }
+    });
+    // A 1500-byte datagram does not fit the bridge: the client learns 1400.
+    let learned = poll_until("the client to learn the bridge's MTU", T, || {
+        let _ = sock.send(&[2u8; 1472]);
+        std::thread::sleep(Duration::from_millis(100));
+        let m = ip_mtu(sock.as_raw_fd());
+        if m == 1400 { Ok(m) } else { Err(m) }
+    });
+    assert_eq!(learned, 1400);
+    let err = sock.send(&[3u8; 1472]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE), "{err}");
+    // And a datagram that fits arrives (a send may first report the errors that came in,
+    // pending on the connected socket).
+    let n = srv.peers().len();
+    poll_until("a 1400-byte datagram in web", T, || {
+        let _ = sock.send(&[4u8; 1372]);
+        std::thread::sleep(Duration::from_millis(50));
+        if srv.peers().len() > n {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+}
+
+#[test]
+fn pmtu_discovery_through_a_published_port_with_the_fast_path() {
+    pmtu("true");
+}
+
+#[test]
+fn pmtu_discovery_through_a_published_port_without_the_fast_path() {
+    pmtu("false");
+}
