@@ -403,3 +403,119 @@ fn pmtu_discovery_through_a_published_port_with_the_fast_path() {
 fn pmtu_discovery_through_a_published_port_without_the_fast_path() {
     pmtu("false");
 }
+
+/// Counts, on a thread, the frames received on `ifname` in `ns` over `wait` that carry UDP to
+/// `port` (untagged IPv4), seen by a packet socket: what reaches the interface, whatever the
+/// stack then does with it.
+fn udp_frames_seen(
+    ns: &Netns,
+    ifname: &str,
+    port: u16,
+    wait: Duration,
+) -> std::thread::JoinHandle<usize> {
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let path = ns.path().to_path_buf();
+    let f = move || -> anyhow::Result<usize> {
+        netd_tests::traffic::enter_netns(&path)?;
+        let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
+        // SAFETY: plain socket(2); the descriptor is owned right away.
+        let fd =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fd is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto as u16;
+        sll.sll_ifindex = ifindex as i32;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: sll is a valid sockaddr_ll of length len.
+        anyhow::ensure!(
+            unsafe { libc::bind(fd.as_raw_fd(), (&raw const sll).cast(), len) } == 0,
+            "bind: {}",
+            std::io::Error::last_os_error()
+        );
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        // SAFETY: tv is a valid timeval.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        let deadline = std::time::Instant::now() + wait;
+        let mut seen = 0;
+        let mut buf = [0u8; 2048];
+        while std::time::Instant::now() < deadline {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 42 {
+                continue;
+            }
+            let f = &buf[..n as usize];
+            let ihl = usize::from(f[14] & 0x0f) * 4;
+            if f[12..14] == [0x08, 0x00]
+                && f[23] == 17
+                && f.len() >= 14 + ihl + 4
+                && u16::from_be_bytes([f[14 + ihl + 2], f[14 + ihl + 3]]) == port
+            {
+                seen += 1;
+            }
+        }
+        Ok(seen)
+    };
+    std::thread::spawn(move || f().expect("sniff frames"))
+}
+
+/// Container a sends UDP to the outside with b's MAC as its gateway's (a static neighbour):
+/// the bridge delivers by MAC, so under `--icc false` such frames must not reach b. Returns
+/// how many b's eth0 saw, and the icc-foreign-dst-mac drops they counted.
+fn frames_to_a_neighbours_mac(icc: &str) -> (usize, u64) {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--icc", icc]);
+    let a = w.container("a");
+    let b = w.container("b");
+    d.attach("a", &a, &[]);
+    d.attach("b", &b, &[]);
+    let b_mac = b.mac("eth0");
+    a.ip(&[
+        "neigh",
+        "replace",
+        netd_tests::BRIDGE_IP,
+        "lladdr",
+        &b_mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    let mac0 = drops(&d, "icc-foreign-dst-mac");
+    let sniffer = udp_frames_seen(&b, "eth0", 7199, Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let _ =
+            netd_tests::dataplane::udp_fire_from(&a, "0.0.0.0", &format!("{OUTSIDE_IP}:7199"), "x");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = sniffer.join().unwrap();
+    (seen, drops(&d, "icc-foreign-dst-mac") - mac0)
+}
+
+#[test]
+fn icc_false_keeps_frames_to_another_containers_mac_from_it() {
+    let (seen, dropped) = frames_to_a_neighbours_mac("true");
+    assert!(seen >= 3, "--icc true: b saw {seen} of a's frames");
+    assert_eq!(dropped, 0);
+    let (seen, dropped) = frames_to_a_neighbours_mac("false");
+    assert_eq!(seen, 0, "--icc false: b saw a's frames to its MAC");
+    assert!(dropped >= 5, "icc-foreign-dst-mac counted {dropped}");
+}
