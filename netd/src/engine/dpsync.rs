@@ -194,12 +194,7 @@ impl Engine {
                 }
             }
         }
-        // An uplink carrying a VLAN uplink leaves its tagged frames to that one.
-        for p in vlan_parents {
-            if let Some(u) = uplinks.get_mut(&p) {
-                u.flags |= UPLINK_F_VLAN_PARENT;
-            }
-        }
+        mark_vlan_parents(&mut uplinks, &vlan_parents);
         let dp = self.dp.as_mut().expect("checked");
         dp.set_host_addrs(&host)?;
         dp.set_uplinks(&uplinks)?;
@@ -261,5 +256,33 @@ impl Engine {
             Some(_) => Ok(Some(crate::dataplane::CtGc::open(&self.cfg.bpffs)?)),
             None => Ok(None),
         }
+    }
+}
+
+/// An uplink carrying a VLAN uplink leaves its tagged frames to that one: it gets
+/// `UPLINK_F_VLAN_PARENT` (a VLAN uplink on an interface that is no uplink changes nothing).
+fn mark_vlan_parents(uplinks: &mut HashMap<u32, UplinkInfo>, vlan_parents: &[u32]) {
+    for p in vlan_parents {
+        if let Some(u) = uplinks.get_mut(p) {
+            u.flags |= UPLINK_F_VLAN_PARENT;
+        }
+    }
+}
+
+#[cfg(test)]
+mod vlan_tests {
+    use super::*;
+
+    #[test]
+    fn only_uplinks_under_a_vlan_uplink_are_marked() {
+        let mut u: HashMap<u32, UplinkInfo> = [(2, 1), (5, 2), (7, 3)]
+            .into_iter()
+            .map(|(i, ip)| (i, UplinkInfo { ip, flags: 0 }))
+            .collect();
+        mark_vlan_parents(&mut u, &[2, 40]);
+        assert_eq!(u[&2].flags, UPLINK_F_VLAN_PARENT);
+        assert_eq!(u[&5].flags, 0);
+        assert_eq!(u[&7].flags, 0);
+        assert_eq!(u.len(), 3, "no entry for the interface that is no uplink");
     }
 }

@@ -353,3 +353,28 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
     }
     link
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+
+    use super::to_link;
+
+    fn msg(kind: InfoKind, lower: u32) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = 9;
+        m.attributes = vec![
+            LinkAttribute::IfName("x".into()),
+            LinkAttribute::Link(lower),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]),
+        ];
+        m
+    }
+
+    #[test]
+    fn a_vlan_device_names_its_parent_and_a_veth_does_not() {
+        assert_eq!(to_link(msg(InfoKind::Vlan, 3)).vlan_parent, Some(3));
+        // A veth's IFLA_LINK is its peer, no parent.
+        assert_eq!(to_link(msg(InfoKind::Veth, 3)).vlan_parent, None);
+    }
+}
