@@ -127,12 +127,17 @@ pub struct EndpointInfo {
 }
 const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 16);
 
+/// Another uplink is a VLAN device on this one: its VLAN-tagged frames are that uplink's to
+/// translate (its own hooks see them untagged), not this one's to refuse.
+pub const UPLINK_F_VLAN_PARENT: u32 = 1 << 0;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct UplinkInfo {
     /// Source address for masqueraded traffic leaving here, network byte order (0 = none).
     pub ip: u32,
-    pub _pad: u32,
+    /// `UPLINK_F_*`.
+    pub flags: u32,
 }
 const _: () = assert!(core::mem::size_of::<UplinkInfo>() == 8);
 
@@ -483,9 +488,34 @@ pub const DROP_CT_CLASH: u32 = 13;
 /// A container sent a frame of an ethertype netd does not police (VLAN tags, anything but ARP,
 /// IPv4 and IPv6).
 pub const DROP_ETHERTYPE: u32 = 14;
+// 15..=18: connection tracking.
+/// A packet from an uplink with a source no outside host may use (0/8, 127/8, multicast,
+/// 240/4, the bridge subnet and its gateway, the host's own addresses), towards a container or
+/// a published port; or a packet routed to a container from a host interface that is no
+/// uplink with a bridge-subnet source. The fast path skips the stack's martian and rp_filter
+/// checks, so the programs make them.
+pub const DROP_MARTIAN: u32 = 19;
+/// A VLAN-tagged frame on an uplink that has no VLAN uplink on it, towards a container or a
+/// published port: the kernel would discard it (no VLAN device takes the tag), so it is never
+/// translated.
+pub const DROP_VLAN: u32 = 20;
+/// `--icc false`: a container's frame to a MAC that is neither the gateway's nor that of the
+/// container owning the destination address (the bridge would deliver it by MAC to another
+/// container whatever its IP destination).
+pub const DROP_ICC_MAC: u32 = 21;
 /// Size of NETD_DROPS: every reason above must be below it.
-pub const DROP_REASONS: u32 = 16;
-const _: () = assert!(DROP_ETHERTYPE < DROP_REASONS);
+pub const DROP_REASONS: u32 = 32;
+const _: () = assert!(DROP_ICC_MAC < DROP_REASONS);
+
+/// Is `ip` (network byte order) a source no host may send from: 0.0.0.0/8 ("this network"),
+/// 127.0.0.0/8 (loopback), 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved, and the limited
+/// broadcast)? The stack calls these martians; the bridge subnet and the host's own addresses
+/// are checked besides, against the configuration.
+#[inline(always)]
+pub fn is_martian_source(ip: u32) -> bool {
+    let first = u32::from_be(ip) >> 24;
+    first == 0 || first == 127 || first >= 224
+}
 
 /// Name of a drop reason, for `netd stats` and the README.
 pub fn drop_reason_name(r: u32) -> &'static str {
@@ -504,6 +534,9 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_LOOPBACK_ONLY => "loopback-only-binding",
         DROP_CT_CLASH => "conntrack-tuple-clash",
         DROP_ETHERTYPE => "unsupported-ethertype",
+        DROP_MARTIAN => "martian-source",
+        DROP_VLAN => "vlan-tag-without-device",
+        DROP_ICC_MAC => "icc-foreign-dst-mac",
         _ => "unknown",
     }
 }
@@ -602,6 +635,32 @@ mod tests {
         assert!(find_port(n, get, IPPROTO_TCP, host, 20001).is_none());
         assert!(find_port(n, get, IPPROTO_TCP, host, 23998).is_some());
         assert!(find_port(0, get, IPPROTO_TCP, host, 80).is_none());
+    }
+
+    #[test]
+    fn martian_sources() {
+        let m = |a: [u8; 4]| is_martian_source(u32::from_ne_bytes(a));
+        for a in [
+            [0, 0, 0, 0],
+            [0, 1, 2, 3],
+            [127, 0, 0, 1],
+            [127, 255, 0, 9],
+            [224, 0, 0, 1],
+            [239, 255, 255, 250],
+            [240, 0, 0, 1],
+            [255, 255, 255, 255],
+        ] {
+            assert!(m(a), "{a:?} is a martian source");
+        }
+        for a in [
+            [1, 0, 0, 1],
+            [126, 1, 1, 1],
+            [128, 0, 0, 1],
+            [203, 0, 113, 7],
+            [223, 255, 255, 255],
+        ] {
+            assert!(!m(a), "{a:?} is a valid source");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use netd_common::{
     CT_F_HAIRPIN, CT_F_LINK, CtKey, DROP_DIRECT_ACCESS, DROP_ETHERTYPE, DROP_FRAGMENT, DROP_ICC,
-    DROP_LOOPBACK_ONLY, DROP_SPOOFED_IP, PORT_F_LOOPBACK,
+    DROP_LOOPBACK_ONLY, DROP_MARTIAN, DROP_SPOOFED_IP, PORT_F_LOOPBACK,
 };
 
 use crate::{
@@ -53,6 +53,12 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
     let Some(cfg) = maps::config() else {
         return Ok(PASS);
     };
+    if policy::icc_off(cfg) {
+        let r = policy::check_eth_dst(ctx, pkt.daddr);
+        if r != 0 {
+            return Err(r);
+        }
+    }
     if pkt.kind == L4_ICMP_ERR {
         return icmp::from_container(ctx, &pkt, cfg);
     }
@@ -111,8 +117,9 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
 
 /// What reaches a container: from the host itself (locally generated: no ingress interface),
 /// over the bridge, from another container, from an uplink (`from_uplink` already refused
-/// direct access there), from the bridge subnet, or a tracked flow. Anything else arrived on
-/// a host interface that is no uplink and was routed to the container subnet: direct access.
+/// direct access there), or a tracked flow. Anything else arrived on a host interface that is
+/// no uplink and was routed to the container subnet: direct access (with a bridge-subnet
+/// source: a martian).
 /// Packets redirected into the container on the fast path (`bpf_redirect_peer`) skip this hook.
 pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
@@ -129,8 +136,10 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
     let Some(pkt) = parse::ipv4(ctx)? else {
         return Ok(PASS);
     };
+    // The bridge subnet's addresses live behind the bridge: arriving by another interface,
+    // they are spoofed (the stack checks this only with rp_filter on).
     if cfg.in_subnet(pkt.saddr) {
-        return Ok(PASS);
+        return Err(DROP_MARTIAN);
     }
     // The container's own direction of a tracked flow (entries are keyed by what the
     // container sends).

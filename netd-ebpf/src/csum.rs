@@ -2,7 +2,7 @@
 //! bpf_l4_csum_replace), so CHECKSUM_PARTIAL and CHECKSUM_COMPLETE packets stay consistent.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
     programs::TcContext,
 };
 use netd_common::{DROP_REWRITE_FAILED, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
@@ -48,11 +48,22 @@ pub fn set_addr(ctx: &TcContext, pkt: &Pkt, off: usize, old: u32, new: u32) -> R
 }
 
 /// Replaces the 16-bit L4 field at `off` (a port or the ICMP echo id), fixing the L4 checksum.
+/// A UDP datagram without a checksum (0) has no field to compensate the change: on a
+/// CHECKSUM_COMPLETE skb, `skb->csum` then follows the new bytes (`BPF_F_RECOMPUTE_CSUM`), or
+/// it would no longer match the packet.
 #[inline(always)]
 pub fn set_l4_u16(ctx: &TcContext, pkt: &Pkt, off: usize, old: u16, new: u16) -> Result<(), u32> {
+    let mut store_flags = 0;
     if let Some((csum_off, flags)) = l4_csum(pkt) {
+        if pkt.proto == IPPROTO_UDP {
+            let c: u16 = ctx.load(csum_off).map_err(|_| DROP_REWRITE_FAILED)?;
+            if c == 0 {
+                store_flags = u64::from(BPF_F_RECOMPUTE_CSUM);
+            }
+        }
         ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), flags | 2)
             .map_err(|_| DROP_REWRITE_FAILED)?;
     }
-    ctx.store(off, &new, 0).map_err(|_| DROP_REWRITE_FAILED)
+    ctx.store(off, &new, store_flags)
+        .map_err(|_| DROP_REWRITE_FAILED)
 }

@@ -1,16 +1,20 @@
 //! Source filters at XDP (`xdp_prefilter` on uplinks): with an allow or deny list configured,
 //! a packet that opens a connection to a container (to a container address, or to a published
-//! port) from a denied or not-allowed source is dropped before the stack sees it. Replies and
-//! packets of tracked flows always pass.
+//! port) from a denied or not-allowed source is dropped before the stack sees it, and so are
+//! the later packets of its flows: a `deny` added later cuts established connections, as
+//! Docker's DOCKER-USER rules do. Replies of the containers' own outbound flows always pass.
+//! VLAN-tagged frames (802.1Q, 802.1ad, up to two tags) are judged by the packet inside: no
+//! tag gets past the lists.
 
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
 use netd_common::{
-    CFG_F_ALLOWLIST, CFG_F_DENYLIST, DROP_FILTER_DENY, DROP_FILTER_NOT_ALLOWED, PORT_F_LOOPBACK,
+    CFG_F_ALLOWLIST, CFG_F_DENYLIST, CT_F_MASQ, CT_F_REPLY, DROP_FILTER_DENY,
+    DROP_FILTER_NOT_ALLOWED, PORT_F_LOOPBACK,
 };
 
 use crate::{
     ct, maps,
-    parse::{self, L4_PORTS},
+    parse::{self, L4_PORTS, Untagged},
 };
 
 pub fn prefilter(ctx: &XdpContext) -> Result<u32, u32> {
@@ -21,7 +25,11 @@ pub fn prefilter(ctx: &XdpContext) -> Result<u32, u32> {
         return Ok(XDP_PASS);
     }
     // Malformed packets are left to the TC programs, which count them.
-    let Ok(Some(pkt)) = parse::ipv4(ctx) else {
+    let Ok(shift) = parse::vlan_tags_len(ctx) else {
+        return Ok(XDP_PASS);
+    };
+    let frame = Untagged { frame: ctx, shift };
+    let Ok(Some(pkt)) = parse::ipv4(&frame) else {
         return Ok(XDP_PASS);
     };
     if !pkt.has_l4() {
@@ -34,8 +42,14 @@ pub fn prefilter(ctx: &XdpContext) -> Result<u32, u32> {
     if !to_container {
         return Ok(XDP_PASS);
     }
-    if ct::lookup(&ct::key(&pkt), &pkt, cfg, ct::now()).is_some() {
-        return Ok(XDP_PASS);
+    // Replies of a container's outbound flow (unmasqueraded: to its own address) pass; a
+    // flow from outside is judged packet by packet.
+    if let Some(p) = ct::lookup(&ct::key(&pkt), &pkt, cfg, ct::now()) {
+        // SAFETY: a valid map value, read at once.
+        let flags = unsafe { (*p).flags };
+        if flags & CT_F_MASQ != 0 && flags & CT_F_REPLY != 0 {
+            return Ok(XDP_PASS);
+        }
     }
     if cfg.flags & CFG_F_DENYLIST != 0 && maps::denied(pkt.saddr) {
         return Err(DROP_FILTER_DENY);

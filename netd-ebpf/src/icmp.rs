@@ -193,10 +193,17 @@ pub fn from_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u3
     Ok(PASS)
 }
 
-/// To outside: errors a container sends about a published-port or masqueraded flow it
-/// received carry the host's address and port, as the flow did. Others leave untranslated.
+/// To outside: errors about a published-port or masqueraded flow's packet that a container
+/// received carry the host's address and port, as the flow did, whoever sends them: the
+/// container, or the host itself (the packet was too big for the bridge's MTU, its TTL
+/// expired on the way). The stack quotes the packet as it saw it, with the container's
+/// address and port, which the sender cannot match to its socket: PMTU discovery would break.
+/// The quoted packet gets the flow's outside destination back, and the error's source becomes
+/// that address, as conntrack's related NAT does. Others leave untranslated.
 pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
     if let Some(q) = quoted(ctx, pkt)?
+        && q.saddr == pkt.daddr
+        && cfg.in_subnet(q.daddr)
         && let Some(x) = flow_of(&q, cfg)
         && leaves_for_outside(x.flags)
     {

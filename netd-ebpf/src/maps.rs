@@ -72,6 +72,13 @@ pub fn is_uplink(ifindex: u32) -> bool {
     NETD_UPLINKS.get_ptr(ifindex).is_some()
 }
 
+/// `UPLINK_F_*` of uplink `ifindex` (0 if it is none).
+#[inline(always)]
+pub fn uplink_flags(ifindex: u32) -> u32 {
+    // SAFETY: copied out at once.
+    unsafe { NETD_UPLINKS.get(ifindex).map_or(0, |u| u.flags) }
+}
+
 /// Is `ip` (network byte order) one of the host namespace's own addresses?
 #[inline(always)]
 pub fn is_host_addr(ip: u32) -> bool {

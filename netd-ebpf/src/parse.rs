@@ -12,6 +12,8 @@ pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 
 /// Offsets of IPv4 header fields in the frame.
 pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
@@ -93,6 +95,45 @@ impl Packet for XdpContext {
         // SAFETY: ctx is the xdp_md the kernel passed in.
         unsafe { bpf_xdp_get_buff_len(self.ctx) as u32 }
     }
+}
+
+/// A frame seen past `shift` bytes of VLAN tags: reads at `off` read the frame at
+/// `off + shift`, so an 802.1Q/802.1ad-tagged frame parses like an untagged one (the tags sit
+/// between the MAC addresses and the EtherType).
+pub struct Untagged<'a, P> {
+    pub frame: &'a P,
+    pub shift: usize,
+}
+
+impl<P: Packet> Packet for Untagged<'_, P> {
+    #[inline(always)]
+    fn read<T: Copy>(&self, off: usize) -> Result<T, ()> {
+        self.frame.read(off + self.shift)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        self.frame.frame_len().saturating_sub(self.shift as u32)
+    }
+}
+
+/// Bytes of VLAN tags (at most two: 802.1ad outside 802.1Q) before the frame's EtherType.
+#[inline(always)]
+pub fn vlan_tags_len<P: Packet>(p: &P) -> Result<usize, u32> {
+    let mut shift = 0;
+    let mut i = 0;
+    while i < 2 {
+        let et = p
+            .read::<u16>(12 + shift)
+            .map(u16::from_be)
+            .map_err(|()| DROP_MALFORMED)?;
+        if et != ETH_P_8021Q && et != ETH_P_8021AD {
+            break;
+        }
+        shift += 4;
+        i += 1;
+    }
+    Ok(shift)
 }
 
 #[repr(C)]

@@ -3,10 +3,11 @@
 
 use aya_ebpf::programs::TcContext;
 use netd_common::{
-    CFG_F_ICC, DROP_MALFORMED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC, DpConfig, EndpointInfo,
+    CFG_F_ICC, DROP_ICC_MAC, DROP_MALFORMED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC, DpConfig,
+    EndpointInfo,
 };
 
-use crate::parse::ETH_HLEN;
+use crate::{maps, parse::ETH_HLEN};
 
 /// The Ethernet source must be the endpoint's MAC.
 #[inline(always)]
@@ -66,4 +67,41 @@ pub fn icc_guarded(cfg: &DpConfig, daddr: u32) -> bool {
 fn is_group(a: u32) -> bool {
     let h = u32::from_be(a);
     h == u32::MAX || h >> 28 == 0xe
+}
+
+/// `--icc false`: the bridge delivers a frame by its destination MAC, whatever its IP
+/// destination, so the MAC must agree with the address `icc_guarded` decides on: the
+/// gateway's (routed traffic, the host), the container that owns `daddr`, or a group MAC for a
+/// group address. Returns 0 or the drop reason (a BPF-to-BPF call: its locals stay out of
+/// from_container's frame).
+#[inline(never)]
+pub fn check_eth_dst(ctx: &TcContext, daddr: u32) -> u32 {
+    let Some(cfg) = maps::config() else {
+        return 0;
+    };
+    if !icc_off(cfg) || cfg.bridge_mac == [0; 6] {
+        return 0;
+    }
+    let Ok(dst) = ctx.load::<[u8; 6]>(0) else {
+        return DROP_MALFORMED;
+    };
+    if dst == cfg.bridge_mac {
+        return 0;
+    }
+    if dst[0] & 1 != 0 {
+        // A group address (the subnet's directed broadcast included): icc_guarded decides.
+        let directed = cfg.in_subnet(daddr) && daddr | cfg.subnet_mask == u32::MAX;
+        return if is_group(daddr) || directed {
+            0
+        } else {
+            DROP_ICC_MAC
+        };
+    }
+    if cfg.in_subnet(daddr)
+        && let Some(ep) = maps::endpoint_by_ip(daddr)
+        && ep.mac == dst
+    {
+        return 0;
+    }
+    DROP_ICC_MAC
 }

@@ -12,7 +12,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     CFG_F_MASQ, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, DROP_DIRECT_ACCESS,
-    DROP_FRAGMENT, DROP_LOOPBACK_ONLY, PORT_F_LOOPBACK,
+    DROP_FRAGMENT, DROP_LOOPBACK_ONLY, DROP_MARTIAN, DROP_VLAN, DpConfig, PORT_F_LOOPBACK,
+    UPLINK_F_VLAN_PARENT, is_martian_source,
 };
 
 use crate::{
@@ -53,6 +54,34 @@ pub fn leaves_for_outside(flags: u16) -> bool {
     outbound || published_reply
 }
 
+/// The VLAN id the kernel took off the frame before this hook (0: untagged, or priority-tagged,
+/// which the kernel treats as untagged).
+#[inline(always)]
+fn vlan_id(ctx: &TcContext) -> u32 {
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    let (present, tci) = unsafe { ((*ctx.skb.skb).vlan_present, (*ctx.skb.skb).vlan_tci) };
+    if present == 0 { 0 } else { tci & 0x0fff }
+}
+
+/// Would the packet be translated for, or delivered to, a container: to a container address or
+/// a published port? (What else arrives is host traffic: the stack decides.)
+#[inline(always)]
+fn towards_containers(cfg: &DpConfig, pkt: &parse::Pkt) -> bool {
+    cfg.in_subnet(pkt.daddr)
+        || pkt.kind == L4_PORTS
+            && maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport).is_some()
+}
+
+/// A source no outside host may send from: a martian (0/8, 127/8, multicast, 240/4), the
+/// bridge subnet (the gateway included), one of the host's own addresses.
+#[inline(always)]
+fn spoofed_source(cfg: &DpConfig, saddr: u32) -> bool {
+    is_martian_source(saddr)
+        || cfg.in_subnet(saddr)
+        || saddr == cfg.bridge_ip
+        || maps::is_host_addr(saddr)
+}
+
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
         return Ok(NEXT);
@@ -60,6 +89,26 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(cfg) = maps::config() else {
         return Ok(NEXT);
     };
+    // A tagged frame belongs to a VLAN device. When that device is an uplink, its own hooks
+    // see the frame untagged next; otherwise nothing may translate it (the kernel discards it
+    // after this hook, or hands it to a VLAN device netd does not police).
+    if vlan_id(ctx) != 0 {
+        if maps::uplink_flags(ifindex(ctx)) & UPLINK_F_VLAN_PARENT == 0
+            && towards_containers(cfg, &pkt)
+        {
+            return Err(DROP_VLAN);
+        }
+        return Ok(NEXT);
+    }
+    // The fast path skips the stack's martian and reverse-path checks: a spoofed source gets
+    // no translation and never reaches a container. To the host itself, the stack decides.
+    if spoofed_source(cfg, pkt.saddr) {
+        return if towards_containers(cfg, &pkt) {
+            Err(DROP_MARTIAN)
+        } else {
+            Ok(NEXT)
+        };
+    }
     if pkt.kind == L4_ICMP_ERR {
         return icmp::from_uplink(ctx, &pkt, cfg);
     }
@@ -119,11 +168,15 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(cfg) = maps::config() else {
         return Ok(NEXT);
     };
-    if !cfg.in_subnet(pkt.saddr) || cfg.in_subnet(pkt.daddr) {
+    if cfg.in_subnet(pkt.daddr) {
         return Ok(NEXT);
     }
+    // ICMP errors from containers and from the host itself.
     if pkt.kind == L4_ICMP_ERR {
         return icmp::to_uplink(ctx, &pkt, cfg);
+    }
+    if !cfg.in_subnet(pkt.saddr) {
+        return Ok(NEXT);
     }
     let known = frag::resolve(&mut pkt);
     let k = ct::key(&pkt);

@@ -296,7 +296,7 @@ fn program(
             up,
             UplinkInfo {
                 ip: ip(UPLINK_IP),
-                _pad: 0,
+                flags: 0,
             },
             0,
         )

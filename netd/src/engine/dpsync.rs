@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use netd_common::{
     CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, DpConfig,
     EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry, PortPair,
-    UplinkInfo,
+    UPLINK_F_VLAN_PARENT, UplinkInfo,
 };
 
 use super::state::Endpoint;
@@ -180,6 +180,7 @@ impl Engine {
         let addrs = self.nl.addresses_v4(None).await?;
         let host: HashMap<u32, u32> = addrs.iter().map(|(i, n)| (be(n.addr()), *i)).collect();
         let mut uplinks = HashMap::new();
+        let mut vlan_parents = Vec::new();
         for u in &self.uplinks {
             if let Some(l) = self.nl.link_by_name(u).await? {
                 let ip = addrs
@@ -187,9 +188,13 @@ impl Engine {
                     .find(|(i, _)| *i == l.index)
                     .map(|(_, n)| be(n.addr()))
                     .unwrap_or(0);
-                uplinks.insert(l.index, UplinkInfo { ip, _pad: 0 });
+                uplinks.insert(l.index, UplinkInfo { ip, flags: 0 });
+                if let Some(p) = l.vlan_parent {
+                    vlan_parents.push(p);
+                }
             }
         }
+        mark_vlan_parents(&mut uplinks, &vlan_parents);
         let dp = self.dp.as_mut().expect("checked");
         dp.set_host_addrs(&host)?;
         dp.set_uplinks(&uplinks)?;
@@ -251,5 +256,33 @@ impl Engine {
             Some(_) => Ok(Some(crate::dataplane::CtGc::open(&self.cfg.bpffs)?)),
             None => Ok(None),
         }
+    }
+}
+
+/// An uplink carrying a VLAN uplink leaves its tagged frames to that one: it gets
+/// `UPLINK_F_VLAN_PARENT` (a VLAN uplink on an interface that is no uplink changes nothing).
+fn mark_vlan_parents(uplinks: &mut HashMap<u32, UplinkInfo>, vlan_parents: &[u32]) {
+    for p in vlan_parents {
+        if let Some(u) = uplinks.get_mut(p) {
+            u.flags |= UPLINK_F_VLAN_PARENT;
+        }
+    }
+}
+
+#[cfg(test)]
+mod vlan_tests {
+    use super::*;
+
+    #[test]
+    fn only_uplinks_under_a_vlan_uplink_are_marked() {
+        let mut u: HashMap<u32, UplinkInfo> = [(2, 1), (5, 2), (7, 3)]
+            .into_iter()
+            .map(|(i, ip)| (i, UplinkInfo { ip, flags: 0 }))
+            .collect();
+        mark_vlan_parents(&mut u, &[2, 40]);
+        assert_eq!(u[&2].flags, UPLINK_F_VLAN_PARENT);
+        assert_eq!(u[&5].flags, 0);
+        assert_eq!(u[&7].flags, 0);
+        assert_eq!(u.len(), 3, "no entry for the interface that is no uplink");
     }
 }

@@ -56,6 +56,8 @@ pub struct Link {
     pub ethernet: bool,
     /// The link kind, e.g. `veth`, `bridge`, `wireguard` (None for physical NICs).
     pub kind: Option<String>,
+    /// For a VLAN device: the interface it is stacked on.
+    pub vlan_parent: Option<u32>,
 }
 
 /// A route's destination (IPv4 routes only).
@@ -326,7 +328,10 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
         is_bridge: false,
         ethernet: m.header.link_layer_type == LinkLayerType::Ether,
         kind: None,
+        vlan_parent: None,
     };
+    let mut lower = None;
+    let mut is_vlan = false;
     for a in m.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n,
@@ -337,6 +342,7 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
                 link.mac = Some(mac);
             }
             LinkAttribute::Controller(i) => link.master = Some(i),
+            LinkAttribute::Link(i) => lower = Some(i),
             LinkAttribute::LinkInfo(infos) => {
                 link.is_bridge = infos
                     .iter()
@@ -345,9 +351,40 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
                     LinkInfo::Kind(k) => Some(k.to_string().to_lowercase()),
                     _ => None,
                 });
+                is_vlan = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vlan)));
             }
             _ => {}
         }
     }
+    if is_vlan {
+        link.vlan_parent = lower;
+    }
     link
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+
+    use super::to_link;
+
+    fn msg(kind: InfoKind, lower: u32) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = 9;
+        m.attributes = vec![
+            LinkAttribute::IfName("x".into()),
+            LinkAttribute::Link(lower),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]),
+        ];
+        m
+    }
+
+    #[test]
+    fn a_vlan_device_names_its_parent_and_a_veth_does_not() {
+        assert_eq!(to_link(msg(InfoKind::Vlan, 3)).vlan_parent, Some(3));
+        // A veth's IFLA_LINK is its peer, no parent.
+        assert_eq!(to_link(msg(InfoKind::Veth, 3)).vlan_parent, None);
+    }
 }

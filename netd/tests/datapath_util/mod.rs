@@ -286,7 +286,7 @@ impl World {
             self.up,
             UplinkInfo {
                 ip: ip(UPLINK_IP),
-                _pad: 0,
+                flags: 0,
             },
             0,
         )
