@@ -6,5 +6,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod dnsfiles;
 pub mod engine;
+pub mod fsutil;
 pub mod spec;
 pub mod wiring;

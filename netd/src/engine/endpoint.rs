@@ -247,7 +247,11 @@ impl Engine {
             name: req.name.clone(),
             netns: req.netns.clone(),
             mac: if bridged {
-                Some(mac.unwrap_or_else(|| spec::mac_from_ipv4(ip.expect("bridged has an ip"))))
+                Some(
+                    mac.unwrap_or_else(|| {
+                        super::ipam::mac_from_ipv4(ip.expect("bridged has an ip"))
+                    }),
+                )
             } else {
                 None
             },

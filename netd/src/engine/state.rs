@@ -190,7 +190,7 @@ impl Store {
         // Compact: with thousands of published ports the pretty form is several times larger
         // and slower to write on every change. `netd inspect` is the readable view.
         let json = serde_json::to_string(state).expect("state serialises");
-        crate::dnsfiles::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
+        crate::fsutil::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
             path: self.path.clone(),
             source,
         })
