@@ -1,32 +1,40 @@
 //! The engine: networks, endpoints, port bindings, links (and, with the dataplane, filters).
 //!
+//! Its API is typed: requests are [`request`] values already parsed by a front end, answers are
+//! [`view`] values, failures an [`EngineError`] whose variant the front end maps to an HTTP
+//! status or an exit code. It imports no front end.
+//!
 //! Every change is validated completely before anything is touched, then applied step by step
 //! with an undo list, then persisted: a request either takes effect entirely or not at all.
+mod attach;
 pub mod config;
+mod detach;
 mod dpsync;
-mod endpoint;
 mod files;
 mod filters;
 pub mod ipam;
 pub mod network;
 pub mod ports;
 mod publish;
+pub mod request;
 mod reserve;
 pub mod state;
+pub mod view;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::api::types::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
-use crate::cli::DataplaneMode;
 use crate::dataplane::{Dataplane, DataplaneConfig, sock};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, WiringError};
 
-pub use config::Config;
+pub use config::{Config, DataplaneMode};
 use ipam::Ipam;
+pub use request::{CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange};
 use state::{Endpoint, NetworkState, State, Store};
+use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 
-/// What can go wrong; the variant decides the HTTP status, the text is the user's message.
+/// What can go wrong: the variant says what kind of failure it is (a front end maps it to an
+/// HTTP status or an exit code), the text is the user's message.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
@@ -85,17 +93,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 impl From<spec::SpecError> for EngineError {
     fn from(e: spec::SpecError) -> Self {
         EngineError::Invalid(e.to_string())
-    }
-}
-
-impl EngineError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            EngineError::Invalid(_) => 400,
-            EngineError::NotFound(_) => 404,
-            EngineError::Conflict(_) => 409,
-            EngineError::Internal(_) => 500,
-        }
     }
 }
 
@@ -270,6 +267,7 @@ impl Engine {
             name: e.name.clone(),
             netns: e.netns.clone(),
             net: e.net.to_string(),
+            ifname: bridged.then(|| e.ifname.clone()),
             ip: e.ip.map(|i| i.to_string()),
             prefix_len: bridged.then_some(self.net.bridge_addr.prefix_len()),
             mac: e.mac.as_ref().map(spec::format_mac),

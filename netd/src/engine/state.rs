@@ -91,6 +91,9 @@ pub struct Endpoint {
     pub name: String,
     pub netns: PathBuf,
     pub net: NetMode,
+    /// The container-side interface name (state from before it was chosen: eth0).
+    #[serde(default = "default_ifname")]
+    pub ifname: String,
     pub hostname: String,
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
@@ -111,6 +114,10 @@ pub struct Endpoint {
     #[serde(default)]
     pub p2p: Vec<(String, String)>,
     pub written: Written,
+}
+
+fn default_ifname() -> String {
+    super::DEFAULT_IFNAME.to_string()
 }
 
 impl Endpoint {

@@ -1,9 +1,18 @@
 //! `--dns` servers and `--dns-search` domains.
 
+use std::net::IpAddr;
+
 use super::*;
 
-// ---------------------------------------------------------------------------------------------
-// DNS
+/// Parses `--dns` servers: IPv4 or IPv6 addresses.
+pub fn parse_dns(list: &[String]) -> Result<Vec<IpAddr>, SpecError> {
+    list.iter()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| SpecError::Dns { input: s.clone() })
+        })
+        .collect()
+}
 
 /// Checks a `--dns-search` entry: a domain name (hostname labels, at most 253 characters, a
 /// trailing dot allowed), or exactly "." for no search domain.
@@ -30,6 +39,21 @@ fn check_dns_search(domain: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::spec::test_util::*;
+
+    #[test]
+    fn dns_servers() {
+        assert_eq!(
+            parse_dns(&["8.8.8.8".into(), "2001:db8::1".into()]).unwrap(),
+            [
+                "8.8.8.8".parse::<IpAddr>().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            err(parse_dns(&["8.8.8".into()])),
+            r#"invalid --dns "8.8.8": not an IP address"#
+        );
+    }
 
     #[test]
     fn dns_search_domains() {

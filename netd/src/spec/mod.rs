@@ -43,8 +43,12 @@ pub enum SpecError {
     Mac { input: String, reason: String },
     #[error("invalid container name {input:?}: {reason}")]
     ContainerName { input: String, reason: String },
+    #[error("invalid interface name {input:?}: {reason}")]
+    Ifname { input: String, reason: String },
     #[error("invalid hostname {input:?}: {reason}")]
     Hostname { input: String, reason: String },
+    #[error("invalid --dns {input:?}: not an IP address")]
+    Dns { input: String },
     #[error("invalid DNS search domain {input:?}: {reason}")]
     DnsSearch { input: String, reason: String },
     #[error("malformed CIDR {input:?}: {reason}")]

@@ -90,6 +90,35 @@ fn check_link(name: &str, alias: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Names
 
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Checks the name a container's interface gets (`--ifname`, default eth0): what Linux takes
+/// as an interface name, and not `lo`, which every namespace already has.
+pub fn validate_ifname(name: &str) -> Result<(), SpecError> {
+    let reason = if name.is_empty() {
+        Some("it is empty".to_owned())
+    } else if name.len() > MAX_IFNAME_LEN {
+        Some(format!(
+            "it is {} bytes long; the limit is {MAX_IFNAME_LEN}",
+            name.len()
+        ))
+    } else if name == "." || name == ".." || name == "lo" {
+        Some("it is reserved".to_owned())
+    } else {
+        name.chars()
+            .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+            .map(|c| format!("it contains {c:?}"))
+    };
+    match reason {
+        Some(reason) => Err(SpecError::Ifname {
+            input: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks a container name against Docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, 1 to 64 characters.
 pub fn validate_container_name(name: &str) -> Result<(), SpecError> {
     check_container_name(name).map_err(|r| SpecError::ContainerName {
@@ -270,6 +299,21 @@ mod tests {
     }
 
     // --- Container names, hostnames, DNS search domains ---
+
+    #[test]
+    fn interface_names() {
+        for good in ["eth0", "net1", "a", "x-y.z", &"e".repeat(15)] {
+            assert!(validate_ifname(good).is_ok(), "{good}");
+        }
+        assert_err(validate_ifname(""), &["is empty"]);
+        assert_err(
+            validate_ifname(&"e".repeat(16)),
+            &["16 bytes", "limit is 15"],
+        );
+        assert_err(validate_ifname("lo"), &["reserved"]);
+        assert_err(validate_ifname("a/b"), &["'/'"]);
+        assert_err(validate_ifname("a b"), &["' '"]);
+    }
 
     #[test]
     fn container_names() {

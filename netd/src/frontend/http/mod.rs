@@ -1,4 +1,6 @@
-//! The API: HTTP/1.1 + JSON on a Unix socket (`curl --unix-socket SOCK http://netd/v1/...`).
+//! The HTTP front end: HTTP/1.1 + JSON on a Unix socket (`curl --unix-socket SOCK
+//! http://netd/v1/...`). [`convert`] parses request bodies into the engine's typed requests,
+//! [`status_of`] maps the engine's errors to HTTP statuses, [`wire`] is the HTTP framing.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -15,7 +17,19 @@
 //! | GET | /v1/ct?ip=&proto=&port= | | tracked flows |
 //!
 //! Errors answer 4xx/5xx with `{"message": "..."}`.
-pub mod client;
-pub mod http;
+pub mod convert;
 pub mod server;
 pub mod types;
+pub mod wire;
+
+use crate::engine::EngineError;
+
+/// The HTTP status of an engine error.
+pub fn status_of(e: &EngineError) -> u16 {
+    match e {
+        EngineError::Invalid(_) => 400,
+        EngineError::NotFound(_) => 404,
+        EngineError::Conflict(_) => 409,
+        EngineError::Internal(_) => 500,
+    }
+}

@@ -1,4 +1,4 @@
-//! The command line: `netd daemon` and the client subcommands that talk to it.
+//! The command line's grammar (clap): `netd daemon` and the client subcommands that talk to it.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -102,7 +102,7 @@ pub enum FilterAction {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DataplaneMode {
+pub enum DataplaneArg {
     Ebpf,
     None,
 }
@@ -173,7 +173,7 @@ pub struct DaemonArgs {
     pub cgroup: Option<PathBuf>,
     /// eBPF dataplane, or none (wiring only).
     #[arg(long, value_enum, default_value = "ebpf")]
-    pub dataplane: DataplaneMode,
+    pub dataplane: DataplaneArg,
     /// Translated traffic skips the host's routing (redirected between uplinks and
     /// containers); default: $NETD_FAST_PATH, else true.
     #[arg(long = "fast-path", value_name = "BOOL", action = ArgAction::Set)]
@@ -198,10 +198,13 @@ pub struct AttachArgs {
         default_value = "bridge"
     )]
     pub net: String,
+    /// Name of the container's interface on the bridge.
+    #[arg(long, value_name = "NAME", default_value = "eth0")]
+    pub ifname: String,
     /// Hostname of the container (default: its name), written to its hostname and hosts files.
     #[arg(long, short = 'h', value_name = "H")]
     pub hostname: Option<String>,
-    /// MAC address of eth0 (default: 02:42 followed by the four bytes of the IP).
+    /// MAC address of the container's interface (default: 02:42 followed by the four bytes of the IP).
     #[arg(long = "mac-address", value_name = "MAC")]
     pub mac_address: Option<String>,
     /// IPv4 address from the container range (default: the lowest free one).
