@@ -119,13 +119,46 @@ impl Engine {
                 )));
             }
         }
+        let network = if bridged {
+            self.resolve_network(req.network.as_deref())?
+        } else if let Some(n) = &req.network {
+            return Err(EngineError::Invalid(format!(
+                "--network {n} needs --net bridge, not --net {net}"
+            )));
+        } else {
+            None
+        };
+        let seg = self.segment(network.as_deref());
+        if let Some(n) = &network {
+            if !req.links.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "--link works on the default network only (as in Docker), not on network {n}"
+                )));
+            }
+            if seg.internal && (!req.publish.is_empty() || req.publish_all) {
+                return Err(EngineError::Invalid(format!(
+                    "-p/-P: network {n} is --internal: nothing is reachable from outside it"
+                )));
+            }
+        }
+        for l in &req.links {
+            if let Some(t) = self.state.endpoints.get(&l.name) {
+                if let Some(n) = &t.network {
+                    return Err(EngineError::Invalid(format!(
+                        "--link {}: {} is on network {n}; links work on the default network only",
+                        l.name, l.name
+                    )));
+                }
+            }
+        }
         let mut hostname = req.hostname.clone().unwrap_or_else(|| req.name.clone());
         let (ip, gateway) = match &net {
             NetMode::Bridge => {
                 let owner = |i: Ipv4Addr| self.owner_of_ip(i);
+                let ipam = self.ipam_for(network.as_deref());
                 let ip = match req.ip {
                     Some(i) => {
-                        self.ipam.check(i, &owner).map_err(|e| match e {
+                        ipam.check(i, &owner).map_err(|e| match e {
                             super::ipam::IpamError::InUse { .. } => {
                                 EngineError::Conflict(e.to_string())
                             }
@@ -133,16 +166,21 @@ impl Engine {
                         })?;
                         i
                     }
-                    None => self
-                        .ipam
+                    None => ipam
                         .allocate(&owner)
                         .map_err(|e| EngineError::Conflict(e.to_string()))?,
                 };
-                let gw = self
-                    .cfg
-                    .default_gateway
-                    .unwrap_or(self.net.bridge_addr.addr());
-                (Some(ip), Some(gw))
+                let gw = match &network {
+                    None => Some(
+                        self.cfg
+                            .default_gateway
+                            .unwrap_or(self.net.bridge_addr.addr()),
+                    ),
+                    // An internal network's containers get no way out.
+                    Some(_) if seg.internal => None,
+                    Some(_) => Some(seg.bridge_addr.addr()),
+                };
+                (Some(ip), gw)
             }
             NetMode::Container(target) => {
                 let t = self.state.endpoints.get(target).ok_or_else(|| {
@@ -205,6 +243,7 @@ impl Engine {
                 None
             },
             net,
+            network,
             ifname: req.ifname.clone(),
             hostname,
             ip,
@@ -276,10 +315,15 @@ impl Engine {
             undo.dataplane.push(host.clone());
             dp.attach_endpoint(&host)?;
         }
-        let bridge = self.nl.require_link(&self.net.bridge).await?;
-        self.nl.set_mtu(hl.index, self.net.mtu).await?;
-        self.nl.set_mtu(pl.index, self.net.mtu).await?;
+        let seg = self.segment(ep.network.as_deref());
+        let bridge = self.nl.require_link(&seg.bridge).await?;
+        self.nl.set_mtu(hl.index, seg.mtu).await?;
+        self.nl.set_mtu(pl.index, seg.mtu).await?;
         self.nl.set_master(hl.index, bridge.index).await?;
+        // enable_icc=false on a network: its containers' ports cannot forward to each other.
+        if ep.network.is_some() && !seg.icc {
+            self.nl.set_port_isolated(hl.index, true).await?;
+        }
         self.nl.set_up(hl.index).await?;
         Ok(Veth {
             host,
@@ -306,8 +350,8 @@ impl Engine {
         cnl.set_up(c.index).await?;
         bring_lo_up(cnl).await?;
         let ip = ep.ip.expect("bridged endpoint has an IP");
-        cnl.add_address(c.index, ip, self.net.bridge_addr.prefix_len())
-            .await?;
+        let prefix = self.segment(ep.network.as_deref()).bridge_addr.prefix_len();
+        cnl.add_address(c.index, ip, prefix).await?;
         if let Some(gw) = ep.gateway {
             cnl.add_default_route(gw).await?;
         }

@@ -14,6 +14,7 @@ mod files;
 mod filters;
 pub mod ipam;
 pub mod network;
+pub mod networks;
 pub mod ports;
 mod publish;
 pub mod request;
@@ -28,8 +29,10 @@ use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, WiringError};
 
 pub use config::{Config, DataplaneMode};
-use ipam::Ipam;
-pub use request::{CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange};
+pub use networks::DEFAULT_NETWORK;
+pub use request::{
+    CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
+};
 use state::{Endpoint, NetworkState, State, Store};
 use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 
@@ -100,7 +103,6 @@ pub struct Engine {
     cfg: Config,
     nl: Netlink,
     net: NetworkState,
-    ipam: Ipam,
     state: State,
     store: Store,
     dp: Option<Dataplane>,
@@ -143,7 +145,6 @@ impl Engine {
             network::enable_ip_forward()?;
         }
         st.network = Some(net.clone());
-        let ipam = Ipam::new(net.bridge_addr, net.pool, cfg.default_gateway);
         let dp = match cfg.dataplane {
             DataplaneMode::None => None,
             DataplaneMode::Ebpf => {
@@ -167,7 +168,6 @@ impl Engine {
             cfg,
             nl,
             net,
-            ipam,
             state: st,
             store,
             dp,
@@ -189,6 +189,7 @@ impl Engine {
                 }
             }
         }
+        engine.setup_networks().await?;
         engine.reconcile().await?;
         engine.sync_dataplane().await?;
         engine.store.save(&engine.state)?;
@@ -267,9 +268,15 @@ impl Engine {
             name: e.name.clone(),
             netns: e.netns.clone(),
             net: e.net.to_string(),
+            network: bridged.then(|| {
+                e.network
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NETWORK.to_string())
+            }),
             ifname: bridged.then(|| e.ifname.clone()),
             ip: e.ip.map(|i| i.to_string()),
-            prefix_len: bridged.then_some(self.net.bridge_addr.prefix_len()),
+            prefix_len: bridged
+                .then(|| self.segment(e.network.as_deref()).bridge_addr.prefix_len()),
             mac: e.mac.as_ref().map(spec::format_mac),
             gateway: e.gateway.map(|g| g.to_string()),
             hostname: e.hostname.clone(),

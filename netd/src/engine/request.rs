@@ -19,6 +19,8 @@ pub struct EndpointSpec {
     /// The container's network namespace (a bind-mounted netns or /proc/PID/ns/net).
     pub netns: PathBuf,
     pub net: NetMode,
+    /// With `--net bridge`: a network made with `netd network create` (`None`: the default).
+    pub network: Option<String>,
     /// Name of the interface inside the container ([`DEFAULT_IFNAME`] unless asked otherwise).
     pub ifname: String,
     /// Default: the container name (the host's name with `--net host`, the target's with
@@ -45,6 +47,7 @@ impl EndpointSpec {
             name: name.into(),
             netns: netns.into(),
             net: NetMode::Bridge,
+            network: None,
             ifname: DEFAULT_IFNAME.to_string(),
             hostname: None,
             mac: None,
@@ -111,4 +114,42 @@ pub struct CtQuery {
     pub proto: Option<CtProto>,
     /// A port of the flow, before or after translation.
     pub port: Option<u16>,
+}
+
+/// `netd network create` (Docker's `docker network create` flags and `-o` options).
+#[derive(Debug, Clone)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// `--subnet` (default: the first free private subnet).
+    pub subnet: Option<Ipv4Net>,
+    /// `--gateway`: the bridge's address (default: the subnet's first host).
+    pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`: where container addresses come from (default: the subnet).
+    pub ip_range: Option<Ipv4Net>,
+    /// `-o com.docker.network.bridge.name` (default: br-<random>).
+    pub bridge: Option<String>,
+    /// `-o com.docker.network.bridge.enable_icc` (default true).
+    pub icc: bool,
+    /// `-o com.docker.network.bridge.enable_ip_masquerade` (default true).
+    pub ip_masq: bool,
+    /// `-o com.docker.network.driver.mtu` (default: the default network's).
+    pub mtu: Option<u32>,
+    /// `--internal`.
+    pub internal: bool,
+}
+
+impl NetworkSpec {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            bridge: None,
+            icc: true,
+            ip_masq: true,
+            mtu: None,
+            internal: false,
+        }
+    }
 }

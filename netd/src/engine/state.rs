@@ -23,6 +23,9 @@ pub struct State {
     /// Source filters for traffic from uplinks to containers (`netd filter`).
     #[serde(default)]
     pub filters: Filters,
+    /// Networks created with `netd network create` (the default network is `network`).
+    #[serde(default)]
+    pub networks: BTreeMap<String, UserNetwork>,
     /// Next published-port binding id (NETD_PORT_STATS key); never reused while running.
     #[serde(default = "first_binding_id")]
     pub next_binding_id: u32,
@@ -46,6 +49,7 @@ impl Default for State {
             network: None,
             endpoints: BTreeMap::new(),
             filters: Filters::default(),
+            networks: BTreeMap::new(),
             next_binding_id: first_binding_id(),
         }
     }
@@ -62,6 +66,24 @@ pub struct NetworkState {
     pub mtu: u32,
     /// netd created the bridge (false for `-b NAME`).
     pub owned: bool,
+}
+
+/// A network made with `netd network create`: its own bridge, subnet and pool, options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNetwork {
+    pub name: String,
+    pub bridge: String,
+    /// The gateway (the bridge's address) with the subnet's prefix length.
+    pub bridge_addr: Ipv4Net,
+    /// Where container addresses come from (`--ip-range`, else the subnet).
+    pub pool: Ipv4Net,
+    pub mtu: u32,
+    /// `-o com.docker.network.bridge.enable_icc`.
+    pub icc: bool,
+    /// `-o com.docker.network.bridge.enable_ip_masquerade`.
+    pub ip_masq: bool,
+    /// `--internal`: no traffic to or from the outside.
+    pub internal: bool,
 }
 
 /// One published port after allocation: host port range -> container port range.
@@ -91,6 +113,9 @@ pub struct Endpoint {
     pub name: String,
     pub netns: PathBuf,
     pub net: NetMode,
+    /// The network of a bridged endpoint: `None` is the default network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// The container-side interface name (state from before it was chosen: eth0).
     #[serde(default = "default_ifname")]
     pub ifname: String,

@@ -32,6 +32,9 @@ pub struct EndpointView {
     pub name: String,
     pub netns: PathBuf,
     pub net: String,
+    /// The network of a `--net bridge` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// The container's interface on the bridge (`--net bridge` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
@@ -99,4 +102,22 @@ pub struct StatsView {
     pub drops: Vec<DropCount>,
     pub bindings: Vec<BindingStats>,
     pub interfaces: serde_json::Value,
+}
+
+/// `netd network inspect NAME` (and one row of `netd network ls`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkView {
+    pub name: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub ip_range: String,
+    pub mtu: u32,
+    pub icc: bool,
+    pub ip_masq: bool,
+    pub internal: bool,
+    /// The network the daemon's flags describe (it cannot be removed).
+    pub default: bool,
+    /// Attached containers.
+    pub endpoints: Vec<String>,
 }

@@ -48,6 +48,11 @@ pub enum Command {
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<String>,
     },
+    /// Networks: create, remove, list, inspect (Docker's `docker network` verbs and flags).
+    Network {
+        #[command(subcommand)]
+        action: NetworkAction,
+    },
     /// Join two attached containers with a direct veth pair and /32 routes.
     P2p { name1: String, name2: String },
     /// Show the bridge, uplinks, attached programs, counters and map usage as JSON.
@@ -77,6 +82,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkAction {
+    /// Create a network with its own bridge and subnet.
+    Create {
+        name: String,
+        /// Only `bridge`.
+        #[arg(short = 'd', long, value_name = "DRIVER", default_value = "bridge")]
+        driver: String,
+        /// The network's subnet (default: the first free private one).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// The bridge's address (default: the subnet's first host).
+        #[arg(long, value_name = "IP")]
+        gateway: Option<String>,
+        /// Where container addresses come from (default: the subnet).
+        #[arg(long = "ip-range", value_name = "CIDR")]
+        ip_range: Option<String>,
+        /// Driver option, e.g. com.docker.network.bridge.enable_icc=false (repeatable).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
+        /// No traffic to or from the outside.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Remove networks (refused while containers are attached, and for the default network).
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List networks.
+    Ls,
+    /// Show one network as JSON.
+    Inspect { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,10 +231,12 @@ pub struct AttachArgs {
     /// The container's network namespace, e.g. /var/run/netns/web or /proc/PID/ns/net.
     #[arg(long, value_name = "PATH")]
     pub netns: PathBuf,
-    /// Network mode.
+    /// Network mode, or a network made with `netd network create` (`bridge` is the default
+    /// network).
     #[arg(
-        long,
-        value_name = "bridge|host|none|container:NAME",
+        long = "network",
+        visible_alias = "net",
+        value_name = "bridge|host|none|container:NAME|NETWORK",
         default_value = "bridge"
     )]
     pub net: String,

@@ -1,10 +1,11 @@
 //! The client subcommands: each is one or two API calls and a formatted answer.
 
-use super::args::{AttachArgs, Command, FilterAction};
+use super::args::{AttachArgs, Command, FilterAction, NetworkAction};
 use super::client::{Client, ClientError};
 use super::output;
 use crate::frontend::http::types::{
-    AttachRequest, EndpointView, FilterRequest, P2pRequest, PortView, PublishRequest, StatsView,
+    AttachRequest, EndpointView, FilterRequest, NetworkCreateRequest, NetworkView, P2pRequest,
+    PortView, PublishRequest, StatsView,
 };
 
 fn attach_request(a: AttachArgs) -> AttachRequest {
@@ -88,6 +89,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
                 .map_err(e)?;
             Ok(String::new())
         }
+        Command::Network { action } => network(&c, action).await,
         Command::Status => {
             let v: serde_json::Value = c.get("/v1/status").await.map_err(e)?;
             Ok(pretty(&v))
@@ -139,6 +141,56 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
                 return Ok(pretty(&v));
             }
             Ok(output::format_ct(&v))
+        }
+    }
+}
+
+async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String> {
+    let e = |e: ClientError| e.to_string();
+    match action {
+        NetworkAction::Create {
+            name,
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            opts,
+            internal,
+        } => {
+            let mut options = std::collections::BTreeMap::new();
+            for o in opts {
+                let (k, v) = o
+                    .split_once('=')
+                    .ok_or_else(|| format!("invalid -o {o:?}: expected KEY=VALUE"))?;
+                options.insert(k.to_string(), v.to_string());
+            }
+            let req = NetworkCreateRequest {
+                name,
+                driver: Some(driver),
+                subnet,
+                gateway,
+                ip_range,
+                options,
+                internal,
+            };
+            let v: NetworkView = c.post("/v1/networks", &req).await.map_err(e)?;
+            Ok(v.name)
+        }
+        NetworkAction::Rm { names } => {
+            for n in &names {
+                c.call("DELETE", &format!("/v1/networks/{n}"), None)
+                    .await
+                    .map_err(e)?;
+            }
+            Ok(names.join("\n"))
+        }
+        NetworkAction::Ls => {
+            let list: Vec<NetworkView> = c.get("/v1/networks").await.map_err(e)?;
+            Ok(output::format_networks(&list))
+        }
+        NetworkAction::Inspect { name } => {
+            let v: serde_json::Value = c.get(&format!("/v1/networks/{name}")).await.map_err(e)?;
+            Ok(pretty(&v))
         }
     }
 }

@@ -1,6 +1,6 @@
 //! How the CLI prints the daemon's answers: tables as `docker ps`/`docker port` print them.
 
-use crate::frontend::http::types::{EndpointView, StatsView};
+use crate::frontend::http::types::{EndpointView, NetworkView, StatsView};
 
 pub fn format_filters(v: &serde_json::Value) -> String {
     let list = |k: &str| -> String {
@@ -145,4 +145,25 @@ pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, Str
         }
     }
     Ok(lines.join("\n"))
+}
+
+/// `netd network ls`, like `docker network ls` with the addresses.
+pub fn format_networks(list: &[NetworkView]) -> String {
+    let mut out = format!(
+        "{:<20} {:<16} {:<18} {:<16} {:<5} {:<9} {}",
+        "NAME", "BRIDGE", "SUBNET", "GATEWAY", "ICC", "INTERNAL", "CONTAINERS"
+    );
+    for n in list {
+        out.push_str(&format!(
+            "\n{:<20} {:<16} {:<18} {:<16} {:<5} {:<9} {}",
+            n.name,
+            n.bridge,
+            n.subnet,
+            n.gateway,
+            n.icc,
+            n.internal,
+            n.endpoints.len()
+        ));
+    }
+    out
 }

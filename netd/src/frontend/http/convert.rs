@@ -3,8 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use super::types::{AttachRequest, FilterRequest};
-use crate::engine::{CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange};
+use super::types::{AttachRequest, FilterRequest, NetworkCreateRequest};
+use crate::engine::{
+    CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
+};
 use crate::spec::{self, NetMode, Proto, PublishSpec, SpecError};
 
 /// A request the API cannot take; the text is the user's message (HTTP 400).
@@ -18,15 +20,24 @@ impl From<SpecError> for BadRequest {
     }
 }
 
+/// `--network`/`--net`: a mode (bridge, host, none, container:NAME), else a network's name.
+fn net_and_network(s: &str) -> Result<(NetMode, Option<String>), BadRequest> {
+    if s.is_empty() {
+        return Ok((NetMode::Bridge, None));
+    }
+    match s.parse::<NetMode>() {
+        Ok(m) => Ok((m, None)),
+        Err(e) if s.contains(':') || spec::validate_container_name(s).is_err() => Err(e.into()),
+        Err(_) => Ok((NetMode::Bridge, Some(s.to_string()))),
+    }
+}
+
 /// `POST /v1/endpoints`.
 pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
-    let net: NetMode = if req.net.is_empty() {
-        NetMode::Bridge
-    } else {
-        req.net.parse()?
-    };
+    let (net, network) = net_and_network(&req.net)?;
     Ok(EndpointSpec {
         net,
+        network,
         ifname: req.ifname.unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
         hostname: req.hostname,
         mac: req
@@ -57,6 +68,56 @@ pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
 /// `-p` specs, for attach and `POST /v1/endpoints/NAME/ports`.
 pub fn publish_specs(specs: &[String]) -> Result<Vec<PublishSpec>, BadRequest> {
     Ok(specs.iter().map(|p| p.parse()).collect::<Result<_, _>>()?)
+}
+
+/// `POST /v1/networks`.
+pub fn network_spec(req: NetworkCreateRequest) -> Result<NetworkSpec, BadRequest> {
+    if let Some(d) = req.driver.as_deref().filter(|d| *d != "bridge") {
+        return Err(BadRequest(format!(
+            "--driver {d}: netd has only the bridge driver"
+        )));
+    }
+    let mut n = NetworkSpec::new(req.name);
+    n.subnet = req
+        .subnet
+        .as_deref()
+        .map(spec::parse_ipv4_net)
+        .transpose()?;
+    n.gateway = req.gateway.as_deref().map(spec::parse_ipv4).transpose()?;
+    n.ip_range = req
+        .ip_range
+        .as_deref()
+        .map(spec::parse_ipv4_net)
+        .transpose()?;
+    n.internal = req.internal;
+    for (k, v) in &req.options {
+        let flag = |v: &str| {
+            v.parse::<bool>()
+                .map_err(|_| BadRequest(format!("-o {k}={v}: expected true or false")))
+        };
+        match k.as_str() {
+            "com.docker.network.bridge.enable_icc" => n.icc = flag(v)?,
+            "com.docker.network.bridge.enable_ip_masquerade" => n.ip_masq = flag(v)?,
+            "com.docker.network.bridge.name" => n.bridge = Some(v.clone()),
+            "com.docker.network.driver.mtu" => {
+                n.mtu = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|m| (68..=65535).contains(m))
+                        .ok_or_else(|| {
+                            BadRequest(format!("-o {k}={v}: expected an MTU from 68 to 65535"))
+                        })?,
+                )
+            }
+            _ => {
+                return Err(BadRequest(format!(
+                    "-o {k}: unknown option (netd knows com.docker.network.bridge.enable_icc, \
+                     .enable_ip_masquerade, .name and com.docker.network.driver.mtu)"
+                )));
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// `POST /v1/filters`: a bare address means that one host.
@@ -143,6 +204,39 @@ mod tests {
             ..Default::default()
         };
         assert!(endpoint_spec(bad).unwrap_err().0.contains("80:80:80:80"));
+    }
+
+    #[test]
+    fn network_modes_and_names() {
+        let spec = |net: &str| {
+            endpoint_spec(AttachRequest {
+                name: "c".into(),
+                net: net.into(),
+                ..Default::default()
+            })
+        };
+        let s = spec("blue").unwrap();
+        assert_eq!(
+            (s.net, s.network.as_deref()),
+            (NetMode::Bridge, Some("blue"))
+        );
+        let s = spec("host").unwrap();
+        assert_eq!((s.net, s.network), (NetMode::Host, None));
+        assert!(spec("container:").is_err());
+        let mut req = NetworkCreateRequest {
+            name: "blue".into(),
+            subnet: Some("10.77.0.0/24".into()),
+            ..Default::default()
+        };
+        req.options.insert(
+            "com.docker.network.bridge.enable_icc".into(),
+            "false".into(),
+        );
+        let n = network_spec(req.clone()).unwrap();
+        assert!(!n.icc && n.ip_masq && !n.internal);
+        assert_eq!(n.subnet.unwrap().to_string(), "10.77.0.0/24");
+        req.options.insert("com.example.x".into(), "1".into());
+        assert!(network_spec(req).unwrap_err().0.contains("com.example.x"));
     }
 
     #[test]

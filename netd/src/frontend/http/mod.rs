@@ -10,6 +10,10 @@
 //! | GET | /v1/endpoints/NAME | | [`types::EndpointView`] |
 //! | DELETE | /v1/endpoints/NAME | | 204 |
 //! | POST | /v1/endpoints/NAME/ports | [`types::PublishRequest`] | [`types::EndpointView`] |
+//! | GET | /v1/networks | | list of [`types::NetworkView`] |
+//! | POST | /v1/networks | [`types::NetworkCreateRequest`] | [`types::NetworkView`] (201) |
+//! | GET | /v1/networks/NAME | | [`types::NetworkView`] |
+//! | DELETE | /v1/networks/NAME | | 204 |
 //! | POST | /v1/p2p | [`types::P2pRequest`] | 204 |
 //! | GET | /v1/filters | | allow and deny lists |
 //! | POST | /v1/filters | [`types::FilterRequest`] | allow and deny lists |

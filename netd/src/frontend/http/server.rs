@@ -9,7 +9,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
 use super::convert::{self, BadRequest};
-use super::types::{AttachRequest, ErrorBody, FilterRequest, P2pRequest, PublishRequest};
+use super::types::{
+    AttachRequest, ErrorBody, FilterRequest, NetworkCreateRequest, P2pRequest, PublishRequest,
+};
 use super::wire as http;
 use crate::engine::{Engine, EngineError};
 
@@ -157,6 +159,31 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Err(e) => err(e),
             }
         }
+        ("GET", ["v1", "networks"]) => json(200, &engine.lock().await.networks()),
+        ("POST", ["v1", "networks"]) => {
+            let req: NetworkCreateRequest = match parse(body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            let spec = match convert::network_spec(req) {
+                Ok(s) => s,
+                Err(e) => return bad(e),
+            };
+            match engine.lock().await.create_network(spec).await {
+                Ok(v) => json(201, &v),
+                Err(e) => err(e),
+            }
+        }
+        ("GET", ["v1", "networks", name]) => match engine.lock().await.network(name) {
+            Ok(v) => json(200, &v),
+            Err(e) => err(e),
+        },
+        ("DELETE", ["v1", "networks", name]) => {
+            match engine.lock().await.remove_network(name).await {
+                Ok(()) => (204, Vec::new()),
+                Err(e) => err(e),
+            }
+        }
         ("GET", ["v1", "filters"]) => json(200, &engine.lock().await.filters()),
         ("POST", ["v1", "filters"]) => {
             let req: FilterRequest = match parse(body) {
@@ -195,7 +222,7 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
             _,
             [
                 "v1",
-                "status" | "endpoints" | "p2p" | "filters" | "stats" | "ct",
+                "status" | "endpoints" | "networks" | "p2p" | "filters" | "stats" | "ct",
                 ..,
             ],
         ) => (

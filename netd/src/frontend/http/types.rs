@@ -2,6 +2,7 @@
 //! HTTP front end parses them ([`super::convert`]) into the engine's typed requests. Answers are
 //! the engine's own views.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -55,4 +56,19 @@ pub struct FilterRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublishRequest {
     pub publish: Vec<String>,
+}
+
+/// `POST /v1/networks`: what `netd network create` sends (Docker's flag names).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkCreateRequest {
+    pub name: String,
+    /// Only "bridge" (the default).
+    pub driver: Option<String>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    /// `-o KEY=VALUE` driver options.
+    pub options: BTreeMap<String, String>,
+    pub internal: bool,
 }
