@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use netd_tests::dataplane::tcp_blocked;
-use netd_tests::world::OUTSIDE_IP;
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, World, tcp_request_until, tcp_server};
 
 const T: Duration = Duration::from_secs(5);
@@ -49,8 +49,13 @@ fn networks_are_created_used_isolated_and_removed() {
     let v1 = d.attach("a1", &a1, &["--network", "blue"]);
     assert_eq!(s(&v1["ip"]), "10.77.0.2");
     assert_eq!(s(&v1["network"]), "blue");
+    assert_eq!(s(&v1["net"]), "blue");
     assert_eq!(s(&v1["gateway"]), "10.77.0.1");
-    let v2 = d.attach("a2", &a2, &["--net", "blue", "--ip", "10.77.0.20"]);
+    let v2 = d.attach(
+        "a2",
+        &a2,
+        &["--net", "blue", "--ip", "10.77.0.20", "-p", "8080:80"],
+    );
     assert_eq!(s(&v2["ip"]), "10.77.0.20");
     assert_eq!(
         w.host.master(&s(&v2["host_ifname"])).as_deref(),
@@ -64,6 +69,12 @@ fn networks_are_created_used_isolated_and_removed() {
     let srv = tcp_server(&a2, 80);
     assert_eq!(tcp_request_until(&a1, "10.77.0.20:80", T).unwrap(), "ping");
     assert_eq!(srv.last_peer_ip(), "10.77.0.2");
+    // A published port reaches a created network's container from the outside.
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
     // Two networks: neither way, although both sides are up and listening.
     let srv0 = tcp_server(&d0, 80);
     assert!(a1.ping("10.77.0.1", T), "a1 reaches its gateway");

@@ -267,7 +267,8 @@ impl Engine {
         EndpointView {
             name: e.name.clone(),
             netns: e.netns.clone(),
-            net: e.net.to_string(),
+            // A created network shows by its name, as Docker's NetworkMode does.
+            net: e.network.clone().unwrap_or_else(|| e.net.to_string()),
             network: bridged.then(|| {
                 e.network
                     .clone()
