@@ -86,6 +86,7 @@ fn networks_are_created_used_isolated_and_removed() {
     for (subnet, want) in [
         ("10.77.0.128/25", "overlaps network blue"),
         ("172.30.0.0/16", "overlaps the default network"),
+        ("198.51.100.0/25", "an address or route of the host"),
     ] {
         let err = d.netd_err(&["network", "create", "red", "--subnet", subnet]);
         assert!(err.contains(want), "{subnet}: {err}");

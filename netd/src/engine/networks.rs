@@ -241,6 +241,20 @@ impl Engine {
     /// At start: every persisted network's bridge is there (recreated if it vanished), and the
     /// isolation rules match the networks.
     pub(super) async fn setup_networks(&mut self) -> Result<(), EngineError> {
+        let default = self.net.bridge_addr.trunc();
+        if let Some(n) = self
+            .state
+            .networks
+            .values()
+            .find(|n| overlaps(&n.bridge_addr.trunc(), &default))
+        {
+            return Err(EngineError::Invalid(format!(
+                "the default network's subnet {default} overlaps network {} ({}); \
+                 start with another --bip or remove that network first",
+                n.name,
+                n.bridge_addr.trunc()
+            )));
+        }
         for n in self.state.networks.values() {
             self.make_bridge(n).await?;
         }

@@ -103,3 +103,54 @@ impl Netlink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::rule::RuleHeader;
+
+    use super::*;
+
+    fn msg(action: RuleAction, prio: u32, src: Option<(&str, u8)>, dst: (&str, u8)) -> RuleMessage {
+        let mut m = RuleMessage::default();
+        m.header = RuleHeader {
+            action,
+            dst_len: dst.1,
+            src_len: src.map(|s| s.1).unwrap_or(0),
+            ..Default::default()
+        };
+        m.attributes.push(RuleAttribute::Priority(prio));
+        if let Some((a, _)) = src {
+            m.attributes
+                .push(RuleAttribute::Source(IpAddr::V4(a.parse().unwrap())));
+        }
+        m.attributes.push(RuleAttribute::Destination(IpAddr::V4(
+            dst.0.parse().unwrap(),
+        )));
+        m
+    }
+
+    #[test]
+    fn only_prohibit_rules_at_our_priority_are_ours() {
+        let ours = msg(
+            RuleAction::Prohibit,
+            30000,
+            Some(("10.77.0.0", 24)),
+            ("172.30.0.0", 24),
+        );
+        assert_eq!(
+            prohibit_of(&ours, 30000),
+            Some(Prohibit {
+                from: "10.77.0.0/24".parse().unwrap(),
+                to: "172.30.0.0/24".parse().unwrap(),
+                iif: None,
+            })
+        );
+        // "from all": a zero-length source.
+        let all = msg(RuleAction::Prohibit, 30000, None, ("10.79.0.0", 24));
+        assert_eq!(prohibit_of(&all, 30000).unwrap().from.prefix_len(), 0);
+        let other_prio = msg(RuleAction::Prohibit, 100, None, ("10.79.0.0", 24));
+        assert_eq!(prohibit_of(&other_prio, 30000), None);
+        let lookup = msg(RuleAction::ToTable, 30000, None, ("10.79.0.0", 24));
+        assert_eq!(prohibit_of(&lookup, 30000), None);
+    }
+}
