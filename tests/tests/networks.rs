@@ -27,7 +27,7 @@ fn networks_are_created_used_isolated_and_removed() {
         "create",
         "blue",
         "--subnet",
-        "10.77.0.0/24",
+        "10.77.0.0/26",
         "-o",
         "com.docker.network.bridge.name=netdt-blue",
     ]);
@@ -38,7 +38,7 @@ fn networks_are_created_used_isolated_and_removed() {
     assert_eq!(s(&n["bridge"]), "netdt-blue");
     assert_eq!(
         w.host.addrs4("netdt-blue"),
-        vec!["10.77.0.1/24".to_string()]
+        vec!["10.77.0.1/26".to_string()]
     );
     let ls = d.netd_ok(&["network", "ls"]);
     assert!(ls.contains("netd0") && ls.contains("blue"), "{ls}");
@@ -61,6 +61,12 @@ fn networks_are_created_used_isolated_and_removed() {
         w.host.master(&s(&v2["host_ifname"])).as_deref(),
         Some("netdt-blue")
     );
+    // A joiner (--net container:a1) shares a1's interface and network.
+    let vj = d.attach("j1", &a1, &["--net", "container:a1"]);
+    assert_eq!(s(&vj["net"]), "container:a1");
+    assert_eq!(s(&vj["network"]), "blue");
+    assert_eq!(vj["prefix_len"], 26);
+    d.netd_ok(&["detach", "j1"]);
     let v0 = d.attach("d0", &d0, &[]);
     assert_eq!(s(&v0["network"]), "netd0");
     let d0_ip = s(&v0["ip"]);
@@ -84,7 +90,7 @@ fn networks_are_created_used_isolated_and_removed() {
 
     // Refusals: overlaps (another network, the default one), removal in use, the default.
     for (subnet, want) in [
-        ("10.77.0.128/25", "overlaps network blue"),
+        ("10.77.0.0/16", "overlaps network blue"),
         ("172.30.0.0/16", "overlaps the default network"),
         ("198.51.100.0/25", "an address or route of the host"),
     ] {
@@ -121,7 +127,7 @@ fn networks_are_created_used_isolated_and_removed() {
     assert!(w.host.link("netdt-blue").is_none(), "bridge left behind");
     assert!(!d.netd_ok(&["network", "ls"]).contains("blue"));
     let rules = w.host.run_ok(&["ip", "rule", "show"]);
-    assert!(!rules.contains("10.77.0.0/24"), "{rules}");
+    assert!(!rules.contains("10.77.0.0/26"), "{rules}");
 }
 
 #[test]

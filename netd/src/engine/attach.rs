@@ -119,7 +119,7 @@ impl Engine {
                 )));
             }
         }
-        let network = if bridged {
+        let mut network = if bridged {
             self.resolve_network(req.network.as_deref())?
         } else if let Some(n) = &req.network {
             return Err(EngineError::Invalid(format!(
@@ -203,6 +203,8 @@ impl Engine {
                 if req.hostname.is_none() {
                     hostname = t.hostname.clone();
                 }
+                // A joiner shares its target's interface, so its network too.
+                network = t.network.clone();
                 (t.ip, t.gateway)
             }
             NetMode::Host => {

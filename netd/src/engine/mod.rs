@@ -268,7 +268,10 @@ impl Engine {
             name: e.name.clone(),
             netns: e.netns.clone(),
             // A created network shows by its name, as Docker's NetworkMode does.
-            net: e.network.clone().unwrap_or_else(|| e.net.to_string()),
+            net: match (&e.net, &e.network) {
+                (NetMode::Bridge, Some(n)) => n.clone(),
+                _ => e.net.to_string(),
+            },
             network: bridged.then(|| {
                 e.network
                     .clone()
