@@ -167,6 +167,41 @@ fn icc_false_blocks_containers_except_linked_exposed_ports() {
     assert!(dns53.peer_ips().is_empty());
 }
 
+/// `netd publish` on a container that others link to: with `--icc false` the linked container
+/// reaches the container side of the new port at once (publishing implies exposing), not only
+/// after some unrelated change rewrote the link allowances.
+#[test]
+fn a_port_published_after_attach_is_reachable_through_links() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--icc", "false"]);
+    let web = w.container("web");
+    let cli = w.container("cli");
+    let web_ip = "172.30.0.10";
+    let cli_ip = "172.30.0.11";
+    d.attach("web", &web, &["--ip", web_ip, "--expose", "80"]);
+    d.attach("cli", &cli, &["--ip", cli_ip, "--link", "web:db"]);
+    let web80 = tcp_server(&web, 80);
+    let web90 = tcp_server(&web, 90);
+    // The link works for the exposed port, and 90 is not reachable yet.
+    assert_eq!(
+        tcp_request_until(&cli, &format!("{web_ip}:80"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(web80.last_peer_ip(), cli_ip);
+    assert!(tcp_blocked(&cli, &format!("{web_ip}:90")), "cli -> web:90");
+    d.netd_ok(&["publish", "web", "9090:90"]);
+    assert_eq!(
+        tcp_request_until(&cli, &format!("{web_ip}:90"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(web90.last_peer_ip(), cli_ip);
+    // Still only the link: UDP on the new port stays closed.
+    assert!(
+        udp_try(&cli, &format!("{web_ip}:90")).is_err(),
+        "cli -> web:90/udp"
+    );
+}
+
 #[test]
 fn icc_true_allows_everything_between_containers() {
     let w = World::new();

@@ -104,6 +104,14 @@ fn malformed_values_are_refused() {
         (&["--net", "bogus"], &["bogus"]),
         (&["--dns", "192.0.2.300"], &["192.0.2.300"]),
         (&["--hostname", "bad host"], &["bad host"]),
+        (&["--ifname", "lo"], &["interface name", "lo"]),
+        (
+            &["--ifname", "abcdefghijklmnop"],
+            &["abcdefghijklmnop", "15"],
+        ),
+        // Until the dataplane programs IPv6 host addresses, they are refused at planning
+        // (they used to be accepted, reserved and silently not programmed).
+        (&["-p", "[::1]:8080:80"], &["::1", "IPv6"]),
     ];
     for (extra, want) in cases {
         let mut args = vec!["attach", "new", "--netns", ns];
@@ -115,6 +123,14 @@ fn malformed_values_are_refused() {
         e.fresh.links(),
         vec!["lo".to_string()],
         "refused attach touched the netns"
+    );
+    // The same pipeline plans `netd publish`.
+    refused(
+        w,
+        d,
+        &["web"],
+        &["publish", "web", "[::]:8081:80"],
+        &["[::]:8081:80", "IPv6"],
     );
     let _ = &e.existing;
 }

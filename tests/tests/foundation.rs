@@ -687,3 +687,27 @@ fn http_api_lists_endpoints_as_json() {
     ]);
     assert_eq!(status, "404");
 }
+
+/// The container's interface is named by the request (`--ifname`, default eth0), not fixed:
+/// it gets the address, MAC and default route, carries traffic, and goes with detach.
+#[test]
+fn the_container_interface_takes_the_requested_name() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c = w.container("c1");
+    let v = d.attach("c1", &c, &["--ifname", "net1", "--ip", "172.30.0.10"]);
+    assert_eq!(v["ifname"], "net1", "{v}");
+    assert_eq!(c.addrs4("net1"), vec!["172.30.0.10/24".to_string()]);
+    assert_eq!(c.mac("net1"), "02:42:ac:1e:00:0a");
+    assert!(c.link("eth0").is_none(), "{:?}", c.links());
+    assert!(
+        c.routes4()
+            .iter()
+            .any(|r| r.starts_with("default via 172.30.0.1 dev net1")),
+        "{:?}",
+        c.routes4()
+    );
+    assert!(c.ping("172.30.0.1", T), "c1 pings the bridge over net1");
+    d.netd_ok(&["detach", "c1"]);
+    assert!(c.link("net1").is_none(), "{:?}", c.links());
+}

@@ -339,3 +339,36 @@ fn etc_dir_cannot_be_shared() {
         "already used by \"c1\"",
     );
 }
+
+/// A detach whose teardown half fails and whose state cannot be written reports both: the
+/// persisting error does not hide the teardown errors (it used to return alone).
+#[test]
+fn detach_reports_teardown_errors_even_when_persisting_fails() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c1 = w.container("c1");
+    d.attach("c1", &c1, &[]);
+    // Teardown error: the hosts file is now a directory with a file in it, so removing it fails.
+    let etc = d.etc_dir("c1");
+    let hosts = etc.join("hosts");
+    std::fs::remove_file(&hosts).unwrap();
+    std::fs::create_dir(&hosts).unwrap();
+    std::fs::write(hosts.join("keep"), "x").unwrap();
+    // Persist error: state.json is a non-empty directory the new file cannot be renamed over.
+    let state = d.state_dir().join("state.json");
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("keep"), "x").unwrap();
+    let err = d.netd_err(&["detach", "c1"]);
+    assert!(err.contains("detached c1, with errors"), "{err}");
+    assert!(
+        err.contains(&format!("removing {}", etc.display())),
+        "{err}"
+    );
+    assert!(err.contains("cannot write state file"), "{err}");
+    // The endpoint is gone all the same: its veth and its listing.
+    assert!(!d.ls_has("c1"), "{}", d.ls());
+    assert!(!c1.links().iter().any(|l| l == "eth0"), "{:?}", c1.links());
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_dir_all(&hosts).unwrap();
+}

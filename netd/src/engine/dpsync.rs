@@ -250,6 +250,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Rewrites only the link allowances (after a linked container's ports changed).
+    pub(super) fn sync_links(&mut self) -> Result<(), EngineError> {
+        let links = self.links_map();
+        if let Some(dp) = self.dp.as_mut() {
+            dp.set_links(&links)?;
+        }
+        Ok(())
+    }
+
     /// A conntrack garbage collector on its own handles (None without the eBPF dataplane).
     pub fn ct_gc(&self) -> Result<Option<crate::dataplane::CtGc>, EngineError> {
         match self.dp {

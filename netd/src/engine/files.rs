@@ -68,10 +68,10 @@ impl Engine {
         };
         files.create_dir().map_err(|e| err("the directory", e))?;
         let w = self.render(ep);
-        dnsfiles::write_atomic(&files.hostname_path(), &w.hostname)
+        crate::fsutil::write_atomic(&files.hostname_path(), &w.hostname)
             .map_err(|e| err("hostname", e))?;
-        dnsfiles::write_atomic(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
-        dnsfiles::write_atomic(&files.resolv_conf_path(), &w.resolv_conf)
+        crate::fsutil::write_atomic(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
+        crate::fsutil::write_atomic(&files.resolv_conf_path(), &w.resolv_conf)
             .map_err(|e| err("resolv.conf", e))?;
         ep.written = w;
         Ok(())
@@ -142,7 +142,7 @@ impl Engine {
             if &new == last {
                 continue;
             }
-            match dnsfiles::write_atomic(&path, &new) {
+            match crate::fsutil::write_atomic(&path, &new) {
                 Ok(()) => {
                     let w = &mut self.state.endpoints.get_mut(&n).expect("listed").written;
                     match which {

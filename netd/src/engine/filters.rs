@@ -1,48 +1,33 @@
 //! Source filters (the seed's DOCKER-chain example: "only 8.8.8.8 may reach the containers"),
 //! stats and connection-tracking views.
 
-use std::net::Ipv4Addr;
-
 use ipnet::Ipv4Net;
 
 use super::state::Filters;
-use super::{Engine, EngineError};
-use crate::api::types::{BindingStats, DropCount, FilterRequest, StatsView};
-use crate::dataplane::{CtFlow, CtQuery};
-use crate::spec;
+use super::view::{BindingStats, DropCount, StatsView};
+use super::{CtProto, CtQuery, Engine, EngineError, FilterAction, FilterChange};
+use crate::dataplane::CtFlow;
 
 impl Engine {
     pub fn filters(&self) -> Filters {
         self.state.filters.clone()
     }
 
-    /// `netd filter allow|deny|rm CIDR...`: all CIDRs are validated first; the lists change
-    /// together with the maps, or not at all. netd never changes the lists by itself.
-    pub async fn change_filters(&mut self, req: FilterRequest) -> Result<Filters, EngineError> {
+    /// `netd filter allow|deny|rm CIDR...`: the lists change together with the maps, or not at
+    /// all. netd never changes the lists by itself.
+    pub async fn change_filters(&mut self, req: FilterChange) -> Result<Filters, EngineError> {
         if req.cidrs.is_empty() {
             return Err(EngineError::Invalid(format!(
                 "netd filter {}: give at least one CIDR",
-                req.action
+                req.action.as_str()
             )));
         }
-        let nets: Vec<Ipv4Net> = req
-            .cidrs
-            .iter()
-            .map(|c| {
-                // A bare address means that one host.
-                let c = if c.contains('/') {
-                    c.clone()
-                } else {
-                    format!("{c}/32")
-                };
-                spec::parse_ipv4_net(&c).map(|n| n.trunc())
-            })
-            .collect::<Result<_, _>>()?;
+        let nets: Vec<Ipv4Net> = req.cidrs.iter().map(Ipv4Net::trunc).collect();
         let old = self.state.filters.clone();
         let f = &mut self.state.filters;
-        match req.action.as_str() {
-            "allow" | "deny" => {
-                let list = if req.action == "allow" {
+        match req.action {
+            FilterAction::Allow | FilterAction::Deny => {
+                let list = if req.action == FilterAction::Allow {
                     &mut f.allow
                 } else {
                     &mut f.deny
@@ -53,7 +38,7 @@ impl Engine {
                     }
                 }
             }
-            "rm" => {
+            FilterAction::Rm => {
                 for n in &nets {
                     if !f.allow.contains(n) && !f.deny.contains(n) {
                         self.state.filters = old;
@@ -65,11 +50,6 @@ impl Engine {
                 f.allow.retain(|n| !nets.contains(n));
                 f.deny.retain(|n| !nets.contains(n));
             }
-            other => {
-                return Err(EngineError::Invalid(format!(
-                    "unknown filter action {other:?}: use allow, deny or rm"
-                )));
-            }
         }
         let r = match self.sync_dataplane().await {
             Ok(()) => self.persist(),
@@ -80,7 +60,7 @@ impl Engine {
             let _ = self.sync_dataplane().await;
             return Err(e);
         }
-        tracing::info!(action = %req.action, cidrs = ?req.cidrs, "source filters changed");
+        tracing::info!(action = req.action.as_str(), cidrs = ?req.cidrs, "source filters changed");
         Ok(self.state.filters.clone())
     }
 
@@ -129,36 +109,14 @@ impl Engine {
     }
 
     /// `netd ct`: tracked flows, optionally filtered.
-    pub fn ct(
-        &self,
-        ip: Option<&str>,
-        proto: Option<&str>,
-        port: Option<&str>,
-    ) -> Result<Vec<CtFlow>, EngineError> {
+    pub fn ct(&self, q: &CtQuery) -> Result<Vec<CtFlow>, EngineError> {
         let Some(dp) = &self.dp else {
             return Ok(Vec::new());
         };
-        let ip = ip
-            .map(|s| {
-                s.parse::<Ipv4Addr>()
-                    .map_err(|_| EngineError::Invalid(format!("invalid ip filter {s:?}")))
-            })
-            .transpose()?;
-        let proto = proto
-            .map(|s| match s {
-                "icmp" => Ok(1),
-                s => s
-                    .parse::<spec::Proto>()
-                    .map(spec::Proto::number)
-                    .map_err(EngineError::from),
-            })
-            .transpose()?;
-        let port = port
-            .map(|s| {
-                s.parse::<u16>()
-                    .map_err(|_| EngineError::Invalid(format!("invalid port filter {s:?}")))
-            })
-            .transpose()?;
-        Ok(dp.ct_flows(&CtQuery { ip, proto, port })?)
+        Ok(dp.ct_flows(&crate::dataplane::CtQuery {
+            ip: q.ip,
+            proto: q.proto.map(CtProto::number),
+            port: q.port,
+        })?)
     }
 }

@@ -17,6 +17,12 @@ pub enum IpamError {
     Exhausted { pool: Ipv4Net },
 }
 
+/// Docker's MAC for a container address: `02:42` followed by the four address bytes.
+pub fn mac_from_ipv4(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
 /// Chooses addresses; what is in use is passed in (derived from the endpoints), so there is no
 /// second copy of the leases to drift.
 pub struct Ipam {
@@ -122,6 +128,18 @@ mod tests {
             ipam.check(Ipv4Addr::new(10, 9, 5, 1), &none),
             Err(IpamError::OutsideRange { .. })
         ));
+    }
+
+    #[test]
+    fn docker_mac_derivation() {
+        let derived = mac_from_ipv4(Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(derived, [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
+        assert_eq!(crate::spec::format_mac(&derived), "02:42:ac:11:00:02");
+        assert_eq!(
+            crate::spec::format_mac(&mac_from_ipv4(Ipv4Addr::new(10, 255, 0, 1))),
+            "02:42:0a:ff:00:01"
+        );
+        assert!(crate::spec::parse_mac(&crate::spec::format_mac(&derived)).is_ok());
     }
 
     #[test]

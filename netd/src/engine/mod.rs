@@ -1,34 +1,45 @@
 //! The engine: networks, endpoints, port bindings, links (and, with the dataplane, filters).
 //!
+//! Its API is typed: requests are [`request`] values already parsed by a front end, answers are
+//! [`view`] values, failures an [`EngineError`] whose variant the front end maps to an HTTP
+//! status or an exit code. It imports no front end.
+//!
 //! Every change is validated completely before anything is touched, then applied step by step
 //! with an undo list, then persisted: a request either takes effect entirely or not at all.
+mod attach;
 pub mod config;
+mod detach;
 mod dpsync;
-mod endpoint;
 mod files;
 mod filters;
 pub mod ipam;
 pub mod network;
+pub mod networks;
 pub mod ports;
 mod publish;
+pub mod request;
 mod reserve;
 pub mod state;
 mod uplinks;
+pub mod view;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::api::types::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
-use crate::cli::DataplaneMode;
 use crate::dataplane::{Dataplane, DataplaneConfig, sock};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, WiringError};
 
-pub use config::Config;
-use ipam::Ipam;
+pub use config::{Config, DataplaneMode};
+pub use networks::DEFAULT_NETWORK;
+pub use request::{
+    CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
+};
 use state::{Endpoint, NetworkState, State, Store};
 pub use uplinks::{LinkEvents, auto_uplinks};
+use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 
-/// What can go wrong; the variant decides the HTTP status, the text is the user's message.
+/// What can go wrong: the variant says what kind of failure it is (a front end maps it to an
+/// HTTP status or an exit code), the text is the user's message.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
@@ -90,22 +101,10 @@ impl From<spec::SpecError> for EngineError {
     }
 }
 
-impl EngineError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            EngineError::Invalid(_) => 400,
-            EngineError::NotFound(_) => 404,
-            EngineError::Conflict(_) => 409,
-            EngineError::Internal(_) => 500,
-        }
-    }
-}
-
 pub struct Engine {
     cfg: Config,
     nl: Netlink,
     net: NetworkState,
-    ipam: Ipam,
     state: State,
     store: Store,
     dp: Option<Dataplane>,
@@ -150,7 +149,6 @@ impl Engine {
             network::enable_ip_forward()?;
         }
         st.network = Some(net.clone());
-        let ipam = Ipam::new(net.bridge_addr, net.pool, cfg.default_gateway);
         let dp = match cfg.dataplane {
             DataplaneMode::None => None,
             DataplaneMode::Ebpf => {
@@ -174,7 +172,6 @@ impl Engine {
             cfg,
             nl,
             net,
-            ipam,
             state: st,
             store,
             dp,
@@ -199,6 +196,7 @@ impl Engine {
                 }
             }
         }
+        engine.setup_networks().await?;
         engine.reconcile().await?;
         engine.sync_dataplane().await?;
         engine.store.save(&engine.state)?;
@@ -276,9 +274,20 @@ impl Engine {
         EndpointView {
             name: e.name.clone(),
             netns: e.netns.clone(),
-            net: e.net.to_string(),
+            // A created network shows by its name, as Docker's NetworkMode does.
+            net: match (&e.net, &e.network) {
+                (NetMode::Bridge, Some(n)) => n.clone(),
+                _ => e.net.to_string(),
+            },
+            network: bridged.then(|| {
+                e.network
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NETWORK.to_string())
+            }),
+            ifname: bridged.then(|| e.ifname.clone()),
             ip: e.ip.map(|i| i.to_string()),
-            prefix_len: bridged.then_some(self.net.bridge_addr.prefix_len()),
+            prefix_len: bridged
+                .then(|| self.segment(e.network.as_deref()).bridge_addr.prefix_len()),
             mac: e.mac.as_ref().map(spec::format_mac),
             gateway: e.gateway.map(|g| g.to_string()),
             hostname: e.hostname.clone(),

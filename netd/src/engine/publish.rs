@@ -1,16 +1,85 @@
-//! Publishing more ports on an attached container (`netd publish`), without re-wiring it: only
-//! the port table changes, so one more port costs one table write.
+//! The one port pipeline of attach and `netd publish`: fill in the default host address,
+//! refuse what the dataplane cannot program, allocate host ports against every binding held,
+//! number the bindings and reserve their ports against host processes.
+//!
+//! Publishing on an attached container does not re-wire it: only the port table and the link
+//! allowances (a linked container may reach the container side of a published port) change.
+
+use std::net::IpAddr;
 
 use super::state::PortBinding;
+use super::view::PortView;
 use super::{Engine, EngineError, not_found, ports};
-use crate::api::types::PortView;
-use crate::spec::{self, NetMode, PublishSpec};
+use crate::spec::{self, ExposeSpec, NetMode, PublishSpec};
 
 impl Engine {
+    /// Allocates the host ports of `publish` (and of `exposed` with `-P`) for container `name`.
+    /// Host addresses left out become the daemon's `--ip`, written into `publish`.
+    pub(super) fn plan_ports(
+        &self,
+        name: &str,
+        publish: &mut [PublishSpec],
+        publish_all: bool,
+        exposed: &[ExposeSpec],
+    ) -> Result<Vec<PortBinding>, EngineError> {
+        for p in publish.iter_mut() {
+            let from_flag = p.host_ip.is_none();
+            let ip = *p.host_ip.get_or_insert(self.cfg.ip);
+            if ip.is_ipv6() {
+                return Err(ipv6_refused(&p.to_string(), ip, from_flag));
+            }
+        }
+        if publish_all && !exposed.is_empty() && self.cfg.ip.is_ipv6() {
+            return Err(ipv6_refused("-P", self.cfg.ip, true));
+        }
+        let held: Vec<(&str, &PortBinding)> = self
+            .state
+            .endpoints
+            .values()
+            .flat_map(|e| e.ports.iter().map(move |b| (e.name.as_str(), b)))
+            .collect();
+        let ephemeral = spec::read_ephemeral_ports()?;
+        ports::allocate(
+            name,
+            publish,
+            publish_all,
+            exposed,
+            self.cfg.ip,
+            &held,
+            &ephemeral,
+        )
+        .map_err(|e| EngineError::Conflict(e.to_string()))
+    }
+
+    /// Numbers new bindings and reserves their host ports (with the eBPF dataplane, which is
+    /// what makes them reachable). Returns the binding id to go back to if the change is undone
+    /// ([`Engine::release_ports`]); on failure nothing stays taken.
+    pub(super) fn take_ports(&mut self, bindings: &mut [PortBinding]) -> Result<u32, EngineError> {
+        let next_id = self.state.next_binding_id;
+        for b in bindings.iter_mut() {
+            b.id = self.state.next_binding_id;
+            self.state.next_binding_id += 1;
+        }
+        if self.dp.is_some() {
+            if let Err(msg) = self.reserved.reserve_all(bindings) {
+                self.state.next_binding_id = next_id;
+                return Err(EngineError::Conflict(msg));
+            }
+        }
+        Ok(next_id)
+    }
+
+    /// Undoes [`Engine::take_ports`].
+    fn release_ports(&mut self, bindings: &[PortBinding], next_id: u32) {
+        self.state.next_binding_id = next_id;
+        self.reserved.release(bindings);
+    }
+
+    /// `netd publish NAME SPEC...`.
     pub async fn publish(
         &mut self,
         name: &str,
-        specs: &[String],
+        specs: &[PublishSpec],
     ) -> Result<Vec<PortView>, EngineError> {
         if specs.is_empty() {
             return Err(EngineError::Invalid(
@@ -28,43 +97,20 @@ impl Engine {
                 ep.net
             )));
         }
-        let mut publish: Vec<PublishSpec> =
-            specs.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
-        for p in &mut publish {
-            p.host_ip.get_or_insert(self.cfg.ip);
-        }
-        let held: Vec<(&str, &PortBinding)> = self
-            .state
-            .endpoints
-            .values()
-            .flat_map(|e| e.ports.iter().map(move |b| (e.name.as_str(), b)))
-            .collect();
-        let ephemeral = spec::read_ephemeral_ports()?;
-        let mut new = ports::allocate(name, &publish, false, &[], self.cfg.ip, &held, &ephemeral)
-            .map_err(|e| EngineError::Conflict(e.to_string()))?;
-        let next_id = self.state.next_binding_id;
-        for b in &mut new {
-            b.id = self.state.next_binding_id;
-            self.state.next_binding_id += 1;
-        }
-        if self.dp.is_some() {
-            if let Err(msg) = self.reserved.reserve_all(&new) {
-                self.state.next_binding_id = next_id;
-                return Err(EngineError::Conflict(msg));
-            }
-        }
+        let mut publish = specs.to_vec();
+        let mut new = self.plan_ports(name, &mut publish, false, &[])?;
+        let next_id = self.take_ports(&mut new)?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
         ep.ports.extend(new.iter().cloned());
         ep.publish.extend(publish);
-        let result = self.sync_ports().and_then(|()| self.persist());
+        let result = self.sync_published(name).and_then(|()| self.persist());
         if let Err(e) = result {
             let ep = self.state.endpoints.get_mut(name).expect("checked");
             ep.ports.truncate(old_ports);
             ep.publish.truncate(old_publish);
-            self.state.next_binding_id = next_id;
-            self.reserved.release(&new);
-            if let Err(e2) = self.sync_ports() {
+            self.release_ports(&new, next_id);
+            if let Err(e2) = self.sync_published(name) {
                 tracing::warn!("rollback: restoring the port table: {e2}");
             }
             return Err(e);
@@ -72,4 +118,30 @@ impl Engine {
         tracing::info!(container = %name, ports = specs.len(), "published");
         Ok(super::port_views(&new))
     }
+
+    /// After `name`'s bindings changed: the port table, and the link allowances of the
+    /// containers linked to it when there are any.
+    fn sync_published(&mut self, name: &str) -> Result<(), EngineError> {
+        self.sync_ports()?;
+        let linked = self
+            .state
+            .endpoints
+            .values()
+            .any(|e| e.links.iter().any(|l| l.name == name));
+        if linked {
+            self.sync_links()?;
+        }
+        Ok(())
+    }
+}
+
+fn ipv6_refused(what: &str, ip: IpAddr, from_flag: bool) -> EngineError {
+    let origin = if from_flag {
+        " (the daemon's --ip)"
+    } else {
+        ""
+    };
+    EngineError::Invalid(format!(
+        "{what}: IPv6 host address {ip}{origin} cannot be published yet: the dataplane programs IPv4 host addresses only"
+    ))
 }

@@ -23,6 +23,9 @@ pub struct State {
     /// Source filters for traffic from uplinks to containers (`netd filter`).
     #[serde(default)]
     pub filters: Filters,
+    /// Networks created with `netd network create` (the default network is `network`).
+    #[serde(default)]
+    pub networks: BTreeMap<String, UserNetwork>,
     /// Next published-port binding id (NETD_PORT_STATS key); never reused while running.
     #[serde(default = "first_binding_id")]
     pub next_binding_id: u32,
@@ -46,6 +49,7 @@ impl Default for State {
             network: None,
             endpoints: BTreeMap::new(),
             filters: Filters::default(),
+            networks: BTreeMap::new(),
             next_binding_id: first_binding_id(),
         }
     }
@@ -62,6 +66,24 @@ pub struct NetworkState {
     pub mtu: u32,
     /// netd created the bridge (false for `-b NAME`).
     pub owned: bool,
+}
+
+/// A network made with `netd network create`: its own bridge, subnet and pool, options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNetwork {
+    pub name: String,
+    pub bridge: String,
+    /// The gateway (the bridge's address) with the subnet's prefix length.
+    pub bridge_addr: Ipv4Net,
+    /// Where container addresses come from (`--ip-range`, else the subnet).
+    pub pool: Ipv4Net,
+    pub mtu: u32,
+    /// `-o com.docker.network.bridge.enable_icc`.
+    pub icc: bool,
+    /// `-o com.docker.network.bridge.enable_ip_masquerade`.
+    pub ip_masq: bool,
+    /// `--internal`: no traffic to or from the outside.
+    pub internal: bool,
 }
 
 /// One published port after allocation: host port range -> container port range.
@@ -91,6 +113,12 @@ pub struct Endpoint {
     pub name: String,
     pub netns: PathBuf,
     pub net: NetMode,
+    /// The network of a bridged endpoint: `None` is the default network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The container-side interface name (state from before it was chosen: eth0).
+    #[serde(default = "default_ifname")]
+    pub ifname: String,
     pub hostname: String,
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
@@ -111,6 +139,10 @@ pub struct Endpoint {
     #[serde(default)]
     pub p2p: Vec<(String, String)>,
     pub written: Written,
+}
+
+fn default_ifname() -> String {
+    super::DEFAULT_IFNAME.to_string()
 }
 
 impl Endpoint {
@@ -190,7 +222,7 @@ impl Store {
         // Compact: with thousands of published ports the pretty form is several times larger
         // and slower to write on every change. `netd inspect` is the readable view.
         let json = serde_json::to_string(state).expect("state serialises");
-        crate::dnsfiles::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
+        crate::fsutil::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
             path: self.path.clone(),
             source,
         })

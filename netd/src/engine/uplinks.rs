@@ -15,18 +15,22 @@ use tokio::io::unix::AsyncFd;
 use super::{Engine, EngineError};
 use crate::wiring::Link;
 
-/// The served set out of `links`, sorted. `bridge` is netd's bridge, `endpoints` the host-side
-/// names of container veths.
+/// The served set out of `links`, sorted. `bridges` are netd's bridges (the default network's
+/// and every created network's), `endpoints` the host-side names of container veths.
 ///
 /// An interface with a master (a port of netd's bridge, of another bridge or of a bond) is
 /// left to its master: another bridge (say br0 holding eth0) is served itself, and serving
 /// both would translate a packet twice.
-pub fn auto_uplinks(links: &[Link], bridge: &str, endpoints: &HashSet<&str>) -> Vec<String> {
+pub fn auto_uplinks(
+    links: &[Link],
+    bridges: &HashSet<&str>,
+    endpoints: &HashSet<&str>,
+) -> Vec<String> {
     let mut out: Vec<String> = links
         .iter()
         .filter(|l| {
             l.ethernet
-                && l.name != bridge
+                && !bridges.contains(l.name.as_str())
                 && l.master.is_none()
                 && !endpoints.contains(l.name.as_str())
                 // p2p veths exist in this namespace only while a p2p link is being wired.
@@ -56,7 +60,14 @@ impl Engine {
             .values()
             .filter_map(|e| e.host_ifname.as_deref())
             .collect();
-        Ok(auto_uplinks(&links, &self.net.bridge, &endpoints))
+        let mut bridges: HashSet<&str> = self
+            .state
+            .networks
+            .values()
+            .map(|n| n.bridge.as_str())
+            .collect();
+        bridges.insert(self.net.bridge.as_str());
+        Ok(auto_uplinks(&links, &bridges, &endpoints))
     }
 
     /// Follows the interfaces: serves those that became eligible, stops serving those that
@@ -205,6 +216,7 @@ mod tests {
             is_bridge: name.starts_with("br") || name == "netd0",
             ethernet: true,
             kind: None,
+            vlan_parent: None,
         }
     }
 
@@ -228,7 +240,7 @@ mod tests {
         ];
         let endpoints: HashSet<&str> = ["vethnew"].into();
         assert_eq!(
-            auto_uplinks(&links, "netd0", &endpoints),
+            auto_uplinks(&links, &HashSet::from(["netd0"]), &endpoints),
             ["br-other", "eth0", "eth1"]
         );
     }

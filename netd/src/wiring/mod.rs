@@ -3,6 +3,7 @@
 //! One [`Netlink`] handle per network namespace: the socket is opened while the calling thread
 //! is inside the target namespace, so every request on it acts there.
 pub mod netns;
+pub mod rule;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -154,6 +155,38 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl(format!("setting MTU {mtu} on interface #{index}")))
+    }
+
+    /// A bridge port marked isolated forwards only to ports that are not: with every container
+    /// port isolated, containers on the bridge reach the host but not each other.
+    pub async fn set_port_isolated(&self, index: u32, isolated: bool) -> Result<(), WiringError> {
+        use futures::StreamExt as _;
+        use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+        use netlink_packet_route::RouteNetlinkMessage;
+        use netlink_packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind, LinkMessage};
+        let op = || format!("setting bridge port isolation on interface #{index}");
+        // Bridge-port options change through RTM_NEWLINK on the existing interface (what
+        // `ip link set DEV type bridge_slave isolated on` sends); RTM_SETLINK ignores them.
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                isolated,
+            )])),
+        ]));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let mut handle = self.handle.clone();
+        let mut resp = handle.request(req).map_err(nl(op()))?;
+        while let Some(m) = resp.next().await {
+            if let NetlinkPayload::Error(e) = m.payload {
+                if e.code.is_some() {
+                    return Err(nl(op())(rtnetlink::Error::NetlinkError(e)));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn set_master(&self, index: u32, master: u32) -> Result<(), WiringError> {

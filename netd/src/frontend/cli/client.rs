@@ -1,4 +1,4 @@
-//! The CLI's side of the API.
+//! The CLI's side of the API: one HTTP request per call on the daemon's socket.
 
 use std::path::Path;
 
@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
-use super::http;
-use super::types::ErrorBody;
+use crate::frontend::http::types::ErrorBody;
+use crate::frontend::http::wire as http;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

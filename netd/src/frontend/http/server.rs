@@ -1,4 +1,5 @@
-//! The daemon's side of the API: routes requests to the engine.
+//! The daemon's side of the API: parses each request into the engine's typed request, calls
+//! the engine, and answers with its view or its error's status.
 
 use std::sync::Arc;
 
@@ -7,8 +8,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
-use super::http;
-use super::types::{AttachRequest, ErrorBody, FilterRequest, P2pRequest, PublishRequest};
+use super::convert::{self, BadRequest};
+use super::types::{
+    AttachRequest, ErrorBody, FilterRequest, NetworkCreateRequest, P2pRequest, PublishRequest,
+};
+use super::wire as http;
 use crate::engine::{Engine, EngineError};
 
 pub type Shared = Arc<Mutex<Engine>>;
@@ -80,7 +84,11 @@ fn json<T: Serialize>(status: u16, v: &T) -> (u16, Vec<u8>) {
 }
 
 fn err(e: EngineError) -> (u16, Vec<u8>) {
-    (e.http_status(), error_body(&e.to_string()))
+    (super::status_of(&e), error_body(&e.to_string()))
+}
+
+fn bad(e: BadRequest) -> (u16, Vec<u8>) {
+    (400, error_body(&e.to_string()))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (u16, Vec<u8>)> {
@@ -110,7 +118,11 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(r) => r,
                 Err(e) => return e,
             };
-            match engine.lock().await.attach(req).await {
+            let spec = match convert::endpoint_spec(req) {
+                Ok(s) => s,
+                Err(e) => return bad(e),
+            };
+            match engine.lock().await.attach(spec).await {
                 Ok(v) => json(201, &v),
                 Err(e) => err(e),
             }
@@ -138,8 +150,37 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(r) => r,
                 Err(e) => return e,
             };
-            match engine.lock().await.publish(name, &req.publish).await {
+            let specs = match convert::publish_specs(&req.publish) {
+                Ok(s) => s,
+                Err(e) => return bad(e),
+            };
+            match engine.lock().await.publish(name, &specs).await {
                 Ok(v) => json(200, &v),
+                Err(e) => err(e),
+            }
+        }
+        ("GET", ["v1", "networks"]) => json(200, &engine.lock().await.networks()),
+        ("POST", ["v1", "networks"]) => {
+            let req: NetworkCreateRequest = match parse(body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            let spec = match convert::network_spec(req) {
+                Ok(s) => s,
+                Err(e) => return bad(e),
+            };
+            match engine.lock().await.create_network(spec).await {
+                Ok(v) => json(201, &v),
+                Err(e) => err(e),
+            }
+        }
+        ("GET", ["v1", "networks", name]) => match engine.lock().await.network(name) {
+            Ok(v) => json(200, &v),
+            Err(e) => err(e),
+        },
+        ("DELETE", ["v1", "networks", name]) => {
+            match engine.lock().await.remove_network(name).await {
+                Ok(()) => (204, Vec::new()),
                 Err(e) => err(e),
             }
         }
@@ -149,7 +190,11 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(r) => r,
                 Err(e) => return e,
             };
-            match engine.lock().await.change_filters(req).await {
+            let change = match convert::filter_change(req) {
+                Ok(c) => c,
+                Err(e) => return bad(e),
+            };
+            match engine.lock().await.change_filters(change).await {
                 Ok(f) => json(200, &f),
                 Err(e) => err(e),
             }
@@ -159,11 +204,15 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
             Err(e) => err(e),
         },
         ("GET", ["v1", "ct"]) => {
-            let r = engine.lock().await.ct(
+            let q = match convert::ct_query(
                 query(full_path, "ip"),
                 query(full_path, "proto"),
                 query(full_path, "port"),
-            );
+            ) {
+                Ok(q) => q,
+                Err(e) => return bad(e),
+            };
+            let r = engine.lock().await.ct(&q);
             match r {
                 Ok(v) => json(200, &v),
                 Err(e) => err(e),
@@ -173,7 +222,7 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
             _,
             [
                 "v1",
-                "status" | "endpoints" | "p2p" | "filters" | "stats" | "ct",
+                "status" | "endpoints" | "networks" | "p2p" | "filters" | "stats" | "ct",
                 ..,
             ],
         ) => (

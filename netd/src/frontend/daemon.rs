@@ -1,4 +1,4 @@
-//! `netd daemon`: start the engine, serve the API, follow the host's resolv.conf.
+//! `netd daemon`: start the engine, serve the HTTP front end, follow the host's resolv.conf.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -9,15 +9,18 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
 
-use crate::api::server;
-use crate::cli::DaemonArgs;
+use super::cli::args::DaemonArgs;
+use super::cli::config::{self, ConfigError};
+use super::http::server;
 use crate::dnsfiles::HostFileWatcher;
-use crate::engine::{Config, Engine};
+use crate::engine::Engine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     #[error("another netd daemon is already serving {0}")]
     SocketBusy(PathBuf),
     #[error("another netd daemon is using state dir {0}")]
@@ -72,7 +75,7 @@ async fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
-    let cfg = Config::from_args(&args)?;
+    let cfg = config::from_args(&args)?;
     let _lock = lock_state_dir(&cfg.state_dir)?;
     let listener = bind(&socket).await?;
     let resolv = cfg.resolv_conf.clone();

@@ -1,35 +1,9 @@
-//! Request and response bodies of the API.
+//! What the engine answers: endpoints, status and statistics as plain serialisable values.
+//! Front ends print them (the CLI) or send them as they are (the HTTP API).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-/// `POST /v1/endpoints`: what `netd attach` sends. Values are strings as the user typed them;
-/// the engine validates them all before it changes anything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AttachRequest {
-    pub name: String,
-    pub netns: PathBuf,
-    pub net: String,
-    pub hostname: Option<String>,
-    pub mac_address: Option<String>,
-    pub ip: Option<String>,
-    pub etc_dir: Option<PathBuf>,
-    pub publish: Vec<String>,
-    pub publish_all: bool,
-    pub expose: Vec<String>,
-    pub link: Vec<String>,
-    pub dns: Vec<String>,
-    pub dns_search: Vec<String>,
-}
-
-/// `POST /v1/p2p`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct P2pRequest {
-    pub name1: String,
-    pub name2: String,
-}
 
 /// One published port as `netd inspect` and `netd port` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +32,12 @@ pub struct EndpointView {
     pub name: String,
     pub netns: PathBuf,
     pub net: String,
+    /// The network of a `--net bridge` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The container's interface on the bridge (`--net bridge` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
     pub ip: Option<String>,
     pub prefix_len: Option<u8>,
     pub mac: Option<String>,
@@ -98,19 +78,6 @@ pub struct Status {
     pub ebpf: serde_json::Value,
 }
 
-/// Error body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub message: String,
-}
-
-/// `POST /v1/filters`: `action` is allow, deny or rm.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FilterRequest {
-    pub action: String,
-    pub cidrs: Vec<String>,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DropCount {
     pub reason: String,
@@ -137,8 +104,20 @@ pub struct StatsView {
     pub interfaces: serde_json::Value,
 }
 
-/// `POST /v1/endpoints/NAME/ports`: publish more ports on an attached container.
+/// `netd network inspect NAME` (and one row of `netd network ls`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PublishRequest {
-    pub publish: Vec<String>,
+pub struct NetworkView {
+    pub name: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub ip_range: String,
+    pub mtu: u32,
+    pub icc: bool,
+    pub ip_masq: bool,
+    pub internal: bool,
+    /// The network the daemon's flags describe (it cannot be removed).
+    pub default: bool,
+    /// Attached containers.
+    pub endpoints: Vec<String>,
 }

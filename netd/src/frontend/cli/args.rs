@@ -1,4 +1,4 @@
-//! The command line: `netd daemon` and the client subcommands that talk to it.
+//! The command line's grammar (clap): `netd daemon` and the client subcommands that talk to it.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -48,6 +48,11 @@ pub enum Command {
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<String>,
     },
+    /// Networks: create, remove, list, inspect (Docker's `docker network` verbs and flags).
+    Network {
+        #[command(subcommand)]
+        action: NetworkAction,
+    },
     /// Join two attached containers with a direct veth pair and /32 routes.
     P2p { name1: String, name2: String },
     /// Show the bridge, uplinks, attached programs, counters and map usage as JSON.
@@ -80,6 +85,41 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NetworkAction {
+    /// Create a network with its own bridge and subnet.
+    Create {
+        name: String,
+        /// Only `bridge`.
+        #[arg(short = 'd', long, value_name = "DRIVER", default_value = "bridge")]
+        driver: String,
+        /// The network's subnet (default: the first free private one).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// The bridge's address (default: the subnet's first host).
+        #[arg(long, value_name = "IP")]
+        gateway: Option<String>,
+        /// Where container addresses come from (default: the subnet).
+        #[arg(long = "ip-range", value_name = "CIDR")]
+        ip_range: Option<String>,
+        /// Driver option, e.g. com.docker.network.bridge.enable_icc=false (repeatable).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
+        /// No traffic to or from the outside.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Remove networks (refused while containers are attached, and for the default network).
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List networks.
+    Ls,
+    /// Show one network as JSON.
+    Inspect { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum FilterAction {
     /// Only these sources may open connections to containers (an empty list allows all).
     Allow {
@@ -102,7 +142,7 @@ pub enum FilterAction {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DataplaneMode {
+pub enum DataplaneArg {
     Ebpf,
     None,
 }
@@ -178,7 +218,7 @@ pub struct DaemonArgs {
     pub tc_attach: Option<crate::dataplane::TcAttachMode>,
     /// eBPF dataplane, or none (wiring only).
     #[arg(long, value_enum, default_value = "ebpf")]
-    pub dataplane: DataplaneMode,
+    pub dataplane: DataplaneArg,
     /// Translated traffic skips the host's routing (redirected between uplinks and
     /// containers); default: $NETD_FAST_PATH, else true.
     #[arg(long = "fast-path", value_name = "BOOL", action = ArgAction::Set)]
@@ -196,17 +236,22 @@ pub struct AttachArgs {
     /// The container's network namespace, e.g. /var/run/netns/web or /proc/PID/ns/net.
     #[arg(long, value_name = "PATH")]
     pub netns: PathBuf,
-    /// Network mode.
+    /// Network mode, or a network made with `netd network create` (`bridge` is the default
+    /// network).
     #[arg(
-        long,
-        value_name = "bridge|host|none|container:NAME",
+        long = "network",
+        visible_alias = "net",
+        value_name = "bridge|host|none|container:NAME|NETWORK",
         default_value = "bridge"
     )]
     pub net: String,
+    /// Name of the container's interface on the bridge.
+    #[arg(long, value_name = "NAME", default_value = "eth0")]
+    pub ifname: String,
     /// Hostname of the container (default: its name), written to its hostname and hosts files.
     #[arg(long, short = 'h', value_name = "H")]
     pub hostname: Option<String>,
-    /// MAC address of eth0 (default: 02:42 followed by the four bytes of the IP).
+    /// MAC address of the container's interface (default: 02:42 followed by the four bytes of the IP).
     #[arg(long = "mac-address", value_name = "MAC")]
     pub mac_address: Option<String>,
     /// IPv4 address from the container range (default: the lowest free one).

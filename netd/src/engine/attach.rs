@@ -1,0 +1,418 @@
+//! Attach in phases: plan (validate, allocate the IP, MAC and host ports) → create the veth pair
+//! (its programs attached before it comes up) → move the peer into the sandbox under the
+//! requested interface name and configure it → write the /etc files → publish (the maps learn
+//! the endpoint's ports and links). Any failure undoes every phase done so far.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use super::state::{Endpoint, PortBinding, Written};
+use super::view::EndpointView;
+use super::{EndpointSpec, Engine, EngineError};
+use crate::spec::{self, NetMode};
+use crate::wiring::{Netlink, netns};
+
+/// Undo steps for a half-applied change, run in reverse on failure.
+#[derive(Default)]
+pub(super) struct Undo {
+    pub(super) ports: Vec<PortBinding>,
+    host_links: Vec<String>,
+    dataplane: Vec<String>,
+    etc_dir: Option<PathBuf>,
+}
+
+/// The host side of a new veth pair, and the temporary name of its peer.
+struct Veth {
+    host: String,
+    host_index: u32,
+    peer: String,
+    peer_index: u32,
+}
+
+impl Engine {
+    /// `netd attach`: validate everything, then wire, then persist.
+    pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
+        let mut ep = self.plan(&req)?;
+        let next_id = self.take_ports(&mut ep.ports)?;
+        let mut undo = Undo {
+            ports: ep.ports.clone(),
+            ..Default::default()
+        };
+        match self.apply_attach(ep, &mut undo).await {
+            Ok(ep) => {
+                let name = ep.name.clone();
+                self.state.endpoints.insert(name.clone(), ep);
+                // Publish: the endpoint's programs are already attached (before its veth came
+                // up); the maps now get the rest: its port bindings, links and the full sets.
+                let committed = match self.sync_dataplane().await {
+                    Ok(()) => self.persist(),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = committed {
+                    self.state.endpoints.remove(&name);
+                    self.state.next_binding_id = next_id;
+                    self.rollback(undo).await;
+                    if let Err(e2) = self.sync_dataplane().await {
+                        tracing::warn!("rollback: restoring the dataplane: {e2}");
+                    }
+                    return Err(e);
+                }
+                self.refresh_linkers(&name);
+                tracing::info!(container = %name, "attached");
+                self.inspect(&name)
+            }
+            Err(e) => {
+                self.state.next_binding_id = next_id;
+                self.rollback(undo).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Validates a request completely and returns the endpoint it would create (files and
+    /// interfaces not yet made).
+    fn plan(&self, req: &EndpointSpec) -> Result<Endpoint, EngineError> {
+        spec::validate_container_name(&req.name)?;
+        if self.state.endpoints.contains_key(&req.name) {
+            return Err(EngineError::Conflict(format!(
+                "container name \"{}\" is already attached",
+                req.name
+            )));
+        }
+        let net = req.net.clone();
+        if req.netns.as_os_str().is_empty() {
+            return Err(EngineError::Invalid("--netns is required".into()));
+        }
+        netns::open(&req.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        spec::validate_ifname(&req.ifname)?;
+        for d in &req.dns_search {
+            spec::validate_dns_search(d)?;
+        }
+        if let Some(h) = &req.hostname {
+            spec::validate_hostname(h)?;
+        }
+        let bridged = matches!(net, NetMode::Bridge);
+        if !bridged {
+            let what = [
+                (req.ip.is_some(), "--ip"),
+                (req.mac.is_some(), "--mac-address"),
+                (!req.publish.is_empty() || req.publish_all, "-p/-P"),
+            ];
+            if let Some((_, flag)) = what.iter().find(|(set, _)| *set) {
+                return Err(EngineError::Invalid(format!(
+                    "{flag} needs --net bridge, not --net {net}"
+                )));
+            }
+        }
+        if matches!(net, NetMode::Host) && !req.links.is_empty() {
+            return Err(EngineError::Invalid(
+                "--link cannot be used with --net host: links need the container's own network"
+                    .into(),
+            ));
+        }
+        for l in &req.links {
+            if !self.state.endpoints.contains_key(&l.name) {
+                return Err(EngineError::Invalid(format!(
+                    "--link {}: no such container: {}",
+                    l.name, l.name
+                )));
+            }
+        }
+        let mut network = if bridged {
+            self.resolve_network(req.network.as_deref())?
+        } else if let Some(n) = &req.network {
+            return Err(EngineError::Invalid(format!(
+                "--network {n} needs --net bridge, not --net {net}"
+            )));
+        } else {
+            None
+        };
+        let seg = self.segment(network.as_deref());
+        if let Some(n) = &network {
+            if !req.links.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "--link works on the default network only (as in Docker), not on network {n}"
+                )));
+            }
+            if seg.internal && (!req.publish.is_empty() || req.publish_all) {
+                return Err(EngineError::Invalid(format!(
+                    "-p/-P: network {n} is --internal: nothing is reachable from outside it"
+                )));
+            }
+        }
+        for l in &req.links {
+            if let Some(t) = self.state.endpoints.get(&l.name) {
+                if let Some(n) = &t.network {
+                    return Err(EngineError::Invalid(format!(
+                        "--link {}: {} is on network {n}; links work on the default network only",
+                        l.name, l.name
+                    )));
+                }
+            }
+        }
+        let mut hostname = req.hostname.clone().unwrap_or_else(|| req.name.clone());
+        let (ip, gateway) = match &net {
+            NetMode::Bridge => {
+                let owner = |i: Ipv4Addr| self.owner_of_ip(i);
+                let ipam = self.ipam_for(network.as_deref());
+                let ip = match req.ip {
+                    Some(i) => {
+                        ipam.check(i, &owner).map_err(|e| match e {
+                            super::ipam::IpamError::InUse { .. } => {
+                                EngineError::Conflict(e.to_string())
+                            }
+                            e => EngineError::Invalid(e.to_string()),
+                        })?;
+                        i
+                    }
+                    None => ipam
+                        .allocate(&owner)
+                        .map_err(|e| EngineError::Conflict(e.to_string()))?,
+                };
+                let gw = match &network {
+                    None => Some(
+                        self.cfg
+                            .default_gateway
+                            .unwrap_or(self.net.bridge_addr.addr()),
+                    ),
+                    // An internal network's containers get no way out.
+                    Some(_) if seg.internal => None,
+                    Some(_) => Some(seg.bridge_addr.addr()),
+                };
+                (Some(ip), gw)
+            }
+            NetMode::Container(target) => {
+                let t = self.state.endpoints.get(target).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "--net container:{target}: no such container: {target}"
+                    ))
+                })?;
+                if let NetMode::Container(_) = t.net {
+                    return Err(EngineError::Invalid(format!(
+                        "--net container:{target}: {target} itself joins another container; join that one"
+                    )));
+                }
+                if netns::identity(&t.netns) != netns::identity(&req.netns) {
+                    return Err(EngineError::Invalid(format!(
+                        "--net container:{target}: --netns {} is not {target}'s namespace {}",
+                        req.netns.display(),
+                        t.netns.display()
+                    )));
+                }
+                if req.hostname.is_none() {
+                    hostname = t.hostname.clone();
+                }
+                // A joiner shares its target's interface, so its network too.
+                network = t.network.clone();
+                (t.ip, t.gateway)
+            }
+            NetMode::Host => {
+                if req.hostname.is_none() {
+                    hostname = nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_else(|| req.name.clone());
+                }
+                (None, None)
+            }
+            NetMode::None => (None, None),
+        };
+        let mut publish = req.publish.clone();
+        let port_bindings =
+            self.plan_ports(&req.name, &mut publish, req.publish_all, &req.expose)?;
+        let etc_dir = req
+            .etc_dir
+            .clone()
+            .unwrap_or_else(|| self.cfg.state_dir.join("containers").join(&req.name));
+        if let Some(other) = self.state.endpoints.values().find(|e| e.etc_dir == etc_dir) {
+            return Err(EngineError::Conflict(format!(
+                "--etc-dir {} is already used by \"{}\"",
+                etc_dir.display(),
+                other.name
+            )));
+        }
+        Ok(Endpoint {
+            name: req.name.clone(),
+            netns: req.netns.clone(),
+            mac: if bridged {
+                Some(
+                    req.mac.unwrap_or_else(|| {
+                        super::ipam::mac_from_ipv4(ip.expect("bridged has an ip"))
+                    }),
+                )
+            } else {
+                None
+            },
+            net,
+            network,
+            ifname: req.ifname.clone(),
+            hostname,
+            ip,
+            gateway,
+            host_ifname: None,
+            host_ifindex: None,
+            etc_dir,
+            publish,
+            publish_all: req.publish_all,
+            ports: port_bindings,
+            exposed: req.expose.clone(),
+            links: req.links.clone(),
+            dns: req.dns.clone(),
+            dns_search: req.dns_search.clone(),
+            p2p: Vec::new(),
+            written: Written::default(),
+        })
+    }
+
+    async fn apply_attach(
+        &mut self,
+        mut ep: Endpoint,
+        undo: &mut Undo,
+    ) -> Result<Endpoint, EngineError> {
+        let ns = netns::open(&ep.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        match ep.net {
+            NetMode::Bridge => {
+                let cnl = netns::netlink_in(&ns)?;
+                if cnl.link_by_name(&ep.ifname).await?.is_some() {
+                    return Err(EngineError::Conflict(format!(
+                        "network namespace {} already has an {} (attached by someone else?)",
+                        ep.netns.display(),
+                        ep.ifname
+                    )));
+                }
+                let veth = self.create_veth(&ep, undo).await?;
+                self.move_into_sandbox(&ep, &veth, &ns, &cnl).await?;
+                ep.host_ifname = Some(veth.host);
+                ep.host_ifindex = Some(veth.host_index);
+            }
+            NetMode::None => {
+                let cnl = netns::netlink_in(&ns)?;
+                bring_lo_up(&cnl).await?;
+            }
+            NetMode::Host | NetMode::Container(_) => {}
+        }
+        undo.etc_dir = Some(ep.etc_dir.clone());
+        self.write_files(&mut ep)?;
+        Ok(ep)
+    }
+
+    /// The seed's "How Docker networks a container", steps 1-3: a veth pair, its host end on
+    /// the bridge and up, with the endpoint's programs attached first.
+    async fn create_veth(&mut self, ep: &Endpoint, undo: &mut Undo) -> Result<Veth, EngineError> {
+        let (host, peer) = self.free_veth_names().await?;
+        let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
+        undo.host_links.push(host.clone());
+        // Policy before traffic: the maps learn the endpoint (address and MAC for
+        // anti-spoofing) and its programs attach while the veth is still down and off the
+        // bridge, so it is never up unpoliced. TCX attaches to a down interface.
+        if let Some(dp) = self.dp.as_mut() {
+            let info = netd_common::EndpointInfo {
+                ip: u32::from(ep.ip.expect("bridged endpoint has an IP")).to_be(),
+                ifindex: hl.index,
+                mac: ep.mac.expect("bridged endpoint has a MAC"),
+                _pad: 0,
+            };
+            dp.upsert_endpoint(&info)?;
+            undo.dataplane.push(host.clone());
+            dp.attach_endpoint(&host)?;
+        }
+        let seg = self.segment(ep.network.as_deref());
+        let bridge = self.nl.require_link(&seg.bridge).await?;
+        self.nl.set_mtu(hl.index, seg.mtu).await?;
+        self.nl.set_mtu(pl.index, seg.mtu).await?;
+        self.nl.set_master(hl.index, bridge.index).await?;
+        // enable_icc=false on a network: its containers' ports cannot forward to each other.
+        if ep.network.is_some() && !seg.icc {
+            self.nl.set_port_isolated(hl.index, true).await?;
+        }
+        self.nl.set_up(hl.index).await?;
+        Ok(Veth {
+            host,
+            host_index: hl.index,
+            peer,
+            peer_index: pl.index,
+        })
+    }
+
+    /// Steps 4-5: the peer moves into the container's namespace, takes the endpoint's interface
+    /// name, MAC and address, and the default route goes through the gateway.
+    async fn move_into_sandbox(
+        &self,
+        ep: &Endpoint,
+        veth: &Veth,
+        ns: &std::fs::File,
+        cnl: &Netlink,
+    ) -> Result<(), EngineError> {
+        self.nl.move_to_netns(veth.peer_index, ns.as_fd()).await?;
+        let c = cnl.require_link(&veth.peer).await?;
+        cnl.set_name(c.index, &ep.ifname).await?;
+        cnl.set_mac(c.index, ep.mac.expect("bridged endpoint has a MAC"))
+            .await?;
+        cnl.set_up(c.index).await?;
+        bring_lo_up(cnl).await?;
+        let ip = ep.ip.expect("bridged endpoint has an IP");
+        let prefix = self.segment(ep.network.as_deref()).bridge_addr.prefix_len();
+        cnl.add_address(c.index, ip, prefix).await?;
+        if let Some(gw) = ep.gateway {
+            cnl.add_default_route(gw).await?;
+        }
+        Ok(())
+    }
+
+    async fn free_veth_names(&self) -> Result<(String, String), EngineError> {
+        for _ in 0..16 {
+            let h = random_hex7();
+            let host = format!("veth{h}");
+            let peer = format!("vtmp{h}");
+            if self.nl.link_by_name(&host).await?.is_none()
+                && self.nl.link_by_name(&peer).await?.is_none()
+            {
+                return Ok((host, peer));
+            }
+        }
+        Err(EngineError::Internal("cannot find a free veth name".into()))
+    }
+
+    async fn rollback(&mut self, undo: Undo) {
+        self.reserved.release(&undo.ports);
+        for h in undo.dataplane.iter().rev() {
+            if let Some(dp) = self.dp.as_mut() {
+                if let Err(e) = dp.detach(h) {
+                    tracing::warn!(ifname = %h, "rollback: {e}");
+                }
+            }
+        }
+        for h in undo.host_links.iter().rev() {
+            if let Ok(Some(l)) = self.nl.link_by_name(h).await {
+                if let Err(e) = self.nl.delete_link(l.index).await {
+                    tracing::warn!(ifname = %h, "rollback: {e}");
+                }
+            }
+        }
+        if let Some(d) = undo.etc_dir {
+            let _ = crate::dnsfiles::EtcFiles::new(d).remove();
+        }
+    }
+}
+
+pub(super) async fn bring_lo_up(nl: &Netlink) -> Result<(), EngineError> {
+    let lo = nl.require_link("lo").await?;
+    nl.set_up(lo.index).await?;
+    Ok(())
+}
+
+pub(super) fn random_hex7() -> String {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos()
+            ^ std::process::id();
+        b = t.to_le_bytes();
+    }
+    format!("{:07x}", u32::from_le_bytes(b) & 0x0fff_ffff)
+}

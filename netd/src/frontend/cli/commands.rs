@@ -1,0 +1,196 @@
+//! The client subcommands: each is one or two API calls and a formatted answer.
+
+use super::args::{AttachArgs, Command, FilterAction, NetworkAction};
+use super::client::{Client, ClientError};
+use super::output;
+use crate::frontend::http::types::{
+    AttachRequest, EndpointView, FilterRequest, NetworkCreateRequest, NetworkView, P2pRequest,
+    PortView, PublishRequest, StatsView,
+};
+
+fn attach_request(a: AttachArgs) -> AttachRequest {
+    let netns = std::path::absolute(&a.netns).unwrap_or(a.netns);
+    AttachRequest {
+        name: a.name,
+        netns,
+        net: a.net,
+        ifname: Some(a.ifname),
+        hostname: a.hostname,
+        mac_address: a.mac_address,
+        ip: a.ip,
+        etc_dir: a.etc_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
+        publish: a.publish,
+        publish_all: a.publish_all,
+        expose: a.expose,
+        link: a.link,
+        dns: a.dns,
+        dns_search: a.dns_search,
+    }
+}
+
+pub(super) fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Runs one client subcommand against the daemon; the text to print, or the error message.
+pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, String> {
+    let c = Client::new(socket);
+    let e = |e: ClientError| e.to_string();
+    match cmd {
+        Command::Daemon(_) => unreachable!("handled in main"),
+        Command::Attach(a) => {
+            let v: EndpointView = c
+                .post("/v1/endpoints", &attach_request(*a))
+                .await
+                .map_err(e)?;
+            Ok(v.name)
+        }
+        Command::Detach { name } => {
+            c.call("DELETE", &format!("/v1/endpoints/{name}"), None)
+                .await
+                .map_err(e)?;
+            Ok(name)
+        }
+        Command::Ls => {
+            let list: Vec<EndpointView> = c.get("/v1/endpoints").await.map_err(e)?;
+            Ok(output::format_ls(&list))
+        }
+        Command::Inspect { name } => {
+            let v: serde_json::Value = c.get(&format!("/v1/endpoints/{name}")).await.map_err(e)?;
+            Ok(pretty(&v))
+        }
+        Command::Port { name, port } => {
+            let v: EndpointView = c.get(&format!("/v1/endpoints/{name}")).await.map_err(e)?;
+            output::format_port(&v, port.as_deref())
+        }
+        Command::Publish { name, specs } => {
+            let ports: Vec<PortView> = c
+                .post(
+                    &format!("/v1/endpoints/{name}/ports"),
+                    &PublishRequest { publish: specs },
+                )
+                .await
+                .map_err(e)?;
+            let lines: Vec<String> = ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{} -> {}:{}",
+                        p.container_port, p.proto, p.host_ip, p.host_port
+                    )
+                })
+                .collect();
+            Ok(lines.join("\n"))
+        }
+        Command::P2p { name1, name2 } => {
+            let _: serde_json::Value = c
+                .post("/v1/p2p", &P2pRequest { name1, name2 })
+                .await
+                .map_err(e)?;
+            Ok(String::new())
+        }
+        Command::Network { action } => network(&c, action).await,
+        Command::Status => {
+            let v: serde_json::Value = c.get("/v1/status").await.map_err(e)?;
+            Ok(pretty(&v))
+        }
+        Command::Filter { action } => {
+            let (action, cidrs) = match action {
+                FilterAction::Allow { cidrs } => ("allow", cidrs),
+                FilterAction::Deny { cidrs } => ("deny", cidrs),
+                FilterAction::Rm { cidrs } => ("rm", cidrs),
+                FilterAction::Ls => ("ls", Vec::new()),
+            };
+            let v: serde_json::Value = if action == "ls" {
+                c.get("/v1/filters").await.map_err(e)?
+            } else {
+                let req = FilterRequest {
+                    action: action.to_string(),
+                    cidrs,
+                };
+                c.post("/v1/filters", &req).await.map_err(e)?
+            };
+            Ok(output::format_filters(&v))
+        }
+        Command::Stats { json } => {
+            let v: StatsView = c.get("/v1/stats").await.map_err(e)?;
+            if json {
+                return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            Ok(output::format_stats(&v))
+        }
+        Command::Ct {
+            ip,
+            proto,
+            port,
+            json,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [("ip", ip), ("proto", proto), ("port", port)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={v}"));
+                }
+            }
+            let path = if q.is_empty() {
+                "/v1/ct".to_string()
+            } else {
+                format!("/v1/ct?{}", q.join("&"))
+            };
+            let v: serde_json::Value = c.get(&path).await.map_err(e)?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            Ok(output::format_ct(&v))
+        }
+    }
+}
+
+async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String> {
+    let e = |e: ClientError| e.to_string();
+    match action {
+        NetworkAction::Create {
+            name,
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            opts,
+            internal,
+        } => {
+            let mut options = std::collections::BTreeMap::new();
+            for o in opts {
+                let (k, v) = o
+                    .split_once('=')
+                    .ok_or_else(|| format!("invalid -o {o:?}: expected KEY=VALUE"))?;
+                options.insert(k.to_string(), v.to_string());
+            }
+            let req = NetworkCreateRequest {
+                name,
+                driver: Some(driver),
+                subnet,
+                gateway,
+                ip_range,
+                options,
+                internal,
+            };
+            let v: NetworkView = c.post("/v1/networks", &req).await.map_err(e)?;
+            Ok(v.name)
+        }
+        NetworkAction::Rm { names } => {
+            for n in &names {
+                c.call("DELETE", &format!("/v1/networks/{n}"), None)
+                    .await
+                    .map_err(e)?;
+            }
+            Ok(names.join("\n"))
+        }
+        NetworkAction::Ls => {
+            let list: Vec<NetworkView> = c.get("/v1/networks").await.map_err(e)?;
+            Ok(output::format_networks(&list))
+        }
+        NetworkAction::Inspect { name } => {
+            let v: serde_json::Value = c.get(&format!("/v1/networks/{name}")).await.map_err(e)?;
+            Ok(pretty(&v))
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `netd daemon`'s flags → the engine's [`Config`]: every string is parsed and every flag
+//! combination checked here, so the engine starts from typed values.
+
+use crate::engine::config::{Config, DataplaneMode};
+use crate::spec;
+
+use super::args::{DaemonArgs, DataplaneArg};
+
+/// `--fast-path` when the flag is not given (`NETD_FAST_PATH` overrides it, so a benchmark
+/// can compare both without changing how it starts the daemon).
+pub const DEFAULT_FAST_PATH: bool = true;
+
+/// A daemon flag that cannot be used; the message names the flag and says why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
+    let bip = a
+        .bip
+        .as_deref()
+        .map(spec::parse_ipv4_net)
+        .transpose()
+        .map_err(|e| invalid("--bip", e))?;
+    let fixed_cidr = a
+        .fixed_cidr
+        .as_deref()
+        .map(spec::parse_ipv4_net)
+        .transpose()
+        .map_err(|e| invalid("--fixed-cidr", e))?
+        .map(|n| n.trunc());
+    if a.bridge.is_some() && bip.is_some() {
+        return Err(ConfigError(
+            "-b/--bridge and --bip are mutually exclusive: an adopted bridge keeps its own address"
+                .into(),
+        ));
+    }
+    if let Some(b) = &a.bridge {
+        if b.is_empty() || b.len() > 15 || b.contains('/') || b.contains(char::is_whitespace) {
+            return Err(ConfigError(format!("invalid bridge name {b:?}")));
+        }
+    }
+    if let Some(b) = bip {
+        if b.addr() == b.network()
+            || (b.prefix_len() < 31 && b.addr() == b.broadcast())
+            || b.prefix_len() > 30
+        {
+            return Err(ConfigError(format!(
+                "--bip {b} must be a host address inside a subnet of /30 or larger, e.g. 172.30.0.1/16"
+            )));
+        }
+        if let Some(f) = fixed_cidr {
+            if !b.trunc().contains(&f) {
+                return Err(ConfigError(format!(
+                    "--fixed-cidr {f} is not inside the bridge subnet {}",
+                    b.trunc()
+                )));
+            }
+        }
+    }
+    let default_gateway = a
+        .default_gateway
+        .as_deref()
+        .map(spec::parse_ipv4)
+        .transpose()
+        .map_err(|e| invalid("--default-gateway", e))?;
+    let dns = spec::parse_dns(&a.dns).map_err(|e| ConfigError(e.to_string()))?;
+    for d in &a.dns_search {
+        spec::validate_dns_search(d).map_err(|e| invalid("--dns-search", e))?;
+    }
+    Ok(Config {
+        uplinks: a.uplinks.clone(),
+        adopt_bridge: a.bridge.clone(),
+        bip,
+        fixed_cidr,
+        mtu: a.mtu,
+        icc: a.icc,
+        ip: a.ip,
+        ip_forward: a.ip_forward,
+        ip_masq: a.ip_masq,
+        default_gateway,
+        dns,
+        dns_search: a.dns_search.clone(),
+        resolv_conf: a.resolv_conf.clone(),
+        state_dir: a.state_dir.clone(),
+        bpffs: a.bpffs.clone(),
+        ct_max: a.ct_max,
+        cgroup: a.cgroup.clone(),
+        dataplane: match a.dataplane {
+            DataplaneArg::Ebpf => DataplaneMode::Ebpf,
+            DataplaneArg::None => DataplaneMode::None,
+        },
+        tc_attach: tc_attach(a.tc_attach)?,
+        fast_path: fast_path(a.fast_path)?,
+    })
+}
+
+/// `--tc-attach`, else `NETD_TC_ATTACH`, else auto.
+fn tc_attach(
+    flag: Option<crate::dataplane::TcAttachMode>,
+) -> Result<crate::dataplane::TcAttachMode, ConfigError> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match std::env::var("NETD_TC_ATTACH") {
+        Ok(v) => v
+            .parse()
+            .map_err(|e| ConfigError(format!("invalid NETD_TC_ATTACH {e}"))),
+        Err(_) => Ok(crate::dataplane::TcAttachMode::Auto),
+    }
+}
+
+/// `--fast-path`, else `NETD_FAST_PATH` (true/false), else [`DEFAULT_FAST_PATH`].
+fn fast_path(flag: Option<bool>) -> Result<bool, ConfigError> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match std::env::var("NETD_FAST_PATH") {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            ConfigError(format!(
+                "invalid NETD_FAST_PATH {v:?}: expected true or false"
+            ))
+        }),
+        Err(_) => Ok(DEFAULT_FAST_PATH),
+    }
+}
+
+fn invalid(flag: &str, e: spec::SpecError) -> ConfigError {
+    ConfigError(format!("invalid {flag}: {e}"))
+}

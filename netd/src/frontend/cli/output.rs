@@ -1,0 +1,169 @@
+//! How the CLI prints the daemon's answers: tables as `docker ps`/`docker port` print them.
+
+use crate::frontend::http::types::{EndpointView, NetworkView, StatsView};
+
+pub fn format_filters(v: &serde_json::Value) -> String {
+    let list = |k: &str| -> String {
+        let items: Vec<String> = v[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if items.is_empty() {
+            "(empty)".into()
+        } else {
+            items.join(" ")
+        }
+    };
+    format!("allow: {}\ndeny:  {}", list("allow"), list("deny"))
+}
+
+pub fn format_stats(v: &StatsView) -> String {
+    let mut out = String::from("DROPS");
+    if v.drops.is_empty() {
+        out.push_str("\n  (none)");
+    }
+    for d in &v.drops {
+        out.push_str(&format!("\n  {:<28} {:>12}", d.reason, d.packets));
+    }
+    out.push_str(&format!(
+        "\nPUBLISHED PORTS\n  {:<16} {:<6} {:<22} {:<12} {:>10} {:>12}",
+        "CONTAINER", "PROTO", "HOST", "CONTAINER", "PACKETS", "BYTES"
+    ));
+    for b in &v.bindings {
+        out.push_str(&format!(
+            "\n  {:<16} {:<6} {:<22} {:<12} {:>10} {:>12}",
+            b.container,
+            b.proto,
+            format!("{}:{}", b.host_ip, b.host_port),
+            b.container_port,
+            b.packets,
+            b.bytes
+        ));
+    }
+    out
+}
+
+pub fn format_ct(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<5} {:<22} {:<22} {:<22} {:<22} {:<9} {:<22} {:>8} {:>6}",
+        "PROTO", "SRC", "DST", "NAT-SRC", "NAT-DST", "DIR", "KIND", "PACKETS", "IDLE"
+    );
+    for f in v.as_array().into_iter().flatten() {
+        let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+        let kind: Vec<String> = f["kind"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n{:<5} {:<22} {:<22} {:<22} {:<22} {:<9} {:<22} {:>8} {:>5}s",
+            s("proto"),
+            s("src"),
+            s("dst"),
+            s("nat_src"),
+            s("nat_dst"),
+            s("direction"),
+            kind.join(","),
+            f["packets"],
+            f["idle_s"]
+        ));
+    }
+    out
+}
+
+pub fn format_ls(list: &[EndpointView]) -> String {
+    let mut out = format!(
+        "{:<20} {:<22} {:<16} {:<18} {}",
+        "NAME", "NET", "IP", "MAC", "PORTS"
+    );
+    for v in list {
+        // A container may publish thousands of ports: show a few, count the rest
+        // (`netd port NAME` lists them all).
+        const SHOWN: usize = 4;
+        let mut ports: Vec<String> = v
+            .ports
+            .iter()
+            .take(SHOWN)
+            .map(|p| {
+                format!(
+                    "{}:{}->{}/{}",
+                    p.host_ip, p.host_port, p.container_port, p.proto
+                )
+            })
+            .collect();
+        if v.ports.len() > SHOWN {
+            ports.push(format!("... ({} more)", v.ports.len() - SHOWN));
+        }
+        out.push_str(&format!(
+            "\n{:<20} {:<22} {:<16} {:<18} {}",
+            v.name,
+            v.net,
+            v.ip.as_deref().unwrap_or("-"),
+            v.mac.as_deref().unwrap_or("-"),
+            ports.join(", ")
+        ));
+    }
+    out
+}
+
+/// `docker port` output: "80/tcp -> 0.0.0.0:8080".
+pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, String> {
+    let want = filter
+        .map(crate::spec::parse_port_query)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let lines: Vec<String> = v
+        .ports
+        .iter()
+        .filter(|p| match &want {
+            Some((port, proto)) => {
+                p.container_port == *port && proto.map(|x| x.to_string() == p.proto).unwrap_or(true)
+            }
+            None => true,
+        })
+        .map(|p| {
+            if filter.is_some() {
+                format!("{}:{}", p.host_ip, p.host_port)
+            } else {
+                format!(
+                    "{}/{} -> {}:{}",
+                    p.container_port, p.proto, p.host_ip, p.host_port
+                )
+            }
+        })
+        .collect();
+    if lines.is_empty() {
+        if let Some(f) = filter {
+            return Err(format!("no public port {f} published for {}", v.name));
+        }
+    }
+    Ok(lines.join("\n"))
+}
+
+/// `netd network ls`, like `docker network ls` with the addresses.
+pub fn format_networks(list: &[NetworkView]) -> String {
+    let mut out = format!(
+        "{:<20} {:<16} {:<18} {:<16} {:<5} {:<9} {}",
+        "NAME", "BRIDGE", "SUBNET", "GATEWAY", "ICC", "INTERNAL", "CONTAINERS"
+    );
+    for n in list {
+        out.push_str(&format!(
+            "\n{:<20} {:<16} {:<18} {:<16} {:<5} {:<9} {}",
+            n.name,
+            n.bridge,
+            n.subnet,
+            n.gateway,
+            n.icc,
+            n.internal,
+            n.endpoints.len()
+        ));
+    }
+    out
+}

@@ -1,0 +1,242 @@
+//! Networks as first-class objects (`netd network create|rm|ls|inspect`, `attach --network`):
+//! each has its own bridge and subnet, containers on one reach each other, containers on two
+//! cannot (as on Docker's user-defined networks), `enable_icc=false` and `--internal` hold per
+//! network, overlapping subnets and removing a network in use are refused, and networks
+//! survive a restart.
+
+use std::time::Duration;
+
+use netd_tests::dataplane::tcp_blocked;
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::{BIP, World, tcp_request_until, tcp_server};
+
+const T: Duration = Duration::from_secs(5);
+
+fn s(v: &serde_json::Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+        .to_string()
+}
+
+#[test]
+fn networks_are_created_used_isolated_and_removed() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let out = d.netd_ok(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.77.0.0/26",
+        "-o",
+        "com.docker.network.bridge.name=netdt-blue",
+    ]);
+    assert_eq!(out.trim(), "blue");
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "blue"])).unwrap();
+    assert_eq!(s(&n["gateway"]), "10.77.0.1");
+    assert_eq!(s(&n["bridge"]), "netdt-blue");
+    assert_eq!(
+        w.host.addrs4("netdt-blue"),
+        vec!["10.77.0.1/26".to_string()]
+    );
+    let ls = d.netd_ok(&["network", "ls"]);
+    assert!(ls.contains("netd0") && ls.contains("blue"), "{ls}");
+
+    let a1 = w.container("a1");
+    let a2 = w.container("a2");
+    let d0 = w.container("d0");
+    let v1 = d.attach("a1", &a1, &["--network", "blue"]);
+    assert_eq!(s(&v1["ip"]), "10.77.0.2");
+    assert_eq!(s(&v1["network"]), "blue");
+    assert_eq!(s(&v1["net"]), "blue");
+    assert_eq!(s(&v1["gateway"]), "10.77.0.1");
+    let v2 = d.attach(
+        "a2",
+        &a2,
+        &["--net", "blue", "--ip", "10.77.0.20", "-p", "8080:80"],
+    );
+    assert_eq!(s(&v2["ip"]), "10.77.0.20");
+    assert_eq!(
+        w.host.master(&s(&v2["host_ifname"])).as_deref(),
+        Some("netdt-blue")
+    );
+    // A joiner (--net container:a1) shares a1's interface and network.
+    let vj = d.attach("j1", &a1, &["--net", "container:a1"]);
+    assert_eq!(s(&vj["net"]), "container:a1");
+    assert_eq!(s(&vj["network"]), "blue");
+    assert_eq!(vj["prefix_len"], 26);
+    d.netd_ok(&["detach", "j1"]);
+    let v0 = d.attach("d0", &d0, &[]);
+    assert_eq!(s(&v0["network"]), "netd0");
+    let d0_ip = s(&v0["ip"]);
+
+    // Same network: real TCP, from the container's own address.
+    let srv = tcp_server(&a2, 80);
+    assert_eq!(tcp_request_until(&a1, "10.77.0.20:80", T).unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), "10.77.0.2");
+    // A published port reaches a created network's container from the outside.
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+    // Two networks: neither way, although both sides are up and listening.
+    let srv0 = tcp_server(&d0, 80);
+    assert!(a1.ping("10.77.0.1", T), "a1 reaches its gateway");
+    assert!(tcp_blocked(&a1, &format!("{d0_ip}:80")), "blue -> netd0");
+    assert!(tcp_blocked(&d0, "10.77.0.20:80"), "netd0 -> blue");
+    assert!(srv0.peer_ips().is_empty(), "{:?}", srv0.peer_ips());
+
+    // Refusals: overlaps (another network, the default one), removal in use, the default.
+    for (subnet, want) in [
+        ("10.77.0.0/16", "overlaps network blue"),
+        ("172.30.0.0/16", "overlaps the default network"),
+        ("198.51.100.0/25", "an address or route of the host"),
+    ] {
+        let err = d.netd_err(&["network", "create", "red", "--subnet", subnet]);
+        assert!(err.contains(want), "{subnet}: {err}");
+    }
+    let err = d.netd_err(&["network", "rm", "blue"]);
+    assert!(err.contains("a1, a2"), "{err}");
+    let err = d.netd_err(&["network", "rm", "netd0"]);
+    assert!(err.contains("default network"), "{err}");
+    let err = d.netd_err(&[
+        "attach",
+        "x",
+        "--netns",
+        a1.path_str(),
+        "--network",
+        "nosuch",
+    ]);
+    assert!(err.contains("no such network: nosuch"), "{err}");
+
+    // Networks persist: after a restart blue is there and its containers still talk.
+    d.restart();
+    let ls = d.netd_ok(&["network", "ls"]);
+    assert!(ls.contains("blue"), "{ls}");
+    assert_eq!(tcp_request_until(&a1, "10.77.0.20:80", T).unwrap(), "ping");
+    assert!(
+        tcp_blocked(&a1, &format!("{d0_ip}:80")),
+        "blue -> netd0 after restart"
+    );
+
+    d.netd_ok(&["detach", "a1"]);
+    d.netd_ok(&["detach", "a2"]);
+    d.netd_ok(&["network", "rm", "blue"]);
+    assert!(w.host.link("netdt-blue").is_none(), "bridge left behind");
+    assert!(!d.netd_ok(&["network", "ls"]).contains("blue"));
+    let rules = w.host.run_ok(&["ip", "rule", "show"]);
+    assert!(!rules.contains("10.77.0.0/26"), "{rules}");
+}
+
+#[test]
+fn icc_and_internal_hold_per_network() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    d.netd_ok(&[
+        "network",
+        "create",
+        "quiet",
+        "--subnet",
+        "10.78.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+    ]);
+    d.netd_ok(&[
+        "network",
+        "create",
+        "inner",
+        "--subnet",
+        "10.79.0.0/24",
+        "--internal",
+    ]);
+    let q1 = w.container("q1");
+    let q2 = w.container("q2");
+    d.attach("q1", &q1, &["--network", "quiet", "--ip", "10.78.0.10"]);
+    d.attach("q2", &q2, &["--network", "quiet", "--ip", "10.78.0.11"]);
+    let _srv = tcp_server(&q2, 80);
+    // enable_icc=false: the containers reach their gateway but not each other.
+    assert!(q1.ping("10.78.0.1", T), "q1 reaches its gateway");
+    assert!(
+        tcp_blocked(&q1, "10.78.0.11:80"),
+        "icc off on quiet: {}",
+        w.host.run_ok(&["bridge", "-d", "link", "show"])
+    );
+    // The default network keeps its own icc (true): its containers still talk.
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    d.attach("c1", &c1, &["--ip", "172.30.0.10"]);
+    d.attach("c2", &c2, &["--ip", "172.30.0.11"]);
+    let _srv2 = tcp_server(&c2, 80);
+    assert_eq!(tcp_request_until(&c1, "172.30.0.11:80", T).unwrap(), "ping");
+
+    // --internal: no default route, nothing outside reachable, no published ports.
+    let i1 = w.container("i1");
+    let i2 = w.container("i2");
+    d.attach("i1", &i1, &["--network", "inner"]);
+    let v2 = d.attach("i2", &i2, &["--network", "inner"]);
+    assert!(v2["gateway"].is_null(), "{v2}");
+    assert!(
+        !i1.routes4().iter().any(|r| r.starts_with("default")),
+        "{:?}",
+        i1.routes4()
+    );
+    let _srv3 = tcp_server(&i2, 80);
+    assert_eq!(
+        tcp_request_until(&i1, &format!("{}:80", s(&v2["ip"])), T).unwrap(),
+        "ping"
+    );
+    assert!(
+        !i1.ping_once(OUTSIDE_IP),
+        "internal container reached the outside"
+    );
+    let err = d.netd_err(&[
+        "attach",
+        "i3",
+        "--netns",
+        w.container("i3").path_str(),
+        "--network",
+        "inner",
+        "-p",
+        "8080:80",
+    ]);
+    assert!(err.contains("internal"), "{err}");
+}
+
+/// Without the eBPF programs the kernel would route between the two bridges; netd's
+/// policy-routing rules (`from A to B prohibit`) keep the networks apart, and go with the
+/// network.
+#[test]
+fn routing_rules_keep_networks_apart_without_the_ebpf_dataplane() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--dataplane", "none"]);
+    d.netd_ok(&["network", "create", "blue", "--subnet", "10.77.0.0/24"]);
+    let a1 = w.container("a1");
+    let d0 = w.container("d0");
+    d.attach("a1", &a1, &["--network", "blue", "--ip", "10.77.0.10"]);
+    d.attach("d0", &d0, &["--ip", "172.30.0.10"]);
+    let _s1 = tcp_server(&a1, 80);
+    let _s0 = tcp_server(&d0, 80);
+    // Both reach their own gateway and the host's other bridge address is routed, but not
+    // the other network's containers.
+    assert!(a1.ping("10.77.0.1", T) && d0.ping("172.30.0.1", T));
+    assert!(tcp_blocked(&a1, "172.30.0.10:80"), "blue -> netd0");
+    assert!(tcp_blocked(&d0, "10.77.0.10:80"), "netd0 -> blue");
+    let rules = w.host.run_ok(&["ip", "rule", "show"]);
+    for (from, to) in [
+        ("10.77.0.0/24", "172.30.0.0/24"),
+        ("172.30.0.0/24", "10.77.0.0/24"),
+    ] {
+        assert!(
+            rules
+                .lines()
+                .any(|l| l.contains(&format!("from {from} to {to} ")) && l.ends_with("prohibit")),
+            "{rules}"
+        );
+    }
+    d.netd_ok(&["detach", "a1"]);
+    d.netd_ok(&["network", "rm", "blue"]);
+    let rules = w.host.run_ok(&["ip", "rule", "show"]);
+    assert!(!rules.contains("prohibit"), "{rules}");
+}
