@@ -222,6 +222,20 @@ pub struct DaemonArgs {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Settings file whose keys are these flags' long names (default /etc/netd/daemon.json,
+    /// read if it exists); SIGHUP reloads it.
+    #[arg(long = "config-file", value_name = "PATH")]
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
+    /// Only these sources may open connections to containers (repeatable; like
+    /// `netd filter allow`, but owned by the daemon's settings: a reload replaces them).
+    #[arg(long = "filter-allow", value_name = "CIDR")]
+    #[serde(default)]
+    pub filter_allow: Vec<String>,
+    /// These sources may not open connections to containers (repeatable; see --filter-allow).
+    #[arg(long = "filter-deny", value_name = "CIDR")]
+    #[serde(default)]
+    pub filter_deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -22,8 +22,14 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     match cli.command {
-        Command::Daemon(args) => {
-            init_logging(&args.log_level);
+        Command::Daemon(_) => {
+            // The command line with the config file laid over it (see ops::config_file).
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let settings = match crate::ops::config_file::load(&argv) {
+                Ok(s) => s,
+                Err(e) => return fail(&e.to_string()),
+            };
+            crate::ops::log::init(&settings.args.log_level);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -31,7 +37,7 @@ pub fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
             };
-            match rt.block_on(crate::frontend::daemon::run(*args, socket)) {
+            match rt.block_on(crate::frontend::daemon::run(settings, argv, socket)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e.to_string()),
             }
@@ -60,23 +66,4 @@ pub fn main() -> ExitCode {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("netd: {msg}");
     ExitCode::FAILURE
-}
-
-fn init_logging(level: &str) {
-    // netlink-packet-route warns about every attribute newer than itself; that is noise here.
-    let spec = if level.contains('=') {
-        level.to_string()
-    } else {
-        format!("{level},netlink_packet_route=error")
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| {
-        eprintln!("netd: invalid --log-level {level:?}; using info");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -1,0 +1,14 @@
+//! Running netd as a host daemon: the config file and its reload, service-manager readiness,
+//! the daemon's log.
+//!
+//! - [`config_file`]: `/etc/netd/daemon.json`, keyed by `netd daemon`'s long flag names.
+//! - [`reload`]: SIGHUP applies what can change live and names what needs a restart.
+//! - [`filters`]: the source filters the settings own.
+//! - [`notify`]: sd_notify readiness (`READY=1` once the API serves and the dataplane is
+//!   reconciled).
+//! - [`log`]: stderr logging with a reloadable level.
+pub mod config_file;
+pub mod filters;
+pub mod log;
+pub mod notify;
+pub mod reload;

@@ -1,0 +1,275 @@
+//! Operating netd as a host daemon: the config file (`--config-file`), SIGHUP reload, and
+//! service-manager readiness through a `NOTIFY_SOCKET` of the test's own.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use netd_tests::dataplane::{filter_lists, tcp_blocked};
+use netd_tests::files::resolv_nameservers;
+use netd_tests::world::HOST_UPLINK_IP;
+use netd_tests::{BIP, Daemon, TempDir, World, poll_until, tcp_request_until, tcp_server};
+
+const T: Duration = Duration::from_secs(5);
+
+fn hup(d: &Daemon) {
+    let pid = d.pid().expect("daemon running") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+}
+
+/// Waits until the daemon's stderr contains `want` (all starts).
+fn wait_log(d: &Daemon, want: &str) {
+    poll_until(want, T, || {
+        if d.logs().contains(want) {
+            Ok(())
+        } else {
+            Err(format!("no {want:?} in the daemon's log"))
+        }
+    });
+}
+
+#[test]
+fn config_file_sets_the_daemon_and_sighup_reloads_it() {
+    let w = World::new();
+    let files = TempDir::new();
+    let conf = files.write(
+        "daemon.json",
+        &format!(
+            r#"{{"bip": "{BIP}", "dns": ["192.0.2.53"], "dns-search": ["one.test"],
+                 "filter-deny": ["203.0.113.0/24"], "log-level": "info"}}"#
+        ),
+    );
+    let d = w.daemon(&["--config-file", conf.to_str().unwrap()]);
+    // The file's settings took effect: bridge address, container DNS, source filters.
+    let status = d.status();
+    assert!(
+        status.to_string().contains("172.30.0.1"),
+        "bip from the file not used: {status}"
+    );
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let _srv = tcp_server(&web, 80);
+    assert_eq!(
+        resolv_nameservers(&d.etc_file("web", "resolv.conf")),
+        ["192.0.2.53"]
+    );
+    assert_eq!(filter_lists(&d).1, ["203.0.113.0/24"]);
+    tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T)
+        .expect("the outside reaches the published port before the reload");
+    // An operator adds a filter by hand; the file's list is then replaced.
+    d.netd_ok(&["filter", "deny", "192.0.2.7"]);
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"bip": "{BIP}", "dns": ["192.0.2.54"], "dns-search": ["two.test"],
+                 "filter-deny": ["198.51.100.0/24"], "log-level": "debug", "mtu": 1400}}"#
+        ),
+    )
+    .unwrap();
+    hup(&d);
+    poll_until("resolv.conf to follow the reload", T, || {
+        let ns = resolv_nameservers(&d.etc_file("web", "resolv.conf"));
+        if ns == ["192.0.2.54"] {
+            Ok(())
+        } else {
+            Err(format!("resolv.conf nameservers {ns:?}"))
+        }
+    });
+    assert!(d.etc_file("web", "resolv.conf").contains("two.test"));
+    let deny = filter_lists(&d).1;
+    assert_eq!(
+        deny,
+        ["192.0.2.7/32", "198.51.100.0/24"],
+        "the file's old prefix must go, the hand-added one stay"
+    );
+    // The new deny list covers the outside (198.51.100.2): real packets are now refused.
+    assert!(
+        tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:8080")),
+        "the reloaded deny filter does not stop the outside"
+    );
+    wait_log(&d, "mtu changed in");
+    assert!(
+        d.logs().contains("restart netd to apply it"),
+        "{}",
+        d.logs()
+    );
+    wait_log(&d, "SIGHUP: reloaded");
+    let logs = d.logs();
+    let applied = logs
+        .lines()
+        .find(|l| l.contains("SIGHUP: reloaded"))
+        .unwrap_or_default();
+    for k in ["log-level", "dns", "dns-search", "filter-deny"] {
+        assert!(applied.contains(k), "{k} not applied: {applied}");
+    }
+    assert!(!applied.contains("mtu"), "{applied}");
+    // The debug level is live: a debug line is written after the reload.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("log level is now debug")),
+        "{logs}"
+    );
+    // A broken file is refused and changes nothing.
+    std::fs::write(&conf, r#"{"dns": ["not-an-ip"], "filter-deny": []}"#).unwrap();
+    hup(&d);
+    wait_log(&d, "configuration not reloaded");
+    assert_eq!(filter_lists(&d).1, ["192.0.2.7/32", "198.51.100.0/24"]);
+    // An empty list lifts the file's filters; the hand-added one stays.
+    std::fs::write(&conf, format!(r#"{{"bip": "{BIP}", "filter-deny": []}}"#)).unwrap();
+    hup(&d);
+    poll_until("the file's filters to go", T, || {
+        let deny = filter_lists(&d).1;
+        if deny == ["192.0.2.7/32"] {
+            Ok(())
+        } else {
+            Err(format!("deny {deny:?}"))
+        }
+    });
+    tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T)
+        .expect("the outside reaches the port again once the file's filter is gone");
+}
+
+#[test]
+fn a_restart_drops_filters_the_file_no_longer_names() {
+    let w = World::new();
+    let files = TempDir::new();
+    let conf = files.write(
+        "daemon.json",
+        &format!(r#"{{"bip": "{BIP}", "filter-allow": ["192.0.2.0/24", "198.51.100.0/24"]}}"#),
+    );
+    let mut d = w.daemon(&["--config-file", conf.to_str().unwrap()]);
+    assert_eq!(filter_lists(&d).0, ["192.0.2.0/24", "198.51.100.0/24"]);
+    d.netd_ok(&["filter", "allow", "203.0.113.0/24"]);
+    std::fs::write(
+        &conf,
+        format!(r#"{{"bip": "{BIP}", "filter-allow": ["198.51.100.0/24"]}}"#),
+    )
+    .unwrap();
+    d.restart();
+    assert_eq!(
+        filter_lists(&d).0,
+        ["198.51.100.0/24", "203.0.113.0/24"],
+        "{}",
+        d.logs()
+    );
+}
+
+#[test]
+fn config_file_errors_are_refused_at_start() {
+    let w = World::new();
+    let files = TempDir::new();
+    // (file, flags, what the error says, whether it names the file)
+    let cases: &[(&str, &[&str], &[&str], bool)] = &[
+        (
+            r#"{"mtu": 1400}"#,
+            &["--mtu", "1500"],
+            &[
+                "both as a flag and in the config file",
+                "mtu (from flag: 1500, from file: 1400)",
+            ],
+            true,
+        ),
+        (
+            r#"{"bridge-ip": "172.30.0.1/24"}"#,
+            &[],
+            &["unknown keys", "bridge-ip"],
+            true,
+        ),
+        (
+            r#"{"mtu": 70000}"#,
+            &[],
+            &["invalid value for \"mtu\"", "70000"],
+            true,
+        ),
+        ("{\"mtu\": ", &[], &["not valid JSON"], true),
+        // Values that clap accepts and the daemon's own checks refuse name the flag.
+        (r#"{"dns": ["nope"]}"#, &[], &["dns", "nope"], false),
+        (
+            r#"{"filter-deny": ["10.0.0.300/8"]}"#,
+            &[],
+            &["--filter-deny", "10.0.0.300/8"],
+            false,
+        ),
+        (
+            r#"{"bip": "172.30.0.1/24", "bridge": "br0"}"#,
+            &[],
+            &["mutually exclusive"],
+            false,
+        ),
+    ];
+    for (i, (json, flags, want, names_file)) in cases.iter().enumerate() {
+        let conf = files.write(&format!("c{i}.json"), json);
+        let mut args = vec!["--config-file", conf.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let out = w.daemon_exit(&args);
+        assert!(!out.status.success(), "{json}: daemon started");
+        for w in *want {
+            assert!(out.stderr.contains(w), "{json}: no {w:?} in {}", out.stderr);
+        }
+        if *names_file {
+            assert!(
+                out.stderr.contains(conf.to_str().unwrap()),
+                "{json}: the error does not name the file: {}",
+                out.stderr
+            );
+        }
+    }
+    let out = w.daemon_exit(&["--config-file", "/nonexistent/netd/daemon.json"]);
+    assert!(
+        out.stderr
+            .contains("cannot read config file /nonexistent/netd/daemon.json"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// READY=1 arrives on the test's NOTIFY_SOCKET only once the API answers and the dataplane is
+/// attached; SIGHUP sends RELOADING=1 then READY=1; SIGTERM sends STOPPING=1.
+#[test]
+fn readiness_reaches_a_notify_socket() {
+    let w = World::new();
+    let files = TempDir::new();
+    let sock_path = files.path().join("notify.sock");
+    let rx = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    rx.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut d = Daemon::spawn_with_env(
+        &w.host,
+        &["--bip", BIP],
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 512];
+    let started = Instant::now();
+    let n = rx.recv(&mut buf).expect("no notification within 15 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(
+        msg.contains(&format!("MAINPID={}", d.pid().unwrap())),
+        "{msg}"
+    );
+    // At READY the API answers on the first try, with the uplink's programs attached.
+    let out = d.netd(&["status"]);
+    assert!(
+        out.status.success(),
+        "status failed right after READY=1 ({:?} after start): {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        status.contains("up0"),
+        "uplink not in status at READY: {status}"
+    );
+    hup(&d);
+    let n = rx.recv(&mut buf).expect("no RELOADING=1");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
+    let n = rx.recv(&mut buf).expect("no READY=1 after the reload");
+    assert_eq!(&buf[..n], b"READY=1");
+    d.wait_until_ready();
+    d.stop();
+    let n = rx.recv(&mut buf).expect("no STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
