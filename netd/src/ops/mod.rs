@@ -7,8 +7,10 @@
 //! - [`notify`]: sd_notify readiness (`READY=1` once the API serves and the dataplane is
 //!   reconciled).
 //! - [`log`]: stderr logging with a reloadable level.
+//! - [`unit`]: the systemd unit that `netd install-unit` writes.
 pub mod config_file;
 pub mod filters;
 pub mod log;
 pub mod notify;
 pub mod reload;
+pub mod unit;

@@ -26,6 +26,18 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: bridge, endpoints, eBPF dataplane and the API.
     Daemon(Box<DaemonArgs>),
+    /// Write the systemd unit (netd.service, Type=notify) for this binary into a directory.
+    InstallUnit {
+        /// Directory to write netd.service into.
+        #[arg(long, value_name = "DIR", default_value = crate::ops::unit::DEFAULT_UNIT_DIR)]
+        dest: PathBuf,
+        /// The netd binary the unit starts (default: this one).
+        #[arg(long, value_name = "PATH")]
+        bin: Option<PathBuf>,
+        /// Replace an existing netd.service.
+        #[arg(long)]
+        force: bool,
+    },
     /// Wire a container's network namespace to netd.
     // `-h` is --hostname, as in `docker run`; help stays on --help.
     #[command(disable_help_flag = true)]

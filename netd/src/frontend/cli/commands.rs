@@ -37,7 +37,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
     let c = Client::new(socket);
     let e = |e: ClientError| e.to_string();
     match cmd {
-        Command::Daemon(_) => unreachable!("handled in main"),
+        Command::Daemon(_) | Command::InstallUnit { .. } => unreachable!("handled in main"),
         Command::Attach(a) => {
             let v: EndpointView = c
                 .post("/v1/endpoints", &attach_request(*a))

@@ -42,6 +42,19 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::InstallUnit { dest, bin, force } => {
+            let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
+                Ok(b) => std::path::absolute(&b).unwrap_or(b),
+                Err(e) => return fail(&format!("cannot find the netd binary: {e}")),
+            };
+            match crate::ops::unit::install(&dest, &bin, force) {
+                Ok(p) => {
+                    println!("{}", p.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
         cmd => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
