@@ -343,3 +343,175 @@ fn install_unit_writes_a_verified_unit() {
         .collect();
     assert!(about_unit.is_empty(), "systemd-analyze warns: {stderr}");
 }
+
+fn stat(p: &std::path::Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+fn gid_of(group: &str) -> u32 {
+    nix::unistd::Group::from_name(group)
+        .unwrap()
+        .unwrap_or_else(|| panic!("group {group} missing on this machine"))
+        .gid
+        .as_raw()
+}
+
+/// `netd status` as another user: uid nobody with only `gid` as its groups.
+fn status_as_nobody(d: &Daemon, gid: u32) -> std::process::Output {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", &format!("--regid={gid}"), "--clear-groups"])
+        .arg(netd_tests::daemon::netd_bin())
+        .args(["-H", &d.host_arg(), "status"]);
+    netd_tests::output_with_timeout(c, T)
+}
+
+/// The socket is root:GROUP 0660 (default root when no `netd` group exists), the state and pin
+/// dirs are 0700, a user in the group can use the API and a user outside it cannot.
+#[test]
+fn api_socket_belongs_to_the_group() {
+    let w = World::new();
+    // `adm` exists on Debian; the test creates no group.
+    let adm = gid_of("adm");
+    let d = w.daemon(&["--bip", BIP, "-G", "adm"]);
+    assert_eq!(stat(&d.sock()), (0, adm, 0o660));
+    assert_eq!(stat(&d.state_dir()).2, 0o700);
+    assert_eq!(stat(&d.bpffs()).2, 0o700);
+    // The test dir must be traversable for the other user to reach the socket.
+    std::fs::set_permissions(d.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ok = status_as_nobody(&d, adm);
+    assert!(
+        ok.status.success(),
+        "a member of adm cannot use the API: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = status_as_nobody(&d, 65534);
+    assert!(!refused.status.success(), "a user outside adm used the API");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    drop(d);
+    let nogroup = nix::unistd::Group::from_name("netd").unwrap().is_none();
+    let d = w.daemon(&["--bip", BIP]);
+    if nogroup {
+        assert_eq!(stat(&d.sock()), (0, 0, 0o660));
+    }
+    drop(d);
+    let out = w.daemon_exit(&["--bip", BIP, "-G", "no-such-group-netd-test"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("group \"no-such-group-netd-test\" (-G/--group) does not exist"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Sends raw bytes on the API socket and returns the answer (status line and body).
+fn raw(d: &Daemon, bytes: &[u8]) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(d.sock()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    (status, body.to_string())
+}
+
+/// Oversized and malformed requests get a clear error status and message; slow clients that
+/// hold connections open do not delay anyone else.
+#[test]
+fn api_refuses_bad_requests_and_slow_clients_block_nobody() {
+    use std::io::Write;
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            b"POST /v1/filters HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n".to_vec(),
+            "413",
+            "HTTP body larger than",
+        ),
+        (
+            format!("GET /v1/status HTTP/1.1\r\nX: {}\r\n", "a".repeat(70 << 10)).into_bytes(),
+            "431",
+            "head larger than",
+        ),
+        (
+            b"GARBAGE\x01\x02 / HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+            "malformed HTTP message",
+        ),
+        (
+            b"POST /v1/filters HTTP/1.1\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            "400",
+            "bad Content-Length",
+        ),
+        (
+            b"POST /v1/filters HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            "501",
+            "Transfer-Encoding is not supported",
+        ),
+        (
+            b"POST /v1/filters HTTP/1.1\r\nContent-Length: 5\r\n\r\n{\"a\":".to_vec(),
+            "400",
+            "invalid request body",
+        ),
+        (
+            b"POST /v1/filters HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}".to_vec(),
+            "400",
+            "connection closed before a complete HTTP message",
+        ),
+    ];
+    for (req, code, msg) in &cases {
+        let (status, body) = raw(&d, req);
+        assert!(
+            status.contains(code),
+            "{:?}: {status} {body}",
+            String::from_utf8_lossy(&req[..req.len().min(60)])
+        );
+        assert!(body.contains(msg), "{status}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"));
+        assert!(v["message"].is_string(), "{body}");
+    }
+    // Slow clients: 40 connections that send half a request and stall.
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut s = std::os::unix::net::UnixStream::connect(d.sock()).unwrap();
+        s.write_all(b"POST /v1/filters HTTP/1.1\r\nContent-Le")
+            .unwrap();
+        slow.push(s);
+    }
+    // and one that sends a body byte by byte.
+    let mut dribble = std::os::unix::net::UnixStream::connect(d.sock()).unwrap();
+    dribble
+        .write_all(b"POST /v1/filters HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
+        .unwrap();
+    for _ in 0..5 {
+        let t = Instant::now();
+        d.netd_ok(&["status"]);
+        d.netd_ok(&["filter", "deny", "192.0.2.9"]);
+        d.netd_ok(&["filter", "rm", "192.0.2.9"]);
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "three API calls took {took:?} while slow clients are connected"
+        );
+        let _ = dribble.write_all(b" ");
+    }
+    // A stalled client is cut off (408) after the read timeout, not kept forever.
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    slow[0]
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    use std::io::Read;
+    let _ = slow[0].read_to_end(&mut buf);
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+}

@@ -1,7 +1,6 @@
 //! `netd daemon`: start the engine, serve the HTTP front end, follow the host's resolv.conf.
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,8 +48,7 @@ struct StateLock(#[expect(dead_code, reason = "held for its flock")] std::fs::Fi
 fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
     std::fs::create_dir_all(dir).map_err(io("cannot create state dir", dir))?;
     // Root's only: it holds the containers' leases and namespace paths.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(io("cannot set permissions on state dir", dir))?;
+    crate::ops::socket::root_only(dir).map_err(io("cannot set permissions on state dir", dir))?;
     let p = dir.join("lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -65,7 +63,7 @@ fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
     Ok(StateLock(f))
 }
 
-async fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
+async fn bind(socket: &Path, gid: u32) -> Result<UnixListener, DaemonError> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(io("cannot create socket dir", dir))?;
     }
@@ -75,9 +73,12 @@ async fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
         }
         std::fs::remove_file(socket).map_err(io("cannot remove stale socket", socket))?;
     }
-    let l = UnixListener::bind(socket).map_err(io("cannot listen on", socket))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
-        .map_err(io("cannot set permissions on", socket))?;
+    let l = {
+        let _mask = crate::ops::socket::Umask::private();
+        UnixListener::bind(socket).map_err(io("cannot listen on", socket))?
+    };
+    crate::ops::socket::secure_socket(socket, gid)
+        .map_err(io("cannot set owner and mode of", socket))?;
     Ok(l)
 }
 
@@ -90,8 +91,12 @@ pub async fn run(
     let cfg = config::from_args(args)?;
     let filters = ConfigFilters::from_args(args).map_err(DaemonError::Settings)?;
     let state_dir = cfg.state_dir.clone();
+    let (gid, group) =
+        crate::ops::socket::resolve_group(args.group.as_deref()).map_err(DaemonError::Settings)?;
+    let bpffs = cfg.bpffs.clone();
     let _lock = lock_state_dir(&cfg.state_dir)?;
-    let listener = bind(&socket).await?;
+    let listener = bind(&socket, gid).await?;
+    tracing::info!(socket = %socket.display(), group, "API socket is root:{group} 0660");
     let resolv = cfg.resolv_conf.clone();
     let mut engine = match Engine::start(cfg).await {
         Ok(e) => e,
@@ -100,6 +105,12 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    if engine.config().dataplane == crate::engine::DataplaneMode::Ebpf {
+        if let Err(e) = crate::ops::socket::root_only(&bpffs) {
+            let _ = std::fs::remove_file(&socket);
+            return Err(io("cannot set permissions on pin dir", &bpffs)(e));
+        }
+    }
     if let Err(e) = crate::ops::filters::apply(&mut engine, &state_dir, &filters).await {
         let _ = std::fs::remove_file(&socket);
         return Err(DaemonError::Settings(e));

@@ -304,7 +304,8 @@ mod tests {
             "dns-search": ["example.test"], "resolv-conf": "/tmp/r.conf", "state-dir": "/tmp/s",
             "bpffs": "/tmp/b", "ct-max": 4096, "cgroup": "/tmp/cg", "dataplane": "none",
             "fast-path": false, "log-level": "debug",
-            "filter-allow": ["192.0.2.0/24"], "filter-deny": "198.51.100.0/24"
+            "filter-allow": ["192.0.2.0/24"], "filter-deny": "198.51.100.0/24",
+            "group": "adm"
         }"#,
             &[],
         )
@@ -329,6 +330,7 @@ mod tests {
         assert_eq!(a.log_level, "debug");
         assert_eq!(a.filter_allow, ["192.0.2.0/24"]);
         assert_eq!(a.filter_deny, ["198.51.100.0/24"]);
+        assert_eq!(a.group.as_deref(), Some("adm"));
         // The bip is exclusive with bridge in the daemon (not in the file): check it alone.
         let l2 = with_file(r#"{"bip": "172.31.0.1/16"}"#, &[]).unwrap();
         assert_eq!(l2.args.bip.as_deref(), Some("172.31.0.1/16"));

@@ -7,10 +7,12 @@
 //! - [`notify`]: sd_notify readiness (`READY=1` once the API serves and the dataplane is
 //!   reconciled).
 //! - [`log`]: stderr logging with a reloadable level.
+//! - [`socket`]: the API socket's owner, group and mode; root-only state and pin dirs.
 //! - [`unit`]: the systemd unit that `netd install-unit` writes.
 pub mod config_file;
 pub mod filters;
 pub mod log;
 pub mod notify;
 pub mod reload;
+pub mod socket;
 pub mod unit;

@@ -234,6 +234,11 @@ pub struct DaemonArgs {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Group that owns the API socket (mode 0660); default `netd` if that group exists, else
+    /// root.
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    #[serde(default)]
+    pub group: Option<String>,
     /// Settings file whose keys are these flags' long names (default /etc/netd/daemon.json,
     /// read if it exists); SIGHUP reloads it.
     #[arg(long = "config-file", value_name = "PATH")]
