@@ -158,7 +158,11 @@ pub async fn run(
                         gc = back;
                         match r {
                             Ok(0) => {}
-                            Ok(n) => tracing::debug!("conntrack: removed {n} idle entries"),
+                            Ok(n) => {
+                                crate::ops::metrics::CT_EVICTED
+                                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                                tracing::debug!("conntrack: removed {n} idle entries")
+                            }
                             Err(e) => tracing::warn!("conntrack gc: {e}"),
                         }
                     }
@@ -183,6 +187,17 @@ pub async fn run(
                 reloader.reload(&engine).await;
             }
         });
+    }
+    if let Some(addr) = args.metrics_addr {
+        let l = match crate::ops::metrics::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(DaemonError::Settings(e));
+            }
+        };
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+        tokio::spawn(crate::ops::metrics::serve(l, engine.clone()));
     }
     let mut serving = tokio::spawn(server::serve(listener, engine.clone()));
     // The engine has reconciled the dataplane and the API is being served: ready.

@@ -305,7 +305,7 @@ mod tests {
             "bpffs": "/tmp/b", "ct-max": 4096, "cgroup": "/tmp/cg", "dataplane": "none",
             "fast-path": false, "log-level": "debug",
             "filter-allow": ["192.0.2.0/24"], "filter-deny": "198.51.100.0/24",
-            "group": "adm"
+            "group": "adm", "metrics-addr": "127.0.0.1:9423"
         }"#,
             &[],
         )
@@ -331,6 +331,7 @@ mod tests {
         assert_eq!(a.filter_allow, ["192.0.2.0/24"]);
         assert_eq!(a.filter_deny, ["198.51.100.0/24"]);
         assert_eq!(a.group.as_deref(), Some("adm"));
+        assert_eq!(a.metrics_addr, Some("127.0.0.1:9423".parse().unwrap()));
         // The bip is exclusive with bridge in the daemon (not in the file): check it alone.
         let l2 = with_file(r#"{"bip": "172.31.0.1/16"}"#, &[]).unwrap();
         assert_eq!(l2.args.bip.as_deref(), Some("172.31.0.1/16"));

@@ -6,12 +6,14 @@
 //! - [`filters`]: the source filters the settings own.
 //! - [`notify`]: sd_notify readiness (`READY=1` once the API serves and the dataplane is
 //!   reconciled).
+//! - [`metrics`]: the Prometheus endpoint (`--metrics-addr`).
 //! - [`log`]: stderr logging with a reloadable level.
 //! - [`socket`]: the API socket's owner, group and mode; root-only state and pin dirs.
 //! - [`unit`]: the systemd unit that `netd install-unit` writes.
 pub mod config_file;
 pub mod filters;
 pub mod log;
+pub mod metrics;
 pub mod notify;
 pub mod reload;
 pub mod socket;

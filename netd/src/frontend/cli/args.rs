@@ -239,6 +239,10 @@ pub struct DaemonArgs {
     #[arg(short = 'G', long = "group", value_name = "GROUP")]
     #[serde(default)]
     pub group: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (off by default), e.g. 127.0.0.1:9423.
+    #[arg(long = "metrics-addr", value_name = "HOST:PORT")]
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Settings file whose keys are these flags' long names (default /etc/netd/daemon.json,
     /// read if it exists); SIGHUP reloads it.
     #[arg(long = "config-file", value_name = "PATH")]

@@ -133,8 +133,12 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(s) => s,
                 Err(e) => return bad(e),
             };
+            let t = std::time::Instant::now();
             match engine.lock().await.attach(spec).await {
-                Ok(v) => json(201, &v),
+                Ok(v) => {
+                    crate::ops::metrics::ATTACH.observe(t.elapsed());
+                    json(201, &v)
+                }
                 Err(e) => err(e),
             }
         }
@@ -165,8 +169,12 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(s) => s,
                 Err(e) => return bad(e),
             };
+            let t = std::time::Instant::now();
             match engine.lock().await.publish(name, &specs).await {
-                Ok(v) => json(200, &v),
+                Ok(v) => {
+                    crate::ops::metrics::PUBLISH.observe(t.elapsed());
+                    json(200, &v)
+                }
                 Err(e) => err(e),
             }
         }
