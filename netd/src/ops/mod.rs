@@ -1,6 +1,7 @@
 //! Running netd as a host daemon: the config file and its reload, service-manager readiness,
 //! the daemon's log.
 //!
+//! - [`clitools`]: completions, man pages, `netd version`.
 //! - [`config_file`]: `/etc/netd/daemon.json`, keyed by `netd daemon`'s long flag names.
 //! - [`reload`]: SIGHUP applies what can change live and names what needs a restart.
 //! - [`filters`]: the source filters the settings own.
@@ -10,6 +11,7 @@
 //! - [`log`]: stderr logging with a reloadable level.
 //! - [`socket`]: the API socket's owner, group and mode; root-only state and pin dirs.
 //! - [`unit`]: the systemd unit that `netd install-unit` writes.
+pub mod clitools;
 pub mod config_file;
 pub mod filters;
 pub mod log;

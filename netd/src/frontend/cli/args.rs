@@ -26,6 +26,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: bridge, endpoints, eBPF dataplane and the API.
     Daemon(Box<DaemonArgs>),
+    /// Print a shell completion script: `netd completion bash > /etc/bash_completion.d/netd`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Version, the git commit it was built from, and the embedded eBPF objects' SHA-256.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write man pages (netd.1, netd-SUBCOMMAND.1) into DIR (what `cargo xtask man` runs).
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dest: PathBuf,
+    },
     /// Write the systemd unit (netd.service, Type=notify) for this binary into a directory.
     InstallUnit {
         /// Directory to write netd.service into.
@@ -45,7 +61,11 @@ pub enum Command {
     /// Remove a container's networking (veth, address lease, files, port bindings).
     Detach { name: String },
     /// List attached containers.
-    Ls,
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one container as JSON.
     Inspect { name: String },
     /// Show a container's published ports, like `docker port`.
@@ -53,6 +73,9 @@ pub enum Command {
         name: String,
         /// Only this container port, e.g. 80 or 80/udp.
         port: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish more ports on an attached container (same SPEC grammar as `attach -p`).
     Publish {
@@ -126,7 +149,11 @@ pub enum NetworkAction {
         names: Vec<String>,
     },
     /// List networks.
-    Ls,
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one network as JSON.
     Inspect { name: String },
 }
@@ -149,7 +176,11 @@ pub enum FilterAction {
         cidrs: Vec<String>,
     },
     /// Show both lists.
-    Ls,
+    Ls {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -42,6 +42,31 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Completion { shell } => {
+            print!("{}", crate::ops::clitools::completion(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Version { json } => {
+            let v = crate::ops::clitools::version();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("{v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Man { dest } => match crate::ops::clitools::man_pages(&dest) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!(
+                "cannot write man pages into {}: {e}",
+                dest.display()
+            )),
+        },
         Command::InstallUnit { dest, bin, force } => {
             let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
                 Ok(b) => std::path::absolute(&b).unwrap_or(b),
