@@ -4,6 +4,7 @@
 //! - [`clitools`]: completions, man pages, `netd version`.
 //! - [`config_file`]: `/etc/netd/daemon.json`, keyed by `netd daemon`'s long flag names.
 //! - [`reload`]: SIGHUP applies what can change live and names what needs a restart.
+//! - [`doctor`]: `netd doctor`, what the host provides and what would interfere.
 //! - [`filters`]: the source filters the settings own.
 //! - [`notify`]: sd_notify readiness (`READY=1` once the API serves and the dataplane is
 //!   reconciled).
@@ -13,6 +14,7 @@
 //! - [`unit`]: the systemd unit that `netd install-unit` writes.
 pub mod clitools;
 pub mod config_file;
+pub mod doctor;
 pub mod filters;
 pub mod log;
 pub mod metrics;

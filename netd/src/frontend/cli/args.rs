@@ -26,6 +26,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: bridge, endpoints, eBPF dataplane and the API.
     Daemon(Box<DaemonArgs>),
+    /// Check this host for what netd needs (kernel features, mounts, sysctls) and for other
+    /// TC/XDP programs or firewall rules that would interfere; exits 1 when something must be
+    /// fixed.
+    Doctor {
+        /// Interface to check for other programs (repeatable; default: every interface).
+        #[arg(long = "uplink", value_name = "IFACE")]
+        interfaces: Vec<String>,
+        /// netd's bpffs directory.
+        #[arg(long = "bpffs", value_name = "DIR", default_value = "/sys/fs/bpf/netd")]
+        bpffs: PathBuf,
+        /// cgroup v2 directory for the socket hooks (default: the cgroup v2 mount).
+        #[arg(long = "cgroup", value_name = "DIR")]
+        cgroup: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script: `netd completion bash > /etc/bash_completion.d/netd`.
     Completion {
         #[arg(value_enum)]

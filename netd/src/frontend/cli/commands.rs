@@ -41,7 +41,8 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
         | Command::InstallUnit { .. }
         | Command::Completion { .. }
         | Command::Version { .. }
-        | Command::Man { .. } => unreachable!("handled in main"),
+        | Command::Man { .. }
+        | Command::Doctor { .. } => unreachable!("handled in main"),
         Command::Attach(a) => {
             let v: EndpointView = c
                 .post("/v1/endpoints", &attach_request(*a))

@@ -42,6 +42,29 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Doctor {
+            interfaces,
+            bpffs,
+            cgroup,
+            json,
+        } => {
+            use crate::ops::doctor;
+            let f = doctor::run_checks(&doctor::DoctorArgs {
+                interfaces,
+                bpffs,
+                cgroup,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+            } else {
+                print!("{}", doctor::format(&f));
+            }
+            if f.iter().any(|x| x.level == doctor::Level::Fail) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Completion { shell } => {
             print!("{}", crate::ops::clitools::completion(shell));
             ExitCode::SUCCESS
