@@ -129,7 +129,7 @@ fn kernel_checks(out: &mut Vec<Finding>) {
 fn fs_magic(p: &Path) -> Option<i64> {
     nix::sys::statfs::statfs(p)
         .ok()
-        .map(|s| s.filesystem_type().0 as i64)
+        .map(|s| s.filesystem_type().0)
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
