@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("error: {missing}: run `cargo xtask setup` once, then build again");
         std::process::exit(1);
     }
+    git_commit();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../netd-ebpf");
     aya_build::build_ebpf(
         [aya_build::Package {
@@ -45,4 +46,31 @@ fn ebpf_toolchain() -> Result<(), String> {
         return Err("bpf-linker is not installed".into());
     }
     Ok(())
+}
+
+/// `NETD_GIT_COMMIT` for `netd version`: the checkout's HEAD, rebuilt when HEAD moves.
+fn git_commit() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=NETD_GIT_COMMIT={commit}");
+    for f in ["HEAD", "index"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", f]) {
+            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p);
+            println!("cargo:rerun-if-changed={}", p.display());
+        }
+    }
+    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(p) = git(&["rev-parse", "--git-path", &r]) {
+            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p);
+            println!("cargo:rerun-if-changed={}", p.display());
+        }
+    }
 }

@@ -10,5 +10,6 @@ pub mod dnsfiles;
 pub mod engine;
 pub mod frontend;
 pub mod fsutil;
+pub mod ops;
 pub mod spec;
 pub mod wiring;

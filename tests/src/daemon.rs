@@ -48,6 +48,8 @@ pub struct Daemon {
     dir: PathBuf,
     cgroup: Option<PathBuf>,
     args: Vec<String>,
+    /// Extra environment for the daemon process (e.g. NOTIFY_SOCKET).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -60,6 +62,24 @@ impl Daemon {
         d.spawn();
         d.wait_ready();
         d
+    }
+
+    /// Starts the daemon with `env` added to its environment and returns at once, without
+    /// waiting for it to answer (a test that watches readiness itself).
+    pub fn spawn_with_env(host: &Netns, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::prepare(host, extra);
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        d.spawn();
+        d
+    }
+
+    /// Waits until the daemon answers `netd status`; panics (with its logs) if it exits or
+    /// takes longer than 10 s.
+    pub fn wait_until_ready(&mut self) {
+        self.wait_ready();
     }
 
     /// [`Daemon::start`] with `--cgroup cgroup` instead of a private cgroup of its own (e.g.
@@ -166,6 +186,7 @@ impl Daemon {
             dir,
             cgroup,
             args,
+            env: Vec::new(),
             child: None,
             starts: 0,
         }
@@ -183,6 +204,7 @@ impl Daemon {
             .arg(&self.bin)
             .args(&self.args)
             .env("RUST_BACKTRACE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -7,6 +7,7 @@ mod demo;
 mod ebpf;
 mod elf;
 mod lint;
+mod man;
 mod setup;
 mod test;
 
@@ -29,6 +30,12 @@ enum Task {
         /// Build with the release profile (what the agent embeds).
         #[arg(long)]
         release: bool,
+    },
+    /// Man pages (netd.1, netd-SUBCOMMAND.1) from the CLI's definitions into --dest (default
+    /// target/man).
+    Man {
+        #[arg(long)]
+        dest: Option<std::path::PathBuf>,
     },
     /// rustfmt check, clippy on the host crates, and clippy on the eBPF crate in its own pass.
     Lint,
@@ -65,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::run(),
         Task::BuildEbpf { release } => ebpf::build(release).map(drop),
         Task::Lint => lint::run(),
+        Task::Man { dest } => man::run(dest),
         Task::Test { args } => test::run(&args),
         Task::Demo { args } => demo::run(&args),
         Task::Bench { quick, out, args } => bench::run(quick, out, &args),

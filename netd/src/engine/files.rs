@@ -115,6 +115,29 @@ impl Engine {
         );
     }
 
+    /// The daemon's `--dns`/`--dns-search` changed (a config reload): rewrite the resolv.conf
+    /// of every container that uses the daemon's defaults (no `--dns` of its own), unless the
+    /// container edited it.
+    pub fn set_daemon_dns(&mut self, dns: Vec<std::net::IpAddr>, search: Vec<String>) {
+        self.cfg.dns = dns;
+        self.cfg.dns_search = search;
+        let names: Vec<String> = self
+            .state
+            .endpoints
+            .values()
+            .filter(|e| {
+                let src = self.file_source(e);
+                src.net != NetMode::Host && src.dns.is_empty() && src.dns_search.is_empty()
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        self.rewrite_files(
+            names,
+            EtcFile::ResolvConf,
+            "resolv.conf follows the daemon's new DNS settings",
+        );
+    }
+
     /// Re-renders one file of each named container and writes it where it changed, then
     /// persists what was written. A resolv.conf the container edited is left alone; hosts is
     /// netd's (Docker rewrites it on link changes too).

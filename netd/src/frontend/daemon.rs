@@ -1,7 +1,6 @@
 //! `netd daemon`: start the engine, serve the HTTP front end, follow the host's resolv.conf.
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,11 +8,13 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
 
-use super::cli::args::DaemonArgs;
 use super::cli::config::{self, ConfigError};
 use super::http::server;
 use crate::dnsfiles::HostFileWatcher;
 use crate::engine::Engine;
+use crate::ops::config_file::Layered;
+use crate::ops::filters::ConfigFilters;
+use crate::ops::{notify, reload::Reloader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -21,6 +22,8 @@ pub enum DaemonError {
     Engine(#[from] crate::engine::EngineError),
     #[error("{0}")]
     Config(#[from] ConfigError),
+    #[error("{0}")]
+    Settings(String),
     #[error("another netd daemon is already serving {0}")]
     SocketBusy(PathBuf),
     #[error("another netd daemon is using state dir {0}")]
@@ -44,6 +47,8 @@ struct StateLock(#[expect(dead_code, reason = "held for its flock")] std::fs::Fi
 
 fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
     std::fs::create_dir_all(dir).map_err(io("cannot create state dir", dir))?;
+    // Root's only: it holds the containers' leases and namespace paths.
+    crate::ops::socket::root_only(dir).map_err(io("cannot set permissions on state dir", dir))?;
     let p = dir.join("lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -58,7 +63,7 @@ fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
     Ok(StateLock(f))
 }
 
-async fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
+async fn bind(socket: &Path, gid: u32) -> Result<UnixListener, DaemonError> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(io("cannot create socket dir", dir))?;
     }
@@ -68,24 +73,51 @@ async fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
         }
         std::fs::remove_file(socket).map_err(io("cannot remove stale socket", socket))?;
     }
-    let l = UnixListener::bind(socket).map_err(io("cannot listen on", socket))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
-        .map_err(io("cannot set permissions on", socket))?;
+    let l = {
+        let _mask = crate::ops::socket::Umask::private();
+        UnixListener::bind(socket).map_err(io("cannot listen on", socket))?
+    };
+    crate::ops::socket::secure_socket(socket, gid)
+        .map_err(io("cannot set owner and mode of", socket))?;
     Ok(l)
 }
 
-pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
-    let cfg = config::from_args(&args)?;
+pub async fn run(
+    settings: Layered,
+    argv: Vec<std::ffi::OsString>,
+    socket: PathBuf,
+) -> Result<(), DaemonError> {
+    let args = &settings.args;
+    let cfg = config::from_args(args)?;
+    let filters = ConfigFilters::from_args(args).map_err(DaemonError::Settings)?;
+    let state_dir = cfg.state_dir.clone();
+    let (gid, group) =
+        crate::ops::socket::resolve_group(args.group.as_deref()).map_err(DaemonError::Settings)?;
+    let bpffs = cfg.bpffs.clone();
     let _lock = lock_state_dir(&cfg.state_dir)?;
-    let listener = bind(&socket).await?;
+    let listener = bind(&socket, gid).await?;
+    tracing::info!(socket = %socket.display(), group, "API socket is root:{group} 0660");
     let resolv = cfg.resolv_conf.clone();
-    let engine = match Engine::start(cfg).await {
+    let mut engine = match Engine::start(cfg).await {
         Ok(e) => e,
         Err(e) => {
             let _ = std::fs::remove_file(&socket);
             return Err(e.into());
         }
     };
+    if engine.config().dataplane == crate::engine::DataplaneMode::Ebpf {
+        if let Err(e) = crate::ops::socket::root_only(&bpffs) {
+            let _ = std::fs::remove_file(&socket);
+            return Err(io("cannot set permissions on pin dir", &bpffs)(e));
+        }
+    }
+    if let Err(e) = crate::ops::filters::apply(&mut engine, &state_dir, &filters).await {
+        let _ = std::fs::remove_file(&socket);
+        return Err(DaemonError::Settings(e));
+    }
+    if let Some(f) = &settings.file {
+        tracing::info!(keys = ?settings.file_keys, "settings read from {}", f.display());
+    }
     let engine = Arc::new(Mutex::new(engine));
     let _watcher = match HostFileWatcher::spawn(resolv.clone()) {
         Ok((w, mut rx)) => {
@@ -141,7 +173,11 @@ pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
                         gc = back;
                         match r {
                             Ok(0) => {}
-                            Ok(n) => tracing::debug!("conntrack: removed {n} idle entries"),
+                            Ok(n) => {
+                                crate::ops::metrics::CT_EVICTED
+                                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                                tracing::debug!("conntrack: removed {n} idle entries")
+                            }
                             Err(e) => tracing::warn!("conntrack gc: {e}"),
                         }
                     }
@@ -153,16 +189,45 @@ pub async fn run(args: DaemonArgs, socket: PathBuf) -> Result<(), DaemonError> {
             }
         });
     }
-    tracing::info!(socket = %socket.display(), "netd daemon ready");
     let mut term =
         signal(SignalKind::terminate()).map_err(io("cannot handle SIGTERM for", &socket))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(io("cannot handle SIGINT for", &socket))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io("cannot handle SIGHUP for", &socket))?;
+    {
+        let engine = engine.clone();
+        let mut reloader = Reloader::new(argv, &settings);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                reloader.reload(&engine).await;
+            }
+        });
+    }
+    if let Some(addr) = args.metrics_addr {
+        let l = match crate::ops::metrics::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(DaemonError::Settings(e));
+            }
+        };
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+        tokio::spawn(crate::ops::metrics::serve(l, engine.clone()));
+    }
+    let mut serving = tokio::spawn(server::serve(listener, engine.clone()));
+    // The engine has reconciled the dataplane and the API is being served: ready.
+    tracing::info!(socket = %socket.display(), "netd daemon ready");
+    notify::tell(&format!(
+        "READY=1\nSTATUS=serving {}\nMAINPID={}",
+        socket.display(),
+        std::process::id()
+    ));
     tokio::select! {
-        _ = server::serve(listener, engine.clone()) => {}
+        _ = &mut serving => {}
         _ = term.recv() => tracing::info!("SIGTERM: stopping; containers keep their networking"),
         _ = int.recv() => tracing::info!("SIGINT: stopping; containers keep their networking"),
     }
+    notify::tell("STOPPING=1");
     // Wait for an in-flight change to finish, then leave while holding the engine: a request
     // queued behind it must not start and be cut off halfway by the runtime's shutdown.
     let _engine = engine.lock().await;

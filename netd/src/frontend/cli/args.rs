@@ -26,6 +26,50 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: bridge, endpoints, eBPF dataplane and the API.
     Daemon(Box<DaemonArgs>),
+    /// Check this host for what netd needs (kernel features, mounts, sysctls) and for other
+    /// TC/XDP programs or firewall rules that would interfere; exits 1 when something must be
+    /// fixed.
+    Doctor {
+        /// Interface to check for other programs (repeatable; default: every interface).
+        #[arg(long = "uplink", value_name = "IFACE")]
+        interfaces: Vec<String>,
+        /// netd's bpffs directory.
+        #[arg(long = "bpffs", value_name = "DIR", default_value = "/sys/fs/bpf/netd")]
+        bpffs: PathBuf,
+        /// cgroup v2 directory for the socket hooks (default: the cgroup v2 mount).
+        #[arg(long = "cgroup", value_name = "DIR")]
+        cgroup: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `netd completion bash > /etc/bash_completion.d/netd`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Version, the git commit it was built from, and the embedded eBPF objects' SHA-256.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write man pages (netd.1, netd-SUBCOMMAND.1) into DIR (what `cargo xtask man` runs).
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dest: PathBuf,
+    },
+    /// Write the systemd unit (netd.service, Type=notify) for this binary into a directory.
+    InstallUnit {
+        /// Directory to write netd.service into.
+        #[arg(long, value_name = "DIR", default_value = crate::ops::unit::DEFAULT_UNIT_DIR)]
+        dest: PathBuf,
+        /// The netd binary the unit starts (default: this one).
+        #[arg(long, value_name = "PATH")]
+        bin: Option<PathBuf>,
+        /// Replace an existing netd.service.
+        #[arg(long)]
+        force: bool,
+    },
     /// Wire a container's network namespace to netd.
     // `-h` is --hostname, as in `docker run`; help stays on --help.
     #[command(disable_help_flag = true)]
@@ -33,7 +77,11 @@ pub enum Command {
     /// Remove a container's networking (veth, address lease, files, port bindings).
     Detach { name: String },
     /// List attached containers.
-    Ls,
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one container as JSON.
     Inspect { name: String },
     /// Show a container's published ports, like `docker port`.
@@ -41,6 +89,9 @@ pub enum Command {
         name: String,
         /// Only this container port, e.g. 80 or 80/udp.
         port: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish more ports on an attached container (same SPEC grammar as `attach -p`).
     Publish {
@@ -114,7 +165,11 @@ pub enum NetworkAction {
         names: Vec<String>,
     },
     /// List networks.
-    Ls,
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one network as JSON.
     Inspect { name: String },
 }
@@ -137,7 +192,11 @@ pub enum FilterAction {
         cidrs: Vec<String>,
     },
     /// Show both lists.
-    Ls,
+    Ls {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -227,6 +286,29 @@ pub struct DaemonArgs {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Group that owns the API socket (mode 0660); default `netd` if that group exists, else
+    /// root.
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (off by default), e.g. 127.0.0.1:9423.
+    #[arg(long = "metrics-addr", value_name = "HOST:PORT")]
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Settings file whose keys are these flags' long names (default /etc/netd/daemon.json,
+    /// read if it exists); SIGHUP reloads it.
+    #[arg(long = "config-file", value_name = "PATH")]
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
+    /// Only these sources may open connections to containers (repeatable; like
+    /// `netd filter allow`, but owned by the daemon's settings: a reload replaces them).
+    #[arg(long = "filter-allow", value_name = "CIDR")]
+    #[serde(default)]
+    pub filter_allow: Vec<String>,
+    /// These sources may not open connections to containers (repeatable; see --filter-allow).
+    #[arg(long = "filter-deny", value_name = "CIDR")]
+    #[serde(default)]
+    pub filter_deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

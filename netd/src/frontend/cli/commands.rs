@@ -37,7 +37,12 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
     let c = Client::new(socket);
     let e = |e: ClientError| e.to_string();
     match cmd {
-        Command::Daemon(_) => unreachable!("handled in main"),
+        Command::Daemon(_)
+        | Command::InstallUnit { .. }
+        | Command::Completion { .. }
+        | Command::Version { .. }
+        | Command::Man { .. }
+        | Command::Doctor { .. } => unreachable!("handled in main"),
         Command::Attach(a) => {
             let v: EndpointView = c
                 .post("/v1/endpoints", &attach_request(*a))
@@ -51,16 +56,23 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
                 .map_err(e)?;
             Ok(name)
         }
-        Command::Ls => {
+        Command::Ls { json } => {
             let list: Vec<EndpointView> = c.get("/v1/endpoints").await.map_err(e)?;
+            if json {
+                return Ok(serde_json::to_string_pretty(&list).unwrap_or_default());
+            }
             Ok(output::format_ls(&list))
         }
         Command::Inspect { name } => {
             let v: serde_json::Value = c.get(&format!("/v1/endpoints/{name}")).await.map_err(e)?;
             Ok(pretty(&v))
         }
-        Command::Port { name, port } => {
+        Command::Port { name, port, json } => {
             let v: EndpointView = c.get(&format!("/v1/endpoints/{name}")).await.map_err(e)?;
+            if json {
+                let ports = output::select_ports(&v, port.as_deref())?;
+                return Ok(serde_json::to_string_pretty(&ports).unwrap_or_default());
+            }
             output::format_port(&v, port.as_deref())
         }
         Command::Publish { name, specs } => {
@@ -99,7 +111,11 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
                 FilterAction::Allow { cidrs } => ("allow", cidrs),
                 FilterAction::Deny { cidrs } => ("deny", cidrs),
                 FilterAction::Rm { cidrs } => ("rm", cidrs),
-                FilterAction::Ls => ("ls", Vec::new()),
+                FilterAction::Ls { json: true } => {
+                    let v: serde_json::Value = c.get("/v1/filters").await.map_err(e)?;
+                    return Ok(pretty(&v));
+                }
+                FilterAction::Ls { json: false } => ("ls", Vec::new()),
             };
             let v: serde_json::Value = if action == "ls" {
                 c.get("/v1/filters").await.map_err(e)?
@@ -184,8 +200,11 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             }
             Ok(names.join("\n"))
         }
-        NetworkAction::Ls => {
+        NetworkAction::Ls { json } => {
             let list: Vec<NetworkView> = c.get("/v1/networks").await.map_err(e)?;
+            if json {
+                return Ok(serde_json::to_string_pretty(&list).unwrap_or_default());
+            }
             Ok(output::format_networks(&list))
         }
         NetworkAction::Inspect { name } => {

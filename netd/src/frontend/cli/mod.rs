@@ -22,8 +22,14 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     match cli.command {
-        Command::Daemon(args) => {
-            init_logging(&args.log_level);
+        Command::Daemon(_) => {
+            // The command line with the config file laid over it (see ops::config_file).
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let settings = match crate::ops::config_file::load(&argv) {
+                Ok(s) => s,
+                Err(e) => return fail(&e.to_string()),
+            };
+            crate::ops::log::init(&settings.args.log_level);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -31,8 +37,69 @@ pub fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
             };
-            match rt.block_on(crate::frontend::daemon::run(*args, socket)) {
+            match rt.block_on(crate::frontend::daemon::run(settings, argv, socket)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        Command::Doctor {
+            interfaces,
+            bpffs,
+            cgroup,
+            json,
+        } => {
+            use crate::ops::doctor;
+            let f = doctor::run_checks(&doctor::DoctorArgs {
+                interfaces,
+                bpffs,
+                cgroup,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+            } else {
+                print!("{}", doctor::format(&f));
+            }
+            if f.iter().any(|x| x.level == doctor::Level::Fail) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Completion { shell } => {
+            print!("{}", crate::ops::clitools::completion(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Version { json } => {
+            let v = crate::ops::clitools::version();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("{v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Man { dest } => match crate::ops::clitools::man_pages(&dest) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!(
+                "cannot write man pages into {}: {e}",
+                dest.display()
+            )),
+        },
+        Command::InstallUnit { dest, bin, force } => {
+            let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
+                Ok(b) => std::path::absolute(&b).unwrap_or(b),
+                Err(e) => return fail(&format!("cannot find the netd binary: {e}")),
+            };
+            match crate::ops::unit::install(&dest, &bin, force) {
+                Ok(p) => {
+                    println!("{}", p.display());
+                    ExitCode::SUCCESS
+                }
                 Err(e) => fail(&e.to_string()),
             }
         }
@@ -60,23 +127,4 @@ pub fn main() -> ExitCode {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("netd: {msg}");
     ExitCode::FAILURE
-}
-
-fn init_logging(level: &str) {
-    // netlink-packet-route warns about every attribute newer than itself; that is noise here.
-    let spec = if level.contains('=') {
-        level.to_string()
-    } else {
-        format!("{level},netlink_packet_route=error")
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| {
-        eprintln!("netd: invalid --log-level {level:?}; using info");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }

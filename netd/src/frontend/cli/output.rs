@@ -1,6 +1,6 @@
 //! How the CLI prints the daemon's answers: tables as `docker ps`/`docker port` print them.
 
-use crate::frontend::http::types::{EndpointView, NetworkView, StatsView};
+use crate::frontend::http::types::{EndpointView, NetworkView, PortView, StatsView};
 
 pub fn format_filters(v: &serde_json::Value) -> String {
     let list = |k: &str| -> String {
@@ -114,12 +114,16 @@ pub fn format_ls(list: &[EndpointView]) -> String {
 }
 
 /// `docker port` output: "80/tcp -> 0.0.0.0:8080".
-pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, String> {
+/// The ports `netd port NAME [PORT]` shows; an error when PORT is given and not published.
+pub fn select_ports<'a>(
+    v: &'a EndpointView,
+    filter: Option<&str>,
+) -> Result<Vec<&'a PortView>, String> {
     let want = filter
         .map(crate::spec::parse_port_query)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let lines: Vec<String> = v
+    let ports: Vec<&PortView> = v
         .ports
         .iter()
         .filter(|p| match &want {
@@ -128,6 +132,18 @@ pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, Str
             }
             None => true,
         })
+        .collect();
+    if ports.is_empty() {
+        if let Some(f) = filter {
+            return Err(format!("no public port {f} published for {}", v.name));
+        }
+    }
+    Ok(ports)
+}
+
+pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, String> {
+    let lines: Vec<String> = select_ports(v, filter)?
+        .into_iter()
         .map(|p| {
             if filter.is_some() {
                 format!("{}:{}", p.host_ip, p.host_port)
@@ -139,11 +155,6 @@ pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, Str
             }
         })
         .collect();
-    if lines.is_empty() {
-        if let Some(f) = filter {
-            return Err(format!("no public port {f} published for {}", v.name));
-        }
-    }
     Ok(lines.join("\n"))
 }
 

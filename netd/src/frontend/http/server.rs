@@ -60,13 +60,24 @@ async fn handle(mut stream: UnixStream, engine: Shared) -> Result<(), http::Http
         Ok(r) => r,
         Err(e) => {
             let body = error_body(&e.to_string());
-            stream.write_all(&http::response(400, &body)).await?;
+            write(&mut stream, &http::response(e.status(), &body)).await?;
             return Ok(());
         }
     };
     let (status, body) = route(&req.method, &req.path, &req.body, &engine).await;
-    stream.write_all(&http::response(status, &body)).await?;
-    Ok(())
+    write(&mut stream, &http::response(status, &body)).await
+}
+
+/// Writes an answer; a client that does not read it within [`READ_TIMEOUT`] loses it (and
+/// its connection slot).
+async fn write(stream: &mut UnixStream, bytes: &[u8]) -> Result<(), http::HttpError> {
+    match tokio::time::timeout(READ_TIMEOUT, stream.write_all(bytes)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(http::HttpError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "answer not read within 10 s",
+        ))),
+    }
 }
 
 fn error_body(msg: &str) -> Vec<u8> {
@@ -122,8 +133,12 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(s) => s,
                 Err(e) => return bad(e),
             };
+            let t = std::time::Instant::now();
             match engine.lock().await.attach(spec).await {
-                Ok(v) => json(201, &v),
+                Ok(v) => {
+                    crate::ops::metrics::ATTACH.observe(t.elapsed());
+                    json(201, &v)
+                }
                 Err(e) => err(e),
             }
         }
@@ -154,8 +169,12 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
                 Ok(s) => s,
                 Err(e) => return bad(e),
             };
+            let t = std::time::Instant::now();
             match engine.lock().await.publish(name, &specs).await {
-                Ok(v) => json(200, &v),
+                Ok(v) => {
+                    crate::ops::metrics::PUBLISH.observe(t.elapsed());
+                    json(200, &v)
+                }
                 Err(e) => err(e),
             }
         }

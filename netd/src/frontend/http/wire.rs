@@ -15,10 +15,25 @@ pub enum HttpError {
     HeadTooLarge,
     #[error("HTTP body larger than {MAX_BODY} bytes")]
     BodyTooLarge,
+    #[error("Transfer-Encoding is not supported: send the body with a Content-Length")]
+    TransferEncoding,
     #[error("malformed HTTP message: {0}")]
     Malformed(String),
     #[error("I/O error on the API socket: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl HttpError {
+    /// The status that answers a request that failed this way.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::HeadTooLarge => 431,
+            HttpError::BodyTooLarge => 413,
+            HttpError::TransferEncoding => 501,
+            HttpError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => 408,
+            _ => 400,
+        }
+    }
 }
 
 /// A parsed message: request (method, path) or response (status).
@@ -111,6 +126,12 @@ pub async fn read_message<R: AsyncRead + Unpin>(
 }
 
 fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<usize>, HttpError> {
+    if headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        return Err(HttpError::TransferEncoding);
+    }
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value)
@@ -131,7 +152,11 @@ pub fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         _ => "Internal Server Error",
     }
 }
