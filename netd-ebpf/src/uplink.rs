@@ -46,6 +46,7 @@ pub fn leaves_for_outside(flags: u16) -> bool {
     outbound || published_reply
 }
 
+#[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
         return Ok(PASS);
@@ -63,7 +64,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         // SAFETY: a valid map value, copied out before any map update.
         let x = Xlate::of(unsafe { &*p });
         if arrives_from_outside(x.flags) {
-            ct::touch(p, &pkt, ctx.len(), now);
+            ct::touch(p, &k, &pkt, ctx, now)?;
             nat::apply(ctx, &pkt, &x)?;
             return Ok(into_container(ctx, cfg, x.daddr));
         }
@@ -105,6 +106,7 @@ fn into_container(ctx: &TcContext, cfg: &netd_common::DpConfig, ip: u32) -> i32 
     PASS
 }
 
+#[inline(always)]
 pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
         return Ok(PASS);
@@ -125,7 +127,7 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
         // SAFETY: a valid map value, copied out before any map update.
         let x = Xlate::of(unsafe { &*p });
         if leaves_for_outside(x.flags) {
-            ct::touch(p, &pkt, ctx.len(), now);
+            ct::touch(p, &k, &pkt, ctx, now)?;
             nat::apply(ctx, &pkt, &x)?;
             return Ok(PASS);
         }

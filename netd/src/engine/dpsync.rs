@@ -49,11 +49,18 @@ impl Engine {
             subnet_mask: be(subnet.netmask()),
             snat_port_min: SNAT_PORTS.0,
             snat_port_max: SNAT_PORTS.1,
+            // Close to Linux's nf_conntrack defaults: syn_sent 120 s (here 60 s), established
+            // 5 days (here 6 h), fin_wait/close_wait 120 s / 60 s, time_wait 120 s, close 10 s,
+            // UDP unreplied 30 s / stream 120 s (here 60 s for either direction's idle time).
             ct_tcp_syn_s: 60,
             ct_tcp_established_s: 6 * 3600,
-            ct_tcp_closing_s: 10,
+            ct_tcp_closing_s: 120,
+            ct_tcp_time_wait_s: 120,
+            ct_tcp_close_s: 10,
             ct_udp_s: 60,
             ct_icmp_s: 30,
+            // Nothing answered: gone after 30 s (spoofed segments, scans, probes).
+            ct_unreplied_s: 30,
             bridge_mac: bridge_mac.unwrap_or_default(),
             ..Default::default()
         }
