@@ -499,6 +499,7 @@ pub struct Frame {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    tcp_seq: u32,
     icmp_type: u8,
     icmp_code: u8,
     ip_id: u16,
@@ -518,6 +519,7 @@ impl Frame {
             sport,
             dport,
             tcp_flags: TCP_ACK,
+            tcp_seq: 0x0102_0304,
             icmp_type: 0,
             icmp_code: 0,
             ip_id: 0x1111,
@@ -557,6 +559,12 @@ impl Frame {
         self
     }
 
+    /// The TCP sequence number (host order).
+    pub fn seq(mut self, seq: u32) -> Self {
+        self.tcp_seq = seq;
+        self
+    }
+
     pub fn flags(mut self, f: u8) -> Self {
         self.tcp_flags = f;
         self
@@ -590,7 +598,7 @@ impl Frame {
             IPPROTO_TCP => {
                 l4.extend_from_slice(&self.sport.to_be_bytes());
                 l4.extend_from_slice(&self.dport.to_be_bytes());
-                l4.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+                l4.extend_from_slice(&self.tcp_seq.to_be_bytes());
                 l4.extend_from_slice(&0u32.to_be_bytes());
                 l4.extend_from_slice(&[0x50, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
             }
