@@ -76,6 +76,12 @@ pub const CFG_F_DENYLIST: u32 = 1 << 3;
 /// `bpf_fib_lookup` + `bpf_redirect`/`bpf_redirect_neigh`. Whenever a lookup fails the packet
 /// takes the stack's path, as without the flag.
 pub const CFG_F_FAST_PATH: u32 = 1 << 4;
+/// Translated source ports (masquerade, and the SNAT of a container reaching its own published
+/// port) always lie in [`DpConfig::snat_port_min`, `DpConfig::snat_port_max`]: a container's
+/// port is kept only when it is inside. The daemon reserves that range from its namespace's
+/// ephemeral ports (`--masq-ports`), so a host socket opened later never has a masqueraded
+/// flow's port. Without the flag a free original port is kept whatever it is.
+pub const CFG_F_SNAT_IN_RANGE: u32 = 1 << 5;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]

@@ -209,3 +209,36 @@ fn closed_flows_are_evicted_before_new_ones_are_refused() {
         assert!(w.ct(&k).is_some(), "the established flow stays");
     });
 }
+
+#[test]
+fn with_the_reserved_range_translated_source_ports_always_lie_inside_it() {
+    World::with(|w| {
+        // The daemon's setting: 50000-50999 is reserved from the host's own sockets.
+        w.config(|c| c.flags |= CFG_F_SNAT_IN_RANGE);
+        // A port a host socket could get later (40000) is moved into the range.
+        let f = Frame::udp(A_IP, SERVER, 40000, 53);
+        let (v, out) = w.run(PROG_TO_UPLINK, w.up, &f.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        let (s, d, sp, dp) = tuple(&out);
+        assert_eq!((s, d, dp), (UPLINK_IP, SERVER, 53));
+        assert!((50000..=50999).contains(&sp), "masqueraded to {sp}");
+        // Its replies come back to A's own port.
+        let r = Frame::udp(SERVER, UPLINK_IP, 53, sp);
+        let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &r.bytes());
+        assert_eq!(tuple(&out), (SERVER, A_IP, 53, 40000));
+        // A port inside the range is kept while free.
+        let f = Frame::udp(A_IP, SERVER, 50777, 53);
+        let (_, out) = w.run(PROG_TO_UPLINK, w.up, &f.bytes());
+        assert_eq!(tuple(&out), (UPLINK_IP, SERVER, 50777, 53));
+        // A container reaching its own published port: the SNAT to the gateway uses the
+        // range too (host sockets may talk from the bridge address).
+        let f = Frame::tcp(A_IP, BRIDGE_IP, 36000, 8080)
+            .macs(A_MAC, BRIDGE_MAC)
+            .flags(TCP_SYN);
+        let (v, out) = w.run(PROG_FROM_CONTAINER, w.va, &f.bytes());
+        assert_eq!(v, TC_ACT_REDIRECT);
+        let (s, d, sp, dp) = tuple(&out);
+        assert_eq!((s, d, dp), (BRIDGE_IP, A_IP, 80));
+        assert!((50000..=50999).contains(&sp), "self-hairpin SNAT to {sp}");
+    });
+}

@@ -29,6 +29,9 @@ pub struct Config {
     pub bpffs: PathBuf,
     /// `--ct-max`: size of the connection-tracking table.
     pub ct_max: u32,
+    /// `--masq-ports`: the SNAT source port range (inclusive), reserved from the host's
+    /// ephemeral port allocator.
+    pub masq_ports: (u16, u16),
     pub cgroup: Option<PathBuf>,
     pub dataplane: DataplaneMode,
     /// `--fast-path`: translated traffic is redirected between uplinks and containers.
@@ -111,6 +114,9 @@ impl Config {
             state_dir: a.state_dir.clone(),
             bpffs: a.bpffs.clone(),
             ct_max: a.ct_max,
+            masq_ports: parse_port_range(&a.masq_ports).map_err(|e| {
+                EngineError::Invalid(format!("invalid --masq-ports {:?}: {e}", a.masq_ports))
+            })?,
             cgroup: a.cgroup.clone(),
             dataplane: a.dataplane,
             fast_path: fast_path(a.fast_path)?,
@@ -120,6 +126,26 @@ impl Config {
     pub fn bridge_name(&self) -> &str {
         self.adopt_bridge.as_deref().unwrap_or(DEFAULT_BRIDGE)
     }
+}
+
+/// `MIN-MAX` (or one port), 1024 <= MIN <= MAX.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port number"))
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
+    if lo < 1024 {
+        return Err(format!(
+            "{lo} is a privileged port (the range must start at 1024 or above)"
+        ));
+    }
+    if hi < lo {
+        return Err(format!("{lo}-{hi} is empty"));
+    }
+    Ok((lo, hi))
 }
 
 pub fn parse_dns(list: &[String]) -> Result<Vec<IpAddr>, EngineError> {

@@ -145,6 +145,9 @@ impl Engine {
         if cfg.ip_forward {
             network::enable_ip_forward()?;
         }
+        if cfg.dataplane == DataplaneMode::Ebpf {
+            network::reserve_masq_ports(cfg.masq_ports)?;
+        }
         st.network = Some(net.clone());
         let ipam = Ipam::new(net.bridge_addr, net.pool, cfg.default_gateway);
         let dp = match cfg.dataplane {
