@@ -111,6 +111,10 @@ pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtE
 /// packets all go one way (a UDP stream, a container answering late) is alive as a whole. A
 /// peer that does not point back at `k` belongs to another flow and keeps nothing alive.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
 fn stale(e: &CtEntry, k: &CtKey, cfg: &DpConfig, now: u64) -> bool {
     if !expired(e, k.proto, cfg, now) {
         return false;
@@ -156,6 +160,10 @@ fn initial_tcp_state(pkt: &Pkt) -> u8 {
 
 /// The peer of `e` (keyed `k`), when it points back.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
 fn peer_of(e: &CtEntry, k: &CtKey) -> Option<*mut CtEntry> {
     let q = NETD_CT.get_ptr_mut(&e.peer)?;
     // SAFETY: a valid map value, read at once.
@@ -526,6 +534,10 @@ fn evict_one(cfg: &DpConfig, now: u64) -> bool {
 }
 
 /// One slot of [`evict_one`]'s scan: 1 stops the loop.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
 extern "C" fn evict_step(_i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes evict_one's `Evict` back.
     let ev = unsafe { &mut *ctx.cast::<Evict>() };
