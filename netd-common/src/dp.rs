@@ -701,6 +701,49 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_eviction_and_the_rst_window() {
+        let cfg = DpConfig {
+            ct_tcp_syn_s: 60,
+            ct_tcp_established_s: 3600,
+            ct_tcp_closing_s: 120,
+            ct_tcp_time_wait_s: 100,
+            ct_tcp_close_s: 10,
+            ct_udp_s: 60,
+            ct_icmp_s: 0,
+            ct_unreplied_s: 30,
+            ..Default::default()
+        };
+        let s = 1_000_000_000;
+        let mut e = CtEntry {
+            tcp_state: CT_TCP_ESTABLISHED,
+            ..Default::default()
+        };
+        // Unreplied: capped, even a "never" timeout.
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * s);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_ICMP, &cfg), 30 * s);
+        assert!(ct_evictable(&e, IPPROTO_TCP));
+        e.flags |= CT_F_SEEN_REPLY;
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 3600 * s);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_ICMP, &cfg), 0);
+        assert!(!ct_evictable(&e, IPPROTO_TCP));
+        for (state, t, evictable) in [
+            (CT_TCP_CLOSING, 120, false),
+            (CT_TCP_TIME_WAIT, 100, true),
+            (CT_TCP_CLOSED, 10, true),
+        ] {
+            e.tcp_state = state;
+            assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), t * s);
+            assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
+        }
+        assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        assert!(seq_in_window(1000, 1000));
+        assert!(seq_in_window(5, u32::MAX - 5), "wraps");
+        assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));
+        assert!(!seq_in_window(1001 + CT_RST_WINDOW, 1000));
+        assert!(!seq_in_window(1000u32.wrapping_add(0x8000_0000), 1000));
+    }
+
+    #[test]
     fn link_ports_and_ct_reverse() {
         let mut lp = LinkPorts {
             count: 2,
