@@ -11,7 +11,13 @@
 //! DROP_CT_EVICTED). A replied, live flow is never evicted; only when the ring offers no victim
 //! within CT_EVICT_TRIES slots is the new flow refused (DROP_CT_FULL). The table stays a
 //! preallocated hash (not an LRU): an LRU would evict established flows too, and would split
-//! pairs. Its size is the agent's `--ct-max`.
+//! pairs. Its size is the agent's `--ct-max`. Eviction ([`make_room`]) and the ring write
+//! ([`remember_new`]) run from the entry points in main.rs, after the program's body: inside
+//! it, from_container and [`create`] already use the whole 512-byte stack.
+//!
+//! TCP: SYN_SENT (also a flow picked up mid-stream) -> ESTABLISHED on the first answer ->
+//! CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED on an RST, which must lie within
+//! `CT_RST_WINDOW` of its sender's last sequence number (else DROP_TCP_RST_WINDOW).
 
 use core::{ffi::c_void, num::NonZeroU64};
 
