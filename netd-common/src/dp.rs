@@ -26,8 +26,16 @@ pub const MAP_UPLINKS: &str = "NETD_UPLINKS";
 pub const MAP_PORTS: &str = "NETD_PORTS";
 /// `PerCpuHashMap<u32 binding_id, Traffic>`: packets/bytes per published-port binding.
 pub const MAP_PORT_STATS: &str = "NETD_PORT_STATS";
-/// `LruHashMap<CtKey, CtEntry>`: connection tracking and NAT state, both directions.
+/// `HashMap<CtKey, CtEntry>` (preallocated, `--ct-max` entries): connection tracking and NAT
+/// state, both directions.
 pub const MAP_CT: &str = "NETD_CT";
+/// `Array<u32, CtRingSlot>` with [`DpConfig::ct_ring_slots`] slots: the most recently created
+/// flows, oldest first from [`CtRingPos::tail`]. Candidates for eviction when NETD_CT is full:
+/// a BPF hash cannot be scanned per bucket like Linux's early drop, so new flows are remembered
+/// here in creation order and the oldest one that is still unreplied goes first.
+pub const MAP_CT_RING: &str = "NETD_CT_RING";
+/// `Array<u32, CtRingPos>`, one entry: the ring's head and tail.
+pub const MAP_CT_RING_POS: &str = "NETD_CT_RING_POS";
 /// `HashMap<LinkKey, LinkPorts>`: `--link` allowances under `--icc false`.
 pub const MAP_LINKS: &str = "NETD_LINKS";
 /// `LpmTrie<u32 ipv4 (nbo), u32>`: source allow list (empty = everyone).
@@ -68,6 +76,12 @@ pub const CFG_F_DENYLIST: u32 = 1 << 3;
 /// `bpf_fib_lookup` + `bpf_redirect`/`bpf_redirect_neigh`. Whenever a lookup fails the packet
 /// takes the stack's path, as without the flag.
 pub const CFG_F_FAST_PATH: u32 = 1 << 4;
+/// Translated source ports (masquerade, and the SNAT of a container reaching its own published
+/// port) always lie in [`DpConfig::snat_port_min`, `DpConfig::snat_port_max`]: a container's
+/// port is kept only when it is inside. The daemon reserves that range from its namespace's
+/// ephemeral ports (`--masq-ports`), so a host socket opened later never has a masqueraded
+/// flow's port. Without the flag a free original port is kept whatever it is.
+pub const CFG_F_SNAT_IN_RANGE: u32 = 1 << 5;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -95,14 +109,22 @@ pub struct DpConfig {
     pub ct_tcp_closing_s: u32,
     pub ct_udp_s: u32,
     pub ct_icmp_s: u32,
-    pub _pad: u32,
+    /// Cap on the idle timeout of a flow whose other side never answered (any protocol):
+    /// unreplied flows (scans, spoofed segments, a mid-stream ACK) go quickly. 0 = no cap.
+    pub ct_unreplied_s: u32,
     /// The bridge's MAC address: the source of frames the fast path delivers to containers
     /// (what they would get from the bridge as their gateway). All zeroes = unknown: no fast
     /// path into containers.
     pub bridge_mac: [u8; 6],
     pub _pad2: u16,
+    /// Idle timeout after a FIN from both sides (Linux's time_wait), seconds.
+    pub ct_tcp_time_wait_s: u32,
+    /// Idle timeout after an (in-window) RST, seconds.
+    pub ct_tcp_close_s: u32,
+    /// Slots of NETD_CT_RING (the agent writes the map's real size); 0 = no eviction.
+    pub ct_ring_slots: u32,
 }
-const _: () = assert!(core::mem::size_of::<DpConfig>() == 68);
+const _: () = assert!(core::mem::size_of::<DpConfig>() == 80);
 
 impl DpConfig {
     /// Is `ip` (network byte order) inside the bridge subnet?
@@ -336,12 +358,33 @@ pub const CT_F_HAIRPIN: u16 = 1 << 5;
 pub const CT_F_MASQ: u16 = 1 << 6;
 /// Published-port flow (outside or hairpin -> container).
 pub const CT_F_PUBLISHED: u16 = 1 << 7;
+/// This direction has sent a FIN.
+pub const CT_F_FIN: u16 = 1 << 8;
+/// [`CtEntry::td_seq`] holds a sequence number this direction sent.
+pub const CT_F_TD_SEEN: u16 = 1 << 9;
 
 pub const CT_TCP_NONE: u8 = 0;
+/// Opened (a SYN, or a segment picked up mid-stream) and not answered yet.
 pub const CT_TCP_SYN_SENT: u8 = 1;
 pub const CT_TCP_ESTABLISHED: u8 = 2;
+/// One side sent a FIN (Linux's fin_wait / close_wait): the other may still send for long.
 pub const CT_TCP_CLOSING: u8 = 3;
+/// An in-window RST ended the connection.
 pub const CT_TCP_CLOSED: u8 = 4;
+/// Both sides sent a FIN.
+pub const CT_TCP_TIME_WAIT: u8 = 5;
+
+/// An RST is believed only when its sequence number lies within this distance of the last
+/// one its sender used (what the receiver's window could hold; one GSO/BIG TCP segment ahead,
+/// retransmissions behind). A blind spoofer must guess within 2 * 2^22 of 2^32.
+pub const CT_RST_WINDOW: u32 = 1 << 22;
+
+/// Does `seq` (host order) lie within [`CT_RST_WINDOW`] of `last` (wrapping)?
+#[inline(always)]
+pub fn seq_in_window(seq: u32, last: u32) -> bool {
+    let d = seq.wrapping_sub(last) as i32;
+    d.unsigned_abs() <= CT_RST_WINDOW
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -357,6 +400,10 @@ pub struct CtEntry {
     /// `CT_TCP_*` (TCP only).
     pub tcp_state: u8,
     pub _pad: u8,
+    /// TCP: the last sequence number this direction sent (host order), valid with
+    /// [`CT_F_TD_SEEN`]; an RST must be near it ([`seq_in_window`]).
+    pub td_seq: u32,
+    pub _pad2: u32,
     /// Published-port binding this flow uses (0 = none): NETD_PORT_STATS key.
     pub binding_id: u32,
     /// Where packets of this direction are delivered after translation, when known (the
@@ -370,22 +417,60 @@ pub struct CtEntry {
     /// The other direction's key, so both go together (GC, detach).
     pub peer: CtKey,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 120);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 128);
+
+/// A flow in NETD_CT_RING: its original-direction key and when it was created (a slot whose
+/// key now names a newer flow of the same tuple is stale).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtRingSlot {
+    pub key: CtKey,
+    pub created_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<CtRingSlot>() == 48);
+
+/// NETD_CT_RING's positions: flows are written at `head % slots`, eviction looks from
+/// `tail`. Updated without atomics: two CPUs racing may both write one slot (one flow then
+/// has no slot and can only expire), never anything worse.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtRingPos {
+    pub head: u64,
+    pub tail: u64,
+}
+const _: () = assert!(core::mem::size_of::<CtRingPos>() == 16);
+
+/// May this entry's flow be evicted to make room for a new one? Only when the other side never
+/// answered, or a TCP connection is over (RST, FIN both ways): a replied, live flow never is.
+#[inline(always)]
+pub fn ct_evictable(e: &CtEntry, proto: u8) -> bool {
+    e.flags & CT_F_SEEN_REPLY == 0
+        || proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_CLOSED || e.tcp_state == CT_TCP_TIME_WAIT)
+}
 
 /// Idle timeout of an entry, nanoseconds. Shared by the eBPF side (which refreshes entries) and
 /// the agent's garbage collector (which removes expired pairs). 0 (timeouts not configured) means
 /// "never expires": the programs then rely on LRU eviction alone.
 #[inline(always)]
 pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
-    let s = match proto {
+    let mut s = match proto {
         IPPROTO_TCP => match e.tcp_state {
             CT_TCP_ESTABLISHED => cfg.ct_tcp_established_s,
-            CT_TCP_CLOSING | CT_TCP_CLOSED => cfg.ct_tcp_closing_s,
+            CT_TCP_CLOSING => cfg.ct_tcp_closing_s,
+            CT_TCP_TIME_WAIT => cfg.ct_tcp_time_wait_s,
+            CT_TCP_CLOSED => cfg.ct_tcp_close_s,
             _ => cfg.ct_tcp_syn_s,
         },
         IPPROTO_UDP => cfg.ct_udp_s,
         _ => cfg.ct_icmp_s,
     };
+    // Unreplied: at most the short cap (a timeout of 0, "never", is capped too).
+    if e.flags & CT_F_SEEN_REPLY == 0
+        && cfg.ct_unreplied_s != 0
+        && (s == 0 || s > cfg.ct_unreplied_s)
+    {
+        s = cfg.ct_unreplied_s;
+    }
     s as u64 * 1_000_000_000
 }
 
@@ -488,7 +573,13 @@ pub const DROP_CT_CLASH: u32 = 13;
 /// A container sent a frame of an ethertype netd does not police (VLAN tags, anything but ARP,
 /// IPv4 and IPv6).
 pub const DROP_ETHERTYPE: u32 = 14;
-// 15..=18: connection tracking.
+/// Not a packet drop: an unreplied (or finished) flow was evicted from a full NETD_CT to make
+/// room for a new one. Counted here so `netd stats` shows it beside `conntrack-full` (a new
+/// flow refused because every entry belongs to a replied, live flow).
+pub const DROP_CT_EVICTED: u32 = 15;
+/// A TCP RST whose sequence number is outside its connection's window (a blind spoof): the
+/// receiver would ignore it; dropping it keeps the flow's state.
+pub const DROP_TCP_RST_WINDOW: u32 = 16;
 /// A packet from an uplink with a source no outside host may use (0/8, 127/8, multicast,
 /// 240/4, the bridge subnet and its gateway, the host's own addresses), towards a container or
 /// a published port; or a packet routed to a container from a host interface that is no
@@ -503,8 +594,10 @@ pub const DROP_VLAN: u32 = 20;
 /// container owning the destination address (the bridge would deliver it by MAC to another
 /// container whatever its IP destination).
 pub const DROP_ICC_MAC: u32 = 21;
+
 /// Size of NETD_DROPS: every reason above must be below it.
 pub const DROP_REASONS: u32 = 32;
+const _: () = assert!(DROP_TCP_RST_WINDOW < DROP_REASONS);
 const _: () = assert!(DROP_ICC_MAC < DROP_REASONS);
 
 /// Is `ip` (network byte order) a source no host may send from: 0.0.0.0/8 ("this network"),
@@ -534,6 +627,8 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_LOOPBACK_ONLY => "loopback-only-binding",
         DROP_CT_CLASH => "conntrack-tuple-clash",
         DROP_ETHERTYPE => "unsupported-ethertype",
+        DROP_CT_EVICTED => "conntrack-evicted-unreplied",
+        DROP_TCP_RST_WINDOW => "tcp-rst-out-of-window",
         DROP_MARTIAN => "martian-source",
         DROP_VLAN => "vlan-tag-without-device",
         DROP_ICC_MAC => "icc-foreign-dst-mac",
@@ -555,6 +650,8 @@ mod user {
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtEntry {}
+    unsafe impl aya::Pod for CtRingSlot {}
+    unsafe impl aya::Pod for CtRingPos {}
     unsafe impl aya::Pod for LinkKey {}
     unsafe impl aya::Pod for LinkPorts {}
     unsafe impl aya::Pod for FragKey {}
@@ -661,6 +758,49 @@ mod tests {
         ] {
             assert!(!m(a), "{a:?} is a valid source");
         }
+    }
+
+    #[test]
+    fn timeouts_eviction_and_the_rst_window() {
+        let cfg = DpConfig {
+            ct_tcp_syn_s: 60,
+            ct_tcp_established_s: 3600,
+            ct_tcp_closing_s: 120,
+            ct_tcp_time_wait_s: 100,
+            ct_tcp_close_s: 10,
+            ct_udp_s: 60,
+            ct_icmp_s: 0,
+            ct_unreplied_s: 30,
+            ..Default::default()
+        };
+        let s = 1_000_000_000;
+        let mut e = CtEntry {
+            tcp_state: CT_TCP_ESTABLISHED,
+            ..Default::default()
+        };
+        // Unreplied: capped, even a "never" timeout.
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * s);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_ICMP, &cfg), 30 * s);
+        assert!(ct_evictable(&e, IPPROTO_TCP));
+        e.flags |= CT_F_SEEN_REPLY;
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 3600 * s);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_ICMP, &cfg), 0);
+        assert!(!ct_evictable(&e, IPPROTO_TCP));
+        for (state, t, evictable) in [
+            (CT_TCP_CLOSING, 120, false),
+            (CT_TCP_TIME_WAIT, 100, true),
+            (CT_TCP_CLOSED, 10, true),
+        ] {
+            e.tcp_state = state;
+            assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), t * s);
+            assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
+        }
+        assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        assert!(seq_in_window(1000, 1000));
+        assert!(seq_in_window(5, u32::MAX - 5), "wraps");
+        assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));
+        assert!(!seq_in_window(1001 + CT_RST_WINDOW, 1000));
+        assert!(!seq_in_window(1000u32.wrapping_add(0x8000_0000), 1000));
     }
 
     #[test]

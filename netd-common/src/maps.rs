@@ -17,6 +17,8 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp::MAP_PORTS,
     crate::dp::MAP_PORT_STATS,
     crate::dp::MAP_CT,
+    crate::dp::MAP_CT_RING,
+    crate::dp::MAP_CT_RING_POS,
     crate::dp::MAP_LINKS,
     crate::dp::MAP_FILTER_ALLOW,
     crate::dp::MAP_FILTER_DENY,
@@ -87,10 +89,10 @@ const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> 
 use core::mem::size_of;
 
 use crate::dp::{
-    CtEntry, CtKey, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey, LinkPorts, MAP_CONFIG,
-    MAP_CT, MAP_DROPS, MAP_ENDPOINTS, MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS,
-    MAP_HOST_ADDRS, MAP_LINKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, PortEntry, Traffic,
-    UplinkInfo,
+    CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
+    LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_DROPS, MAP_ENDPOINTS,
+    MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS, MAP_HOST_ADDRS, MAP_LINKS,
+    MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, PortEntry, Traffic, UplinkInfo,
 };
 
 /// One entry per map of [`ALL_MAPS`].
@@ -104,6 +106,8 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     layout(MAP_PORTS, ARRAY, 4, size_of::<PortEntry>()),
     layout(MAP_PORT_STATS, PERCPU_HASH, 4, size_of::<Traffic>()),
     layout(MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()),
+    layout(MAP_CT_RING, ARRAY, 4, size_of::<CtRingSlot>()),
+    layout(MAP_CT_RING_POS, ARRAY, 4, size_of::<CtRingPos>()),
     layout(
         MAP_LINKS,
         HASH,

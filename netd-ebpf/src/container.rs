@@ -19,6 +19,7 @@ use crate::{
 
 const PASS: i32 = TC_ACT_OK;
 
+#[inline(always)]
 pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -69,18 +70,18 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         // SAFETY: a valid map value, copied out before any map update.
         let x = Xlate::of(unsafe { &*p });
         if x.flags & CT_F_HAIRPIN != 0 {
-            ct::touch(p, &pkt, ctx.len(), now);
+            ct::touch(p, &k, &pkt, ctx, now)?;
             nat::apply(ctx, &pkt, &x)?;
             if x.is_self_hairpin() {
                 return nat::bounce(ctx, x.ifindex);
             }
         } else if x.flags & CT_F_LINK != 0 {
-            ct::touch(p, &pkt, ctx.len(), now);
+            ct::touch(p, &k, &pkt, ctx, now)?;
         } else if redirect::enabled(cfg) && uplink::leaves_for_outside(x.flags) {
             // Fast path: routed, translated and sent to the uplink from here.
             let out = redirect::route_to_uplink(ctx, &pkt, ifindex);
             if out != 0 {
-                ct::touch(p, &pkt, ctx.len(), now);
+                ct::touch(p, &k, &pkt, ctx, now)?;
                 nat::apply(ctx, &pkt, &x)?;
                 return Ok(redirect::send_to_uplink(ctx, out) as i32);
             }

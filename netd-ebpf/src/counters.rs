@@ -72,8 +72,9 @@ static NETD_DROPS: PerCpuArray<u64, { DROP_REASONS as usize }> = PerCpuArray::ne
 static NETD_PORT_STATS: PerCpuHashMap<u32, Traffic, { PORT_STATS_MAX as usize }> =
     PerCpuHashMap::new();
 
+/// Counts one event under `reason` without dropping anything (conntrack evictions).
 #[inline(always)]
-fn count_drop(reason: u32) {
+pub fn count_drop(reason: u32) {
     if let Some(p) = NETD_DROPS.get_ptr_mut(reason) {
         // SAFETY: a per-CPU slot, written only by this CPU while the program runs.
         unsafe { *p += 1 };

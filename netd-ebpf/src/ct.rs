@@ -1,46 +1,80 @@
 //! Connection tracking in a preallocated hash (NETD_CT): one entry per direction, linked through
-//! `CtEntry::peer`. Entries carry the NAT translation of their direction, the TCP state and
-//! counters; the agent's garbage collector removes expired pairs, and lookups here already
-//! ignore expired entries so a stale tuple can be reused at once. Not an LRU: a full table
-//! refuses new flows (DROP_CT_FULL) instead of evicting established ones, so a flood of new
-//! connections cannot break live ones. Its size is the agent's `--ct-max`.
+//! `CtEntry::peer` (a peer counts only while it points back). Entries carry the NAT translation
+//! of their direction, the TCP state and counters; the agent's garbage collector removes expired
+//! pairs, and lookups here already ignore expired entries so a stale tuple can be reused at once
+//! (its old owner is removed with it, so two flows never share a reply tuple).
+//!
+//! Under pressure, like Linux conntrack's early drop but oldest first: a flow is "unreplied"
+//! until the other side answers, with a short timeout (`ct_unreplied_s`); new flows are also
+//! remembered in creation order in NETD_CT_RING, and when NETD_CT is full a new flow evicts the
+//! oldest remembered flow that is unreplied or finished (`ct_evictable`, counted
+//! DROP_CT_EVICTED). A replied, live flow is never evicted; only when the ring offers no victim
+//! within CT_EVICT_TRIES slots is the new flow refused (DROP_CT_FULL). The table stays a
+//! preallocated hash (not an LRU): an LRU would evict established flows too, and would split
+//! pairs. Its size is the agent's `--ct-max`. Eviction ([`make_room`]) and the ring write
+//! ([`remember_new`]) run from the entry points in main.rs, after the program's body: inside
+//! it, from_container and [`create`] already use the whole 512-byte stack.
+//!
+//! TCP: SYN_SENT (also a flow picked up mid-stream) -> ESTABLISHED on the first answer ->
+//! CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED on an RST, which must lie within
+//! `CT_RST_WINDOW` of its sender's last sequence number (else DROP_TCP_RST_WINDOW).
+
+use core::{ffi::c_void, num::NonZeroU64};
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    btf_maps::{HashMap, PerCpuArray},
-    helpers::bpf_ktime_get_ns,
+    btf_maps::{Array, HashMap, PerCpuArray},
+    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
     macros::btf_map,
 };
 use netd_common::{
-    CT_F_DNAT, CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SNAT, CT_MAX_DEFAULT, CT_TCP_CLOSED,
-    CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_NONE, CT_TCP_SYN_SENT, CtEntry, CtKey, DpConfig,
-    IPPROTO_ICMP, IPPROTO_TCP, ct_timeout_ns,
+    CT_F_DNAT, CT_F_FIN, CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SNAT, CT_F_TD_SEEN, CT_MAX_DEFAULT,
+    CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_NONE, CT_TCP_SYN_SENT,
+    CT_TCP_TIME_WAIT, CtEntry, CtKey, CtRingPos, CtRingSlot, DROP_CT_EVICTED, DROP_MALFORMED,
+    DROP_TCP_RST_WINDOW, DpConfig, IPPROTO_ICMP, IPPROTO_TCP, ct_evictable, ct_timeout_ns,
+    seq_in_window,
 };
 
+use aya_ebpf::programs::TcContext;
+
+use crate::counters;
 use crate::parse::{ICMP_ECHO_REPLY, L4_ECHO, Pkt, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 #[btf_map]
 static NETD_CT: HashMap<CtKey, CtEntry, { CT_MAX_DEFAULT as usize }> = HashMap::new();
+
+/// Recently created flows, oldest first from the tail (see the module doc). The agent sizes it
+/// to a slot per flow NETD_CT can hold and writes the size into `DpConfig::ct_ring_slots`.
+#[btf_map]
+static NETD_CT_RING: Array<CtRingSlot, { CT_MAX_DEFAULT as usize / 2 }> = Array::new();
+
+#[btf_map]
+static NETD_CT_RING_POS: Array<CtRingPos, 1> = Array::new();
 
 /// Where [`create`] builds entries: a CtEntry is too big for the 512-byte stack it shares with
 /// its callers. Per program instance, not pinned: it holds nothing between packets.
 #[btf_map]
 static NETD_CT_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
-/// The entry being built and the reply tuple.
+/// The entry being built and the reply tuple; the original key of the last flow created,
+/// for the entry point to write into the ring ([`remember_new`]) where the stack is shallow.
 pub struct Scratch {
     entry: CtEntry,
     reply: CtKey,
+    new_key: CtKey,
+    new_pending: u64,
 }
 
 const EEXIST: i32 = 17;
+/// Ring slots looked at to find an eviction victim for one new flow.
+const CT_EVICT_TRIES: u32 = 32;
 
 /// Why a new flow could not be tracked.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum CreateError {
     /// The reply tuple belongs to another live flow.
     Clash,
-    /// The map refused the insert (full).
+    /// The map refused the insert (full of replied flows, or another error).
     Full,
 }
 
@@ -78,21 +112,25 @@ pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtE
     Some(p)
 }
 
-/// Is the flow of entry `e` over? Only when neither direction was seen within its timeout:
-/// each direction's `last_seen_ns` only moves with its own packets, and a flow whose packets
-/// all go one way (a UDP stream, a container answering late) is alive as a whole.
+/// Is the flow of entry `e` (keyed `k`) over? Only when neither direction was seen within its
+/// timeout: each direction's `last_seen_ns` only moves with its own packets, and a flow whose
+/// packets all go one way (a UDP stream, a container answering late) is alive as a whole. A
+/// peer that does not point back at `k` belongs to another flow and keeps nothing alive.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "passing the key by value would copy it onto the 512-byte BPF stack"
 )]
-fn stale(e: &CtEntry, proto: u8, cfg: &DpConfig, now: u64) -> bool {
-    if !expired(e, proto, cfg, now) {
+fn stale(e: &CtEntry, k: &CtKey, cfg: &DpConfig, now: u64) -> bool {
+    if !expired(e, k.proto, cfg, now) {
         return false;
     }
     match NETD_CT.get_ptr(&e.peer) {
         // SAFETY: a valid map value, read at once.
-        Some(q) => expired(unsafe { &*q }, proto, cfg, now),
+        Some(q) => {
+            let q = unsafe { &*q };
+            q.peer != *k || expired(q, k.proto, cfg, now)
+        }
         None => true,
     }
 }
@@ -102,12 +140,15 @@ fn stale(e: &CtEntry, proto: u8, cfg: &DpConfig, now: u64) -> bool {
 pub fn lookup_key(k: &CtKey, cfg: &DpConfig, now: u64) -> Option<*mut CtEntry> {
     let p = NETD_CT.get_ptr_mut(k)?;
     // SAFETY: a valid map value; read without holding a reference across map updates.
-    if stale(unsafe { &*p }, k.proto, cfg, now) {
+    if stale(unsafe { &*p }, k, cfg, now) {
         return None;
     }
     Some(p)
 }
 
+/// The state a flow opened by `pkt` starts in. A segment that is not a SYN (a mid-stream ACK,
+/// say after the agent flushed the table) starts unanswered like a SYN: only the other side's
+/// answer makes it ESTABLISHED, so spoofed segments never get the long timeout.
 #[inline(always)]
 fn initial_tcp_state(pkt: &Pkt) -> u8 {
     if pkt.proto != IPPROTO_TCP {
@@ -118,69 +159,138 @@ fn initial_tcp_state(pkt: &Pkt) -> u8 {
         CT_TCP_CLOSED
     } else if f & TCP_FIN != 0 {
         CT_TCP_CLOSING
-    } else if f & TCP_SYN != 0 && f & TCP_ACK == 0 {
-        CT_TCP_SYN_SENT
     } else {
-        // Picked up mid-stream (e.g. after the agent flushed the table): loose, like
-        // nf_conntrack_tcp_loose.
-        CT_TCP_ESTABLISHED
+        CT_TCP_SYN_SENT
     }
 }
 
+/// The peer of `e` (keyed `k`), when it points back.
 #[inline(always)]
-fn next_tcp_state(old: u8, flags: u8, is_reply: bool) -> u8 {
-    if flags & TCP_RST != 0 {
-        CT_TCP_CLOSED
-    } else if flags & TCP_SYN != 0
-        && flags & TCP_ACK == 0
-        && !is_reply
-        && (old == CT_TCP_CLOSING || old == CT_TCP_CLOSED)
-    {
-        // The tuple is reused by a new connection.
-        CT_TCP_SYN_SENT
-    } else if flags & TCP_FIN != 0 && old < CT_TCP_CLOSING {
-        CT_TCP_CLOSING
-    } else if old == CT_TCP_SYN_SENT && is_reply {
-        CT_TCP_ESTABLISHED
-    } else {
-        old
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
+fn peer_of(e: &CtEntry, k: &CtKey) -> Option<*mut CtEntry> {
+    let q = NETD_CT.get_ptr_mut(&e.peer)?;
+    // SAFETY: a valid map value, read at once.
+    if unsafe { (*q).peer != *k } {
+        return None;
+    }
+    Some(q)
+}
+
+/// Accounts a packet to its entry `p` (keyed `k`): TCP state and window, "reply seen" (both
+/// directions get state changes, so either entry tells the garbage collector the truth), last
+/// seen and counters. An RST outside its sender's window changes nothing and is dropped. Not
+/// inlined (see [`account`]).
+#[inline(always)]
+pub fn touch(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> Result<(), u32> {
+    match account(p, k, pkt, ctx, now) {
+        0 => Ok(()),
+        r => Err(r),
     }
 }
 
-/// Accounts a packet to its entry: last seen, counters, TCP state and "reply seen" (both
-/// directions get state changes, so either entry tells the garbage collector the truth).
-#[inline(always)]
-pub fn touch(p: *mut CtEntry, pkt: &Pkt, len: u32, now: u64) {
-    // SAFETY: a valid map value; racing CPUs may lose a counter update, never memory safety.
+/// [`touch`] as a subprogram (at most five arguments, a plain return value): its three call
+/// sites in from_container would otherwise each cost stack there. 0 or a drop reason.
+#[inline(never)]
+fn account(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> u32 {
+    let len = ctx.len();
+    if pkt.proto == IPPROTO_TCP {
+        // The sequence number sits 4 bytes into the TCP header (parse checked the header).
+        let seq = match ctx.load::<u32>(pkt.l4_off as usize + 4) {
+            Ok(s) => u32::from_be(s),
+            Err(_) => return DROP_MALFORMED,
+        };
+        let r = tcp_update(p, k, pkt, seq, now);
+        if r != 0 {
+            return r;
+        }
+    } else {
+        // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
+        let e = unsafe { &mut *p };
+        if e.flags & (CT_F_REPLY | CT_F_SEEN_REPLY) == CT_F_REPLY {
+            e.flags |= CT_F_SEEN_REPLY;
+            if let Some(q) = peer_of(e, k) {
+                // SAFETY: as above.
+                let q = unsafe { &mut *q };
+                q.flags |= CT_F_SEEN_REPLY;
+                q.last_seen_ns = now;
+            }
+        }
+    }
+    // SAFETY: as above.
     let e = unsafe { &mut *p };
     e.last_seen_ns = now;
     e.packets += 1;
     e.bytes += u64::from(len);
+    0
+}
+
+/// The TCP half of [`touch`]: 0, or the drop reason for an RST outside the window. Moves both
+/// entries through SYN_SENT -> ESTABLISHED (on the first answer) -> CLOSING (one FIN) ->
+/// TIME_WAIT (FINs both ways), or CLOSED (RST); a SYN on a finished tuple starts over.
+#[inline(always)]
+fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, now: u64) -> u32 {
+    // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
+    let e = unsafe { &mut *p };
+    let f = pkt.tcp_flags;
+    if f & TCP_RST != 0 && e.flags & CT_F_TD_SEEN != 0 && !seq_in_window(seq, e.td_seq) {
+        return DROP_TCP_RST_WINDOW;
+    }
+    let q = peer_of(e, k);
+    // SAFETY: as above.
+    let peer_flags = q.map_or(0, |q| unsafe { (*q).flags });
     let is_reply = e.flags & CT_F_REPLY != 0;
     let old = e.tcp_state;
-    let state = if pkt.proto == IPPROTO_TCP {
-        next_tcp_state(old, pkt.tcp_flags, is_reply)
+    let mut clear = 0;
+    let state = if f & TCP_RST != 0 {
+        CT_TCP_CLOSED
+    } else if f & TCP_SYN != 0
+        && f & TCP_ACK == 0
+        && !is_reply
+        && (old == CT_TCP_CLOSING || old == CT_TCP_CLOSED || old == CT_TCP_TIME_WAIT)
+    {
+        // The tuple is reused by a new connection: the old FINs and the answer's sequence
+        // numbers are history.
+        clear = CT_F_FIN | CT_F_TD_SEEN;
+        e.flags &= !CT_F_FIN;
+        CT_TCP_SYN_SENT
+    } else if f & TCP_FIN != 0 {
+        e.flags |= CT_F_FIN;
+        if peer_flags & CT_F_FIN != 0 {
+            CT_TCP_TIME_WAIT
+        } else if old < CT_TCP_CLOSING {
+            CT_TCP_CLOSING
+        } else {
+            old
+        }
+    } else if old == CT_TCP_SYN_SENT && is_reply {
+        CT_TCP_ESTABLISHED
     } else {
         old
     };
+    e.td_seq = seq;
+    e.flags |= CT_F_TD_SEEN;
     let seen = is_reply && e.flags & CT_F_SEEN_REPLY == 0;
-    if state == old && !seen {
-        return;
+    if state == old && !seen && clear == 0 {
+        return 0;
     }
     e.tcp_state = state;
     if is_reply {
         e.flags |= CT_F_SEEN_REPLY;
     }
-    let peer = e.peer;
-    if let Some(q) = NETD_CT.get_ptr_mut(peer) {
+    if let Some(q) = q {
         // SAFETY: as above.
         let q = unsafe { &mut *q };
         q.tcp_state = state;
+        q.flags &= !clear;
         if is_reply {
             q.flags |= CT_F_SEEN_REPLY;
         }
         q.last_seen_ns = now;
     }
+    0
 }
 
 /// Everything a new flow's pair of entries needs besides its tuples (one argument, so that
@@ -202,15 +312,11 @@ pub struct NewFlow<'a> {
 }
 
 /// Tracks a new flow whose packets `k` become `t` after translation: inserts the reply entry
-/// (keyed by `t` reversed) without replacing a live flow's, then the original one. Not inlined:
+/// (keyed by `t` reversed) without replacing a live flow's, then the original one, evicting an
+/// unreplied flow when the table is full, and remembers the flow in NETD_CT_RING. Not inlined:
 /// its entry buffer would otherwise be duplicated on the stack at every call site.
 #[inline(never)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "passing keys by value would copy them onto the 512-byte BPF stack"
-)]
 pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
-    let (pkt, len, cfg, now) = (f.pkt, f.len, f.cfg, f.now);
     let Some(sc) = NETD_CT_SCRATCH.get_ptr_mut(0) else {
         return Err(CreateError::Full);
     };
@@ -240,23 +346,26 @@ pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
     e.nat_sport = k.dport;
     e.nat_dport = k.sport;
     e.flags = f.flags | rev_nat | CT_F_REPLY;
-    e.tcp_state = initial_tcp_state(pkt);
+    e.tcp_state = initial_tcp_state(f.pkt);
     e._pad = 0;
+    e.td_seq = 0;
+    e._pad2 = 0;
     e.binding_id = f.binding_id;
     e.ifindex = f.rev_ifindex;
-    e.last_seen_ns = now;
-    e.created_ns = now;
+    e.last_seen_ns = f.now;
+    e.created_ns = f.now;
     e.packets = 0;
     e.bytes = 0;
     e.peer = *k;
-    insert_reply(r, e, k, pkt.proto, cfg, now)?;
+    insert_reply(r, e, k, f)?;
 
-    // A stale original entry may still point at another reply tuple: drop that one.
+    // A stale original entry may still point at another reply tuple: drop that one (if it
+    // is still ours).
     if let Some(old) = NETD_CT.get_ptr(k) {
-        // SAFETY: a valid map value; the key is copied into the scratch entry at once.
-        e.peer = unsafe { (*old).peer };
-        if e.peer != *r {
-            let _ = NETD_CT.remove(&e.peer);
+        // SAFETY: a valid map value; its peer key is read in place.
+        let old_peer = unsafe { &(*old).peer };
+        if *old_peer != *r {
+            remove_if_points_back(old_peer, k);
         }
     }
     e.nat_saddr = t.saddr;
@@ -266,40 +375,203 @@ pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
     e.flags = f.flags | nat;
     e.ifindex = f.fwd_ifindex;
     e.packets = 1;
-    e.bytes = u64::from(len);
+    e.bytes = u64::from(f.len);
+    if f.pkt.proto == IPPROTO_TCP && f.pkt.tcp_flags & TCP_FIN != 0 {
+        e.flags |= CT_F_FIN;
+    }
     e.peer = *r;
-    if NETD_CT.insert(k, &*e, u64::from(BPF_ANY)).is_err() {
+    if insert(k, e, u64::from(BPF_ANY)) != 0 {
         let _ = NETD_CT.remove(r);
         return Err(CreateError::Full);
     }
+    sc.new_key = *k;
+    sc.new_pending = 1;
     Ok(())
 }
 
+/// Removes the entry keyed `key` if its peer is `back` (it is the other half of `back`'s
+/// flow, not of a newer one that reused the tuple).
+#[inline(never)]
+fn remove_if_points_back(key: &CtKey, back: &CtKey) {
+    if let Some(q) = NETD_CT.get_ptr(key)
+        // SAFETY: a valid map value, read at once.
+        && unsafe { (*q).peer == *back }
+    {
+        let _ = NETD_CT.remove(key);
+    }
+}
+
+/// Inserts `k` -> `e`; 0 or the map's error (-E2BIG when full: the entry point then makes
+/// room with [`make_room`] and runs the program again, where the stack is shallow).
 #[inline(always)]
-fn insert_reply(
-    r: &CtKey,
-    e: &CtEntry,
-    k: &CtKey,
-    proto: u8,
-    cfg: &DpConfig,
-    now: u64,
-) -> Result<(), CreateError> {
-    match NETD_CT.insert(r, e, u64::from(BPF_NOEXIST)) {
-        Ok(()) => Ok(()),
-        Err(err) if err == -EEXIST => {
+fn insert(k: &CtKey, e: &CtEntry, flags: u64) -> i32 {
+    match NETD_CT.insert(k, e, flags) {
+        Ok(()) => 0,
+        Err(err) => err,
+    }
+}
+
+#[inline(always)]
+fn insert_reply(r: &CtKey, e: &CtEntry, k: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
+    match insert(r, e, u64::from(BPF_NOEXIST)) {
+        0 => Ok(()),
+        err if err == -EEXIST => {
             // Ours (the original entry was removed) or expired: take it over.
             let Some(old) = NETD_CT.get_ptr(r) else {
                 return Err(CreateError::Clash);
             };
             // SAFETY: a valid map value, read at once.
             let old = unsafe { &*old };
-            if old.peer != *k && !stale(old, proto, cfg, now) {
-                return Err(CreateError::Clash);
+            if old.peer != *k {
+                if !stale(old, r, f.cfg, f.now) {
+                    return Err(CreateError::Clash);
+                }
+                // The old owner's original entry would keep translating into this tuple,
+                // and its replies would now reach the new flow: it goes.
+                remove_if_points_back(&old.peer, r);
             }
             NETD_CT
                 .insert(r, e, u64::from(BPF_ANY))
                 .map_err(|_| CreateError::Full)
         }
-        Err(_) => Err(CreateError::Full),
+        _ => Err(CreateError::Full),
     }
+}
+
+/// Writes the flow the program just created (if any) at the ring's head. Called by the entry
+/// points after the program's body, outside its deep stack.
+#[inline(always)]
+pub fn remember_new() {
+    let Some(sc) = NETD_CT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot.
+    let sc = unsafe { &mut *sc };
+    if sc.new_pending == 0 {
+        return;
+    }
+    sc.new_pending = 0;
+    let Some(cfg) = crate::maps::config() else {
+        return;
+    };
+    let Some(n) = NonZeroU64::new(u64::from(cfg.ct_ring_slots)) else {
+        return;
+    };
+    let Some(pos) = NETD_CT_RING_POS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a valid map value; racing CPUs may write one slot twice (see CtRingPos).
+    let pos = unsafe { &mut *pos };
+    let head = pos.head;
+    let Some(slot) = NETD_CT_RING.get_ptr_mut((head % n) as u32) else {
+        return;
+    };
+    // SAFETY: as above.
+    let slot = unsafe { &mut *slot };
+    slot.key = sc.new_key;
+    slot.created_ns = sc.entry.created_ns;
+    pos.head = head + 1;
+    if pos.tail + n.get() < head + 1 {
+        pos.tail = head + 1 - n.get();
+    }
+}
+
+/// What [`evict_step`] works on, on [`evict_one`]'s stack.
+#[repr(C)]
+struct Evict {
+    head: u64,
+    tail: u64,
+    slots: u64,
+    now: u64,
+    cfg: *const DpConfig,
+    found: u64,
+}
+
+/// Makes room in a full NETD_CT for a new flow the program just failed to track: evicts one
+/// flow. True when it did (the caller then tries the packet again).
+#[inline(always)]
+pub fn make_room() -> bool {
+    match crate::maps::config() {
+        Some(cfg) => evict_one(cfg, now()),
+        None => false,
+    }
+}
+
+/// Evicts the oldest flow of the ring that may go (unreplied, finished or expired), looking at
+/// most CT_EVICT_TRIES slots from the tail; flows it passes over (replied and live, or gone)
+/// leave the ring. Counts the eviction; false when there was none. The scan runs in
+/// `bpf_loop`, so the verifier walks its body once rather than once per slot and call site.
+#[inline(never)]
+fn evict_one(cfg: &DpConfig, now: u64) -> bool {
+    let slots = u64::from(cfg.ct_ring_slots);
+    let Some(pos) = NETD_CT_RING_POS.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a valid map value (see CtRingPos for races).
+    let pos = unsafe { &mut *pos };
+    let head = pos.head;
+    let mut tail = pos.tail;
+    if tail + slots < head {
+        tail = head - slots;
+    }
+    let mut ev = Evict {
+        head,
+        tail,
+        slots,
+        now,
+        cfg,
+        found: 0,
+    };
+    // SAFETY: evict_step has the callback signature bpf_loop expects and only reads `ev`
+    // through the pointer it is given, for the duration of the call.
+    unsafe {
+        bpf_loop(
+            CT_EVICT_TRIES,
+            evict_step as *mut c_void,
+            (&mut ev as *mut Evict).cast(),
+            0,
+        )
+    };
+    pos.tail = ev.tail;
+    if ev.found != 0 {
+        counters::count_drop(DROP_CT_EVICTED);
+    }
+    ev.found != 0
+}
+
+/// One slot of [`evict_one`]'s scan: 1 stops the loop.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
+extern "C" fn evict_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes evict_one's `Evict` back.
+    let ev = unsafe { &mut *ctx.cast::<Evict>() };
+    let Some(n) = NonZeroU64::new(ev.slots) else {
+        return 1;
+    };
+    if ev.tail >= ev.head {
+        return 1;
+    }
+    let Some(slot) = NETD_CT_RING.get_ptr((ev.tail % n) as u32) else {
+        return 1;
+    };
+    ev.tail += 1;
+    // SAFETY: a valid map value.
+    let slot = unsafe { &*slot };
+    let Some(p) = NETD_CT.get_ptr(&slot.key) else {
+        return 0;
+    };
+    // SAFETY: a valid map value, read at once; `cfg` is the config map's value.
+    let (e, cfg) = unsafe { (&*p, &*ev.cfg) };
+    if e.created_ns != slot.created_ns
+        || !ct_evictable(e, slot.key.proto) && !stale(e, &slot.key, cfg, ev.now)
+    {
+        return 0;
+    }
+    // The peer first, while this entry (holding its key) is still in the map.
+    remove_if_points_back(&e.peer, &slot.key);
+    let _ = NETD_CT.remove(&slot.key);
+    ev.found = 1;
+    1
 }

@@ -178,6 +178,7 @@ fn flow_of(q: &Quoted, cfg: &DpConfig) -> Option<Xlate> {
 
 /// From outside: errors about packets a container sent out masqueraded, or about published-port
 /// replies, go back to the container. Others are host traffic, unless aimed at a container.
+#[inline(never)]
 pub fn from_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
     if let Some(q) = quoted(ctx, pkt)?
         && let Some(x) = flow_of(&q, cfg)
@@ -200,6 +201,7 @@ pub fn from_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u3
 /// address and port, which the sender cannot match to its socket: PMTU discovery would break.
 /// The quoted packet gets the flow's outside destination back, and the error's source becomes
 /// that address, as conntrack's related NAT does. Others leave untranslated.
+#[inline(never)]
 pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
     if let Some(q) = quoted(ctx, pkt)?
         && q.saddr == pkt.daddr
@@ -216,6 +218,7 @@ pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32>
 /// about a tracked flow (a link) between the error's two ends pass `--icc false`; others do
 /// not: the quoted packet must have been sent by the error's receiver to its sender (as the
 /// sender received it), or any container could reach any other by quoting someone's flow.
+#[inline(never)]
 pub fn from_container(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
     let q = quoted(ctx, pkt)?.filter(|q| q.saddr == pkt.daddr && q.daddr == pkt.saddr);
     let x = q.as_ref().and_then(|q| flow_of(q, cfg));

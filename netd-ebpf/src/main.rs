@@ -48,25 +48,47 @@ fn tc_verdict(r: Result<i32, u32>) -> i32 {
     }
 }
 
+/// The verdict of `$run` (a program's body), which runs once more when it could not track a
+/// new flow because NETD_CT is full and one unreplied flow could be evicted (nothing was
+/// rewritten: flows are created before any rewrite). The eviction runs here, outside the
+/// body's deep stack.
+macro_rules! verdict_with_room {
+    ($run:expr) => {{
+        let mut r = $run;
+        if r == Err(netd_common::DROP_CT_FULL) && ct::make_room() {
+            r = $run;
+        }
+        ct::remember_new();
+        tc_verdict(r)
+    }};
+}
+
 /// Ingress on an uplink: traffic arriving from outside.
 #[classifier]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    tc_verdict(uplink::from_uplink(&ctx))
+    verdict_with_room!(uplink::from_uplink(&ctx))
 }
 
 /// Egress on an uplink: traffic leaving for outside.
 #[classifier]
 pub fn to_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
-    tc_verdict(uplink::to_uplink(&ctx))
+    verdict_with_room!(uplink::to_uplink(&ctx))
 }
 
 /// Ingress on a container's host-side veth: traffic sent by the container.
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    tc_verdict(container::from_container(&ctx))
+    // from_container's stack has no room for a second run (hairpin and links need a deep
+    // one): a new flow refused for a full table makes room for its retransmission instead.
+    let r = container::from_container(&ctx);
+    if r == Err(netd_common::DROP_CT_FULL) {
+        ct::make_room();
+    }
+    ct::remember_new();
+    tc_verdict(r)
 }
 
 /// Egress on a container's host-side veth: traffic delivered to the container.

@@ -11,8 +11,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_SNAT, CtEntry, CtKey, DROP_CT_CLASH,
-    DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig, PortEntry,
+    CFG_F_SNAT_IN_RANGE, CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_SNAT, CtEntry,
+    CtKey, DROP_CT_CLASH, DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig,
+    PortEntry,
 };
 
 use crate::{
@@ -298,14 +299,22 @@ fn host_socket_owns(ctx: &TcContext, t: &CtKey) -> bool {
     true
 }
 
-/// Tracks `k` -> `t` with `t`'s source port free for the reply: the original port when its
-/// reply tuple is free (in NETD_CT and among the host's own sockets), else a port of
-/// [snat_port_min, snat_port_max] probed from a tuple-hashed start, at most SNAT_TRIES times.
+/// Tracks `k` -> `t` with `t`'s source port free for the reply: the original port when it lies
+/// in [snat_port_min, snat_port_max] (the daemon reserves that range from the host's ephemeral
+/// ports) and its reply tuple is free (in NETD_CT and among the host's own sockets), else a
+/// port of the range probed from a tuple-hashed start, at most SNAT_TRIES times.
 /// Returns the tuple it got.
 #[inline(always)]
 fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> Result<CtKey, u32> {
     let (pkt, cfg) = (f.pkt, f.cfg);
-    if !host.is_some_and(|ctx| host_socket_owns(ctx, &t)) {
+    // With CFG_F_SNAT_IN_RANGE the original port is kept only inside the range (reserved
+    // from the host's own sockets, so none can open later with it); ICMP echo ids are no
+    // ports and are kept when free.
+    let sport = u16::from_be(t.sport);
+    let keep = pkt.kind == L4_ECHO
+        || cfg.flags & CFG_F_SNAT_IN_RANGE == 0
+        || (sport >= cfg.snat_port_min && sport <= cfg.snat_port_max);
+    if keep && !host.is_some_and(|ctx| host_socket_owns(ctx, &t)) {
         match ct::create(k, &t, f) {
             Ok(()) => return Ok(t),
             Err(CreateError::Full) => return Err(DROP_CT_FULL),

@@ -82,6 +82,7 @@ fn spoofed_source(cfg: &DpConfig, saddr: u32) -> bool {
         || maps::is_host_addr(saddr)
 }
 
+#[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
         return Ok(NEXT);
@@ -119,7 +120,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         // SAFETY: a valid map value, copied out before any map update.
         let x = Xlate::of(unsafe { &*p });
         if arrives_from_outside(x.flags) {
-            ct::touch(p, &pkt, ctx.len(), now);
+            ct::touch(p, &k, &pkt, ctx, now)?;
             nat::apply(ctx, &pkt, &x)?;
             return Ok(into_container(ctx, cfg, x.daddr));
         }
@@ -161,6 +162,7 @@ fn into_container(ctx: &TcContext, cfg: &netd_common::DpConfig, ip: u32) -> i32 
     PASS
 }
 
+#[inline(always)]
 pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
         return Ok(NEXT);
@@ -185,7 +187,7 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
         // SAFETY: a valid map value, copied out before any map update.
         let x = Xlate::of(unsafe { &*p });
         if leaves_for_outside(x.flags) {
-            ct::touch(p, &pkt, ctx.len(), now);
+            ct::touch(p, &k, &pkt, ctx, now)?;
             nat::apply(ctx, &pkt, &x)?;
             return Ok(PASS);
         }

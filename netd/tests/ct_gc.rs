@@ -93,3 +93,123 @@ fn gc_removes_only_flows_idle_in_both_directions() {
     }
     drop(dp);
 }
+
+/// A published UDP flow from port `n` of the client, through the real from_uplink program.
+fn send_udp(w: &datapath_util::World, n: u16) {
+    let f = datapath_util::Frame::udp([203, 0, 113, 7], datapath_util::UPLINK_IP, n, 5353);
+    let (v, _) = w.run(netd_common::PROG_FROM_UPLINK, w.up, &f.bytes());
+    assert_eq!(v, datapath_util::TC_ACT_OK);
+}
+
+fn udp_key(n: u16) -> CtKey {
+    datapath_util::ct_key(
+        [203, 0, 113, 7],
+        datapath_util::UPLINK_IP,
+        n,
+        5353,
+        IPPROTO_UDP,
+    )
+}
+
+#[test]
+fn gc_keeps_a_flow_seen_between_its_scan_and_its_sweep() {
+    datapath_util::World::with(|w| {
+        w.config(|c| c.ct_udp_s = 30);
+        send_udp(w, 4000);
+        let k = udp_key(4000);
+        let mut e = w.ct(&k).unwrap();
+        let mut r = w.ct(&e.peer).unwrap();
+        e.last_seen_ns -= 60_000_000_000;
+        r.last_seen_ns -= 60_000_000_000;
+        w.set_ct(&k, &e);
+        w.set_ct(&e.peer, &r);
+        let mut gc = CtGc::open(&w.pins.0).expect("gc");
+        let doomed = gc.scan().expect("scan");
+        assert!(doomed.contains(&k), "idle in the walk");
+        // The datapath sees the flow again before the sweep gets to it.
+        send_udp(w, 4000);
+        assert_eq!(
+            gc.sweep(&doomed).expect("sweep"),
+            0,
+            "the flow is alive again"
+        );
+        assert!(w.ct(&k).is_some(), "the refreshed entry stays");
+        assert!(
+            w.ct(&w.ct(&k).unwrap().peer).is_some(),
+            "and its idle reply entry"
+        );
+        // Once both directions are idle, both go.
+        let mut e = w.ct(&k).unwrap();
+        let mut r = w.ct(&e.peer).unwrap();
+        e.last_seen_ns -= 60_000_000_000;
+        r.last_seen_ns -= 60_000_000_000;
+        w.set_ct(&k, &e);
+        w.set_ct(&e.peer, &r);
+        send_udp(w, 4001);
+        assert_eq!(gc.run().expect("run"), 2);
+        assert!(w.ct(&k).is_none());
+        assert!(w.ct(&udp_key(4001)).is_some());
+    });
+}
+
+#[test]
+fn gc_with_traffic_running_never_removes_a_flow_in_use() {
+    datapath_util::World::with(|w| {
+        // Flows expire after 1 s of silence; the traffic below pauses past that, then
+        // resumes, while the GC walks a big table over and over.
+        w.config(|c| {
+            c.ct_udp_s = 1;
+            c.ct_unreplied_s = 1;
+        });
+        let path = w.pins.0.join("maps").join(MAP_CT);
+        let mut ct = Map::from_map_data(MapData::from_pin(&path).expect("pin")).expect("map");
+        {
+            let mut m: BpfHashMap<&mut MapData, CtKey, CtEntry> =
+                BpfHashMap::try_from(&mut ct).expect("hash");
+            for n in 0..20_000u16 {
+                for (k, mut e) in pair(n, IPPROTO_TCP, (0, 0), CT_TCP_ESTABLISHED) {
+                    e.flags |= netd_common::CT_F_SEEN_REPLY;
+                    m.insert(k, e, 0).expect("insert");
+                }
+            }
+        }
+        const FLOWS: u16 = 100;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let pins = w.pins.0.clone();
+        std::thread::scope(|s| {
+            let gc = s.spawn(|| {
+                let mut gc = CtGc::open(&pins).expect("gc");
+                let mut passes = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    gc.run().expect("gc run");
+                    passes += 1;
+                }
+                passes
+            });
+            let mut broken = Vec::new();
+            for round in 0..6 {
+                // Just past the timeout: the GC's walk may see the flows idle right before
+                // they come back.
+                std::thread::sleep(std::time::Duration::from_millis(1080));
+                for _ in 0..15 {
+                    for n in 0..FLOWS {
+                        send_udp(w, 5000 + n);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                for n in 0..FLOWS {
+                    // A burst after a pause opens the flow anew and then counts 15 packets,
+                    // unless the GC removed it in between.
+                    match w.ct(&udp_key(5000 + n)) {
+                        Some(e) if e.packets == 15 => {}
+                        other => broken.push((round, n, other.map(|e| e.packets))),
+                    }
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let passes = gc.join().expect("gc thread");
+            assert!(passes >= 4, "the GC ran {passes} times");
+            assert!(broken.is_empty(), "flows removed while in use: {broken:?}");
+        });
+    });
+}

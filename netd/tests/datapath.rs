@@ -185,40 +185,58 @@ fn a_flow_lives_while_either_direction_is_seen() {
 }
 
 #[test]
-fn a_full_conntrack_table_refuses_new_flows_and_keeps_established_ones() {
+fn a_full_conntrack_table_evicts_unreplied_flows_and_refuses_only_when_all_are_replied() {
     // Room for two flows (two entries each).
     World::with_ct_max(4, |w| {
         w.config(|_| {});
-        for port in [6001, 6002] {
+        let open = |port: u16| {
             let syn = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).flags(TCP_SYN);
-            let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &syn.bytes());
-            assert_eq!(v, TC_ACT_OK);
-            assert_eq!(tuple(&out), (CLIENT, A_IP, port, 80));
-        }
-        // A flood of new flows is refused and counted, from outside and from containers.
-        for port in 7000..7016 {
-            let syn = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).flags(TCP_SYN);
-            assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &syn.bytes()).0, TC_ACT_SHOT);
-        }
-        let out = Frame::tcp(B_IP, REMOTE, 40000, 443).flags(TCP_SYN);
-        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &out.bytes()).0, TC_ACT_SHOT);
-        assert_eq!(w.drop_count(DROP_CT_FULL), 17);
-        // The established flows keep working both ways.
-        for port in [6001, 6002] {
-            let k = ct_key(CLIENT, UPLINK_IP, port, 8080, IPPROTO_TCP);
-            assert!(w.ct(&k).is_some(), "flow {port} kept");
+            w.run(PROG_FROM_UPLINK, w.up, &syn.bytes())
+        };
+        let answer = |port: u16| {
             let reply = Frame::tcp(A_IP, CLIENT, 80, port)
                 .macs(A_MAC, BRIDGE_MAC)
                 .flags(TCP_SYN | TCP_ACK);
             let (v, out) = w.run(PROG_TO_UPLINK, w.up, &reply.bytes());
             assert_eq!(v, TC_ACT_OK);
             assert_eq!(tuple(&out), (UPLINK_IP, CLIENT, 8080, port));
+        };
+        // One established flow.
+        assert_eq!(open(6001).0, TC_ACT_OK);
+        answer(6001);
+        // A flood of new, unanswered flows: each evicts the oldest unreplied one; none is
+        // refused, and the established flow stays.
+        for port in 7000..7016 {
+            let (v, out) = open(port);
+            assert_eq!(v, TC_ACT_OK, "flow {port}");
+            assert_eq!(tuple(&out), (CLIENT, A_IP, port, 80));
+        }
+        assert_eq!(w.drop_count(DROP_CT_FULL), 0);
+        assert_eq!(w.drop_count(DROP_CT_EVICTED), 15);
+        assert!(
+            w.ct(&ct_key(CLIENT, UPLINK_IP, 6001, 8080, IPPROTO_TCP))
+                .is_some()
+        );
+        assert!(
+            w.ct(&ct_key(CLIENT, UPLINK_IP, 7014, 8080, IPPROTO_TCP))
+                .is_none()
+        );
+        // The last one is answered: now every entry is replied, and new flows are refused and
+        // counted, from outside and from containers.
+        answer(7015);
+        assert_eq!(open(7100).0, TC_ACT_SHOT);
+        let out = Frame::tcp(B_IP, REMOTE, 40000, 443).flags(TCP_SYN);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &out.bytes()).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_CT_FULL), 2);
+        assert_eq!(w.drop_count(DROP_CT_EVICTED), 15);
+        // The established flows keep working both ways.
+        for port in [6001, 7015] {
             let ack = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).flags(TCP_ACK);
             let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &ack.bytes());
             assert_eq!(v, TC_ACT_OK);
             assert_eq!(tuple(&out), (CLIENT, A_IP, port, 80));
         }
-        assert_eq!(w.drop_count(DROP_CT_FULL), 17);
+        assert_eq!(w.drop_count(DROP_CT_FULL), 2);
     });
 }
 
@@ -274,7 +292,7 @@ fn masquerade_keeps_free_ports_and_moves_clashing_ones() {
             .ct(&ct_key(REMOTE, UPLINK_IP, 443, 50000, IPPROTO_TCP))
             .unwrap();
         assert_eq!(
-            rev.flags,
+            rev.flags & !CT_F_TD_SEEN,
             CT_F_MASQ | CT_F_DNAT | CT_F_REPLY | CT_F_SEEN_REPLY
         );
         assert_eq!(rev.ifindex, w.vb);
@@ -607,7 +625,8 @@ fn icc_false_drops_unless_linked() {
         assert_eq!(
             w.ct(&ct_key(B_IP, A_IP, 80, 33000, IPPROTO_TCP))
                 .unwrap()
-                .flags,
+                .flags
+                & !CT_F_TD_SEEN,
             CT_F_LINK | CT_F_REPLY | CT_F_SEEN_REPLY
         );
         let b_to_a = Frame::tcp(B_IP, A_IP, 80, 33999).macs(B_MAC, A_MAC);

@@ -353,12 +353,17 @@ fn program(
             snat_port_max: 60999,
             ct_tcp_syn_s: 60,
             ct_tcp_established_s: 3600,
-            ct_tcp_closing_s: 10,
+            ct_tcp_closing_s: 120,
             ct_udp_s: 60,
             ct_icmp_s: 30,
-            _pad: 0,
+            ct_unreplied_s: 30,
             bridge_mac: bridge_mac.unwrap_or_default(),
             _pad2: 0,
+            ct_tcp_time_wait_s: 120,
+            ct_tcp_close_s: 10,
+            ct_ring_slots: Array::<_, CtRingSlot>::try_from(open_map(pin_dir, MAP_CT_RING))
+                .unwrap()
+                .len(),
         },
         0,
     )

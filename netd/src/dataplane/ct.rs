@@ -198,25 +198,31 @@ impl CtGc {
         })
     }
 
-    /// Removes expired flows in one pass. Each direction refreshes only its own entry, so a flow
-    /// is idle only when both entries have expired; then both go together. Returns how many
-    /// entries went.
-    pub fn run(&mut self) -> Result<usize, DataplaneError> {
+    fn config(&self) -> Result<netd_common::DpConfig, DataplaneError> {
         let cfg_map: aya::maps::Array<&MapData, netd_common::DpConfig> =
             aya::maps::Array::try_from(&self.config).map_err(|source| DataplaneError::Map {
                 map: netd_common::MAP_CONFIG,
                 source,
             })?;
-        let cfg = cfg_map.get(&0, 0).map_err(|source| DataplaneError::Map {
+        cfg_map.get(&0, 0).map_err(|source| DataplaneError::Map {
             map: netd_common::MAP_CONFIG,
             source,
-        })?;
+        })
+    }
+
+    /// Removes expired flows in one pass ([`CtGc::scan`] then [`CtGc::sweep`]). Returns how
+    /// many entries went.
+    pub fn run(&mut self) -> Result<usize, DataplaneError> {
+        let doomed = self.scan()?;
+        self.sweep(&doomed)
+    }
+
+    /// The entries that looked expired in a walk of the table: each direction refreshes only
+    /// its own entry, so an entry is a candidate only when its flow's other direction (its
+    /// peer, when that points back) has expired too, or is gone.
+    pub fn scan(&self) -> Result<Vec<CtKey>, DataplaneError> {
+        let cfg = self.config()?;
         let now = monotonic_ns();
-        let expired = |k: &CtKey, e: &CtEntry| {
-            let t = netd_common::ct_timeout_ns(e, k.proto, &cfg);
-            // A timeout of 0 means the entry never expires.
-            t != 0 && now.saturating_sub(e.last_seen_ns) > t
-        };
         let all: std::collections::HashMap<CtKey, CtEntry> = {
             let ct: BpfHashMap<&MapData, CtKey, CtEntry> =
                 BpfHashMap::try_from(&self.ct).map_err(|source| DataplaneError::Map {
@@ -225,20 +231,52 @@ impl CtGc {
                 })?;
             ct.iter().filter_map(Result::ok).collect()
         };
+        Ok(all
+            .iter()
+            .filter(|(k, e)| idle(k, e, all.get(&e.peer), &cfg, now))
+            .map(|(k, _)| *k)
+            .collect())
+    }
+
+    /// Removes the candidates of a [`CtGc::scan`] that are still idle. Walking a full table
+    /// takes long, and meanwhile the datapath refreshes or recreates flows: each entry and its
+    /// peer are read again right before the delete, and anything seen since stays. (The
+    /// re-read and the delete are two system calls: a packet landing between them loses its
+    /// entry, and the next one recreates the flow as unreplied; the window is microseconds,
+    /// not the length of the walk.)
+    pub fn sweep(&mut self, candidates: &[CtKey]) -> Result<usize, DataplaneError> {
+        let cfg = self.config()?;
         let mut ct: BpfHashMap<&mut MapData, CtKey, CtEntry> =
             BpfHashMap::try_from(&mut self.ct).map_err(|source| DataplaneError::Map {
                 map: MAP_CT,
                 source,
             })?;
         let mut n = 0;
-        for (k, e) in &all {
-            if expired(k, e)
-                && all.get(&e.peer).is_none_or(|p| expired(&e.peer, p))
-                && ct.remove(k).is_ok()
-            {
+        for k in candidates {
+            let now = monotonic_ns();
+            let Ok(e) = ct.get(k, 0) else { continue };
+            let peer = ct.get(&e.peer, 0).ok();
+            if idle(k, &e, peer.as_ref(), &cfg, now) && ct.remove(k).is_ok() {
                 n += 1;
             }
         }
         Ok(n)
     }
+}
+
+/// Is the flow of entry `e` (keyed `k`, whose peer entry is `peer`) idle past its timeout in
+/// both directions? A peer that does not point back belongs to another flow.
+fn idle(
+    k: &CtKey,
+    e: &CtEntry,
+    peer: Option<&CtEntry>,
+    cfg: &netd_common::DpConfig,
+    now: u64,
+) -> bool {
+    let expired = |e: &CtEntry| {
+        let t = netd_common::ct_timeout_ns(e, k.proto, cfg);
+        // A timeout of 0 means the entry never expires.
+        t != 0 && now.saturating_sub(e.last_seen_ns) > t
+    };
+    expired(e) && peer.is_none_or(|p| p.peer != *k || expired(p))
 }

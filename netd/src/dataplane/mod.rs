@@ -56,8 +56,14 @@ pub struct DataplaneConfig {
     /// `/sys/fs/bpf/netd`.
     pub pin_dir: PathBuf,
     /// Size of the connection-tracking table (`NETD_CT`, two entries per flow): a full table
-    /// refuses new flows. Applies when the map is created; a reused pin keeps its size.
+    /// evicts unreplied flows, and refuses new flows only when every entry is replied. Applies
+    /// when the map is created; a reused pin keeps its size.
     pub ct_max: u32,
+}
+
+/// NETD_CT_RING's size for a table of `ct_max` entries.
+pub fn ct_ring_slots(ct_max: u32) -> u32 {
+    (ct_max / 2).max(1)
 }
 
 /// The loaded eBPF object and its pin directory.
@@ -97,6 +103,8 @@ impl Dataplane {
             loader.map_pin_path(map, pins.map(map));
         }
         loader.map_max_entries(MAP_CT, cfg.ct_max);
+        // A ring slot per flow the table can hold (a flow takes two entries).
+        loader.map_max_entries(netd_common::MAP_CT_RING, ct_ring_slots(cfg.ct_max));
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|source| DataplaneError::LoadObject {

@@ -46,9 +46,14 @@ impl Dataplane {
     /// belong to [`Dataplane::set_ports`]).
     pub fn set_config(&mut self, cfg: &DpConfig) -> Result<(), DataplaneError> {
         let cur = self.config()?;
+        // The ring's real size (a reused pin keeps the size it was created with).
+        let ring: Array<&MapData, netd_common::CtRingSlot> =
+            Array::try_from(self.map_ref(netd_common::MAP_CT_RING)?)
+                .map_err(map_err(netd_common::MAP_CT_RING))?;
         let new = DpConfig {
             ports_active: cur.ports_active,
             ports_len: cur.ports_len,
+            ct_ring_slots: ring.len(),
             ..*cfg
         };
         let mut a: Array<&mut MapData, DpConfig> =

@@ -33,6 +33,9 @@ pub struct Config {
     pub bpffs: PathBuf,
     /// `--ct-max`: size of the connection-tracking table.
     pub ct_max: u32,
+    /// `--masq-ports`: the SNAT source port range (inclusive), reserved from the host's
+    /// ephemeral port allocator.
+    pub masq_ports: (u16, u16),
     pub cgroup: Option<PathBuf>,
     pub dataplane: DataplaneMode,
     /// `--tc-attach`, else `NETD_TC_ATTACH`, else auto.

@@ -6,17 +6,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netd_common::{
-    CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, DpConfig,
-    EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry, PortPair,
-    UPLINK_F_VLAN_PARENT, UplinkInfo,
+    CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, CFG_F_SNAT_IN_RANGE,
+    DpConfig, EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry,
+    PortPair, UPLINK_F_VLAN_PARENT, UplinkInfo,
 };
 
 use super::state::Endpoint;
 use super::{Engine, EngineError};
 use crate::spec::{NetMode, Proto};
-
-/// Masquerade source ports probed when the original one is taken (Linux NAT's default).
-const SNAT_PORTS: (u16, u16) = (1024, 65535);
 
 fn be(ip: Ipv4Addr) -> u32 {
     u32::from(ip).to_be()
@@ -34,6 +31,8 @@ impl Engine {
         if self.cfg.ip_masq {
             flags |= CFG_F_MASQ;
         }
+        // --masq-ports is reserved from the host's own sockets (engine start).
+        flags |= CFG_F_SNAT_IN_RANGE;
         if !self.state.filters.allow.is_empty() {
             flags |= CFG_F_ALLOWLIST;
         }
@@ -47,13 +46,20 @@ impl Engine {
             bridge_ip: be(self.net.bridge_addr.addr()),
             subnet: be(subnet.network()),
             subnet_mask: be(subnet.netmask()),
-            snat_port_min: SNAT_PORTS.0,
-            snat_port_max: SNAT_PORTS.1,
+            snat_port_min: self.cfg.masq_ports.0,
+            snat_port_max: self.cfg.masq_ports.1,
+            // Close to Linux's nf_conntrack defaults: syn_sent 120 s (here 60 s), established
+            // 5 days (here 6 h), fin_wait/close_wait 120 s / 60 s, time_wait 120 s, close 10 s,
+            // UDP unreplied 30 s / stream 120 s (here 60 s for either direction's idle time).
             ct_tcp_syn_s: 60,
             ct_tcp_established_s: 6 * 3600,
-            ct_tcp_closing_s: 10,
+            ct_tcp_closing_s: 120,
+            ct_tcp_time_wait_s: 120,
+            ct_tcp_close_s: 10,
             ct_udp_s: 60,
             ct_icmp_s: 30,
+            // Nothing answered: gone after 30 s (spoofed segments, scans, probes).
+            ct_unreplied_s: 30,
             bridge_mac: bridge_mac.unwrap_or_default(),
             ..Default::default()
         }

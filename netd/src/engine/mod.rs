@@ -148,6 +148,9 @@ impl Engine {
         if cfg.ip_forward {
             network::enable_ip_forward()?;
         }
+        if cfg.dataplane == DataplaneMode::Ebpf {
+            network::reserve_masq_ports(cfg.masq_ports)?;
+        }
         st.network = Some(net.clone());
         let dp = match cfg.dataplane {
             DataplaneMode::None => None,

@@ -150,8 +150,57 @@ pub fn enable_ip_forward() -> Result<(), EngineError> {
     Ok(())
 }
 
+/// `--masq-ports`: keep the host's own sockets out of the masquerade port range, in the
+/// daemon's network namespace: adds the range to net.ipv4.ip_local_reserved_ports (what was
+/// reserved before stays). Host sockets then never get such a port from the kernel (an explicit
+/// bind still can), so a masqueraded flow's reply tuple never belongs to a host socket.
+pub fn reserve_masq_ports((lo, hi): (u16, u16)) -> Result<(), EngineError> {
+    let path = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+    let cur = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::Internal(format!("cannot read {path}: {e}")))?;
+    let want = reserved_ports_with(cur.trim(), lo, hi);
+    if want != cur.trim() {
+        std::fs::write(path, &want).map_err(|e| {
+            EngineError::Internal(format!("cannot reserve ports {lo}-{hi} in {path}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
+/// The ip_local_reserved_ports list `cur` with `lo-hi` added (unless already covered).
+fn reserved_ports_with(cur: &str, lo: u16, hi: u16) -> String {
+    let range = |r: &str| -> Option<(u16, u16)> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+    };
+    let covered = cur
+        .split(',')
+        .filter_map(range)
+        .any(|(a, b)| a <= lo && hi <= b);
+    if covered {
+        return cur.to_owned();
+    }
+    let add = format!("{lo}-{hi}");
+    if cur.is_empty() {
+        add
+    } else {
+        format!("{cur},{add}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reserved_ports_are_added_once() {
+        use super::reserved_ports_with as w;
+        assert_eq!(w("", 61000, 65535), "61000-65535");
+        assert_eq!(
+            w("8080,9000-9100", 61000, 65535),
+            "8080,9000-9100,61000-65535"
+        );
+        assert_eq!(w("60000-65535", 61000, 65535), "60000-65535");
+    }
+
     use super::*;
 
     #[test]

@@ -304,6 +304,7 @@ mod tests {
             "dns-search": ["example.test"], "resolv-conf": "/tmp/r.conf", "state-dir": "/tmp/s",
             "bpffs": "/tmp/b", "ct-max": 4096, "cgroup": "/tmp/cg", "dataplane": "none",
             "fast-path": false, "log-level": "debug", "tc-attach": "netlink",
+            "masq-ports": "40000-40999",
             "filter-allow": ["192.0.2.0/24"], "filter-deny": "198.51.100.0/24",
             "group": "adm", "metrics-addr": "127.0.0.1:9423"
         }"#,
@@ -331,6 +332,7 @@ mod tests {
             a.tc_attach,
             Some(crate::dataplane::TcAttachMode::Netlink)
         );
+        assert_eq!(a.masq_ports, "40000-40999");
         assert_eq!(a.log_level, "debug");
         assert_eq!(a.filter_allow, ["192.0.2.0/24"]);
         assert_eq!(a.filter_deny, ["198.51.100.0/24"]);

@@ -325,12 +325,17 @@ impl World {
             snat_port_max: 50999,
             ct_tcp_syn_s: 60,
             ct_tcp_established_s: 3600,
-            ct_tcp_closing_s: 10,
+            ct_tcp_closing_s: 120,
             ct_udp_s: 60,
             ct_icmp_s: 30,
-            _pad: 0,
+            ct_unreplied_s: 30,
             bridge_mac: BRIDGE_MAC,
             _pad2: 0,
+            ct_tcp_time_wait_s: 120,
+            ct_tcp_close_s: 10,
+            ct_ring_slots: Array::<_, CtRingSlot>::try_from(self.map(MAP_CT_RING))
+                .unwrap()
+                .len(),
         }
     }
 
@@ -496,6 +501,7 @@ pub struct Frame {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    tcp_seq: u32,
     icmp_type: u8,
     icmp_code: u8,
     ip_id: u16,
@@ -515,6 +521,7 @@ impl Frame {
             sport,
             dport,
             tcp_flags: TCP_ACK,
+            tcp_seq: 0x0102_0304,
             icmp_type: 0,
             icmp_code: 0,
             ip_id: 0x1111,
@@ -554,6 +561,12 @@ impl Frame {
         self
     }
 
+    /// The TCP sequence number (host order).
+    pub fn seq(mut self, seq: u32) -> Self {
+        self.tcp_seq = seq;
+        self
+    }
+
     pub fn flags(mut self, f: u8) -> Self {
         self.tcp_flags = f;
         self
@@ -587,7 +600,7 @@ impl Frame {
             IPPROTO_TCP => {
                 l4.extend_from_slice(&self.sport.to_be_bytes());
                 l4.extend_from_slice(&self.dport.to_be_bytes());
-                l4.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+                l4.extend_from_slice(&self.tcp_seq.to_be_bytes());
                 l4.extend_from_slice(&0u32.to_be_bytes());
                 l4.extend_from_slice(&[0x50, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
             }

@@ -261,12 +261,24 @@ pub struct DaemonArgs {
     /// bpffs directory for pinned maps and links (mounted when it is not a bpffs).
     #[arg(long = "bpffs", value_name = "DIR", default_value = "/sys/fs/bpf/netd")]
     pub bpffs: PathBuf,
-    /// Connection-tracking table size (entries, two per flow); a full table refuses new flows.
+    /// Connection-tracking table size (entries, two per flow); a full table evicts unreplied
+    /// flows, and refuses new ones only when every flow is replied.
     /// Takes effect when the table is created (a pinned table keeps its size).
     #[arg(long = "ct-max", value_name = "N", default_value_t = netd_common::CT_MAX_DEFAULT,
           value_parser = clap::value_parser!(u32).range(2..))]
     #[serde(default = "default_ct_max")]
     pub ct_max: u32,
+    /// Source ports masquerade (and the SNAT of a container reaching its own published port)
+    /// translate into, MIN-MAX. Reserved in the daemon's network namespace
+    /// (net.ipv4.ip_local_reserved_ports), so host sockets never get them from the kernel and
+    /// never collide with a masqueraded flow.
+    #[arg(
+        long = "masq-ports",
+        value_name = "MIN-MAX",
+        default_value = "61000-65535"
+    )]
+    #[serde(default = "default_masq_ports")]
+    pub masq_ports: String,
     /// cgroup v2 directory for socket hooks (default: the cgroup v2 mount).
     #[arg(long = "cgroup", value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
@@ -375,6 +387,10 @@ impl Cli {
             )),
         }
     }
+}
+
+fn default_masq_ports() -> String {
+    "61000-65535".to_owned()
 }
 
 fn default_ct_max() -> u32 {

@@ -90,9 +90,31 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
             DataplaneArg::Ebpf => DataplaneMode::Ebpf,
             DataplaneArg::None => DataplaneMode::None,
         },
+        masq_ports: parse_port_range(&a.masq_ports)
+            .map_err(|e| ConfigError(format!("invalid --masq-ports {:?}: {e}", a.masq_ports)))?,
         tc_attach: tc_attach(a.tc_attach)?,
         fast_path: fast_path(a.fast_path)?,
     })
+}
+
+/// `MIN-MAX` (or one port), 1024 <= MIN <= MAX.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port number"))
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
+    if lo < 1024 {
+        return Err(format!(
+            "{lo} is a privileged port (the range must start at 1024 or above)"
+        ));
+    }
+    if hi < lo {
+        return Err(format!("{lo}-{hi} is empty"));
+    }
+    Ok((lo, hi))
 }
 
 /// `--tc-attach`, else `NETD_TC_ATTACH`, else auto.

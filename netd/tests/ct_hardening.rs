@@ -1,0 +1,244 @@
+//! Conntrack hardening (root), through BPF_PROG_TEST_RUN like datapath.rs: crossed flows on a
+//! reused reply tuple, unreplied flows, half-closed connections, RSTs outside the window.
+
+#[path = "datapath_util/mod.rs"]
+mod datapath_util;
+
+use datapath_util::*;
+use netd_common::*;
+
+const SERVER: [u8; 4] = [192, 0, 2, 9];
+const CLIENT: [u8; 4] = [203, 0, 113, 7];
+const SECOND: u64 = 1_000_000_000;
+
+/// Makes both entries of a flow look idle for `secs` seconds.
+fn age(w: &World, k: &CtKey, secs: u64) {
+    let mut e = w.ct(k).expect("original entry");
+    let mut r = w.ct(&e.peer).expect("reply entry");
+    e.last_seen_ns -= secs * SECOND;
+    r.last_seen_ns -= secs * SECOND;
+    w.set_ct(k, &e);
+    w.set_ct(&e.peer, &r);
+}
+
+#[test]
+fn a_reclaimed_reply_tuple_invalidates_its_old_owner() {
+    World::with(|w| {
+        w.config(|_| {});
+        // A's NTP flow keeps its source port 123 towards the server.
+        let a = Frame::udp(A_IP, SERVER, 123, 123).payload(b"a");
+        let (_, out) = w.run(PROG_TO_UPLINK, w.up, &a.bytes());
+        assert_eq!(tuple(&out), (UPLINK_IP, SERVER, 123, 123));
+        let ka = ct_key(A_IP, SERVER, 123, 123, IPPROTO_UDP);
+        // Idle past the UDP timeout, not collected yet; B uses the same ports and takes the
+        // reply tuple over.
+        age(w, &ka, 120);
+        let stale_a = w.ct(&ka).unwrap();
+        let b = Frame::udp(B_IP, SERVER, 123, 123).payload(b"b");
+        let (_, out) = w.run(PROG_TO_UPLINK, w.up, &b.bytes());
+        assert_eq!(
+            tuple(&out),
+            (UPLINK_IP, SERVER, 123, 123),
+            "B reuses the tuple"
+        );
+        assert!(
+            w.ct(&ka).is_none(),
+            "A's original entry went with its reply tuple"
+        );
+
+        // Even when A's stale entry is still there (say, written back by a race), it does
+        // not count: its peer now points at B, not back at A.
+        w.set_ct(&ka, &stale_a);
+        let (v, out) = w.run(PROG_TO_UPLINK, w.up, &a.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        let (s, d, sp, dp) = tuple(&out);
+        assert_eq!((s, d, dp), (UPLINK_IP, SERVER, 123));
+        assert_ne!(sp, 123, "A must get a port of its own");
+
+        // Replies reach their own containers.
+        let to_b = Frame::udp(SERVER, UPLINK_IP, 123, 123);
+        let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &to_b.bytes());
+        assert_eq!(tuple(&out), (SERVER, B_IP, 123, 123));
+        let to_a = Frame::udp(SERVER, UPLINK_IP, 123, sp);
+        let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &to_a.bytes());
+        assert_eq!(tuple(&out), (SERVER, A_IP, 123, 123));
+    });
+}
+
+#[test]
+fn a_mid_stream_ack_starts_unreplied_with_the_short_timeout() {
+    World::with(|w| {
+        w.config(|_| {});
+        let ack = Frame::tcp(CLIENT, UPLINK_IP, 5000, 8080).flags(TCP_ACK);
+        let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &ack.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        assert_eq!(tuple(&out), (CLIENT, A_IP, 5000, 80));
+        let k = ct_key(CLIENT, UPLINK_IP, 5000, 8080, IPPROTO_TCP);
+        let e = w.ct(&k).unwrap();
+        assert_eq!(e.tcp_state, CT_TCP_SYN_SENT, "not ESTABLISHED");
+        assert_eq!(e.flags & CT_F_SEEN_REPLY, 0);
+        let cfg = w.base_config();
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * SECOND);
+        // 31 s later the flow is gone: the next ACK opens a new one.
+        age(w, &k, 31);
+        let (_, _) = w.run(PROG_FROM_UPLINK, w.up, &ack.bytes());
+        assert!(w.ct(&k).unwrap().last_seen_ns > e.last_seen_ns);
+        assert_eq!(w.ct(&k).unwrap().packets, 1, "recreated");
+        // Answered, it is established with the long timeout.
+        let reply = Frame::tcp(A_IP, CLIENT, 80, 5000).macs(A_MAC, BRIDGE_MAC);
+        w.run(PROG_TO_UPLINK, w.up, &reply.bytes());
+        let e = w.ct(&k).unwrap();
+        assert_eq!(e.tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 3600 * SECOND);
+    });
+}
+
+/// An established published flow CLIENT:port -> A:80.
+fn established(w: &World, port: u16) -> CtKey {
+    let syn = Frame::tcp(CLIENT, UPLINK_IP, port, 8080)
+        .flags(TCP_SYN)
+        .seq(1000);
+    assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &syn.bytes()).0, TC_ACT_OK);
+    let synack = Frame::tcp(A_IP, CLIENT, 80, port)
+        .macs(A_MAC, BRIDGE_MAC)
+        .flags(TCP_SYN | TCP_ACK)
+        .seq(50_000);
+    assert_eq!(w.run(PROG_TO_UPLINK, w.up, &synack.bytes()).0, TC_ACT_OK);
+    let ack = Frame::tcp(CLIENT, UPLINK_IP, port, 8080).seq(1001);
+    assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &ack.bytes()).0, TC_ACT_OK);
+    let k = ct_key(CLIENT, UPLINK_IP, port, 8080, IPPROTO_TCP);
+    assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
+    k
+}
+
+#[test]
+fn a_half_closed_connection_lives_for_minutes_and_both_fins_make_time_wait() {
+    World::with(|w| {
+        w.config(|_| {});
+        let k = established(w, 5100);
+        // The client shuts down its sending side (shutdown(SHUT_WR)).
+        let fin = Frame::tcp(CLIENT, UPLINK_IP, 5100, 8080)
+            .flags(TCP_FIN | TCP_ACK)
+            .seq(1001);
+        w.run(PROG_FROM_UPLINK, w.up, &fin.bytes());
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_CLOSING);
+        // The server keeps sending after 100 s of silence (10 s used to end it).
+        age(w, &k, 100);
+        let data = Frame::tcp(A_IP, CLIENT, 80, 5100)
+            .macs(A_MAC, BRIDGE_MAC)
+            .seq(50_001)
+            .payload(b"still here");
+        let (v, out) = w.run(PROG_TO_UPLINK, w.up, &data.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        assert_eq!(
+            tuple(&out),
+            (UPLINK_IP, CLIENT, 8080, 5100),
+            "still translated"
+        );
+        // Then it closes too: TIME_WAIT, 120 s.
+        let fin2 = Frame::tcp(A_IP, CLIENT, 80, 5100)
+            .macs(A_MAC, BRIDGE_MAC)
+            .flags(TCP_FIN | TCP_ACK)
+            .seq(50_011);
+        w.run(PROG_TO_UPLINK, w.up, &fin2.bytes());
+        let e = w.ct(&k).unwrap();
+        assert_eq!(e.tcp_state, CT_TCP_TIME_WAIT);
+        assert_eq!(
+            ct_timeout_ns(&e, IPPROTO_TCP, &w.base_config()),
+            120 * SECOND
+        );
+    });
+}
+
+#[test]
+fn an_rst_outside_the_window_is_dropped_and_the_flow_kept() {
+    World::with(|w| {
+        w.config(|_| {});
+        let k = established(w, 5200);
+        // A blind RST "from the client", far from its sequence numbers.
+        let spoof = Frame::tcp(CLIENT, UPLINK_IP, 5200, 8080)
+            .flags(TCP_RST)
+            .seq(1001 + 0x8000_0000);
+        let (v, _) = w.run(PROG_FROM_UPLINK, w.up, &spoof.bytes());
+        assert_eq!(v, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_TCP_RST_WINDOW), 1);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
+        // A real one (at the client's sequence number) ends the flow.
+        let rst = Frame::tcp(CLIENT, UPLINK_IP, 5200, 8080)
+            .flags(TCP_RST)
+            .seq(1001);
+        let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &rst.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        assert_eq!(tuple(&out), (CLIENT, A_IP, 5200, 80));
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_CLOSED);
+        // An RST answering a SYN (the container's port is closed) is believed: that side
+        // had sent nothing yet.
+        let syn = Frame::tcp(CLIENT, UPLINK_IP, 5201, 8080).flags(TCP_SYN);
+        w.run(PROG_FROM_UPLINK, w.up, &syn.bytes());
+        let refused = Frame::tcp(A_IP, CLIENT, 80, 5201)
+            .macs(A_MAC, BRIDGE_MAC)
+            .flags(TCP_RST | TCP_ACK)
+            .seq(0);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &refused.bytes()).0, TC_ACT_OK);
+        let k2 = ct_key(CLIENT, UPLINK_IP, 5201, 8080, IPPROTO_TCP);
+        assert_eq!(w.ct(&k2).unwrap().tcp_state, CT_TCP_CLOSED);
+        assert_eq!(w.drop_count(DROP_TCP_RST_WINDOW), 1);
+    });
+}
+
+#[test]
+fn closed_flows_are_evicted_before_new_ones_are_refused() {
+    // Room for two flows: one established, one closed by an RST.
+    World::with_ct_max(4, |w| {
+        w.config(|_| {});
+        let k = established(w, 5300);
+        let syn = Frame::tcp(CLIENT, UPLINK_IP, 5301, 8080).flags(TCP_SYN);
+        w.run(PROG_FROM_UPLINK, w.up, &syn.bytes());
+        let refused = Frame::tcp(A_IP, CLIENT, 80, 5301)
+            .macs(A_MAC, BRIDGE_MAC)
+            .flags(TCP_RST | TCP_ACK)
+            .seq(0);
+        w.run(PROG_TO_UPLINK, w.up, &refused.bytes());
+        // Replied, but over: a new flow takes its place.
+        let syn = Frame::tcp(CLIENT, UPLINK_IP, 5302, 8080).flags(TCP_SYN);
+        let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &syn.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        assert_eq!(tuple(&out), (CLIENT, A_IP, 5302, 80));
+        assert_eq!(w.drop_count(DROP_CT_EVICTED), 1);
+        assert_eq!(w.drop_count(DROP_CT_FULL), 0);
+        assert!(w.ct(&k).is_some(), "the established flow stays");
+    });
+}
+
+#[test]
+fn with_the_reserved_range_translated_source_ports_always_lie_inside_it() {
+    World::with(|w| {
+        // The daemon's setting: 50000-50999 is reserved from the host's own sockets.
+        w.config(|c| c.flags |= CFG_F_SNAT_IN_RANGE);
+        // A port a host socket could get later (40000) is moved into the range.
+        let f = Frame::udp(A_IP, SERVER, 40000, 53);
+        let (v, out) = w.run(PROG_TO_UPLINK, w.up, &f.bytes());
+        assert_eq!(v, TC_ACT_OK);
+        let (s, d, sp, dp) = tuple(&out);
+        assert_eq!((s, d, dp), (UPLINK_IP, SERVER, 53));
+        assert!((50000..=50999).contains(&sp), "masqueraded to {sp}");
+        // Its replies come back to A's own port.
+        let r = Frame::udp(SERVER, UPLINK_IP, 53, sp);
+        let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &r.bytes());
+        assert_eq!(tuple(&out), (SERVER, A_IP, 53, 40000));
+        // A port inside the range is kept while free.
+        let f = Frame::udp(A_IP, SERVER, 50777, 53);
+        let (_, out) = w.run(PROG_TO_UPLINK, w.up, &f.bytes());
+        assert_eq!(tuple(&out), (UPLINK_IP, SERVER, 50777, 53));
+        // A container reaching its own published port: the SNAT to the gateway uses the
+        // range too (host sockets may talk from the bridge address).
+        let f = Frame::tcp(A_IP, BRIDGE_IP, 36000, 8080)
+            .macs(A_MAC, BRIDGE_MAC)
+            .flags(TCP_SYN);
+        let (v, out) = w.run(PROG_FROM_CONTAINER, w.va, &f.bytes());
+        assert_eq!(v, TC_ACT_REDIRECT);
+        let (s, d, sp, dp) = tuple(&out);
+        assert_eq!((s, d, dp), (BRIDGE_IP, A_IP, 80));
+        assert!((50000..=50999).contains(&sp), "self-hairpin SNAT to {sp}");
+    });
+}
