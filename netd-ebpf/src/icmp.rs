@@ -201,7 +201,14 @@ pub fn from_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u3
 /// The quoted packet gets the flow's outside destination back, and the error's source becomes
 /// that address, as conntrack's related NAT does. Others leave untranslated.
 pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
-    if let Some(q) = quoted(ctx, pkt)?
+    let q = match quoted(ctx, pkt) {
+        Ok(q) => q,
+        // A container's malformed error is dropped; the host's own traffic is not ours to
+        // judge.
+        Err(e) if cfg.in_subnet(pkt.saddr) => return Err(e),
+        Err(_) => return Ok(PASS),
+    };
+    if let Some(q) = q
         && q.saddr == pkt.daddr
         && cfg.in_subnet(q.daddr)
         && let Some(x) = flow_of(&q, cfg)

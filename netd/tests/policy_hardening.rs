@@ -324,7 +324,16 @@ fn host_errors_about_translated_packets_quote_the_outside_view() {
             let (v, out) = w.run(PROG_TO_UPLINK, w.up, &err.bytes());
             assert_eq!((v, out), (TC_ACT_OK, err.bytes()));
         }
+        // The host's own errors with a quote too short to read pass as they are (only a
+        // container's are dropped as malformed).
+        let short = &quote(&Frame::udp(CLIENT, A_IP, 5555, 80))[..24];
+        let err = Frame::icmp_error(UPLINK_IP, CLIENT, ICMP_DEST_UNREACH, 4, short);
+        let (v, out) = w.run(PROG_TO_UPLINK, w.up, &err.bytes());
+        assert_eq!((v, out), (TC_ACT_OK, err.bytes()));
         assert_eq!(w.drops(), [0; DROP_REASONS as usize]);
+        let err = Frame::icmp_error(A_IP, CLIENT, ICMP_DEST_UNREACH, 4, short);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &err.bytes()).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_MALFORMED), 1);
     });
 }
 
