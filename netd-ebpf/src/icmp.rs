@@ -203,7 +203,14 @@ pub fn from_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u3
 /// that address, as conntrack's related NAT does. Others leave untranslated.
 #[inline(never)]
 pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
-    if let Some(q) = quoted(ctx, pkt)?
+    let q = match quoted(ctx, pkt) {
+        Ok(q) => q,
+        // A container's malformed error is dropped; the host's own traffic is not ours to
+        // judge.
+        Err(e) if cfg.in_subnet(pkt.saddr) => return Err(e),
+        Err(_) => return Ok(PASS),
+    };
+    if let Some(q) = q
         && q.saddr == pkt.daddr
         && cfg.in_subnet(q.daddr)
         && let Some(x) = flow_of(&q, cfg)

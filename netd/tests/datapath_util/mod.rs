@@ -485,6 +485,26 @@ impl XdpProg {
             .expect("BPF_PROG_TEST_RUN xdp");
         res.return_value
     }
+
+    /// Runs the program `repeat` times on `frame`: (verdict, mean time per run).
+    pub fn run_repeat(&self, frame: &[u8], repeat: u32) -> (u32, std::time::Duration) {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_XDP_PREFILTER)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN xdp");
+        (res.return_value, res.duration)
+    }
 }
 
 // ------------------------------------------------------------------------------------------
