@@ -245,6 +245,7 @@ fn netlink_replacement_has_no_gap() {
         })
     };
     let before = rx(&dp);
+    let before_snmp = t.h.enter(|| udp_rcvbuf_errors(&0));
     let host = t.h.enter(|| UdpSocket::bind("10.78.0.1:0").expect("bind"));
     host.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let dest = host.local_addr().unwrap();
@@ -286,14 +287,18 @@ fn netlink_replacement_has_no_gap() {
         (sender.join().unwrap(), receiver.join().unwrap())
     });
     assert!(sent > 1000, "a real stream: {sent} datagrams");
-    assert_eq!(
-        got, sent,
-        "datagrams lost across {REPLACEMENTS} replacements"
-    );
     let seen = rx(&dp) - before;
     assert_eq!(
         seen, sent as u64,
         "every datagram went through exactly one netd program"
+    );
+    // What the receiving socket itself dropped (its buffer overflowed while the test thread
+    // was starved of CPU) is no gap in the datapath: count it, then nothing else may be lost.
+    let overflowed = t.h.enter(|| udp_rcvbuf_errors(&before_snmp));
+    assert_eq!(
+        got + overflowed,
+        sent,
+        "datagrams lost across {REPLACEMENTS} replacements ({overflowed} overflowed the socket)"
     );
     assert_eq!(t.tc_filters("dp0", "ingress").len(), 1);
 }
@@ -417,4 +422,23 @@ fn switching_modes_leaves_one_attachment() {
     assert_eq!(t.tcx_programs("dp0", TcAttachType::Ingress).len(), 1);
     assert!(t.tc_filters("dp0", "ingress").is_empty());
     t.h.enter(|| dp.detach("dp0").expect("detach"));
+}
+
+/// UDP datagrams this thread's network namespace dropped for a full socket buffer
+/// (RcvbufErrors in /proc/thread-self/net/snmp), minus `since`.
+fn udp_rcvbuf_errors(since: &usize) -> usize {
+    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read net/snmp");
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next().expect("Udp header"), udp.next().expect("Udp values"));
+    let col = names
+        .split_whitespace()
+        .position(|n| n == "RcvbufErrors")
+        .expect("RcvbufErrors column");
+    let n: usize = values
+        .split_whitespace()
+        .nth(col)
+        .expect("RcvbufErrors value")
+        .parse()
+        .expect("a number");
+    n - since
 }
