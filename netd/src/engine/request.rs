@@ -18,6 +18,10 @@ pub struct EndpointSpec {
     pub name: String,
     /// The container's network namespace (a bind-mounted netns or /proc/PID/ns/net).
     pub netns: PathBuf,
+    /// Where to open the namespace for this request instead of `netns`: a
+    /// `/proc/<pid>/fd/<n>` of a client that holds it open until the answer (the CNI plugin,
+    /// whose `CNI_NETNS` is a bind mount in another mount namespace). Only `netns` is kept.
+    pub netns_handle: Option<PathBuf>,
     pub net: NetMode,
     /// With `--net bridge`: a network made with `netd network create` (`None`: the default).
     pub network: Option<String>,
@@ -46,6 +50,7 @@ impl EndpointSpec {
         Self {
             name: name.into(),
             netns: netns.into(),
+            netns_handle: None,
             net: NetMode::Bridge,
             network: None,
             ifname: DEFAULT_IFNAME.to_string(),

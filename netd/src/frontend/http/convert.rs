@@ -35,7 +35,9 @@ fn net_and_network(s: &str) -> Result<(NetMode, Option<String>), BadRequest> {
 /// `POST /v1/endpoints`.
 pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
     let (net, network) = net_and_network(&req.net)?;
+    let netns_handle = req.netns_handle.map(netns_handle).transpose()?;
     Ok(EndpointSpec {
+        netns_handle,
         net,
         network,
         ifname: req.ifname.unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
@@ -63,6 +65,23 @@ pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
         dns_search: req.dns_search,
         ..EndpointSpec::new(req.name, req.netns)
     })
+}
+
+/// Only a descriptor of another process is accepted as a handle (`/proc/<pid>/fd/<n>`), so
+/// the field cannot name an arbitrary file.
+fn netns_handle(p: std::path::PathBuf) -> Result<std::path::PathBuf, BadRequest> {
+    let s = p.to_string_lossy();
+    let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    let ok = s
+        .strip_prefix("/proc/")
+        .and_then(|r| r.split_once("/fd/"))
+        .is_some_and(|(pid, fd)| digits(pid) && digits(fd));
+    if !ok {
+        return Err(BadRequest(format!(
+            "netns_handle {s:?}: expected /proc/<pid>/fd/<n>"
+        )));
+    }
+    Ok(p)
 }
 
 /// `-p` specs, for attach and `POST /v1/endpoints/NAME/ports`.

@@ -17,6 +17,10 @@ pub use crate::engine::view::*;
 pub struct AttachRequest {
     pub name: String,
     pub netns: PathBuf,
+    /// `/proc/<pid>/fd/<n>` of the caller, open on the namespace for the duration of the
+    /// request; used instead of `netns` to reach it (see `EndpointSpec::netns_handle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_handle: Option<PathBuf>,
     pub net: String,
     /// The container-side interface name (default eth0).
     pub ifname: Option<String>,
