@@ -516,3 +516,272 @@ fn cni_install_writes_plugin_and_conflist() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     assert!(run(&["--force"]).status.success());
 }
+
+/// Rootful podman 4.3 with its CNI backend, in the world's host namespace and a private mount
+/// namespace of its own (tmpfs over /var/lib/cni and /run/netns), with a private
+/// CONTAINERS_CONF, vfs storage under a temporary directory, runc and cgroupfs. A holder
+/// process keeps the mount namespace alive between podman commands; dropping the guard
+/// removes every container, kills the holder (by pid) and removes the directory.
+struct Podman {
+    dir: TempDir,
+    holder: std::process::Child,
+    /// `--cgroup-parent` of every container (cgroupfs puts conmon under it too), removed
+    /// from every hierarchy on drop.
+    cgroup_parent: String,
+    /// conmon's own cgroup parent (`libpod_parent`, whatever `--cgroup-parent` says) did not
+    /// exist before: remove it too.
+    remove_libpod_parent: bool,
+}
+
+impl Podman {
+    fn new(w: &World, cni_bin: &Path, cni_conf: &Path) -> Podman {
+        let dir = TempDir::new();
+        let d = dir.path();
+        for sub in ["root", "runroot", "tmp"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let conf = format!(
+            r#"[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]
+
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{bin}", "/usr/lib/cni"]
+network_config_dir = "{conf}"
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+tmp_dir = "{tmp}"
+events_logger = "file"
+events_logfile_path = "{tmp}/events.log"
+# Rootful podman would bind every published host port itself (conmon holds the sockets),
+# which clashes with the daemon's own reservation of the port.
+enable_port_reservation = false
+"#,
+            bin = cni_bin.display(),
+            conf = cni_conf.display(),
+            tmp = d.join("tmp").display()
+        );
+        std::fs::write(d.join("containers.conf"), conf).unwrap();
+        let ready = d.join("ready");
+        let script = format!(
+            "mount -t tmpfs tmpfs /var/lib/cni && mount -t tmpfs tmpfs /run/netns && \
+             touch {} && exec sleep 100000",
+            ready.display()
+        );
+        let holder = Command::new("nsenter")
+            .arg(format!("--net={}", w.host.path_str()))
+            .args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the mount-namespace holder");
+        let t = Instant::now();
+        while !ready.exists() {
+            assert!(
+                t.elapsed() < T,
+                "the mount-namespace holder did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Podman {
+            remove_libpod_parent: !Path::new("/sys/fs/cgroup/memory/libpod_parent").exists()
+                && !Path::new("/sys/fs/cgroup/unified/libpod_parent").exists(),
+            dir,
+            holder,
+            cgroup_parent: format!("/{}", netd_tests::unique("netdt-podman-")),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let d = self.dir.path();
+        let pid = self.holder.id();
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg("podman")
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--runtime", "runc", "--network-backend", "cni"])
+            .args(args);
+        netd_tests::output_with_timeout(c, Duration::from_secs(120))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "podman {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A busybox image with an echo server script that reports the peer it sees.
+    fn import_busybox(&self) -> &'static str {
+        let root = self.dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "nc", "netstat", "cat", "sleep", "grep", "echo", "ip"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let reply = root.join("srv/reply");
+        std::fs::write(
+            &reply,
+            "#!/bin/sh\nread line\necho \"got $line\"\nnetstat -tn | grep ESTABLISHED\n",
+        )
+        .unwrap();
+        cmd_ok(&["chmod", "755", reply.to_str().unwrap()]);
+        for d in ["proc", "sys", "dev", "etc", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let tar = self.dir.path().join("rootfs.tar");
+        cmd_ok(&[
+            "tar",
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ]);
+        let image = "localhost/netdt-busybox:latest";
+        self.ok(&["import", tar.to_str().unwrap(), image]);
+        image
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-f", "-a", "-t", "0"]);
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        let mut tops = vec![self.cgroup_parent.trim_start_matches('/').to_string()];
+        if self.remove_libpod_parent {
+            tops.push("libpod_parent".into());
+        }
+        for (h, name) in hierarchies
+            .flatten()
+            .flat_map(|h| tops.iter().map(move |t| (h.path(), t.clone())))
+        {
+            let top = h.join(name);
+            if top.is_dir() {
+                // Only directories: cgroupfs refuses to remove a cgroup that still has tasks.
+                let _ = Command::new("find")
+                    .arg(&top)
+                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                    .status();
+            }
+        }
+    }
+}
+
+/// Connects from `ns` to `addr`, sends one line and returns everything the server wrote.
+fn tcp_exchange(ns: &netd_tests::Netns, addr: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let addr: std::net::SocketAddr = addr.parse()?;
+    netd_tests::in_netns(ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"hello\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        anyhow::ensure!(!out.is_empty(), "{addr} closed without a reply");
+        Ok(out)
+    })
+}
+
+#[test]
+fn podman_runs_a_container_on_a_netd_network() {
+    if Command::new("podman").arg("--version").output().is_err() {
+        panic!("podman is not installed: run cargo xtask setup");
+    }
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let cni = TempDir::new();
+    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
+    d.netd_ok(&[
+        "cni",
+        "install",
+        "--dir",
+        bin_dir.to_str().unwrap(),
+        "--conf-dir",
+        conf_dir.to_str().unwrap(),
+        "--network",
+        "blue",
+    ]);
+    let p = Podman::new(&w, &bin_dir, &conf_dir);
+    let nets = p.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        nets.lines().any(|l| l == "blue"),
+        "podman network ls: {nets}"
+    );
+    let image = p.import_busybox();
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "blue",
+        "-p",
+        "8080:80",
+        image,
+        "sh",
+        "-c",
+        "nc -ll -p 80 -e /srv/reply",
+    ]);
+    let v = d.inspect("web");
+    assert_eq!(v["network"], "blue", "{v}");
+    let ip = v["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.77.0."), "{v}");
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .expect("outside -> published port");
+    assert!(reply.starts_with("got hello"), "{reply}");
+    // The container sees the outside client's own address.
+    assert!(
+        reply.contains(&format!("{ip}:80 ")) && reply.contains(&format!("{OUTSIDE_IP}:")),
+        "{reply}"
+    );
+    let port = p.ok(&["port", "web"]);
+    assert!(
+        port.contains("80/tcp -> 0.0.0.0:8080"),
+        "podman port: {port}"
+    );
+    let insp = p.ok(&[
+        "inspect",
+        "web",
+        "--format",
+        "{{.NetworkSettings.Networks.blue.IPAddress}}",
+    ]);
+    assert_eq!(insp.trim(), ip);
+
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert_eq!(
+        d.ls().lines().count(),
+        1,
+        "netd ls after podman rm: {}",
+        d.ls()
+    );
+    assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}
