@@ -548,6 +548,7 @@ default_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]
 network_backend = "cni"
 cni_plugin_dirs = ["{bin}", "/usr/lib/cni"]
 network_config_dir = "{conf}"
+default_network = "blue"
 
 [engine]
 cgroup_manager = "cgroupfs"
@@ -735,15 +736,21 @@ fn podman_runs_a_container_on_a_netd_network() {
         "podman network ls: {nets}"
     );
     let image = p.import_busybox();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
     p.ok(&[
         "run",
         "-d",
+        &parent,
         "--name",
         "web",
         "--network",
         "blue",
         "-p",
         "8080:80",
+        "-p",
+        "127.0.0.1:8082:80",
+        "-p",
+        "9000-9001:7000-7001/udp",
         image,
         "sh",
         "-c",
@@ -753,6 +760,31 @@ fn podman_runs_a_container_on_a_netd_network() {
     assert_eq!(v["network"], "blue", "{v}");
     let ip = v["ip"].as_str().unwrap().to_string();
     assert!(ip.starts_with("10.77.0."), "{v}");
+    let mut ports: Vec<String> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p["host_ip"].as_str().unwrap(),
+                p["host_port"],
+                p["container_port"],
+                p["proto"].as_str().unwrap()
+            )
+        })
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [
+            "0.0.0.0:8080->80/tcp",
+            "0.0.0.0:9000->7000/udp",
+            "0.0.0.0:9001->7001/udp",
+            "127.0.0.1:8082->80/tcp"
+        ],
+        "{v}"
+    );
     let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
         tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
     })
@@ -763,9 +795,20 @@ fn podman_runs_a_container_on_a_netd_network() {
         reply.contains(&format!("{ip}:80 ")) && reply.contains(&format!("{OUTSIDE_IP}:")),
         "{reply}"
     );
+    // A host process reaches the loopback-only port (netd's socket hooks, no proxy).
+    let cg = netd_tests::dataplane::daemon_cgroup(&d).expect("the daemon's cgroup");
+    let local = netd_tests::try_poll_until(T, || {
+        netd_tests::dataplane::socat_in_cgroup(&cg, &w.host, "tcp", "127.0.0.1:8082")
+    })
+    .expect("host -> 127.0.0.1:8082");
+    assert!(local.starts_with("got ping"), "{local}");
     let port = p.ok(&["port", "web"]);
     assert!(
         port.contains("80/tcp -> 0.0.0.0:8080"),
+        "podman port: {port}"
+    );
+    assert!(
+        port.contains("80/tcp -> 127.0.0.1:8082"),
         "podman port: {port}"
     );
     let insp = p.ok(&[
@@ -775,6 +818,37 @@ fn podman_runs_a_container_on_a_netd_network() {
         "{{.NetworkSettings.Networks.blue.IPAddress}}",
     ]);
     assert_eq!(insp.trim(), ip);
+
+    // default_network = "blue": no --network; --ip and --mac-address reach netd.
+    p.ok(&[
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "db",
+        "--ip",
+        "10.77.0.42",
+        "--mac-address",
+        "02:00:00:00:00:42",
+        image,
+        "sleep",
+        "1000",
+    ]);
+    let v = d.inspect("db");
+    assert_eq!(
+        (v["network"].as_str(), v["ip"].as_str(), v["mac"].as_str()),
+        (Some("blue"), Some("10.77.0.42"), Some("02:00:00:00:00:42")),
+        "{v}"
+    );
+    let mac = p.ok(&[
+        "inspect",
+        "db",
+        "--format",
+        "{{.NetworkSettings.Networks.blue.MacAddress}}",
+    ]);
+    assert_eq!(mac.trim(), "02:00:00:00:00:42");
+    p.ok(&["rm", "-f", "-t", "0", "db"]);
+    assert!(!d.ls_has("db"), "{}", d.ls());
 
     p.ok(&["rm", "-f", "-t", "0", "web"]);
     assert_eq!(
