@@ -534,7 +534,8 @@ struct Podman {
 }
 
 impl Podman {
-    fn new(w: &World, cni_bin: &Path, cni_conf: &Path) -> Podman {
+    /// `port_reservation`: containers.conf's `enable_port_reservation`.
+    fn new(w: &World, cni_bin: &Path, cni_conf: &Path, port_reservation: bool) -> Podman {
         let dir = TempDir::new();
         let d = dir.path();
         for sub in ["root", "runroot", "tmp"] {
@@ -556,9 +557,9 @@ runtime = "runc"
 tmp_dir = "{tmp}"
 events_logger = "file"
 events_logfile_path = "{tmp}/events.log"
-# Rootful podman would bind every published host port itself (conmon holds the sockets),
-# which clashes with the daemon's own reservation of the port.
-enable_port_reservation = false
+# true: rootful podman binds every published host port itself (conmon holds the sockets),
+# which clashes with the daemon's reservation unless the conflist says reservePorts=false.
+enable_port_reservation = {port_reservation}
 "#,
             bin = cni_bin.display(),
             conf = cni_conf.display(),
@@ -729,7 +730,7 @@ fn podman_runs_a_container_on_a_netd_network() {
         "--network",
         "blue",
     ]);
-    let p = Podman::new(&w, &bin_dir, &conf_dir);
+    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
     let nets = p.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(
         nets.lines().any(|l| l == "blue"),
@@ -858,4 +859,72 @@ fn podman_runs_a_container_on_a_netd_network() {
         d.ls()
     );
     assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}
+
+/// Podman's default `enable_port_reservation = true`: conmon holds the published host port, so
+/// netd's own reservation is refused (the clash, reported as a CNI error, nothing left behind)
+/// until the conflist says `"reservePorts": false` (`netd cni install
+/// --runtime-reserves-ports`); then the port works and conmon is what holds it.
+#[test]
+fn podman_with_its_own_port_reservation() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let cni = TempDir::new();
+    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "cni",
+            "install",
+            "--dir",
+            bin_dir.to_str().unwrap(),
+            "--conf-dir",
+            conf_dir.to_str().unwrap(),
+            "--network",
+            "blue",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        d.netd_ok(&args);
+    };
+    install(&[]);
+    let p = Podman::new(&w, &bin_dir, &conf_dir, true);
+    let image = p.import_busybox();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let run = [
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        image,
+        "sh",
+        "-c",
+        "nc -ll -p 80 -e /srv/reply",
+    ];
+    let o = p.run(&run);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "podman run should clash: {stderr}");
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    let _ = p.run(&["rm", "-f", "-t", "0", "web"]);
+
+    install(&["--runtime-reserves-ports"]);
+    p.ok(&run);
+    let v = d.inspect("web");
+    let ip = v["ip"].as_str().unwrap().to_string();
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .expect("outside -> published port");
+    assert!(
+        reply.contains(&format!("{ip}:80 ")) && reply.contains(&format!("{OUTSIDE_IP}:")),
+        "{reply}"
+    );
+    let holders = w.host.run_ok(&["ss", "-Htlnp", "sport = :8080"]);
+    assert!(holders.contains("conmon"), "who holds 8080: {holders}");
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
 }

@@ -34,7 +34,7 @@ impl Engine {
     /// `netd attach`: validate everything, then wire, then persist.
     pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
         let mut ep = self.plan(&req)?;
-        let next_id = self.take_ports(&mut ep.ports)?;
+        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
         let mut undo = Undo {
             ports: ep.ports.clone(),
             ..Default::default()
@@ -264,6 +264,7 @@ impl Engine {
             dns_search: req.dns_search.clone(),
             p2p: Vec::new(),
             written: Written::default(),
+            reserve_ports: req.reserve_ports,
         })
     }
 

@@ -193,7 +193,7 @@ impl Engine {
         }
         if engine.dp.is_some() {
             reserve::raise_nofile_limit();
-            for ep in engine.state.endpoints.values() {
+            for ep in engine.state.endpoints.values().filter(|e| e.reserve_ports) {
                 if let Err(e) = engine.reserved.reserve_all(&ep.ports) {
                     tracing::warn!(container = %ep.name, "published port not reserved: {e}");
                 }

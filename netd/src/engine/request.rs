@@ -42,6 +42,9 @@ pub struct EndpointSpec {
     pub links: Vec<LinkSpec>,
     pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
+    /// Hold a socket on each published host port against host processes (default). false:
+    /// the runtime holds them itself (rootful podman with `enable_port_reservation`).
+    pub reserve_ports: bool,
 }
 
 impl EndpointSpec {
@@ -64,6 +67,7 @@ impl EndpointSpec {
             links: Vec::new(),
             dns: Vec::new(),
             dns_search: Vec::new(),
+            reserve_ports: true,
         }
     }
 }

@@ -167,6 +167,10 @@ pub enum CniAction {
         /// Replace an existing conflist.
         #[arg(long)]
         force: bool,
+        /// The runtime holds published host ports itself (podman with
+        /// enable_port_reservation=true, its default): netd then keeps no reservation.
+        #[arg(long = "runtime-reserves-ports")]
+        runtime_reserves_ports: bool,
     },
 }
 

@@ -26,6 +26,7 @@ fn attach_request(a: AttachArgs) -> AttachRequest {
         link: a.link,
         dns: a.dns,
         dns_search: a.dns_search,
+        reserve_ports: None,
     }
 }
 

@@ -99,6 +99,7 @@ pub fn main() -> ExitCode {
                     name,
                     plugin,
                     force,
+                    runtime_reserves_ports,
                 },
         } => {
             let spec = crate::frontend::cni::install::InstallSpec {
@@ -109,6 +110,7 @@ pub fn main() -> ExitCode {
                 socket: cli.host.clone(),
                 plugin,
                 force,
+                runtime_reserves_ports,
             };
             match crate::frontend::cni::install::install(&spec) {
                 Ok(paths) => {

@@ -36,6 +36,10 @@ pub struct NetConf {
     /// Where ADD records attachments for GC (default [`super::DEFAULT_DATA_DIR`]).
     #[serde(default)]
     pub data_dir: Option<String>,
+    /// false: the runtime holds published host ports itself (podman's
+    /// `enable_port_reservation = true`), so the daemon must not (default true).
+    #[serde(default)]
+    pub reserve_ports: Option<bool>,
     #[serde(default)]
     pub runtime_config: RuntimeConfig,
     /// GC (1.1): the attachments the runtime still uses.

@@ -23,6 +23,9 @@ pub struct InstallSpec {
     /// The plugin binary to install (default: `netd-cni` next to the running netd).
     pub plugin: Option<PathBuf>,
     pub force: bool,
+    /// The runtime holds published host ports itself (podman's default
+    /// `enable_port_reservation = true`): the conflist says `"reservePorts": false`.
+    pub runtime_reserves_ports: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +48,13 @@ pub enum InstallError {
 }
 
 /// The conflist for `network` (as the issue specifies it; podman generates 0.4.0 configs too).
-pub fn conflist(name: &str, network: &str, socket: &str) -> serde_json::Value {
-    json!({
+pub fn conflist(
+    name: &str,
+    network: &str,
+    socket: &str,
+    runtime_reserves_ports: bool,
+) -> serde_json::Value {
+    let mut c = json!({
         "cniVersion": "0.4.0",
         "name": name,
         "plugins": [{
@@ -55,7 +63,11 @@ pub fn conflist(name: &str, network: &str, socket: &str) -> serde_json::Value {
             "socket": socket,
             "capabilities": {"portMappings": true, "ips": true, "mac": true}
         }]
-    })
+    });
+    if runtime_reserves_ports {
+        c["plugins"][0]["reservePorts"] = json!(false);
+    }
+    c
 }
 
 /// Installs the plugin and the conflist; returns the paths written. Nothing is replaced
@@ -103,8 +115,13 @@ pub fn install(s: &InstallSpec) -> Result<Vec<PathBuf>, InstallError> {
             .map_err(io("chmod", &tmp))?;
     }
     std::fs::rename(&tmp, &bin_dest).map_err(io("installing", &bin_dest))?;
-    let text =
-        serde_json::to_string_pretty(&conflist(&name, &s.network, &s.socket)).expect("serialises");
+    let text = serde_json::to_string_pretty(&conflist(
+        &name,
+        &s.network,
+        &s.socket,
+        s.runtime_reserves_ports,
+    ))
+    .expect("serialises");
     crate::fsutil::write_atomic(&conf_dest, &(text + "\n")).map_err(io("writing", &conf_dest))?;
     Ok(vec![bin_dest, conf_dest])
 }
@@ -115,7 +132,10 @@ mod tests {
 
     #[test]
     fn conflist_has_the_capabilities() {
-        let c = conflist("blue", "blue", "unix:///run/netd/netd.sock");
+        let c = conflist("blue", "blue", "unix:///run/netd/netd.sock", false);
+        assert!(c["plugins"][0].get("reservePorts").is_none());
+        let r = conflist("blue", "blue", "unix:///run/netd/netd.sock", true);
+        assert_eq!(r["plugins"][0]["reservePorts"], false);
         assert_eq!(c["cniVersion"], "0.4.0");
         assert_eq!(c["plugins"][0]["type"], "netd-cni");
         assert_eq!(c["plugins"][0]["capabilities"]["portMappings"], true);

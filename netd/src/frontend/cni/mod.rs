@@ -131,6 +131,7 @@ async fn add(inv: &Invocation, api: &Api) -> Result<Value, CniError> {
             .iter()
             .map(|p| p.publish_spec())
             .collect(),
+        reserve_ports: inv.conf.reserve_ports,
         ..Default::default()
     };
     let body = serde_json::to_vec(&req).expect("serialises");

@@ -63,6 +63,7 @@ pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
             .collect::<Result<_, _>>()?,
         dns: spec::parse_dns(&req.dns)?,
         dns_search: req.dns_search,
+        reserve_ports: req.reserve_ports.unwrap_or(true),
         ..EndpointSpec::new(req.name, req.netns)
     })
 }

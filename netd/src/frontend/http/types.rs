@@ -34,6 +34,9 @@ pub struct AttachRequest {
     pub link: Vec<String>,
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
+    /// false: the caller's runtime holds the published host ports (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_ports: Option<bool>,
 }
 
 /// `POST /v1/p2p`.
