@@ -92,9 +92,16 @@ fn plugin(cmd: &str, stdin: &str, env: &[(&str, &str)]) -> Run {
 
 /// The plugin's config as libcni passes it (conflist entry with name and cniVersion).
 fn conf(version: &str, sock: &Path, network: Option<&str>, extra: Value) -> String {
+    // GC records go next to the daemon's socket (its temporary directory), never to the
+    // machine's /var/lib/cni.
+    let data = sock
+        .parent()
+        .unwrap_or(Path::new("/nonexistent"))
+        .join("cni-data");
     let mut c = json!({
         "cniVersion": version, "name": "netdnet", "type": "netd-cni",
         "socket": format!("unix://{}", sock.display()),
+        "dataDir": data,
     });
     if let Some(n) = network {
         c["network"] = json!(n);
@@ -523,6 +530,10 @@ fn cni_install_writes_plugin_and_conflist() {
 /// process keeps the mount namespace alive between podman commands; dropping the guard
 /// removes every container, kills the holder (by pid) and removes the directory.
 struct Podman {
+    /// One podman world at a time: the mount points below are shared directories.
+    _serial: std::sync::MutexGuard<'static, ()>,
+    /// Mount points this guard had to create on the machine (removed on drop).
+    made: Vec<PathBuf>,
     dir: TempDir,
     holder: std::process::Child,
     /// `--cgroup-parent` of every container (cgroupfs puts conmon under it too), removed
@@ -536,6 +547,17 @@ struct Podman {
 impl Podman {
     /// `port_reservation`: containers.conf's `enable_port_reservation`.
     fn new(w: &World, cni_bin: &Path, cni_conf: &Path, port_reservation: bool) -> Podman {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // tmpfs goes over these in the private mount namespace (libcni's cache, the netns
+        // bind mounts, podman's blob-info cache); they must exist to be mounted on.
+        let mut made = Vec::new();
+        for m in ["/var/lib/cni", "/var/lib/containers", "/run/netns"] {
+            if !Path::new(m).exists() {
+                std::fs::create_dir_all(m).unwrap();
+                made.push(PathBuf::from(m));
+            }
+        }
         let dir = TempDir::new();
         let d = dir.path();
         for sub in ["root", "runroot", "tmp"] {
@@ -568,8 +590,8 @@ enable_port_reservation = {port_reservation}
         std::fs::write(d.join("containers.conf"), conf).unwrap();
         let ready = d.join("ready");
         let script = format!(
-            "mount -t tmpfs tmpfs /var/lib/cni && mount -t tmpfs tmpfs /run/netns && \
-             touch {} && exec sleep 100000",
+            "mount -t tmpfs tmpfs /var/lib/cni && mount -t tmpfs tmpfs /var/lib/containers && \
+             mount -t tmpfs tmpfs /run/netns && touch {} && exec sleep 100000",
             ready.display()
         );
         let holder = Command::new("nsenter")
@@ -595,6 +617,8 @@ enable_port_reservation = {port_reservation}
             std::thread::sleep(Duration::from_millis(20));
         }
         Podman {
+            _serial: serial,
+            made,
             remove_libpod_parent: !Path::new("/sys/fs/cgroup/memory/libpod_parent").exists()
                 && !Path::new("/sys/fs/cgroup/unified/libpod_parent").exists(),
             dir,
@@ -672,6 +696,9 @@ impl Drop for Podman {
         let _ = self.run(&["rm", "-f", "-a", "-t", "0"]);
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+        for m in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(m);
+        }
         let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
             return;
         };
