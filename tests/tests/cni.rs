@@ -878,6 +878,36 @@ fn podman_runs_a_container_on_a_netd_network() {
     p.ok(&["rm", "-f", "-t", "0", "db"]);
     assert!(!d.ls_has("db"), "{}", d.ls());
 
+    // Masquerade, on netd's default network (a second conflist): the outside sees the
+    // host's address, and only a masqueraded flow can be answered (it has no route back).
+    d.netd_ok(&[
+        "cni",
+        "install",
+        "--dir",
+        bin_dir.to_str().unwrap(),
+        "--conf-dir",
+        conf_dir.to_str().unwrap(),
+        "--network",
+        "netd0",
+    ]);
+    let srv = tcp_server(&w.outside, 9999);
+    p.ok(&[
+        "run",
+        "--rm",
+        &parent,
+        "--name",
+        "out",
+        "--network",
+        "netd0",
+        image,
+        "sh",
+        "-c",
+        &format!("echo hi | nc -w 3 {OUTSIDE_IP} 9999"),
+    ]);
+    assert_eq!(srv.peer_ips().len(), 1, "{:?}", srv.peers());
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+    assert!(!d.ls_has("out"), "{}", d.ls());
+
     p.ok(&["rm", "-f", "-t", "0", "web"]);
     assert_eq!(
         d.ls().lines().count(),
