@@ -227,6 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn netns_handle_must_be_a_proc_fd() {
+        let spec = |h: &str| {
+            endpoint_spec(AttachRequest {
+                name: "c".into(),
+                netns: "/run/netns/c".into(),
+                netns_handle: Some(h.into()),
+                ..Default::default()
+            })
+        };
+        let s = spec("/proc/4242/fd/3").unwrap();
+        assert_eq!(s.netns_handle.unwrap().to_str(), Some("/proc/4242/fd/3"));
+        assert_eq!(s.netns.to_str(), Some("/run/netns/c"));
+        for bad in ["/etc/shadow", "/proc/self/fd/3", "/proc/1/fd/", "/proc/1/fd/3/x"] {
+            assert!(spec(bad).unwrap_err().0.contains("/proc/<pid>/fd/<n>"), "{bad}");
+        }
+    }
+
+    #[test]
     fn network_modes_and_names() {
         let spec = |net: &str| {
             endpoint_spec(AttachRequest {
