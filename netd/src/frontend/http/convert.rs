@@ -239,8 +239,16 @@ mod tests {
         let s = spec("/proc/4242/fd/3").unwrap();
         assert_eq!(s.netns_handle.unwrap().to_str(), Some("/proc/4242/fd/3"));
         assert_eq!(s.netns.to_str(), Some("/run/netns/c"));
-        for bad in ["/etc/shadow", "/proc/self/fd/3", "/proc/1/fd/", "/proc/1/fd/3/x"] {
-            assert!(spec(bad).unwrap_err().0.contains("/proc/<pid>/fd/<n>"), "{bad}");
+        for bad in [
+            "/etc/shadow",
+            "/proc/self/fd/3",
+            "/proc/1/fd/",
+            "/proc/1/fd/3/x",
+        ] {
+            assert!(
+                spec(bad).unwrap_err().0.contains("/proc/<pid>/fd/<n>"),
+                "{bad}"
+            );
         }
     }
 
