@@ -19,7 +19,7 @@ use crate::cmd;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages used by the tests (iproute2, iptables, conntrack, ...), the demo (busybox,
-/// socat, docker.io for docker-proxy) and the benchmarks (iperf3, sockperf).
+/// socat, docker.io for docker-proxy, podman for the CNI plugin) and the benchmarks (iperf3, sockperf).
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "iperf3",
@@ -34,6 +34,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iputils-ping",
     "docker.io",
     "busybox-static",
+    // The real-podman CNI test (tests/tests/cni.rs): podman 4.3 with its CNI backend.
+    "podman",
+    "containernetworking-plugins",
+    "runc",
+    "conmon",
     "util-linux",
     "procps",
 ];

@@ -34,12 +34,13 @@ impl Engine {
     /// `netd attach`: validate everything, then wire, then persist.
     pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
         let mut ep = self.plan(&req)?;
-        let next_id = self.take_ports(&mut ep.ports)?;
+        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
         let mut undo = Undo {
             ports: ep.ports.clone(),
             ..Default::default()
         };
-        match self.apply_attach(ep, &mut undo).await {
+        let ns_path = req.netns_handle.as_ref().unwrap_or(&req.netns);
+        match self.apply_attach(ep, ns_path, &mut undo).await {
             Ok(ep) => {
                 let name = ep.name.clone();
                 self.state.endpoints.insert(name.clone(), ep);
@@ -84,7 +85,8 @@ impl Engine {
         if req.netns.as_os_str().is_empty() {
             return Err(EngineError::Invalid("--netns is required".into()));
         }
-        netns::open(&req.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        netns::open(req.netns_handle.as_ref().unwrap_or(&req.netns))
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         spec::validate_ifname(&req.ifname)?;
         for d in &req.dns_search {
             spec::validate_dns_search(d)?;
@@ -262,15 +264,17 @@ impl Engine {
             dns_search: req.dns_search.clone(),
             p2p: Vec::new(),
             written: Written::default(),
+            reserve_ports: req.reserve_ports,
         })
     }
 
     async fn apply_attach(
         &mut self,
         mut ep: Endpoint,
+        ns_path: &std::path::Path,
         undo: &mut Undo,
     ) -> Result<Endpoint, EngineError> {
-        let ns = netns::open(&ep.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let ns = netns::open(ns_path).map_err(|e| EngineError::Invalid(e.to_string()))?;
         match ep.net {
             NetMode::Bridge => {
                 let cnl = netns::netlink_in(&ns)?;

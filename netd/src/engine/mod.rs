@@ -193,7 +193,7 @@ impl Engine {
         }
         if engine.dp.is_some() {
             reserve::raise_nofile_limit();
-            for ep in engine.state.endpoints.values() {
+            for ep in engine.state.endpoints.values().filter(|e| e.reserve_ports) {
                 if let Err(e) = engine.reserved.reserve_all(&ep.ports) {
                     tracing::warn!(container = %ep.name, "published port not reserved: {e}");
                 }
@@ -214,12 +214,14 @@ impl Engine {
         names.sort_by_key(|n| !matches!(self.state.endpoints[n].net, NetMode::Container(_)));
         for name in names {
             let ep = &self.state.endpoints[&name];
-            let gone = crate::wiring::netns::open(&ep.netns).is_err();
-            let veth_gone = match &ep.host_ifname {
+            // A bridged endpoint's veth dies with its namespace, so the veth is what tells:
+            // its netns path may be a bind mount the daemon cannot see (podman's CNI_NETNS
+            // lives in podman's mount namespace). Without a veth, the path is all there is.
+            let gone = match &ep.host_ifname {
                 Some(h) => self.nl.link_by_name(h).await?.is_none(),
-                None => false,
+                None => crate::wiring::netns::open(&ep.netns).is_err(),
             };
-            if gone || veth_gone {
+            if gone {
                 tracing::info!(container = %name, "network namespace or veth vanished while the daemon was away; cleaning up");
                 // A cleanup that half fails must not keep the daemon from starting.
                 if let Err(e) = self.detach(&name).await {

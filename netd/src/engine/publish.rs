@@ -54,13 +54,17 @@ impl Engine {
     /// Numbers new bindings and reserves their host ports (with the eBPF dataplane, which is
     /// what makes them reachable). Returns the binding id to go back to if the change is undone
     /// ([`Engine::release_ports`]); on failure nothing stays taken.
-    pub(super) fn take_ports(&mut self, bindings: &mut [PortBinding]) -> Result<u32, EngineError> {
+    pub(super) fn take_ports(
+        &mut self,
+        bindings: &mut [PortBinding],
+        reserve: bool,
+    ) -> Result<u32, EngineError> {
         let next_id = self.state.next_binding_id;
         for b in bindings.iter_mut() {
             b.id = self.state.next_binding_id;
             self.state.next_binding_id += 1;
         }
-        if self.dp.is_some() {
+        if self.dp.is_some() && reserve {
             if let Err(msg) = self.reserved.reserve_all(bindings) {
                 self.state.next_binding_id = next_id;
                 return Err(EngineError::Conflict(msg));
@@ -99,7 +103,7 @@ impl Engine {
         }
         let mut publish = specs.to_vec();
         let mut new = self.plan_ports(name, &mut publish, false, &[])?;
-        let next_id = self.take_ports(&mut new)?;
+        let next_id = self.take_ports(&mut new, ep.reserve_ports)?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
         ep.ports.extend(new.iter().cloned());

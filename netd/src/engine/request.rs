@@ -18,6 +18,10 @@ pub struct EndpointSpec {
     pub name: String,
     /// The container's network namespace (a bind-mounted netns or /proc/PID/ns/net).
     pub netns: PathBuf,
+    /// Where to open the namespace for this request instead of `netns`: a
+    /// `/proc/<pid>/fd/<n>` of a client that holds it open until the answer (the CNI plugin,
+    /// whose `CNI_NETNS` is a bind mount in another mount namespace). Only `netns` is kept.
+    pub netns_handle: Option<PathBuf>,
     pub net: NetMode,
     /// With `--net bridge`: a network made with `netd network create` (`None`: the default).
     pub network: Option<String>,
@@ -38,6 +42,9 @@ pub struct EndpointSpec {
     pub links: Vec<LinkSpec>,
     pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
+    /// Hold a socket on each published host port against host processes (default). false:
+    /// the runtime holds them itself (rootful podman with `enable_port_reservation`).
+    pub reserve_ports: bool,
 }
 
 impl EndpointSpec {
@@ -46,6 +53,7 @@ impl EndpointSpec {
         Self {
             name: name.into(),
             netns: netns.into(),
+            netns_handle: None,
             net: NetMode::Bridge,
             network: None,
             ifname: DEFAULT_IFNAME.to_string(),
@@ -59,6 +67,7 @@ impl EndpointSpec {
             links: Vec::new(),
             dns: Vec::new(),
             dns_search: Vec::new(),
+            reserve_ports: true,
         }
     }
 }

@@ -139,10 +139,22 @@ pub struct Endpoint {
     #[serde(default)]
     pub p2p: Vec<(String, String)>,
     pub written: Written,
+    /// false: the runtime holds the published host ports itself (rootful podman's conmon), so
+    /// the daemon keeps no reservation sockets for them.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub reserve_ports: bool,
 }
 
 fn default_ifname() -> String {
     super::DEFAULT_IFNAME.to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Endpoint {

@@ -5,6 +5,8 @@
 //! - [`http`]: the HTTP+JSON API on the daemon's Unix socket.
 //! - [`cli`]: the `netd` command line: `netd daemon` (which runs [`daemon`]) and the client
 //!   subcommands, which talk to the API.
+//! - [`cni`]: the `netd-cni` plugin (podman and other CNI runtimes) and `netd cni install`.
 pub mod cli;
+pub mod cni;
 pub mod daemon;
 pub mod http;

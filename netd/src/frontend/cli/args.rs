@@ -58,6 +58,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dest: PathBuf,
     },
+    /// CNI (podman): install the netd-cni plugin and a conflist for a netd network.
+    Cni {
+        #[command(subcommand)]
+        action: CniAction,
+    },
     /// Write the systemd unit (netd.service, Type=notify) for this binary into a directory.
     InstallUnit {
         /// Directory to write netd.service into.
@@ -132,6 +137,40 @@ pub enum Command {
         port: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CniAction {
+    /// Copy netd-cni into a CNI plugin dir and write DIR/NAME.conflist for a netd network
+    /// (the plugin talks to the daemon at -H).
+    Install {
+        /// CNI plugin directory (podman: cni_plugin_dirs).
+        #[arg(long, value_name = "DIR", default_value = "/usr/local/lib/cni")]
+        dir: PathBuf,
+        /// CNI config directory (podman: network_config_dir).
+        #[arg(
+            long = "conf-dir",
+            value_name = "DIR",
+            default_value = "/etc/cni/net.d"
+        )]
+        conf_dir: PathBuf,
+        /// The netd network (`netd network create NAME`).
+        #[arg(long, value_name = "NAME")]
+        network: String,
+        /// The CNI network name podman shows (default: the netd network's).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The plugin binary (default: netd-cni next to this netd).
+        #[arg(long, value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// Replace an existing conflist.
+        #[arg(long)]
+        force: bool,
+        /// The runtime holds published host ports itself (podman with
+        /// enable_port_reservation=true, its default): netd then keeps no reservation.
+        #[arg(long = "runtime-reserves-ports")]
+        runtime_reserves_ports: bool,
     },
 }
 

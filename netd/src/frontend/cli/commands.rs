@@ -13,6 +13,7 @@ fn attach_request(a: AttachArgs) -> AttachRequest {
     AttachRequest {
         name: a.name,
         netns,
+        netns_handle: None,
         net: a.net,
         ifname: Some(a.ifname),
         hostname: a.hostname,
@@ -25,6 +26,7 @@ fn attach_request(a: AttachArgs) -> AttachRequest {
         link: a.link,
         dns: a.dns,
         dns_search: a.dns_search,
+        reserve_ports: None,
     }
 }
 
@@ -39,6 +41,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
     match cmd {
         Command::Daemon(_)
         | Command::InstallUnit { .. }
+        | Command::Cni { .. }
         | Command::Completion { .. }
         | Command::Version { .. }
         | Command::Man { .. }

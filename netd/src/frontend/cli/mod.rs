@@ -90,6 +90,38 @@ pub fn main() -> ExitCode {
                 dest.display()
             )),
         },
+        Command::Cni {
+            action:
+                args::CniAction::Install {
+                    dir,
+                    conf_dir,
+                    network,
+                    name,
+                    plugin,
+                    force,
+                    runtime_reserves_ports,
+                },
+        } => {
+            let spec = crate::frontend::cni::install::InstallSpec {
+                dir,
+                conf_dir,
+                network,
+                name,
+                socket: cli.host.clone(),
+                plugin,
+                force,
+                runtime_reserves_ports,
+            };
+            match crate::frontend::cni::install::install(&spec) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("{}", p.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
         Command::InstallUnit { dest, bin, force } => {
             let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
                 Ok(b) => std::path::absolute(&b).unwrap_or(b),

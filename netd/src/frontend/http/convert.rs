@@ -35,7 +35,9 @@ fn net_and_network(s: &str) -> Result<(NetMode, Option<String>), BadRequest> {
 /// `POST /v1/endpoints`.
 pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
     let (net, network) = net_and_network(&req.net)?;
+    let netns_handle = req.netns_handle.map(netns_handle).transpose()?;
     Ok(EndpointSpec {
+        netns_handle,
         net,
         network,
         ifname: req.ifname.unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
@@ -61,8 +63,26 @@ pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
             .collect::<Result<_, _>>()?,
         dns: spec::parse_dns(&req.dns)?,
         dns_search: req.dns_search,
+        reserve_ports: req.reserve_ports.unwrap_or(true),
         ..EndpointSpec::new(req.name, req.netns)
     })
+}
+
+/// Only a descriptor of another process is accepted as a handle (`/proc/<pid>/fd/<n>`), so
+/// the field cannot name an arbitrary file.
+fn netns_handle(p: std::path::PathBuf) -> Result<std::path::PathBuf, BadRequest> {
+    let s = p.to_string_lossy();
+    let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    let ok = s
+        .strip_prefix("/proc/")
+        .and_then(|r| r.split_once("/fd/"))
+        .is_some_and(|(pid, fd)| digits(pid) && digits(fd));
+    if !ok {
+        return Err(BadRequest(format!(
+            "netns_handle {s:?}: expected /proc/<pid>/fd/<n>"
+        )));
+    }
+    Ok(p)
 }
 
 /// `-p` specs, for attach and `POST /v1/endpoints/NAME/ports`.
@@ -204,6 +224,32 @@ mod tests {
             ..Default::default()
         };
         assert!(endpoint_spec(bad).unwrap_err().0.contains("80:80:80:80"));
+    }
+
+    #[test]
+    fn netns_handle_must_be_a_proc_fd() {
+        let spec = |h: &str| {
+            endpoint_spec(AttachRequest {
+                name: "c".into(),
+                netns: "/run/netns/c".into(),
+                netns_handle: Some(h.into()),
+                ..Default::default()
+            })
+        };
+        let s = spec("/proc/4242/fd/3").unwrap();
+        assert_eq!(s.netns_handle.unwrap().to_str(), Some("/proc/4242/fd/3"));
+        assert_eq!(s.netns.to_str(), Some("/run/netns/c"));
+        for bad in [
+            "/etc/shadow",
+            "/proc/self/fd/3",
+            "/proc/1/fd/",
+            "/proc/1/fd/3/x",
+        ] {
+            assert!(
+                spec(bad).unwrap_err().0.contains("/proc/<pid>/fd/<n>"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub use crate::engine::view::*;
 pub struct AttachRequest {
     pub name: String,
     pub netns: PathBuf,
+    /// `/proc/<pid>/fd/<n>` of the caller, open on the namespace for the duration of the
+    /// request; used instead of `netns` to reach it (see `EndpointSpec::netns_handle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_handle: Option<PathBuf>,
     pub net: String,
     /// The container-side interface name (default eth0).
     pub ifname: Option<String>,
@@ -30,6 +34,9 @@ pub struct AttachRequest {
     pub link: Vec<String>,
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
+    /// false: the caller's runtime holds the published host ports (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_ports: Option<bool>,
 }
 
 /// `POST /v1/p2p`.

@@ -1,0 +1,987 @@
+//! The `netd-cni` plugin, run directly with crafted stdin and environment against a test
+//! daemon (as libcni runs it): VERSION; ADD into a namespace the test made, then real TCP from
+//! the outside to the published port with the client's real address; CHECK; DEL twice, DEL
+//! after the namespace is gone and after a daemon restart; both CNI versions; a CNI_NETNS that
+//! only the plugin's mount namespace can see; STATUS and GC (1.1); errors (malformed config,
+//! missing environment, unknown network, daemon down or silent) as CNI error JSON that leave
+//! nothing behind; and `netd cni install`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netd_tests::daemon::netd_bin;
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::{BIP, Daemon, TempDir, World, cmd_ok, tcp_request_until, tcp_server};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(5);
+/// No plugin run may take longer (the plugin's own deadlines are shorter).
+const PLUGIN_LIMIT: Duration = Duration::from_secs(40);
+
+fn plugin_bin() -> PathBuf {
+    let p = netd_bin().with_file_name("netd-cni");
+    assert!(p.exists(), "build netd-cni first: cargo build -p netd");
+    p
+}
+
+/// What one plugin run printed and how it ended.
+struct Run {
+    code: i32,
+    out: Value,
+    took: Duration,
+}
+
+/// Runs `argv` (the plugin, or a wrapper that execs it) with only `env` (plus PATH) and
+/// `stdin`; panics if it runs longer than [`PLUGIN_LIMIT`].
+fn run_argv(argv: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let t = Instant::now();
+    let mut child = c.spawn().expect("spawn netd-cni");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if t.elapsed() > PLUGIN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netd-cni {env:?} hung for {PLUGIN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = t.elapsed();
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let out = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "netd-cni printed no JSON ({e}): {text:?}, stderr {:?}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+    };
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out,
+        took,
+    }
+}
+
+fn plugin(cmd: &str, stdin: &str, env: &[(&str, &str)]) -> Run {
+    let bin = plugin_bin();
+    let mut all = vec![("CNI_COMMAND", cmd), ("CNI_PATH", "/nonexistent")];
+    all.extend_from_slice(env);
+    run_argv(&[bin.to_str().unwrap()], stdin, &all)
+}
+
+/// The plugin's config as libcni passes it (conflist entry with name and cniVersion).
+fn conf(version: &str, sock: &Path, network: Option<&str>, extra: Value) -> String {
+    // GC records go next to the daemon's socket (its temporary directory), never to the
+    // machine's /var/lib/cni.
+    let data = sock
+        .parent()
+        .unwrap_or(Path::new("/nonexistent"))
+        .join("cni-data");
+    let mut c = json!({
+        "cniVersion": version, "name": "netdnet", "type": "netd-cni",
+        "socket": format!("unix://{}", sock.display()),
+        "dataDir": data,
+    });
+    if let Some(n) = network {
+        c["network"] = json!(n);
+    }
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            c[k] = v;
+        }
+    }
+    c.to_string()
+}
+
+/// The environment of a per-container command.
+fn env<'a>(id: &'a str, netns: &'a str, ifname: &'a str, args: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", ifname),
+        ("CNI_ARGS", args),
+    ]
+}
+
+fn ok(r: &Run, what: &str) {
+    assert_eq!(r.code, 0, "{what}: expected success, got {}", r.out);
+}
+
+fn err(r: &Run, code: u64, what: &str) -> String {
+    assert_ne!(r.code, 0, "{what}: expected a failure, got {}", r.out);
+    assert_eq!(r.out["code"], json!(code), "{what}: {}", r.out);
+    assert!(r.out["cniVersion"].is_string(), "{what}: {}", r.out);
+    r.out["msg"].as_str().unwrap_or_default().to_string()
+}
+
+fn blue(d: &Daemon) {
+    d.netd_ok(&["network", "create", "blue", "--subnet", "10.77.0.0/24"]);
+}
+
+fn host_veths(w: &World) -> Vec<String> {
+    w.host
+        .links()
+        .into_iter()
+        .filter(|l| l.starts_with("veth") || l.starts_with("vtmp"))
+        .collect()
+}
+
+#[test]
+fn version_answers_every_supported_version() {
+    for stdin in [r#"{"cniVersion":"1.0.0"}"#, ""] {
+        let r = plugin("VERSION", stdin, &[]);
+        ok(&r, "VERSION");
+        assert_eq!(
+            r.out["supportedVersions"],
+            json!(["0.4.0", "1.0.0", "1.1.0"]),
+            "{}",
+            r.out
+        );
+    }
+    let r = plugin("VERSION", r#"{"cniVersion":"0.4.0"}"#, &[]);
+    assert_eq!(r.out["cniVersion"], "0.4.0");
+}
+
+#[test]
+fn add_publishes_a_port_and_del_is_idempotent_in_both_versions() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let sock = d.sock();
+
+    // 1.0.0, a named interface that is not eth0, address and MAC from runtimeConfig.
+    let web = w.container("web");
+    let c1 = conf(
+        "1.0.0",
+        &sock,
+        Some("blue"),
+        json!({"runtimeConfig": {
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}],
+            "ips": ["10.77.0.50/24"], "mac": "02:00:00:aa:bb:cc"}}),
+    );
+    let e1 = env(
+        "c0ffee0123456789",
+        web.path_str(),
+        "net1",
+        "IgnoreUnknown=1;K8S_POD_NAME=web;K8S_POD_NAMESPACE=x",
+    );
+    let r = plugin("ADD", &c1, &e1);
+    ok(&r, "ADD 1.0.0");
+    let res = r.out.clone();
+    assert_eq!(res["cniVersion"], "1.0.0");
+    assert_eq!(res["interfaces"][0]["name"], "net1");
+    assert_eq!(res["interfaces"][0]["mac"], "02:00:00:aa:bb:cc");
+    assert_eq!(res["interfaces"][0]["sandbox"], web.path_str());
+    assert_eq!(res["ips"][0]["address"], "10.77.0.50/24");
+    assert_eq!(res["ips"][0]["gateway"], "10.77.0.1");
+    assert_eq!(res["ips"][0]["interface"], 0);
+    assert!(res["ips"][0].get("version").is_none(), "{res}");
+    assert_eq!(
+        res["routes"][0],
+        json!({"dst": "0.0.0.0/0", "gw": "10.77.0.1"})
+    );
+    assert_eq!(web.addrs4("net1"), vec!["10.77.0.50/24".to_string()]);
+    assert_eq!(web.mac("net1"), "02:00:00:aa:bb:cc");
+    let v = d.inspect("web");
+    assert_eq!(v["network"], "blue");
+
+    // Real TCP from the outside to the published port; the container sees the client.
+    let srv = tcp_server(&web, 80);
+    let got = tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T);
+    assert_eq!(got.unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+
+    // CHECK against the ADD result.
+    let mut with_prev: Value = serde_json::from_str(&c1).unwrap();
+    with_prev["prevResult"] = res.clone();
+    ok(&plugin("CHECK", &with_prev.to_string(), &e1), "CHECK");
+
+    // 0.4.0 with the address from CNI_ARGS IP= and no K8S_POD_NAME: the name is the ID prefix.
+    let db = w.container("db");
+    let c2 = conf("0.4.0", &sock, Some("blue"), json!({}));
+    let e2 = env(
+        "d00d0123456789ab",
+        db.path_str(),
+        "eth0",
+        "IP=10.77.0.60;MAC=02:00:00:00:00:60",
+    );
+    let r = plugin("ADD", &c2, &e2);
+    ok(&r, "ADD 0.4.0");
+    assert_eq!(r.out["cniVersion"], "0.4.0");
+    assert_eq!(r.out["ips"][0]["version"], "4");
+    assert_eq!(r.out["ips"][0]["address"], "10.77.0.60/24");
+    assert_eq!(r.out["interfaces"][0]["mac"], "02:00:00:00:00:60");
+    assert!(d.ls_has("d00d01234567"), "{}", d.ls());
+
+    // DEL twice: the second finds nothing and still succeeds.
+    ok(&plugin("DEL", &with_prev.to_string(), &e1), "DEL");
+    assert!(!d.ls_has("web"));
+    assert!(web.link("net1").is_none(), "net1 left in the container");
+    ok(&plugin("DEL", &with_prev.to_string(), &e1), "second DEL");
+
+    // DEL after a daemon restart, then DEL after the namespace is gone.
+    d.restart();
+    assert!(d.ls_has("d00d01234567"));
+    db.delete();
+    ok(&plugin("DEL", &c2, &e2), "DEL after the netns is gone");
+    ok(
+        &plugin("DEL", &c2, &e2),
+        "second DEL after the netns is gone",
+    );
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}
+
+/// CNI_NETNS as podman passes it: a bind mount that exists only in the runtime's mount
+/// namespace (here the plugin's own); in the daemon's view the path is an empty file.
+#[test]
+fn netns_bind_mount_the_daemon_cannot_see() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let app = w.container("app");
+    let tmp = TempDir::new();
+    let private = tmp.path().join("netns");
+    std::fs::write(&private, b"").unwrap();
+    let c = conf(
+        "1.0.0",
+        &d.sock(),
+        None,
+        json!({"runtimeConfig": {"portMappings": [{"hostPort": 8081, "containerPort": 81, "protocol": "tcp"}]}}),
+    );
+    let private_s = private.to_str().unwrap();
+    let e = env("abc123abc123abc1", private_s, "eth0", "K8S_POD_NAME=app");
+    let script = r#"mount --bind "$1" "$2" && exec "$3""#;
+    let plugin = plugin_bin();
+    let mut all = vec![("CNI_COMMAND", "ADD")];
+    all.extend_from_slice(&e);
+    let argv = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        app.path_str(),
+        private_s,
+        plugin.to_str().unwrap(),
+    ];
+    let r = run_argv(&argv, &c, &all);
+    ok(&r, "ADD through a private bind mount");
+    assert_eq!(r.out["interfaces"][0]["sandbox"], private_s);
+    assert_eq!(app.addrs4("eth0").len(), 1);
+    let srv = tcp_server(&app, 81);
+    tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8081"), T).unwrap();
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+    // The daemon cannot open the stored path, yet a restart keeps the endpoint: its veth lives.
+    d.restart();
+    assert!(d.ls_has("app"), "endpoint reaped on restart: {}", d.ls());
+    tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8081"), T).unwrap();
+    // DEL from the runtime's side needs no namespace at all.
+    let mut del = vec![("CNI_COMMAND", "DEL")];
+    del.extend_from_slice(&e);
+    ok(&run_argv(&[plugin.to_str().unwrap()], &c, &del), "DEL");
+    assert!(!d.ls_has("app"));
+}
+
+#[test]
+fn errors_are_cni_errors_and_leave_nothing_behind() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let c = w.container("c");
+    let sock = d.sock();
+    let good = conf("1.0.0", &sock, Some("blue"), json!({}));
+    let e = env("feedfeedfeedfeed", c.path_str(), "eth0", "K8S_POD_NAME=c");
+    let before = host_veths(&w);
+
+    let m = err(&plugin("ADD", "{not json", &e), 6, "malformed config");
+    assert!(m.contains("not valid"), "{m}");
+    err(
+        &plugin("ADD", &conf("0.3.1", &sock, Some("blue"), json!({})), &e),
+        1,
+        "old version",
+    );
+    let m = err(
+        &plugin("ADD", &good, &env("feedfeedfeedfeed", "", "eth0", "")),
+        4,
+        "missing CNI_NETNS",
+    );
+    assert!(m.contains("CNI_NETNS"), "{m}");
+    err(&plugin("ADD", &good, &[]), 4, "missing CNI_CONTAINERID");
+    err(
+        &plugin(
+            "ADD",
+            &good,
+            &env("feedfeedfeedfeed", c.path_str(), "eth0", "FOO=1"),
+        ),
+        4,
+        "unknown CNI_ARGS key",
+    );
+    let r = run_argv(&[plugin_bin().to_str().unwrap()], &good, &e);
+    err(&r, 4, "missing CNI_COMMAND");
+    let m = err(
+        &plugin("ADD", &conf("1.0.0", &sock, Some("nosuch"), json!({})), &e),
+        7,
+        "unknown network",
+    );
+    assert!(m.contains("nosuch"), "{m}");
+    let m = err(
+        &plugin(
+            "ADD",
+            &conf(
+                "1.0.0",
+                &sock,
+                Some("blue"),
+                json!({"runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "sctp"}]}}),
+            ),
+            &e,
+        ),
+        7,
+        "bad protocol",
+    );
+    assert!(m.contains("sctp"), "{m}");
+    let m = err(
+        &plugin(
+            "ADD",
+            &good,
+            &env("feedfeedfeedfeed", "/nonexistent/ns", "eth0", ""),
+        ),
+        5,
+        "netns that does not exist",
+    );
+    assert!(m.contains("/nonexistent/ns"), "{m}");
+
+    // Daemon down (no socket) and a daemon that accepts but never answers: code 11, quickly.
+    let down = conf(
+        "1.0.0",
+        Path::new("/nonexistent/netd.sock"),
+        Some("blue"),
+        json!({}),
+    );
+    for cmd in ["ADD", "DEL"] {
+        let r = plugin(cmd, &down, &e);
+        err(&r, 11, &format!("{cmd} with the daemon down"));
+        assert!(r.took < Duration::from_secs(5), "{cmd} took {:?}", r.took);
+    }
+    let tmp = TempDir::new();
+    let stall_path = tmp.path().join("stall.sock");
+    let stall = std::os::unix::net::UnixListener::bind(&stall_path).unwrap();
+    let silent = conf("1.0.0", &stall_path, Some("blue"), json!({"timeout": 2}));
+    for cmd in ["ADD", "DEL"] {
+        let r = plugin(cmd, &silent, &e);
+        let m = err(&r, 11, &format!("{cmd} with a silent daemon"));
+        assert!(m.contains("within 2 s"), "{m}");
+        assert!(r.took < Duration::from_secs(6), "{cmd} took {:?}", r.took);
+    }
+    drop(stall);
+
+    // Nothing was attached anywhere.
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    assert_eq!(host_veths(&w), before);
+    assert_eq!(c.links(), vec!["lo".to_string()]);
+}
+
+#[test]
+fn status_and_gc() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let sock = d.sock();
+    let data = TempDir::new();
+    let data_s = data.path().to_str().unwrap().to_string();
+    let c10 = conf("1.0.0", &sock, Some("blue"), json!({"dataDir": data_s}));
+    let a = w.container("a");
+    let b = w.container("b");
+    ok(
+        &plugin(
+            "ADD",
+            &c10,
+            &env("aaaa00000000aaaa", a.path_str(), "eth0", "K8S_POD_NAME=a"),
+        ),
+        "ADD a",
+    );
+    ok(
+        &plugin(
+            "ADD",
+            &c10,
+            &env("bbbb00000000bbbb", b.path_str(), "eth0", "K8S_POD_NAME=b"),
+        ),
+        "ADD b",
+    );
+
+    ok(
+        &plugin(
+            "STATUS",
+            &conf("1.1.0", &sock, Some("blue"), json!({})),
+            &[],
+        ),
+        "STATUS",
+    );
+    err(
+        &plugin(
+            "STATUS",
+            &conf("1.1.0", &sock, Some("nosuch"), json!({})),
+            &[],
+        ),
+        50,
+        "STATUS of an unknown network",
+    );
+    err(
+        &plugin(
+            "STATUS",
+            &conf("1.1.0", Path::new("/nonexistent/s"), None, json!({})),
+            &[],
+        ),
+        50,
+        "STATUS with the daemon down",
+    );
+    err(&plugin("STATUS", &c10, &[]), 1, "STATUS before 1.1.0");
+
+    // GC keeps the valid attachment (a) and removes the other (b).
+    let gc = conf(
+        "1.1.0",
+        &sock,
+        Some("blue"),
+        json!({"dataDir": data_s, "cni.dev/valid-attachments": [{"containerID": "aaaa00000000aaaa", "ifname": "eth0"}]}),
+    );
+    ok(&plugin("GC", &gc, &[]), "GC");
+    assert!(d.ls_has("a"));
+    assert!(!d.ls_has("b"), "{}", d.ls());
+    assert_eq!(b.links(), vec!["lo".to_string()]);
+    // A second GC has nothing left to do.
+    ok(&plugin("GC", &gc, &[]), "second GC");
+    assert!(d.ls_has("a"));
+}
+
+#[test]
+fn cni_install_writes_plugin_and_conflist() {
+    let tmp = TempDir::new();
+    let bin_dir = tmp.path().join("bin");
+    let conf_dir = tmp.path().join("net.d");
+    let netd = netd_bin();
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(&netd);
+        c.args(["-H", "unix:///run/netdt/x.sock", "cni", "install", "--dir"])
+            .arg(&bin_dir)
+            .arg("--conf-dir")
+            .arg(&conf_dir)
+            .args(["--network", "blue"])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let out = run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value =
+        serde_json::from_str(&std::fs::read_to_string(conf_dir.join("blue.conflist")).unwrap())
+            .unwrap();
+    assert_eq!(
+        list,
+        json!({"cniVersion": "0.4.0", "name": "blue", "plugins": [{"type": "netd-cni",
+            "network": "blue", "socket": "unix:///run/netdt/x.sock",
+            "capabilities": {"portMappings": true, "ips": true, "mac": true}}]})
+    );
+    let installed = bin_dir.join("netd-cni");
+    let v = cmd_ok(&[
+        "sh",
+        "-c",
+        &format!(
+            "echo '{{\"cniVersion\":\"1.0.0\"}}' | CNI_COMMAND=VERSION {}",
+            installed.display()
+        ),
+    ]);
+    assert!(v.contains("1.1.0"), "{v}");
+    // Not replaced without --force.
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert!(run(&["--force"]).status.success());
+}
+
+/// Rootful podman 4.3 with its CNI backend, in the world's host namespace and a private mount
+/// namespace of its own (tmpfs over /var/lib/cni and /run/netns), with a private
+/// CONTAINERS_CONF, vfs storage under a temporary directory, runc and cgroupfs. A holder
+/// process keeps the mount namespace alive between podman commands; dropping the guard
+/// removes every container, kills the holder (by pid) and removes the directory.
+struct Podman {
+    /// One podman world at a time: the mount points below are shared directories.
+    _serial: std::sync::MutexGuard<'static, ()>,
+    /// Mount points this guard had to create on the machine (removed on drop).
+    made: Vec<PathBuf>,
+    dir: TempDir,
+    holder: std::process::Child,
+    /// `--cgroup-parent` of every container (cgroupfs puts conmon under it too), removed
+    /// from every hierarchy on drop.
+    cgroup_parent: String,
+    /// conmon's own cgroup parent (`libpod_parent`, whatever `--cgroup-parent` says) did not
+    /// exist before: remove it too.
+    remove_libpod_parent: bool,
+}
+
+impl Podman {
+    /// `port_reservation`: containers.conf's `enable_port_reservation`.
+    fn new(w: &World, cni_bin: &Path, cni_conf: &Path, port_reservation: bool) -> Podman {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // tmpfs goes over these in the private mount namespace (libcni's cache, the netns
+        // bind mounts, podman's blob-info cache); they must exist to be mounted on.
+        let mut made = Vec::new();
+        for m in ["/var/lib/cni", "/var/lib/containers", "/run/netns"] {
+            if !Path::new(m).exists() {
+                std::fs::create_dir_all(m).unwrap();
+                made.push(PathBuf::from(m));
+            }
+        }
+        let dir = TempDir::new();
+        let d = dir.path();
+        for sub in ["root", "runroot", "tmp"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let conf = format!(
+            r#"[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]
+
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{bin}", "/usr/lib/cni"]
+network_config_dir = "{conf}"
+default_network = "blue"
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+tmp_dir = "{tmp}"
+events_logger = "file"
+events_logfile_path = "{tmp}/events.log"
+# true: rootful podman binds every published host port itself (conmon holds the sockets),
+# which clashes with the daemon's reservation unless the conflist says reservePorts=false.
+enable_port_reservation = {port_reservation}
+"#,
+            bin = cni_bin.display(),
+            conf = cni_conf.display(),
+            tmp = d.join("tmp").display()
+        );
+        std::fs::write(d.join("containers.conf"), conf).unwrap();
+        let ready = d.join("ready");
+        let script = format!(
+            "mount -t tmpfs tmpfs /var/lib/cni && mount -t tmpfs tmpfs /var/lib/containers && \
+             mount -t tmpfs tmpfs /run/netns && touch {} && exec sleep 100000",
+            ready.display()
+        );
+        let holder = Command::new("nsenter")
+            .arg(format!("--net={}", w.host.path_str()))
+            .args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the mount-namespace holder");
+        let t = Instant::now();
+        while !ready.exists() {
+            assert!(
+                t.elapsed() < T,
+                "the mount-namespace holder did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Podman {
+            _serial: serial,
+            made,
+            remove_libpod_parent: !Path::new("/sys/fs/cgroup/memory/libpod_parent").exists()
+                && !Path::new("/sys/fs/cgroup/unified/libpod_parent").exists(),
+            dir,
+            holder,
+            cgroup_parent: format!("/{}", netd_tests::unique("netdt-podman-")),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let d = self.dir.path();
+        let pid = self.holder.id();
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg("podman")
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--runtime", "runc", "--network-backend", "cni"])
+            .args(args);
+        netd_tests::output_with_timeout(c, Duration::from_secs(120))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "podman {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A busybox image with an echo server script that reports the peer it sees.
+    fn import_busybox(&self) -> &'static str {
+        let root = self.dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "nc", "netstat", "cat", "sleep", "grep", "echo", "ip"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let reply = root.join("srv/reply");
+        std::fs::write(
+            &reply,
+            "#!/bin/sh\nread line\necho \"got $line\"\nnetstat -tn | grep ESTABLISHED\n",
+        )
+        .unwrap();
+        cmd_ok(&["chmod", "755", reply.to_str().unwrap()]);
+        for d in ["proc", "sys", "dev", "etc", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let tar = self.dir.path().join("rootfs.tar");
+        cmd_ok(&[
+            "tar",
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ]);
+        let image = "localhost/netdt-busybox:latest";
+        self.ok(&["import", tar.to_str().unwrap(), image]);
+        image
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-f", "-a", "-t", "0"]);
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        for m in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(m);
+        }
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        let mut tops = vec![self.cgroup_parent.trim_start_matches('/').to_string()];
+        if self.remove_libpod_parent {
+            tops.push("libpod_parent".into());
+        }
+        for (h, name) in hierarchies
+            .flatten()
+            .flat_map(|h| tops.iter().map(move |t| (h.path(), t.clone())))
+        {
+            let top = h.join(name);
+            if top.is_dir() {
+                // Only directories: cgroupfs refuses to remove a cgroup that still has tasks.
+                let _ = Command::new("find")
+                    .arg(&top)
+                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                    .status();
+            }
+        }
+    }
+}
+
+/// Connects from `ns` to `addr`, sends one line and returns everything the server wrote.
+fn tcp_exchange(ns: &netd_tests::Netns, addr: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let addr: std::net::SocketAddr = addr.parse()?;
+    netd_tests::in_netns(ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"hello\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        anyhow::ensure!(!out.is_empty(), "{addr} closed without a reply");
+        Ok(out)
+    })
+}
+
+#[test]
+fn podman_runs_a_container_on_a_netd_network() {
+    if Command::new("podman").arg("--version").output().is_err() {
+        panic!("podman is not installed: run cargo xtask setup");
+    }
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let cni = TempDir::new();
+    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
+    d.netd_ok(&[
+        "cni",
+        "install",
+        "--dir",
+        bin_dir.to_str().unwrap(),
+        "--conf-dir",
+        conf_dir.to_str().unwrap(),
+        "--network",
+        "blue",
+    ]);
+    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
+    let nets = p.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        nets.lines().any(|l| l == "blue"),
+        "podman network ls: {nets}"
+    );
+    let image = p.import_busybox();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    p.ok(&[
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "web",
+        "--network",
+        "blue",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8082:80",
+        "-p",
+        "9000-9001:7000-7001/udp",
+        image,
+        "sh",
+        "-c",
+        "nc -ll -p 80 -e /srv/reply",
+    ]);
+    let v = d.inspect("web");
+    assert_eq!(v["network"], "blue", "{v}");
+    let ip = v["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.77.0."), "{v}");
+    let mut ports: Vec<String> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p["host_ip"].as_str().unwrap(),
+                p["host_port"],
+                p["container_port"],
+                p["proto"].as_str().unwrap()
+            )
+        })
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [
+            "0.0.0.0:8080->80/tcp",
+            "0.0.0.0:9000->7000/udp",
+            "0.0.0.0:9001->7001/udp",
+            "127.0.0.1:8082->80/tcp"
+        ],
+        "{v}"
+    );
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .expect("outside -> published port");
+    assert!(reply.starts_with("got hello"), "{reply}");
+    // The container sees the outside client's own address.
+    assert!(
+        reply.contains(&format!("{ip}:80 ")) && reply.contains(&format!("{OUTSIDE_IP}:")),
+        "{reply}"
+    );
+    // A host process reaches the loopback-only port (netd's socket hooks, no proxy).
+    let cg = netd_tests::dataplane::daemon_cgroup(&d).expect("the daemon's cgroup");
+    let local = netd_tests::try_poll_until(T, || {
+        netd_tests::dataplane::socat_in_cgroup(&cg, &w.host, "tcp", "127.0.0.1:8082")
+    })
+    .expect("host -> 127.0.0.1:8082");
+    assert!(local.starts_with("got ping"), "{local}");
+    let port = p.ok(&["port", "web"]);
+    assert!(
+        port.contains("80/tcp -> 0.0.0.0:8080"),
+        "podman port: {port}"
+    );
+    assert!(
+        port.contains("80/tcp -> 127.0.0.1:8082"),
+        "podman port: {port}"
+    );
+    let insp = p.ok(&[
+        "inspect",
+        "web",
+        "--format",
+        "{{.NetworkSettings.Networks.blue.IPAddress}}",
+    ]);
+    assert_eq!(insp.trim(), ip);
+
+    // default_network = "blue": no --network; --ip and --mac-address reach netd.
+    p.ok(&[
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "db",
+        "--ip",
+        "10.77.0.42",
+        "--mac-address",
+        "02:00:00:00:00:42",
+        image,
+        "sleep",
+        "1000",
+    ]);
+    let v = d.inspect("db");
+    assert_eq!(
+        (v["network"].as_str(), v["ip"].as_str(), v["mac"].as_str()),
+        (Some("blue"), Some("10.77.0.42"), Some("02:00:00:00:00:42")),
+        "{v}"
+    );
+    let mac = p.ok(&[
+        "inspect",
+        "db",
+        "--format",
+        "{{.NetworkSettings.Networks.blue.MacAddress}}",
+    ]);
+    assert_eq!(mac.trim(), "02:00:00:00:00:42");
+    p.ok(&["rm", "-f", "-t", "0", "db"]);
+    assert!(!d.ls_has("db"), "{}", d.ls());
+
+    // Masquerade, on netd's default network (a second conflist): the outside sees the
+    // host's address, and only a masqueraded flow can be answered (it has no route back).
+    d.netd_ok(&[
+        "cni",
+        "install",
+        "--dir",
+        bin_dir.to_str().unwrap(),
+        "--conf-dir",
+        conf_dir.to_str().unwrap(),
+        "--network",
+        "netd0",
+    ]);
+    let srv = tcp_server(&w.outside, 9999);
+    p.ok(&[
+        "run",
+        "--rm",
+        &parent,
+        "--name",
+        "out",
+        "--network",
+        "netd0",
+        image,
+        "sh",
+        "-c",
+        &format!("echo hi | nc -w 3 {OUTSIDE_IP} 9999"),
+    ]);
+    assert_eq!(srv.peer_ips().len(), 1, "{:?}", srv.peers());
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+    assert!(!d.ls_has("out"), "{}", d.ls());
+
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert_eq!(
+        d.ls().lines().count(),
+        1,
+        "netd ls after podman rm: {}",
+        d.ls()
+    );
+    assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}
+
+/// Podman's default `enable_port_reservation = true`: conmon holds the published host port, so
+/// netd's own reservation is refused (the clash, reported as a CNI error, nothing left behind)
+/// until the conflist says `"reservePorts": false` (`netd cni install
+/// --runtime-reserves-ports`); then the port works and conmon is what holds it.
+#[test]
+fn podman_with_its_own_port_reservation() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let cni = TempDir::new();
+    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "cni",
+            "install",
+            "--dir",
+            bin_dir.to_str().unwrap(),
+            "--conf-dir",
+            conf_dir.to_str().unwrap(),
+            "--network",
+            "blue",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        d.netd_ok(&args);
+    };
+    install(&[]);
+    let p = Podman::new(&w, &bin_dir, &conf_dir, true);
+    let image = p.import_busybox();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let run = [
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        image,
+        "sh",
+        "-c",
+        "nc -ll -p 80 -e /srv/reply",
+    ];
+    let o = p.run(&run);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "podman run should clash: {stderr}");
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    let _ = p.run(&["rm", "-f", "-t", "0", "web"]);
+
+    install(&["--runtime-reserves-ports"]);
+    p.ok(&run);
+    let v = d.inspect("web");
+    let ip = v["ip"].as_str().unwrap().to_string();
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .expect("outside -> published port");
+    assert!(
+        reply.contains(&format!("{ip}:80 ")) && reply.contains(&format!("{OUTSIDE_IP}:")),
+        "{reply}"
+    );
+    let holders = w.host.run_ok(&["ss", "-Htlnp", "sport = :8080"]);
+    assert!(holders.contains("conmon"), "who holds 8080: {holders}");
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+}
