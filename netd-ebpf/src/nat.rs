@@ -206,6 +206,12 @@ pub fn hairpin(
         ct::create(k, &t, &f).map_err(create_err)?;
         rewrite(ctx, pkt, t.saddr[0], target, t.sport, cport)?;
         counters::count_binding(b.binding_id, ctx.len());
+        // A target on another network: the stack would not route it there (networks are
+        // isolated), so it goes into the target's container directly.
+        let v = crate::redirect::across_networks(ctx, pkt.saddr, target);
+        if v != crate::redirect::NOT_TAKEN {
+            return Ok(v as i32);
+        }
         return Ok(aya_ebpf::bindings::TC_ACT_OK);
     }
     t.saddr[0] = if cfg.bridge_ip != 0 {
