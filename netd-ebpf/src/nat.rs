@@ -175,7 +175,7 @@ pub fn published(
 }
 
 /// A container reaches a published port through a host address (hairpin): DNAT to the target
-/// container; when the target is the sender itself, SNAT to the bridge address too and send
+/// container; when the target is the sender itself, SNAT to its network's gateway too and send
 /// the packet straight back. Returns the TC verdict.
 #[inline(always)]
 pub fn hairpin(
@@ -214,11 +214,9 @@ pub fn hairpin(
         }
         return Ok(aya_ebpf::bindings::TC_ACT_OK);
     }
-    t.saddr[0] = if cfg.bridge_ip != 0 {
-        cfg.bridge_ip
-    } else {
-        pkt.daddr
-    };
+    // The gateway of the sender's own network.
+    let gw = maps::net_gateway(cfg, maps::net_id(cfg, target));
+    t.saddr[0] = if gw != 0 { gw } else { pkt.daddr };
     // The bridge address is netd's own: no host socket talks from it, so no socket lookups
     // (they would also cost from_container's verifier budget).
     let t = snat_flow(None, k, t, &f)?;

@@ -268,3 +268,18 @@ fn icc_is_decided_per_network() {
         assert_eq!(w.drop_count(DROP_ICC), 2);
     });
 }
+
+#[test]
+fn a_container_reaching_its_own_published_port_sees_its_own_gateway() {
+    World::with(|w| {
+        let n = net1(w, NET_F_ICC | NET_F_MASQ);
+        let f = Frame::tcp(C_IP, UPLINK_IP, 36000, C_PORT)
+            .macs(C_MAC, NET1_MAC)
+            .flags(TCP_SYN);
+        let (v, out) = w.run(PROG_FROM_CONTAINER, n.vc, &f.bytes());
+        assert_eq!(v, TC_ACT_REDIRECT, "straight back into C");
+        let (s, d, _, dport) = tuple(&out);
+        assert_eq!((s, d, dport), (NET1_GW, C_IP, 60), "SNAT to network 1's gateway");
+        assert_csums(&out);
+    });
+}
