@@ -128,7 +128,7 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
 }
 
 /// What reaches a container: from the host itself (locally generated: no ingress interface),
-/// over the bridge, from another container, from an uplink (`from_uplink` already refused
+/// over its network's bridge, from another container, from an uplink (`from_uplink` already refused
 /// direct access there), or a tracked flow. Anything else arrived on a host interface that is
 /// no uplink and was routed to the container subnet: direct access (with a bridge-subnet
 /// source: a martian).
@@ -136,13 +136,18 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
 pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
     let (ifindex, iif) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
-    if iif == 0 || maps::endpoint(ifindex).is_none() {
+    if iif == 0 {
         return Ok(PASS);
     }
+    let Some(ep) = maps::endpoint(ifindex) else {
+        return Ok(PASS);
+    };
     let Some(cfg) = maps::config() else {
         return Ok(PASS);
     };
-    if iif == cfg.bridge_ifindex || maps::is_uplink(iif) || maps::endpoint(iif).is_some() {
+    // The container's own network's bridge.
+    let bridge = maps::network(u32::from(ep.net_id)).map_or(cfg.bridge_ifindex, |n| n.bridge_ifindex);
+    if iif == bridge || maps::is_uplink(iif) || maps::endpoint(iif).is_some() {
         return Ok(PASS);
     }
     let Some(pkt) = parse::ipv4(ctx)? else {

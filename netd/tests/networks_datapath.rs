@@ -283,3 +283,20 @@ fn a_container_reaching_its_own_published_port_sees_its_own_gateway() {
         assert_csums(&out);
     });
 }
+
+#[test]
+fn to_container_takes_what_comes_over_the_containers_own_bridge() {
+    World::with(|w| {
+        let n = net1(w, NET_F_ICC | NET_F_MASQ);
+        let f = syn(D_IP, C_IP, 37000, 60, NET1_MAC, C_MAC);
+        // Routed by the host over network 1's bridge: passes.
+        let net1_bridge = ifindex("vbp");
+        assert_eq!(w.run_from(PROG_TO_CONTAINER, n.vc, net1_bridge, &f).0, TC_ACT_OK);
+        // The same from the default network's bridge: not C's bridge, a network source.
+        assert_eq!(w.run_from(PROG_TO_CONTAINER, n.vc, w.br, &f).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_MARTIAN), 1);
+        // A's veth still takes the default network's bridge.
+        let f = syn(B_IP, A_IP, 37001, 80, BRIDGE_MAC, A_MAC);
+        assert_eq!(w.run_from(PROG_TO_CONTAINER, w.va, w.br, &f).0, TC_ACT_OK);
+    });
+}
