@@ -94,7 +94,8 @@ use crate::dp::{
     CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
     LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_DROPS, MAP_ENDPOINTS,
     MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS, MAP_HOST_ADDRS, MAP_LINKS,
-    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig, PortEntry, Traffic, UplinkInfo,
+    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig, PortEntry,
+    Traffic, UplinkInfo,
 };
 
 /// One entry per map of [`ALL_MAPS`].

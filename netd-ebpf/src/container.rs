@@ -1,6 +1,8 @@
 //! The container hooks (Cilium's bpf_lxc), on a container's host-side veth: `from_container`
-//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT and `--icc`, and
-//! on the fast path sends tracked traffic that leaves by an uplink straight there (`redirect`);
+//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT (delivered
+//! straight into the target when it is on another network), network isolation and the
+//! network's icc, and on the fast path sends tracked traffic that leaves by an uplink straight
+//! there (`redirect`);
 //! `to_container` (TC egress) refuses what reaches a container from an interface netd does not
 //! police (a second NIC, a VPN): only `--uplink`s get the direct-access check and DNAT.
 
@@ -146,7 +148,8 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
         return Ok(PASS);
     };
     // The container's own network's bridge.
-    let bridge = maps::network(u32::from(ep.net_id)).map_or(cfg.bridge_ifindex, |n| n.bridge_ifindex);
+    let bridge =
+        maps::network(u32::from(ep.net_id)).map_or(cfg.bridge_ifindex, |n| n.bridge_ifindex);
     if iif == bridge || maps::is_uplink(iif) || maps::endpoint(iif).is_some() {
         return Ok(PASS);
     }

@@ -3,8 +3,8 @@
 
 use aya_ebpf::programs::TcContext;
 use netd_common::{
-    DROP_ICC_MAC, DROP_MALFORMED, DROP_NET_ISOLATED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC,
-    DpConfig, EndpointInfo, NET_F_ICC,
+    DROP_ICC_MAC, DROP_MALFORMED, DROP_NET_ISOLATED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC, DpConfig,
+    EndpointInfo, NET_F_ICC,
 };
 
 use crate::{maps, parse::ETH_HLEN};

@@ -57,8 +57,7 @@ fn net1(w: &World, flags: u32) -> Net1 {
     t.insert(&Key::new(24, ip([172, 31, 0, 0])), 1, 0).unwrap();
     t.insert(&Key::new(24, ip([172, 30, 0, 0])), 0, 0).unwrap();
     let mut eps: HashMap<_, u32, EndpointInfo> = HashMap::try_from(w.map(MAP_ENDPOINTS)).unwrap();
-    let mut by_ip: HashMap<_, u32, EndpointInfo> =
-        HashMap::try_from(w.map(MAP_EP_BY_IP)).unwrap();
+    let mut by_ip: HashMap<_, u32, EndpointInfo> = HashMap::try_from(w.map(MAP_EP_BY_IP)).unwrap();
     for (ifindex, a, mac) in [(n.vc, C_IP, C_MAC), (n.vd, D_IP, D_MAC)] {
         let e = EndpointInfo {
             ip: ip(a),
@@ -113,7 +112,11 @@ fn containers_of_two_networks_cannot_reach_each_other_directly() {
         assert_eq!(w.run(PROG_FROM_CONTAINER, n.vc, &u.bytes()).0, TC_ACT_SHOT);
         let e = Frame::echo(A_IP, D_IP, ICMP_ECHO_REQUEST, 7).macs(A_MAC, BRIDGE_MAC);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &e.bytes()).0, TC_ACT_SHOT);
-        assert_eq!(w.drop_count(DROP_NET_ISOLATED) - before, 4, "counted as other-network");
+        assert_eq!(
+            w.drop_count(DROP_NET_ISOLATED) - before,
+            4,
+            "counted as other-network"
+        );
         assert_eq!(drop_reason_name(DROP_NET_ISOLATED), "other-network");
         // The other network's gateway is a host address: allowed, as Docker allows it.
         let f = syn(A_IP, NET1_GW, 40001, 22, A_MAC, BRIDGE_MAC);
@@ -141,7 +144,11 @@ fn a_published_port_of_another_network_is_reachable_through_a_host_address() {
         let (v, out) = w.run(PROG_FROM_CONTAINER, w.va, &f.bytes());
         assert_eq!(v, TC_ACT_REDIRECT, "bpf_redirect_peer into C");
         assert_eq!(tuple(&out), (A_IP, C_IP, 35000, 60));
-        assert_eq!(&out[0..12], &[C_MAC, NET1_MAC].concat()[..], "from C's bridge");
+        assert_eq!(
+            &out[0..12],
+            &[C_MAC, NET1_MAC].concat()[..],
+            "from C's bridge"
+        );
         assert_eq!(out[22], 63, "routed: TTL decremented");
         assert_csums(&out);
         let k = ct_key(A_IP, UPLINK_IP, 35000, C_PORT, IPPROTO_TCP);
@@ -182,9 +189,17 @@ fn masquerade_follows_the_source_network() {
         let f = syn(C_IP, REMOTE, 41000, 443, C_MAC, NET1_MAC);
         let (v, out) = w.run(PROG_TO_UPLINK, w.up, &f);
         assert_eq!(v, TC_ACT_OK);
-        assert_eq!(tuple(&out).0, C_IP, "enable_ip_masquerade=false: the source is kept");
+        assert_eq!(
+            tuple(&out).0,
+            C_IP,
+            "enable_ip_masquerade=false: the source is kept"
+        );
         let k = ct_key(C_IP, REMOTE, 41000, 443, IPPROTO_TCP);
-        assert_eq!(w.ct(&k).unwrap().flags & CT_F_SNAT, 0, "tracked, not translated");
+        assert_eq!(
+            w.ct(&k).unwrap().flags & CT_F_SNAT,
+            0,
+            "tracked, not translated"
+        );
 
         net1(w, NET_F_ICC | NET_F_MASQ);
         let f = syn(C_IP, REMOTE, 41001, 443, C_MAC, NET1_MAC);
@@ -279,7 +294,11 @@ fn a_container_reaching_its_own_published_port_sees_its_own_gateway() {
         let (v, out) = w.run(PROG_FROM_CONTAINER, n.vc, &f.bytes());
         assert_eq!(v, TC_ACT_REDIRECT, "straight back into C");
         let (s, d, _, dport) = tuple(&out);
-        assert_eq!((s, d, dport), (NET1_GW, C_IP, 60), "SNAT to network 1's gateway");
+        assert_eq!(
+            (s, d, dport),
+            (NET1_GW, C_IP, 60),
+            "SNAT to network 1's gateway"
+        );
         assert_csums(&out);
     });
 }
@@ -291,7 +310,10 @@ fn to_container_takes_what_comes_over_the_containers_own_bridge() {
         let f = syn(D_IP, C_IP, 37000, 60, NET1_MAC, C_MAC);
         // Routed by the host over network 1's bridge: passes.
         let net1_bridge = ifindex("vbp");
-        assert_eq!(w.run_from(PROG_TO_CONTAINER, n.vc, net1_bridge, &f).0, TC_ACT_OK);
+        assert_eq!(
+            w.run_from(PROG_TO_CONTAINER, n.vc, net1_bridge, &f).0,
+            TC_ACT_OK
+        );
         // The same from the default network's bridge: not C's bridge, a network source.
         assert_eq!(w.run_from(PROG_TO_CONTAINER, n.vc, w.br, &f).0, TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_MARTIAN), 1);

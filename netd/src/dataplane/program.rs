@@ -10,9 +10,9 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use netd_common::{
     DpConfig, EndpointInfo, LinkKey, LinkPorts, MAP_CONFIG, MAP_DROPS, MAP_ENDPOINTS, MAP_EP_BY_IP,
-    MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_HOST_ADDRS, MAP_LINKS, MAP_PORT_STATS, MAP_PORTS,
-    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_UPLINKS, NETWORKS_MAX, NetConfig, PORTS_MAX, PortEntry,
-    Traffic, UplinkInfo,
+    MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_HOST_ADDRS, MAP_LINKS, MAP_NET_SUBNETS, MAP_NETWORKS,
+    MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NETWORKS_MAX, NetConfig, PORTS_MAX, PortEntry, Traffic,
+    UplinkInfo,
 };
 
 use super::{Dataplane, DataplaneError};

@@ -181,7 +181,10 @@ impl Engine {
     /// Every network's options by dataplane id: the default network (0, a mirror of DpConfig:
     /// the programs read its options there) and the created ones. A created network whose
     /// bridge is gone is left out (its containers are unreachable anyway).
-    async fn network_configs(&self, default: &DpConfig) -> Result<Vec<(u16, NetConfig)>, EngineError> {
+    async fn network_configs(
+        &self,
+        default: &DpConfig,
+    ) -> Result<Vec<(u16, NetConfig)>, EngineError> {
         let mut flags = 0;
         if self.cfg.icc {
             flags |= NET_F_ICC;
