@@ -47,6 +47,12 @@ pub const MAP_DROPS: &str = "NETD_DROPS";
 /// `LruHashMap<FragKey, FragPorts>`: the ports of fragmented datagrams, recorded from their
 /// first fragment so later fragments (which carry no L4 header) find their flow.
 pub const MAP_FRAGS: &str = "NETD_FRAGS";
+/// `Array<u32 net_id, NetConfig>` with [`NETWORKS_MAX`] slots: the networks' options. Slot 0
+/// is the default network, whose options the programs read from [`DpConfig`] (the agent
+/// mirrors them here for tools).
+pub const MAP_NETWORKS: &str = "NETD_NETWORKS";
+/// `LpmTrie<u32 ipv4 (nbo), u32 net_id>`: each network's subnet → its id.
+pub const MAP_NET_SUBNETS: &str = "NETD_NET_SUBNETS";
 
 pub const PORTS_MAX: u32 = 16384;
 pub const ENDPOINTS_MAX: u32 = 16384;
@@ -56,6 +62,8 @@ pub const CT_MAX_DEFAULT: u32 = 262_144;
 pub const LINKS_MAX: u32 = 65536;
 pub const FILTER_MAX: u32 = 16384;
 pub const PORT_STATS_MAX: u32 = 2 * PORTS_MAX;
+/// Networks the dataplane knows (net ids 0..NETWORKS_MAX; 0 = the default network).
+pub const NETWORKS_MAX: u32 = 256;
 pub const FRAGS_MAX: u32 = 8192;
 
 // ---------------------------------------------------------------------------------------------
@@ -145,9 +153,43 @@ pub struct EndpointInfo {
     /// ifindex of the container's host-side veth (in the host namespace).
     pub ifindex: u32,
     pub mac: [u8; 6],
-    pub _pad: u16,
+    /// The endpoint's network (index of NETD_NETWORKS; 0 = the default network).
+    pub net_id: u16,
 }
 const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 16);
+
+/// `enable_icc=true`: the network's containers talk freely.
+pub const NET_F_ICC: u32 = 1 << 0;
+/// `enable_ip_masquerade=true`: its traffic leaving by an uplink is masqueraded.
+pub const NET_F_MASQ: u32 = 1 << 1;
+/// `--internal`: no traffic to or from the outside (uplinks) at all.
+pub const NET_F_INTERNAL: u32 = 1 << 2;
+
+/// One network's options (NETD_NETWORKS). Addresses network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NetConfig {
+    /// `NET_F_*`.
+    pub flags: u32,
+    pub bridge_ifindex: u32,
+    /// The gateway (the bridge's address), network byte order.
+    pub bridge_ip: u32,
+    /// The subnet's network address and mask, network byte order.
+    pub subnet: u32,
+    pub subnet_mask: u32,
+    /// The bridge's MAC (all zeroes: unknown).
+    pub bridge_mac: [u8; 6],
+    pub _pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<NetConfig>() == 28);
+
+impl NetConfig {
+    /// Is `ip` (network byte order) inside the network's subnet?
+    #[inline(always)]
+    pub fn in_subnet(&self, ip: u32) -> bool {
+        self.subnet_mask != 0 && ip & self.subnet_mask == self.subnet
+    }
+}
 
 /// Another uplink is a VLAN device on this one: its VLAN-tagged frames are that uplink's to
 /// translate (its own hooks see them untagged), not this one's to refuse.
@@ -594,10 +636,15 @@ pub const DROP_VLAN: u32 = 20;
 /// container owning the destination address (the bridge would deliver it by MAC to another
 /// container whatever its IP destination).
 pub const DROP_ICC_MAC: u32 = 21;
+/// A container's packet to a container of another network (networks are isolated, as Docker's
+/// user-defined networks; a published port on a host address is the way across).
+pub const DROP_NET_ISOLATED: u32 = 22;
+/// `--internal`: a packet between an internal network and an uplink (either way).
+pub const DROP_NET_INTERNAL: u32 = 23;
 
 /// Size of NETD_DROPS: every reason above must be below it.
 pub const DROP_REASONS: u32 = 32;
-const _: () = assert!(DROP_TCP_RST_WINDOW < DROP_REASONS);
+const _: () = assert!(DROP_NET_INTERNAL < DROP_REASONS);
 const _: () = assert!(DROP_ICC_MAC < DROP_REASONS);
 
 /// Is `ip` (network byte order) a source no host may send from: 0.0.0.0/8 ("this network"),
@@ -632,6 +679,8 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_MARTIAN => "martian-source",
         DROP_VLAN => "vlan-tag-without-device",
         DROP_ICC_MAC => "icc-foreign-dst-mac",
+        DROP_NET_ISOLATED => "other-network",
+        DROP_NET_INTERNAL => "internal-network",
         _ => "unknown",
     }
 }
@@ -645,6 +694,7 @@ mod user {
     // SAFETY (all): repr(C), derive(bytemuck::Pod): no padding, every bit pattern valid.
     unsafe impl aya::Pod for DpConfig {}
     unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for NetConfig {}
     unsafe impl aya::Pod for UplinkInfo {}
     unsafe impl aya::Pod for PortEntry {}
     unsafe impl aya::Pod for Traffic {}

@@ -24,6 +24,8 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp::MAP_FILTER_DENY,
     crate::dp::MAP_DROPS,
     crate::dp::MAP_FRAGS,
+    crate::dp::MAP_NETWORKS,
+    crate::dp::MAP_NET_SUBNETS,
 ];
 
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
@@ -92,7 +94,8 @@ use crate::dp::{
     CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
     LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_DROPS, MAP_ENDPOINTS,
     MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS, MAP_HOST_ADDRS, MAP_LINKS,
-    MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, PortEntry, Traffic, UplinkInfo,
+    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig, PortEntry,
+    Traffic, UplinkInfo,
 };
 
 /// One entry per map of [`ALL_MAPS`].
@@ -124,5 +127,7 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
         size_of::<FragKey>(),
         size_of::<FragPorts>(),
     ),
+    layout(MAP_NETWORKS, ARRAY, 4, size_of::<NetConfig>()),
+    layout(MAP_NET_SUBNETS, LPM_TRIE, 8, 4),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());

@@ -1,6 +1,8 @@
 //! The container hooks (Cilium's bpf_lxc), on a container's host-side veth: `from_container`
-//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT and `--icc`, and
-//! on the fast path sends tracked traffic that leaves by an uplink straight there (`redirect`);
+//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT (delivered
+//! straight into the target when it is on another network), network isolation and the
+//! network's icc, and on the fast path sends tracked traffic that leaves by an uplink straight
+//! there (`redirect`);
 //! `to_container` (TC egress) refuses what reaches a container from an interface netd does not
 //! police (a second NIC, a VPN): only `--uplink`s get the direct-access check and DNAT.
 
@@ -38,7 +40,7 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         // `--icc false` containers would reach each other over link-local addresses.
         ETH_P_IPV6 => {
             return match maps::config() {
-                Some(cfg) if policy::icc_off(cfg) => Err(DROP_ICC),
+                Some(cfg) if policy::icc_off(cfg, u32::from(ep.net_id)) => Err(DROP_ICC),
                 _ => Ok(PASS),
             };
         }
@@ -54,14 +56,15 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
     let Some(cfg) = maps::config() else {
         return Ok(PASS);
     };
-    if policy::icc_off(cfg) {
-        let r = policy::check_eth_dst(ctx, pkt.daddr);
+    let net = u32::from(ep.net_id);
+    if policy::icc_off(cfg, net) {
+        let r = policy::check_eth_dst(ctx, net, pkt.daddr);
         if r != 0 {
             return Err(r);
         }
     }
     if pkt.kind == L4_ICMP_ERR {
-        return icmp::from_container(ctx, &pkt, cfg);
+        return icmp::from_container(ctx, &pkt, cfg, net);
     }
     let known = frag::resolve(&mut pkt);
     let k = ct::key(&pkt);
@@ -74,6 +77,12 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
             nat::apply(ctx, &pkt, &x)?;
             if x.is_self_hairpin() {
                 return nat::bounce(ctx, x.ifindex);
+            }
+            // Between two networks the stack would not route it (they are isolated): into
+            // the other network's container directly.
+            let v = redirect::across_networks(ctx, pkt.saddr, x.daddr);
+            if v != redirect::NOT_TAKEN {
+                return Ok(v as i32);
             }
         } else if x.flags & CT_F_LINK != 0 {
             ct::touch(p, &k, &pkt, ctx, now)?;
@@ -90,8 +99,12 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         // after routing.
         return Ok(PASS);
     }
+    let r = policy::check_network(net, pkt.daddr);
+    if r != 0 {
+        return Err(r);
+    }
     if pkt.frag == FRAG_LATER {
-        return if policy::icc_guarded(cfg, pkt.daddr) {
+        return if policy::icc_guarded(net, pkt.daddr) {
             Err(DROP_FRAGMENT)
         } else {
             Ok(PASS)
@@ -105,7 +118,7 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         }
         return nat::hairpin(ctx, &pkt, &b, ep.ifindex, cfg);
     }
-    if policy::icc_guarded(cfg, pkt.daddr) {
+    if policy::icc_guarded(net, pkt.daddr) {
         if pkt.kind == L4_PORTS && maps::link_allows(pkt.saddr, pkt.daddr, pkt.proto, pkt.dport) {
             let fwd = maps::endpoint_ifindex(pkt.daddr);
             nat::track(&pkt, CT_F_LINK, fwd, ifindex, ctx.len())?;
@@ -117,7 +130,7 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
 }
 
 /// What reaches a container: from the host itself (locally generated: no ingress interface),
-/// over the bridge, from another container, from an uplink (`from_uplink` already refused
+/// over its network's bridge, from another container, from an uplink (`from_uplink` already refused
 /// direct access there), or a tracked flow. Anything else arrived on a host interface that is
 /// no uplink and was routed to the container subnet: direct access (with a bridge-subnet
 /// source: a martian).
@@ -125,13 +138,19 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
 pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
     let (ifindex, iif) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
-    if iif == 0 || maps::endpoint(ifindex).is_none() {
+    if iif == 0 {
         return Ok(PASS);
     }
+    let Some(ep) = maps::endpoint(ifindex) else {
+        return Ok(PASS);
+    };
     let Some(cfg) = maps::config() else {
         return Ok(PASS);
     };
-    if iif == cfg.bridge_ifindex || maps::is_uplink(iif) || maps::endpoint(iif).is_some() {
+    // The container's own network's bridge.
+    let bridge =
+        maps::network(u32::from(ep.net_id)).map_or(cfg.bridge_ifindex, |n| n.bridge_ifindex);
+    if iif == bridge || maps::is_uplink(iif) || maps::endpoint(iif).is_some() {
         return Ok(PASS);
     }
     let Some(pkt) = parse::ipv4(ctx)? else {
@@ -139,7 +158,7 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
     };
     // The bridge subnet's addresses live behind the bridge: arriving by another interface,
     // they are spoofed (the stack checks this only with rp_filter on).
-    if cfg.in_subnet(pkt.saddr) {
+    if maps::in_networks(cfg, pkt.saddr) {
         return Err(DROP_MARTIAN);
     }
     // The container's own direction of a tracked flow (entries are keyed by what the

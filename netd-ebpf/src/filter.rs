@@ -35,7 +35,7 @@ pub fn prefilter(ctx: &XdpContext) -> Result<u32, u32> {
     if !pkt.has_l4() {
         return Ok(XDP_PASS);
     }
-    let to_container = cfg.in_subnet(pkt.daddr)
+    let to_container = maps::in_networks(cfg, pkt.daddr)
         || pkt.kind == L4_PORTS
             && maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
                 .is_some_and(|b| b.flags & PORT_F_LOOPBACK == 0);

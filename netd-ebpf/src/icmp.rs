@@ -188,7 +188,7 @@ pub fn from_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u3
         untranslate_source(ctx, pkt, &q, x.daddr, x.dport)?;
         return Ok(PASS);
     }
-    if cfg.in_subnet(pkt.daddr) {
+    if crate::maps::in_networks(cfg, pkt.daddr) {
         return Err(DROP_DIRECT_ACCESS);
     }
     Ok(PASS)
@@ -207,12 +207,12 @@ pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32>
         Ok(q) => q,
         // A container's malformed error is dropped; the host's own traffic is not ours to
         // judge.
-        Err(e) if cfg.in_subnet(pkt.saddr) => return Err(e),
+        Err(e) if crate::maps::in_networks(cfg, pkt.saddr) => return Err(e),
         Err(_) => return Ok(PASS),
     };
     if let Some(q) = q
         && q.saddr == pkt.daddr
-        && cfg.in_subnet(q.daddr)
+        && crate::maps::in_networks(cfg, q.daddr)
         && let Some(x) = flow_of(&q, cfg)
         && leaves_for_outside(x.flags)
     {
@@ -226,7 +226,7 @@ pub fn to_uplink(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32>
 /// not: the quoted packet must have been sent by the error's receiver to its sender (as the
 /// sender received it), or any container could reach any other by quoting someone's flow.
 #[inline(never)]
-pub fn from_container(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32, u32> {
+pub fn from_container(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig, net: u32) -> Result<i32, u32> {
     let q = quoted(ctx, pkt)?.filter(|q| q.saddr == pkt.daddr && q.daddr == pkt.saddr);
     let x = q.as_ref().and_then(|q| flow_of(q, cfg));
     if let (Some(q), Some(x)) = (&q, &x)
@@ -236,8 +236,14 @@ pub fn from_container(ctx: &TcContext, pkt: &Pkt, cfg: &DpConfig) -> Result<i32,
         untranslate_destination(ctx, pkt, q, x.saddr, x.sport)?;
         return Ok(PASS);
     }
-    if x.is_none() && policy::icc_guarded(cfg, pkt.daddr) {
-        return Err(DROP_ICC);
+    if x.is_none() {
+        let r = policy::check_network(net, pkt.daddr);
+        if r != 0 {
+            return Err(r);
+        }
+        if policy::icc_guarded(net, pkt.daddr) {
+            return Err(DROP_ICC);
+        }
     }
     Ok(PASS)
 }

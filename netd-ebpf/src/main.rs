@@ -7,11 +7,12 @@
 //! - `nat`: published ports (DNAT), hairpin, masquerade (SNAT with port allocation).
 //! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
 //! - `icmp`: ICMP errors quoting translated flows.
-//! - `policy`: anti-spoofing and `--icc`/`--link`.
+//! - `policy`: anti-spoofing, network isolation and icc per network with `--link`.
 //! - `redirect`: the fast path (`bpf_redirect_peer` into containers, FIB lookup + redirect to
 //!   uplinks) that skips the host's routing.
 //! - `filter`: source allow/deny lists at XDP.
-//! - `maps`: the maps the agent programs; `counters`: interface, drop and binding counters.
+//! - `maps`: the maps the agent programs (networks by id: NETD_NETWORKS, NETD_NET_SUBNETS);
+//!   `counters`: interface, drop and binding counters.
 //!
 //! Hooks: `*_uplink` run on the host's uplink (Cilium's bpf_host, in `uplink`), `*_container`
 //! on a container's host-side veth (Cilium's bpf_lxc, in `container`), `xdp_prefilter` on

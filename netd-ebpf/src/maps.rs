@@ -7,8 +7,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netd_common::{
-    DpConfig, ENDPOINTS_MAX, EndpointInfo, FILTER_MAX, HOST_ADDRS_MAX, LINKS_MAX, LinkKey,
-    LinkPorts, PORTS_MAX, PortEntry, UPLINKS_MAX, UplinkInfo, find_port,
+    CFG_F_ICC, CFG_F_MASQ, DpConfig, ENDPOINTS_MAX, EndpointInfo, FILTER_MAX, HOST_ADDRS_MAX,
+    LINKS_MAX, LinkKey, LinkPorts, NET_F_ICC, NET_F_MASQ, NETWORKS_MAX, NetConfig, PORTS_MAX,
+    PortEntry, UPLINKS_MAX, UplinkInfo, find_port,
 };
 
 #[btf_map]
@@ -37,6 +38,75 @@ static NETD_FILTER_ALLOW: LpmTrie<u32, u32, { FILTER_MAX as usize }> = LpmTrie::
 
 #[btf_map]
 static NETD_FILTER_DENY: LpmTrie<u32, u32, { FILTER_MAX as usize }> = LpmTrie::new();
+
+#[btf_map]
+static NETD_NETWORKS: Array<NetConfig, { NETWORKS_MAX as usize }> = Array::new();
+
+#[btf_map]
+static NETD_NET_SUBNETS: LpmTrie<u32, u32, { NETWORKS_MAX as usize }> = LpmTrie::new();
+
+/// No network holds the address.
+pub const NO_NET: u32 = u32::MAX;
+
+/// The id of the network whose subnet holds `ip` (network byte order), [`NO_NET`] if none.
+/// The default network (0) is also found by DpConfig's subnet, so a dataplane whose agent
+/// wrote no NETD_NET_SUBNETS knows its one network.
+#[inline(always)]
+pub fn net_id(cfg: &DpConfig, ip: u32) -> u32 {
+    if let Some(id) = NETD_NET_SUBNETS.get(&lpm_key(ip)) {
+        return *id;
+    }
+    if cfg.in_subnet(ip) { 0 } else { NO_NET }
+}
+
+/// Is `ip` (network byte order) inside some network's subnet (a container address)?
+#[inline(always)]
+pub fn in_networks(cfg: &DpConfig, ip: u32) -> bool {
+    net_id(cfg, ip) != NO_NET
+}
+
+/// A created network's options (None for the default network, whose options are DpConfig's,
+/// and for an id out of range).
+#[inline(always)]
+pub fn network(id: u32) -> Option<&'static NetConfig> {
+    if id == 0 { None } else { NETD_NETWORKS.get(id) }
+}
+
+/// `NET_F_*` of network `id` (the default network's from DpConfig's flags).
+#[inline(always)]
+pub fn net_flags(cfg: &DpConfig, id: u32) -> u32 {
+    if id == 0 {
+        let mut f = 0;
+        if cfg.flags & CFG_F_ICC != 0 {
+            f |= NET_F_ICC;
+        }
+        if cfg.flags & CFG_F_MASQ != 0 {
+            f |= NET_F_MASQ;
+        }
+        return f;
+    }
+    network(id).map_or(0, |n| n.flags)
+}
+
+/// The gateway address of network `id` (network byte order), 0 if unknown.
+#[inline(always)]
+pub fn net_gateway(cfg: &DpConfig, id: u32) -> u32 {
+    match network(id) {
+        Some(n) => n.bridge_ip,
+        None if id == 0 => cfg.bridge_ip,
+        None => 0,
+    }
+}
+
+/// The bridge MAC of network `id` (all zeroes if unknown).
+#[inline(always)]
+pub fn net_bridge_mac(cfg: &DpConfig, id: u32) -> [u8; 6] {
+    match network(id) {
+        Some(n) => n.bridge_mac,
+        None if id == 0 => cfg.bridge_mac,
+        None => [0; 6],
+    }
+}
 
 /// The configuration; all zeroes (nothing enabled, no subnet) until the agent writes it. An
 /// array slot: always present, and the agent rewrites it in place.

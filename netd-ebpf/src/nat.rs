@@ -175,7 +175,7 @@ pub fn published(
 }
 
 /// A container reaches a published port through a host address (hairpin): DNAT to the target
-/// container; when the target is the sender itself, SNAT to the bridge address too and send
+/// container; when the target is the sender itself, SNAT to its network's gateway too and send
 /// the packet straight back. Returns the TC verdict.
 #[inline(always)]
 pub fn hairpin(
@@ -206,13 +206,17 @@ pub fn hairpin(
         ct::create(k, &t, &f).map_err(create_err)?;
         rewrite(ctx, pkt, t.saddr[0], target, t.sport, cport)?;
         counters::count_binding(b.binding_id, ctx.len());
+        // A target on another network: the stack would not route it there (networks are
+        // isolated), so it goes into the target's container directly.
+        let v = crate::redirect::across_networks(ctx, pkt.saddr, target);
+        if v != crate::redirect::NOT_TAKEN {
+            return Ok(v as i32);
+        }
         return Ok(aya_ebpf::bindings::TC_ACT_OK);
     }
-    t.saddr[0] = if cfg.bridge_ip != 0 {
-        cfg.bridge_ip
-    } else {
-        pkt.daddr
-    };
+    // The gateway of the sender's own network.
+    let gw = maps::net_gateway(cfg, maps::net_id(cfg, target));
+    t.saddr[0] = if gw != 0 { gw } else { pkt.daddr };
     // The bridge address is netd's own: no host socket talks from it, so no socket lookups
     // (they would also cost from_container's verifier budget).
     let t = snat_flow(None, k, t, &f)?;

@@ -3,8 +3,8 @@
 
 use aya_ebpf::programs::TcContext;
 use netd_common::{
-    CFG_F_ICC, DROP_ICC_MAC, DROP_MALFORMED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC, DpConfig,
-    EndpointInfo,
+    DROP_ICC_MAC, DROP_MALFORMED, DROP_NET_ISOLATED, DROP_SPOOFED_IP, DROP_SPOOFED_MAC, DpConfig,
+    EndpointInfo, NET_F_ICC,
 };
 
 use crate::{maps, parse::ETH_HLEN};
@@ -48,18 +48,40 @@ pub fn check_arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<(), u32> {
     Ok(())
 }
 
-/// Is `--icc false` in force?
+/// Is `--icc false` (`enable_icc=false`) in force on network `net`?
 #[inline(always)]
-pub fn icc_off(cfg: &DpConfig) -> bool {
-    cfg.flags & CFG_F_ICC == 0
+pub fn icc_off(cfg: &DpConfig, net: u32) -> bool {
+    maps::net_flags(cfg, net) & NET_F_ICC == 0
 }
 
-/// Does `--icc false` decide traffic to `daddr`? Another container on the bridge, not the
-/// gateway (containers always reach the host), and anything that reaches every container at
-/// once: the limited broadcast and multicast (the subnet's directed broadcast is in the subnet).
-#[inline(always)]
-pub fn icc_guarded(cfg: &DpConfig, daddr: u32) -> bool {
-    icc_off(cfg) && (cfg.in_subnet(daddr) && daddr != cfg.bridge_ip || is_group(daddr))
+/// Does `--icc false` of the sender's network `net` decide traffic to `daddr`? Another
+/// container of that network, not its gateway (containers always reach the host), and
+/// anything that reaches every container at once: the limited broadcast and multicast (the
+/// subnet's directed broadcast is in the subnet). A BPF-to-BPF call: its lookups stay out of
+/// from_container's frame.
+#[inline(never)]
+pub fn icc_guarded(net: u32, daddr: u32) -> bool {
+    let Some(cfg) = maps::config() else {
+        return false;
+    };
+    icc_off(cfg, net)
+        && (maps::net_id(cfg, daddr) == net && daddr != maps::net_gateway(cfg, net)
+            || is_group(daddr))
+}
+
+/// Networks are isolated: a container of network `net` may not reach an address of another
+/// network (its gateway is the host's: allowed). Returns 0 or the drop reason. The way across
+/// is a published port on a host address (hairpin), decided before this.
+#[inline(never)]
+pub fn check_network(net: u32, daddr: u32) -> u32 {
+    let Some(cfg) = maps::config() else {
+        return 0;
+    };
+    let dst = maps::net_id(cfg, daddr);
+    if dst == maps::NO_NET || dst == net || daddr == maps::net_gateway(cfg, dst) {
+        return 0;
+    }
+    DROP_NET_ISOLATED
 }
 
 /// 255.255.255.255 or 224.0.0.0/4 (`a` in network byte order).
@@ -75,29 +97,31 @@ fn is_group(a: u32) -> bool {
 /// group address. Returns 0 or the drop reason (a BPF-to-BPF call: its locals stay out of
 /// from_container's frame).
 #[inline(never)]
-pub fn check_eth_dst(ctx: &TcContext, daddr: u32) -> u32 {
+pub fn check_eth_dst(ctx: &TcContext, net: u32, daddr: u32) -> u32 {
     let Some(cfg) = maps::config() else {
         return 0;
     };
-    if !icc_off(cfg) || cfg.bridge_mac == [0; 6] {
+    let bridge_mac = maps::net_bridge_mac(cfg, net);
+    if !icc_off(cfg, net) || bridge_mac == [0; 6] {
         return 0;
     }
     let Ok(dst) = ctx.load::<[u8; 6]>(0) else {
         return DROP_MALFORMED;
     };
-    if dst == cfg.bridge_mac {
+    if dst == bridge_mac {
         return 0;
     }
     if dst[0] & 1 != 0 {
         // A group address (the subnet's directed broadcast included): icc_guarded decides.
-        let directed = cfg.in_subnet(daddr) && daddr | cfg.subnet_mask == u32::MAX;
+        let mask = maps::network(net).map_or(cfg.subnet_mask, |n| n.subnet_mask);
+        let directed = maps::net_id(cfg, daddr) == net && daddr | mask == u32::MAX;
         return if is_group(daddr) || directed {
             0
         } else {
             DROP_ICC_MAC
         };
     }
-    if cfg.in_subnet(daddr)
+    if maps::net_id(cfg, daddr) == net
         && let Some(ep) = maps::endpoint_by_ip(daddr)
         && ep.mac == dst
     {

@@ -107,7 +107,37 @@ pub fn into_container(ctx: &TcContext, ip: u32) -> i64 {
     let Some(cfg) = maps::config() else {
         return NOT_TAKEN;
     };
-    if !enabled(cfg) || cfg.bridge_mac == [0; 6] || !cfg.in_subnet(ip) {
+    if !enabled(cfg) {
+        return NOT_TAKEN;
+    }
+    deliver(ctx, cfg, maps::net_id(cfg, ip), ip)
+}
+
+/// Delivers a packet `from_container` translated (hairpin through a published port) from
+/// `saddr` to the container at `daddr` of another network straight into it, fast path or not:
+/// the host does not route between networks. Returns the TC verdict, or [`NOT_TAKEN`] when
+/// both are on the same network (or the delivery cannot be made: the stack's path then).
+#[inline(never)]
+pub fn across_networks(ctx: &TcContext, saddr: u32, daddr: u32) -> i64 {
+    let Some(cfg) = maps::config() else {
+        return NOT_TAKEN;
+    };
+    let net = maps::net_id(cfg, daddr);
+    if net == maps::NO_NET || net == maps::net_id(cfg, saddr) {
+        return NOT_TAKEN;
+    }
+    deliver(ctx, cfg, net, daddr)
+}
+
+/// Into the container at `ip` on network `net`: TTL decremented, Ethernet from the network's
+/// bridge to the container, `bpf_redirect_peer`.
+#[inline(always)]
+fn deliver(ctx: &TcContext, cfg: &DpConfig, net: u32, ip: u32) -> i64 {
+    if net == maps::NO_NET {
+        return NOT_TAKEN;
+    }
+    let bridge_mac = maps::net_bridge_mac(cfg, net);
+    if bridge_mac == [0; 6] {
         return NOT_TAKEN;
     }
     let Some(ep) = maps::endpoint_by_ip(ip) else {
@@ -122,7 +152,7 @@ pub fn into_container(ctx: &TcContext, ip: u32) -> i64 {
     if let Err(r) = dec_ttl(ctx, w) {
         return drop(r);
     }
-    let macs = [ep.mac, cfg.bridge_mac];
+    let macs = [ep.mac, bridge_mac];
     if ctx.store(0, &macs, 0).is_err() {
         return drop(DROP_REWRITE_FAILED);
     }

@@ -11,9 +11,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CFG_F_MASQ, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, DROP_DIRECT_ACCESS,
-    DROP_FRAGMENT, DROP_LOOPBACK_ONLY, DROP_MARTIAN, DROP_VLAN, DpConfig, PORT_F_LOOPBACK,
-    UPLINK_F_VLAN_PARENT, is_martian_source,
+    CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, DROP_DIRECT_ACCESS, DROP_FRAGMENT,
+    DROP_LOOPBACK_ONLY, DROP_MARTIAN, DROP_NET_INTERNAL, DROP_VLAN, DpConfig, NET_F_INTERNAL,
+    NET_F_MASQ, PORT_F_LOOPBACK, UPLINK_F_VLAN_PARENT, is_martian_source,
 };
 
 use crate::{
@@ -67,7 +67,7 @@ fn vlan_id(ctx: &TcContext) -> u32 {
 /// a published port? (What else arrives is host traffic: the stack decides.)
 #[inline(always)]
 fn towards_containers(cfg: &DpConfig, pkt: &parse::Pkt) -> bool {
-    cfg.in_subnet(pkt.daddr)
+    maps::in_networks(cfg, pkt.daddr)
         || pkt.kind == L4_PORTS
             && maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport).is_some()
 }
@@ -77,7 +77,7 @@ fn towards_containers(cfg: &DpConfig, pkt: &parse::Pkt) -> bool {
 #[inline(always)]
 fn spoofed_source(cfg: &DpConfig, saddr: u32) -> bool {
     is_martian_source(saddr)
-        || cfg.in_subnet(saddr)
+        || maps::in_networks(cfg, saddr)
         || saddr == cfg.bridge_ip
         || maps::is_host_addr(saddr)
 }
@@ -128,7 +128,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     if pkt.frag == FRAG_LATER {
         // Untracked later fragments never open flows. To a host address they are host
         // traffic (or the stack discards them when their first fragment went elsewhere).
-        return if cfg.in_subnet(pkt.daddr) {
+        return if maps::in_networks(cfg, pkt.daddr) {
             Err(DROP_DIRECT_ACCESS)
         } else {
             Ok(NEXT)
@@ -140,13 +140,24 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         if b.flags & PORT_F_LOOPBACK != 0 {
             return Err(DROP_LOOPBACK_ONLY);
         }
+        // Nothing from outside reaches an --internal network, published ports included.
+        if internal(cfg, b.container_ip) {
+            return Err(DROP_NET_INTERNAL);
+        }
         nat::published(ctx, &pkt, &b, ifindex(ctx), cfg)?;
         return Ok(into_container(ctx, cfg, b.container_ip));
     }
-    if cfg.in_subnet(pkt.daddr) {
+    if maps::in_networks(cfg, pkt.daddr) {
         return Err(DROP_DIRECT_ACCESS);
     }
     Ok(NEXT)
+}
+
+/// Is `ip` (network byte order) on an `--internal` network?
+#[inline(always)]
+fn internal(cfg: &DpConfig, ip: u32) -> bool {
+    let net = maps::net_id(cfg, ip);
+    net != maps::NO_NET && maps::net_flags(cfg, net) & NET_F_INTERNAL != 0
 }
 
 /// The verdict for a packet translated for the container at `ip`: straight into it on the
@@ -170,15 +181,20 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(cfg) = maps::config() else {
         return Ok(NEXT);
     };
-    if cfg.in_subnet(pkt.daddr) {
+    if maps::in_networks(cfg, pkt.daddr) {
         return Ok(NEXT);
     }
     // ICMP errors from containers and from the host itself.
     if pkt.kind == L4_ICMP_ERR {
         return icmp::to_uplink(ctx, &pkt, cfg);
     }
-    if !cfg.in_subnet(pkt.saddr) {
+    let net = maps::net_id(cfg, pkt.saddr);
+    if net == maps::NO_NET {
         return Ok(NEXT);
+    }
+    let net_flags = maps::net_flags(cfg, net);
+    if net_flags & NET_F_INTERNAL != 0 {
+        return Err(DROP_NET_INTERNAL);
     }
     let known = frag::resolve(&mut pkt);
     let k = ct::key(&pkt);
@@ -192,7 +208,7 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
             return Ok(PASS);
         }
     }
-    let masq = cfg.flags & CFG_F_MASQ != 0;
+    let masq = net_flags & NET_F_MASQ != 0;
     if pkt.frag == FRAG_LATER {
         // Its flow is unknown: it cannot be translated, and must not leak the container's
         // address.

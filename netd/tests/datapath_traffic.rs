@@ -305,7 +305,7 @@ fn program(
         ip: ip(A_IP),
         ifindex: va,
         mac: a_mac,
-        _pad: 0,
+        net_id: 0,
     };
     let mut eps: HashMap<_, u32, EndpointInfo> =
         HashMap::try_from(open_map(pin_dir, MAP_ENDPOINTS)).unwrap();

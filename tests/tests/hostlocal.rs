@@ -83,8 +83,13 @@ impl Site {
     }
 
     fn with(w: World, d: Daemon, ports: &[&str]) -> Site {
+        Site::with_args(w, d, ports, &[])
+    }
+
+    /// [`Site::with`], "web" attached with `extra` arguments too (e.g. `--network NAME`).
+    fn with_args(w: World, d: Daemon, ports: &[&str], extra: &[&str]) -> Site {
         let web = w.container("web");
-        let mut args = Vec::new();
+        let mut args = extra.to_vec();
         for p in ports {
             args.extend(["-p", p]);
         }
@@ -192,6 +197,41 @@ fn ipv6_client_reaches_an_ipv4_container() {
     );
     // Both TCP connections reached the container.
     assert_eq!(site.tcp.peers().len(), before + 2, "{:?}", site.tcp.peers());
+}
+
+/// A container on a network made with `netd network create`: host-local access reaches it
+/// the same way (from the host's address on that network's bridge).
+#[test]
+fn host_reaches_published_ports_of_a_created_network() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    d.netd_ok(&["network", "create", "green", "--subnet", "10.81.0.0/24"]);
+    let site = Site::with_args(w, d, &["8083:80", "8083:80/udp"], &["--network", "green"]);
+    site.wait_tcp("127.0.0.1:8083");
+    let uplink = format!("{HOST_UPLINK_IP}:8083");
+    let ops = [
+        "tcp 127.0.0.1:8083".to_string(),
+        "udp 127.0.0.1:8083".to_string(),
+        format!("tcp {uplink}"),
+        format!("udpc {uplink}"),
+    ];
+    let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+    let r = site.client(&ops);
+    assert_ok(&r, "tcp 127.0.0.1:8083", &["peer=127.0.0.1:8083"]);
+    assert_ok(&r, "udp 127.0.0.1:8083", &["from=127.0.0.1:8083"]);
+    assert_ok(&r, &format!("tcp {uplink}"), &[&format!("peer={uplink}")]);
+    assert_ok(&r, &format!("udpc {uplink}"), &[&format!("from={uplink}")]);
+    let peers: Vec<String> = site
+        .tcp
+        .peer_ips()
+        .iter()
+        .chain(&site.udp.peer_ips())
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        !peers.is_empty() && peers.iter().all(|p| p == "10.81.0.1"),
+        "{peers:?}"
+    );
 }
 
 #[test]

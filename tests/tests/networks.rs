@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use netd_tests::dataplane::tcp_blocked;
+use netd_tests::dataplane::{drops, tcp_blocked};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, World, tcp_request_until, tcp_server};
 
@@ -202,6 +202,65 @@ fn icc_and_internal_hold_per_network() {
         "8080:80",
     ]);
     assert!(err.contains("internal"), "{err}");
+}
+
+/// The per-network dataplane: a created network's containers are masqueraded to the outside
+/// (the outside sees the host's address), and containers of two networks reach each other
+/// only through a published port on a host address (as in Docker); the direct way is dropped
+/// by the programs and counted.
+#[test]
+fn created_networks_go_out_masqueraded_and_cross_only_through_published_ports() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    d.netd_ok(&["network", "create", "green", "--subnet", "10.81.0.0/24"]);
+    let g1 = w.container("g1");
+    let g2 = w.container("g2");
+    let d0 = w.container("d0");
+    d.attach("g1", &g1, &["--network", "green", "--ip", "10.81.0.10"]);
+    d.attach(
+        "g2",
+        &g2,
+        &["--network", "green", "--ip", "10.81.0.11", "-p", "8082:80"],
+    );
+    d.attach("d0", &d0, &["--ip", "172.30.0.10", "-p", "8081:80"]);
+    let srv_g2 = tcp_server(&g2, 80);
+    let srv_d0 = tcp_server(&d0, 80);
+
+    // Out: masqueraded to the uplink's address.
+    let out = tcp_server(&w.outside, 9000);
+    assert_eq!(
+        tcp_request_until(&g1, &format!("{OUTSIDE_IP}:9000"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(out.last_peer_ip(), HOST_UPLINK_IP, "masqueraded");
+
+    // Across networks through a published port on the host's address, both ways; the
+    // container sees the client's own address.
+    assert_eq!(
+        tcp_request_until(&d0, &format!("{HOST_UPLINK_IP}:8082"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv_g2.last_peer_ip(), "172.30.0.10");
+    assert_eq!(
+        tcp_request_until(&g1, &format!("{HOST_UPLINK_IP}:8081"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv_d0.last_peer_ip(), "10.81.0.10");
+    // Through the other network's gateway address too (a host address).
+    assert_eq!(
+        tcp_request_until(&g1, "172.30.0.1:8081", T).unwrap(),
+        "ping"
+    );
+
+    // Directly: dropped by the programs, counted.
+    let before = drops(&d, "other-network");
+    assert!(tcp_blocked(&g1, "172.30.0.10:80"), "green -> netd0");
+    assert!(tcp_blocked(&d0, "10.81.0.11:80"), "netd0 -> green");
+    assert!(
+        drops(&d, "other-network") >= before + 2,
+        "{}",
+        d.netd_ok(&["stats"])
+    );
 }
 
 /// Without the eBPF programs the kernel would route between the two bridges; netd's

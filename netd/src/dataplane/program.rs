@@ -10,8 +10,9 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use netd_common::{
     DpConfig, EndpointInfo, LinkKey, LinkPorts, MAP_CONFIG, MAP_DROPS, MAP_ENDPOINTS, MAP_EP_BY_IP,
-    MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_HOST_ADDRS, MAP_LINKS, MAP_PORT_STATS, MAP_PORTS,
-    MAP_UPLINKS, PORTS_MAX, PortEntry, Traffic, UplinkInfo,
+    MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_HOST_ADDRS, MAP_LINKS, MAP_NET_SUBNETS, MAP_NETWORKS,
+    MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NETWORKS_MAX, NetConfig, PORTS_MAX, PortEntry, Traffic,
+    UplinkInfo,
 };
 
 use super::{Dataplane, DataplaneError};
@@ -192,6 +193,60 @@ impl Dataplane {
     /// Replaces the link allowances.
     pub fn set_links(&mut self, links: &HashMap<LinkKey, LinkPorts>) -> Result<(), DataplaneError> {
         sync_hash(self.map_mut(MAP_LINKS)?, MAP_LINKS, links)
+    }
+
+    /// Makes NETD_NETWORKS and NETD_NET_SUBNETS hold exactly `nets` (id → options). A slot
+    /// is written before its subnet can lead a program to it, and cleared only after its
+    /// subnet is gone.
+    pub fn set_networks(&mut self, nets: &[(u16, NetConfig)]) -> Result<(), DataplaneError> {
+        if nets.iter().any(|(id, _)| u32::from(*id) >= NETWORKS_MAX) {
+            return Err(DataplaneError::Full {
+                map: MAP_NETWORKS,
+                max: NETWORKS_MAX,
+            });
+        }
+        {
+            let mut a: Array<&mut MapData, NetConfig> =
+                Array::try_from(self.map_mut(MAP_NETWORKS)?).map_err(map_err(MAP_NETWORKS))?;
+            for (id, n) in nets {
+                a.set(u32::from(*id), *n, 0)
+                    .map_err(map_err(MAP_NETWORKS))?;
+            }
+        }
+        {
+            let mut t: LpmTrie<&mut MapData, u32, u32> =
+                LpmTrie::try_from(self.map_mut(MAP_NET_SUBNETS)?)
+                    .map_err(map_err(MAP_NET_SUBNETS))?;
+            let want: HashMap<(u32, u32), u32> = nets
+                .iter()
+                .map(|(id, n)| {
+                    let plen = u32::from_be(n.subnet_mask).count_ones();
+                    ((n.subnet, plen), u32::from(*id))
+                })
+                .collect();
+            let have: Vec<Key<u32>> = t.keys().filter_map(Result::ok).collect();
+            for k in have {
+                if !want.contains_key(&(k.data(), k.prefix_len())) {
+                    t.remove(&k).map_err(map_err(MAP_NET_SUBNETS))?;
+                }
+            }
+            for ((addr, plen), id) in &want {
+                t.insert(&Key::new(*plen, *addr), id, 0)
+                    .map_err(map_err(MAP_NET_SUBNETS))?;
+            }
+        }
+        let mut a: Array<&mut MapData, NetConfig> =
+            Array::try_from(self.map_mut(MAP_NETWORKS)?).map_err(map_err(MAP_NETWORKS))?;
+        for i in 0..NETWORKS_MAX {
+            if nets.iter().any(|(id, _)| u32::from(*id) == i) {
+                continue;
+            }
+            if a.get(&i, 0).map_err(map_err(MAP_NETWORKS))? != NetConfig::default() {
+                a.set(i, NetConfig::default(), 0)
+                    .map_err(map_err(MAP_NETWORKS))?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds the filter entries that are missing (first half of a filter change: the tries

@@ -310,12 +310,13 @@ impl Engine {
         // Policy before traffic: the maps learn the endpoint (address and MAC for
         // anti-spoofing) and its programs attach while the veth is still down and off the
         // bridge, so it is never up unpoliced. TCX attaches to a down interface.
+        let net_id = self.network_id(ep.network.as_deref());
         if let Some(dp) = self.dp.as_mut() {
             let info = netd_common::EndpointInfo {
                 ip: u32::from(ep.ip.expect("bridged endpoint has an IP")).to_be(),
                 ifindex: hl.index,
                 mac: ep.mac.expect("bridged endpoint has a MAC"),
-                _pad: 0,
+                net_id,
             };
             dp.upsert_endpoint(&info)?;
             undo.dataplane.push(host.clone());

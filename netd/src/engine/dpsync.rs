@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use netd_common::{
     CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, CFG_F_SNAT_IN_RANGE,
-    DpConfig, EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, PORT_F_LOOPBACK, PortEntry,
-    PortPair, UPLINK_F_VLAN_PARENT, UplinkInfo,
+    DpConfig, EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, NET_F_ICC, NET_F_INTERNAL,
+    NET_F_MASQ, NetConfig, PORT_F_LOOPBACK, PortEntry, PortPair, UPLINK_F_VLAN_PARENT, UplinkInfo,
 };
 
 use super::state::Endpoint;
@@ -172,8 +172,66 @@ impl Engine {
                 ip: be(ip),
                 ifindex,
                 mac,
-                _pad: 0,
+                net_id: self.network_id(e.network.as_deref()),
             });
+        }
+        Ok(out)
+    }
+
+    /// Every network's options by dataplane id: the default network (0, a mirror of DpConfig:
+    /// the programs read its options there) and the created ones. A created network whose
+    /// bridge is gone is left out (its containers are unreachable anyway).
+    async fn network_configs(
+        &self,
+        default: &DpConfig,
+    ) -> Result<Vec<(u16, NetConfig)>, EngineError> {
+        let mut flags = 0;
+        if self.cfg.icc {
+            flags |= NET_F_ICC;
+        }
+        if self.cfg.ip_masq {
+            flags |= NET_F_MASQ;
+        }
+        let mut out = vec![(
+            0,
+            NetConfig {
+                flags,
+                bridge_ifindex: default.bridge_ifindex,
+                bridge_ip: default.bridge_ip,
+                subnet: default.subnet,
+                subnet_mask: default.subnet_mask,
+                bridge_mac: default.bridge_mac,
+                _pad: 0,
+            },
+        )];
+        for n in self.state.networks.values() {
+            let Some(l) = self.nl.link_by_name(&n.bridge).await? else {
+                tracing::warn!(network = %n.name, bridge = %n.bridge, "bridge missing: network left out of the dataplane");
+                continue;
+            };
+            let mut flags = 0;
+            if n.icc {
+                flags |= NET_F_ICC;
+            }
+            if n.ip_masq && !n.internal {
+                flags |= NET_F_MASQ;
+            }
+            if n.internal {
+                flags |= NET_F_INTERNAL;
+            }
+            let subnet = n.bridge_addr.trunc();
+            out.push((
+                n.id,
+                NetConfig {
+                    flags,
+                    bridge_ifindex: l.index,
+                    bridge_ip: be(n.bridge_addr.addr()),
+                    subnet: be(subnet.network()),
+                    subnet_mask: be(subnet.netmask()),
+                    bridge_mac: l.mac.unwrap_or_default(),
+                    _pad: 0,
+                },
+            ));
         }
         Ok(out)
     }
@@ -215,6 +273,7 @@ impl Engine {
         let bridge = self.nl.require_link(&self.net.bridge).await?;
         let cfg = self.dp_config(bridge.index, bridge.mac);
         let eps = self.endpoint_infos().await?;
+        let nets = self.network_configs(&cfg).await?;
         let ports = self.port_entries();
         let links = self.links_map();
         let allow: Vec<_> = self
@@ -237,6 +296,8 @@ impl Engine {
         // it switched one off: no moment drops everyone or lets a denied source through.
         dp.add_filters(&allow, &deny)?;
         dp.set_config(&cfg)?;
+        // Networks before the endpoints that name them.
+        dp.set_networks(&nets)?;
         // The XDP pre-filter runs only while there is something to filter.
         let filtering = !allow.is_empty() || !deny.is_empty();
         dp.set_prefilter(&self.uplinks, filtering)?;

@@ -4,8 +4,10 @@
 //! Wiring keeps them apart without the eBPF programs: separate bridges (no shared L2),
 //! policy-routing rules `from A to B prohibit` between every two subnets (the host does not
 //! route between networks), bridge port isolation for `enable_icc=false`, and no default route
-//! plus `iif UPLINK to N prohibit` for `--internal`. The dataplane's per-network maps (icc and
-//! masquerade per network in the eBPF programs) are the next step.
+//! plus `iif UPLINK to N prohibit` for `--internal`. With the eBPF dataplane, each network also
+//! has an id (NETD_NETWORKS: icc, masquerade, internal; NETD_NET_SUBNETS: subnet → id; every
+//! endpoint carries its network's id): the programs drop what crosses networks, masquerade per
+//! network, and deliver a published port's hairpin across networks themselves.
 
 use std::net::Ipv4Addr;
 
@@ -190,13 +192,17 @@ impl Engine {
             icc: spec.icc,
             ip_masq: spec.ip_masq,
             internal: spec.internal,
+            id: self.free_network_id()?,
         };
         let made = self.make_bridge(&net).await;
         let committed = match made {
             Ok(()) => {
                 self.state.networks.insert(net.name.clone(), net.clone());
                 match self.sync_isolation().await {
-                    Ok(()) => self.persist(),
+                    Ok(()) => match self.sync_dataplane().await {
+                        Ok(()) => self.persist(),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 }
             }
@@ -206,6 +212,9 @@ impl Engine {
             self.state.networks.remove(&net.name);
             if let Err(e2) = self.sync_isolation().await {
                 tracing::warn!("rollback: routing rules: {e2}");
+            }
+            if let Err(e2) = self.sync_dataplane().await {
+                tracing::warn!("rollback: dataplane maps: {e2}");
             }
             if let Ok(Some(l)) = self.nl.link_by_name(&net.bridge).await {
                 let _ = self.nl.delete_link(l.index).await;
@@ -258,7 +267,41 @@ impl Engine {
         for n in self.state.networks.values() {
             self.make_bridge(n).await?;
         }
+        // Networks persisted before they had dataplane ids get one now (saved with the next
+        // change; the same one is given again until then: the order is the names').
+        let unnumbered: Vec<String> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.id == 0)
+            .map(|n| n.name.clone())
+            .collect();
+        for name in unnumbered {
+            let id = self.free_network_id()?;
+            if let Some(n) = self.state.networks.get_mut(&name) {
+                n.id = id;
+            }
+        }
         self.sync_isolation().await
+    }
+
+    /// The lowest dataplane network id no network holds.
+    fn free_network_id(&self) -> Result<u16, EngineError> {
+        (1..netd_common::NETWORKS_MAX as u16)
+            .find(|i| !self.state.networks.values().any(|n| n.id == *i))
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "no network id left: the dataplane holds {} networks",
+                    netd_common::NETWORKS_MAX - 1
+                ))
+            })
+    }
+
+    /// The dataplane id of an endpoint's network (`None`: the default network, 0).
+    pub(super) fn network_id(&self, network: Option<&str>) -> u16 {
+        network
+            .and_then(|n| self.state.networks.get(n))
+            .map_or(0, |n| n.id)
     }
 
     /// The rules: no routing between two networks' subnets, none from an uplink into an
@@ -314,6 +357,9 @@ impl Engine {
         self.state.networks.remove(name);
         let mut errors = Vec::new();
         if let Err(e) = self.sync_isolation().await {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = self.sync_dataplane().await {
             errors.push(e.to_string());
         }
         match self.nl.link_by_name(&net.bridge).await {

@@ -84,6 +84,10 @@ pub struct UserNetwork {
     pub ip_masq: bool,
     /// `--internal`: no traffic to or from the outside.
     pub internal: bool,
+    /// The dataplane's id for it (NETD_NETWORKS index, 1..NETWORKS_MAX; 0 = not yet given:
+    /// state written before networks had ids, numbered at start).
+    #[serde(default)]
+    pub id: u16,
 }
 
 /// One published port after allocation: host port range -> container port range.

@@ -300,7 +300,7 @@ impl World {
                 ip: ip(a),
                 ifindex,
                 mac,
-                _pad: 0,
+                net_id: 0,
             };
             eps.insert(ifindex, e, 0).unwrap();
             by_ip.insert(ip(a), e, 0).unwrap();
