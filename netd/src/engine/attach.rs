@@ -39,7 +39,7 @@ impl Engine {
             ports: ep.ports.clone(),
             ..Default::default()
         };
-        match self.apply_attach(ep, &mut undo).await {
+        match self.apply_attach(ep, req.hand_over, &mut undo).await {
             Ok(ep) => {
                 let name = ep.name.clone();
                 self.state.endpoints.insert(name.clone(), ep);
@@ -268,10 +268,24 @@ impl Engine {
     async fn apply_attach(
         &mut self,
         mut ep: Endpoint,
+        hand_over: bool,
         undo: &mut Undo,
     ) -> Result<Endpoint, EngineError> {
         let ns = netns::open(&ep.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
         match ep.net {
+            NetMode::Bridge if hand_over => {
+                // The container end stays here, down, with the endpoint's MAC; libnetwork moves
+                // it into the sandbox, renames it and gives it the address and routes.
+                let veth = self.create_veth(&ep, undo).await?;
+                self.nl
+                    .set_mac(veth.peer_index, ep.mac.expect("bridged endpoint has a MAC"))
+                    .await?;
+                self.nl
+                    .set_mtu(veth.peer_index, self.segment(ep.network.as_deref()).mtu)
+                    .await?;
+                ep.host_ifname = Some(veth.host);
+                ep.host_ifindex = Some(veth.host_index);
+            }
             NetMode::Bridge => {
                 let cnl = netns::netlink_in(&ns)?;
                 if cnl.link_by_name(&ep.ifname).await?.is_some() {
@@ -364,7 +378,7 @@ impl Engine {
         for _ in 0..16 {
             let h = random_hex7();
             let host = format!("veth{h}");
-            let peer = format!("vtmp{h}");
+            let peer = handover_peer_name(&host);
             if self.nl.link_by_name(&host).await?.is_none()
                 && self.nl.link_by_name(&peer).await?.is_none()
             {
@@ -394,6 +408,12 @@ impl Engine {
             let _ = crate::dnsfiles::EtcFiles::new(d).remove();
         }
     }
+}
+
+/// The temporary name of the container end of the veth pair whose host end is `host`
+/// (`vethXXXXXXX` → `vtmpXXXXXXX`): what a hand-over attach leaves in the daemon's namespace.
+pub fn handover_peer_name(host: &str) -> String {
+    format!("vtmp{}", host.strip_prefix("veth").unwrap_or(host))
 }
 
 pub(super) async fn bring_lo_up(nl: &Netlink) -> Result<(), EngineError> {

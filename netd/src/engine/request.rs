@@ -38,6 +38,10 @@ pub struct EndpointSpec {
     pub links: Vec<LinkSpec>,
     pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
+    /// Leave the container end of the veth pair in the daemon's namespace under its temporary
+    /// name (the engine's [`super::handover_peer_name`]) instead of moving it into `netns`:
+    /// Docker's libnetwork moves, renames and addresses it itself after `Join`.
+    pub hand_over: bool,
 }
 
 impl EndpointSpec {
@@ -59,6 +63,7 @@ impl EndpointSpec {
             links: Vec::new(),
             dns: Vec::new(),
             dns_search: Vec::new(),
+            hand_over: false,
         }
     }
 }

@@ -7,4 +7,5 @@
 //!   subcommands, which talk to the API.
 pub mod cli;
 pub mod daemon;
+pub mod docker;
 pub mod http;

@@ -328,10 +328,7 @@ mod tests {
         assert_eq!(a.cgroup.as_deref(), Some(Path::new("/tmp/cg")));
         assert_eq!(a.dataplane, crate::frontend::cli::args::DataplaneArg::None);
         assert_eq!(a.fast_path, Some(false));
-        assert_eq!(
-            a.tc_attach,
-            Some(crate::dataplane::TcAttachMode::Netlink)
-        );
+        assert_eq!(a.tc_attach, Some(crate::dataplane::TcAttachMode::Netlink));
         assert_eq!(a.masq_ports, "40000-40999");
         assert_eq!(a.log_level, "debug");
         assert_eq!(a.filter_allow, ["192.0.2.0/24"]);

@@ -39,6 +39,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
     match cmd {
         Command::Daemon(_)
         | Command::InstallUnit { .. }
+        | Command::DockerPlugin { .. }
         | Command::Completion { .. }
         | Command::Version { .. }
         | Command::Man { .. }

@@ -90,6 +90,15 @@ pub fn main() -> ExitCode {
                 dest.display()
             )),
         },
+        Command::DockerPlugin {
+            command: args::DockerPluginCommand::Install { dest },
+        } => match crate::frontend::docker::install_spec(&dest, &cli.host) {
+            Ok(p) => {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::InstallUnit { dest, bin, force } => {
             let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
                 Ok(b) => std::path::absolute(&b).unwrap_or(b),
