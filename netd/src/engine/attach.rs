@@ -84,7 +84,10 @@ impl Engine {
         if req.netns.as_os_str().is_empty() {
             return Err(EngineError::Invalid("--netns is required".into()));
         }
-        netns::open(&req.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        // A hand-over sandbox may not exist yet: Docker creates it after Join.
+        if !req.hand_over {
+            netns::open(&req.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        }
         spec::validate_ifname(&req.ifname)?;
         for d in &req.dns_search {
             spec::validate_dns_search(d)?;
@@ -262,6 +265,7 @@ impl Engine {
             dns_search: req.dns_search.clone(),
             p2p: Vec::new(),
             written: Written::default(),
+            handed_over: req.hand_over && bridged,
         })
     }
 
@@ -271,7 +275,6 @@ impl Engine {
         hand_over: bool,
         undo: &mut Undo,
     ) -> Result<Endpoint, EngineError> {
-        let ns = netns::open(&ep.netns).map_err(|e| EngineError::Invalid(e.to_string()))?;
         match ep.net {
             NetMode::Bridge if hand_over => {
                 // The container end stays here, down, with the endpoint's MAC; libnetwork moves
@@ -287,6 +290,7 @@ impl Engine {
                 ep.host_ifindex = Some(veth.host_index);
             }
             NetMode::Bridge => {
+                let ns = open_ns(&ep)?;
                 let cnl = netns::netlink_in(&ns)?;
                 if cnl.link_by_name(&ep.ifname).await?.is_some() {
                     return Err(EngineError::Conflict(format!(
@@ -301,6 +305,7 @@ impl Engine {
                 ep.host_ifindex = Some(veth.host_index);
             }
             NetMode::None => {
+                let ns = open_ns(&ep)?;
                 let cnl = netns::netlink_in(&ns)?;
                 bring_lo_up(&cnl).await?;
             }
@@ -408,6 +413,10 @@ impl Engine {
             let _ = crate::dnsfiles::EtcFiles::new(d).remove();
         }
     }
+}
+
+fn open_ns(ep: &Endpoint) -> Result<std::fs::File, EngineError> {
+    netns::open(&ep.netns).map_err(|e| EngineError::Invalid(e.to_string()))
 }
 
 /// The temporary name of the container end of the veth pair whose host end is `host`

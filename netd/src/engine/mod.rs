@@ -216,7 +216,7 @@ impl Engine {
         names.sort_by_key(|n| !matches!(self.state.endpoints[n].net, NetMode::Container(_)));
         for name in names {
             let ep = &self.state.endpoints[&name];
-            let gone = crate::wiring::netns::open(&ep.netns).is_err();
+            let gone = !ep.handed_over && crate::wiring::netns::open(&ep.netns).is_err();
             let veth_gone = match &ep.host_ifname {
                 Some(h) => self.nl.link_by_name(h).await?.is_none(),
                 None => false,

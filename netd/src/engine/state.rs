@@ -144,6 +144,11 @@ pub struct Endpoint {
     #[serde(default)]
     pub p2p: Vec<(String, String)>,
     pub written: Written,
+    /// Wired by hand-over (Docker's libnetwork moved the container end into `netns` itself,
+    /// which may lie in another mount namespace): the host veth's presence says whether the
+    /// endpoint lives, not the namespace path.
+    #[serde(default)]
+    pub handed_over: bool,
 }
 
 fn default_ifname() -> String {
