@@ -148,7 +148,13 @@ impl Dockerd {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
+        self.docker_with("docker", args)
+    }
+
+    /// `cli` is "docker" (this machine's 28.x client) or docker.io's own 20.10 client
+    /// (/usr/bin/docker), which sends `--mac-address` the way API 1.41 takes it.
+    fn docker_with(&self, cli: &str, args: &[&str]) -> Output {
+        Command::new(cli)
             .arg("-H")
             .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
             .args(args)
@@ -158,7 +164,11 @@ impl Dockerd {
     }
 
     fn docker_ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
+        self.docker_ok_with("docker", args)
+    }
+
+    fn docker_ok_with(&self, cli: &str, args: &[&str]) -> String {
+        let out = self.docker_with(cli, args);
         assert!(
             out.status.success(),
             "docker {args:?} failed: {}{}\n--- dockerd log ---\n{}",
@@ -386,7 +396,143 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         )
         .is_err()
     );
-    // The lease is free again: the next container gets the same address.
+    // The other -p forms, --ip and --mac-address.
+    docker.docker_ok_with(
+        "/usr/bin/docker",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web3",
+            "--network",
+            "dknet",
+            "--ip",
+            "10.79.0.50",
+            "--mac-address",
+            "02:aa:bb:cc:dd:ee",
+            "-p",
+            "127.0.0.1:8081:80",
+            "-p",
+            "80",
+            "-p",
+            "8000-8002:80",
+            "netdt-bb:1",
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    // The 28.x client refuses --mac-address against API 1.41, so docker.io's 20.10 client
+    // runs this one; without driver-opt netd.name the endpoint is named by its id prefix.
+    let ls: serde_json::Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let v = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ip"] == "10.79.0.50")
+        .unwrap_or_else(|| panic!("no netd endpoint with 10.79.0.50: {ls}"))
+        .clone();
+    assert!(v["name"].as_str().unwrap().starts_with("d-"), "{v}");
+    assert_eq!(v["ip"], "10.79.0.50", "{v}");
+    assert_eq!(v["mac"], "02:aa:bb:cc:dd:ee", "{v}");
+    let mac = docker.docker_ok(&[
+        "exec",
+        "web3",
+        "/bin/busybox",
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]);
+    assert_eq!(mac, "02:aa:bb:cc:dd:ee");
+    let ports: Vec<(String, u64)> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["host_ip"].as_str().unwrap().to_string(),
+                p["host_port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports.len(), 3, "{v}");
+    assert!(
+        ports.contains(&("127.0.0.1".to_string(), 8081)),
+        "{ports:?}"
+    );
+    let ranged = ports
+        .iter()
+        .find(|(_, p)| (8000..=8002).contains(p))
+        .expect("a port of 8000-8002");
+    let picked = ports
+        .iter()
+        .find(|(_, p)| *p != 8081 && !(8000..=8002).contains(p))
+        .expect("a picked port");
+    for (_, port) in [ranged, picked] {
+        let got = http_get_until(
+            &w.outside,
+            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
+        )
+        .unwrap();
+        assert!(
+            got.ends_with(&format!("{OUTSIDE_IP}]")) || got == OUTSIDE_IP,
+            "{got}"
+        );
+    }
+    // 8081 is published on 127.0.0.1 only: not reachable from the outside.
+    let out = w.outside.run(&[
+        "curl",
+        "-s",
+        "--max-time",
+        "2",
+        &format!("http://{HOST_UPLINK_IP}:8081/"),
+    ]);
+    assert!(!out.status.success());
+    // A host port in use is refused, and the refused container leaves nothing behind.
+    let out = docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "--network",
+        "dknet",
+        "-p",
+        "127.0.0.1:8081:80",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("8081") && err.contains("already allocated"),
+        "{err}"
+    );
+    docker.docker_ok(&["rm", "-f", "clash"]);
+    let ls = d.netd_ok(&["ls"]);
+    assert_eq!(
+        d.netd_ok(&["ls", "--json"]).matches("\"name\"").count(),
+        1,
+        "{ls}"
+    );
+    assert_eq!(
+        w.host.links_with_prefix("veth").len(),
+        1,
+        "{:?}",
+        w.host.links()
+    );
+    docker.docker_ok(&["rm", "-f", "web3"]);
+    assert!(
+        w.host.links_with_prefix("veth").is_empty(),
+        "{:?}",
+        w.host.links()
+    );
+
+    // The leases are free again: the next container gets the first address.
     docker.docker_ok(&[
         "run",
         "-d",
