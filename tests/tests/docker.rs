@@ -553,6 +553,42 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     ]);
     assert_eq!(ip, "10.79.0.2");
     docker.docker_ok(&["rm", "-f", "web2"]);
+    // Without --subnet netd picks a free private subnet; --internal gives no way out.
+    docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipam-driver",
+        "netd",
+        "--internal",
+        "-o",
+        "netd.name=dkint",
+        "dkint",
+    ]);
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "dkint"])).unwrap();
+    assert_eq!(n["internal"], true, "{n}");
+    let sub = n["subnet"].as_str().unwrap().to_string();
+    let net: std::net::Ipv4Addr = sub.split('/').next().unwrap().parse().unwrap();
+    assert!(net.is_private() && !sub.starts_with("10.79.0."), "{n}");
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "inner",
+        "--network",
+        "dkint",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let routes = docker.docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(routes.contains(&sub.to_string()), "{routes}");
+    docker.docker_ok(&["rm", "-f", "inner"]);
+    docker.docker_ok(&["network", "rm", "dkint"]);
     docker.docker_ok(&["network", "rm", "dknet"]);
     assert!(!d.netd_ok(&["network", "ls"]).contains("dknet"));
     assert_no_iptables_or_proxy(&w.host);
