@@ -151,7 +151,9 @@ fn plugin_protocol_serves_a_container_end_to_end() {
     let j = ok(
         &d,
         "NetworkDriver.Join",
-        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": sandbox.path_str(), "Options": {}}),
+        // As with dockerd: the sandbox's namespace file does not exist yet at Join (runc
+        // creates the namespace later and libnetwork's SetKey moves the interface).
+        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
     );
     assert_eq!(j["Gateway"], "10.78.0.1");
     assert_eq!(j["InterfaceName"]["DstPrefix"], "eth");
@@ -194,6 +196,14 @@ fn plugin_protocol_serves_a_container_end_to_end() {
     assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
     assert_eq!(
         tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:{picked}"), T).unwrap(),
+        "ping"
+    );
+    // A netd restart keeps the endpoint (its namespace path never existed for netd: the host
+    // veth says it lives) and its ports.
+    d.restart();
+    assert!(d.ls_has("web"));
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
         "ping"
     );
     let info = ok(
