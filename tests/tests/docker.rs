@@ -552,6 +552,61 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "web2",
     ]);
     assert_eq!(ip, "10.79.0.2");
+    // Same network: containers reach each other from their own addresses; another Docker
+    // network's container cannot.
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "dknet",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipam-driver",
+        "netd",
+        "--subnet",
+        "10.79.2.0/24",
+        "-o",
+        "netd.name=dkb",
+        "dkb",
+    ]);
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "far",
+        "--network",
+        "dkb",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let get = "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 10.79.0.3 80";
+    let near = docker.docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
+    let near = String::from_utf8_lossy(&near.stdout).to_string();
+    assert!(near.contains("10.79.0.2"), "same network: {near}");
+    let far = docker.docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
+    let far_out = String::from_utf8_lossy(&far.stdout).to_string();
+    assert!(
+        !far_out.contains("10.79"),
+        "another network reached srv: {far_out}"
+    );
+    docker.docker_ok(&["rm", "-f", "srv", "far"]);
+    docker.docker_ok(&["network", "rm", "dkb"]);
     docker.docker_ok(&["rm", "-f", "web2"]);
     // Without --subnet netd picks a free private subnet; --internal gives no way out.
     docker.docker_ok(&[
