@@ -100,47 +100,79 @@ impl Dockerd {
         let dir = std::env::temp_dir().join(format!("netdt-docker-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Dockerd::spawn(mnt, host, &dir);
+        let d = Dockerd { child, dir };
+        d.wait_ready();
+        d
+    }
+
+    /// SIGTERM (dockerd stops its containers), then the same dockerd again.
+    fn restart(&mut self, mnt: &MountNs, host: &Netns) {
+        self.stop();
+        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.wait_ready();
+    }
+
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(mnt: &MountNs, host: &Netns, dir: &Path) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dockerd.log"))
+            .unwrap();
         let p = |s: &str| dir.join(s).display().to_string();
         // One nsenter for both: the netns file under /run is hidden inside the namespace.
-        let child = mnt
-            .command(&[
-                &format!("--net={}", host.path_str()),
-                "dockerd",
-                "--data-root",
-                &p("data"),
-                "--exec-root",
-                &p("exec"),
-                "-H",
-                &format!("unix://{}", p("docker.sock")),
-                "--pidfile",
-                &p("docker.pid"),
-                "--config-file",
-                &p("daemon.json"),
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-                "--userland-proxy=false",
-                "--storage-driver",
-                "vfs",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
-        let d = Dockerd { child, dir };
+        mnt.command(&[
+            &format!("--net={}", host.path_str()),
+            "dockerd",
+            "--data-root",
+            &p("data"),
+            "--exec-root",
+            &p("exec"),
+            "-H",
+            &format!("unix://{}", p("docker.sock")),
+            "--pidfile",
+            &p("docker.pid"),
+            "--config-file",
+            &p("daemon.json"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--userland-proxy=false",
+            "--storage-driver",
+            "vfs",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn dockerd")
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !d.docker(&["version"]).status.success() {
+        while !self.docker(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "dockerd did not answer within 60 s:\n{}",
-                d.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        d
     }
 
     fn log(&self) -> String {
@@ -187,17 +219,7 @@ impl Drop for Dockerd {
         }
         // SIGTERM: dockerd stops its containers and its containerd; what is left is killed by
         // the mount namespace's guard.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("warning: remove {}: {e}", self.dir.display());
         }
@@ -303,7 +325,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "{}",
         String::from_utf8_lossy(&spec.stderr)
     );
-    let docker = Dockerd::start(&mnt, &w.host);
+    let mut docker = Dockerd::start(&mnt, &w.host);
 
     let tar = image_tar(&docker.dir);
     docker.docker_ok(&["import", tar.to_str().unwrap(), "netdt-bb:1"]);
@@ -552,6 +574,63 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "web2",
     ]);
     assert_eq!(ip, "10.79.0.2");
+    // --restart always across a dockerd restart: dockerd stops the container (Revoke, Leave,
+    // DeleteEndpoint), starts it again on a new endpoint with the same address, and the port
+    // works again; nothing of the old endpoint is left.
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "--network",
+        "dknet",
+        "--ip",
+        "10.79.0.60",
+        "-p",
+        "8090:80",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let url = format!("http://{HOST_UPLINK_IP}:8090/cgi-bin/ip");
+    http_get_until(&w.outside, &url).unwrap();
+    let before = w.host.links_with_prefix("veth");
+    docker.restart(&mnt, &w.host);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while docker.docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"]) != "true" {
+        assert!(
+            Instant::now() < deadline,
+            "--restart always container did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = http_get_until(&w.outside, &url).unwrap();
+    assert!(got.contains(OUTSIDE_IP), "{got}");
+    let after = w.host.links_with_prefix("veth");
+    // web2 (no restart policy) stayed stopped: only the restarted container has a veth, a
+    // new one.
+    assert_eq!(after.len(), 1, "{before:?} -> {after:?}");
+    assert!(!before.contains(&after[0]), "{before:?} -> {after:?}");
+    let ls: serde_json::Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let with_ip = |ip: &str| {
+        ls.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ip"] == ip)
+            .count()
+    };
+    assert_eq!(with_ip("10.79.0.60"), 1, "{ls}");
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    docker.docker_ok(&["rm", "-f", "always"]);
+    docker.docker_ok(&["start", "web2"]);
+
     // Same network: containers reach each other from their own addresses; another Docker
     // network's container cannot.
     docker.docker_ok(&[
