@@ -50,6 +50,8 @@ pub struct Daemon {
     args: Vec<String>,
     /// Extra environment for the daemon process (e.g. NOTIFY_SOCKET).
     env: Vec<(String, String)>,
+    /// A mount namespace to run in (`/proc/PID/ns/mnt`), e.g. the one dockerd shares.
+    mount_ns: Option<PathBuf>,
     child: Option<Child>,
     starts: u32,
 }
@@ -59,6 +61,15 @@ impl Daemon {
     /// `netd status` answers; panics (printing the daemon's logs) otherwise.
     pub fn start(host: &Netns, extra: &[&str]) -> Daemon {
         let mut d = Daemon::prepare(host, extra);
+        d.spawn();
+        d.wait_ready();
+        d
+    }
+
+    /// Like [`Daemon::start`], in the mount namespace `mnt` (`/proc/PID/ns/mnt`) as well.
+    pub fn start_in_mount_ns(host: &Netns, mnt: &Path, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::prepare(host, extra);
+        d.mount_ns = Some(mnt.to_path_buf());
         d.spawn();
         d.wait_ready();
         d
@@ -187,6 +198,7 @@ impl Daemon {
             cgroup,
             args,
             env: Vec::new(),
+            mount_ns: None,
             child: None,
             starts: 0,
         }
@@ -199,7 +211,11 @@ impl Daemon {
         let err = fs::File::create(self.log_path(self.starts, "err")).unwrap();
         // nsenter only enters the network namespace and execs netd (no fork), so the child's
         // pid is netd's; the mount namespace stays the real one so bpffs pins are visible.
-        let child = std::process::Command::new("nsenter")
+        let mut c = std::process::Command::new("nsenter");
+        if let Some(m) = &self.mount_ns {
+            c.arg(format!("--mount={}", m.display()));
+        }
+        let child = c
             .arg(format!("--net={}", self.host_ns.display()))
             .arg(&self.bin)
             .args(&self.args)

@@ -40,7 +40,7 @@ impl Engine {
             ..Default::default()
         };
         let ns_path = req.netns_handle.as_ref().unwrap_or(&req.netns);
-        match self.apply_attach(ep, ns_path, &mut undo).await {
+        match self.apply_attach(ep, ns_path, req.hand_over, &mut undo).await {
             Ok(ep) => {
                 let name = ep.name.clone();
                 self.state.endpoints.insert(name.clone(), ep);
@@ -85,8 +85,11 @@ impl Engine {
         if req.netns.as_os_str().is_empty() {
             return Err(EngineError::Invalid("--netns is required".into()));
         }
-        netns::open(req.netns_handle.as_ref().unwrap_or(&req.netns))
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        // A hand-over sandbox may not exist yet: Docker creates it after Join.
+        if !req.hand_over {
+            netns::open(req.netns_handle.as_ref().unwrap_or(&req.netns))
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        }
         spec::validate_ifname(&req.ifname)?;
         for d in &req.dns_search {
             spec::validate_dns_search(d)?;
@@ -265,6 +268,7 @@ impl Engine {
             p2p: Vec::new(),
             written: Written::default(),
             reserve_ports: req.reserve_ports,
+            handed_over: req.hand_over && bridged,
         })
     }
 
@@ -272,11 +276,25 @@ impl Engine {
         &mut self,
         mut ep: Endpoint,
         ns_path: &std::path::Path,
+        hand_over: bool,
         undo: &mut Undo,
     ) -> Result<Endpoint, EngineError> {
-        let ns = netns::open(ns_path).map_err(|e| EngineError::Invalid(e.to_string()))?;
         match ep.net {
+            NetMode::Bridge if hand_over => {
+                // The container end stays here, down, with the endpoint's MAC; libnetwork moves
+                // it into the sandbox, renames it and gives it the address and routes.
+                let veth = self.create_veth(&ep, undo).await?;
+                self.nl
+                    .set_mac(veth.peer_index, ep.mac.expect("bridged endpoint has a MAC"))
+                    .await?;
+                self.nl
+                    .set_mtu(veth.peer_index, self.segment(ep.network.as_deref()).mtu)
+                    .await?;
+                ep.host_ifname = Some(veth.host);
+                ep.host_ifindex = Some(veth.host_index);
+            }
             NetMode::Bridge => {
+                let ns = open_ns(ns_path)?;
                 let cnl = netns::netlink_in(&ns)?;
                 if cnl.link_by_name(&ep.ifname).await?.is_some() {
                     return Err(EngineError::Conflict(format!(
@@ -291,6 +309,7 @@ impl Engine {
                 ep.host_ifindex = Some(veth.host_index);
             }
             NetMode::None => {
+                let ns = open_ns(ns_path)?;
                 let cnl = netns::netlink_in(&ns)?;
                 bring_lo_up(&cnl).await?;
             }
@@ -369,7 +388,7 @@ impl Engine {
         for _ in 0..16 {
             let h = random_hex7();
             let host = format!("veth{h}");
-            let peer = format!("vtmp{h}");
+            let peer = handover_peer_name(&host);
             if self.nl.link_by_name(&host).await?.is_none()
                 && self.nl.link_by_name(&peer).await?.is_none()
             {
@@ -399,6 +418,16 @@ impl Engine {
             let _ = crate::dnsfiles::EtcFiles::new(d).remove();
         }
     }
+}
+
+fn open_ns(path: &std::path::Path) -> Result<std::fs::File, EngineError> {
+    netns::open(path).map_err(|e| EngineError::Invalid(e.to_string()))
+}
+
+/// The temporary name of the container end of the veth pair whose host end is `host`
+/// (`vethXXXXXXX` → `vtmpXXXXXXX`): what a hand-over attach leaves in the daemon's namespace.
+pub fn handover_peer_name(host: &str) -> String {
+    format!("vtmp{}", host.strip_prefix("veth").unwrap_or(host))
 }
 
 pub(super) async fn bring_lo_up(nl: &Netlink) -> Result<(), EngineError> {

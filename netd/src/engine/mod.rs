@@ -12,6 +12,7 @@ mod detach;
 mod dpsync;
 mod files;
 mod filters;
+mod handover;
 pub mod ipam;
 pub mod network;
 pub mod networks;
@@ -29,6 +30,7 @@ use crate::dataplane::{Dataplane, DataplaneConfig, sock};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, WiringError};
 
+pub use attach::handover_peer_name;
 pub use config::{Config, DataplaneMode};
 pub use networks::DEFAULT_NETWORK;
 pub use request::{
@@ -256,6 +258,7 @@ impl Engine {
             .values()
             .find(|e| e.ip == Some(ip) && !matches!(e.net, NetMode::Container(_)))
             .map(|e| e.name.clone())
+            .or_else(|| self.state.held.get(&ip).cloned())
     }
 
     pub fn list(&self) -> Vec<EndpointView> {

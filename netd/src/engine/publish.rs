@@ -125,7 +125,7 @@ impl Engine {
 
     /// After `name`'s bindings changed: the port table, and the link allowances of the
     /// containers linked to it when there are any.
-    fn sync_published(&mut self, name: &str) -> Result<(), EngineError> {
+    pub(super) fn sync_published(&mut self, name: &str) -> Result<(), EngineError> {
         self.sync_ports()?;
         let linked = self
             .state

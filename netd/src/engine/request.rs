@@ -45,6 +45,10 @@ pub struct EndpointSpec {
     /// Hold a socket on each published host port against host processes (default). false:
     /// the runtime holds them itself (rootful podman with `enable_port_reservation`).
     pub reserve_ports: bool,
+    /// Leave the container end of the veth pair in the daemon's namespace under its temporary
+    /// name (the engine's [`super::handover_peer_name`]) instead of moving it into `netns`:
+    /// Docker's libnetwork moves, renames and addresses it itself after `Join`.
+    pub hand_over: bool,
 }
 
 impl EndpointSpec {
@@ -68,6 +72,7 @@ impl EndpointSpec {
             dns: Vec::new(),
             dns_search: Vec::new(),
             reserve_ports: true,
+            hand_over: false,
         }
     }
 }

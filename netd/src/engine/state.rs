@@ -29,6 +29,10 @@ pub struct State {
     /// Next published-port binding id (NETD_PORT_STATS key); never reused while running.
     #[serde(default = "first_binding_id")]
     pub next_binding_id: u32,
+    /// Addresses handed out by an IPAM front end (Docker's `IpamDriver.RequestAddress`) before
+    /// any endpoint holds them, with who holds them: the allocator skips them.
+    #[serde(default)]
+    pub held: BTreeMap<Ipv4Addr, String>,
 }
 
 fn first_binding_id() -> u32 {
@@ -51,6 +55,7 @@ impl Default for State {
             filters: Filters::default(),
             networks: BTreeMap::new(),
             next_binding_id: first_binding_id(),
+            held: BTreeMap::new(),
         }
     }
 }
@@ -147,6 +152,11 @@ pub struct Endpoint {
     /// the daemon keeps no reservation sockets for them.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub reserve_ports: bool,
+    /// Wired by hand-over (Docker's libnetwork moved the container end into `netns` itself,
+    /// which may lie in another mount namespace): the host veth's presence says whether the
+    /// endpoint lives, not the namespace path.
+    #[serde(default)]
+    pub handed_over: bool,
 }
 
 fn default_ifname() -> String {

@@ -9,4 +9,5 @@
 pub mod cli;
 pub mod cni;
 pub mod daemon;
+pub mod docker;
 pub mod http;

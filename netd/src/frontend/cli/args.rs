@@ -23,6 +23,16 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DockerPluginCommand {
+    /// Write DIR/netd.spec holding the daemon's API socket URL (-H).
+    Install {
+        /// Docker's plugin spec directory.
+        #[arg(long, value_name = "DIR", default_value = "/etc/docker/plugins")]
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: bridge, endpoints, eBPF dataplane and the API.
     Daemon(Box<DaemonArgs>),
@@ -74,6 +84,12 @@ pub enum Command {
         /// Replace an existing netd.service.
         #[arg(long)]
         force: bool,
+    },
+    /// Docker integration: `netd docker-plugin install` writes the spec file (netd.spec, the
+    /// API socket's URL) through which dockerd finds netd as network and IPAM driver `netd`.
+    DockerPlugin {
+        #[command(subcommand)]
+        command: DockerPluginCommand,
     },
     /// Wire a container's network namespace to netd.
     // `-h` is --hostname, as in `docker run`; help stays on --help.

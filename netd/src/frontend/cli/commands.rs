@@ -42,6 +42,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
         Command::Daemon(_)
         | Command::InstallUnit { .. }
         | Command::Cni { .. }
+        | Command::DockerPlugin { .. }
         | Command::Completion { .. }
         | Command::Version { .. }
         | Command::Man { .. }

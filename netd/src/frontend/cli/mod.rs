@@ -122,6 +122,15 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::DockerPlugin {
+            command: args::DockerPluginCommand::Install { dest },
+        } => match crate::frontend::docker::install_spec(&dest, &cli.host) {
+            Ok(p) => {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::InstallUnit { dest, bin, force } => {
             let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
                 Ok(b) => std::path::absolute(&b).unwrap_or(b),

@@ -248,6 +248,9 @@ async fn route(method: &str, full_path: &str, body: &[u8], engine: &Shared) -> (
             405,
             error_body(&format!("method {method} not allowed on {path}")),
         ),
+        ("POST", [m]) if crate::frontend::docker::is_plugin_path(m) => {
+            crate::frontend::docker::handle(m, body, engine).await
+        }
         _ => (404, error_body(&format!("no such API path: {path}"))),
     }
 }

@@ -1,0 +1,262 @@
+//! libnetwork's options and port maps → the engine's typed requests.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use super::protocol::{Options, PortBinding};
+use crate::engine::NetworkSpec;
+use crate::spec::{PortRange, Proto, PublishSpec};
+
+/// `-o` options of `docker network create` (libnetwork `netlabel.GenericData`).
+pub const GENERIC: &str = "com.docker.network.generic";
+pub const PORTMAP: &str = "com.docker.network.portmap";
+pub const INTERNAL: &str = "com.docker.network.internal";
+pub const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+/// The netd name of a network (`-o netd.name=N`) or endpoint (`driver-opt=netd.name=N`).
+pub const NETD_NAME: &str = "netd.name";
+pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
+
+const ICC: &str = "com.docker.network.bridge.enable_icc";
+const MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const MTU: &str = "com.docker.network.driver.mtu";
+
+fn as_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+/// The string options of a request: the top-level string values and those under
+/// [`GENERIC`] (where `-o` and `--driver-opt` strings arrive), the latter winning.
+pub fn string_options(options: Option<&Options>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(o) = options else { return out };
+    for (k, v) in o {
+        if let Value::String(s) = v {
+            out.insert(k.clone(), s.clone());
+        }
+    }
+    if let Some(Value::Object(g)) = o.get(GENERIC) {
+        for (k, v) in g {
+            out.insert(k.clone(), as_string(v));
+        }
+    }
+    out
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("-o {key}={v}: expected true or false")),
+    }
+}
+
+/// An address as libnetwork writes it, `ip/len` or a bare `ip`.
+pub fn parse_addr(s: &str) -> Result<Ipv4Addr, String> {
+    let ip = s.split('/').next().unwrap_or(s);
+    ip.parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address (netd's IPAM serves IPv4 only)"))
+}
+
+/// The engine's request for a `CreateNetwork` whose pool netd's IPAM handed out.
+pub fn network_spec(
+    name: String,
+    options: Option<&Options>,
+    subnet: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    ip_range: Option<Ipv4Net>,
+) -> Result<NetworkSpec, String> {
+    if truthy(options.and_then(|o| o.get(ENABLE_IPV6))) {
+        return Err("--ipv6: netd networks are IPv4 only for now".into());
+    }
+    let mut spec = NetworkSpec::new(name);
+    spec.subnet = Some(subnet);
+    spec.gateway = gateway;
+    spec.ip_range = ip_range;
+    spec.internal = truthy(options.and_then(|o| o.get(INTERNAL)));
+    for (k, v) in string_options(options) {
+        match k.as_str() {
+            ICC => spec.icc = parse_bool(&k, &v)?,
+            MASQ => spec.ip_masq = parse_bool(&k, &v)?,
+            BRIDGE_NAME => spec.bridge = Some(v),
+            MTU => {
+                spec.mtu = Some(
+                    v.parse()
+                        .map_err(|_| format!("-o {MTU}={v}: expected a number"))?,
+                )
+            }
+            HOST_BINDING => {
+                return Err(format!(
+                    "-o {HOST_BINDING}: not supported by netd yet; publish on an address with -p IP:PORT:PORT"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(spec)
+}
+
+/// `com.docker.network.portmap` → publish requests: host port 0 lets netd pick, a host range
+/// with one container port means one free port of it.
+pub fn publish_specs(options: Option<&Options>) -> Result<Vec<PublishSpec>, String> {
+    let Some(v) = options.and_then(|o| o.get(PORTMAP)) else {
+        return Ok(Vec::new());
+    };
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let map: Vec<PortBinding> =
+        serde_json::from_value(v.clone()).map_err(|e| format!("invalid {PORTMAP}: {e}"))?;
+    map.iter().map(publish_spec).collect()
+}
+
+fn publish_spec(b: &PortBinding) -> Result<PublishSpec, String> {
+    let proto = match b.proto {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        132 => {
+            return Err(format!(
+                "-p {}/sctp: netd publishes tcp and udp only",
+                b.port
+            ));
+        }
+        n => return Err(format!("-p {}: unknown protocol number {n}", b.port)),
+    };
+    let host_ip = match b.host_ip.as_str() {
+        "" => None,
+        s => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("-p: host address {s:?} is not an IP address"))?,
+        ),
+    };
+    let container = PortRange::new(b.port, b.port).map_err(|e| e.to_string())?;
+    let host = match (b.host_port, b.host_port_end) {
+        (0, _) => None,
+        (s, e) if e <= s => Some(PortRange::new(s, s).map_err(|e| e.to_string())?),
+        (s, e) => Some(PortRange::new(s, e).map_err(|e| e.to_string())?),
+    };
+    PublishSpec::new(host_ip, host, container, proto).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(j: &str) -> Options {
+        serde_json::from_str(j).unwrap()
+    }
+
+    #[test]
+    fn network_options_from_generic() {
+        let o = opts(
+            r#"{"com.docker.network.enable_ipv6":false,"com.docker.network.internal":true,
+                "com.docker.network.generic":{"com.docker.network.bridge.enable_icc":"false",
+                "com.docker.network.bridge.enable_ip_masquerade":"false",
+                "com.docker.network.bridge.name":"dk0","com.docker.network.driver.mtu":"1400",
+                "netd.name":"web"}}"#,
+        );
+        let s = network_spec(
+            "n".into(),
+            Some(&o),
+            "10.9.0.0/24".parse().unwrap(),
+            Some("10.9.0.254".parse().unwrap()),
+            Some("10.9.0.128/25".parse().unwrap()),
+        )
+        .unwrap();
+        assert!(!s.icc && !s.ip_masq && s.internal);
+        assert_eq!(s.bridge.as_deref(), Some("dk0"));
+        assert_eq!(s.mtu, Some(1400));
+        assert_eq!(s.gateway, Some("10.9.0.254".parse().unwrap()));
+        assert_eq!(s.ip_range, Some("10.9.0.128/25".parse().unwrap()));
+        assert_eq!(string_options(Some(&o))["netd.name"], "web");
+    }
+
+    #[test]
+    fn network_options_refused_with_reason() {
+        let v6 = opts(r#"{"com.docker.network.enable_ipv6":true}"#);
+        let e = network_spec(
+            "n".into(),
+            Some(&v6),
+            "10.9.0.0/24".parse().unwrap(),
+            None,
+            None,
+        );
+        assert!(e.unwrap_err().contains("IPv4 only"));
+        let bad = opts(
+            r#"{"com.docker.network.generic":{"com.docker.network.bridge.enable_icc":"maybe"}}"#,
+        );
+        let e = network_spec(
+            "n".into(),
+            Some(&bad),
+            "10.9.0.0/24".parse().unwrap(),
+            None,
+            None,
+        );
+        assert!(e.unwrap_err().contains("enable_icc=maybe"));
+        let hb = opts(
+            r#"{"com.docker.network.generic":{"com.docker.network.bridge.host_binding_ipv4":"127.0.0.1"}}"#,
+        );
+        let e = network_spec(
+            "n".into(),
+            Some(&hb),
+            "10.9.0.0/24".parse().unwrap(),
+            None,
+            None,
+        );
+        assert!(e.unwrap_err().contains("host_binding_ipv4"));
+    }
+
+    #[test]
+    fn every_portmap_form() {
+        // -p 8080:80, -p 127.0.0.1:8081:80/udp, -p 80 (HostPort 0), -p 8000-8002:80
+        let o = opts(
+            r#"{"com.docker.network.portmap":[
+                {"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080},
+                {"Proto":17,"IP":"","Port":80,"HostIP":"127.0.0.1","HostPort":8081,"HostPortEnd":8081},
+                {"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":0,"HostPortEnd":0},
+                {"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8000,"HostPortEnd":8002}]}"#,
+        );
+        let s: Vec<String> = publish_specs(Some(&o))
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            s,
+            [
+                "8080:80/tcp",
+                "127.0.0.1:8081:80/udp",
+                "80/tcp",
+                "8000-8002:80/tcp"
+            ]
+        );
+        assert!(publish_specs(None).unwrap().is_empty());
+        let sctp = opts(r#"{"com.docker.network.portmap":[{"Proto":132,"Port":80}]}"#);
+        assert!(publish_specs(Some(&sctp)).unwrap_err().contains("sctp"));
+    }
+
+    #[test]
+    fn addresses_with_or_without_prefix() {
+        assert_eq!(
+            parse_addr("10.0.0.2/24").unwrap(),
+            Ipv4Addr::new(10, 0, 0, 2)
+        );
+        assert_eq!(parse_addr("10.0.0.2").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
+        assert!(parse_addr("fd00::1/64").is_err());
+    }
+}

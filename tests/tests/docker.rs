@@ -1,0 +1,729 @@
+//! The real dockerd 20.10 (Debian's docker.io) drives netd as network and IPAM driver `netd`.
+//!
+//! dockerd, its containerd and netd share the world's host network namespace and a private
+//! mount namespace with tmpfs over /run and /etc/docker (Docker's hard-coded paths), as
+//! ../shared/docs/engines.md describes; the image is imported from a busybox-static rootfs;
+//! the client is this machine's docker CLI talking to the test's own dockerd socket.
+//! Scenario: `docker network create -d netd --ipam-driver netd`, `docker run -p 8080:80`
+//! served from the outside namespace with the client's real address seen by the server, no
+//! iptables rule and no docker-proxy in the host netns, and `docker rm -f` / `docker network
+//! rm` leaving no veth, lease, port or bridge behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::{BIP, Netns, World, daemon::Daemon};
+
+/// A process holding a private mount namespace (entered through the world's host netns) with
+/// tmpfs over /run and /etc/docker. Dropping it kills every process left in that namespace
+/// (all of them started by this test: dockerd, containerd, shims, containers) by pid.
+struct MountNs {
+    holder: Child,
+}
+
+impl MountNs {
+    fn new(host: &Netns) -> MountNs {
+        let holder = Command::new("nsenter")
+            .arg(format!("--net={}", host.path_str()))
+            .args(["unshare", "-m", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins /run/containerd && \
+                 mount -t tmpfs tmpfs /etc/docker && mkdir /etc/docker/plugins && \
+                 touch /run/.netdt-ready && exec sleep 100000",
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the mount namespace holder");
+        let m = MountNs { holder };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !m.run(&["test", "-e", "/run/.netdt-ready"]).status.success() {
+            assert!(Instant::now() < deadline, "mount namespace not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/mnt", self.holder.id()))
+    }
+
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount={}", self.path().display()))
+            .args(argv);
+        c
+    }
+
+    fn run(&self, argv: &[&str]) -> Output {
+        self.command(argv).output().expect("nsenter")
+    }
+
+    /// Pids of the processes in this mount namespace (the holder included).
+    fn pids(&self) -> Vec<i32> {
+        let Ok(me) = fs::read_link(self.path()) else {
+            return Vec::new();
+        };
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&me))
+            .collect()
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// dockerd in the mount namespace and the host netns, with its own directories under `dir`.
+struct Dockerd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Dockerd {
+    fn start(mnt: &MountNs, host: &Netns) -> Dockerd {
+        let dir = std::env::temp_dir().join(format!("netdt-docker-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let child = Dockerd::spawn(mnt, host, &dir);
+        let d = Dockerd { child, dir };
+        d.wait_ready();
+        d
+    }
+
+    /// SIGTERM (dockerd stops its containers), then the same dockerd again.
+    fn restart(&mut self, mnt: &MountNs, host: &Netns) {
+        self.stop();
+        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.wait_ready();
+    }
+
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(mnt: &MountNs, host: &Netns, dir: &Path) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dockerd.log"))
+            .unwrap();
+        let p = |s: &str| dir.join(s).display().to_string();
+        // One nsenter for both: the netns file under /run is hidden inside the namespace.
+        mnt.command(&[
+            &format!("--net={}", host.path_str()),
+            "dockerd",
+            "--data-root",
+            &p("data"),
+            "--exec-root",
+            &p("exec"),
+            "-H",
+            &format!("unix://{}", p("docker.sock")),
+            "--pidfile",
+            &p("docker.pid"),
+            "--config-file",
+            &p("daemon.json"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--userland-proxy=false",
+            "--storage-driver",
+            "vfs",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn dockerd")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not answer within 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_with("docker", args)
+    }
+
+    /// `cli` is "docker" (this machine's 28.x client) or docker.io's own 20.10 client
+    /// (/usr/bin/docker), which sends `--mac-address` the way API 1.41 takes it.
+    fn docker_with(&self, cli: &str, args: &[&str]) -> Output {
+        Command::new(cli)
+            .arg("-H")
+            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the docker client")
+    }
+
+    fn docker_ok(&self, args: &[&str]) -> String {
+        self.docker_ok_with("docker", args)
+    }
+
+    fn docker_ok_with(&self, cli: &str, args: &[&str]) -> String {
+        let out = self.docker_with(cli, args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}{}\n--- dockerd log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- dockerd log ---\n{}", self.log());
+        }
+        // SIGTERM: dockerd stops its containers and its containerd; what is left is killed by
+        // the mount namespace's guard.
+        self.stop();
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("warning: remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// A busybox-static rootfs with an httpd CGI that answers the client's address.
+fn image_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("www/cgi-bin")).unwrap();
+    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let cgi = root.join("www/cgi-bin/ip");
+    fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tar
+}
+
+/// What the outside namespace gets from `url` (curl), retried for up to 10 s.
+fn http_get_until(ns: &Netns, url: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns.run(&["curl", "-s", "--max-time", "2", url]);
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("curl {url}: {}", out.status));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// No iptables rule and no docker-proxy process in the host namespace.
+fn assert_no_iptables_or_proxy(host: &Netns) {
+    for tool in ["iptables-save", "iptables-legacy-save"] {
+        let out = host.run(&[tool]);
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let rules: Vec<&str> = text.lines().filter(|l| l.starts_with("-A")).collect();
+            assert!(rules.is_empty(), "{tool} in the host netns: {rules:?}");
+        }
+    }
+    let host_ns = fs::read_link(host.path()).ok();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "docker-proxy" {
+            let ns = fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+            let ino = fs::metadata(host.path())
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok();
+            let in_host = ns
+                .as_ref()
+                .zip(ino)
+                .is_some_and(|(n, i)| n.to_string_lossy().contains(&i.to_string()));
+            assert!(
+                !in_host && ns != host_ns,
+                "a docker-proxy (pid {pid}) runs in the host netns"
+            );
+        }
+    }
+}
+
+#[test]
+fn dockerd_runs_a_published_container_on_a_netd_network() {
+    assert!(
+        Path::new("/usr/sbin/dockerd").exists(),
+        "dockerd is missing: `cargo xtask setup` installs docker.io"
+    );
+    let w = World::new();
+    let mnt = MountNs::new(&w.host);
+    let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", BIP]);
+    let spec = mnt.run(&[
+        netd_tests::daemon::netd_bin().to_str().unwrap(),
+        "-H",
+        &d.host_arg(),
+        "docker-plugin",
+        "install",
+        "--dest",
+        "/etc/docker/plugins",
+    ]);
+    assert!(
+        spec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&spec.stderr)
+    );
+    let mut docker = Dockerd::start(&mnt, &w.host);
+
+    let tar = image_tar(&docker.dir);
+    docker.docker_ok(&["import", tar.to_str().unwrap(), "netdt-bb:1"]);
+
+    // Without netd's IPAM the network is refused, saying what to add.
+    let out = docker.docker(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.79.1.0/24",
+        "noipam",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ipam-driver netd"), "{err}");
+
+    docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipam-driver",
+        "netd",
+        "--subnet",
+        "10.79.0.0/24",
+        "-o",
+        "netd.name=dknet",
+        "dknet",
+    ]);
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "dknet"])).unwrap();
+    assert_eq!(n["subnet"], "10.79.0.0/24");
+    assert_eq!(n["gateway"], "10.79.0.1");
+
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "name=dknet,driver-opt=netd.name=web",
+        "-p",
+        "8080:80",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let v = d.inspect("web");
+    assert_eq!(v["ip"], "10.79.0.2", "{v}");
+    assert_eq!(v["ports"][0]["host_port"], 8080, "{v}");
+    let ip = docker.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        "web",
+    ]);
+    assert_eq!(ip, "10.79.0.2");
+    // From the outside: served, and the server sees the client's own address.
+    let got = http_get_until(
+        &w.outside,
+        &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
+    )
+    .unwrap();
+    // busybox httpd listens on [::] and writes IPv4 peers v4-mapped.
+    let peer = got.trim_start_matches("[::ffff:").trim_end_matches(']');
+    assert_eq!(peer, OUTSIDE_IP, "{got}");
+    assert_no_iptables_or_proxy(&w.host);
+    let port = d.netd_ok(&["port", "web"]);
+    assert!(port.contains("8080"), "{port}");
+
+    // docker rm -f: no endpoint, veth, lease or port left.
+    docker.docker_ok(&["rm", "-f", "web"]);
+    assert!(!d.ls_has("web"));
+    assert!(
+        w.host.links_with_prefix("veth").is_empty(),
+        "{:?}",
+        w.host.links()
+    );
+    assert!(
+        http_get_until(
+            &w.outside,
+            &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip")
+        )
+        .is_err()
+    );
+    // The other -p forms, --ip and --mac-address.
+    docker.docker_ok_with(
+        "/usr/bin/docker",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web3",
+            "--network",
+            "dknet",
+            "--ip",
+            "10.79.0.50",
+            "--mac-address",
+            "02:aa:bb:cc:dd:ee",
+            "-p",
+            "127.0.0.1:8081:80",
+            "-p",
+            "80",
+            "-p",
+            "8000-8002:80",
+            "netdt-bb:1",
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    // The 28.x client refuses --mac-address against API 1.41, so docker.io's 20.10 client
+    // runs this one; without driver-opt netd.name the endpoint is named by its id prefix.
+    let ls: serde_json::Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let v = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ip"] == "10.79.0.50")
+        .unwrap_or_else(|| panic!("no netd endpoint with 10.79.0.50: {ls}"))
+        .clone();
+    assert!(v["name"].as_str().unwrap().starts_with("d-"), "{v}");
+    assert_eq!(v["ip"], "10.79.0.50", "{v}");
+    assert_eq!(v["mac"], "02:aa:bb:cc:dd:ee", "{v}");
+    let mac = docker.docker_ok(&[
+        "exec",
+        "web3",
+        "/bin/busybox",
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]);
+    assert_eq!(mac, "02:aa:bb:cc:dd:ee");
+    let ports: Vec<(String, u64)> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["host_ip"].as_str().unwrap().to_string(),
+                p["host_port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports.len(), 3, "{v}");
+    assert!(
+        ports.contains(&("127.0.0.1".to_string(), 8081)),
+        "{ports:?}"
+    );
+    let ranged = ports
+        .iter()
+        .find(|(_, p)| (8000..=8002).contains(p))
+        .expect("a port of 8000-8002");
+    let picked = ports
+        .iter()
+        .find(|(_, p)| *p != 8081 && !(8000..=8002).contains(p))
+        .expect("a picked port");
+    for (_, port) in [ranged, picked] {
+        let got = http_get_until(
+            &w.outside,
+            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
+        )
+        .unwrap();
+        assert!(
+            got.ends_with(&format!("{OUTSIDE_IP}]")) || got == OUTSIDE_IP,
+            "{got}"
+        );
+    }
+    // 8081 is published on 127.0.0.1 only: not reachable from the outside.
+    let out = w.outside.run(&[
+        "curl",
+        "-s",
+        "--max-time",
+        "2",
+        &format!("http://{HOST_UPLINK_IP}:8081/"),
+    ]);
+    assert!(!out.status.success());
+    // A host port in use is refused, and the refused container leaves nothing behind.
+    let out = docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "--network",
+        "dknet",
+        "-p",
+        "127.0.0.1:8081:80",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("8081") && err.contains("already allocated"),
+        "{err}"
+    );
+    docker.docker_ok(&["rm", "-f", "clash"]);
+    let ls = d.netd_ok(&["ls"]);
+    assert_eq!(
+        d.netd_ok(&["ls", "--json"]).matches("\"name\"").count(),
+        1,
+        "{ls}"
+    );
+    assert_eq!(
+        w.host.links_with_prefix("veth").len(),
+        1,
+        "{:?}",
+        w.host.links()
+    );
+    docker.docker_ok(&["rm", "-f", "web3"]);
+    assert!(
+        w.host.links_with_prefix("veth").is_empty(),
+        "{:?}",
+        w.host.links()
+    );
+
+    // The leases are free again: the next container gets the first address.
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "--network",
+        "dknet",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ip = docker.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        "web2",
+    ]);
+    assert_eq!(ip, "10.79.0.2");
+    // --restart always across a dockerd restart: dockerd stops the container (Revoke, Leave,
+    // DeleteEndpoint), starts it again on a new endpoint with the same address, and the port
+    // works again; nothing of the old endpoint is left.
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "--network",
+        "dknet",
+        "--ip",
+        "10.79.0.60",
+        "-p",
+        "8090:80",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let url = format!("http://{HOST_UPLINK_IP}:8090/cgi-bin/ip");
+    http_get_until(&w.outside, &url).unwrap();
+    let before = w.host.links_with_prefix("veth");
+    docker.restart(&mnt, &w.host);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while docker.docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"]) != "true" {
+        assert!(
+            Instant::now() < deadline,
+            "--restart always container did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = http_get_until(&w.outside, &url).unwrap();
+    assert!(got.contains(OUTSIDE_IP), "{got}");
+    let after = w.host.links_with_prefix("veth");
+    // web2 (no restart policy) stayed stopped: only the restarted container has a veth, a
+    // new one.
+    assert_eq!(after.len(), 1, "{before:?} -> {after:?}");
+    assert!(!before.contains(&after[0]), "{before:?} -> {after:?}");
+    let ls: serde_json::Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let with_ip = |ip: &str| {
+        ls.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ip"] == ip)
+            .count()
+    };
+    assert_eq!(with_ip("10.79.0.60"), 1, "{ls}");
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    docker.docker_ok(&["rm", "-f", "always"]);
+    docker.docker_ok(&["start", "web2"]);
+
+    // Same network: containers reach each other from their own addresses; another Docker
+    // network's container cannot.
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "dknet",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipam-driver",
+        "netd",
+        "--subnet",
+        "10.79.2.0/24",
+        "-o",
+        "netd.name=dkb",
+        "dkb",
+    ]);
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "far",
+        "--network",
+        "dkb",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let get = "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 10.79.0.3 80";
+    let near = docker.docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
+    let near = String::from_utf8_lossy(&near.stdout).to_string();
+    assert!(near.contains("10.79.0.2"), "same network: {near}");
+    let far = docker.docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
+    let far_out = String::from_utf8_lossy(&far.stdout).to_string();
+    assert!(
+        !far_out.contains("10.79"),
+        "another network reached srv: {far_out}"
+    );
+    docker.docker_ok(&["rm", "-f", "srv", "far"]);
+    docker.docker_ok(&["network", "rm", "dkb"]);
+    docker.docker_ok(&["rm", "-f", "web2"]);
+    // Without --subnet netd picks a free private subnet; --internal gives no way out.
+    docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipam-driver",
+        "netd",
+        "--internal",
+        "-o",
+        "netd.name=dkint",
+        "dkint",
+    ]);
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "dkint"])).unwrap();
+    assert_eq!(n["internal"], true, "{n}");
+    let sub = n["subnet"].as_str().unwrap().to_string();
+    let net: std::net::Ipv4Addr = sub.split('/').next().unwrap().parse().unwrap();
+    assert!(net.is_private() && !sub.starts_with("10.79.0."), "{n}");
+    docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "inner",
+        "--network",
+        "dkint",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let routes = docker.docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(routes.contains(&sub.to_string()), "{routes}");
+    docker.docker_ok(&["rm", "-f", "inner"]);
+    docker.docker_ok(&["network", "rm", "dkint"]);
+    docker.docker_ok(&["network", "rm", "dknet"]);
+    assert!(!d.netd_ok(&["network", "ls"]).contains("dknet"));
+    assert_no_iptables_or_proxy(&w.host);
+}

@@ -1,0 +1,310 @@
+//! The Docker plugin protocol (network and IPAM driver `netd`) on the daemon's API socket,
+//! driven with the JSON bodies dockerd 20.10 sends, in the order libnetwork sends them; the
+//! test plays libnetwork's part after Join (moving SrcName into the sandbox, as libnetwork
+//! does). Real TCP from the outside reaches the container through the published port with
+//! the client's own address; everything goes away again on the way back.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::{BIP, World, daemon::Daemon, tcp_request_until, tcp_server};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(5);
+const NID: &str = "5f0a6c1e2b3d4f5061728394a5b6c7d8e9f00112233445566778899aabbccdd";
+const EID: &str = "e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff00";
+
+/// `POST /<method>` with a JSON body on the daemon's socket; the status and the JSON answer.
+fn call(d: &Daemon, method: &str, body: Value) -> (u16, Value) {
+    let mut s = UnixStream::connect(d.sock()).expect("connect to the API socket");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let b = body.to_string();
+    write!(
+        s,
+        "POST /{method} HTTP/1.1\r\nHost: netd\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status: u16 = out[9..12].parse().unwrap();
+    let (_, body) = out.split_once("\r\n\r\n").expect("a header end");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A call that must succeed: no `Err`/`Error` in the answer.
+fn ok(d: &Daemon, method: &str, body: Value) -> Value {
+    let (st, v) = call(d, method, body.clone());
+    assert_eq!(st, 200, "{method} {body}: {v}");
+    assert!(
+        v.get("Err").is_none() && v.get("Error").is_none(),
+        "{method} {body}: {v}"
+    );
+    v
+}
+
+/// A call that must be refused; the error text.
+fn refused(d: &Daemon, method: &str, body: Value) -> String {
+    let (_, v) = call(d, method, body.clone());
+    let e = v.get("Err").or_else(|| v.get("Error"));
+    e.and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{method} {body} was not refused: {v}"))
+        .to_string()
+}
+
+#[test]
+fn plugin_protocol_serves_a_container_end_to_end() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let act = ok(&d, "Plugin.Activate", json!({}));
+    assert_eq!(act["Implements"], json!(["NetworkDriver", "IpamDriver"]));
+    assert_eq!(
+        ok(&d, "NetworkDriver.GetCapabilities", json!({}))["Scope"],
+        "local"
+    );
+    let caps = ok(&d, "IpamDriver.GetCapabilities", json!({}));
+    assert_eq!(caps["RequiresMACAddress"], false);
+    ok(&d, "IpamDriver.GetDefaultAddressSpaces", json!({}));
+
+    // docker network create -d netd --ipam-driver netd --subnet 10.78.0.0/24
+    let pool = ok(
+        &d,
+        "IpamDriver.RequestPool",
+        json!({"AddressSpace": "netd-local", "Pool": "10.78.0.0/24", "SubPool": "", "Options": {}, "V6": false}),
+    );
+    let pool_id = pool["PoolID"].as_str().unwrap().to_string();
+    assert_eq!(pool["Pool"], "10.78.0.0/24");
+    let e = refused(
+        &d,
+        "IpamDriver.RequestPool",
+        json!({"Pool": "10.78.0.0/25"}),
+    );
+    assert!(e.contains("overlaps"), "{e}");
+    let gw = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+    );
+    assert_eq!(gw["Address"], "10.78.0.1/24");
+    // A network whose addresses come from Docker's IPAM is refused, saying what to add.
+    let e = refused(
+        &d,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": "a".repeat(64), "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "172.30.0.0/16", "Gateway": "172.30.0.1/16"}]}),
+    );
+    assert!(e.contains("--ipam-driver netd"), "{e}");
+    assert!(!d.netd_ok(&["network", "ls"]).contains("d-aaaaaaaaaaaa"));
+    ok(
+        &d,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": NID,
+               "Options": {"com.docker.network.enable_ipv6": false,
+                           "com.docker.network.generic": {"netd.name": "dnet",
+                               "com.docker.network.bridge.name": "netdt-dk"}},
+               "IPv4Data": [{"AddressSpace": "netd-local", "Pool": "10.78.0.0/24", "Gateway": "10.78.0.1/24"}]}),
+    );
+    let n: Value = serde_json::from_str(&d.netd_ok(&["network", "inspect", "dnet"])).unwrap();
+    assert_eq!(n["subnet"], "10.78.0.0/24");
+    assert_eq!(n["bridge"], "netdt-dk");
+
+    // dockerd does not replay CreateNetwork after a restart: the mapping is netd's to keep.
+    d.restart();
+
+    // docker run --network dnet -p 8080:80 ...
+    let a = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": ""}),
+    );
+    assert_eq!(a["Address"], "10.78.0.2/24");
+    let e = refused(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
+    );
+    assert!(e.contains("already in use"), "{e}");
+    // netd's own CLI sees Docker's lease: `netd attach --ip` of that address is refused.
+    let other = w.container("other");
+    let e = d.netd_err(&[
+        "attach",
+        "other",
+        "--netns",
+        other.path_str(),
+        "--network",
+        "dnet",
+        "--ip",
+        "10.78.0.2",
+    ]);
+    assert!(e.contains("already in use"), "{e}");
+    let ep = ok(
+        &d,
+        "NetworkDriver.CreateEndpoint",
+        json!({"NetworkID": NID, "EndpointID": EID,
+               "Interface": {"Address": "10.78.0.2/24", "AddressIPv6": "", "MacAddress": ""},
+               "Options": {"netd.name": "web", "com.docker.network.endpoint.exposedports": []}}),
+    );
+    // Only what the request left empty comes back.
+    assert_eq!(ep["Interface"], json!({"MacAddress": "02:42:0a:4e:00:02"}));
+    let sandbox = w.container("web");
+    let j = ok(
+        &d,
+        "NetworkDriver.Join",
+        // As with dockerd: the sandbox's namespace file does not exist yet at Join (runc
+        // creates the namespace later and libnetwork's SetKey moves the interface).
+        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
+    );
+    assert_eq!(j["Gateway"], "10.78.0.1");
+    assert_eq!(j["InterfaceName"]["DstPrefix"], "eth");
+    let src = j["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    assert_eq!(w.host.mac(&src), "02:42:0a:4e:00:02");
+    // libnetwork's part: move SrcName into the sandbox, rename, address, route.
+    w.host.ip(&["link", "set", &src, "netns", sandbox.name()]);
+    sandbox.ip(&["link", "set", &src, "name", "eth0"]);
+    sandbox.ip(&["addr", "add", "10.78.0.2/24", "dev", "eth0"]);
+    sandbox.ip(&["link", "set", "eth0", "up"]);
+    sandbox.ip(&["link", "set", "lo", "up"]);
+    sandbox.ip(&["route", "add", "default", "via", "10.78.0.1"]);
+    let portmap = json!([{"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080},
+                         {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 0, "HostPortEnd": 0}]);
+    let prog = json!({"NetworkID": NID, "EndpointID": EID,
+                      "Options": {"com.docker.network.portmap": portmap}});
+    ok(
+        &d,
+        "NetworkDriver.ProgramExternalConnectivity",
+        prog.clone(),
+    );
+    // Idempotent: a second call replaces the first one's ports.
+    ok(&d, "NetworkDriver.ProgramExternalConnectivity", prog);
+    let v = d.inspect("web");
+    assert_eq!(v["ip"], "10.78.0.2");
+    assert_eq!(v["ports"].as_array().unwrap().len(), 2, "{v}");
+    assert!(d.ls_has("web"));
+    let picked = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["host_port"].as_u64().unwrap())
+        .find(|p| *p != 8080)
+        .unwrap();
+    let srv = tcp_server(&sandbox, 80);
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:{picked}"), T).unwrap(),
+        "ping"
+    );
+    // A netd restart keeps the endpoint (its namespace path never existed for netd: the host
+    // veth says it lives) and its ports.
+    d.restart();
+    assert!(d.ls_has("web"));
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
+        "ping"
+    );
+    let info = ok(
+        &d,
+        "NetworkDriver.EndpointOperInfo",
+        json!({"NetworkID": NID, "EndpointID": EID}),
+    );
+    assert_eq!(info["Value"]["netd.name"], "web");
+    // `--ip`: the requested address is the one held.
+    let a2 = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.9"}),
+    );
+    assert_eq!(a2["Address"], "10.78.0.9/24");
+
+    // docker rm -f: Revoke -> Leave -> DeleteEndpoint -> ReleaseAddress.
+    ok(
+        &d,
+        "NetworkDriver.RevokeExternalConnectivity",
+        json!({"NetworkID": NID, "EndpointID": EID}),
+    );
+    assert_eq!(d.inspect("web")["ports"], json!([]));
+    ok(
+        &d,
+        "NetworkDriver.Leave",
+        json!({"NetworkID": NID, "EndpointID": EID}),
+    );
+    assert!(!d.ls_has("web"));
+    assert!(
+        w.host.link(&format!("veth{}", &src[4..])).is_none(),
+        "host veth left behind"
+    );
+    // Between Leave and ReleaseAddress the address stays Docker's.
+    let e = refused(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
+    );
+    assert!(e.contains("already in use"), "{e}");
+    ok(
+        &d,
+        "NetworkDriver.DeleteEndpoint",
+        json!({"NetworkID": NID, "EndpointID": EID}),
+    );
+    ok(
+        &d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
+    );
+    ok(
+        &d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.9"}),
+    );
+    let again = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": ""}),
+    );
+    assert_eq!(again["Address"], "10.78.0.2/24");
+    ok(
+        &d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
+    );
+
+    // docker network rm
+    ok(&d, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NID}));
+    ok(
+        &d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool_id, "Address": "10.78.0.1"}),
+    );
+    ok(&d, "IpamDriver.ReleasePool", json!({"PoolID": pool_id}));
+    assert!(!d.netd_ok(&["network", "ls"]).contains("dnet"));
+    assert!(w.host.link("netdt-dk").is_none(), "bridge left behind");
+    let (st, _) = call(&d, "NetworkDriver.NoSuchCall", json!({}));
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn docker_plugin_install_writes_the_spec_file() {
+    let dir = std::env::temp_dir().join(format!("netdt-spec-{}", std::process::id()));
+    let out = std::process::Command::new(netd_tests::daemon::netd_bin())
+        .args([
+            "-H",
+            "unix:///run/netd-x/netd.sock",
+            "docker-plugin",
+            "install",
+            "--dest",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec = std::fs::read_to_string(dir.join("netd.spec")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(spec, "unix:///run/netd-x/netd.sock\n");
+}
