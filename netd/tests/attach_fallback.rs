@@ -429,7 +429,10 @@ fn switching_modes_leaves_one_attachment() {
 fn udp_rcvbuf_errors(since: &usize) -> usize {
     let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read net/snmp");
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
-    let (names, values) = (udp.next().expect("Udp header"), udp.next().expect("Udp values"));
+    let (names, values) = (
+        udp.next().expect("Udp header"),
+        udp.next().expect("Udp values"),
+    );
     let col = names
         .split_whitespace()
         .position(|n| n == "RcvbufErrors")

@@ -40,7 +40,10 @@ impl Engine {
             ..Default::default()
         };
         let ns_path = req.netns_handle.as_ref().unwrap_or(&req.netns);
-        match self.apply_attach(ep, ns_path, req.hand_over, &mut undo).await {
+        match self
+            .apply_attach(ep, ns_path, req.hand_over, &mut undo)
+            .await
+        {
             Ok(ep) => {
                 let name = ep.name.clone();
                 self.state.endpoints.insert(name.clone(), ep);
