@@ -33,7 +33,17 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs run /run
 mkdir -p /run/netns /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-fail() { echo "NETD-SMOKE-FAIL: $*"; head -c 3000 /run/netd.err 2>/dev/null; echo; poweroff -f; }
+# A refused program's error holds its whole verifier log: show its start, where the verifier
+# gave up (the log's end) and its "processed N insns" summary.
+fail() {
+    echo "NETD-SMOKE-FAIL: $*"
+    head -c 3000 /run/netd.err 2>/dev/null; echo
+    if [ "$(wc -c </run/netd.err 2>/dev/null)" -gt 3000 ] 2>/dev/null; then
+        echo "[...] the error's last 6000 bytes:"; tail -c 6000 /run/netd.err; echo
+    fi
+    grep -E 'verified_insns|processed [0-9]+ insns' /run/netd.err
+    poweroff -f
+}
 echo "kernel: $(uname -r)"
 for m in llc stp bridge veth sch_ingress cls_bpf; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
 grep -q ' /sys/fs/bpf ' /proc/mounts && fail "/sys/fs/bpf is already a bpffs: the test would not show the mount"
@@ -314,6 +324,17 @@ pub fn run() -> anyhow::Result<()> {
     };
     let console = fs::read_to_string(&log).unwrap_or_default();
     print!("{console}");
+    // What the 6.1 verifier spent on each program: netd logs `verified_insns` for every
+    // program it accepted; a refused one ends its log with "processed N insns (limit ...)".
+    for line in console.lines() {
+        if let Some(i) = line.find("program=") {
+            if line.contains("verified_insns=") {
+                println!("vm-smoke: verifier: {}", &line[i..]);
+            }
+        } else if line.starts_with("processed ") && line.contains(" insns") {
+            println!("vm-smoke: verifier refused a program: {line}");
+        }
+    }
     match status {
         None => bail!(
             "the VM did not finish within {limit:?} (console in {})",
