@@ -277,6 +277,9 @@ pub fn run() -> anyhow::Result<()> {
     }
     fs::write(root.join("etc/resolv.conf"), "nameserver 192.0.2.53\n")?;
     fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n")?;
+    // The daemon gives its API socket to the group `netd` (`-G`), which it looks up.
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
+    fs::write(root.join("etc/group"), "root:x:0:\nnetd:x:990:\n")?;
     fs::write(root.join("init"), INIT)?;
     fs::set_permissions(root.join("init"), fs::Permissions::from_mode(0o755))?;
     let initrd = dir.join("initramfs.cpio.gz");
