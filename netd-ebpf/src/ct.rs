@@ -63,6 +63,28 @@ pub struct Scratch {
     reply: CtKey,
     new_key: CtKey,
     new_pending: u64,
+    /// Entries [`create`] found to unlink (`unlink[i]` if its peer is still `unlink_back[i]`),
+    /// removed by [`remember_new`] at the entry point: a call to [`remove_if_points_back`]
+    /// under `create` is one more frame, and Linux 6.1 sums from_container + create + that
+    /// frame (each rounded up to 32 bytes) to 544 of its 512-byte limit.
+    unlink: [CtKey; 2],
+    unlink_back: [CtKey; 2],
+    unlink_pending: [u64; 2],
+}
+
+/// Queues `remove_if_points_back(key, back)` in slot `i` for [`remember_new`].
+#[inline(always)]
+fn unlink_later(i: usize, key: &CtKey, back: &CtKey) {
+    let Some(sc) = NETD_CT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; written through the raw pointer, disjoint from the
+    // entry and reply fields the caller holds.
+    unsafe {
+        (*sc).unlink[i] = *key;
+        (*sc).unlink_back[i] = *back;
+        (*sc).unlink_pending[i] = 1;
+    }
 }
 
 const EEXIST: i32 = 17;
@@ -322,7 +344,7 @@ pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
     };
     // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
     let sc = unsafe { &mut *sc };
-    sc.reply = t.reversed();
+    set_reversed(&mut sc.reply, t);
     let r = &sc.reply;
     let e = &mut sc.entry;
     let mut nat = 0;
@@ -365,7 +387,7 @@ pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
         // SAFETY: a valid map value; its peer key is read in place.
         let old_peer = unsafe { &(*old).peer };
         if *old_peer != *r {
-            remove_if_points_back(old_peer, k);
+            unlink_later(0, old_peer, k);
         }
     }
     e.nat_saddr = t.saddr;
@@ -387,6 +409,42 @@ pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
     sc.new_key = *k;
     sc.new_pending = 1;
     Ok(())
+}
+
+/// `dst = t.reversed()`, field by field into `dst` (a map value): `reversed()` builds the key
+/// on the caller's frame first, and Linux 6.1 sums frames (each rounded up to 32 bytes) into
+/// one 512-byte limit, which from_container -> create -> remove_if_points_back reaches.
+#[inline(always)]
+fn set_reversed(dst: &mut CtKey, t: &CtKey) {
+    dst.saddr = t.daddr;
+    dst.daddr = t.saddr;
+    dst.sport = t.dport;
+    dst.dport = t.sport;
+    dst.proto = t.proto;
+    dst.family = t.family;
+    dst._pad = t._pad;
+}
+
+/// Would [`create`] take `t`'s reply tuple for the flow `k` (no clash)? Free when no entry
+/// holds it, or the one there is `k`'s own or stale. The reversed tuple is built in the
+/// scratch slot, off the caller's stack.
+#[inline(never)]
+pub fn reply_free(k: &CtKey, t: &CtKey, cfg: &DpConfig, now: u64) -> bool {
+    let Some(sc) = NETD_CT_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
+    let sc = unsafe { &mut *sc };
+    set_reversed(&mut sc.reply, t);
+    let r = &sc.reply;
+    match NETD_CT.get_ptr(r) {
+        None => true,
+        // SAFETY: a valid map value, read at once.
+        Some(old) => {
+            let old = unsafe { &*old };
+            old.peer == *k || stale(old, r, cfg, now)
+        }
+    }
 }
 
 /// Removes the entry keyed `key` if its peer is `back` (it is the other half of `back`'s
@@ -428,7 +486,7 @@ fn insert_reply(r: &CtKey, e: &CtEntry, k: &CtKey, f: &NewFlow) -> Result<(), Cr
                 }
                 // The old owner's original entry would keep translating into this tuple,
                 // and its replies would now reach the new flow: it goes.
-                remove_if_points_back(&old.peer, r);
+                unlink_later(1, &old.peer, r);
             }
             NETD_CT
                 .insert(r, e, u64::from(BPF_ANY))
@@ -447,6 +505,12 @@ pub fn remember_new() {
     };
     // SAFETY: this CPU's scratch slot.
     let sc = unsafe { &mut *sc };
+    for i in 0..2 {
+        if sc.unlink_pending[i] != 0 {
+            sc.unlink_pending[i] = 0;
+            remove_if_points_back(&sc.unlink[i], &sc.unlink_back[i]);
+        }
+    }
     if sc.new_pending == 0 {
         return;
     }

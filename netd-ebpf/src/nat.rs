@@ -325,13 +325,32 @@ fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> 
             Err(CreateError::Clash) => {}
         }
     }
+    let r = free_port(host, k, &mut t, f);
+    if r != 0 {
+        return Err(r);
+    }
+    match ct::create(k, &t, f) {
+        Ok(()) => Ok(t),
+        Err(CreateError::Full) => Err(DROP_CT_FULL),
+        // Taken by another CPU since the check.
+        Err(CreateError::Clash) => Err(DROP_NO_SNAT_PORT),
+    }
+}
+
+/// Sets `t`'s source port (and echo id) to a port of [snat_port_min, snat_port_max] whose
+/// reply tuple is free, probed from a tuple-hashed start at most SNAT_TRIES times: 0, or
+/// DROP_NO_SNAT_PORT. A subprogram (at most five arguments): its loop state stays off the
+/// caller's deep stack, which Linux 6.1 sums with create's into the 512-byte limit.
+#[inline(never)]
+fn free_port(host: Option<&TcContext>, k: &CtKey, t: &mut CtKey, f: &NewFlow) -> u32 {
+    let (pkt, cfg) = (f.pkt, f.cfg);
     let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
     if (pkt.kind != L4_PORTS && pkt.kind != L4_ECHO) || min == 0 || max < min {
-        return Err(DROP_NO_SNAT_PORT);
+        return DROP_NO_SNAT_PORT;
     }
     // Never zero (max >= min); NonZero keeps a divide-by-zero panic path out of the program.
     let Some(range) = NonZeroU32::new(max - min + 1) else {
-        return Err(DROP_NO_SNAT_PORT);
+        return DROP_NO_SNAT_PORT;
     };
     let start = tuple_hash(k) % range;
     for i in 0..SNAT_TRIES {
@@ -340,14 +359,14 @@ fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> 
         if pkt.kind == L4_ECHO {
             t.dport = port;
         }
-        if host.is_some_and(|ctx| host_socket_owns(ctx, &t)) {
+        if host.is_some_and(|ctx| host_socket_owns(ctx, t)) {
             continue;
         }
-        match ct::create(k, &t, f) {
-            Ok(()) => return Ok(t),
-            Err(CreateError::Full) => return Err(DROP_CT_FULL),
-            Err(CreateError::Clash) => {}
+        // Only a cheap check per port: with `create` inside the loop, Linux 6.1's verifier
+        // walks the whole of it once per iteration (to_uplink then exceeds 1M insns).
+        if ct::reply_free(k, t, cfg, f.now) {
+            return 0;
         }
     }
-    Err(DROP_NO_SNAT_PORT)
+    DROP_NO_SNAT_PORT
 }

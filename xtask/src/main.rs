@@ -10,6 +10,7 @@ mod lint;
 mod man;
 mod setup;
 mod test;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +60,10 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Boot Debian 12's 6.1 kernel (no TCX, no bpffs mounted) under qemu/KVM with the debug
+    /// netd in a busybox initramfs: netd must load, attach through netlink and serve a
+    /// published port there. Downloads qemu and the kernel package (installs no kernel); qemu runs with TCG.
+    VmSmoke,
     /// setup, build, then run the demo (`netd-demo` from the netd-tests package).
     Demo {
         /// Passed on to `netd-demo`.
@@ -75,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Task::Man { dest } => man::run(dest),
         Task::Test { args } => test::run(&args),
         Task::Demo { args } => demo::run(&args),
+        Task::VmSmoke => vm::run(),
         Task::Bench { quick, out, args } => bench::run(quick, out, &args),
     }
 }

@@ -122,6 +122,7 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
             prog.load()
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+            log_verified(program, prog.info());
         }
         let mut dp = Self {
             ebpf,
@@ -190,4 +191,20 @@ fn check_pinned_layouts(pins: &PinLayout) -> Result<(), DataplaneError> {
         }
     }
     Ok(())
+}
+
+/// Logs how many instructions the kernel's verifier processed for a program it accepted
+/// (`bpf_prog_info.verified_insns`, Linux 5.16): the budget is 1M, and older verifiers spend
+/// more of it, so `cargo xtask vm-smoke` prints these for 6.1.
+pub(crate) fn log_verified(
+    program: &str,
+    info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+) {
+    if let Some(n) = info.ok().and_then(|i| i.verified_instruction_count()) {
+        tracing::info!(
+            program,
+            verified_insns = n,
+            "the verifier accepted the program"
+        );
+    }
 }

@@ -217,6 +217,7 @@ impl SockHooks {
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
             prog.load()
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+            super::log_verified(program, prog.info());
             attach_one(prog, program, &dir.join(program), &cg, cgroup, cgroup_id)?;
         }
         // Programs and maps stay alive through their pins: the loaded object is not needed.

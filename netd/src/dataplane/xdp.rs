@@ -24,12 +24,13 @@ impl Dataplane {
     }
 
     pub(super) fn load_xdp(&mut self) -> Result<(), DataplaneError> {
-        self.xdp_mut()?
-            .load()
-            .map_err(|source| DataplaneError::LoadProgram {
-                program: PROG_XDP_PREFILTER,
-                source,
-            })
+        let prog = self.xdp_mut()?;
+        prog.load().map_err(|source| DataplaneError::LoadProgram {
+            program: PROG_XDP_PREFILTER,
+            source,
+        })?;
+        super::log_verified(PROG_XDP_PREFILTER, prog.info());
+        Ok(())
     }
 
     /// Attaches (or adopts) the pre-filter on `ifname`, pinned at

@@ -263,7 +263,8 @@ pub enum DataplaneArg {
 
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct DaemonArgs {
-    /// Interface that faces the outside world (repeatable).
+    /// Interface that faces the outside world (repeatable; default: every interface but lo,
+    /// the bridge, bridge/bond ports, container veths and non-Ethernet devices, followed).
     #[arg(long = "uplink", value_name = "IFACE")]
     pub uplinks: Vec<String>,
     /// Use this existing bridge instead of creating netd0.
