@@ -21,8 +21,8 @@ pub const MAP_EP_BY_IP: &str = "NETD_EP_BY_IP";
 pub const MAP_HOST_ADDRS: &str = "NETD_HOST_ADDRS";
 /// `HashMap<u32 ifindex, UplinkInfo>`: uplinks and the address masquerade uses on each.
 pub const MAP_UPLINKS: &str = "NETD_UPLINKS";
-/// `Array<u32, PortEntry>` with `2 * PORTS_MAX` slots: two sorted halves, one live (see
-/// [`DpConfig::ports_active`]); user space rewrites the idle half and flips.
+/// `HashMap<PortKey, PortTarget>` (`PORTS_MAX` entries): published host ports, one entry per
+/// port (ranges expanded), plus the bind hook's [`PORT_FAMILY_ANY`] markers.
 pub const MAP_PORTS: &str = "NETD_PORTS";
 /// `PerCpuHashMap<u32 binding_id, Traffic>`: packets/bytes per published-port binding.
 pub const MAP_PORT_STATS: &str = "NETD_PORT_STATS";
@@ -54,14 +54,16 @@ pub const MAP_NETWORKS: &str = "NETD_NETWORKS";
 /// `LpmTrie<u32 ipv4 (nbo), u32 net_id>`: each network's subnet → its id.
 pub const MAP_NET_SUBNETS: &str = "NETD_NET_SUBNETS";
 
-pub const PORTS_MAX: u32 = 16384;
+/// NETD_PORTS entries: every TCP and UDP port of one address (2 x 65 535), or their markers
+/// for the bind hook, with room to spare.
+pub const PORTS_MAX: u32 = 262_144;
 pub const ENDPOINTS_MAX: u32 = 16384;
 pub const HOST_ADDRS_MAX: u32 = 1024;
 pub const UPLINKS_MAX: u32 = 64;
 pub const CT_MAX_DEFAULT: u32 = 262_144;
 pub const LINKS_MAX: u32 = 65536;
 pub const FILTER_MAX: u32 = 16384;
-pub const PORT_STATS_MAX: u32 = 2 * PORTS_MAX;
+pub const PORT_STATS_MAX: u32 = 131_072;
 /// Networks the dataplane knows (net ids 0..NETWORKS_MAX; 0 = the default network).
 pub const NETWORKS_MAX: u32 = 256;
 pub const FRAGS_MAX: u32 = 8192;
@@ -103,10 +105,9 @@ pub struct DpConfig {
     pub subnet: u32,
     /// The bridge subnet's mask, network byte order.
     pub subnet_mask: u32,
-    /// Which half of NETD_PORTS is live (0 or 1). Written last, alone, when flipping.
-    pub ports_active: u32,
-    /// Entries in each half of NETD_PORTS.
-    pub ports_len: [u32; 2],
+    /// Unused since NETD_PORTS became a hash (was the live half and lengths of a sorted
+    /// table); kept so the layout does not move.
+    pub _pad_ports: [u32; 3],
     /// Masquerade source ports are probed in [snat_port_min, snat_port_max] (host order) when
     /// the original port is taken.
     pub snat_port_min: u16,
@@ -206,11 +207,82 @@ pub struct UplinkInfo {
 const _: () = assert!(core::mem::size_of::<UplinkInfo>() == 8);
 
 // ---------------------------------------------------------------------------------------------
-// Published ports: one entry per range.
+// Published ports: a hash keyed by (proto, family, host address, host port), ranges expanded
+// into one entry per port. A change writes and deletes only the ports it changes, a lookup is
+// one or two hash probes (exact address, then the wildcard), and there is no whole-table flip.
+// Ranges are expanded rather than kept in a side list: 65 535 entries of 44 bytes are cheap,
+// while a range list needs a search the programs (and their verifier budget) pay for on every
+// new flow.
 
 /// The binding accepts traffic only from the host itself (host_ip is a loopback address).
 pub const PORT_F_LOOPBACK: u8 = 1 << 0;
+/// The container's runtime holds the host port itself (`reserve_ports: false`, e.g. podman's
+/// conmon): the bind hook lets host sockets bind it.
+pub const PORT_F_NO_RESERVE: u8 = 1 << 1;
 
+/// [`PortKey::family`] of the per-port marker the writer keeps for the bind hook: "some
+/// reserving binding holds this (proto, port) on some address" (addr is zero). A bind to the
+/// wildcard address conflicts with every address's bindings; the TC programs never look these
+/// up (they ask for `AF_INET`).
+pub const PORT_FAMILY_ANY: u8 = 0;
+
+/// NETD_PORTS key. `addr` is network byte order, zero = the wildcard address; IPv4 sits in
+/// word 0, words 1-3 are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct PortKey {
+    pub addr: [u32; 4],
+    /// Host port, host byte order.
+    pub port: u16,
+    /// IPPROTO_TCP (6) or IPPROTO_UDP (17).
+    pub proto: u8,
+    /// AF_INET, AF_INET6, or [`PORT_FAMILY_ANY`].
+    pub family: u8,
+}
+const _: () = assert!(core::mem::size_of::<PortKey>() == 20);
+
+impl PortKey {
+    /// The key of an IPv4 binding; `addr_nbo` 0 = the wildcard.
+    #[inline(always)]
+    pub const fn v4(proto: u8, addr_nbo: u32, port: u16) -> Self {
+        Self {
+            addr: [addr_nbo, 0, 0, 0],
+            port,
+            proto,
+            family: AF_INET,
+        }
+    }
+
+    /// The bind hook's marker for (proto, port) on any address.
+    #[inline(always)]
+    pub const fn any(proto: u8, port: u16) -> Self {
+        Self {
+            addr: [0; 4],
+            port,
+            proto,
+            family: PORT_FAMILY_ANY,
+        }
+    }
+}
+
+/// NETD_PORTS value: where one published host port goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PortTarget {
+    /// The container's address, network byte order (IPv4 in word 0).
+    pub container_ip: [u32; 4],
+    /// Container port, host byte order.
+    pub container_port: u16,
+    /// `PORT_F_*`.
+    pub flags: u8,
+    pub _pad: u8,
+    /// Key into NETD_PORT_STATS; stable for the binding's life.
+    pub binding_id: u32,
+}
+const _: () = assert!(core::mem::size_of::<PortTarget>() == 24);
+
+/// One published binding as the agent describes it: a range of host ports on one address
+/// mapped 1:1 onto container ports. The map holds it expanded ([`PortEntry::expand`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PortEntry {
@@ -234,18 +306,7 @@ pub struct PortEntry {
 }
 const _: () = assert!(core::mem::size_of::<PortEntry>() == 24);
 
-/// Sort key of NETD_PORTS halves: (proto, host_ip in host order, host_port_start).
-#[inline(always)]
-pub fn port_sort_key(proto: u8, host_ip_nbo: u32, port: u16) -> u64 {
-    ((proto as u64) << 48) | ((u32::from_be(host_ip_nbo) as u64) << 16) | port as u64
-}
-
 impl PortEntry {
-    #[inline(always)]
-    pub fn sort_key(&self) -> u64 {
-        port_sort_key(self.proto, self.host_ip, self.host_port_start)
-    }
-
     /// The container port for `host_port` (host order), if the range holds it.
     #[inline(always)]
     pub fn translate(&self, host_port: u16) -> Option<u16> {
@@ -258,63 +319,53 @@ impl PortEntry {
             None
         }
     }
+
+    /// The NETD_PORTS entry of `host_port`, which the range must hold.
+    #[inline(always)]
+    pub fn entry(&self, host_port: u16) -> (PortKey, PortTarget) {
+        (
+            PortKey::v4(self.proto, self.host_ip, host_port),
+            PortTarget {
+                container_ip: [self.container_ip, 0, 0, 0],
+                container_port: self
+                    .container_port
+                    .wrapping_add(host_port.wrapping_sub(self.host_port_start)),
+                flags: self.flags,
+                _pad: 0,
+                binding_id: self.binding_id,
+            },
+        )
+    }
+
+    /// Every NETD_PORTS entry of the range, one per host port.
+    pub fn expand(&self) -> impl Iterator<Item = (PortKey, PortTarget)> + '_ {
+        (self.host_port_start..=self.host_port_end).map(|p| self.entry(p))
+    }
+
+    /// Does this binding reserve its host ports from host sockets (the bind hook's business)?
+    #[inline(always)]
+    pub fn reserves(&self) -> bool {
+        self.flags & PORT_F_NO_RESERVE == 0
+    }
 }
 
-/// Iterations that cover `PORTS_MAX` entries in a binary search (2^15 > 16384).
-pub const PORT_SEARCH_STEPS: u32 = 15;
-
-/// Finds the range holding (proto, host_ip, port) in a sorted half of `len` entries, `get(i)`
-/// reading entry i. Exact-address bindings are tried first, then wildcard ones. Shared by the
-/// eBPF programs and the agent's tests, so both agree on what matches.
+/// The published-port lookup shared by the eBPF programs and the agent's tests: the exact
+/// address first, then the wildcard binding of the same (proto, port). `get` reads NETD_PORTS.
+/// Returns the entry and whether it is the wildcard one.
 #[inline(always)]
-pub fn find_port<'a>(
-    len: u32,
-    get: impl Fn(u32) -> Option<&'a PortEntry>,
+pub fn find_port(
+    get: impl Fn(&PortKey) -> Option<PortTarget>,
     proto: u8,
     host_ip_nbo: u32,
     port: u16,
-) -> Option<&'a PortEntry> {
-    if let Some(e) = search_one(len, &get, proto, host_ip_nbo, port) {
-        return Some(e);
+) -> Option<(PortTarget, bool)> {
+    if let Some(t) = get(&PortKey::v4(proto, host_ip_nbo, port)) {
+        return Some((t, host_ip_nbo == 0));
     }
     if host_ip_nbo != 0 {
-        return search_one(len, &get, proto, 0, port);
+        return get(&PortKey::v4(proto, 0, port)).map(|t| (t, true));
     }
     None
-}
-
-#[inline(always)]
-fn search_one<'a>(
-    len: u32,
-    get: &impl Fn(u32) -> Option<&'a PortEntry>,
-    proto: u8,
-    host_ip_nbo: u32,
-    port: u16,
-) -> Option<&'a PortEntry> {
-    let want = port_sort_key(proto, host_ip_nbo, port);
-    // Find the last entry whose key <= want.
-    let (mut lo, mut hi) = (0u32, len);
-    for _ in 0..PORT_SEARCH_STEPS + 1 {
-        if lo >= hi {
-            break;
-        }
-        let mid = lo + (hi - lo) / 2;
-        let e = get(mid)?;
-        if e.sort_key() <= want {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    if lo == 0 {
-        return None;
-    }
-    let e = get(lo - 1)?;
-    if e.proto == proto && e.host_ip == host_ip_nbo && e.translate(port).is_some() {
-        Some(e)
-    } else {
-        None
-    }
 }
 
 #[repr(C)]
@@ -697,6 +748,8 @@ mod user {
     unsafe impl aya::Pod for NetConfig {}
     unsafe impl aya::Pod for UplinkInfo {}
     unsafe impl aya::Pod for PortEntry {}
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for PortTarget {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtEntry {}
@@ -729,12 +782,14 @@ mod tests {
     }
 
     #[test]
-    fn binary_search_finds_ranges_exact_then_wildcard() {
+    fn lookup_finds_expanded_ranges_exact_then_wildcard() {
         let mut v: Vec<PortEntry> = std::vec![
             entry(IPPROTO_TCP, [0, 0, 0, 0], 80, 80, 8080),
             entry(IPPROTO_TCP, [0, 0, 0, 0], 8000, 8999, 80),
             entry(IPPROTO_TCP, [127, 0, 0, 1], 9000, 9000, 90),
             entry(IPPROTO_UDP, [0, 0, 0, 0], 53, 53, 5353),
+            // The specific address wins over the wildcard on the same port.
+            entry(IPPROTO_TCP, [198, 51, 100, 1], 8100, 8100, 7),
         ];
         for i in 0..2000u16 {
             v.push(entry(
@@ -745,43 +800,31 @@ mod tests {
                 1,
             ));
         }
-        v.sort_by_key(|e| e.sort_key());
-        let get = |i: u32| v.get(i as usize);
-        let n = v.len() as u32;
+        let map: std::collections::HashMap<PortKey, PortTarget> =
+            v.iter().flat_map(PortEntry::expand).collect();
+        assert_eq!(map.len(), 1 + 1000 + 1 + 1 + 1 + 2000);
+        let get = |k: &PortKey| map.get(k).copied();
         let host = u32::from_ne_bytes([198, 51, 100, 1]);
         let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        let port = |ip, proto, p| find_port(get, proto, ip, p).map(|(t, w)| (t.container_port, w));
+        assert_eq!(port(host, IPPROTO_TCP, 8500), Some((580, true)));
+        assert_eq!(port(host, IPPROTO_TCP, 80), Some((8080, true)));
+        assert_eq!(port(host, IPPROTO_TCP, 8100), Some((7, false)));
+        assert_eq!(port(lo, IPPROTO_TCP, 8100), Some((180, true)));
         assert_eq!(
-            find_port(n, get, IPPROTO_TCP, host, 8500)
-                .unwrap()
-                .translate(8500),
-            Some(580)
-        );
-        assert_eq!(
-            find_port(n, get, IPPROTO_TCP, host, 80)
-                .unwrap()
-                .container_port,
-            8080
-        );
-        assert!(
-            find_port(n, get, IPPROTO_TCP, host, 9000).is_none(),
+            port(host, IPPROTO_TCP, 9000),
+            None,
             "bound to 127.0.0.1 only"
         );
-        assert_eq!(
-            find_port(n, get, IPPROTO_TCP, lo, 9000)
-                .unwrap()
-                .container_port,
-            90
-        );
-        assert!(find_port(n, get, IPPROTO_UDP, host, 80).is_none());
-        assert_eq!(
-            find_port(n, get, IPPROTO_UDP, host, 53)
-                .unwrap()
-                .container_port,
-            5353
-        );
-        assert!(find_port(n, get, IPPROTO_TCP, host, 20001).is_none());
-        assert!(find_port(n, get, IPPROTO_TCP, host, 23998).is_some());
-        assert!(find_port(0, get, IPPROTO_TCP, host, 80).is_none());
+        assert_eq!(port(lo, IPPROTO_TCP, 9000), Some((90, false)));
+        assert_eq!(port(host, IPPROTO_UDP, 80), None);
+        assert_eq!(port(host, IPPROTO_UDP, 53), Some((5353, true)));
+        assert_eq!(port(host, IPPROTO_TCP, 20001), None);
+        assert_eq!(port(host, IPPROTO_TCP, 23998), Some((1, false)));
+        assert_eq!(port(0, IPPROTO_TCP, 80), Some((8080, true)));
+        assert_eq!(port(0, IPPROTO_TCP, 9000), None);
+        let t = map[&PortKey::v4(IPPROTO_TCP, 0, 8999)];
+        assert_eq!((t.container_ip[0], t.binding_id), (v[1].container_ip, 8000));
     }
 
     #[test]

@@ -94,8 +94,8 @@ use crate::dp::{
     CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
     LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_DROPS, MAP_ENDPOINTS,
     MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS, MAP_HOST_ADDRS, MAP_LINKS,
-    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig, PortEntry,
-    Traffic, UplinkInfo,
+    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig, PortKey,
+    PortTarget, Traffic, UplinkInfo,
 };
 
 /// One entry per map of [`ALL_MAPS`].
@@ -106,7 +106,12 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     layout(MAP_EP_BY_IP, HASH, 4, size_of::<EndpointInfo>()),
     layout(MAP_HOST_ADDRS, HASH, 4, 4),
     layout(MAP_UPLINKS, HASH, 4, size_of::<UplinkInfo>()),
-    layout(MAP_PORTS, ARRAY, 4, size_of::<PortEntry>()),
+    layout(
+        MAP_PORTS,
+        HASH,
+        size_of::<PortKey>(),
+        size_of::<PortTarget>(),
+    ),
     layout(MAP_PORT_STATS, PERCPU_HASH, 4, size_of::<Traffic>()),
     layout(MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()),
     layout(MAP_CT_RING, ARRAY, 4, size_of::<CtRingSlot>()),

@@ -19,11 +19,11 @@ pub const MAP_SOCK_ORIG: &str = "NETD_SOCK_ORIG";
 pub const MAP_SOCK_REVNAT: &str = "NETD_SOCK_REVNAT";
 
 /// The maps the socket-hook object owns (pinned at `<pin_dir>/maps/<NAME>` next to the TC
-/// object's [`crate::ALL_MAPS`], which it shares: NETD_CONFIG, NETD_PORTS, NETD_HOST_ADDRS).
+/// object's [`crate::ALL_MAPS`], which it shares: NETD_PORTS, NETD_HOST_ADDRS).
 pub const SOCK_MAPS: &[&str] = &[MAP_SOCK_CONFIG, MAP_SOCK_ORIG, MAP_SOCK_REVNAT];
 
 /// Maps of [`crate::ALL_MAPS`] the socket-hook object reads.
-pub const SOCK_SHARED_MAPS: &[&str] = &[crate::MAP_CONFIG, crate::MAP_PORTS, crate::MAP_HOST_ADDRS];
+pub const SOCK_SHARED_MAPS: &[&str] = &[crate::MAP_PORTS, crate::MAP_HOST_ADDRS];
 
 pub const SOCK_ORIG_MAX: u32 = 65536;
 pub const SOCK_REVNAT_MAX: u32 = 65536;
@@ -36,6 +36,12 @@ pub const PROG_SOCK_GETPEERNAME4: &str = "sock_getpeername4";
 pub const PROG_SOCK_CONNECT6: &str = "sock_connect6";
 pub const PROG_SOCK_RECVMSG6: &str = "sock_recvmsg6";
 pub const PROG_SOCK_GETPEERNAME6: &str = "sock_getpeername6";
+pub const PROG_SOCK_BIND4: &str = "sock_bind4";
+pub const PROG_SOCK_BIND6: &str = "sock_bind6";
+
+/// The bind hooks, attached beside [`ALL_SOCK_PROGRAMS`] when the daemon reserves published
+/// host ports with them (kernel >= 5.18 for bpf_set_retval) instead of one socket per port.
+pub const BIND_SOCK_PROGRAMS: &[&str] = &[PROG_SOCK_BIND4, PROG_SOCK_BIND6];
 
 /// Every program of the socket-hook object. There is no `sendmsg6`: udpv6_sendmsg refuses a
 /// v4-mapped destination written by a hook (ENOTSUPP), so unconnected UDP from an IPv6 socket

@@ -111,7 +111,7 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         };
     }
     if pkt.kind == L4_PORTS
-        && let Some(b) = maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
+        && let Some(b) = maps::published_port(pkt.proto, pkt.daddr, pkt.dport)
     {
         if b.flags & PORT_F_LOOPBACK != 0 {
             return Err(DROP_LOOPBACK_ONLY);

@@ -37,7 +37,7 @@ pub fn prefilter(ctx: &XdpContext) -> Result<u32, u32> {
     }
     let to_container = maps::in_networks(cfg, pkt.daddr)
         || pkt.kind == L4_PORTS
-            && maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
+            && maps::published_port(pkt.proto, pkt.daddr, pkt.dport)
                 .is_some_and(|b| b.flags & PORT_F_LOOPBACK == 0);
     if !to_container {
         return Ok(XDP_PASS);

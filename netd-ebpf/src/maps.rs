@@ -9,7 +9,7 @@ use aya_ebpf::{
 use netd_common::{
     CFG_F_ICC, CFG_F_MASQ, DpConfig, ENDPOINTS_MAX, EndpointInfo, FILTER_MAX, HOST_ADDRS_MAX,
     LINKS_MAX, LinkKey, LinkPorts, NET_F_ICC, NET_F_MASQ, NETWORKS_MAX, NetConfig, PORTS_MAX,
-    PortEntry, UPLINKS_MAX, UplinkInfo, find_port,
+    PortKey, PortTarget, UPLINKS_MAX, UplinkInfo, find_port,
 };
 
 #[btf_map]
@@ -28,7 +28,7 @@ static NETD_HOST_ADDRS: HashMap<u32, u32, { HOST_ADDRS_MAX as usize }> = HashMap
 static NETD_UPLINKS: HashMap<u32, UplinkInfo, { UPLINKS_MAX as usize }> = HashMap::new();
 
 #[btf_map]
-static NETD_PORTS: Array<PortEntry, { 2 * PORTS_MAX as usize }> = Array::new();
+static NETD_PORTS: HashMap<PortKey, PortTarget, { PORTS_MAX as usize }> = HashMap::new();
 
 #[btf_map]
 static NETD_LINKS: HashMap<LinkKey, LinkPorts, { LINKS_MAX as usize }> = HashMap::new();
@@ -166,19 +166,14 @@ pub fn uplink_ip(ifindex: u32) -> u32 {
 /// are network byte order. Wildcard bindings (host_ip 0) only take the host's own addresses;
 /// specific ones take their address.
 #[inline(always)]
-pub fn published_port(cfg: &DpConfig, proto: u8, dst: u32, dport: u16) -> Option<PortEntry> {
-    let active = cfg.ports_active & 1;
-    let len = cfg.ports_len[active as usize].min(PORTS_MAX);
-    if len == 0 {
+pub fn published_port(proto: u8, dst: u32, dport: u16) -> Option<PortTarget> {
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    let get = |k: &PortKey| unsafe { NETD_PORTS.get(k).copied() };
+    let (t, wildcard) = find_port(get, proto, dst, u16::from_be(dport))?;
+    if wildcard && !is_host_addr(dst) {
         return None;
     }
-    let base = active * PORTS_MAX;
-    let get = |i: u32| NETD_PORTS.get(base + i);
-    let e = *find_port(len, get, proto, dst, u16::from_be(dport))?;
-    if e.host_ip == 0 && !is_host_addr(dst) {
-        return None;
-    }
-    Some(e)
+    Some(t)
 }
 
 /// Does a `--link` allowance let `src` reach `dst` on (proto, dport)? `dport` network order.

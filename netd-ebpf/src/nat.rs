@@ -13,7 +13,7 @@ use aya_ebpf::{
 use netd_common::{
     CFG_F_SNAT_IN_RANGE, CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_SNAT, CtEntry,
     CtKey, DROP_CT_CLASH, DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig,
-    PortEntry,
+    PortTarget,
 };
 
 use crate::{
@@ -148,20 +148,17 @@ pub fn track(
 pub fn published(
     ctx: &TcContext,
     pkt: &Pkt,
-    b: &PortEntry,
+    b: &PortTarget,
     rev_ifindex: u32,
     cfg: &DpConfig,
 ) -> Result<(), u32> {
     let k = &ct::key(pkt);
-    let cport = b
-        .translate(u16::from_be(pkt.dport))
-        .ok_or(DROP_REWRITE_FAILED)?
-        .to_be();
-    let t = CtKey::v4(pkt.saddr, b.container_ip, pkt.sport, cport, pkt.proto);
+    let cport = b.container_port.to_be();
+    let t = CtKey::v4(pkt.saddr, b.container_ip[0], pkt.sport, cport, pkt.proto);
     let f = NewFlow {
         flags: CT_F_PUBLISHED,
         binding_id: b.binding_id,
-        fwd_ifindex: maps::endpoint_ifindex(b.container_ip),
+        fwd_ifindex: maps::endpoint_ifindex(b.container_ip[0]),
         rev_ifindex,
         pkt,
         len: ctx.len(),
@@ -169,7 +166,7 @@ pub fn published(
         now: ct::now(),
     };
     ct::create(k, &t, &f).map_err(create_err)?;
-    rewrite(ctx, pkt, pkt.saddr, b.container_ip, pkt.sport, cport)?;
+    rewrite(ctx, pkt, pkt.saddr, b.container_ip[0], pkt.sport, cport)?;
     counters::count_binding(b.binding_id, ctx.len());
     Ok(())
 }
@@ -181,16 +178,13 @@ pub fn published(
 pub fn hairpin(
     ctx: &TcContext,
     pkt: &Pkt,
-    b: &PortEntry,
+    b: &PortTarget,
     ep_ifindex: u32,
     cfg: &DpConfig,
 ) -> Result<i32, u32> {
     let k = &ct::key(pkt);
-    let cport = b
-        .translate(u16::from_be(pkt.dport))
-        .ok_or(DROP_REWRITE_FAILED)?
-        .to_be();
-    let target = b.container_ip;
+    let cport = b.container_port.to_be();
+    let target = b.container_ip[0];
     let mut t = CtKey::v4(pkt.saddr, target, pkt.sport, cport, pkt.proto);
     let f = NewFlow {
         flags: CT_F_PUBLISHED | CT_F_HAIRPIN,

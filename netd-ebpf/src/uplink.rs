@@ -68,8 +68,7 @@ fn vlan_id(ctx: &TcContext) -> u32 {
 #[inline(always)]
 fn towards_containers(cfg: &DpConfig, pkt: &parse::Pkt) -> bool {
     maps::in_networks(cfg, pkt.daddr)
-        || pkt.kind == L4_PORTS
-            && maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport).is_some()
+        || pkt.kind == L4_PORTS && maps::published_port(pkt.proto, pkt.daddr, pkt.dport).is_some()
 }
 
 /// A source no outside host may send from: a martian (0/8, 127/8, multicast, 240/4), the
@@ -135,17 +134,17 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         };
     }
     if pkt.kind == L4_PORTS
-        && let Some(b) = maps::published_port(cfg, pkt.proto, pkt.daddr, pkt.dport)
+        && let Some(b) = maps::published_port(pkt.proto, pkt.daddr, pkt.dport)
     {
         if b.flags & PORT_F_LOOPBACK != 0 {
             return Err(DROP_LOOPBACK_ONLY);
         }
         // Nothing from outside reaches an --internal network, published ports included.
-        if internal(cfg, b.container_ip) {
+        if internal(cfg, b.container_ip[0]) {
             return Err(DROP_NET_INTERNAL);
         }
         nat::published(ctx, &pkt, &b, ifindex(ctx), cfg)?;
-        return Ok(into_container(ctx, cfg, b.container_ip));
+        return Ok(into_container(ctx, cfg, b.container_ip[0]));
     }
     if maps::in_networks(cfg, pkt.daddr) {
         return Err(DROP_DIRECT_ACCESS);

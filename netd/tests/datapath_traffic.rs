@@ -313,7 +313,7 @@ fn program(
     let mut by_ip: HashMap<_, u32, EndpointInfo> =
         HashMap::try_from(open_map(pin_dir, MAP_EP_BY_IP)).unwrap();
     by_ip.insert(ip(A_IP), ep, 0).unwrap();
-    let mut bindings = [
+    let bindings = [
         PortEntry {
             proto: IPPROTO_TCP,
             host_port_start: 8080,
@@ -333,11 +333,7 @@ fn program(
             ..Default::default()
         },
     ];
-    bindings.sort_by_key(PortEntry::sort_key);
-    let mut ports: Array<_, PortEntry> = Array::try_from(open_map(pin_dir, MAP_PORTS)).unwrap();
-    for (i, b) in bindings.iter().enumerate() {
-        ports.set(i as u32, b, 0).unwrap();
-    }
+    write_ports(open_map(pin_dir, MAP_PORTS), &bindings);
     let mut cfg: Array<_, DpConfig> = Array::try_from(open_map(pin_dir, MAP_CONFIG)).unwrap();
     cfg.set(
         0,
@@ -347,8 +343,6 @@ fn program(
             bridge_ip: ip(BRIDGE_IP),
             subnet: ip([172, 30, 0, 0]),
             subnet_mask: ip([255, 255, 255, 0]),
-            ports_active: 0,
-            ports_len: [bindings.len() as u32, 0],
             snat_port_min: 32768,
             snat_port_max: 60999,
             ct_tcp_syn_s: 60,
@@ -359,6 +353,7 @@ fn program(
             ct_unreplied_s: 30,
             bridge_mac: bridge_mac.unwrap_or_default(),
             _pad2: 0,
+            _pad_ports: [0; 3],
             ct_tcp_time_wait_s: 120,
             ct_tcp_close_s: 10,
             ct_ring_slots: Array::<_, CtRingSlot>::try_from(open_map(pin_dir, MAP_CT_RING))

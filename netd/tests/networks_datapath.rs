@@ -79,12 +79,7 @@ fn net1(w: &World, flags: u32) -> Net1 {
         binding_id: 21,
         ..Default::default()
     });
-    v.sort_by_key(PortEntry::sort_key);
-    let mut ports: Array<_, PortEntry> = Array::try_from(w.map(MAP_PORTS)).unwrap();
-    for (i, b) in v.iter().enumerate() {
-        ports.set(i as u32, b, 0).unwrap();
-    }
-    w.config(|c| c.ports_len = [v.len() as u32, 0]);
+    write_ports(w.map(MAP_PORTS), &v);
     n
 }
 

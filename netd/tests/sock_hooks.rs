@@ -27,11 +27,11 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use netd::dataplane::sock::{SockHooks, netns_cookie};
 use netd_common::{
-    ALL_SOCK_PROGRAMS, DpConfig, IPPROTO_TCP, IPPROTO_UDP, MAP_CONFIG, MAP_HOST_ADDRS, MAP_PORTS,
-    PortEntry,
+    ALL_SOCK_PROGRAMS, IPPROTO_TCP, IPPROTO_UDP, MAP_HOST_ADDRS, MAP_PORTS, PortEntry, PortKey,
+    PortTarget,
 };
 
 const CGROUP2: &str = "/sys/fs/cgroup/unified";
@@ -321,25 +321,20 @@ fn port(proto: u8, host_ip: &str, host_port: u16, cport: u16, id: u32) -> PortEn
     }
 }
 
-/// Writes the published ports (sorted, into half 0 of NETD_PORTS), the configuration that
-/// makes that half live, and the host addresses, through the pinned maps, as the agent would.
-fn program_maps(pin_dir: &Path, mut ports: Vec<PortEntry>, host_addrs: &[(u32, u32)]) {
+/// Writes the published ports (one NETD_PORTS entry per port) and the host addresses, through
+/// the pinned maps, as the agent would.
+fn program_maps(pin_dir: &Path, ports: Vec<PortEntry>, host_addrs: &[(u32, u32)]) {
     let open = |name: &str| {
         let path = pin_dir.join("maps").join(name);
         Map::from_map_data(MapData::from_pin(&path).expect("pinned map")).expect("map")
     };
-    ports.sort_by_key(PortEntry::sort_key);
-    let mut table: Array<MapData, PortEntry> = Array::try_from(open(MAP_PORTS)).unwrap();
-    for (i, e) in ports.iter().enumerate() {
-        table.set(i as u32, e, 0).expect("write NETD_PORTS");
+    let mut table: BpfHashMap<MapData, PortKey, PortTarget> =
+        BpfHashMap::try_from(open(MAP_PORTS)).unwrap();
+    for e in &ports {
+        for (k, t) in e.expand() {
+            table.insert(k, t, 0).expect("write NETD_PORTS");
+        }
     }
-    let mut config: Array<MapData, DpConfig> = Array::try_from(open(MAP_CONFIG)).unwrap();
-    let cfg = DpConfig {
-        ports_active: 0,
-        ports_len: [ports.len() as u32, 0],
-        ..Default::default()
-    };
-    config.set(0, cfg, 0).expect("write NETD_CONFIG");
     let mut addrs: BpfHashMap<MapData, u32, u32> =
         BpfHashMap::try_from(open(MAP_HOST_ADDRS)).unwrap();
     for &(ip, ifindex) in host_addrs {

@@ -6,7 +6,8 @@
 //!
 //! Every program acts only on sockets of the daemon's own network namespace (its netns cookie
 //! is in NETD_SOCK_CONFIG): the hooks run for every process of the cgroup, in every namespace.
-//! Programs never refuse a call: they return 1 (allow) whatever happens.
+//! Programs never refuse a call but the bind hooks (a published port: EADDRINUSE): the others
+//! return 1 (allow) whatever happens.
 //!
 //! There is no `sendmsg6` program: the only IPv6 destination it could redirect is `[::1]`, to a
 //! v4-mapped container address, and udpv6_sendmsg refuses a v4-mapped address written by a
@@ -55,6 +56,20 @@ pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
 pub fn sock_getpeername4(ctx: SockAddrContext) -> i32 {
     sock::xlate::getpeername4(&ctx);
     ALLOW
+}
+
+/// `bind()` on an AF_INET socket: a published port is refused with EADDRINUSE (the only
+/// programs that refuse: 0 with the error set by bpf_set_retval). Attached only when host
+/// ports are reserved by the hooks (not the reservation-socket fallback).
+#[cgroup_sock_addr(bind4)]
+pub fn sock_bind4(ctx: SockAddrContext) -> i32 {
+    if sock::reserve::bind4(&ctx) { ALLOW } else { 0 }
+}
+
+/// `bind()` on an AF_INET6 socket (`[::]` and v4-mapped addresses hold IPv4 ports).
+#[cgroup_sock_addr(bind6)]
+pub fn sock_bind6(ctx: SockAddrContext) -> i32 {
+    if sock::reserve::bind6(&ctx) { ALLOW } else { 0 }
 }
 
 /// `connect()` on an AF_INET6 socket: `[::1]` and v4-mapped host addresses go to the IPv4

@@ -1,6 +1,6 @@
 //! The maps the socket hooks read and write, and the published-port lookup.
 //!
-//! NETD_CONFIG, NETD_PORTS and NETD_HOST_ADDRS are declared exactly as the TC object declares
+//! NETD_PORTS and NETD_HOST_ADDRS are declared exactly as the TC object declares
 //! them (netd-common's types and sizes): the agent loads this object with the same pin paths,
 //! so these are the very maps the TC object created and the agent programs.
 
@@ -10,15 +10,12 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netd_common::{
-    DpConfig, HOST_ADDRS_MAX, PORTS_MAX, PortEntry, SOCK_ORIG_MAX, SOCK_REVNAT_MAX, SockConfig,
-    SockNat, SockRevKey, find_port, is_loopback_v4,
+    HOST_ADDRS_MAX, PORT_F_NO_RESERVE, PORTS_MAX, PortKey, PortTarget, SOCK_ORIG_MAX,
+    SOCK_REVNAT_MAX, SockConfig, SockNat, SockRevKey, find_port, is_loopback_v4,
 };
 
 #[btf_map]
-static NETD_CONFIG: Array<DpConfig, 1> = Array::new();
-
-#[btf_map]
-static NETD_PORTS: Array<PortEntry, { 2 * PORTS_MAX as usize }> = Array::new();
+static NETD_PORTS: HashMap<PortKey, PortTarget, { PORTS_MAX as usize }> = HashMap::new();
 
 #[btf_map]
 static NETD_HOST_ADDRS: HashMap<u32, u32, { HOST_ADDRS_MAX as usize }> = HashMap::new();
@@ -48,17 +45,34 @@ pub fn published(proto: u8, dst: u32, dport: u16) -> Option<(u32, u16)> {
     if dst != 0 && !is_loopback_v4(dst) && NETD_HOST_ADDRS.get_ptr(dst).is_none() {
         return None;
     }
-    let cfg = NETD_CONFIG.get(0)?;
-    let active = cfg.ports_active & 1;
-    let len = cfg.ports_len[active as usize].min(PORTS_MAX);
-    if len == 0 {
-        return None;
-    }
-    let base = active * PORTS_MAX;
     let host_port = u16::from_be(dport);
-    let e = find_port(len, |i| NETD_PORTS.get(base + i), proto, dst, host_port)?;
-    let port = e.translate(host_port)?;
-    Some((e.container_ip, port.to_be()))
+    let (t, _) = find_port(port_entry, proto, dst, host_port)?;
+    Some((t.container_ip[0], t.container_port.to_be()))
+}
+
+#[inline(always)]
+fn port_entry(k: &PortKey) -> Option<PortTarget> {
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    unsafe { NETD_PORTS.get(k).copied() }
+}
+
+/// Would a host socket binding (proto, addr, port) take a port a published binding reserves?
+/// `addr` and `port` network byte order. A bind to the wildcard address conflicts with every
+/// address's bindings of that port (the writer's [`PortKey::any`] marker); a bind to an
+/// address with that address's bindings and the wildcard ones. Port 0 (autobind) never does:
+/// the published ports are in ip_local_reserved_ports, so the kernel never picks one.
+#[inline(always)]
+pub fn reserved(proto: u8, addr: u32, port: u16) -> bool {
+    let port = u16::from_be(port);
+    if port == 0 {
+        return false;
+    }
+    let hit = if addr == 0 {
+        port_entry(&PortKey::any(proto, port))
+    } else {
+        find_port(port_entry, proto, addr, port).map(|(t, _)| t)
+    };
+    hit.is_some_and(|t| t.flags & PORT_F_NO_RESERVE == 0)
 }
 
 /// The redirection a connected socket went through (see `SockNat`), if any.

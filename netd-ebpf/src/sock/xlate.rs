@@ -21,14 +21,14 @@ use super::{ctx, maps};
 /// Is this socket in the daemon's network namespace? The hooks see every process of the
 /// cgroup, in every namespace; another namespace's `127.0.0.1:8080` is not ours to take.
 #[inline(always)]
-fn ours(c: &SockAddrContext) -> bool {
+pub(crate) fn ours(c: &SockAddrContext) -> bool {
     let want = maps::netns_cookie();
     want != 0 && ctx::netns_cookie(c) == want
 }
 
 /// The socket's protocol if the hooks handle it (TCP or UDP).
 #[inline(always)]
-fn l4(c: &SockAddrContext) -> Option<u8> {
+pub(crate) fn l4(c: &SockAddrContext) -> Option<u8> {
     match ctx::protocol(c) {
         p @ (IPPROTO_TCP | IPPROTO_UDP) => Some(p),
         _ => None,

@@ -23,6 +23,7 @@ mod ct;
 mod error;
 pub mod kernel;
 mod pins;
+mod ports;
 mod program;
 pub mod sock;
 mod stats;
@@ -38,6 +39,7 @@ use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS, MAP_CT};
 pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
 pub use kernel::{TcAttach, TcAttachMode};
+pub use ports::PortsChange;
 pub use program::V4Prefix;
 pub use stats::{
     AttachedProgram, AttachedXdp, DataplaneStatus, Direction, InterfaceStats, MapUsage,
@@ -71,6 +73,8 @@ pub struct Dataplane {
     ebpf: Ebpf,
     pins: PinLayout,
     tc_attach: TcAttach,
+    /// What the port writer last put in NETD_PORTS (None: not yet known).
+    ports: Option<ports::PortTable>,
 }
 
 impl Dataplane {
@@ -128,6 +132,7 @@ impl Dataplane {
             ebpf,
             pins,
             tc_attach,
+            ports: None,
         };
         dp.load_xdp()?;
         tracing::info!(pin_dir = %cfg.pin_dir.display(), %version, %tc_attach, "loaded the eBPF dataplane");

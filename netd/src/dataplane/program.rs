@@ -3,21 +3,18 @@
 //! agent simply re-applies its state over whatever the pinned maps hold.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::AsFd as _;
-use std::path::PathBuf;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use netd_common::{
     DpConfig, EndpointInfo, LinkKey, LinkPorts, MAP_CONFIG, MAP_DROPS, MAP_ENDPOINTS, MAP_EP_BY_IP,
     MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_HOST_ADDRS, MAP_LINKS, MAP_NET_SUBNETS, MAP_NETWORKS,
-    MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NETWORKS_MAX, NetConfig, PORTS_MAX, PortEntry, Traffic,
-    UplinkInfo,
+    MAP_PORT_STATS, MAP_UPLINKS, NETWORKS_MAX, NetConfig, Traffic, UplinkInfo,
 };
 
 use super::{Dataplane, DataplaneError};
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+pub(super) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
     move |source| DataplaneError::Map { map, source }
 }
 
@@ -25,13 +22,16 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 pub type V4Prefix = (u32, u8);
 
 impl Dataplane {
-    fn map_mut(&mut self, map: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+    pub(super) fn map_mut(
+        &mut self,
+        map: &'static str,
+    ) -> Result<&mut aya::maps::Map, DataplaneError> {
         self.ebpf
             .map_mut(map)
             .ok_or(DataplaneError::MapNotFound { map })
     }
 
-    fn map_ref(&self, map: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
+    pub(super) fn map_ref(&self, map: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
         self.ebpf
             .map(map)
             .ok_or(DataplaneError::MapNotFound { map })
@@ -43,87 +43,19 @@ impl Dataplane {
         a.get(&0, 0).map_err(map_err(MAP_CONFIG))
     }
 
-    /// Writes the configuration. `ports_active`/`ports_len` are preserved from the map (they
-    /// belong to [`Dataplane::set_ports`]).
+    /// Writes the configuration.
     pub fn set_config(&mut self, cfg: &DpConfig) -> Result<(), DataplaneError> {
-        let cur = self.config()?;
         // The ring's real size (a reused pin keeps the size it was created with).
         let ring: Array<&MapData, netd_common::CtRingSlot> =
             Array::try_from(self.map_ref(netd_common::MAP_CT_RING)?)
                 .map_err(map_err(netd_common::MAP_CT_RING))?;
         let new = DpConfig {
-            ports_active: cur.ports_active,
-            ports_len: cur.ports_len,
             ct_ring_slots: ring.len(),
             ..*cfg
         };
         let mut a: Array<&mut MapData, DpConfig> =
             Array::try_from(self.map_mut(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
         a.set(0, new, 0).map_err(map_err(MAP_CONFIG))
-    }
-
-    /// Replaces the published-port table. Entries are sorted and written into the idle half of
-    /// NETD_PORTS, its length is published, then the live half is flipped with a single-word
-    /// change, so a program sees either the old table or the new one.
-    pub fn set_ports(&mut self, mut entries: Vec<PortEntry>) -> Result<(), DataplaneError> {
-        if entries.len() > PORTS_MAX as usize {
-            return Err(DataplaneError::Full {
-                map: MAP_PORTS,
-                max: PORTS_MAX,
-            });
-        }
-        entries.sort_by_key(PortEntry::sort_key);
-        let mut cfg = self.config()?;
-        let idle = 1 - (cfg.ports_active & 1);
-        {
-            // One BPF_MAP_UPDATE_BATCH for the whole half, not one syscall per entry.
-            let keys: Vec<u32> = (0..entries.len() as u32)
-                .map(|i| idle * PORTS_MAX + i)
-                .collect();
-            let aya::maps::Map::Array(data) = self.map_ref(MAP_PORTS)? else {
-                return Err(DataplaneError::MapNotFound { map: MAP_PORTS });
-            };
-            super::sys::map_update_batch(data.fd().as_fd(), &keys, &entries).map_err(|e| {
-                DataplaneError::io("write the idle half of", PathBuf::from(MAP_PORTS), e)
-            })?;
-        }
-        let write = |dp: &mut Self, c: &DpConfig| -> Result<(), DataplaneError> {
-            let mut a: Array<&mut MapData, DpConfig> =
-                Array::try_from(dp.map_mut(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
-            a.set(0, c, 0).map_err(map_err(MAP_CONFIG))
-        };
-        cfg.ports_len[idle as usize] = entries.len() as u32;
-        write(self, &cfg)?;
-        cfg.ports_active = idle;
-        write(self, &cfg)?;
-        // Drop counters of bindings that are gone.
-        let live: HashSet<u32> = entries.iter().map(|e| e.binding_id).collect();
-        let mut stats: PerCpuHashMap<&mut MapData, u32, Traffic> =
-            PerCpuHashMap::try_from(self.map_mut(MAP_PORT_STATS)?)
-                .map_err(map_err(MAP_PORT_STATS))?;
-        let stale: Vec<u32> = stats
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !live.contains(k))
-            .collect();
-        for k in stale {
-            let _ = stats.remove(&k);
-        }
-        Ok(())
-    }
-
-    /// The live published-port table, as the programs see it.
-    pub fn ports(&self) -> Result<Vec<PortEntry>, DataplaneError> {
-        let cfg = self.config()?;
-        let half = cfg.ports_active & 1;
-        let a: Array<&MapData, PortEntry> =
-            Array::try_from(self.map_ref(MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
-        (0..cfg.ports_len[half as usize])
-            .map(|i| {
-                a.get(&(half * PORTS_MAX + i), 0)
-                    .map_err(map_err(MAP_PORTS))
-            })
-            .collect()
     }
 
     /// Per-binding packet/byte counters, summed over CPUs.

@@ -121,12 +121,13 @@ pub fn map_count_entries(map: impl AsFd, key_size: u32, max: u32) -> io::Result<
 }
 
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
-/// Writes `values` at array indices `keys` in one BPF_MAP_UPDATE_BATCH call (kernel >= 5.6):
-/// publishing one more port rewrites a 10 000-entry table with one syscall instead of 10 000.
-pub fn map_update_batch<V: Copy>(
+/// Writes `values` at `keys` in one BPF_MAP_UPDATE_BATCH call (kernel >= 5.6): publishing a
+/// 65 535-port range is one syscall, not 65 535.
+pub fn map_update_batch<K: Copy, V: Copy>(
     map: BorrowedFd<'_>,
-    keys: &[u32],
+    keys: &[K],
     values: &[V],
 ) -> io::Result<()> {
     assert_eq!(keys.len(), values.len(), "one value per key");
@@ -139,4 +140,35 @@ pub fn map_update_batch<V: Copy>(
     attr[3] = values.as_ptr() as u64;
     attr[4] = u64::from(keys.len() as u32) | (u64::from(map.as_raw_fd() as u32) << 32);
     bpf(BPF_MAP_UPDATE_BATCH, &mut attr).map(drop)
+}
+
+/// Deletes `keys` in one BPF_MAP_DELETE_BATCH call (hash maps, kernel >= 5.6). Every key must
+/// be present: the kernel stops at the first missing one (ENOENT).
+pub fn map_delete_batch<K: Copy>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut attr: Attr = [0; 8];
+    attr[2] = keys.as_ptr() as u64;
+    attr[4] = u64::from(keys.len() as u32) | (u64::from(map.as_raw_fd() as u32) << 32);
+    bpf(BPF_MAP_DELETE_BATCH, &mut attr).map(drop)
+}
+
+/// Every key of a hash map (BPF_MAP_GET_NEXT_KEY walk). `K` must be the map's key type.
+pub fn map_keys<K: Copy + bytemuck::Zeroable>(map: BorrowedFd<'_>) -> io::Result<Vec<K>> {
+    let fd = map.as_raw_fd() as u32;
+    let mut out: Vec<K> = Vec::new();
+    let mut next = K::zeroed();
+    loop {
+        let mut attr: Attr = [0; 8];
+        attr[0] = u64::from(fd);
+        // A null key asks for the first key.
+        attr[1] = out.last().map_or(0, |k| k as *const K as u64);
+        attr[2] = (&raw mut next) as u64;
+        match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+            Ok(_) => out.push(next),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -217,8 +217,18 @@ pub fn bindings() -> Vec<PortEntry> {
         ),
         e(IPPROTO_TCP, [0; 4], 7000, 7009, 8000, B_IP, 14, 0),
     ];
-    v.sort_by_key(PortEntry::sort_key);
+    v.sort_by_key(|e| (e.proto, e.host_ip, e.host_port_start));
     v
+}
+
+/// Writes `bindings` into NETD_PORTS as the agent's writer does: one entry per port.
+pub fn write_ports(map: Map, bindings: &[PortEntry]) {
+    let mut ports: HashMap<_, PortKey, PortTarget> = HashMap::try_from(map).unwrap();
+    for b in bindings {
+        for (k, t) in b.expand() {
+            ports.insert(k, t, 0).unwrap();
+        }
+    }
 }
 
 pub struct World {
@@ -305,10 +315,7 @@ impl World {
             eps.insert(ifindex, e, 0).unwrap();
             by_ip.insert(ip(a), e, 0).unwrap();
         }
-        let mut ports: Array<_, PortEntry> = Array::try_from(self.map(MAP_PORTS)).unwrap();
-        for (i, b) in bindings().iter().enumerate() {
-            ports.set(i as u32, b, 0).unwrap();
-        }
+        write_ports(self.map(MAP_PORTS), &bindings());
     }
 
     /// The configuration the tests start from: `--icc false --ip-masq true`, no filters.
@@ -319,8 +326,6 @@ impl World {
             bridge_ip: ip(BRIDGE_IP),
             subnet: ip([172, 30, 0, 0]),
             subnet_mask: ip([255, 255, 255, 0]),
-            ports_active: 0,
-            ports_len: [bindings().len() as u32, 0],
             snat_port_min: 50000,
             snat_port_max: 50999,
             ct_tcp_syn_s: 60,
@@ -331,6 +336,7 @@ impl World {
             ct_unreplied_s: 30,
             bridge_mac: BRIDGE_MAC,
             _pad2: 0,
+            _pad_ports: [0; 3],
             ct_tcp_time_wait_s: 120,
             ct_tcp_close_s: 10,
             ct_ring_slots: Array::<_, CtRingSlot>::try_from(self.map(MAP_CT_RING))
