@@ -28,10 +28,10 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use netd::dataplane::sock::{SockHooks, netns_cookie};
+use netd::dataplane::sock::{BindHooks, SockHooks, netns_cookie};
 use netd_common::{
-    ALL_SOCK_PROGRAMS, IPPROTO_TCP, IPPROTO_UDP, MAP_HOST_ADDRS, MAP_PORTS, PortEntry, PortKey,
-    PortTarget,
+    ALL_SOCK_PROGRAMS, BIND_SOCK_PROGRAMS, IPPROTO_TCP, IPPROTO_UDP, MAP_HOST_ADDRS, MAP_PORTS,
+    PORT_F_NO_RESERVE, PortEntry, PortKey, PortTarget,
 };
 
 const CGROUP2: &str = "/sys/fs/cgroup/unified";
@@ -172,7 +172,8 @@ fn echo_line(s: TcpStream) -> std::io::Result<()> {
 
 /// One client operation, run in the child. `tcp ADDR`: connect, send a line, read it back,
 /// report the peer (getpeername). `udp ADDR`: unconnected sendto/recvfrom, report the source.
-/// `udpc ADDR`: connected UDP, report the peer. Results read `ok reply=.. peer=..` or
+/// `udpc ADDR`: connected UDP, report the peer. `bindtcp ADDR`/`bindudp ADDR`: bind (and
+/// listen) a socket there. Results read `ok reply=.. peer=..` (`ok` for binds) or
 /// `err <errno>`.
 fn client_op(op: &str) -> String {
     let (kind, addr) = op.split_once(' ').expect("op: KIND ADDR");
@@ -232,6 +233,14 @@ fn client_op(op: &str) -> String {
             }
             last
         }
+        "bindtcp" => match std::net::TcpListener::bind(addr) {
+            Ok(_) => "ok".into(),
+            Err(e) => errno(e),
+        },
+        "bindudp" => match UdpSocket::bind(addr) {
+            Ok(_) => "ok".into(),
+            Err(e) => errno(e),
+        },
         _ => panic!("unknown op {op}"),
     }
 }
@@ -333,6 +342,12 @@ fn program_maps(pin_dir: &Path, ports: Vec<PortEntry>, host_addrs: &[(u32, u32)]
     for e in &ports {
         for (k, t) in e.expand() {
             table.insert(k, t, 0).expect("write NETD_PORTS");
+            // The agent's marker for the bind hook: some address holds (proto, port).
+            if e.reserves() {
+                table
+                    .insert(PortKey::any(k.proto, k.port), t, 0)
+                    .expect("write NETD_PORTS");
+            }
         }
     }
     let mut addrs: BpfHashMap<MapData, u32, u32> =
@@ -384,6 +399,11 @@ impl Setup {
                 port(IPPROTO_TCP, "0.0.0.0", 8080, 80, 1),
                 port(IPPROTO_UDP, "0.0.0.0", 8080, 80, 2),
                 port(IPPROTO_TCP, "127.0.0.1", 9000, 80, 3),
+                // The runtime holds this one itself (reserve_ports false).
+                PortEntry {
+                    flags: PORT_F_NO_RESERVE,
+                    ..port(IPPROTO_TCP, "0.0.0.0", 8443, 80, 4)
+                },
             ],
             &[(be(HOST_IP), up0)],
         );
@@ -512,6 +532,83 @@ fn acts_only_in_its_own_network_namespace_and_cgroup() {
     let r = client(&s.h, None, &["tcp 127.0.0.1:8080"]);
     assert_refused(&r, "tcp 127.0.0.1:8080");
     assert!(s.servers.peers().is_empty());
+}
+
+#[test]
+fn bind_hooks_refuse_published_ports_with_eaddrinuse_in_their_namespace_only() {
+    let s = Setup::new();
+    let cookie = s.h.enter(|| netns_cookie().unwrap());
+    let bound = s
+        .hooks()
+        .attach_with(&s.cg.0, cookie, BindHooks::Required)
+        .expect("attach with the bind hooks");
+    assert!(bound);
+    let progs: Vec<String> = s
+        .hooks()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|h| h.program)
+        .collect();
+    for p in BIND_SOCK_PROGRAMS {
+        assert!(progs.iter().any(|x| x == p), "{p} missing from {progs:?}");
+    }
+    let in_use = format!("err {}", libc::EADDRINUSE);
+    let want: &[(&str, &str)] = &[
+        // *:8080 tcp+udp: every address, and the wildcard, of either family.
+        ("bindtcp 127.0.0.1:8080", &in_use),
+        ("bindtcp 192.0.2.1:8080", &in_use),
+        ("bindtcp 0.0.0.0:8080", &in_use),
+        ("bindtcp [::]:8080", &in_use),
+        ("bindtcp [::ffff:127.0.0.1]:8080", &in_use),
+        ("bindudp 0.0.0.0:8080", &in_use),
+        // 127.0.0.1:9000 tcp: that address and the wildcard; not another address, not UDP.
+        ("bindtcp 127.0.0.1:9000", &in_use),
+        ("bindtcp 0.0.0.0:9000", &in_use),
+        ("bindtcp 192.0.2.1:9000", "ok"),
+        ("bindudp 0.0.0.0:9000", "ok"),
+        // Not published; published by a runtime that holds it itself; autobind.
+        ("bindtcp 0.0.0.0:8081", "ok"),
+        ("bindtcp 0.0.0.0:8443", "ok"),
+        ("bindtcp 0.0.0.0:0", "ok"),
+        ("bindtcp [::1]:8080", "ok"),
+    ];
+    let ops: Vec<&str> = want.iter().map(|(op, _)| *op).collect();
+    let r = client(&s.h, Some(&s.cg), &ops);
+    for (op, result) in want {
+        assert_eq!(
+            r.get(*op).map(String::as_str),
+            Some(*result),
+            "{op}: {r:#?}"
+        );
+    }
+
+    // Another namespace in the same cgroup binds the port freely.
+    let other = netns("o");
+    let r = client(&other, Some(&s.cg), &["bindtcp 0.0.0.0:8080"]);
+    assert_eq!(r["bindtcp 0.0.0.0:8080"], "ok");
+
+    // Re-attached without them (the socket fallback): the bind hooks are gone.
+    let bound = s
+        .hooks()
+        .attach_with(&s.cg.0, cookie, BindHooks::Off)
+        .expect("re-attach without the bind hooks");
+    assert!(!bound);
+    let progs: Vec<String> = s
+        .hooks()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|h| h.program)
+        .collect();
+    assert!(
+        !progs
+            .iter()
+            .any(|p| BIND_SOCK_PROGRAMS.contains(&p.as_str())),
+        "{progs:?}"
+    );
+    let r = client(&s.h, Some(&s.cg), &["bindtcp 0.0.0.0:8080"]);
+    assert_eq!(r["bindtcp 0.0.0.0:8080"], "ok");
 }
 
 #[test]

@@ -27,9 +27,10 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
 };
 use netd_common::{
-    ALL_SOCK_PROGRAMS, MAP_SOCK_CONFIG, PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6,
-    PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6, PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6,
-    PROG_SOCK_SENDMSG4, SOCK_MAPS, SOCK_SHARED_MAPS, SockConfig,
+    ALL_SOCK_PROGRAMS, BIND_SOCK_PROGRAMS, MAP_SOCK_CONFIG, PROG_SOCK_BIND4, PROG_SOCK_BIND6,
+    PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6, PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6,
+    PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6, PROG_SOCK_SENDMSG4, SOCK_MAPS, SOCK_SHARED_MAPS,
+    SockConfig,
 };
 use serde::Serialize;
 
@@ -59,6 +60,8 @@ fn attach_type(program: &str) -> u32 {
         PROG_SOCK_RECVMSG6 => 20,     // BPF_CGROUP_UDP6_RECVMSG
         PROG_SOCK_GETPEERNAME4 => 29, // BPF_CGROUP_INET4_GETPEERNAME
         PROG_SOCK_GETPEERNAME6 => 30, // BPF_CGROUP_INET6_GETPEERNAME
+        PROG_SOCK_BIND4 => 8,         // BPF_CGROUP_INET4_BIND
+        PROG_SOCK_BIND6 => 9,         // BPF_CGROUP_INET6_BIND
         _ => u32::MAX,
     }
 }
@@ -133,13 +136,23 @@ impl Dataplane {
         }
     }
 
-    /// [`SockHooks::attach`] on this dataplane's pin directory: the daemon's entry point.
+    /// [`SockHooks::attach`] on this dataplane's pin directory.
     pub fn attach_sock_hooks(
         &mut self,
         cgroup: &Path,
         netns_cookie: u64,
     ) -> Result<(), DataplaneError> {
         self.sock().attach(cgroup, netns_cookie)
+    }
+
+    /// [`SockHooks::attach_with`] on this dataplane's pin directory: the daemon's entry point.
+    pub fn attach_sock_hooks_with(
+        &mut self,
+        cgroup: &Path,
+        netns_cookie: u64,
+        bind: BindHooks,
+    ) -> Result<bool, DataplaneError> {
+        self.sock().attach_with(cgroup, netns_cookie, bind)
     }
 
     /// [`SockHooks::detach`] on this dataplane's pin directory.
@@ -175,6 +188,21 @@ impl SockHooks {
     /// The hooks run for every process in `cgroup` and its descendants, in every network
     /// namespace; they act only on sockets of `netns_cookie`'s namespace.
     pub fn attach(&self, cgroup: &Path, netns_cookie: u64) -> Result<(), DataplaneError> {
+        self.attach_with(cgroup, netns_cookie, BindHooks::Off)
+            .map(drop)
+    }
+
+    /// [`SockHooks::attach`], plus the bind hooks (`sock_bind4/6`) that refuse host sockets a
+    /// published port (EADDRINUSE) when `bind` asks for them. Returns whether they are
+    /// attached: with [`BindHooks::IfSupported`] a kernel whose verifier refuses them (no
+    /// bpf_set_retval before 5.18) is not an error, the caller falls back to holding a socket
+    /// per port. Bind hooks a previous agent left are removed when they are not wanted.
+    pub fn attach_with(
+        &self,
+        cgroup: &Path,
+        netns_cookie: u64,
+        bind: BindHooks,
+    ) -> Result<bool, DataplaneError> {
         let cg = open_cgroup(cgroup)?;
         let cgroup_id = fs::metadata(cgroup)
             .map_err(|e| DataplaneError::io("stat", cgroup, e))?
@@ -220,9 +248,30 @@ impl SockHooks {
             super::log_verified(program, prog.info());
             attach_one(prog, program, &dir.join(program), &cg, cgroup, cgroup_id)?;
         }
+        let mut bound = false;
+        if bind != BindHooks::Off {
+            match load_bind_hooks(&mut ebpf) {
+                Ok(()) => {
+                    for &program in BIND_SOCK_PROGRAMS {
+                        let prog = sock_prog(&mut ebpf, program)?;
+                        attach_one(prog, program, &dir.join(program), &cg, cgroup, cgroup_id)?;
+                    }
+                    bound = true;
+                }
+                Err(e) if bind == BindHooks::IfSupported => {
+                    tracing::warn!(error = %e, "the kernel refused the bind hooks (bpf_set_retval needs 5.18): published ports are reserved with one socket each");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !bound {
+            for &program in BIND_SOCK_PROGRAMS {
+                destroy_link(&dir.join(program))?;
+            }
+        }
         // Programs and maps stay alive through their pins: the loaded object is not needed.
-        tracing::info!(cgroup = %cgroup.display(), netns_cookie, "attached the socket hooks");
-        Ok(())
+        tracing::info!(cgroup = %cgroup.display(), netns_cookie, bind_hooks = bound, "attached the socket hooks");
+        Ok(bound)
     }
 
     /// Detaches and unpins every socket-hook link and the socket hooks' own maps. Nothing
@@ -286,6 +335,38 @@ impl SockHooks {
         out.sort_by(|a, b| a.program.cmp(&b.program));
         Ok(out)
     }
+}
+
+/// Whether [`SockHooks::attach_with`] attaches the bind hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindHooks {
+    Off,
+    /// Attach them; a kernel that refuses them is not an error.
+    IfSupported,
+    /// Attach them or fail.
+    Required,
+}
+
+fn sock_prog<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    program: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
+    ebpf.program_mut(program)
+        .ok_or(DataplaneError::ProgramNotFound {
+            program: program.to_owned(),
+        })?
+        .try_into()
+        .map_err(|source| DataplaneError::LoadProgram { program, source })
+}
+
+fn load_bind_hooks(ebpf: &mut aya::Ebpf) -> Result<(), DataplaneError> {
+    for &program in BIND_SOCK_PROGRAMS {
+        let prog = sock_prog(ebpf, program)?;
+        prog.load()
+            .map_err(|source| DataplaneError::LoadProgram { program, source })?;
+        super::log_verified(program, prog.info());
+    }
+    Ok(())
 }
 
 /// Opens a cgroup v2 directory, refusing anything else (a cgroup v1 hierarchy, a plain

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use netd_common::{
     CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, CFG_F_SNAT_IN_RANGE,
     DpConfig, EndpointInfo, LINK_PORT_RANGES, LinkKey, LinkPorts, NET_F_ICC, NET_F_INTERNAL,
-    NET_F_MASQ, NetConfig, PORT_F_LOOPBACK, PortEntry, PortPair, UPLINK_F_VLAN_PARENT, UplinkInfo,
+    NET_F_MASQ, NetConfig, PORT_F_LOOPBACK, PORT_F_NO_RESERVE, PortEntry, PortPair,
+    UPLINK_F_VLAN_PARENT, UplinkInfo,
 };
 
 use super::state::Endpoint;
@@ -79,6 +80,10 @@ impl Engine {
                         PORT_F_LOOPBACK
                     } else {
                         0
+                    } | if e.reserve_ports {
+                        0
+                    } else {
+                        PORT_F_NO_RESERVE
                     },
                     host_port_start: b.host_port,
                     host_port_end: b.host_port + (b.count - 1),

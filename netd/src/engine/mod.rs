@@ -20,6 +20,7 @@ pub mod ports;
 mod publish;
 pub mod request;
 mod reserve;
+mod sockdiag;
 pub mod state;
 mod uplinks;
 pub mod view;
@@ -103,6 +104,20 @@ impl From<spec::SpecError> for EngineError {
     }
 }
 
+/// `NETD_PORT_RESERVE`: how published host ports are kept from host processes. `auto` (the
+/// default) uses the bind hooks where the kernel takes them (5.18) and one socket per port
+/// elsewhere; `hook` requires the hooks; `socket` forces the socket per port.
+fn reserve_mode_wanted() -> Result<sock::BindHooks, EngineError> {
+    match std::env::var("NETD_PORT_RESERVE").as_deref() {
+        Err(_) | Ok("auto") => Ok(sock::BindHooks::IfSupported),
+        Ok("hook") => Ok(sock::BindHooks::Required),
+        Ok("socket") => Ok(sock::BindHooks::Off),
+        Ok(other) => Err(EngineError::Invalid(format!(
+            "NETD_PORT_RESERVE={other}: expected auto, hook or socket"
+        ))),
+    }
+}
+
 pub struct Engine {
     cfg: Config,
     nl: Netlink,
@@ -169,9 +184,14 @@ impl Engine {
                 let cookie = sock::netns_cookie().map_err(|e| {
                     EngineError::Internal(format!("cannot read the network namespace cookie: {e}"))
                 })?;
-                dp.attach_sock_hooks(&cgroup, cookie)?;
-                Some(dp)
+                let bind = reserve_mode_wanted()?;
+                let hooked = dp.attach_sock_hooks_with(&cgroup, cookie, bind)?;
+                Some((dp, hooked))
             }
+        };
+        let (dp, hooked) = match dp {
+            Some((dp, hooked)) => (Some(dp), hooked),
+            None => (None, false),
         };
         let mut engine = Self {
             cfg,
@@ -183,6 +203,16 @@ impl Engine {
             reserved: reserve::Reservations::default(),
             uplinks: Vec::new(),
         };
+        if hooked {
+            let published: Vec<_> = engine
+                .state
+                .endpoints
+                .values()
+                .filter(|e| e.reserve_ports)
+                .flat_map(|e| e.ports.iter().cloned())
+                .collect();
+            engine.reserved = reserve::Reservations::hooked(&published);
+        }
         let want = engine.wanted_uplinks().await?;
         engine.apply_uplinks(want)?;
         // State from before binding ids: give every binding its own id (reservations and
@@ -193,7 +223,7 @@ impl Engine {
                 engine.state.next_binding_id += 1;
             }
         }
-        if engine.dp.is_some() {
+        if engine.dp.is_some() && engine.reserved.mode() == reserve::Mode::Sockets {
             reserve::raise_nofile_limit();
             for ep in engine.state.endpoints.values().filter(|e| e.reserve_ports) {
                 if let Err(e) = engine.reserved.reserve_all(&ep.ports) {
