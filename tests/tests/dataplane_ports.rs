@@ -11,8 +11,8 @@ use netd_tests::dataplane::{
 };
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
-    BIP, World, in_netns, poll_until, tcp_request, tcp_request_until, tcp_server, try_poll_until,
-    udp_request, udp_server,
+    BIP, Daemon, World, in_netns, poll_until, tcp_request, tcp_request_until, tcp_server,
+    try_poll_until, udp_request, udp_server,
 };
 
 const T: Duration = Duration::from_secs(5);
@@ -260,25 +260,95 @@ fn publish_all_and_default_bind_address() {
     assert_eq!(t86.peer_ips().len(), 1);
 }
 
-/// Binds `port` in the host namespace like a host process would; returns the error text.
-fn host_bind_error(w: &World, proto: &str, ip: &str, port: u16) -> Option<String> {
+/// Binds `port` in the host namespace like a host process would: a python process in the
+/// daemon's cgroup (where its bind hooks apply; on a real host that is the root cgroup, every
+/// process), SO_REUSEADDR set, listening for TCP. Returns the error text, None if it bound.
+fn host_bind_error(w: &World, d: &Daemon, proto: &str, ip: &str, port: u16) -> Option<String> {
+    use std::process::{Command, Stdio};
+    let cg = daemon_cgroup(d).expect("the test daemon runs with --cgroup");
+    let ty = if proto == "tcp" {
+        "SOCK_STREAM"
+    } else {
+        "SOCK_DGRAM"
+    };
+    let listen = if proto == "tcp" { "s.listen()" } else { "pass" };
+    let py = format!(
+        "import socket\ns=socket.socket(socket.AF_INET, socket.{ty})\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         try:\n s.bind(('{ip}', {port})); {listen}; print('ok')\n\
+         except OSError as e:\n print('err', e.errno, e.strerror)"
+    );
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec nsenter --net={} python3 -c \"$0\"",
+        cg.display(),
+        w.host.path_str(),
+    );
+    let mut c = Command::new("sh");
+    c.args(["-c", &script, &py]).stdin(Stdio::null());
+    let out = netd_tests::output_with_timeout(c, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !text.is_empty(),
+        "python bind {proto} {ip}:{port}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text != "ok").then_some(text)
+}
+
+/// Binds in the test process itself, outside the daemon's cgroup.
+fn bind_outside_cgroup(w: &World, proto: &str, ip: &str, port: u16) -> bool {
     let addr = format!("{ip}:{port}");
     let tcp = proto == "tcp";
     in_netns(&w.host, move || {
-        let r = if tcp {
-            TcpListener::bind(&addr).map(drop)
+        Ok(if tcp {
+            TcpListener::bind(&addr).is_ok()
         } else {
-            UdpSocket::bind(&addr).map(drop)
-        };
-        Ok(r.err().map(|e| format!("{e} ({:?})", e.kind())))
+            UdpSocket::bind(&addr).is_ok()
+        })
     })
     .unwrap()
 }
 
+fn reserved_ports(w: &World) -> String {
+    in_netns(&w.host, || {
+        Ok(std::fs::read_to_string(
+            "/proc/sys/net/ipv4/ip_local_reserved_ports",
+        )?)
+    })
+    .unwrap()
+}
+
+/// Is `port` in an ip_local_reserved_ports list?
+fn lists(reserved: &str, port: u16) -> bool {
+    reserved.trim().split(',').any(|r| {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= port && port <= b)
+    })
+}
+
 #[test]
 fn host_ports_are_reserved_and_released() {
+    reserved_and_released(None);
+}
+
+/// The fallback where the kernel refuses the bind hooks, forced: one socket per port.
+#[test]
+fn host_ports_are_reserved_with_sockets_when_the_bind_hooks_are_off() {
+    reserved_and_released(Some("socket"));
+}
+
+fn reserved_and_released(mode: Option<&str>) {
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    let d = match mode {
+        None => w.daemon(&["--bip", BIP]),
+        Some(m) => {
+            let mut d =
+                Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", m)]);
+            d.wait_until_ready();
+            d
+        }
+    };
+    let hooks = mode.is_none();
     let web = w.container("web");
     let web_ip =
         s(&d.attach("web", &web, &["-p", "8080:80", "-p", "8080:80/udp"])["ip"]).to_string();
@@ -301,27 +371,30 @@ fn host_ports_are_reserved_and_released() {
     ]);
     assert!(err.contains("already allocated"), "{err}");
 
-    // Host processes cannot bind the published ports (TCP and UDP, wildcard or specific).
+    // Host processes cannot bind the published ports (TCP and UDP, wildcard or specific, with
+    // SO_REUSEADDR).
     for (proto, ip) in [
         ("tcp", "0.0.0.0"),
         ("tcp", HOST_UPLINK_IP),
+        ("tcp", "127.0.0.1"),
         ("udp", "0.0.0.0"),
     ] {
-        let e = host_bind_error(&w, proto, ip, 8080)
+        let e = host_bind_error(&w, &d, proto, ip, 8080)
             .unwrap_or_else(|| panic!("a host process could bind {proto} {ip}:8080"));
-        assert!(e.contains("AddrInUse"), "{proto} {ip}:8080: {e}");
+        assert!(
+            e.contains("Address already in use"),
+            "{proto} {ip}:8080: {e}"
+        );
     }
-    // ... as a separate process too (what an operator would see).
-    let out = w.host.run(&[
-        "python3",
-        "-c",
-        "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 8080)); s.listen()",
-    ]);
-    assert!(!out.status.success(), "python could bind tcp 8080");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Address already in use"),
+    assert_eq!(host_bind_error(&w, &d, "tcp", "0.0.0.0", 8082), None);
+    // How: the bind hooks (no socket held: a process outside the test's cgroup is not
+    // refused; autobind skips the port), or a socket per port.
+    assert_eq!(bind_outside_cgroup(&w, "tcp", "0.0.0.0", 8080), hooks);
+    assert_eq!(
+        lists(&reserved_ports(&w), 8080),
+        hooks,
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        reserved_ports(&w)
     );
 
     // Publishing a port a host process listens on fails clearly and leaves nothing behind.
@@ -350,8 +423,9 @@ fn host_ports_are_reserved_and_released() {
         left.is_empty(),
         "flows of {web_ip} survive detach: {left:?}"
     );
-    assert_eq!(host_bind_error(&w, "tcp", "0.0.0.0", 8080), None);
-    assert_eq!(host_bind_error(&w, "udp", "0.0.0.0", 8080), None);
+    assert_eq!(host_bind_error(&w, &d, "tcp", "0.0.0.0", 8080), None);
+    assert_eq!(host_bind_error(&w, &d, "udp", "0.0.0.0", 8080), None);
+    assert!(!lists(&reserved_ports(&w), 8080), "{}", reserved_ports(&w));
     d.attach("c2", &c2, &["-p", "8080:80"]);
     let srv2 = tcp_server(&c2, 80);
     assert_eq!(
@@ -435,8 +509,8 @@ fn a_thousand_port_range_is_published_and_reserved() {
     let c2 = w.container("c2");
     let err = d.netd_err(&["attach", "c2", "--netns", c2.path_str(), "-p", "20500:80"]);
     assert!(err.contains("already allocated"), "{err}");
-    assert!(host_bind_error(&w, "tcp", "0.0.0.0", 20777).is_some());
+    assert!(host_bind_error(&w, &d, "tcp", "0.0.0.0", 20777).is_some());
     assert_eq!(port_lines(&d, "web").len(), 1000);
     d.netd_ok(&["detach", "web"]);
-    assert_eq!(host_bind_error(&w, "tcp", "0.0.0.0", 20777), None);
+    assert_eq!(host_bind_error(&w, &d, "tcp", "0.0.0.0", 20777), None);
 }

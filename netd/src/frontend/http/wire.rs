@@ -3,8 +3,9 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Largest request or response head/body accepted.
-pub const MAX_BODY: usize = 4 << 20;
+/// Largest request or response head/body accepted. An attach that publishes 65 000 ports
+/// answers with one port line each (about 5 MB).
+pub const MAX_BODY: usize = 32 << 20;
 const MAX_HEAD: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
