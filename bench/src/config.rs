@@ -62,7 +62,7 @@ impl Config {
                     sockperf_s: 1,
                     conn_s: 1.0,
                 },
-                sweep_ns: vec![1, 100, 1_000, 10_000],
+                sweep_ns: vec![1, 100, 1_000, 10_000, 65_000],
                 sweep_icc_off_ns: vec![1, 10_000],
                 sweep_samples: 5,
                 sweep_conn_s: 0.5,

@@ -1,4 +1,5 @@
-//! The scaling sweep: N published ports on filler containers (N = 1, 100, 1 000, 10 000), then
+//! The scaling sweep: N published ports on filler containers (N = 1, 100, 1 000, 10 000,
+//! 65 000; S2 stays capped at --proxy-cap), then
 //! at each N: the connection rate of a path (several short samples: median and spread), its
 //! latency, the time it took to publish the N ports, the time to publish one more, and the
 //! memory the publications cost. Systems: both S1 variants, S2 (up to a process cap: one

@@ -381,16 +381,32 @@ pub fn is_private_cgroup(p: &Path) -> bool {
         && p.join("cgroup.procs").exists()
 }
 
-/// The host-port ranges of the fillers for `n` ports: 1000 per container from 20000.
+/// The host-port ranges of the fillers for `n` ports: 1000 per container from 20000 up to
+/// 65535, then from 1 up (N = 65 000 takes nearly every port), skipping the ports `srv` and
+/// "one more" publish; a range ends early where it meets one.
 pub fn filler_ranges(n: u32) -> Vec<std::ops::RangeInclusive<u16>> {
-    let mut v = vec![];
+    let used: Vec<u16> = srv_mappings()
+        .iter()
+        .map(|m| m.host_port)
+        .chain([ONE_MORE_PORT, ONE_MORE_API_PORT])
+        .collect();
+    let order = (FILLER_PORT_BASE..=u16::MAX).chain(1..FILLER_PORT_BASE);
+    let mut v: Vec<std::ops::RangeInclusive<u16>> = vec![];
     let mut left = n;
-    let mut next = FILLER_PORT_BASE;
-    while left > 0 {
-        let count = left.min(u32::from(FILLER_PORTS_PER_CONTAINER)) as u16;
-        v.push(next..=next + count - 1);
-        left -= u32::from(count);
-        next += count;
+    for p in order.filter(|p| !used.contains(p)) {
+        if left == 0 {
+            break;
+        }
+        match v.last_mut() {
+            Some(r)
+                if u32::from(*r.end()) + 1 == u32::from(p)
+                    && r.end() - r.start() + 1 < FILLER_PORTS_PER_CONTAINER =>
+            {
+                *r = *r.start()..=p;
+            }
+            _ => v.push(p..=p),
+        }
+        left -= 1;
     }
     v
 }
@@ -430,6 +446,14 @@ mod tests {
         assert_eq!(r, vec![20000..=20999, 21000..=21999, 22000..=22499]);
         assert_eq!(filler_ranges(10_000).len(), 10);
         assert_eq!(*filler_ranges(10_000).last().unwrap().end(), 29_999);
+        // 65 000: every port but srv's and "one more"'s, wrapping below 20000.
+        let r = filler_ranges(65_000);
+        assert_eq!(r.iter().map(|r| r.clone().count()).sum::<usize>(), 65_000);
+        assert!(
+            r.iter()
+                .all(|r| !r.contains(&ONE_MORE_PORT) && !r.contains(&CONNRATE_HOST))
+        );
+        assert!(r.iter().any(|r| r.contains(&1)));
     }
 
     #[test]
