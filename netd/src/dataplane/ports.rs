@@ -67,6 +67,44 @@ impl Dataplane {
         r
     }
 
+    /// Removes the bindings `remove` and adds `add`, touching nothing else: O(changed ports)
+    /// in user space too (what `netd publish` takes). Returns None, writing nothing, while the
+    /// writer does not know the map yet (before the first [`Dataplane::set_ports`]).
+    pub fn update_ports(
+        &mut self,
+        remove: &[PortEntry],
+        add: &[PortEntry],
+    ) -> Result<Option<PortsChange>, DataplaneError> {
+        let Some(mut table) = self.ports.take() else {
+            return Ok(None);
+        };
+        if !table.stale_keys.is_empty() {
+            self.ports = Some(table);
+            return Ok(None);
+        }
+        let removed: Vec<PortEntry> = remove
+            .iter()
+            .filter(|e| table.ranges.get(&id(e)) == Some(e))
+            .copied()
+            .collect();
+        let added: Vec<PortEntry> = add
+            .iter()
+            .filter(|e| table.ranges.get(&id(e)) != Some(e))
+            .copied()
+            .collect();
+        let r = self.apply_change(&mut table, &removed, &added);
+        if r.is_ok() {
+            for e in &removed {
+                table.ranges.remove(&id(e));
+            }
+            for e in &added {
+                table.ranges.insert(id(e), *e);
+            }
+            self.ports = Some(table);
+        }
+        r.map(Some)
+    }
+
     fn apply_ports(
         &mut self,
         table: &mut PortTable,
@@ -84,6 +122,19 @@ impl Dataplane {
             .filter(|(k, e)| table.ranges.get(k) != Some(e))
             .map(|(_, e)| *e)
             .collect();
+        let c = self.apply_change(table, &removed, &added)?;
+        table.ranges = new;
+        Ok(c)
+    }
+
+    /// Writes `added` and deletes what `removed` leaves behind (and the stale entries of an
+    /// adopted map); updates `table` but its ranges.
+    fn apply_change(
+        &mut self,
+        table: &mut PortTable,
+        removed: &[PortEntry],
+        added: &[PortEntry],
+    ) -> Result<PortsChange, DataplaneError> {
         if removed.is_empty() && added.is_empty() && table.stale_keys.is_empty() {
             return Ok(PortsChange::default());
         }
@@ -97,8 +148,9 @@ impl Dataplane {
             .chain(table.stale_keys.iter().copied())
             .filter(|k| !writes.contains_key(k))
             .collect();
-        // Markers: count holders per (proto, port) after the change.
-        let mut delta: HashMap<(u8, u16), i64> = HashMap::new();
+        // Markers: count holders per (proto, port) after the change; an added range's entry is
+        // what a new marker holds (the bind hook reads only its flags).
+        let mut delta: HashMap<(u8, u16), (i64, Option<PortTarget>)> = HashMap::new();
         for (e, d) in removed
             .iter()
             .map(|e| (e, -1))
@@ -106,35 +158,31 @@ impl Dataplane {
         {
             if e.reserves() {
                 for p in e.host_port_start..=e.host_port_end {
-                    *delta.entry((e.proto, p)).or_default() += d;
+                    let slot = delta.entry((e.proto, p)).or_default();
+                    slot.0 += d;
+                    if d > 0 {
+                        slot.1 = Some(e.entry(p).1);
+                    }
                 }
             }
         }
         let mut holders_after = Vec::with_capacity(delta.len());
-        for (&(proto, port), &d) in &delta {
+        let mut markers = table.holders.len();
+        for (&(proto, port), &(d, holder)) in &delta {
             let before = i64::from(table.holders.get(&(proto, port)).copied().unwrap_or(0));
             let after = before + d;
             holders_after.push(((proto, port), after as u32));
             let k = PortKey::any(proto, port);
             if before == 0 && after > 0 {
-                let holder = added
-                    .iter()
-                    .find(|e| e.proto == proto && e.reserves() && e.translate(port).is_some())
-                    .map(|e| e.entry(port).1)
-                    .unwrap_or_default();
-                writes.insert(k, holder);
+                writes.insert(k, holder.unwrap_or_default());
+                markers += 1;
             } else if before > 0 && after == 0 {
                 deletes.insert(k);
+                markers -= 1;
             }
         }
         let ports = table.ports + added.iter().map(size).sum::<usize>()
             - removed.iter().map(size).sum::<usize>();
-        let markers = holders_after.iter().filter(|(_, n)| *n > 0).count()
-            + table
-                .holders
-                .keys()
-                .filter(|k| !delta.contains_key(k))
-                .count();
         if ports + markers > PORTS_MAX as usize {
             return Err(DataplaneError::Full {
                 map: MAP_PORTS,
@@ -157,8 +205,8 @@ impl Dataplane {
                 .map_err(|e| DataplaneError::io("write ports into", PathBuf::from(MAP_PORTS), e))?;
         }
 
-        // Counters of bindings that are gone.
-        let live: HashSet<u32> = new.values().map(|e| e.binding_id).collect();
+        // Counters of bindings that are gone (a binding id belongs to one range).
+        let live: HashSet<u32> = added.iter().map(|e| e.binding_id).collect();
         let gone: HashSet<u32> = removed
             .iter()
             .map(|e| e.binding_id)
@@ -182,7 +230,6 @@ impl Dataplane {
                 table.holders.insert(k, n);
             }
         }
-        table.ranges = new;
         table.ports = ports;
         table.stale_keys.clear();
         Ok(PortsChange {

@@ -69,30 +69,37 @@ impl Engine {
     fn port_entries(&self) -> Vec<PortEntry> {
         let mut out = Vec::new();
         for e in self.state.endpoints.values() {
-            let Some(cip) = e.ip else { continue };
-            for b in &e.ports {
-                // IPv6 host addresses come with the IPv6 issue.
-                let IpAddr::V4(hip) = b.host_ip else { continue };
-                out.push(PortEntry {
-                    host_ip: be(hip),
-                    proto: b.proto.number(),
-                    flags: if hip.is_loopback() {
-                        PORT_F_LOOPBACK
-                    } else {
-                        0
-                    } | if e.reserve_ports {
-                        0
-                    } else {
-                        PORT_F_NO_RESERVE
-                    },
-                    host_port_start: b.host_port,
-                    host_port_end: b.host_port + (b.count - 1),
-                    container_port: b.container_port,
-                    container_ip: be(cip),
-                    binding_id: b.id,
-                    ..Default::default()
-                });
+            out.extend(Self::binding_entries(e, &e.ports));
+        }
+        out
+    }
+
+    /// The port-table entries of `bindings`, published by endpoint `e`.
+    fn binding_entries(e: &Endpoint, bindings: &[super::state::PortBinding]) -> Vec<PortEntry> {
+        let Some(cip) = e.ip else { return Vec::new() };
+        let mut out = Vec::new();
+        for b in bindings {
+            // IPv6 host addresses come with the IPv6 issue.
+            let IpAddr::V4(hip) = b.host_ip else { continue };
+            let mut flags = if hip.is_loopback() {
+                PORT_F_LOOPBACK
+            } else {
+                0
+            };
+            if !e.reserve_ports {
+                flags |= PORT_F_NO_RESERVE;
             }
+            out.push(PortEntry {
+                host_ip: be(hip),
+                proto: b.proto.number(),
+                flags,
+                host_port_start: b.host_port,
+                host_port_end: b.host_port + (b.count - 1),
+                container_port: b.container_port,
+                container_ip: be(cip),
+                binding_id: b.id,
+                ..Default::default()
+            });
         }
         out
     }
@@ -310,6 +317,26 @@ impl Engine {
         dp.set_ports(ports)?;
         dp.set_links(&links)?;
         dp.prune_filters(&allow, &deny)?;
+        Ok(())
+    }
+
+    /// Adds `added` (bindings of endpoint `name`, already in the state) to the port table,
+    /// writing only their ports: `netd publish`'s path, O(published ports) nowhere. Falls back
+    /// to [`Engine::sync_ports`] while the writer does not know the table yet.
+    pub(super) fn sync_added_ports(
+        &mut self,
+        name: &str,
+        added: &[super::state::PortBinding],
+    ) -> Result<(), EngineError> {
+        let entries = match self.state.endpoints.get(name) {
+            Some(e) => Self::binding_entries(e, added),
+            None => return self.sync_ports(),
+        };
+        if let Some(dp) = self.dp.as_mut() {
+            if dp.update_ports(&[], &entries)?.is_none() {
+                return self.sync_ports();
+            }
+        }
         Ok(())
     }
 

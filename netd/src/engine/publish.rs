@@ -108,7 +108,10 @@ impl Engine {
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
         ep.ports.extend(new.iter().cloned());
         ep.publish.extend(publish);
-        let result = self.sync_published(name).and_then(|()| self.persist());
+        let result = self
+            .sync_added_ports(name, &new)
+            .and_then(|()| self.sync_links_of(name))
+            .and_then(|()| self.persist());
         if let Err(e) = result {
             let ep = self.state.endpoints.get_mut(name).expect("checked");
             ep.ports.truncate(old_ports);
@@ -127,6 +130,11 @@ impl Engine {
     /// containers linked to it when there are any.
     pub(super) fn sync_published(&mut self, name: &str) -> Result<(), EngineError> {
         self.sync_ports()?;
+        self.sync_links_of(name)
+    }
+
+    /// The link allowances of the containers linked to `name`, if there are any.
+    fn sync_links_of(&mut self, name: &str) -> Result<(), EngineError> {
         let linked = self
             .state
             .endpoints
