@@ -1,6 +1,6 @@
 //! Host-port reservation without sockets: the bind hooks refuse a host socket of the daemon's
-//! network namespace that binds a published port, with EADDRINUSE (bpf_set_retval, kernel
-//! >= 5.18), as the socket the daemon used to hold per port did. Autobind (port 0) never gets
+//! network namespace that binds a published port, with EADDRINUSE (bpf_set_retval, kernel 5.18
+//! or later), as the socket the daemon used to hold per port did. Autobind (port 0) never gets
 //! a published port either: the agent adds them to the namespace's ip_local_reserved_ports.
 
 use aya_ebpf::{helpers::generated::bpf_set_retval, programs::SockAddrContext};

@@ -6,12 +6,15 @@
 //!   sock_diag that no live host socket already holds the port. No descriptor per port, so
 //!   65 535 ports publish under a 20 000 `nofile` limit.
 //! - [`Mode::Sockets`], the fallback where the hooks cannot load (or `NETD_PORT_RESERVE=socket`):
-//!   the daemon holds a socket bound to each one, so a host process that binds the port gets EADDRINUSE (SO_REUSEADDR or not: the
-//! reservation does not set it), as with docker-proxy, but with no process per port. Packets to
-//! published ports are translated by the TC programs before socket lookup, and host-local
-//! connections by the cgroup socket hooks; what still reaches the port (through an interface
-//! netd does not serve, with `--uplink` narrowing it) finds no listener: a TCP connection is
-//! reset at once instead of being accepted and never answered (UDP datagrams queue unread).
+//!   the daemon holds a socket bound to each one, so a host process that binds the port gets
+//!   EADDRINUSE (SO_REUSEADDR or not: the reservation does not set it), as with docker-proxy,
+//!   but with no process per port.
+//!
+//! Packets to published ports are translated by the TC programs before socket lookup, and
+//! host-local connections by the cgroup socket hooks; what still reaches the port (through an
+//! interface netd does not serve, with `--uplink` narrowing it) finds no listener: a TCP
+//! connection is reset at once instead of being accepted and never answered (UDP datagrams
+//! queue unread).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
