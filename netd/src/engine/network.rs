@@ -156,7 +156,7 @@ pub fn enable_ip_forward() -> Result<(), EngineError> {
 /// bind still can), so a masqueraded flow's reply tuple never belongs to a host socket.
 pub fn reserve_masq_ports((lo, hi): (u16, u16)) -> Result<(), EngineError> {
     let path = "/proc/sys/net/ipv4/ip_local_reserved_ports";
-    let cur = std::fs::read_to_string(path)
+    let cur = crate::spec::read_sysctl(std::path::Path::new(path))
         .map_err(|e| EngineError::Internal(format!("cannot read {path}: {e}")))?;
     let want = reserved_ports_with(cur.trim(), lo, hi);
     if want != cur.trim() {

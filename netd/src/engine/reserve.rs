@@ -176,7 +176,8 @@ impl Reservations {
     /// a restarted daemon's ports stay reserved). Whatever ip_local_reserved_ports lists now
     /// but those ports is kept.
     pub fn hooked(published: &[PortBinding]) -> Self {
-        let cur = std::fs::read_to_string(RESERVED_PORTS).unwrap_or_default();
+        let cur =
+            crate::spec::read_sysctl(std::path::Path::new(RESERVED_PORTS)).unwrap_or_default();
         let ours: Vec<(u16, u16)> = published.iter().map(span).collect();
         let mut r = Self {
             mode: Mode::Hook,

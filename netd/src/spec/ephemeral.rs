@@ -55,6 +55,19 @@ pub fn read_ephemeral_ports() -> Result<EphemeralPorts, SpecError> {
     read_ephemeral_ports_from(Path::new(PROC_IPV4_DIR))
 }
 
+/// Reads a sysctl file with one read(2). Linux's large-bitmap sysctls
+/// (ip_local_reserved_ports) answer only a read at offset 0, so `read_to_string`'s first
+/// 32-byte probe would be all it gets: a list longer than that came back cut.
+pub fn read_sysctl(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    let mut f = fs::File::open(path)?;
+    // 65 535 single ports spell out in under 400 kB.
+    let mut buf = vec![0u8; 1 << 20];
+    let n = f.read(&mut buf)?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Reads `ip_local_port_range` and `ip_local_reserved_ports` from `dir` (normally
 /// [`PROC_IPV4_DIR`]). A missing reserved-ports file means no reserved ports.
 pub fn read_ephemeral_ports_from(dir: &Path) -> Result<EphemeralPorts, SpecError> {
@@ -66,7 +79,7 @@ pub fn read_ephemeral_ports_from(dir: &Path) -> Result<EphemeralPorts, SpecError
     let range = parse_local_port_range_at(&range_path, &content)?;
 
     let reserved_path = dir.join(LOCAL_RESERVED_PORTS_FILE);
-    let reserved = match fs::read_to_string(&reserved_path) {
+    let reserved = match read_sysctl(&reserved_path) {
         Ok(content) => parse_reserved_ports_at(&reserved_path, &content)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(source) => {
