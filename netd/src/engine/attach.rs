@@ -20,6 +20,8 @@ pub(super) struct Undo {
     host_links: Vec<String>,
     dataplane: Vec<String>,
     etc_dir: Option<PathBuf>,
+    /// An endpoint whose NDP proxy entries were added.
+    ndp: Option<Endpoint>,
 }
 
 /// The host side of a new veth pair, and the temporary name of its peer.
@@ -104,6 +106,7 @@ impl Engine {
         if !bridged {
             let what = [
                 (req.ip.is_some(), "--ip"),
+                (req.ip6.is_some(), "--ip6"),
                 (req.mac.is_some(), "--mac-address"),
                 (!req.publish.is_empty() || req.publish_all, "-p/-P"),
             ];
@@ -160,6 +163,8 @@ impl Engine {
             }
         }
         let mut hostname = req.hostname.clone().unwrap_or_else(|| req.name.clone());
+        let mut ipv6 = None;
+        let mut mac = None;
         let (ip, gateway) = match &net {
             NetMode::Bridge => {
                 let owner = |i: Ipv4Addr| self.owner_of_ip(i);
@@ -188,6 +193,11 @@ impl Engine {
                     Some(_) if seg.internal => None,
                     Some(_) => Some(seg.bridge_addr.addr()),
                 };
+                let m = req
+                    .mac
+                    .unwrap_or_else(|| super::ipam::mac_from_ipv4(ip));
+                ipv6 = self.plan_ipv6(network.as_deref(), m, req.ip6)?;
+                mac = Some(m);
                 (Some(ip), gw)
             }
             NetMode::Container(target) => {
@@ -213,6 +223,7 @@ impl Engine {
                 }
                 // A joiner shares its target's interface, so its network too.
                 network = t.network.clone();
+                ipv6 = t.ipv6.clone();
                 (t.ip, t.gateway)
             }
             NetMode::Host => {
@@ -243,15 +254,7 @@ impl Engine {
         Ok(Endpoint {
             name: req.name.clone(),
             netns: req.netns.clone(),
-            mac: if bridged {
-                Some(
-                    req.mac.unwrap_or_else(|| {
-                        super::ipam::mac_from_ipv4(ip.expect("bridged has an ip"))
-                    }),
-                )
-            } else {
-                None
-            },
+            mac,
             net,
             network,
             ifname: req.ifname.clone(),
@@ -272,6 +275,8 @@ impl Engine {
             written: Written::default(),
             reserve_ports: req.reserve_ports,
             handed_over: req.hand_over && bridged,
+            ipv6,
+            ndp_proxy: Vec::new(),
         })
     }
 
@@ -317,6 +322,20 @@ impl Engine {
                 bring_lo_up(&cnl).await?;
             }
             NetMode::Host | NetMode::Container(_) => {}
+        }
+        if ep.net == NetMode::Bridge && !hand_over {
+            match self.add_ndp_proxy(&ep).await {
+                Ok(on) => {
+                    ep.ndp_proxy = on;
+                    undo.ndp = Some(ep.clone());
+                }
+                Err(e) => {
+                    let mut all = ep.clone();
+                    all.ndp_proxy = self.uplinks.clone();
+                    self.del_ndp_proxy(&all).await;
+                    return Err(e);
+                }
+            }
         }
         undo.etc_dir = Some(ep.etc_dir.clone());
         self.write_files(&mut ep)?;
@@ -376,6 +395,18 @@ impl Engine {
         cnl.set_name(c.index, &ep.ifname).await?;
         cnl.set_mac(c.index, ep.mac.expect("bridged endpoint has a MAC"))
             .await?;
+        if let Some(v6) = ep.ipv6() {
+            // IPv6 on, no duplicate address detection (the addresses are netd's to give, and
+            // a tentative address would hold traffic back), before the interface comes up.
+            for (key, value) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
+                let path = format!("/proc/sys/net/ipv6/conf/{}/{key}", ep.ifname);
+                netns::write_sysctl_in(ns, &path, value)?;
+            }
+            cnl.add_address6(c.index, v6.link_local, 64).await?;
+            if let (Some(g), Some(len)) = (v6.global, v6.prefix_len) {
+                cnl.add_address6(c.index, g, len).await?;
+            }
+        }
         cnl.set_up(c.index).await?;
         bring_lo_up(cnl).await?;
         let ip = ep.ip.expect("bridged endpoint has an IP");
@@ -383,6 +414,9 @@ impl Engine {
         cnl.add_address(c.index, ip, prefix).await?;
         if let Some(gw) = ep.gateway {
             cnl.add_default_route(gw).await?;
+        }
+        if let Some(v6) = ep.ipv6() {
+            cnl.add_default_route6(v6.gateway, c.index).await?;
         }
         Ok(())
     }
@@ -403,6 +437,11 @@ impl Engine {
 
     async fn rollback(&mut self, undo: Undo) {
         self.reserved.release(&undo.ports);
+        if let Some(ep) = &undo.ndp {
+            for e in self.del_ndp_proxy(ep).await {
+                tracing::warn!(container = %ep.name, "rollback: {e}");
+            }
+        }
         for h in undo.dataplane.iter().rev() {
             if let Some(dp) = self.dp.as_mut() {
                 if let Err(e) = dp.detach(h) {

@@ -50,6 +50,7 @@ impl Engine {
                 }
             }
         }
+        errors.extend(self.del_ndp_proxy(&ep).await);
         for (peer, _) in &ep.p2p {
             if let Err(e) = self.drop_p2p(name, peer).await {
                 errors.push(e.to_string());

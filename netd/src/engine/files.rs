@@ -43,7 +43,12 @@ impl Engine {
                 })
             })
             .collect();
-        let hosts = dnsfiles::render_hosts(&src.hostname, src.ip, &links);
+        let hosts = dnsfiles::render_hosts(
+            &src.hostname,
+            src.ip,
+            src.ipv6().and_then(|l| l.global),
+            &links,
+        );
         let (dns, search) = if src.dns.is_empty() && src.dns_search.is_empty() {
             (&self.cfg.dns, &self.cfg.dns_search)
         } else {

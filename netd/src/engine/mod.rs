@@ -14,6 +14,7 @@ mod files;
 mod filters;
 mod handover;
 pub mod ipam;
+pub mod ipv6;
 pub mod network;
 pub mod networks;
 pub mod ports;
@@ -202,7 +203,9 @@ impl Engine {
             }
         }
         engine.setup_networks().await?;
+        engine.setup_ipv6().await?;
         engine.reconcile().await?;
+        engine.restore_ndp_proxies().await;
         engine.sync_dataplane().await?;
         engine.store.save(&engine.state)?;
         Ok(engine)
@@ -242,6 +245,31 @@ impl Engine {
             dp.prune(&keep)?;
         }
         Ok(())
+    }
+
+    /// NDP proxy entries do not outlive the host namespace's neighbour table being flushed,
+    /// and the uplinks may have changed: put back what each endpoint needs.
+    async fn restore_ndp_proxies(&mut self) {
+        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
+        let mut changed = false;
+        for n in names {
+            let ep = self.state.endpoints[&n].clone();
+            match self.add_ndp_proxy(&ep).await {
+                Ok(on) if on != ep.ndp_proxy => {
+                    if let Some(e) = self.state.endpoints.get_mut(&n) {
+                        e.ndp_proxy = on;
+                        changed = true;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(container = %n, "NDP proxy: {e}"),
+            }
+        }
+        if changed {
+            if let Err(e) = self.persist() {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -298,6 +326,10 @@ impl Engine {
                 .then(|| self.segment(e.network.as_deref()).bridge_addr.prefix_len()),
             mac: e.mac.as_ref().map(spec::format_mac),
             gateway: e.gateway.map(|g| g.to_string()),
+            global_ipv6: e.ipv6().and_then(|l| l.global).map(|a| a.to_string()),
+            global_ipv6_prefix_len: e.ipv6().and_then(|l| l.prefix_len),
+            link_local_ipv6: e.ipv6().map(|l| l.link_local.to_string()),
+            ipv6_gateway: e.ipv6().map(|l| l.gateway.to_string()),
             hostname: e.hostname.clone(),
             host_ifname: e.host_ifname.clone(),
             etc_dir: e.etc_dir.clone(),

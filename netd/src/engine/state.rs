@@ -5,10 +5,10 @@
 //! document, never a torn one.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{ExposeSpec, LinkSpec, NetMode, Proto, PublishSpec};
@@ -93,6 +93,12 @@ pub struct UserNetwork {
     /// state written before networks had ids, numbered at start).
     #[serde(default)]
     pub id: u16,
+    /// `--ipv6`: containers get IPv6 (link-local, and a global address from `subnet_v6`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
+    /// The IPv6 `--subnet` (routed to the bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_v6: Option<Ipv6Net>,
 }
 
 /// One published port after allocation: host port range -> container port range.
@@ -157,6 +163,29 @@ pub struct Endpoint {
     /// endpoint lives, not the namespace path.
     #[serde(default)]
     pub handed_over: bool,
+    /// IPv6 addresses and gateway (`--ipv6` networks only): see [`Endpoint::ipv6`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Lease>,
+    /// Uplinks on which netd keeps an NDP proxy entry for the global IPv6 address (its
+    /// subnet lies inside the uplink's on-link prefix); removed on detach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ndp_proxy: Vec<String>,
+}
+
+/// A container's IPv6 addresses, as the seed's "IPv6 with Docker" shows them:
+/// `fe80::42:acff:fe11:3/64` from the MAC, `2001:db8:1::242:ac11:3/64` from the subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Lease {
+    /// The EUI-64 link-local address of the container's MAC (prefix fe80::/64).
+    pub link_local: Ipv6Addr,
+    /// The global address (`--fixed-cidr-v6` / the network's IPv6 subnet, or `--ip6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Ipv6Addr>,
+    /// The prefix length of the global address (its subnet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    /// The default route's next hop (`--default-gateway-v6`, else fe80::1 on the bridge).
+    pub gateway: Ipv6Addr,
 }
 
 fn default_ifname() -> String {
@@ -172,6 +201,13 @@ fn is_true(b: &bool) -> bool {
 }
 
 impl Endpoint {
+    /// The endpoint's IPv6 addresses (link-local and global) and gateway, `None` when its
+    /// network has no IPv6. This is what the dataplane's IPv6 policy needs per endpoint
+    /// (anti-spoofing: the container may send from `link_local` and `global`).
+    pub fn ipv6(&self) -> Option<&Ipv6Lease> {
+        self.ipv6.as_ref()
+    }
+
     /// resolv.conf follows the host's file (no --dns/--dns-search, here or on the daemon).
     pub fn follows_host_resolv(&self, daemon_dns: &[IpAddr], daemon_search: &[String]) -> bool {
         self.dns.is_empty()

@@ -198,9 +198,13 @@ pub enum NetworkAction {
         /// Only `bridge`.
         #[arg(short = 'd', long, value_name = "DRIVER", default_value = "bridge")]
         driver: String,
-        /// The network's subnet (default: the first free private one).
+        /// The network's subnet (default: the first free private one); repeat it with an
+        /// IPv6 subnet for a dual-stack network (with --ipv6).
         #[arg(long, value_name = "CIDR")]
-        subnet: Option<String>,
+        subnet: Vec<String>,
+        /// Dual stack: containers get IPv6 addresses (from the IPv6 --subnet).
+        #[arg(long)]
+        ipv6: bool,
         /// The bridge's address (default: the subnet's first host).
         #[arg(long, value_name = "IP")]
         gateway: Option<String>,
@@ -294,6 +298,20 @@ pub struct DaemonArgs {
     /// Default gateway given to containers instead of the bridge address.
     #[arg(long = "default-gateway", value_name = "IP")]
     pub default_gateway: Option<String>,
+    /// IPv4/IPv6 dual stack: the bridge gets fe80::1/64, containers a link-local address
+    /// from their MAC (and a global one with --fixed-cidr-v6).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    #[serde(default)]
+    pub ipv6: bool,
+    /// The containers' IPv6 subnet (routed to the bridge), e.g. 2001:db8:1::/64; needs --ipv6.
+    #[arg(long = "fixed-cidr-v6", value_name = "CIDR")]
+    #[serde(default)]
+    pub fixed_cidr_v6: Option<String>,
+    /// IPv6 default gateway given to containers instead of fe80::1 (inside --fixed-cidr-v6).
+    #[arg(long = "default-gateway-v6", value_name = "IP")]
+    #[serde(default)]
+    pub default_gateway_v6: Option<String>,
     /// DNS server for containers (repeatable).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
@@ -407,6 +425,10 @@ pub struct AttachArgs {
     /// IPv4 address from the container range (default: the lowest free one).
     #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
+    /// IPv6 address from the network's IPv6 subnet (default: the subnet's prefix and the MAC
+    /// for a /80 or larger, else the lowest free one).
+    #[arg(long, value_name = "IPV6")]
+    pub ip6: Option<String>,
     /// Where the container's hostname, hosts and resolv.conf are written.
     #[arg(long = "etc-dir", value_name = "DIR")]
     pub etc_dir: Option<PathBuf>,

@@ -64,6 +64,7 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         .map(spec::parse_ipv4)
         .transpose()
         .map_err(|e| invalid("--default-gateway", e))?;
+    let (fixed_cidr_v6, default_gateway_v6) = ipv6_flags(a)?;
     let dns = spec::parse_dns(&a.dns).map_err(|e| ConfigError(e.to_string()))?;
     for d in &a.dns_search {
         spec::validate_dns_search(d).map_err(|e| invalid("--dns-search", e))?;
@@ -79,6 +80,9 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         ip_forward: a.ip_forward,
         ip_masq: a.ip_masq,
         default_gateway,
+        ipv6: a.ipv6,
+        fixed_cidr_v6,
+        default_gateway_v6,
         dns,
         dns_search: a.dns_search.clone(),
         resolv_conf: a.resolv_conf.clone(),
@@ -95,6 +99,72 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         tc_attach: tc_attach(a.tc_attach)?,
         fast_path: fast_path(a.fast_path)?,
     })
+}
+
+/// Longest IPv6 prefix `--fixed-cidr-v6` takes: a /126 still holds two containers.
+pub const MAX_FIXED_CIDR_V6_PREFIX: u8 = 126;
+
+/// `--fixed-cidr-v6` and `--default-gateway-v6`, checked as Docker checks them: both need
+/// `--ipv6`, the subnet is a network address of /126 or shorter, the gateway lies inside it.
+fn ipv6_flags(
+    a: &DaemonArgs,
+) -> Result<(Option<ipnet::Ipv6Net>, Option<std::net::Ipv6Addr>), ConfigError> {
+    let cidr = a
+        .fixed_cidr_v6
+        .as_deref()
+        .map(spec::parse_ipv6_net)
+        .transpose()
+        .map_err(|e| invalid("--fixed-cidr-v6", e))?;
+    let gw = a
+        .default_gateway_v6
+        .as_deref()
+        .map(spec::parse_ipv6)
+        .transpose()
+        .map_err(|e| invalid("--default-gateway-v6", e))?;
+    if !a.ipv6 {
+        for (set, flag, v) in [
+            (cidr.is_some(), "--fixed-cidr-v6", a.fixed_cidr_v6.as_deref()),
+            (gw.is_some(), "--default-gateway-v6", a.default_gateway_v6.as_deref()),
+        ] {
+            if set {
+                return Err(ConfigError(format!(
+                    "{flag} {} needs --ipv6: IPv6 is off without it",
+                    v.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    if let Some(c) = cidr {
+        if c.prefix_len() > MAX_FIXED_CIDR_V6_PREFIX {
+            return Err(ConfigError(format!(
+                "--fixed-cidr-v6 {c}: the prefix is longer than /{MAX_FIXED_CIDR_V6_PREFIX}; \
+                 containers need a /{MAX_FIXED_CIDR_V6_PREFIX} or larger subnet (/80 or larger \
+                 to get addresses from their MAC)"
+            )));
+        }
+        if c.addr() != c.network() {
+            return Err(ConfigError(format!(
+                "--fixed-cidr-v6 {c} is not a network address (host bits are set): use {}",
+                c.trunc()
+            )));
+        }
+    }
+    if let Some(g) = gw {
+        match cidr {
+            Some(c) if c.contains(&g) && g != c.network() => {}
+            Some(c) => {
+                return Err(ConfigError(format!(
+                    "--default-gateway-v6 {g} is not a host address of the subnet {c} (--fixed-cidr-v6)"
+                )));
+            }
+            None => {
+                return Err(ConfigError(format!(
+                    "--default-gateway-v6 {g} needs --fixed-cidr-v6: the gateway must lie in the containers' IPv6 subnet"
+                )));
+            }
+        }
+    }
+    Ok((cidr, gw))
 }
 
 /// `MIN-MAX` (or one port), 1024 <= MIN <= MAX.
