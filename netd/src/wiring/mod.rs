@@ -129,6 +129,12 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl(format!("creating bridge {name}")))?;
+        let link = self.require_link(name).await?;
+        // A bridge without an address of its own takes its lowest port's MAC, so the
+        // gateway's MAC would change when that container goes, and every other container's
+        // neighbour entry for the gateway (ARP, and NDP for fe80::1) would point at nothing
+        // until it is probed again (seconds). Docker gives docker0 a random MAC too.
+        self.set_mac(link.index, random_bridge_mac()).await?;
         self.require_link(name).await
     }
 
@@ -481,6 +487,22 @@ impl Netlink {
             ))(e)),
         }
     }
+}
+
+/// A random locally administered unicast MAC in Docker's 02:42 range.
+fn random_bridge_mac() -> [u8; 6] {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        b = (std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos())
+        .to_le_bytes();
+    }
+    [0x02, 0x42, b[0], b[1], b[2], b[3]]
 }
 
 fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
