@@ -198,8 +198,11 @@ fn dual_stack_containers_get_mac_addresses_and_are_routed() {
     let w = World::new();
     v6_uplink(&w, "2001:db8:1::/64");
     // An uplink that takes its configuration from router advertisements keeps it.
-    w.host
-        .run_ok(&["sysctl", "-qw", &format!("net.ipv6.conf.{UPLINK}.accept_ra=1")]);
+    w.host.run_ok(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{UPLINK}.accept_ra=1"),
+    ]);
     let d = w.daemon(&["--bip", BIP, "--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]);
 
     // The bridge, the route and forwarding, as the seed's commands would leave them.
@@ -242,7 +245,8 @@ fn dual_stack_containers_get_mac_addresses_and_are_routed() {
     }
     let r = routes6(&c1);
     assert!(
-        r.iter().any(|l| l.starts_with("default via fe80::1 dev eth0")),
+        r.iter()
+            .any(|l| l.starts_with("default via fe80::1 dev eth0")),
         "{r:?}"
     );
     assert!(
@@ -275,10 +279,7 @@ fn dual_stack_containers_get_mac_addresses_and_are_routed() {
 
     // Outside → container global address, routed: the server sees the outside's own address.
     let srv = server(&c1, 80, false);
-    assert_eq!(
-        tcp_until(&w.outside, "[2001:db8:1::242:ac1e:2]:80"),
-        "ping"
-    );
+    assert_eq!(tcp_until(&w.outside, "[2001:db8:1::242:ac1e:2]:80"), "ping");
     assert_eq!(srv.last_peer_ip(), "2001:db8:ff::2");
     assert!(ping6(&w.outside, "2001:db8:1::99"));
 
@@ -288,7 +289,11 @@ fn dual_stack_containers_get_mac_addresses_and_are_routed() {
     assert_eq!(out_tcp.last_peer_ip(), "2001:db8:1::242:ac1e:2");
     let out_udp = server(&w.outside, 9001, true);
     assert_eq!(
-        poll_until("UDP out", T, || udp6_send(&c2, "[2001:db8:ff::2]:9001", "u6")),
+        poll_until("UDP out", T, || udp6_send(
+            &c2,
+            "[2001:db8:ff::2]:9001",
+            "u6"
+        )),
         "u6"
     );
     assert_eq!(out_udp.last_peer_ip(), "2001:db8:1::99");
@@ -317,7 +322,13 @@ fn ndp_proxy_answers_for_containers_until_detach() {
     no_dad(&w.outside);
     addr6(&w.host, "2001:db8::c001/64", UPLINK);
     addr6(&w.outside, "2001:db8::c0ff/64", "eth0");
-    let d = w.daemon(&["--bip", BIP, "--ipv6", "--fixed-cidr-v6", "2001:db8::c008/125"]);
+    let d = w.daemon(&[
+        "--bip",
+        BIP,
+        "--ipv6",
+        "--fixed-cidr-v6",
+        "2001:db8::c008/125",
+    ]);
     let c1 = w.container("c1");
     let c2 = w.container("c2");
     // A /125 is smaller than /80: addresses are taken in order, the first is c009.
@@ -341,7 +352,10 @@ fn ndp_proxy_answers_for_containers_until_detach() {
         "1"
     );
     assert!(
-        w.outside.ip(&["-6", "route", "show"]).lines().all(|l| !l.contains("c008")),
+        w.outside
+            .ip(&["-6", "route", "show"])
+            .lines()
+            .all(|l| !l.contains("c008")),
         "the neighbour must have no route to the container subnet"
     );
 
@@ -405,7 +419,10 @@ fn gateway_v6_ip6_errors_and_ipv6_published_ports() {
             vec!["--ip6", "2001:db8:2::10"],
             "--ip6 2001:db8:2::10 is outside the container IPv6 subnet 2001:db8:1::/64",
         ),
-        (vec!["--ip6", "2001:db8:1::fffe"], "2001:db8:1::fffe is reserved"),
+        (
+            vec!["--ip6", "2001:db8:1::fffe"],
+            "2001:db8:1::fffe is reserved",
+        ),
         (
             vec!["--ip6", "2001:db8:1::10"],
             "IPv6 address 2001:db8:1::10 is already in use by \"a\"",
@@ -415,7 +432,10 @@ fn gateway_v6_ip6_errors_and_ipv6_published_ports() {
             vec!["-p", "[2001:db8:ff::1]:8080:80"],
             "IPv6 host address 2001:db8:ff::1 cannot be published yet",
         ),
-        (vec!["--net", "none", "--ip6", "2001:db8:1::11"], "--ip6 needs --net bridge"),
+        (
+            vec!["--net", "none", "--ip6", "2001:db8:1::11"],
+            "--ip6 needs --net bridge",
+        ),
     ] {
         let mut argv = vec!["attach", "b", "--netns", b.path_str()];
         argv.extend(args.iter().copied());
@@ -431,10 +451,20 @@ fn gateway_v6_ip6_errors_and_ipv6_published_ports() {
     let w2 = World::new();
     let d2 = w2.daemon(&["--bip", BIP]);
     let c = w2.container("c");
-    let err = d2.netd_err(&["attach", "c", "--netns", c.path_str(), "--ip6", "2001:db8::5"]);
+    let err = d2.netd_err(&[
+        "attach",
+        "c",
+        "--netns",
+        c.path_str(),
+        "--ip6",
+        "2001:db8::5",
+    ]);
     assert!(err.contains("--ip6 2001:db8::5: IPv6 is off"), "{err}");
     let v = d2.attach("c", &c, &[]);
-    assert!(v.get("global_ipv6").is_none() && v.get("link_local_ipv6").is_none(), "{v}");
+    assert!(
+        v.get("global_ipv6").is_none() && v.get("link_local_ipv6").is_none(),
+        "{v}"
+    );
 }
 
 #[test]
@@ -457,14 +487,23 @@ fn bad_ipv6_daemon_options_are_refused_at_startup() {
             "--fixed-cidr-v6 2001:db8:1::5/64 is not a network address",
         ),
         (
-            &["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64", "--default-gateway-v6", "2001:db8:2::1"],
+            &[
+                "--ipv6",
+                "--fixed-cidr-v6",
+                "2001:db8:1::/64",
+                "--default-gateway-v6",
+                "2001:db8:2::1",
+            ],
             "--default-gateway-v6 2001:db8:2::1 is not a host address of the subnet 2001:db8:1::/64",
         ),
         (
             &["--ipv6", "--default-gateway-v6", "2001:db8:2::1"],
             "--default-gateway-v6 2001:db8:2::1 needs --fixed-cidr-v6",
         ),
-        (&["--ipv6", "--fixed-cidr-v6", "2001:db8:zz::/64"], "2001:db8:zz::/64"),
+        (
+            &["--ipv6", "--fixed-cidr-v6", "2001:db8:zz::/64"],
+            "2001:db8:zz::/64",
+        ),
     ];
     for (args, want) in cases {
         let w = World::new();
@@ -491,8 +530,18 @@ fn network_create_ipv6_subnet() {
     let d = w.daemon(&["--bip", BIP]);
     let err = d.netd_err(&["network", "create", "x", "--subnet", "2001:db8:77::/64"]);
     assert!(err.contains("create the network with --ipv6"), "{err}");
-    let err = d.netd_err(&["network", "create", "x", "--ipv6", "--subnet", "2001:db8:77::1/64"]);
-    assert!(err.contains("2001:db8:77::1/64 is not a network address"), "{err}");
+    let err = d.netd_err(&[
+        "network",
+        "create",
+        "x",
+        "--ipv6",
+        "--subnet",
+        "2001:db8:77::1/64",
+    ]);
+    assert!(
+        err.contains("2001:db8:77::1/64 is not a network address"),
+        "{err}"
+    );
     assert!(!d.netd_ok(&["network", "ls"]).contains("\nx "));
     d.netd_ok(&[
         "network",
@@ -540,7 +589,16 @@ fn two_hosts_behind_a_router_reach_each_others_containers() {
     let host2 = Netns::new("netdt-h2-");
     host2.ip(&["link", "set", "lo", "up"]);
     router.ip(&[
-        "link", "add", "eth1", "type", "veth", "peer", "name", UPLINK, "netns", host2.name(),
+        "link",
+        "add",
+        "eth1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        UPLINK,
+        "netns",
+        host2.name(),
     ]);
     for ns in [&w.host, router, &host2] {
         no_dad(ns);
@@ -560,19 +618,46 @@ fn two_hosts_behind_a_router_reach_each_others_containers() {
         "net.ipv6.conf.all.forwarding=1",
     ]);
     // The router knows both hosts' container subnets (a /48 per host, as in the seed).
-    router.ip(&["-6", "route", "add", "2001:db8:1::/48", "via", "2001:db8:1::1"]);
-    router.ip(&["-6", "route", "add", "2001:db8:2::/48", "via", "2001:db8:2::1"]);
+    router.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:1::/48",
+        "via",
+        "2001:db8:1::1",
+    ]);
+    router.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:2::/48",
+        "via",
+        "2001:db8:2::1",
+    ]);
     // The hosts know only their default gateway, the router.
-    w.host.ip(&["route", "add", "default", "via", "198.51.100.2"]);
+    w.host
+        .ip(&["route", "add", "default", "via", "198.51.100.2"]);
     w.host
         .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::2"]);
     host2.ip(&["route", "add", "default", "via", "203.0.113.2"]);
     host2.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::2"]);
 
-    let d1 = w.daemon(&["--bip", BIP, "--ipv6", "--fixed-cidr-v6", "2001:db8:1:1::/64"]);
+    let d1 = w.daemon(&[
+        "--bip",
+        BIP,
+        "--ipv6",
+        "--fixed-cidr-v6",
+        "2001:db8:1:1::/64",
+    ]);
     let d2 = Daemon::start(
         &host2,
-        &["--bip", "172.31.0.1/24", "--ipv6", "--fixed-cidr-v6", "2001:db8:2:1::/64"],
+        &[
+            "--bip",
+            "172.31.0.1/24",
+            "--ipv6",
+            "--fixed-cidr-v6",
+            "2001:db8:2:1::/64",
+        ],
     );
     let c1 = w.container("c1");
     let c2 = Netns::new("netdt-c-");

@@ -193,9 +193,7 @@ impl Engine {
                     Some(_) if seg.internal => None,
                     Some(_) => Some(seg.bridge_addr.addr()),
                 };
-                let m = req
-                    .mac
-                    .unwrap_or_else(|| super::ipam::mac_from_ipv4(ip));
+                let m = req.mac.unwrap_or_else(|| super::ipam::mac_from_ipv4(ip));
                 ipv6 = self.plan_ipv6(network.as_deref(), m, req.ip6)?;
                 mac = Some(m);
                 (Some(ip), gw)

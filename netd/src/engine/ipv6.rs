@@ -36,7 +36,9 @@ pub struct Segment6 {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Ipam6Error {
-    #[error("--ip6 {ip}: this network has no IPv6 subnet (start the daemon with --ipv6 --fixed-cidr-v6, or create the network with --ipv6 --subnet)")]
+    #[error(
+        "--ip6 {ip}: this network has no IPv6 subnet (start the daemon with --ipv6 --fixed-cidr-v6, or create the network with --ipv6 --subnet)"
+    )]
     NoSubnet { ip: Ipv6Addr },
     #[error("--ip6 {ip} is outside the container IPv6 subnet {subnet}")]
     OutsideRange { ip: Ipv6Addr, subnet: Ipv6Net },
@@ -347,9 +349,15 @@ mod tests {
             subnet: "2001:db8::c008/125".parse().unwrap(),
             gateway: BRIDGE_LINK_LOCAL,
         };
-        assert_eq!(ipam.allocate(MAC, &none).unwrap().to_string(), "2001:db8::c009");
+        assert_eq!(
+            ipam.allocate(MAC, &none).unwrap().to_string(),
+            "2001:db8::c009"
+        );
         let used = |ip: Ipv6Addr| (ip.segments()[7] < 0xc00f).then(|| "x".to_string());
-        assert_eq!(ipam.allocate(MAC, &used).unwrap().to_string(), "2001:db8::c00f");
+        assert_eq!(
+            ipam.allocate(MAC, &used).unwrap().to_string(),
+            "2001:db8::c00f"
+        );
         let all = |_: Ipv6Addr| Some("x".to_string());
         assert!(matches!(
             ipam.allocate(MAC, &all),

@@ -183,9 +183,7 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             let (v6, v4): (Vec<String>, Vec<String>) =
                 subnet.into_iter().partition(|s| s.contains(':'));
             if v4.len() > 1 || v6.len() > 1 {
-                return Err(
-                    "--subnet: give at most one IPv4 and one IPv6 subnet".to_string()
-                );
+                return Err("--subnet: give at most one IPv4 and one IPv6 subnet".to_string());
             }
             let mut options = std::collections::BTreeMap::new();
             for o in opts {

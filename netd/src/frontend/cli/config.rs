@@ -123,8 +123,16 @@ fn ipv6_flags(
         .map_err(|e| invalid("--default-gateway-v6", e))?;
     if !a.ipv6 {
         for (set, flag, v) in [
-            (cidr.is_some(), "--fixed-cidr-v6", a.fixed_cidr_v6.as_deref()),
-            (gw.is_some(), "--default-gateway-v6", a.default_gateway_v6.as_deref()),
+            (
+                cidr.is_some(),
+                "--fixed-cidr-v6",
+                a.fixed_cidr_v6.as_deref(),
+            ),
+            (
+                gw.is_some(),
+                "--default-gateway-v6",
+                a.default_gateway_v6.as_deref(),
+            ),
         ] {
             if set {
                 return Err(ConfigError(format!(
