@@ -194,7 +194,11 @@ impl Engine {
                     Some(_) => Some(seg.bridge_addr.addr()),
                 };
                 let m = req.mac.unwrap_or_else(|| super::ipam::mac_from_ipv4(ip));
-                ipv6 = self.plan_ipv6(network.as_deref(), m, req.ip6)?;
+                // A hand-over endpoint is addressed by Docker's libnetwork from what the
+                // plugin answers, which carries no IPv6 yet: no lease it would not have.
+                if !req.hand_over {
+                    ipv6 = self.plan_ipv6(network.as_deref(), m, req.ip6)?;
+                }
                 mac = Some(m);
                 (Some(ip), gw)
             }

@@ -228,3 +228,63 @@ fn fast_path(flag: Option<bool>) -> Result<bool, ConfigError> {
 fn invalid(flag: &str, e: spec::SpecError) -> ConfigError {
     ConfigError(format!("invalid {flag}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::args::{Cli, Command};
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["netd", "daemon"];
+        argv.extend_from_slice(flags);
+        let Command::Daemon(a) = Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command
+        else {
+            unreachable!("daemon subcommand");
+        };
+        from_args(&a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ipv6_flags_are_checked_as_docker_does() {
+        let c = config(&["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]).unwrap();
+        assert!(c.ipv6);
+        assert_eq!(c.fixed_cidr_v6.unwrap().to_string(), "2001:db8:1::/64");
+        assert!(!config(&[]).unwrap().ipv6);
+        assert!(!config(&["--ipv6=false"]).unwrap().ipv6);
+        for (flags, want) in [
+            (
+                &["--fixed-cidr-v6", "2001:db8:1::/64"][..],
+                "--fixed-cidr-v6 2001:db8:1::/64 needs --ipv6",
+            ),
+            (
+                &["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/127"][..],
+                "longer than /126",
+            ),
+            (
+                &["--ipv6", "--fixed-cidr-v6", "2001:db8:1::1/64"][..],
+                "2001:db8:1::1/64 is not a network address",
+            ),
+            (
+                &[
+                    "--ipv6",
+                    "--fixed-cidr-v6",
+                    "2001:db8:1::/64",
+                    "--default-gateway-v6",
+                    "2001:db8:1::",
+                ][..],
+                "--default-gateway-v6 2001:db8:1:: is not a host address",
+            ),
+            (
+                &["--ipv6", "--default-gateway-v6", "10.0.0.1"][..],
+                "\"10.0.0.1\"",
+            ),
+        ] {
+            let e = config(flags).unwrap_err();
+            assert!(e.contains(want), "{flags:?}: {e}");
+        }
+        // /126 is the longest accepted.
+        assert!(config(&["--ipv6", "--fixed-cidr-v6", "2001:db8::c008/126"]).is_ok());
+    }
+}
