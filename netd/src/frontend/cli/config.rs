@@ -239,7 +239,9 @@ mod tests {
     fn config(flags: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["netd", "daemon"];
         argv.extend_from_slice(flags);
-        let Command::Daemon(a) = Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command
+        let Command::Daemon(a) = Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
         else {
             unreachable!("daemon subcommand");
         };
