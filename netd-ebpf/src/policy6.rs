@@ -24,7 +24,7 @@ use aya_ebpf::{
 use netd_common::{
     DROP_FRAGMENT, DROP_ICC, DROP_ICC_MAC, DROP_IPV6_OFF, DROP_MALFORMED, DROP_ND_SPOOF,
     DROP_NET_ISOLATED, DROP_REDIRECT, DROP_ROUTER_ADVERT, DROP_SPOOFED_IP, ENDPOINTS_MAX,
-    EP6_ADDRS_MAX, EP6_F_GLOBAL, Ep6Info, EndpointInfo, FRAGS6_MAX, Frag6Key, FragPorts,
+    EP6_ADDRS_MAX, EP6_F_GLOBAL, EndpointInfo, Ep6Info, FRAGS6_MAX, Frag6Key, FragPorts,
     IPPROTO_TCP, IPPROTO_UDP, ep6_derived_link_local,
 };
 
@@ -168,6 +168,10 @@ pub fn from_container(ctx: &TcContext, ifindex: u32) -> u32 {
 }
 
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys are passed by reference into the scratch map: by value they would be copied onto the stack"
+)]
 fn decide(ctx: &TcContext, ifindex: u32) -> Result<(), u32> {
     let Some(sp) = NETD_V6_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
@@ -216,12 +220,7 @@ fn decide(ctx: &TcContext, ifindex: u32) -> Result<(), u32> {
         nh = s.head[0];
         i += 1;
     }
-    if nh == NH_HOP
-        || nh == NH_ROUTING
-        || nh == NH_DSTOPTS
-        || nh == NH_FRAGMENT
-        || nh == NH_AH
-    {
+    if nh == NH_HOP || nh == NH_ROUTING || nh == NH_DSTOPTS || nh == NH_FRAGMENT || nh == NH_AH {
         return Err(DROP_MALFORMED);
     }
     let l4_off = off;
@@ -260,8 +259,8 @@ fn decide(ctx: &TcContext, ifindex: u32) -> Result<(), u32> {
     let unspecified = is_unspecified(&s.ip.saddr);
     if unspecified {
         let dad = icmp_type == ND_NS && is_solicited_node(&s.ip.daddr);
-        let report = (icmp_type == MLD_REPORT || icmp_type == MLD2_REPORT)
-            && is_multicast(&s.ip.daddr);
+        let report =
+            (icmp_type == MLD_REPORT || icmp_type == MLD2_REPORT) && is_multicast(&s.ip.daddr);
         if nh != NH_ICMPV6 || !(dad || report) {
             return Err(DROP_SPOOFED_IP);
         }
@@ -294,7 +293,13 @@ fn decide(ctx: &TcContext, ifindex: u32) -> Result<(), u32> {
             }
         }
     }
-    check_peer(ctx, s, ep, nh, control | (u8::from(known) << 1) | (u8::from(ep6.is_some()) << 2))
+    check_peer(
+        ctx,
+        s,
+        ep,
+        nh,
+        control | (u8::from(known) << 1) | (u8::from(ep6.is_some()) << 2),
+    )
 }
 
 /// `check_peer`'s facts about the packet.
@@ -373,6 +378,10 @@ fn option_mac_is(opt: &[u8; 8], mac: &[u8; 6]) -> bool {
 /// endpoint without IPv6 configuration sends only neighbour discovery and MLD. `facts`:
 /// `P_*`.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys are passed by reference into the scratch map: by value they would be copied onto the stack"
+)]
 fn check_peer(
     ctx: &TcContext,
     s: &mut Scratch,

@@ -176,9 +176,19 @@ fn ipv6_sources_must_be_the_endpoints_own() {
     World::with(|w| {
         w.config(|c| c.flags |= CFG_F_ICC);
         program6(w, true);
-        let out = |s| eth6(A_MAC, BRIDGE_MAC, &ip6(s, outside(), 17, &udp(1000, 53, b"q")));
+        let out = |s| {
+            eth6(
+                A_MAC,
+                BRIDGE_MAC,
+                &ip6(s, outside(), 17, &udp(1000, 53, b"q")),
+            )
+        };
         assert_eq!(run(w, w.va, &out(a_g())), TC_ACT_OK, "own global");
-        let to_gw = eth6(A_MAC, BRIDGE_MAC, &ip6(a_ll(), a6("fe80::1"), 17, &udp(1, 2, b"")));
+        let to_gw = eth6(
+            A_MAC,
+            BRIDGE_MAC,
+            &ip6(a_ll(), a6("fe80::1"), 17, &udp(1, 2, b"")),
+        );
         assert_eq!(run(w, w.va, &to_gw), TC_ACT_OK, "own link-local");
         assert_eq!(run(w, w.va, &out(b_g())), TC_ACT_SHOT, "B's global");
         assert_eq!(run(w, w.va, &out(b_ll())), TC_ACT_SHOT, "B's link-local");
@@ -195,9 +205,15 @@ fn ipv6_sources_must_be_the_endpoints_own() {
             )
         };
         assert_eq!(run(w, w.va, &dad(a_g(), solicited_node(a_g()))), TC_ACT_OK);
-        assert_eq!(run(w, w.va, &dad(a_ll(), solicited_node(a_ll()))), TC_ACT_OK);
+        assert_eq!(
+            run(w, w.va, &dad(a_ll(), solicited_node(a_ll()))),
+            TC_ACT_OK
+        );
         // ... never for another's address (DAD denial), nor to another group.
-        assert_eq!(run(w, w.va, &dad(b_g(), solicited_node(b_g()))), TC_ACT_SHOT);
+        assert_eq!(
+            run(w, w.va, &dad(b_g(), solicited_node(b_g()))),
+            TC_ACT_SHOT
+        );
         assert_eq!(w.drop_count(DROP_ND_SPOOF), 1);
         assert_eq!(run(w, w.va, &dad(a_g(), a6("ff02::1"))), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_SPOOFED_IP), 6);
@@ -205,11 +221,20 @@ fn ipv6_sources_must_be_the_endpoints_own() {
         let report = eth6(
             A_MAC,
             group_mac(a6("ff02::16")),
-            &ip6(Ipv6Addr::UNSPECIFIED, a6("ff02::16"), NH_ICMPV6, &icmp6(143, &[0; 4])),
+            &ip6(
+                Ipv6Addr::UNSPECIFIED,
+                a6("ff02::16"),
+                NH_ICMPV6,
+                &icmp6(143, &[0; 4]),
+            ),
         );
         assert_eq!(run(w, w.va, &report), TC_ACT_OK);
         // Another MAC is refused before any of this.
-        let f = eth6(B_MAC, BRIDGE_MAC, &ip6(a_g(), outside(), 17, &udp(1, 2, b"")));
+        let f = eth6(
+            B_MAC,
+            BRIDGE_MAC,
+            &ip6(a_g(), outside(), 17, &udp(1, 2, b"")),
+        );
         assert_eq!(run(w, w.va, &f), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_SPOOFED_MAC), 1);
     });
@@ -221,7 +246,11 @@ fn neighbour_discovery_cannot_claim_another_address() {
         w.config(|c| c.flags |= CFG_F_ICC);
         program6(w, true);
         let send = |dst_mac, d: Ipv6Addr, msg: Vec<u8>| {
-            run(w, w.va, &eth6(A_MAC, dst_mac, &ip6(a_ll(), d, NH_ICMPV6, &msg)))
+            run(
+                w,
+                w.va,
+                &eth6(A_MAC, dst_mac, &ip6(a_ll(), d, NH_ICMPV6, &msg)),
+            )
         };
         let all = a6("ff02::1");
         // Advertising its own addresses, with its own MAC.
@@ -253,7 +282,10 @@ fn neighbour_discovery_cannot_claim_another_address() {
         );
         // A router solicitation's option too.
         let rs = |mac| icmp6(133, &[&[0u8; 4][..], &lla(1, mac)].concat());
-        assert_eq!(send(group_mac(a6("ff02::2")), a6("ff02::2"), rs(A_MAC)), TC_ACT_OK);
+        assert_eq!(
+            send(group_mac(a6("ff02::2")), a6("ff02::2"), rs(A_MAC)),
+            TC_ACT_OK
+        );
         assert_eq!(
             send(group_mac(a6("ff02::2")), a6("ff02::2"), rs(B_MAC)),
             TC_ACT_SHOT
@@ -261,7 +293,11 @@ fn neighbour_discovery_cannot_claim_another_address() {
         assert_eq!(w.drop_count(DROP_ND_SPOOF), 5);
         // An option of length 0 is malformed.
         assert_eq!(
-            send(group_mac(all), all, nd(136, a_g(), &[2, 0, 0, 0, 0, 0, 0, 0])),
+            send(
+                group_mac(all),
+                all,
+                nd(136, a_g(), &[2, 0, 0, 0, 0, 0, 0, 0])
+            ),
             TC_ACT_SHOT
         );
         assert_eq!(w.drop_count(DROP_MALFORMED), 1);
@@ -283,7 +319,10 @@ fn router_advertisements_and_redirects_are_dropped() {
         let f = eth6(A_MAC, group_mac(all), &ip6(a_ll(), all, NH_HOP, &hidden));
         assert_eq!(run(w, w.va, &f), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_ROUTER_ADVERT), 2);
-        let redirect = icmp6(137, &[[0u8; 4].as_slice(), &gw().octets(), &b_g().octets()].concat());
+        let redirect = icmp6(
+            137,
+            &[[0u8; 4].as_slice(), &gw().octets(), &b_g().octets()].concat(),
+        );
         let f = eth6(A_MAC, B_MAC, &ip6(a_ll(), b_ll(), NH_ICMPV6, &redirect));
         assert_eq!(run(w, w.va, &f), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_REDIRECT), 1);
@@ -306,15 +345,28 @@ fn an_endpoint_without_ipv6_keeps_to_its_link_local_address() {
             group_mac(sn),
             &ip6(b_ll(), sn, NH_ICMPV6, &nd(135, a_ll(), &lla(1, B_MAC))),
         );
-        assert_eq!(run(w, w.vb, &ns), TC_ACT_OK, "NS from its EUI-64 link-local");
+        assert_eq!(
+            run(w, w.vb, &ns),
+            TC_ACT_OK,
+            "NS from its EUI-64 link-local"
+        );
         let dad_sn = solicited_node(b_ll());
         let dad = eth6(
             B_MAC,
             group_mac(dad_sn),
-            &ip6(Ipv6Addr::UNSPECIFIED, dad_sn, NH_ICMPV6, &nd(135, b_ll(), &[])),
+            &ip6(
+                Ipv6Addr::UNSPECIFIED,
+                dad_sn,
+                NH_ICMPV6,
+                &nd(135, b_ll(), &[]),
+            ),
         );
         assert_eq!(run(w, w.vb, &dad), TC_ACT_OK, "DAD for its link-local");
-        let na = eth6(B_MAC, A_MAC, &ip6(b_ll(), a_ll(), NH_ICMPV6, &nd(136, b_ll(), &[])));
+        let na = eth6(
+            B_MAC,
+            A_MAC,
+            &ip6(b_ll(), a_ll(), NH_ICMPV6, &nd(136, b_ll(), &[])),
+        );
         assert_eq!(run(w, w.vb, &na), TC_ACT_OK);
         let mld = eth6(
             B_MAC,
@@ -329,7 +381,11 @@ fn an_endpoint_without_ipv6_keeps_to_its_link_local_address() {
         let f = eth6(B_MAC, A_MAC, &ip6(b_ll(), a_ll(), NH_ICMPV6, &ping));
         assert_eq!(run(w, w.vb, &f), TC_ACT_OK);
         // Beyond the link: it has no address for that.
-        let f = eth6(B_MAC, BRIDGE_MAC, &ip6(b_ll(), outside(), 17, &udp(1, 2, b"x")));
+        let f = eth6(
+            B_MAC,
+            BRIDGE_MAC,
+            &ip6(b_ll(), outside(), 17, &udp(1, 2, b"x")),
+        );
         assert_eq!(run(w, w.vb, &f), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_IPV6_OFF), 1);
         // Another source, or an advertisement for another's address.
@@ -339,16 +395,28 @@ fn an_endpoint_without_ipv6_keeps_to_its_link_local_address() {
             &ip6(a6("fe80::5"), sn, NH_ICMPV6, &nd(135, a_ll(), &[])),
         );
         assert_eq!(run(w, w.vb, &ns), TC_ACT_SHOT);
-        assert_eq!(run(w, w.vb, &ipv6_frame(B_MAC)), TC_ACT_SHOT, "from fe80::2");
+        assert_eq!(
+            run(w, w.vb, &ipv6_frame(B_MAC)),
+            TC_ACT_SHOT,
+            "from fe80::2"
+        );
         assert_eq!(w.drop_count(DROP_SPOOFED_IP), 2);
-        let na = eth6(B_MAC, A_MAC, &ip6(b_ll(), a_ll(), NH_ICMPV6, &nd(136, a_ll(), &[])));
+        let na = eth6(
+            B_MAC,
+            A_MAC,
+            &ip6(b_ll(), a_ll(), NH_ICMPV6, &nd(136, a_ll(), &[])),
+        );
         assert_eq!(run(w, w.vb, &na), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_ND_SPOOF), 1);
         // --icc false: neighbour discovery only, even towards the host.
         w.config(|c| c.flags &= !CFG_F_ICC);
         assert_eq!(run(w, w.vb, &dad), TC_ACT_OK);
         assert_eq!(run(w, w.vb, &data), TC_ACT_SHOT);
-        let f = eth6(B_MAC, BRIDGE_MAC, &ip6(b_ll(), a6("fe80::1"), 17, &udp(1, 2, b"x")));
+        let f = eth6(
+            B_MAC,
+            BRIDGE_MAC,
+            &ip6(b_ll(), a6("fe80::1"), 17, &udp(1, 2, b"x")),
+        );
         assert_eq!(run(w, w.vb, &f), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_ICC), 2);
     });
@@ -372,25 +440,44 @@ fn icc_false_and_links_apply_to_ipv6() {
         // Neighbour discovery still resolves neighbours, unicast or multicast.
         let sn = solicited_node(b_g());
         assert_eq!(
-            a_to(group_mac(sn), sn, NH_ICMPV6, &nd(135, b_g(), &lla(1, A_MAC))),
+            a_to(
+                group_mac(sn),
+                sn,
+                NH_ICMPV6,
+                &nd(135, b_g(), &lla(1, A_MAC))
+            ),
             TC_ACT_OK
         );
-        assert_eq!(a_to(B_MAC, b_g(), NH_ICMPV6, &nd(136, a_g(), &[])), TC_ACT_OK);
+        assert_eq!(
+            a_to(B_MAC, b_g(), NH_ICMPV6, &nd(136, a_g(), &[])),
+            TC_ACT_OK
+        );
         // The host (gateway, routed destinations) is always reachable, by the bridge's MAC.
-        assert_eq!(a_to(BRIDGE_MAC, gw(), 6, &tcp(33000, 22, TCP_SYN)), TC_ACT_OK);
-        assert_eq!(a_to(BRIDGE_MAC, outside(), 6, &tcp(33000, 443, TCP_SYN)), TC_ACT_OK);
+        assert_eq!(
+            a_to(BRIDGE_MAC, gw(), 6, &tcp(33000, 22, TCP_SYN)),
+            TC_ACT_OK
+        );
+        assert_eq!(
+            a_to(BRIDGE_MAC, outside(), 6, &tcp(33000, 443, TCP_SYN)),
+            TC_ACT_OK
+        );
         // ... but not through another container's MAC.
-        assert_eq!(a_to(B_MAC, outside(), 6, &tcp(33000, 443, TCP_SYN)), TC_ACT_SHOT);
-        assert_eq!(a_to(group_mac(all), outside(), 6, &tcp(1, 443, TCP_SYN)), TC_ACT_SHOT);
+        assert_eq!(
+            a_to(B_MAC, outside(), 6, &tcp(33000, 443, TCP_SYN)),
+            TC_ACT_SHOT
+        );
+        assert_eq!(
+            a_to(group_mac(all), outside(), 6, &tcp(1, 443, TCP_SYN)),
+            TC_ACT_SHOT
+        );
         assert_eq!(w.drop_count(DROP_ICC_MAC), 2);
 
         // --link: A may reach B on tcp/80; B answers from 80; nothing else.
         w.link(A_IP, B_IP, IPPROTO_TCP, &[(80, 80)]);
         assert_eq!(a_to(B_MAC, b_g(), 6, &tcp(33000, 80, TCP_SYN)), TC_ACT_OK);
         assert_eq!(a_to(B_MAC, b_ll(), 6, &tcp(33000, 80, TCP_SYN)), TC_ACT_OK);
-        let b_to = |d: Ipv6Addr, l4: &[u8]| {
-            run(w, w.vb, &eth6(B_MAC, A_MAC, &ip6(b_g(), d, 6, l4)))
-        };
+        let b_to =
+            |d: Ipv6Addr, l4: &[u8]| run(w, w.vb, &eth6(B_MAC, A_MAC, &ip6(b_g(), d, 6, l4)));
         assert_eq!(b_to(a_g(), &tcp(80, 33000, TCP_SYN | TCP_ACK)), TC_ACT_OK);
         assert_eq!(b_to(a_g(), &tcp(5555, 80, TCP_SYN)), TC_ACT_SHOT);
         assert_eq!(a_to(B_MAC, b_g(), 6, &tcp(33000, 81, TCP_SYN)), TC_ACT_SHOT);
@@ -419,7 +506,11 @@ fn extension_headers_are_walked_to_the_ports() {
         program6(w, true);
         w.link(A_IP, B_IP, IPPROTO_TCP, &[(80, 80)]);
         let send = |first: u8, chain: Vec<u8>| {
-            run(w, w.va, &eth6(A_MAC, B_MAC, &ip6(a_g(), b_g(), first, &chain)))
+            run(
+                w,
+                w.va,
+                &eth6(A_MAC, B_MAC, &ip6(a_g(), b_g(), first, &chain)),
+            )
         };
         // hop-by-hop, destination options, routing (type 0 header, 8 bytes), then TCP.
         let chain = |dport| {
@@ -442,7 +533,11 @@ fn extension_headers_are_walked_to_the_ports() {
         let last = long.len() - 8;
         long[last] = 6;
         long.extend_from_slice(&tcp(33000, 80, TCP_SYN));
-        assert_eq!(send(NH_DSTOPTS, long.clone()), TC_ACT_OK, "6 headers walked");
+        assert_eq!(
+            send(NH_DSTOPTS, long.clone()),
+            TC_ACT_OK,
+            "6 headers walked"
+        );
         let mut longer = opts_hdr(NH_DSTOPTS);
         longer.extend_from_slice(&long);
         assert_eq!(send(NH_DSTOPTS, longer), TC_ACT_SHOT);
@@ -461,12 +556,15 @@ fn ipv6_fragments_follow_their_first_fragment() {
         let dgram = |dport| udp(33000, dport, &[7u8; 40]);
         let send = |hdr: Vec<u8>, data: &[u8]| {
             let p = [hdr, data.to_vec()].concat();
-            run(w, w.va, &eth6(A_MAC, B_MAC, &ip6(a_g(), b_g(), NH_FRAGMENT, &p)))
+            run(
+                w,
+                w.va,
+                &eth6(A_MAC, B_MAC, &ip6(a_g(), b_g(), NH_FRAGMENT, &p)),
+            )
         };
         let d = dgram(53);
         assert_eq!(send(frag_hdr(17, 0, true, 7), &d[..24]), TC_ACT_OK);
-        let frags: HashMap<_, Frag6Key, FragPorts> =
-            HashMap::try_from(w.map(MAP_FRAGS6)).unwrap();
+        let frags: HashMap<_, Frag6Key, FragPorts> = HashMap::try_from(w.map(MAP_FRAGS6)).unwrap();
         let k = Frag6Key {
             saddr: in6_words(a_g().octets()),
             daddr: in6_words(b_g().octets()),
@@ -474,9 +572,15 @@ fn ipv6_fragments_follow_their_first_fragment() {
             proto: 17,
             _pad: [0; 3],
         };
-        let p = frags.get(&k, 0).expect("the first fragment's ports recorded");
+        let p = frags
+            .get(&k, 0)
+            .expect("the first fragment's ports recorded");
         assert_eq!((p.sport, p.dport), (33000u16.to_be(), 53u16.to_be()));
-        assert_eq!(send(frag_hdr(17, 3, false, 7), &d[24..]), TC_ACT_OK, "later fragment");
+        assert_eq!(
+            send(frag_hdr(17, 3, false, 7), &d[24..]),
+            TC_ACT_OK,
+            "later fragment"
+        );
         // A later fragment whose first was not seen: its ports are unknown.
         assert_eq!(send(frag_hdr(17, 3, false, 8), &d[24..]), TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_FRAGMENT), 1);
@@ -523,16 +627,24 @@ fn the_ipv6_api_is_whole_or_nothing_and_loads_over_old_pins() {
         // Taking B's global address is refused and changes nothing.
         let before = addrs(&pins);
         let err = dp.set_endpoint_ipv6(7, a_ll(), Some(b_g())).unwrap_err();
-        assert!(matches!(err, DataplaneError::Ipv6InUse { owner: 8, .. }), "{err}");
+        assert!(
+            matches!(err, DataplaneError::Ipv6InUse { owner: 8, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("2001:db8:1::3"), "{err}");
         assert_eq!(addrs(&pins), before);
         assert_eq!(dp.endpoint_ipv6(7).unwrap().unwrap().global, Some(a_g()));
         let err = dp.set_endpoint_ipv6(7, a_g(), None).unwrap_err();
         assert!(err.to_string().contains("fe80::/10"), "{err}");
         // A new global address replaces the old one.
-        dp.set_endpoint_ipv6(7, a_ll(), Some(a6("2001:db8:1::22"))).unwrap();
+        dp.set_endpoint_ipv6(7, a_ll(), Some(a6("2001:db8:1::22")))
+            .unwrap();
         assert_eq!(addrs(&pins).len(), 4);
-        assert!(!addrs(&pins).iter().any(|(a, _)| *a == in6_words(a_g().octets())));
+        assert!(
+            !addrs(&pins)
+                .iter()
+                .any(|(a, _)| *a == in6_words(a_g().octets()))
+        );
         dp.clear_endpoint_ipv6(8).unwrap();
         dp.clear_endpoint_ipv6(8).unwrap();
         assert_eq!(dp.endpoint_ipv6(8).unwrap(), None);
@@ -552,8 +664,7 @@ fn the_ipv6_api_is_whole_or_nothing_and_loads_over_old_pins() {
         let eps: HashMap<_, u32, EndpointInfo> =
             HashMap::try_from(open_map(&pins.0, MAP_ENDPOINTS)).unwrap();
         assert_eq!(eps.get(&7, 0).unwrap(), ep);
-        let ct: HashMap<_, CtKey, CtEntry> =
-            HashMap::try_from(open_map(&pins.0, MAP_CT)).unwrap();
+        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(open_map(&pins.0, MAP_CT)).unwrap();
         assert!(ct.get(&k, 0).is_ok(), "the IPv4 flow survived");
         // The full-set call.
         dp.set_endpoints_ipv6(&[

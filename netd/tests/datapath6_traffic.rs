@@ -40,7 +40,9 @@ fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
 /// The link-local address of `dev` in `ns` (DAD is off in the test namespaces).
 fn link_local(ns: &Netns, dev: &str) -> Ipv6Addr {
     for _ in 0..50 {
-        let text = ns.exec(&["ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link"]);
+        let text = ns.exec(&[
+            "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link",
+        ]);
         if let Some(a) = text
             .split_whitespace()
             .skip_while(|w| *w != "inet6")
@@ -179,7 +181,11 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
         "preferred_lft",
         "0",
     ]);
-    let (a_mac, b_mac, br_mac) = (mac_of(&c1, "eth0"), mac_of(&c2, "eth0"), mac_of(&h, "netd0"));
+    let (a_mac, b_mac, br_mac) = (
+        mac_of(&c1, "eth0"),
+        mac_of(&c2, "eth0"),
+        mac_of(&h, "netd0"),
+    );
     let (a_ll, b_ll) = (link_local(&c1, "eth0"), link_local(&c2, "eth0"));
 
     let pins = PinDir::new();
@@ -236,7 +242,8 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
     // A datagram from an address that is not A's never arrives; from A's own it does.
     let udp_rx = spawn_in(&c2, || {
         let s = UdpSocket::bind(sa6("::", 9999)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
         while let Ok((n, peer)) = s.recv_from(&mut buf) {
@@ -257,20 +264,35 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
     .join()
     .unwrap();
     let got = udp_rx.join().unwrap();
-    assert!(!got.is_empty(), "the datagrams from A's own address arrived");
+    assert!(
+        !got.is_empty(),
+        "the datagrams from A's own address arrived"
+    );
     for (msg, from) in &got {
-        assert_eq!(msg, b"own", "only A's own datagrams arrive, got one from {from}");
+        assert_eq!(
+            msg, b"own",
+            "only A's own datagrams arrive, got one from {from}"
+        );
         assert_eq!(*from, A6.parse::<Ipv6Addr>().unwrap());
     }
-    assert!(drops(&pins, DROP_SPOOFED_IP) >= spoofed0 + 3, "spoofed datagrams counted");
+    assert!(
+        drops(&pins, DROP_SPOOFED_IP) >= spoofed0 + 3,
+        "spoofed datagrams counted"
+    );
 
     // --icc false: no ping, no TCP between the containers; the gateway stays reachable.
     set_icc(&pins, false);
     let icc0 = drops(&pins, DROP_ICC);
     assert!(!ping6(&c1, B6), "--icc false: ping -6 A -> B got through");
-    assert!(tcp6(&c1, &c2, B6).is_none(), "--icc false: TCP A -> B got through");
+    assert!(
+        tcp6(&c1, &c2, B6).is_none(),
+        "--icc false: TCP A -> B got through"
+    );
     assert!(drops(&pins, DROP_ICC) > icc0, "icc-denied counted");
-    assert!(ping6(&c1, BR6), "--icc false: the gateway is still reachable");
+    assert!(
+        ping6(&c1, BR6),
+        "--icc false: the gateway is still reachable"
+    );
 
     // A link A -> B tcp/80: that connection works, ping still does not.
     let mut links: HashMap<_, LinkKey, LinkPorts> =

@@ -59,7 +59,9 @@ impl EndpointIpv6 {
     }
 
     fn addrs(&self) -> Vec<Ipv6Addr> {
-        std::iter::once(self.link_local).chain(self.global).collect()
+        std::iter::once(self.link_local)
+            .chain(self.global)
+            .collect()
     }
 }
 

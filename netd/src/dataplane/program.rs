@@ -25,7 +25,10 @@ pub(super) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Data
 pub type V4Prefix = (u32, u8);
 
 impl Dataplane {
-    pub(super) fn map_mut(&mut self, map: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+    pub(super) fn map_mut(
+        &mut self,
+        map: &'static str,
+    ) -> Result<&mut aya::maps::Map, DataplaneError> {
         self.ebpf
             .map_mut(map)
             .ok_or(DataplaneError::MapNotFound { map })
