@@ -641,10 +641,23 @@ pub const DROP_ICC_MAC: u32 = 21;
 pub const DROP_NET_ISOLATED: u32 = 22;
 /// `--internal`: a packet between an internal network and an uplink (either way).
 pub const DROP_NET_INTERNAL: u32 = 23;
+/// Neighbour discovery that would claim another's address: a neighbour advertisement whose
+/// target is not one of the container's addresses, or whose target link-layer address option
+/// is not its MAC; a solicitation whose source link-layer address option is not its MAC, or a
+/// duplicate address detection probe (source `::`) for an address that is not its own.
+pub const DROP_ND_SPOOF: u32 = 24;
+/// A router advertisement (ICMPv6 134) from a container: only the host routes.
+pub const DROP_ROUTER_ADVERT: u32 = 25;
+/// An ICMPv6 redirect (137) from a container.
+pub const DROP_REDIRECT: u32 = 26;
+/// IPv6 from an endpoint without IPv6 configuration other than neighbour discovery and MLD
+/// from its MAC-derived link-local address (or `::`).
+pub const DROP_IPV6_OFF: u32 = 27;
 
 /// Size of NETD_DROPS: every reason above must be below it.
 pub const DROP_REASONS: u32 = 32;
 const _: () = assert!(DROP_NET_INTERNAL < DROP_REASONS);
+const _: () = assert!(DROP_IPV6_OFF < DROP_REASONS);
 const _: () = assert!(DROP_ICC_MAC < DROP_REASONS);
 
 /// Is `ip` (network byte order) a source no host may send from: 0.0.0.0/8 ("this network"),
@@ -681,6 +694,10 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_ICC_MAC => "icc-foreign-dst-mac",
         DROP_NET_ISOLATED => "other-network",
         DROP_NET_INTERNAL => "internal-network",
+        DROP_ND_SPOOF => "nd-spoofed-address",
+        DROP_ROUTER_ADVERT => "router-advertisement",
+        DROP_REDIRECT => "icmpv6-redirect",
+        DROP_IPV6_OFF => "ipv6-not-configured",
         _ => "unknown",
     }
 }

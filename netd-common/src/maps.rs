@@ -26,6 +26,9 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp::MAP_FRAGS,
     crate::dp::MAP_NETWORKS,
     crate::dp::MAP_NET_SUBNETS,
+    crate::dp6::MAP_EP6,
+    crate::dp6::MAP_EP6_ADDRS,
+    crate::dp6::MAP_FRAGS6,
 ];
 
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
@@ -90,6 +93,8 @@ const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> 
 
 use core::mem::size_of;
 
+use crate::dp6::{Ep6Info, Frag6Key, MAP_EP6, MAP_EP6_ADDRS, MAP_FRAGS6};
+
 use crate::dp::{
     CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
     LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_DROPS, MAP_ENDPOINTS,
@@ -129,5 +134,13 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     ),
     layout(MAP_NETWORKS, ARRAY, 4, size_of::<NetConfig>()),
     layout(MAP_NET_SUBNETS, LPM_TRIE, 8, 4),
+    layout(MAP_EP6, HASH, 4, size_of::<Ep6Info>()),
+    layout(MAP_EP6_ADDRS, HASH, 16, 4),
+    layout(
+        MAP_FRAGS6,
+        LRU_HASH,
+        size_of::<Frag6Key>(),
+        size_of::<FragPorts>(),
+    ),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());

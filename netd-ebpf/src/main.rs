@@ -8,6 +8,8 @@
 //! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
 //! - `icmp`: ICMP errors quoting translated flows.
 //! - `policy`: anti-spoofing, network isolation and icc per network with `--link`.
+//! - `policy6`: the same for IPv6 (NETD_EP6, NETD_EP6_ADDRS), neighbour discovery, router
+//!   advertisements and redirects, extension headers and fragments (NETD_FRAGS6).
 //! - `redirect`: the fast path (`bpf_redirect_peer` into containers, FIB lookup + redirect to
 //!   uplinks) that skips the host's routing.
 //! - `filter`: source allow/deny lists at XDP.
@@ -32,6 +34,7 @@ mod maps;
 mod nat;
 mod parse;
 mod policy;
+mod policy6;
 mod redirect;
 mod uplink;
 

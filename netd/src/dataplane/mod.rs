@@ -21,6 +21,7 @@ mod attach;
 pub mod clsact;
 mod ct;
 mod error;
+mod ipv6;
 pub mod kernel;
 mod pins;
 mod program;
@@ -37,6 +38,7 @@ use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS, MAP_CT};
 
 pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
+pub use ipv6::EndpointIpv6;
 pub use kernel::{TcAttach, TcAttachMode};
 pub use program::V4Prefix;
 pub use stats::{

@@ -17,7 +17,7 @@ use netd_common::{
 
 use super::{Dataplane, DataplaneError};
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+pub(super) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
     move |source| DataplaneError::Map { map, source }
 }
 
@@ -25,13 +25,16 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 pub type V4Prefix = (u32, u8);
 
 impl Dataplane {
-    fn map_mut(&mut self, map: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+    pub(super) fn map_mut(
+        &mut self,
+        map: &'static str,
+    ) -> Result<&mut aya::maps::Map, DataplaneError> {
         self.ebpf
             .map_mut(map)
             .ok_or(DataplaneError::MapNotFound { map })
     }
 
-    fn map_ref(&self, map: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
+    pub(super) fn map_ref(&self, map: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
         self.ebpf
             .map(map)
             .ok_or(DataplaneError::MapNotFound { map })
@@ -290,7 +293,7 @@ impl Dataplane {
 }
 
 /// Makes a hash map hold exactly `want`.
-fn sync_hash<K, V>(
+pub(super) fn sync_hash<K, V>(
     map: &mut aya::maps::Map,
     name: &'static str,
     want: &HashMap<K, V>,
