@@ -8,10 +8,12 @@
 
 pub mod dp;
 pub mod maps;
+pub mod monitor;
 pub mod programs;
 pub mod sock;
 
 pub use dp::*;
 pub use maps::*;
+pub use monitor::*;
 pub use programs::*;
 pub use sock::*;

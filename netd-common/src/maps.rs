@@ -26,6 +26,9 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp::MAP_FRAGS,
     crate::dp::MAP_NETWORKS,
     crate::dp::MAP_NET_SUBNETS,
+    crate::monitor::MAP_EVENTS,
+    crate::monitor::MAP_MONITOR,
+    crate::monitor::MAP_MONITOR_LOST,
 ];
 
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
@@ -78,6 +81,7 @@ const PERCPU_HASH: u32 = 5;
 const PERCPU_ARRAY: u32 = 6;
 const LRU_HASH: u32 = 9;
 const LPM_TRIE: u32 = 11;
+const RINGBUF: u32 = 27;
 
 const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> MapLayout {
     MapLayout {
@@ -129,5 +133,9 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     ),
     layout(MAP_NETWORKS, ARRAY, 4, size_of::<NetConfig>()),
     layout(MAP_NET_SUBNETS, LPM_TRIE, 8, 4),
+    // A ring buffer has no key or value: its size is its max_entries.
+    layout(crate::monitor::MAP_EVENTS, RINGBUF, 0, 0),
+    layout(crate::monitor::MAP_MONITOR, ARRAY, 4, 4),
+    layout(crate::monitor::MAP_MONITOR_LOST, PERCPU_ARRAY, 4, 8),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());

@@ -61,6 +61,12 @@ pub struct DataplaneConfig {
     pub ct_max: u32,
 }
 
+/// Where the map `name` (a `netd_common::MAP_*`) is pinned under `pin_dir`: for readers that
+/// open one map on their own (the monitor's ring buffer).
+pub fn pinned_map(pin_dir: &std::path::Path, name: &str) -> PathBuf {
+    PinLayout::new(pin_dir).map(name)
+}
+
 /// NETD_CT_RING's size for a table of `ct_max` entries.
 pub fn ct_ring_slots(ct_max: u32) -> u32 {
     (ct_max / 2).max(1)

@@ -105,7 +105,8 @@ pub async fn run(
             return Err(e.into());
         }
     };
-    if engine.config().dataplane == crate::engine::DataplaneMode::Ebpf {
+    let ebpf = engine.config().dataplane == crate::engine::DataplaneMode::Ebpf;
+    if ebpf {
         if let Err(e) = crate::ops::socket::root_only(&bpffs) {
             let _ = std::fs::remove_file(&socket);
             return Err(io("cannot set permissions on pin dir", &bpffs)(e));
@@ -214,7 +215,19 @@ pub async fn run(
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
         tokio::spawn(crate::ops::metrics::serve(l, engine.clone()));
     }
-    let mut serving = tokio::spawn(server::serve(listener, engine.clone()));
+    // `netd monitor`'s ring buffer reader (the eBPF dataplane only).
+    let monitor = if ebpf {
+        match crate::ops::monitor::Monitor::start(&bpffs, engine.clone()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("netd monitor is not available: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut serving = tokio::spawn(server::serve(listener, engine.clone(), monitor));
     // The engine has reconciled the dataplane and the API is being served: ready.
     tracing::info!(socket = %socket.display(), "netd daemon ready");
     notify::tell(&format!(

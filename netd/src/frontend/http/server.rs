@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
@@ -14,6 +14,8 @@ use super::types::{
 };
 use super::wire as http;
 use crate::engine::{Engine, EngineError};
+use crate::ops::monitor::Monitor;
+use crate::ops::monitor::event::{Filter, Line};
 
 pub type Shared = Arc<Mutex<Engine>>;
 
@@ -23,8 +25,9 @@ const MAX_CONNECTIONS: usize = 128;
 /// A client has this long to send its whole request.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves connections until the listener fails.
-pub async fn serve(listener: UnixListener, engine: Shared) {
+/// Serves connections until the listener fails. `monitor` serves `GET /v1/monitor` (none
+/// without the eBPF dataplane).
+pub async fn serve(listener: UnixListener, engine: Shared, monitor: Option<Arc<Monitor>>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -33,11 +36,11 @@ pub async fn serve(listener: UnixListener, engine: Shared) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let engine = engine.clone();
+                let monitor = monitor.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, engine).await {
+                    if let Err(e) = handle(stream, engine, monitor, permit).await {
                         tracing::debug!("API connection: {e}");
                     }
-                    drop(permit);
                 });
             }
             Err(e) => {
@@ -48,7 +51,12 @@ pub async fn serve(listener: UnixListener, engine: Shared) {
     }
 }
 
-async fn handle(mut stream: UnixStream, engine: Shared) -> Result<(), http::HttpError> {
+async fn handle(
+    mut stream: UnixStream,
+    engine: Shared,
+    monitor: Option<Arc<Monitor>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), http::HttpError> {
     let read = tokio::time::timeout(READ_TIMEOUT, http::read_message(&mut stream, true)).await;
     let read = read.unwrap_or_else(|_| {
         Err(http::HttpError::Io(std::io::Error::new(
@@ -64,8 +72,83 @@ async fn handle(mut stream: UnixStream, engine: Shared) -> Result<(), http::Http
             return Ok(());
         }
     };
+    if req.path.split('?').next().map(|p| p.trim_matches('/')) == Some("v1/monitor") {
+        // A stream lasts as long as its client watches: it must not hold a request slot.
+        drop(permit);
+        if req.method != "GET" {
+            let body = error_body(&format!("method {} not allowed on /v1/monitor", req.method));
+            return write(&mut stream, &http::response(405, &body)).await;
+        }
+        return monitor_stream(stream, &req.path, monitor.as_ref()).await;
+    }
     let (status, body) = route(&req.method, &req.path, &req.body, &engine).await;
     write(&mut stream, &http::response(status, &body)).await
+}
+
+/// `GET /v1/monitor?reason=&container=&port=`: NDJSON lines ([`Line`]) until the client
+/// closes; the body is delimited by the connection's end (no Content-Length). The first line
+/// (`{"kind":"start",...}`) says the datapath emits events from now on.
+async fn monitor_stream(
+    mut stream: UnixStream,
+    full_path: &str,
+    monitor: Option<&Arc<Monitor>>,
+) -> Result<(), http::HttpError> {
+    let Some(monitor) = monitor else {
+        let body =
+            error_body("netd monitor needs the eBPF dataplane (this daemon runs without it)");
+        return write(&mut stream, &http::response(503, &body)).await;
+    };
+    let filter = match Filter::from_query(
+        query(full_path, "reason"),
+        query(full_path, "container"),
+        query(full_path, "port"),
+    ) {
+        Ok(f) => f,
+        Err(e) => return write(&mut stream, &http::response(400, &error_body(&e))).await,
+    };
+    let mut sub = match monitor.subscribe() {
+        Ok(s) => s,
+        Err(e) => {
+            let body = error_body(&e.to_string());
+            return write(&mut stream, &http::response(500, &body)).await;
+        }
+    };
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    let mut out = head.as_bytes().to_vec();
+    out.extend_from_slice(&ndjson(&Line::Start {
+        filter: filter.clone(),
+    }));
+    write(&mut stream, &out).await?;
+    let (mut rd, mut wr) = stream.split();
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            // The client sends nothing more: end of stream or an error means it went away.
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            },
+            l = sub.next() => {
+                let Some(l) = l else { return Ok(()) };
+                if let Line::Drop(d) = &*l {
+                    if !filter.matches(d) {
+                        continue;
+                    }
+                }
+                // A client that stops reading for READ_TIMEOUT loses its stream.
+                match tokio::time::timeout(READ_TIMEOUT, wr.write_all(&ndjson(&l))).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+fn ndjson(l: &Line) -> Vec<u8> {
+    let mut v = serde_json::to_vec(l).expect("serialises");
+    v.push(b'\n');
+    v
 }
 
 /// Writes an answer; a client that does not read it within [`READ_TIMEOUT`] loses it (and
