@@ -515,3 +515,29 @@ fn api_refuses_bad_requests_and_slow_clients_block_nobody() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
+
+#[test]
+fn sighup_during_startup_does_not_kill_the_daemon() {
+    let w = World::new();
+    let mut d = Daemon::spawn_with_env(&w.host, &[], &[]);
+    // The socket is bound before the engine starts, which loads the programs (seconds).
+    poll_until("the API socket", Duration::from_secs(30), || {
+        if d.sock().exists() {
+            Ok(())
+        } else {
+            Err("not bound yet")
+        }
+    });
+    assert!(
+        !d.logs().contains("netd daemon ready"),
+        "the daemon was ready before the SIGHUP: nothing tested"
+    );
+    hup(&d);
+    d.wait_until_ready();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        d.netd(&["status"]).status.success(),
+        "daemon gone after a SIGHUP during startup: {}",
+        d.logs()
+    );
+}

@@ -87,6 +87,10 @@ pub async fn run(
     argv: Vec<std::ffi::OsString>,
     socket: PathBuf,
 ) -> Result<(), DaemonError> {
+    // SIGHUP's default action ends the process: take it over before anything slow (loading
+    // the programs takes seconds), so a reload asked for during startup waits for the engine
+    // instead of killing the daemon.
+    let mut hup = signal(SignalKind::hangup()).map_err(io("cannot handle SIGHUP for", &socket))?;
     let args = &settings.args;
     let cfg = config::from_args(args)?;
     let filters = ConfigFilters::from_args(args).map_err(DaemonError::Settings)?;
@@ -194,7 +198,6 @@ pub async fn run(
         signal(SignalKind::terminate()).map_err(io("cannot handle SIGTERM for", &socket))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(io("cannot handle SIGINT for", &socket))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io("cannot handle SIGHUP for", &socket))?;
     {
         let engine = engine.clone();
         let mut reloader = Reloader::new(argv, &settings);
