@@ -39,16 +39,16 @@ fn lost() {
     }
 }
 
-/// Bytes of a `len`-byte packet to copy: 1..=EVENT_HEAD_MAX, or 0 for none. Written so the
-/// verifier sees the bound on the register it passes to the load helper.
+/// Bytes of a `len`-byte packet to copy: `min(len, EVENT_HEAD_MAX)` in 1..=EVENT_HEAD_MAX (a
+/// 0-byte packet asks for EVENT_HEAD_MAX, which the load helper refuses). Computed with a mask
+/// and no branch, so every verifier sees the bounds on the very register it passes to the load
+/// helper (6.1 does not carry them over from a `n > 0` branch and refuses a possible 0).
 #[inline(always)]
 fn head_len(len: u32) -> u32 {
-    let n = if len > EVENT_HEAD_MAX as u32 {
-        EVENT_HEAD_MAX as u32
-    } else {
-        len
-    };
-    n & (2 * EVENT_HEAD_MAX as u32 - 1)
+    const MAX: u32 = EVENT_HEAD_MAX as u32;
+    const _: () = assert!(MAX.is_power_of_two());
+    let m = if len > MAX { MAX } else { len };
+    (m.wrapping_sub(1) & (MAX - 1)) + 1
 }
 
 /// Reserves an event and fills everything but the packet bytes; `None` when the ring is full.
@@ -92,13 +92,11 @@ pub fn tc_event(skb: *mut __sk_buff, hook: u16, reason: u32) {
     };
     let p = e.as_mut_ptr();
     let n = head_len(len);
-    if n > 0 {
-        // SAFETY: head has EVENT_HEAD_MAX >= n writable bytes; the helper bounds-checks skb.
-        let r = unsafe { bpf_skb_load_bytes(skb as *const _, 0, (*p).head.as_mut_ptr().cast(), n) };
-        if r == 0 {
-            // SAFETY: as above.
-            unsafe { (*p).cap_len = n };
-        }
+    // SAFETY: head has EVENT_HEAD_MAX >= n writable bytes; the helper bounds-checks skb.
+    let r = unsafe { bpf_skb_load_bytes(skb as *const _, 0, (*p).head.as_mut_ptr().cast(), n) };
+    if r == 0 {
+        // SAFETY: as above.
+        unsafe { (*p).cap_len = n };
     }
     e.submit(0);
 }
@@ -117,13 +115,11 @@ pub fn xdp_event(xdp: *mut xdp_md, reason: u32) {
     };
     let p = e.as_mut_ptr();
     let n = head_len(len);
-    if n > 0 {
-        // SAFETY: head has EVENT_HEAD_MAX >= n writable bytes; the helper bounds-checks.
-        let r = unsafe { bpf_xdp_load_bytes(xdp, 0, (*p).head.as_mut_ptr().cast(), n) };
-        if r == 0 {
-            // SAFETY: as above.
-            unsafe { (*p).cap_len = n };
-        }
+    // SAFETY: head has EVENT_HEAD_MAX >= n writable bytes; the helper bounds-checks.
+    let r = unsafe { bpf_xdp_load_bytes(xdp, 0, (*p).head.as_mut_ptr().cast(), n) };
+    if r == 0 {
+        // SAFETY: as above.
+        unsafe { (*p).cap_len = n };
     }
     e.submit(0);
 }

@@ -541,3 +541,38 @@ fn sighup_during_startup_does_not_kill_the_daemon() {
         d.logs()
     );
 }
+
+#[test]
+fn stalled_api_clients_beyond_the_limit_do_not_lock_others_out() {
+    let w = World::new();
+    let d = w.daemon(&[]);
+    // 200 connections that never send a request: more than the daemon's 128 slots.
+    let stalled: Vec<std::os::unix::net::UnixStream> = (0..200)
+        .map(|_| std::os::unix::net::UnixStream::connect(d.sock()).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A real client is served at once, not after a stalled one's 10 s deadline.
+    let t = Instant::now();
+    let out = d.netd(&["status"]);
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "status took {:?} behind stalled clients",
+        t.elapsed()
+    );
+    // The oldest stalled connections were closed with a 408 to make room.
+    let mut first = &stalled[0];
+    first.set_read_timeout(Some(T)).unwrap();
+    let mut buf = String::new();
+    use std::io::Read as _;
+    let _ = first.read_to_string(&mut buf);
+    assert!(
+        buf.starts_with("HTTP/1.1 408"),
+        "oldest stalled connection got {buf:?}"
+    );
+    drop(stalled);
+}

@@ -105,6 +105,10 @@ impl Dataplane {
 
         check_pinned_layouts(&pins)?;
         let mut loader = EbpfLoader::new();
+        // The verifier's error and its statistics, without the instruction trace: before
+        // Linux 6.4 the log does not rotate, so a trace fills aya's buffer and the error at its
+        // end (the reason a program is refused) is lost.
+        loader.verifier_log_level(aya::VerifierLogLevel::STATS);
         for &map in ALL_MAPS {
             loader.map_pin_path(map, pins.map(map));
         }

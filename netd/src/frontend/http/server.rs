@@ -19,36 +19,109 @@ use crate::ops::monitor::event::{Filter, Line};
 
 pub type Shared = Arc<Mutex<Engine>>;
 
-/// Connections served at once; more wait in the listen backlog. Each holds a descriptor, and
-/// the daemon also needs descriptors for its port reservations.
+/// Connections served at once. Each holds a descriptor, and the daemon also needs descriptors
+/// for its port reservations. When all are taken, the one that has waited longest for its
+/// request is closed to make room ([`Waiting`]), so stalled clients never lock others out.
 const MAX_CONNECTIONS: usize = 128;
 /// A client has this long to send its whole request.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a new connection waits for a slot when every one is busy with a request.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The connections still reading their request, oldest first: the ones to shed when the
+/// slots run out (a connection that is being answered is never cut).
+#[derive(Default)]
+struct Waiting {
+    next_id: u64,
+    queue: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+type WaitingList = Arc<std::sync::Mutex<Waiting>>;
 
 /// Serves connections until the listener fails. `monitor` serves `GET /v1/monitor` (none
 /// without the eBPF dataplane).
 pub async fn serve(listener: UnixListener, engine: Shared, monitor: Option<Arc<Monitor>>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let waiting = WaitingList::default();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let engine = engine.clone();
-                let monitor = monitor.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(stream, engine, monitor, permit).await {
-                        tracing::debug!("API connection: {e}");
-                    }
-                });
-            }
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("API accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                // Every slot is taken: close the connection that has waited longest for its
+                // request, and take its slot.
+                let shed = waiting.lock().expect("waiting list").queue.pop_front();
+                if let Some((_, n)) = shed {
+                    n.notify_one();
+                }
+                tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
+        let Some(permit) = permit else {
+            // Every slot is answering a request: refuse this one instead of queueing it.
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let body = error_body(&format!(
+                    "the daemon is serving {MAX_CONNECTIONS} requests: try again"
+                ));
+                let _ = write(&mut stream, &http::response(503, &body)).await;
+            });
+            continue;
+        };
+        let engine = engine.clone();
+        let monitor = monitor.clone();
+        let waiting = waiting.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, engine, monitor, permit, waiting).await {
+                tracing::debug!("API connection: {e}");
+            }
+        });
     }
+}
+
+/// Reads one request within [`READ_TIMEOUT`], unless the slot is needed first.
+async fn read_request(
+    stream: &mut UnixStream,
+    waiting: &WaitingList,
+) -> Result<http::Message, http::HttpError> {
+    let shed = Arc::new(tokio::sync::Notify::new());
+    let id = {
+        let mut w = waiting.lock().expect("waiting list");
+        let id = w.next_id;
+        w.next_id += 1;
+        w.queue.push_back((id, shed.clone()));
+        id
+    };
+    let timed_out = |what: &str| {
+        Err(http::HttpError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            what.to_string(),
+        )))
+    };
+    let r = tokio::select! {
+        r = tokio::time::timeout(READ_TIMEOUT, http::read_message(stream, true)) => {
+            r.unwrap_or_else(|_| timed_out("request not received within 10 s"))
+        }
+        _ = shed.notified() => timed_out(&format!(
+            "request not received before {MAX_CONNECTIONS} other connections needed the slot"
+        )),
+    };
+    waiting
+        .lock()
+        .expect("waiting list")
+        .queue
+        .retain(|(i, _)| *i != id);
+    r
 }
 
 async fn handle(
@@ -56,17 +129,13 @@ async fn handle(
     engine: Shared,
     monitor: Option<Arc<Monitor>>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    waiting: WaitingList,
 ) -> Result<(), http::HttpError> {
-    let read = tokio::time::timeout(READ_TIMEOUT, http::read_message(&mut stream, true)).await;
-    let read = read.unwrap_or_else(|_| {
-        Err(http::HttpError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "request not received within 10 s",
-        )))
-    });
-    let req = match read {
+    let req = match read_request(&mut stream, &waiting).await {
         Ok(r) => r,
         Err(e) => {
+            // The slot goes back first: a shed connection's slot is awaited by a new one.
+            drop(permit);
             let body = error_body(&e.to_string());
             write(&mut stream, &http::response(e.status(), &body)).await?;
             return Ok(());
