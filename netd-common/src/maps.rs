@@ -29,6 +29,9 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp6::MAP_EP6,
     crate::dp6::MAP_EP6_ADDRS,
     crate::dp6::MAP_FRAGS6,
+    crate::monitor::MAP_EVENTS,
+    crate::monitor::MAP_MONITOR,
+    crate::monitor::MAP_MONITOR_LOST,
 ];
 
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
@@ -81,6 +84,7 @@ const PERCPU_HASH: u32 = 5;
 const PERCPU_ARRAY: u32 = 6;
 const LRU_HASH: u32 = 9;
 const LPM_TRIE: u32 = 11;
+const RINGBUF: u32 = 27;
 
 const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> MapLayout {
     MapLayout {
@@ -142,5 +146,9 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
         size_of::<Frag6Key>(),
         size_of::<FragPorts>(),
     ),
+    // A ring buffer has no key or value: its size is its max_entries.
+    layout(crate::monitor::MAP_EVENTS, RINGBUF, 0, 0),
+    layout(crate::monitor::MAP_MONITOR, ARRAY, 4, 4),
+    layout(crate::monitor::MAP_MONITOR_LOST, PERCPU_ARRAY, 4, 8),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());

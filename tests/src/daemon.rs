@@ -13,8 +13,9 @@ use crate::netns::Netns;
 use crate::world::UPLINK;
 use crate::{output_with_timeout, unique, workspace_root};
 
-/// How long the daemon gets to answer `status` after starting.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon gets to answer `status` after starting. Loading the programs alone
+/// (the verifier) takes 10-20 s on a busy 2-core machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long any single CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 

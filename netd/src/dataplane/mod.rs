@@ -63,6 +63,12 @@ pub struct DataplaneConfig {
     pub ct_max: u32,
 }
 
+/// Where the map `name` (a `netd_common::MAP_*`) is pinned under `pin_dir`: for readers that
+/// open one map on their own (the monitor's ring buffer).
+pub fn pinned_map(pin_dir: &std::path::Path, name: &str) -> PathBuf {
+    PinLayout::new(pin_dir).map(name)
+}
+
 /// NETD_CT_RING's size for a table of `ct_max` entries.
 pub fn ct_ring_slots(ct_max: u32) -> u32 {
     (ct_max / 2).max(1)
@@ -101,6 +107,10 @@ impl Dataplane {
 
         check_pinned_layouts(&pins)?;
         let mut loader = EbpfLoader::new();
+        // The verifier's error and its statistics, without the instruction trace: before
+        // Linux 6.4 the log does not rotate, so a trace fills aya's buffer and the error at its
+        // end (the reason a program is refused) is lost.
+        loader.verifier_log_level(aya::VerifierLogLevel::STATS);
         for &map in ALL_MAPS {
             loader.map_pin_path(map, pins.map(map));
         }

@@ -140,6 +140,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live datapath events: every dropped packet with its reason, interface, container and
+    /// 5-tuple, like `cilium monitor` (Ctrl-C to stop).
+    Monitor(MonitorArgs),
     /// Connection-tracking entries (both directions of each flow).
     Ct {
         /// Only flows with this address (before or after translation).
@@ -154,6 +157,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// Only drops for this reason (a `netd stats` name or its number; repeatable).
+    #[arg(long = "reason", value_name = "REASON")]
+    pub reasons: Vec<String>,
+    /// Only drops of this container (its interface, or its address at either end).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Only packets with this source or destination port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Print each event as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the dropped packets' first bytes to FILE as a pcap (tcpdump -r FILE).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Stop after N drop events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

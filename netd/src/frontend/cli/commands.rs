@@ -47,6 +47,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
         | Command::Completion { .. }
         | Command::Version { .. }
         | Command::Man { .. }
+        | Command::Monitor(_)
         | Command::Doctor { .. } => unreachable!("handled in main"),
         Command::Attach(a) => {
             let v: EndpointView = c
