@@ -363,6 +363,9 @@ impl Engine {
             };
             dp.upsert_endpoint(&info)?;
             undo.dataplane.push(host.clone());
+            if let Some(l) = ep.ipv6() {
+                dp.set_endpoint_ipv6(hl.index, l.link_local, l.global)?;
+            }
             dp.attach_endpoint(&host)?;
         }
         let seg = self.segment(ep.network.as_deref());
