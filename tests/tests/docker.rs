@@ -97,7 +97,7 @@ struct Dockerd {
 
 impl Dockerd {
     fn start(mnt: &MountNs, host: &Netns) -> Dockerd {
-        let dir = std::env::temp_dir().join(format!("netdt-docker-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(netd_tests::unique("netdt-docker-"));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("daemon.json"), "{}").unwrap();
         let child = Dockerd::spawn(mnt, host, &dir);
@@ -109,6 +109,41 @@ impl Dockerd {
     /// SIGTERM (dockerd stops its containers), then the same dockerd again.
     fn restart(&mut self, mnt: &MountNs, host: &Netns) {
         self.stop();
+        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.wait_ready();
+    }
+
+    /// SIGKILL: dockerd dies without stopping anything; its containerd, shims and containers
+    /// keep running.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // dockerd starts its containerd with a parent-death signal (SIGKILL): it dies too, and
+        // its orphan is left to this machine's pid 1, which may never reap it. A zombie still
+        // passes dockerd's "containerd is still running" check on the pid file, so remove the
+        // pid file once containerd is dead: dockerd starts a new one, as after a real crash.
+        let pidfile = self.dir.join("exec/containerd/containerd.pid");
+        let Ok(pid) = fs::read_to_string(&pidfile) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+            if stat.is_empty() || state == Some(Some('Z')) {
+                let _ = fs::remove_file(&pidfile);
+                return;
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts dockerd again after [`Dockerd::kill9`].
+    fn start_again(&mut self, mnt: &MountNs, host: &Netns) {
         self.child = Dockerd::spawn(mnt, host, &self.dir);
         self.wait_ready();
     }
@@ -726,4 +761,313 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     docker.docker_ok(&["network", "rm", "dknet"]);
     assert!(!d.netd_ok(&["network", "ls"]).contains("dknet"));
     assert_no_iptables_or_proxy(&w.host);
+}
+
+/// A test world with netd and dockerd sharing its host netns and a private mount namespace,
+/// the plugin spec installed and the busybox image imported. Fields drop in order: dockerd,
+/// netd, the mount namespace (kills what is left in it), the world.
+struct DockerWorld {
+    docker: Dockerd,
+    d: Daemon,
+    mnt: MountNs,
+    w: World,
+}
+
+impl DockerWorld {
+    fn new() -> DockerWorld {
+        assert!(
+            Path::new("/usr/sbin/dockerd").exists(),
+            "dockerd is missing: `cargo xtask setup` installs docker.io"
+        );
+        let w = World::new();
+        let mnt = MountNs::new(&w.host);
+        let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", BIP]);
+        let spec = mnt.run(&[
+            netd_tests::daemon::netd_bin().to_str().unwrap(),
+            "-H",
+            &d.host_arg(),
+            "docker-plugin",
+            "install",
+            "--dest",
+            "/etc/docker/plugins",
+        ]);
+        assert!(
+            spec.status.success(),
+            "{}",
+            String::from_utf8_lossy(&spec.stderr)
+        );
+        let docker = Dockerd::start(&mnt, &w.host);
+        let tar = image_tar(&docker.dir);
+        docker.docker_ok(&["import", tar.to_str().unwrap(), "netdt-bb:1"]);
+        DockerWorld { docker, d, mnt, w }
+    }
+
+    /// `docker network create -d netd --ipam-driver netd --subnet SUBNET -o netd.name=NAME NAME`.
+    fn network(&self, name: &str, subnet: &str, extra: &[&str]) {
+        let opt = format!("netd.name={name}");
+        let mut args = vec![
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            subnet,
+            "-o",
+            &opt,
+        ];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker.docker_ok(&args);
+    }
+
+    /// `docker run -d --name NAME <opts> netdt-bb:1 httpd` (port 80, the CGI answering the
+    /// client's address).
+    fn run_httpd(&self, name: &str, opts: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[
+            "netdt-bb:1",
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+        self.docker.docker_ok(&args);
+    }
+
+    /// The container's address as Docker reports it.
+    fn docker_ip(&self, name: &str) -> String {
+        self.docker.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            name,
+        ])
+    }
+
+    /// netd's endpoints as (name, ip), sorted.
+    fn netd_endpoints(&self) -> Vec<(String, String)> {
+        let ls: serde_json::Value =
+            serde_json::from_str(&self.d.netd_ok(&["ls", "--json"])).unwrap();
+        let mut v: Vec<(String, String)> = ls
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_string(),
+                    e["ip"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until `docker inspect` says NAME runs.
+    fn wait_running(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .docker
+            .docker(&["inspect", "-f", "{{.State.Running}}", name])
+            .stdout
+            != b"true\n"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} is not running after 60 s:\n{}",
+                self.docker.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// GET /cgi-bin/ip on HOST_UPLINK_IP:PORT from the outside; the peer address the
+    /// container's server saw.
+    fn outside_peer(&self, port: u16) -> Result<String, String> {
+        http_get_until(
+            &self.w.outside,
+            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
+        )
+        .map(|got| unmap(&got))
+    }
+}
+
+/// busybox httpd listens on [::] and writes IPv4 peers v4-mapped: `[::ffff:a.b.c.d]` → a.b.c.d.
+fn unmap(got: &str) -> String {
+    got.trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+        .to_string()
+}
+
+#[test]
+fn dockerd_keeps_networking_across_netd_restarts_and_a_dockerd_crash() {
+    let mut x = DockerWorld::new();
+    x.network("dkr", "10.79.4.0/24", &[]);
+    x.run_httpd(
+        "web",
+        &[
+            "--network",
+            "name=dkr,driver-opt=netd.name=web",
+            "-p",
+            "8080:80",
+        ],
+    );
+    x.run_httpd(
+        "always",
+        &[
+            "--restart",
+            "always",
+            "--network",
+            "name=dkr,driver-opt=netd.name=always",
+            "-p",
+            "8090:80",
+        ],
+    );
+    assert_eq!(x.docker_ip("web"), "10.79.4.2");
+    assert_eq!(x.docker_ip("always"), "10.79.4.3");
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+    let veths = x.w.host.links_with_prefix("veth");
+    assert_eq!(veths.len(), 2, "{veths:?}");
+
+    // 1. netd killed (SIGKILL) and started again, then stopped cleanly and started again,
+    // under the running dockerd: the containers keep their addresses and published ports,
+    // netd knows the same endpoints and veths, and a new `docker run` works.
+    let mut d_restarts = 0;
+    for kill in [true, false] {
+        if kill {
+            x.d.kill9();
+        } else {
+            x.d.stop();
+        }
+        // While netd is down the pinned dataplane keeps serving the published port.
+        if kill {
+            assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP, "netd down");
+        }
+        x.d.restart();
+        d_restarts += 1;
+        assert_eq!(
+            x.netd_endpoints(),
+            vec![
+                ("always".to_string(), "10.79.4.3".to_string()),
+                ("web".to_string(), "10.79.4.2".to_string())
+            ],
+            "after netd restart {d_restarts}"
+        );
+        assert_eq!(x.w.host.links_with_prefix("veth"), veths);
+        assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+        assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP);
+        assert!(x.d.netd_ok(&["port", "web"]).contains("8080"));
+        let ip = x.docker.docker_ok(&[
+            "exec",
+            "web",
+            "/bin/busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ]);
+        assert!(ip.contains("10.79.4.2/24"), "{ip}");
+        // A new container gets the next address and its port works.
+        x.run_httpd(
+            "late",
+            &[
+                "--network",
+                "name=dkr,driver-opt=netd.name=late",
+                "-p",
+                "8085:80",
+            ],
+        );
+        assert_eq!(x.docker_ip("late"), "10.79.4.4");
+        assert_eq!(x.outside_peer(8085).unwrap(), OUTSIDE_IP);
+        x.docker.docker_ok(&["rm", "-f", "late"]);
+        assert!(!x.d.ls_has("late"));
+        assert_eq!(x.w.host.links_with_prefix("veth"), veths);
+    }
+
+    // 2. dockerd killed (SIGKILL): containerd and the containers live on, and so does their
+    // networking. Started again without --live-restore, dockerd kills the old containers and
+    // cleans their sandboxes (libnetwork's sandboxCleanup calls Leave and DeleteEndpoint), and
+    // starts the --restart always one again on a new endpoint: the same address, its port
+    // working, the stopped container's endpoint and veth gone.
+    x.docker.kill9();
+    assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP, "dockerd down");
+    x.docker.start_again(&x.mnt, &x.w.host);
+    x.wait_running("always");
+    assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP);
+    // Without --ip the address is whatever the IPAM hands out first, as with Docker's own
+    // (its endpoints were all released): Docker and netd agree on it.
+    let always_ip = x.docker_ip("always");
+    assert_eq!(
+        x.docker
+            .docker_ok(&["inspect", "-f", "{{.State.Running}}", "web"]),
+        "false"
+    );
+    assert_eq!(
+        x.netd_endpoints(),
+        vec![("always".to_string(), always_ip.clone())],
+        "stale endpoints after the dockerd crash\n{}",
+        x.docker.log()
+    );
+    let after = x.w.host.links_with_prefix("veth");
+    assert_eq!(after.len(), 1, "{veths:?} -> {after:?}");
+    assert!(!veths.contains(&after[0]), "{veths:?} -> {after:?}");
+    assert!(
+        x.outside_peer(8080).is_err(),
+        "the stopped container's port is still served"
+    );
+    // Its port is free again: `docker start` publishes it on a new endpoint.
+    x.docker.docker_ok(&["start", "web"]);
+    let web_ip = x.docker_ip("web");
+    assert_ne!(web_ip, always_ip);
+    assert_eq!(x.d.inspect("web")["ip"], web_ip.as_str());
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+
+    // 3. `docker restart`: a new endpoint; the address is kept or not exactly as with Docker's
+    // own bridge driver (the oracle, a user-defined bridge network in the same dockerd), and
+    // the published port works again.
+    x.docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "bridge",
+        "--subnet",
+        "10.80.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=brk0",
+        "oracle",
+    ]);
+    for n in ["o1", "o2"] {
+        x.run_httpd(n, &["--network", "oracle"]);
+    }
+    let o1 = x.docker_ip("o1");
+    x.docker.docker_ok(&["restart", "-t", "1", "o1"]);
+    let oracle_same = x.docker_ip("o1") == o1;
+    let before = x.docker_ip("web");
+    x.docker.docker_ok(&["restart", "-t", "1", "web"]);
+    let now = x.docker_ip("web");
+    assert_eq!(
+        now == before,
+        oracle_same,
+        "docker restart: bridge {o1} -> {}, netd {before} -> {now}",
+        x.docker_ip("o1")
+    );
+    assert_eq!(x.d.inspect("web")["ip"], now.as_str());
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+    assert_eq!(x.netd_endpoints().len(), 2);
+    assert_eq!(x.w.host.links_with_prefix("veth").len(), 2 + 2);
+    x.docker
+        .docker_ok(&["rm", "-f", "o1", "o2", "web", "always"]);
+    x.docker.docker_ok(&["network", "rm", "oracle", "dkr"]);
+    assert!(x.netd_endpoints().is_empty());
+    assert!(x.w.host.links_with_prefix("veth").is_empty());
+    assert_no_iptables_or_proxy(&x.w.host);
 }
