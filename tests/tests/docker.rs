@@ -1063,6 +1063,9 @@ fn dockerd_keeps_networking_across_netd_restarts_and_a_dockerd_crash() {
         "docker restart: bridge {o1} -> {}, netd {before} -> {now}",
         x.docker_ip("o1")
     );
+    eprintln!(
+        "docker restart: Docker's bridge kept the address: {oracle_same}; netd {before} -> {now}"
+    );
     assert_eq!(x.d.inspect("web")["ip"], now.as_str());
     assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
     assert_eq!(x.netd_endpoints().len(), 2);
