@@ -418,7 +418,16 @@ impl Engine {
         let prefix = self.segment(ep.network.as_deref()).bridge_addr.prefix_len();
         cnl.add_address(c.index, ip, prefix).await?;
         if let Some(gw) = ep.gateway {
-            cnl.add_default_route(gw).await?;
+            // A second interface (a container on two networks) leaves the first one's default
+            // route in place: one default gateway per container, as Docker gives it.
+            let has_default = cnl
+                .routes_v4()
+                .await?
+                .iter()
+                .any(|r| r.dest.prefix_len() == 0);
+            if !has_default {
+                cnl.add_default_route(gw).await?;
+            }
         }
         if let Some(v6) = ep.ipv6() {
             cnl.add_default_route6(v6.gateway, c.index).await?;
