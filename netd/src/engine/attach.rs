@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::state::{Endpoint, PortBinding, Written};
 use super::view::EndpointView;
-use super::{EndpointSpec, Engine, EngineError};
+use super::{EndpointSpec, Engine, EngineError, Touched};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, netns};
 
@@ -50,7 +50,7 @@ impl Engine {
                 // Publish: the endpoint's programs are already attached (before its veth came
                 // up); the maps now get the rest: its port bindings, links and the full sets.
                 let committed = match self.sync_dataplane().await {
-                    Ok(()) => self.persist(),
+                    Ok(()) => self.persist(&[Touched::Endpoint(&name)]),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = committed {

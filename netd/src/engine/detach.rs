@@ -6,7 +6,7 @@ use ipnet::Ipv4Net;
 
 use super::attach::random_hex7;
 use super::state::Endpoint;
-use super::{Engine, EngineError, not_found};
+use super::{Engine, EngineError, Touched, not_found};
 use crate::spec::NetMode;
 use crate::wiring::netns;
 
@@ -71,7 +71,11 @@ impl Engine {
             }
         }
         // Persisting can fail too; that failure joins the others instead of hiding them.
-        if let Err(e) = self.persist() {
+        let touched: Vec<Touched<'_>> = std::iter::once(name)
+            .chain(ep.p2p.iter().map(|(peer, _)| peer.as_str()))
+            .map(Touched::Endpoint)
+            .collect();
+        if let Err(e) = self.persist(&touched) {
             errors.push(e.to_string());
         }
         self.refresh_linkers(name);
@@ -173,7 +177,7 @@ impl Engine {
             .expect("checked")
             .p2p
             .push((a.to_string(), ifb));
-        self.persist()?;
+        self.persist(&[Touched::Endpoint(a), Touched::Endpoint(b)])?;
         tracing::info!(a, b, "point-to-point link created");
         Ok(())
     }

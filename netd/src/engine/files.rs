@@ -4,7 +4,7 @@ use crate::dnsfiles::{self, EtcFiles, HostsLink};
 use crate::spec::NetMode;
 
 use super::state::{Endpoint, Written};
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Touched};
 
 impl Engine {
     fn host_resolv(&self) -> String {
@@ -142,7 +142,7 @@ impl Engine {
     /// persists what was written. A resolv.conf the container edited is left alone; hosts is
     /// netd's (Docker rewrites it on link changes too).
     fn rewrite_files(&mut self, names: Vec<String>, which: EtcFile, why: &str) {
-        let mut changed = false;
+        let mut changed = Vec::new();
         for n in names {
             let ep = &self.state.endpoints[&n];
             let files = EtcFiles::new(ep.etc_dir.clone());
@@ -172,14 +172,15 @@ impl Engine {
                         EtcFile::Hosts => w.hosts = new,
                         EtcFile::ResolvConf => w.resolv_conf = new,
                     }
-                    changed = true;
                     tracing::info!(container = %n, "{why}");
+                    changed.push(n);
                 }
                 Err(e) => tracing::warn!(container = %n, "cannot rewrite {}: {e}", path.display()),
             }
         }
-        if changed {
-            if let Err(e) = self.persist() {
+        if !changed.is_empty() {
+            let touched: Vec<Touched<'_>> = changed.iter().map(|n| Touched::Endpoint(n)).collect();
+            if let Err(e) = self.persist(&touched) {
                 tracing::warn!("{e}");
             }
         }

@@ -21,6 +21,7 @@ mod publish;
 pub mod request;
 mod reserve;
 pub mod state;
+mod store;
 mod uplinks;
 pub mod view;
 
@@ -36,7 +37,8 @@ pub use networks::DEFAULT_NETWORK;
 pub use request::{
     CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
 };
-use state::{Endpoint, NetworkState, State, Store};
+use state::{Endpoint, NetworkState, State};
+use store::{Store, Touched};
 pub use uplinks::{LinkEvents, auto_uplinks};
 use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 
@@ -126,8 +128,7 @@ impl Engine {
                 cfg.state_dir.display()
             ))
         })?;
-        let store = Store::new(&cfg.state_dir);
-        let mut st = store.load()?;
+        let (store, mut st) = Store::open(&cfg.state_dir)?;
         let nl = Netlink::current()?;
         for u in &cfg.uplinks {
             nl.link_by_name(u)
@@ -204,7 +205,9 @@ impl Engine {
         engine.setup_networks().await?;
         engine.reconcile().await?;
         engine.sync_dataplane().await?;
-        engine.store.save(&engine.state)?;
+        // One snapshot after start: it takes over a state.json from before the journal, and
+        // the start's own changes (binding ids, network ids, reconciled endpoints).
+        engine.store.snapshot(&mut engine.state)?;
         Ok(engine)
     }
 
@@ -248,8 +251,17 @@ impl Engine {
         &self.cfg
     }
 
-    fn persist(&self) -> Result<(), EngineError> {
-        self.store.save(&self.state).map_err(Into::into)
+    /// Records a change: the daemon-wide settings when they changed, and the endpoints
+    /// `touched` names (every endpoint the change added, altered or removed).
+    fn persist(&mut self, touched: &[Touched<'_>]) -> Result<(), EngineError> {
+        self.store
+            .commit(&mut self.state, touched)
+            .map_err(Into::into)
+    }
+
+    /// Syncs the state journal to disk now (the daemon calls it before it exits).
+    pub fn flush_state(&self) -> Result<(), EngineError> {
+        self.store.flush().map_err(Into::into)
     }
 
     fn owner_of_ip(&self, ip: Ipv4Addr) -> Option<String> {
