@@ -14,6 +14,7 @@ impl Engine {
     /// `netd detach`: removes the veth (its peer goes with it), the lease, the files, the
     /// port bindings and the dataplane attachment; a vanished namespace is fine.
     pub async fn detach(&mut self, name: &str) -> Result<(), EngineError> {
+        let mut t = super::timing::Phases::new();
         let ep = self
             .state
             .endpoints
@@ -44,11 +45,13 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => errors.push(e.to_string()),
             }
+            t.mark("veth_delete");
             if let Some(dp) = self.dp.as_mut() {
                 if let Err(e) = dp.detach(h) {
                     errors.push(format!("dataplane: {e}"));
                 }
             }
+            t.mark("programs");
         }
         for (peer, _) in &ep.p2p {
             if let Err(e) = self.drop_p2p(name, peer).await {
@@ -58,11 +61,13 @@ impl Engine {
         if let Err(e) = crate::dnsfiles::EtcFiles::new(ep.etc_dir.clone()).remove() {
             errors.push(format!("removing {}: {e}", ep.etc_dir.display()));
         }
+        t.mark("etc_files");
         self.state.endpoints.remove(name);
         self.reserved.release(&ep.ports);
         if let Err(e) = self.sync_dataplane().await {
             errors.push(e.to_string());
         }
+        t.mark("maps");
         if let (Some(ip), Some(dp)) = (ep.ip, self.dp.as_mut()) {
             if ep.net == NetMode::Bridge {
                 if let Err(e) = dp.ct_flush_ip(ip) {
@@ -70,6 +75,7 @@ impl Engine {
                 }
             }
         }
+        t.mark("ct_flush");
         // Persisting can fail too; that failure joins the others instead of hiding them.
         let touched: Vec<Touched<'_>> = std::iter::once(name)
             .chain(ep.p2p.iter().map(|(peer, _)| peer.as_str()))
@@ -78,8 +84,11 @@ impl Engine {
         if let Err(e) = self.persist(&touched) {
             errors.push(e.to_string());
         }
+        t.mark("persist");
         self.refresh_linkers(name);
+        t.mark("linkers");
         tracing::info!(container = %name, "detached");
+        t.log("detach", name);
         if errors.is_empty() {
             Ok(())
         } else {

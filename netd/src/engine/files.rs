@@ -68,11 +68,12 @@ impl Engine {
         };
         files.create_dir().map_err(|e| err("the directory", e))?;
         let w = self.render(ep);
-        crate::fsutil::write_atomic(&files.hostname_path(), &w.hostname)
-            .map_err(|e| err("hostname", e))?;
-        crate::fsutil::write_atomic(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
-        crate::fsutil::write_atomic(&files.resolv_conf_path(), &w.resolv_conf)
-            .map_err(|e| err("resolv.conf", e))?;
+        // Not fsynced: the files live no longer than the container's namespace (see
+        // write_replace_volatile); six fsyncs were the largest part of an attach.
+        let write = crate::fsutil::write_replace_volatile;
+        write(&files.hostname_path(), &w.hostname).map_err(|e| err("hostname", e))?;
+        write(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
+        write(&files.resolv_conf_path(), &w.resolv_conf).map_err(|e| err("resolv.conf", e))?;
         ep.written = w;
         Ok(())
     }

@@ -22,6 +22,7 @@ pub mod request;
 mod reserve;
 pub mod state;
 mod store;
+mod timing;
 mod uplinks;
 pub mod view;
 
