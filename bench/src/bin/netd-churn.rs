@@ -38,6 +38,10 @@ struct Cli {
     /// Ports published (as ranges of 1000) by one container attached before the churn.
     #[arg(long, default_value_t = 0)]
     published: u32,
+    /// With --published: after the churn, publish this many more single ports on the filler
+    /// (half through the CLI, half through the API) and report their latency.
+    #[arg(long, default_value_t = 0)]
+    publish_probes: u32,
     /// Extra daemon arguments (repeatable), e.g. --daemon-arg=--tc-attach --daemon-arg=netlink.
     #[arg(long, allow_hyphen_values = true)]
     daemon_arg: Vec<String>,
@@ -115,6 +119,32 @@ fn main() -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let cycles = att.len();
+    let (mut pub_cli, mut pub_api) = (Vec::new(), Vec::new());
+    if _filler.is_some() {
+        for k in 0..cli.publish_probes {
+            let spec = format!("{}:{}/tcp", 40000 + k, 40000 + k);
+            let t = Instant::now();
+            if k % 2 == 0 {
+                let out = d.netd(&["publish", "filler", &spec]);
+                if !out.status.success() {
+                    bail!(
+                        "netd publish {spec}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                pub_cli.push(t.elapsed());
+            } else {
+                let body = serde_json::json!({ "publish": [spec] });
+                http(
+                    &d,
+                    "POST",
+                    "/v1/endpoints/filler/ports",
+                    Some(&body.to_string()),
+                )?;
+                pub_api.push(t.elapsed());
+            }
+        }
+    }
     let ms = |v: &mut Vec<Duration>, q: f64| {
         v.sort();
         let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
@@ -131,6 +161,8 @@ fn main() -> Result<()> {
         "attach_p99_ms": ms(&mut att, 0.99),
         "detach_p50_ms": ms(&mut det, 0.5),
         "detach_p99_ms": ms(&mut det, 0.99),
+        "publish_one_cli_p50_ms": if pub_cli.is_empty() { serde_json::Value::Null } else { ms(&mut pub_cli, 0.5).into() },
+        "publish_one_api_p50_ms": if pub_api.is_empty() { serde_json::Value::Null } else { ms(&mut pub_api, 0.5).into() },
     });
     println!("{out}");
     if std::env::var_os("NETD_TRACE_TIMING").is_some() {
@@ -177,12 +209,7 @@ fn phase_medians(logs: &str) -> serde_json::Value {
 /// port 1024 (host and container ports alike). Returns its namespace, to keep it alive.
 fn publish_filler(w: &World, d: &Daemon, n: u32) -> Result<netd_tests::Container> {
     let c = w.container("filler");
-    let mut args = vec![
-        "attach".to_string(),
-        "filler".into(),
-        "--netns".into(),
-        c.path_str().into(),
-    ];
+    let mut publish = Vec::new();
     for (proto, count) in [("tcp", n - n / 2), ("udp", n / 2)] {
         let mut left = count;
         let mut port = 1024u32;
@@ -192,20 +219,18 @@ fn publish_filler(w: &World, d: &Daemon, n: u32) -> Result<netd_tests::Container
             if end > 60999 {
                 bail!("--published {n}: more than fit in 1024-60999 per protocol");
             }
-            args.push("-p".into());
-            args.push(format!("{port}-{end}:{port}-{end}/{proto}"));
+            publish.push(format!("{port}-{end}:{port}-{end}/{proto}"));
             port += k;
             left -= k;
         }
     }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = d.netd(&a);
-    if !out.status.success() {
-        bail!(
-            "attaching the filler: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // Through the API with reserve_ports false: reservation sockets (one per port) are another
+    // helper's part and hit the descriptor limit at 65,000 ports; this measures the rest.
+    let body = serde_json::json!({
+        "name": "filler", "netns": c.path_str(), "net": "bridge",
+        "publish": publish, "reserve_ports": false,
+    });
+    http(d, "POST", "/v1/endpoints", Some(&body.to_string())).context("attaching the filler")?;
     Ok(c)
 }
 
