@@ -8,8 +8,9 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use super::state::{Endpoint, PortBinding, Written};
+use super::timing::Phases;
 use super::view::EndpointView;
-use super::{EndpointSpec, Engine, EngineError};
+use super::{EndpointSpec, Engine, EngineError, Touched};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, netns};
 
@@ -28,22 +29,24 @@ pub(super) struct Undo {
 struct Veth {
     host: String,
     host_index: u32,
-    peer: String,
+    /// The container end's index here (0 when it was created in the container's namespace).
     peer_index: u32,
 }
 
 impl Engine {
     /// `netd attach`: validate everything, then wire, then persist.
     pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
+        let mut t = Phases::new();
         let mut ep = self.plan(&req)?;
         let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
+        t.mark("plan");
         let mut undo = Undo {
             ports: ep.ports.clone(),
             ..Default::default()
         };
         let ns_path = req.netns_handle.as_ref().unwrap_or(&req.netns);
         match self
-            .apply_attach(ep, ns_path, req.hand_over, &mut undo)
+            .apply_attach(ep, ns_path, req.hand_over, &mut undo, &mut t)
             .await
         {
             Ok(ep) => {
@@ -52,9 +55,13 @@ impl Engine {
                 // Publish: the endpoint's programs are already attached (before its veth came
                 // up); the maps now get the rest: its port bindings, links and the full sets.
                 let committed = match self.sync_dataplane().await {
-                    Ok(()) => self.persist(),
+                    Ok(()) => {
+                        t.mark("maps");
+                        self.persist(&[Touched::Endpoint(&name)])
+                    }
                     Err(e) => Err(e),
                 };
+                t.mark("persist");
                 if let Err(e) = committed {
                     self.state.endpoints.remove(&name);
                     self.state.next_binding_id = next_id;
@@ -65,8 +72,11 @@ impl Engine {
                     return Err(e);
                 }
                 self.refresh_linkers(&name);
+                t.mark("linkers");
                 tracing::info!(container = %name, "attached");
-                self.inspect(&name)
+                let view = self.inspect(&name);
+                t.log("attach", &name);
+                view
             }
             Err(e) => {
                 self.state.next_binding_id = next_id;
@@ -288,12 +298,13 @@ impl Engine {
         ns_path: &std::path::Path,
         hand_over: bool,
         undo: &mut Undo,
+        t: &mut Phases,
     ) -> Result<Endpoint, EngineError> {
         match ep.net {
             NetMode::Bridge if hand_over => {
                 // The container end stays here, down, with the endpoint's MAC; libnetwork moves
                 // it into the sandbox, renames it and gives it the address and routes.
-                let veth = self.create_veth(&ep, undo).await?;
+                let veth = self.create_veth(&ep, None, undo, t).await?;
                 self.nl
                     .set_mac(veth.peer_index, ep.mac.expect("bridged endpoint has a MAC"))
                     .await?;
@@ -306,6 +317,7 @@ impl Engine {
             NetMode::Bridge => {
                 let ns = open_ns(ns_path)?;
                 let cnl = netns::netlink_in(&ns)?;
+                t.mark("open_netns");
                 if cnl.link_by_name(&ep.ifname).await?.is_some() {
                     return Err(EngineError::Conflict(format!(
                         "network namespace {} already has an {} (attached by someone else?)",
@@ -313,8 +325,10 @@ impl Engine {
                         ep.ifname
                     )));
                 }
-                let veth = self.create_veth(&ep, undo).await?;
-                self.move_into_sandbox(&ep, &veth, &ns, &cnl).await?;
+                t.mark("check_ifname");
+                let veth = self.create_veth(&ep, Some(&ns), undo, t).await?;
+                self.configure_in_sandbox(&ep, &ns, &cnl).await?;
+                t.mark("sandbox");
                 ep.host_ifname = Some(veth.host);
                 ep.host_ifindex = Some(veth.host_index);
             }
@@ -341,15 +355,42 @@ impl Engine {
         }
         undo.etc_dir = Some(ep.etc_dir.clone());
         self.write_files(&mut ep)?;
+        t.mark("etc_files");
         Ok(ep)
     }
 
     /// The seed's "How Docker networks a container", steps 1-3: a veth pair, its host end on
-    /// the bridge and up, with the endpoint's programs attached first.
-    async fn create_veth(&mut self, ep: &Endpoint, undo: &mut Undo) -> Result<Veth, EngineError> {
+    /// the bridge and up, with the endpoint's programs attached first. With `into`, the
+    /// container end is created in that namespace, named and addressed already (step 4 without
+    /// a move); without, it stays here under a temporary name (hand-over).
+    async fn create_veth(
+        &mut self,
+        ep: &Endpoint,
+        into: Option<&std::fs::File>,
+        undo: &mut Undo,
+        t: &mut Phases,
+    ) -> Result<Veth, EngineError> {
         let (host, peer) = self.free_veth_names().await?;
-        let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
-        undo.host_links.push(host.clone());
+        t.mark("veth_names");
+        let seg_mtu = self.segment(ep.network.as_deref()).mtu;
+        let (hl, peer_index) = match into {
+            Some(ns) => {
+                let mac = ep.mac.expect("bridged endpoint has a MAC");
+                let hl = self
+                    .nl
+                    .create_veth_into(&host, &ep.ifname, ns.as_fd(), mac, seg_mtu)
+                    .await;
+                // The pair may exist even when the lookup after creating it failed.
+                undo.host_links.push(host.clone());
+                (hl?, None)
+            }
+            None => {
+                let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
+                undo.host_links.push(host.clone());
+                (hl, Some(pl.index))
+            }
+        };
+        t.mark("veth_create");
         // Policy before traffic: the maps learn the endpoint (address and MAC for
         // anti-spoofing) and its programs attach while the veth is still down and off the
         // bridge, so it is never up unpoliced. TCX attaches to a down interface.
@@ -368,38 +409,37 @@ impl Engine {
             }
             dp.attach_endpoint(&host)?;
         }
+        t.mark("programs");
         let seg = self.segment(ep.network.as_deref());
         let bridge = self.nl.require_link(&seg.bridge).await?;
-        self.nl.set_mtu(hl.index, seg.mtu).await?;
-        self.nl.set_mtu(pl.index, seg.mtu).await?;
+        if let Some(pi) = peer_index {
+            self.nl.set_mtu(hl.index, seg.mtu).await?;
+            self.nl.set_mtu(pi, seg.mtu).await?;
+        }
         self.nl.set_master(hl.index, bridge.index).await?;
         // enable_icc=false on a network: its containers' ports cannot forward to each other.
         if ep.network.is_some() && !seg.icc {
             self.nl.set_port_isolated(hl.index, true).await?;
         }
         self.nl.set_up(hl.index).await?;
+        t.mark("veth_config");
         Ok(Veth {
             host,
             host_index: hl.index,
-            peer,
-            peer_index: pl.index,
+            peer_index: peer_index.unwrap_or(0),
         })
     }
 
-    /// Steps 4-5: the peer moves into the container's namespace, takes the endpoint's interface
-    /// name, MAC and address, and the default route goes through the gateway.
-    async fn move_into_sandbox(
+    /// Step 5: in the container's namespace the new interface (created there, named and with
+    /// its MAC) gets IPv6 switched on when the endpoint has a lease, comes up with its
+    /// addresses, `lo` comes up, and the default routes go through the gateways.
+    async fn configure_in_sandbox(
         &self,
         ep: &Endpoint,
-        veth: &Veth,
         ns: &std::fs::File,
         cnl: &Netlink,
     ) -> Result<(), EngineError> {
-        self.nl.move_to_netns(veth.peer_index, ns.as_fd()).await?;
-        let c = cnl.require_link(&veth.peer).await?;
-        cnl.set_name(c.index, &ep.ifname).await?;
-        cnl.set_mac(c.index, ep.mac.expect("bridged endpoint has a MAC"))
-            .await?;
+        let c = cnl.require_link(&ep.ifname).await?;
         if let Some(v6) = ep.ipv6() {
             // IPv6 on, no duplicate address detection (the addresses are netd's to give, and
             // a tentative address would hold traffic back), before the interface comes up.

@@ -22,6 +22,8 @@ mod publish;
 pub mod request;
 mod reserve;
 pub mod state;
+mod store;
+mod timing;
 mod uplinks;
 pub mod view;
 
@@ -37,7 +39,8 @@ pub use networks::DEFAULT_NETWORK;
 pub use request::{
     CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
 };
-use state::{Endpoint, NetworkState, State, Store};
+use state::{Endpoint, NetworkState, State};
+use store::{Store, Touched};
 pub use uplinks::{LinkEvents, auto_uplinks};
 use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 
@@ -127,8 +130,7 @@ impl Engine {
                 cfg.state_dir.display()
             ))
         })?;
-        let store = Store::new(&cfg.state_dir);
-        let mut st = store.load()?;
+        let (store, mut st) = Store::open(&cfg.state_dir)?;
         let nl = Netlink::current()?;
         for u in &cfg.uplinks {
             nl.link_by_name(u)
@@ -207,7 +209,9 @@ impl Engine {
         engine.reconcile().await?;
         engine.restore_ndp_proxies().await;
         engine.sync_dataplane().await?;
-        engine.store.save(&engine.state)?;
+        // One snapshot after start: it takes over a state.json from before the journal, and
+        // the start's own changes (binding ids, network ids, reconciled endpoints).
+        engine.store.snapshot(&mut engine.state)?;
         Ok(engine)
     }
 
@@ -251,22 +255,23 @@ impl Engine {
     /// and the uplinks may have changed: put back what each endpoint needs.
     async fn restore_ndp_proxies(&mut self) {
         let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
-        let mut changed = false;
+        let mut changed = Vec::new();
         for n in names {
             let ep = self.state.endpoints[&n].clone();
             match self.add_ndp_proxy(&ep).await {
                 Ok(on) if on != ep.ndp_proxy => {
                     if let Some(e) = self.state.endpoints.get_mut(&n) {
                         e.ndp_proxy = on;
-                        changed = true;
+                        changed.push(n.clone());
                     }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(container = %n, "NDP proxy: {e}"),
             }
         }
-        if changed {
-            if let Err(e) = self.persist() {
+        if !changed.is_empty() {
+            let touched: Vec<Touched<'_>> = changed.iter().map(|n| Touched::Endpoint(n)).collect();
+            if let Err(e) = self.persist(&touched) {
                 tracing::warn!("{e}");
             }
         }
@@ -276,8 +281,17 @@ impl Engine {
         &self.cfg
     }
 
-    fn persist(&self) -> Result<(), EngineError> {
-        self.store.save(&self.state).map_err(Into::into)
+    /// Records a change: the daemon-wide settings when they changed, and the endpoints
+    /// `touched` names (every endpoint the change added, altered or removed).
+    fn persist(&mut self, touched: &[Touched<'_>]) -> Result<(), EngineError> {
+        self.store
+            .commit(&mut self.state, touched)
+            .map_err(Into::into)
+    }
+
+    /// Syncs the state journal to disk now (the daemon calls it before it exits).
+    pub fn flush_state(&self) -> Result<(), EngineError> {
+        self.store.flush().map_err(Into::into)
     }
 
     fn owner_of_ip(&self, ip: Ipv4Addr) -> Option<String> {

@@ -206,7 +206,7 @@ impl Engine {
                 self.state.networks.insert(net.name.clone(), net.clone());
                 match self.sync_isolation().await {
                     Ok(()) => match self.sync_dataplane().await {
-                        Ok(()) => self.persist(),
+                        Ok(()) => self.persist(&[]),
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -425,7 +425,7 @@ impl Engine {
             Ok(None) => {}
             Err(e) => errors.push(e.to_string()),
         }
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist(&[]) {
             errors.push(e.to_string());
         }
         tracing::info!(network = %name, "network removed");

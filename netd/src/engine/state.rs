@@ -1,12 +1,10 @@
-//! Desired state, persisted crash-safely as one JSON document.
-//!
-//! Every change is written to a temporary file, fsynced and renamed over `state.json` (then the
-//! directory is fsynced), so a kill -9 at any moment leaves either the previous or the new
-//! document, never a torn one.
+//! Desired state: the records the engine keeps and persists (see [`super::store`] for how:
+//! a snapshot plus a journal of changes). Fields added later carry serde defaults, so older
+//! snapshots and journal records still load.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -33,6 +31,10 @@ pub struct State {
     /// any endpoint holds them, with who holds them: the allocator skips them.
     #[serde(default)]
     pub held: BTreeMap<Ipv4Addr, String>,
+    /// The generation of the journal that continues this snapshot (`state.journal`'s header);
+    /// 0 in a state.json from before the journal. Kept by [`super::store::Store`].
+    #[serde(default)]
+    pub journal_gen: u64,
 }
 
 fn first_binding_id() -> u32 {
@@ -56,6 +58,7 @@ impl Default for State {
             networks: BTreeMap::new(),
             next_binding_id: first_binding_id(),
             held: BTreeMap::new(),
+            journal_gen: 0,
         }
     }
 }
@@ -233,60 +236,16 @@ pub enum StateError {
     },
     #[error("state file {path} has version {found}, this netd reads version {STATE_VERSION}")]
     Version { path: PathBuf, found: u32 },
+    #[error("state journal {path} is damaged at offset {offset}: {why}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
     #[error("cannot write state file {path}: {source}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-}
-
-pub struct Store {
-    path: PathBuf,
-}
-
-impl Store {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("state.json"),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn load(&self) -> Result<State, StateError> {
-        let data = match std::fs::read(&self.path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let state: State = serde_json::from_slice(&data).map_err(|source| StateError::Parse {
-            path: self.path.clone(),
-            source,
-        })?;
-        if state.version != STATE_VERSION {
-            return Err(StateError::Version {
-                path: self.path.clone(),
-                found: state.version,
-            });
-        }
-        Ok(state)
-    }
-
-    pub fn save(&self, state: &State) -> Result<(), StateError> {
-        // Compact: with thousands of published ports the pretty form is several times larger
-        // and slower to write on every change. `netd inspect` is the readable view.
-        let json = serde_json::to_string(state).expect("state serialises");
-        crate::fsutil::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
-            path: self.path.clone(),
-            source,
-        })
-    }
 }

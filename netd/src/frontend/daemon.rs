@@ -246,7 +246,10 @@ pub async fn run(
     notify::tell("STOPPING=1");
     // Wait for an in-flight change to finish, then leave while holding the engine: a request
     // queued behind it must not start and be cut off halfway by the runtime's shutdown.
-    let _engine = engine.lock().await;
+    let engine = engine.lock().await;
+    if let Err(e) = engine.flush_state() {
+        tracing::warn!("{e}");
+    }
     let _ = std::fs::remove_file(&socket);
     std::process::exit(0)
 }
