@@ -338,7 +338,8 @@ fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> 
 }
 
 /// Sets `t`'s source port (and echo id) to a port of [snat_port_min, snat_port_max] whose
-/// reply tuple is free, probed from a tuple-hashed start at most SNAT_TRIES times: 0, or
+/// reply tuple is free (unused, stale, or a finished TCP connection's when the packet is a SYN:
+/// [`ct::reply_free`]), probed from a tuple-hashed start at most SNAT_TRIES times: 0, or
 /// DROP_NO_SNAT_PORT. A subprogram (at most five arguments): its loop state stays off the
 /// caller's deep stack, which Linux 6.1 sums with create's into the 512-byte limit.
 #[inline(never)]
@@ -364,7 +365,7 @@ fn free_port(host: Option<&TcContext>, k: &CtKey, t: &mut CtKey, f: &NewFlow) ->
         }
         // Only a cheap check per port: with `create` inside the loop, Linux 6.1's verifier
         // walks the whole of it once per iteration (to_uplink then exceeds 1M insns).
-        if ct::reply_free(k, t, cfg, f.now) {
+        if ct::reply_free(k, t, f) {
             return 0;
         }
     }
