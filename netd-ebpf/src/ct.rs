@@ -452,25 +452,40 @@ fn set_reversed(dst: &mut CtKey, t: &CtKey) {
     dst._pad = t._pad;
 }
 
-/// Would [`create`] take `t`'s reply tuple for the flow `k` opened by `f.pkt` (no clash)? Free
-/// when no entry holds it, or the one there is `k`'s own, stale, or a finished TCP
-/// connection's and `f.pkt` is a SYN ([`may_take`]). The reversed tuple is built in the
-/// scratch slot, off the caller's stack.
+/// [`reply_free`]: nobody holds the reply tuple, or `k`'s own (earlier) flow, or a flow that
+/// is gone.
+pub const REPLY_FREE: u32 = 1;
+/// [`reply_free`]: another connection that is over holds it; a SYN may take it over.
+pub const REPLY_RECLAIMABLE: u32 = 2;
+
+/// Would [`create`] take `t`'s reply tuple for the flow `k` opened by `f.pkt` (no clash)?
+/// [`REPLY_FREE`] when no entry holds it, or the one there is `k`'s own or stale;
+/// [`REPLY_RECLAIMABLE`] when it is another, finished TCP connection's and `f.pkt` is a SYN
+/// ([`may_take`]): usable, but the remote end may still hold that connection in TIME_WAIT and
+/// refuse a SYN whose sequence number is below the old one's (a client that reuses its own
+/// tuple sends increasing ones); else 0. The reversed tuple is built in the scratch slot, off
+/// the caller's stack.
 #[inline(never)]
-pub fn reply_free(k: &CtKey, t: &CtKey, f: &NewFlow) -> bool {
+pub fn reply_free(k: &CtKey, t: &CtKey, f: &NewFlow) -> u32 {
     let Some(sc) = NETD_CT_SCRATCH.get_ptr_mut(0) else {
-        return false;
+        return 0;
     };
     // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
     let sc = unsafe { &mut *sc };
     set_reversed(&mut sc.reply, t);
     let r = &sc.reply;
     match NETD_CT.get_ptr(r) {
-        None => true,
+        None => REPLY_FREE,
         // SAFETY: a valid map value, read at once.
         Some(old) => {
             let old = unsafe { &*old };
-            old.peer == *k || may_take(old, r, f.pkt, f.cfg, f.now)
+            if old.peer == *k || stale(old, r, f.cfg, f.now) {
+                REPLY_FREE
+            } else if opens(f.pkt) && ct_reusable(old, r.proto) {
+                REPLY_RECLAIMABLE
+            } else {
+                0
+            }
         }
     }
 }
