@@ -37,10 +37,16 @@ fn close(w: &World, k: &CtKey, mport: u16) {
 
 /// A segment of the server's towards the masqueraded port; it must reach `src:sport`.
 fn back(w: &World, src: [u8; 4], sport: u16, mport: u16, flags: u8) {
-    let f = Frame::tcp(SERVER, UPLINK_IP, 80, mport).flags(flags).seq(70_000);
+    let f = Frame::tcp(SERVER, UPLINK_IP, 80, mport)
+        .flags(flags)
+        .seq(70_000);
     let (v, out) = w.run(PROG_FROM_UPLINK, w.up, &f.bytes());
     assert_eq!(v, TC_ACT_OK);
-    assert_eq!(tuple(&out), (SERVER, src, 80, sport), "reply reaches {src:?}");
+    assert_eq!(
+        tuple(&out),
+        (SERVER, src, 80, sport),
+        "reply reaches {src:?}"
+    );
 }
 
 /// A segment of the client's (in the window: sequence numbers near its SYN's).
@@ -83,7 +89,11 @@ fn a_syn_on_a_time_wait_tuple_opens_a_fresh_flow_and_the_old_pair_goes() {
         );
         let e = w.ct(&k).expect("the new original entry");
         assert_eq!(e.tcp_state, CT_TCP_SYN_SENT);
-        assert_eq!(e.flags & (CT_F_SEEN_REPLY | CT_F_FIN), 0, "nothing of the old flow");
+        assert_eq!(
+            e.flags & (CT_F_SEEN_REPLY | CT_F_FIN),
+            0,
+            "nothing of the old flow"
+        );
         assert!(e.created_ns > old.created_ns, "created afresh");
         assert_eq!(e.packets, 1);
         assert_ne!(e.peer, old_reply);
@@ -91,11 +101,18 @@ fn a_syn_on_a_time_wait_tuple_opens_a_fresh_flow_and_the_old_pair_goes() {
         assert_eq!(r.peer, k);
         assert_eq!(r.tcp_state, CT_TCP_SYN_SENT);
         assert_eq!(r.flags & CT_F_SEEN_REPLY, 0);
-        assert!(w.ct(&old_reply).is_none(), "the old reply entry went with it");
+        assert!(
+            w.ct(&old_reply).is_none(),
+            "the old reply entry went with it"
+        );
         // The old port no longer leads anywhere; the new one leads to A.
         let stray = Frame::tcp(SERVER, UPLINK_IP, 80, old_port).flags(TCP_ACK);
         let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &stray.bytes());
-        assert_eq!(tuple(&out), (SERVER, UPLINK_IP, 80, old_port), "untranslated");
+        assert_eq!(
+            tuple(&out),
+            (SERVER, UPLINK_IP, 80, old_port),
+            "untranslated"
+        );
         let synack = Frame::tcp(SERVER, UPLINK_IP, 80, port)
             .flags(TCP_SYN | TCP_ACK)
             .seq(5);
@@ -104,7 +121,9 @@ fn a_syn_on_a_time_wait_tuple_opens_a_fresh_flow_and_the_old_pair_goes() {
         assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
 
         // A SYN on a live (established) flow's tuple is no new connection: it keeps the flow.
-        let again = Frame::tcp(A_IP, SERVER, 40000, 80).flags(TCP_SYN).seq(900_000);
+        let again = Frame::tcp(A_IP, SERVER, 40000, 80)
+            .flags(TCP_SYN)
+            .seq(900_000);
         let (_, out) = w.run(PROG_TO_UPLINK, w.up, &again.bytes());
         assert_eq!(tuple(&out), (UPLINK_IP, SERVER, port, 80));
         assert_eq!(w.ct(&k).unwrap().created_ns, e.created_ns);
@@ -125,7 +144,11 @@ fn the_snat_search_reclaims_a_finished_connections_reply_tuple_for_a_syn_only() 
         assert_eq!(port, 50000);
         let syn_a = Frame::tcp(A_IP, SERVER, 40000, 80).flags(TCP_SYN).seq(7);
         assert_eq!(w.run(PROG_TO_UPLINK, w.up, &syn_a.bytes()).0, TC_ACT_SHOT);
-        assert_eq!(w.drop_count(DROP_NO_SNAT_PORT), 1, "a live flow's tuple is not taken");
+        assert_eq!(
+            w.drop_count(DROP_NO_SNAT_PORT),
+            1,
+            "a live flow's tuple is not taken"
+        );
         // B's connection ends (FINs both ways): TIME_WAIT, 120 s to go.
         close(w, &kb, port);
         let b_reply = w.ct(&kb).unwrap().peer;
@@ -144,7 +167,10 @@ fn the_snat_search_reclaims_a_finished_connections_reply_tuple_for_a_syn_only() 
         assert_eq!(r.peer, ka);
         assert_eq!(r.tcp_state, CT_TCP_SYN_SENT);
         assert_eq!(r.flags & CT_F_SEEN_REPLY, 0);
-        assert!(w.ct(&kb).is_none(), "B's original entry went with its reply tuple");
+        assert!(
+            w.ct(&kb).is_none(),
+            "B's original entry went with its reply tuple"
+        );
         assert_eq!(w.ct(&ka).unwrap().peer, b_reply);
         let synack = Frame::tcp(SERVER, UPLINK_IP, 80, 50000).flags(TCP_SYN | TCP_ACK);
         let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &synack.bytes());

@@ -124,7 +124,11 @@ pub fn auto_masq_ports((lo, hi): (u16, u16)) -> (u16, u16) {
     let below = (lo > 1024).then(|| (1024, lo - 1));
     let above = (hi < u16::MAX).then(|| (hi.max(1023) + 1, u16::MAX));
     let len = |r: Option<(u16, u16)>| r.map_or(0, |(a, b)| u32::from(b) - u32::from(a) + 1);
-    let best = if len(below) >= len(above) { below } else { above };
+    let best = if len(below) >= len(above) {
+        below
+    } else {
+        above
+    };
     let fallback = len(Some(MASQ_PORTS_FALLBACK));
     match best {
         Some(r) if len(best) >= fallback => r,
