@@ -490,6 +490,15 @@ pub fn ct_evictable(e: &CtEntry, proto: u8) -> bool {
         || proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_CLOSED || e.tcp_state == CT_TCP_TIME_WAIT)
 }
 
+/// Is this TCP entry's connection over (both FINs seen, or an in-window RST), so that a new SYN
+/// may take its tuple at once instead of waiting out the timeout? Linux conntrack reopens a
+/// TIME_WAIT or CLOSE entry on a SYN the same way (and nf_nat treats such a reply tuple as free
+/// for a SYN). Only TCP: a UDP or ICMP flow has no end a packet announces.
+#[inline(always)]
+pub fn ct_reusable(e: &CtEntry, proto: u8) -> bool {
+    proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_TIME_WAIT || e.tcp_state == CT_TCP_CLOSED)
+}
+
 /// Idle timeout of an entry, nanoseconds. Shared by the eBPF side (which refreshes entries) and
 /// the agent's garbage collector (which removes expired pairs). 0 (timeouts not configured) means
 /// "never expires": the programs then rely on LRU eviction alone.
@@ -863,6 +872,17 @@ mod tests {
             assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
         }
         assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        for (state, reusable) in [
+            (CT_TCP_SYN_SENT, false),
+            (CT_TCP_ESTABLISHED, false),
+            (CT_TCP_CLOSING, false),
+            (CT_TCP_CLOSED, true),
+            (CT_TCP_TIME_WAIT, true),
+        ] {
+            e.tcp_state = state;
+            assert_eq!(ct_reusable(&e, IPPROTO_TCP), reusable, "state {state}");
+            assert!(!ct_reusable(&e, IPPROTO_UDP), "UDP never");
+        }
         assert!(seq_in_window(1000, 1000));
         assert!(seq_in_window(5, u32::MAX - 5), "wraps");
         assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));

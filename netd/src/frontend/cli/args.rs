@@ -368,13 +368,15 @@ pub struct DaemonArgs {
     #[serde(default = "default_ct_max")]
     pub ct_max: u32,
     /// Source ports masquerade (and the SNAT of a container reaching its own published port)
-    /// translate into, MIN-MAX. Reserved in the daemon's network namespace
+    /// translate into, MIN-MAX, or `auto`: the larger run of ports (>= 1024) outside the
+    /// daemon namespace's ip_local_port_range (1024-32767 with Linux's default), or
+    /// 61000-65535 when that run is smaller. Reserved in the daemon's network namespace
     /// (net.ipv4.ip_local_reserved_ports), so host sockets never get them from the kernel and
     /// never collide with a masqueraded flow.
     #[arg(
         long = "masq-ports",
-        value_name = "MIN-MAX",
-        default_value = "61000-65535"
+        value_name = "MIN-MAX|auto",
+        default_value = "auto"
     )]
     #[serde(default = "default_masq_ports")]
     pub masq_ports: String,
@@ -493,7 +495,7 @@ impl Cli {
 }
 
 fn default_masq_ports() -> String {
-    "61000-65535".to_owned()
+    "auto".to_owned()
 }
 
 fn default_ct_max() -> u32 {

@@ -94,8 +94,7 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
             DataplaneArg::Ebpf => DataplaneMode::Ebpf,
             DataplaneArg::None => DataplaneMode::None,
         },
-        masq_ports: parse_port_range(&a.masq_ports)
-            .map_err(|e| ConfigError(format!("invalid --masq-ports {:?}: {e}", a.masq_ports)))?,
+        masq_ports: masq_ports(&a.masq_ports)?,
         tc_attach: tc_attach(a.tc_attach)?,
         fast_path: fast_path(a.fast_path)?,
     })
@@ -173,6 +172,46 @@ fn ipv6_flags(
         }
     }
     Ok((cidr, gw))
+}
+
+/// `--masq-ports`: `auto` ([`auto_masq_ports`] of this namespace's ip_local_port_range), or
+/// `MIN-MAX`.
+fn masq_ports(v: &str) -> Result<(u16, u16), ConfigError> {
+    if v.trim() == "auto" {
+        let eph = spec::read_ephemeral_ports().map_err(|e| {
+            ConfigError(format!(
+                "--masq-ports auto needs the host's ephemeral port range: {e}"
+            ))
+        })?;
+        return Ok(auto_masq_ports(eph.range));
+    }
+    parse_port_range(v).map_err(|e| ConfigError(format!("invalid --masq-ports {v:?}: {e}")))
+}
+
+/// The range used when no ephemeral-free one is big enough, carved out of the top of Linux's
+/// default ephemeral range (32768-60999 leaves 61000-65535 free anyway).
+pub const MASQ_PORTS_FALLBACK: (u16, u16) = (61000, 65535);
+
+/// `--masq-ports auto`: the larger run of unprivileged ports outside the host's ephemeral range
+/// `lo-hi` (with Linux's default 32768-60999: 1024-32767, 31 744 ports), where the kernel never
+/// gives a host socket a port, so masqueraded flows and host sockets cannot collide (the daemon
+/// still reserves it, so a later change of ip_local_port_range keeps it so). When neither run
+/// holds as many ports as [`MASQ_PORTS_FALLBACK`], that range (reserved from the ephemeral
+/// range).
+pub fn auto_masq_ports((lo, hi): (u16, u16)) -> (u16, u16) {
+    let below = (lo > 1024).then(|| (1024, lo - 1));
+    let above = (hi < u16::MAX).then(|| (hi.max(1023) + 1, u16::MAX));
+    let len = |r: Option<(u16, u16)>| r.map_or(0, |(a, b)| u32::from(b) - u32::from(a) + 1);
+    let best = if len(below) >= len(above) {
+        below
+    } else {
+        above
+    };
+    let fallback = len(Some(MASQ_PORTS_FALLBACK));
+    match best {
+        Some(r) if len(best) >= fallback => r,
+        _ => MASQ_PORTS_FALLBACK,
+    }
 }
 
 /// `MIN-MAX` (or one port), 1024 <= MIN <= MAX.
@@ -288,5 +327,25 @@ mod tests {
         }
         // /126 is the longest accepted.
         assert!(config(&["--ipv6", "--fixed-cidr-v6", "2001:db8::c008/126"]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod masq_ports_tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_the_larger_ephemeral_free_run() {
+        // Linux's default.
+        assert_eq!(auto_masq_ports((32768, 60999)), (1024, 32767));
+        // A range at the bottom leaves the top.
+        assert_eq!(auto_masq_ports((1024, 20000)), (20001, 65535));
+        // Whole port space ephemeral, or too little left: the reserved fallback.
+        assert_eq!(auto_masq_ports((1024, 65535)), MASQ_PORTS_FALLBACK);
+        assert_eq!(auto_masq_ports((2000, 64000)), MASQ_PORTS_FALLBACK);
+        assert_eq!(auto_masq_ports((5000, 65535)), MASQ_PORTS_FALLBACK);
+        assert_eq!(auto_masq_ports((6000, 65535)), (1024, 5999));
+        assert_eq!(masq_ports("40000-40999").unwrap(), (40000, 40999));
+        assert!(masq_ports("80-90").is_err());
     }
 }
