@@ -541,6 +541,15 @@ pub fn ct_evictable(e: &CtEntry, proto: u8) -> bool {
         || proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_CLOSED || e.tcp_state == CT_TCP_TIME_WAIT)
 }
 
+/// Is this TCP entry's connection over (both FINs seen, or an in-window RST), so that a new SYN
+/// may take its tuple at once instead of waiting out the timeout? Linux conntrack reopens a
+/// TIME_WAIT or CLOSE entry on a SYN the same way (and nf_nat treats such a reply tuple as free
+/// for a SYN). Only TCP: a UDP or ICMP flow has no end a packet announces.
+#[inline(always)]
+pub fn ct_reusable(e: &CtEntry, proto: u8) -> bool {
+    proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_TIME_WAIT || e.tcp_state == CT_TCP_CLOSED)
+}
+
 /// Idle timeout of an entry, nanoseconds. Shared by the eBPF side (which refreshes entries) and
 /// the agent's garbage collector (which removes expired pairs). 0 (timeouts not configured) means
 /// "never expires": the programs then rely on LRU eviction alone.
@@ -692,10 +701,23 @@ pub const DROP_ICC_MAC: u32 = 21;
 pub const DROP_NET_ISOLATED: u32 = 22;
 /// `--internal`: a packet between an internal network and an uplink (either way).
 pub const DROP_NET_INTERNAL: u32 = 23;
+/// Neighbour discovery that would claim another's address: a neighbour advertisement whose
+/// target is not one of the container's addresses, or whose target link-layer address option
+/// is not its MAC; a solicitation whose source link-layer address option is not its MAC, or a
+/// duplicate address detection probe (source `::`) for an address that is not its own.
+pub const DROP_ND_SPOOF: u32 = 24;
+/// A router advertisement (ICMPv6 134) from a container: only the host routes.
+pub const DROP_ROUTER_ADVERT: u32 = 25;
+/// An ICMPv6 redirect (137) from a container.
+pub const DROP_REDIRECT: u32 = 26;
+/// IPv6 from an endpoint without IPv6 configuration other than neighbour discovery and MLD
+/// from its MAC-derived link-local address (or `::`).
+pub const DROP_IPV6_OFF: u32 = 27;
 
 /// Size of NETD_DROPS: every reason above must be below it.
 pub const DROP_REASONS: u32 = 32;
 const _: () = assert!(DROP_NET_INTERNAL < DROP_REASONS);
+const _: () = assert!(DROP_IPV6_OFF < DROP_REASONS);
 const _: () = assert!(DROP_ICC_MAC < DROP_REASONS);
 
 /// Is `ip` (network byte order) a source no host may send from: 0.0.0.0/8 ("this network"),
@@ -732,6 +754,10 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_ICC_MAC => "icc-foreign-dst-mac",
         DROP_NET_ISOLATED => "other-network",
         DROP_NET_INTERNAL => "internal-network",
+        DROP_ND_SPOOF => "nd-spoofed-address",
+        DROP_ROUTER_ADVERT => "router-advertisement",
+        DROP_REDIRECT => "icmpv6-redirect",
+        DROP_IPV6_OFF => "ipv6-not-configured",
         _ => "unknown",
     }
 }
@@ -889,6 +915,17 @@ mod tests {
             assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
         }
         assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        for (state, reusable) in [
+            (CT_TCP_SYN_SENT, false),
+            (CT_TCP_ESTABLISHED, false),
+            (CT_TCP_CLOSING, false),
+            (CT_TCP_CLOSED, true),
+            (CT_TCP_TIME_WAIT, true),
+        ] {
+            e.tcp_state = state;
+            assert_eq!(ct_reusable(&e, IPPROTO_TCP), reusable, "state {state}");
+            assert!(!ct_reusable(&e, IPPROTO_UDP), "UDP never");
+        }
         assert!(seq_in_window(1000, 1000));
         assert!(seq_in_window(5, u32::MAX - 5), "wraps");
         assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));

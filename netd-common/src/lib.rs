@@ -7,11 +7,15 @@
 #![no_std]
 
 pub mod dp;
+pub mod dp6;
 pub mod maps;
+pub mod monitor;
 pub mod programs;
 pub mod sock;
 
 pub use dp::*;
+pub use dp6::*;
 pub use maps::*;
+pub use monitor::*;
 pub use programs::*;
 pub use sock::*;

@@ -26,6 +26,12 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp::MAP_FRAGS,
     crate::dp::MAP_NETWORKS,
     crate::dp::MAP_NET_SUBNETS,
+    crate::dp6::MAP_EP6,
+    crate::dp6::MAP_EP6_ADDRS,
+    crate::dp6::MAP_FRAGS6,
+    crate::monitor::MAP_EVENTS,
+    crate::monitor::MAP_MONITOR,
+    crate::monitor::MAP_MONITOR_LOST,
 ];
 
 /// Maximum number of interfaces tracked in [`MAP_IF_STATS`].
@@ -78,6 +84,7 @@ const PERCPU_HASH: u32 = 5;
 const PERCPU_ARRAY: u32 = 6;
 const LRU_HASH: u32 = 9;
 const LPM_TRIE: u32 = 11;
+const RINGBUF: u32 = 27;
 
 const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> MapLayout {
     MapLayout {
@@ -89,6 +96,8 @@ const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> 
 }
 
 use core::mem::size_of;
+
+use crate::dp6::{Ep6Info, Frag6Key, MAP_EP6, MAP_EP6_ADDRS, MAP_FRAGS6};
 
 use crate::dp::{
     CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
@@ -134,5 +143,17 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     ),
     layout(MAP_NETWORKS, ARRAY, 4, size_of::<NetConfig>()),
     layout(MAP_NET_SUBNETS, LPM_TRIE, 8, 4),
+    layout(MAP_EP6, HASH, 4, size_of::<Ep6Info>()),
+    layout(MAP_EP6_ADDRS, HASH, 16, 4),
+    layout(
+        MAP_FRAGS6,
+        LRU_HASH,
+        size_of::<Frag6Key>(),
+        size_of::<FragPorts>(),
+    ),
+    // A ring buffer has no key or value: its size is its max_entries.
+    layout(crate::monitor::MAP_EVENTS, RINGBUF, 0, 0),
+    layout(crate::monitor::MAP_MONITOR, ARRAY, 4, 4),
+    layout(crate::monitor::MAP_MONITOR_LOST, PERCPU_ARRAY, 4, 8),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());

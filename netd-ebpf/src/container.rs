@@ -1,5 +1,5 @@
 //! The container hooks (Cilium's bpf_lxc), on a container's host-side veth: `from_container`
-//! (TC ingress: what the container sends) enforces anti-spoofing, hairpin NAT (delivered
+//! (TC ingress: what the container sends) enforces anti-spoofing (IPv6 in `policy6`), hairpin NAT (delivered
 //! straight into the target when it is on another network), network isolation and the
 //! network's icc, and on the fast path sends tracked traffic that leaves by an uplink straight
 //! there (`redirect`);
@@ -16,7 +16,7 @@ use crate::{
     ct, frag, icmp, maps,
     nat::{self, Xlate},
     parse::{self, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
-    policy, redirect, uplink,
+    policy, policy6, redirect, uplink,
 };
 
 const PASS: i32 = TC_ACT_OK;
@@ -36,12 +36,10 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
             return Ok(PASS);
         }
         ETH_P_IP => {}
-        // netd has no IPv6 support yet: no anti-spoofing, no ICC decision per address. Under
-        // `--icc false` containers would reach each other over link-local addresses.
         ETH_P_IPV6 => {
-            return match maps::config() {
-                Some(cfg) if policy::icc_off(cfg, u32::from(ep.net_id)) => Err(DROP_ICC),
-                _ => Ok(PASS),
+            return match policy6::from_container(ctx, ifindex) {
+                0 => Ok(PASS),
+                r => Err(r),
             };
         }
         // VLAN tags (0x8100, 0x88a8) and everything else would carry traffic past the policy.

@@ -6,7 +6,7 @@ use aya_ebpf::{
     bindings::{TC_ACT_SHOT, xdp_action::XDP_DROP},
     btf_maps::{PerCpuArray, PerCpuHashMap},
     macros::btf_map,
-    programs::TcContext,
+    programs::{TcContext, XdpContext},
 };
 use netd_common::{DROP_REASONS, IF_STATS_MAX, IfStats, PORT_STATS_MAX, Traffic};
 
@@ -81,18 +81,21 @@ pub fn count_drop(reason: u32) {
     }
 }
 
-/// Counts a TC drop under `reason` and returns the verdict that drops the packet. Every drop a
-/// TC program makes goes through here.
+/// Counts a TC drop of `ctx`'s packet under `reason`, hands it to `netd monitor` when one
+/// listens (`hook`: `netd_common::HOOK_TC_*`), and returns the verdict that drops the packet.
+/// Every drop a TC program makes goes through here.
 #[inline(always)]
-pub fn tc_drop(reason: u32) -> i32 {
+pub fn tc_drop(ctx: &TcContext, hook: u16, reason: u32) -> i32 {
     count_drop(reason);
+    crate::monitor::tc_event(ctx.skb.skb, hook, reason);
     TC_ACT_SHOT
 }
 
 /// The XDP twin of [`tc_drop`].
 #[inline(always)]
-pub fn xdp_drop(reason: u32) -> u32 {
+pub fn xdp_drop(ctx: &XdpContext, reason: u32) -> u32 {
     count_drop(reason);
+    crate::monitor::xdp_event(ctx.ctx, reason);
     XDP_DROP
 }
 

@@ -17,7 +17,11 @@
 //!
 //! TCP: SYN_SENT (also a flow picked up mid-stream) -> ESTABLISHED on the first answer ->
 //! CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED on an RST, which must lie within
-//! `CT_RST_WINDOW` of its sender's last sequence number (else DROP_TCP_RST_WINDOW).
+//! `CT_RST_WINDOW` of its sender's last sequence number (else DROP_TCP_RST_WINDOW). A finished
+//! connection (TIME_WAIT, CLOSED) holds its tuples only until a new SYN wants them, as in Linux
+//! conntrack: a SYN on its original tuple opens a fresh flow ([`lookup`] ignores the old one and
+//! [`create`] replaces both entries), and a new flow (a SYN) may take over its reply tuple, in
+//! the SNAT port search too ([`reply_free`]), removing the old owner's other entry.
 
 use core::{ffi::c_void, num::NonZeroU64};
 
@@ -31,8 +35,8 @@ use netd_common::{
     CT_F_DNAT, CT_F_FIN, CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SNAT, CT_F_TD_SEEN, CT_MAX_DEFAULT,
     CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_NONE, CT_TCP_SYN_SENT,
     CT_TCP_TIME_WAIT, CtEntry, CtKey, CtRingPos, CtRingSlot, DROP_CT_EVICTED, DROP_MALFORMED,
-    DROP_TCP_RST_WINDOW, DpConfig, IPPROTO_ICMP, IPPROTO_TCP, ct_evictable, ct_timeout_ns,
-    seq_in_window,
+    DROP_TCP_RST_WINDOW, DpConfig, IPPROTO_ICMP, IPPROTO_TCP, ct_evictable, ct_reusable,
+    ct_timeout_ns, seq_in_window,
 };
 
 use aya_ebpf::programs::TcContext;
@@ -119,7 +123,10 @@ fn expired(e: &CtEntry, proto: u8, cfg: &DpConfig, now: u64) -> bool {
 }
 
 /// The live entry for `k`, checked against the packet: an ICMP echo request only matches an
-/// original-direction entry and an echo reply only a reply entry.
+/// original-direction entry and an echo reply only a reply entry. A SYN opening a new
+/// connection on the tuple of a finished one (TIME_WAIT or CLOSED, [`ct_reusable`]) matches
+/// nothing: the caller then creates the flow afresh, replacing both of the old entries
+/// ([`create`]), as Linux conntrack reopens such a tuple.
 #[inline(always)]
 pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtEntry> {
     let p = lookup_key(k, cfg, now)?;
@@ -131,7 +138,26 @@ pub fn lookup(k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> Option<*mut CtE
             return None;
         }
     }
+    if opens(pkt) && e.flags & CT_F_REPLY == 0 && ct_reusable(e, k.proto) {
+        return None;
+    }
     Some(p)
+}
+
+/// Does `pkt` open a TCP connection (a SYN without ACK or RST)?
+#[inline(always)]
+pub fn opens(pkt: &Pkt) -> bool {
+    pkt.proto == IPPROTO_TCP
+        && pkt.has_l4()
+        && pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+}
+
+/// May the new flow opened by `pkt` take over the tuple of entry `e` (held by another flow)?
+/// When that flow is gone ([`stale`]), or `pkt` is a SYN and that TCP connection is over
+/// ([`ct_reusable`]): the old owner's entries are then removed both ways.
+#[inline(always)]
+fn may_take(e: &CtEntry, k: &CtKey, pkt: &Pkt, cfg: &DpConfig, now: u64) -> bool {
+    (opens(pkt) && ct_reusable(e, k.proto)) || stale(e, k, cfg, now)
 }
 
 /// Is the flow of entry `e` (keyed `k`) over? Only when neither direction was seen within its
@@ -251,7 +277,8 @@ fn account(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> 
 
 /// The TCP half of [`touch`]: 0, or the drop reason for an RST outside the window. Moves both
 /// entries through SYN_SENT -> ESTABLISHED (on the first answer) -> CLOSING (one FIN) ->
-/// TIME_WAIT (FINs both ways), or CLOSED (RST); a SYN on a finished tuple starts over.
+/// TIME_WAIT (FINs both ways), or CLOSED (RST). A SYN on a half-closed tuple starts over in
+/// place; on a TIME_WAIT or CLOSED one it never gets here ([`lookup`]: a fresh flow).
 #[inline(always)]
 fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, now: u64) -> u32 {
     // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
@@ -425,24 +452,40 @@ fn set_reversed(dst: &mut CtKey, t: &CtKey) {
     dst._pad = t._pad;
 }
 
-/// Would [`create`] take `t`'s reply tuple for the flow `k` (no clash)? Free when no entry
-/// holds it, or the one there is `k`'s own or stale. The reversed tuple is built in the
-/// scratch slot, off the caller's stack.
+/// [`reply_free`]: nobody holds the reply tuple, or `k`'s own (earlier) flow, or a flow that
+/// is gone.
+pub const REPLY_FREE: u32 = 1;
+/// [`reply_free`]: another connection that is over holds it; a SYN may take it over.
+pub const REPLY_RECLAIMABLE: u32 = 2;
+
+/// Would [`create`] take `t`'s reply tuple for the flow `k` opened by `f.pkt` (no clash)?
+/// [`REPLY_FREE`] when no entry holds it, or the one there is `k`'s own or stale;
+/// [`REPLY_RECLAIMABLE`] when it is another, finished TCP connection's and `f.pkt` is a SYN
+/// ([`may_take`]): usable, but the remote end may still hold that connection in TIME_WAIT and
+/// refuse a SYN whose sequence number is below the old one's (a client that reuses its own
+/// tuple sends increasing ones); else 0. The reversed tuple is built in the scratch slot, off
+/// the caller's stack.
 #[inline(never)]
-pub fn reply_free(k: &CtKey, t: &CtKey, cfg: &DpConfig, now: u64) -> bool {
+pub fn reply_free(k: &CtKey, t: &CtKey, f: &NewFlow) -> u32 {
     let Some(sc) = NETD_CT_SCRATCH.get_ptr_mut(0) else {
-        return false;
+        return 0;
     };
     // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
     let sc = unsafe { &mut *sc };
     set_reversed(&mut sc.reply, t);
     let r = &sc.reply;
     match NETD_CT.get_ptr(r) {
-        None => true,
+        None => REPLY_FREE,
         // SAFETY: a valid map value, read at once.
         Some(old) => {
             let old = unsafe { &*old };
-            old.peer == *k || stale(old, r, cfg, now)
+            if old.peer == *k || stale(old, r, f.cfg, f.now) {
+                REPLY_FREE
+            } else if opens(f.pkt) && ct_reusable(old, r.proto) {
+                REPLY_RECLAIMABLE
+            } else {
+                0
+            }
         }
     }
 }
@@ -481,7 +524,7 @@ fn insert_reply(r: &CtKey, e: &CtEntry, k: &CtKey, f: &NewFlow) -> Result<(), Cr
             // SAFETY: a valid map value, read at once.
             let old = unsafe { &*old };
             if old.peer != *k {
-                if !stale(old, r, f.cfg, f.now) {
+                if !may_take(old, r, f.pkt, f.cfg, f.now) {
                     return Err(CreateError::Clash);
                 }
                 // The old owner's original entry would keep translating into this tuple,

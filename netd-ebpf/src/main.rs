@@ -8,6 +8,8 @@
 //! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
 //! - `icmp`: ICMP errors quoting translated flows.
 //! - `policy`: anti-spoofing, network isolation and icc per network with `--link`.
+//! - `policy6`: the same for IPv6 (NETD_EP6, NETD_EP6_ADDRS), neighbour discovery, router
+//!   advertisements and redirects, extension headers and fragments (NETD_FRAGS6).
 //! - `redirect`: the fast path (`bpf_redirect_peer` into containers, FIB lookup + redirect to
 //!   uplinks) that skips the host's routing.
 //! - `filter`: source allow/deny lists at XDP.
@@ -17,7 +19,8 @@
 //! Hooks: `*_uplink` run on the host's uplink (Cilium's bpf_host, in `uplink`), `*_container`
 //! on a container's host-side veth (Cilium's bpf_lxc, in `container`), `xdp_prefilter` on
 //! uplinks. Names are the `netd_common::PROG_*` constants. Every drop is counted under its
-//! reason (`netd_common::DROP_*`) by `counters::tc_drop`/`xdp_drop`.
+//! reason (`netd_common::DROP_*`) by `counters::tc_drop`/`xdp_drop`, which also hand it to
+//! `netd monitor` (`monitor`: the NETD_EVENTS ring buffer) while a monitor client listens.
 #![no_std]
 #![no_main]
 
@@ -29,9 +32,11 @@ mod filter;
 mod frag;
 mod icmp;
 mod maps;
+mod monitor;
 mod nat;
 mod parse;
 mod policy;
+mod policy6;
 mod redirect;
 mod uplink;
 
@@ -40,12 +45,13 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use counters::Dir;
+use netd_common::{HOOK_TC_EGRESS, HOOK_TC_INGRESS};
 
 #[inline(always)]
-fn tc_verdict(r: Result<i32, u32>) -> i32 {
+fn tc_verdict(ctx: &TcContext, hook: u16, r: Result<i32, u32>) -> i32 {
     match r {
         Ok(v) => v,
-        Err(reason) => counters::tc_drop(reason),
+        Err(reason) => counters::tc_drop(ctx, hook, reason),
     }
 }
 
@@ -54,13 +60,13 @@ fn tc_verdict(r: Result<i32, u32>) -> i32 {
 /// rewritten: flows are created before any rewrite). The eviction runs here, outside the
 /// body's deep stack.
 macro_rules! verdict_with_room {
-    ($run:expr) => {{
+    ($ctx:expr, $hook:expr, $run:expr) => {{
         let mut r = $run;
         if r == Err(netd_common::DROP_CT_FULL) && ct::make_room() {
             r = $run;
         }
         ct::remember_new();
-        tc_verdict(r)
+        tc_verdict($ctx, $hook, r)
     }};
 }
 
@@ -71,7 +77,7 @@ macro_rules! verdict_with_room {
 #[inline(always)]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    verdict_with_room!(uplink::from_uplink(&ctx))
+    verdict_with_room!(&ctx, HOOK_TC_INGRESS, uplink::from_uplink(&ctx))
 }
 
 /// Egress on an uplink: traffic leaving for outside.
@@ -79,7 +85,7 @@ pub fn from_uplink(ctx: TcContext) -> i32 {
 #[inline(always)] // as from_uplink
 pub fn to_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
-    verdict_with_room!(uplink::to_uplink(&ctx))
+    verdict_with_room!(&ctx, HOOK_TC_EGRESS, uplink::to_uplink(&ctx))
 }
 
 /// Ingress on a container's host-side veth: traffic sent by the container.
@@ -89,18 +95,19 @@ pub fn from_container(ctx: TcContext) -> i32 {
     // from_container's stack has no room for a second run (hairpin and links need a deep
     // one): a new flow refused for a full table makes room for its retransmission instead.
     let r = container::from_container(&ctx);
+    let v = tc_verdict(&ctx, HOOK_TC_INGRESS, r);
     if r == Err(netd_common::DROP_CT_FULL) {
         ct::make_room();
     }
     ct::remember_new();
-    tc_verdict(r)
+    v
 }
 
 /// Egress on a container's host-side veth: traffic delivered to the container.
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
-    tc_verdict(container::to_container(&ctx))
+    tc_verdict(&ctx, HOOK_TC_EGRESS, container::to_container(&ctx))
 }
 
 /// XDP on an uplink: source allow/deny lists for connections to containers.
@@ -108,7 +115,7 @@ pub fn to_container(ctx: TcContext) -> i32 {
 pub fn xdp_prefilter(ctx: XdpContext) -> u32 {
     match filter::prefilter(&ctx) {
         Ok(v) => v,
-        Err(reason) => counters::xdp_drop(reason),
+        Err(reason) => counters::xdp_drop(&ctx, reason),
     }
 }
 

@@ -122,6 +122,13 @@ pub fn endpoint(ifindex: u32) -> Option<EndpointInfo> {
     unsafe { NETD_ENDPOINTS.get(ifindex).copied() }
 }
 
+/// The endpoint whose host-side veth is `ifindex`, in the map (nothing copied to the stack).
+#[inline(always)]
+pub fn endpoint_ref(ifindex: u32) -> Option<&'static EndpointInfo> {
+    // SAFETY: read in place; the agent replaces entries whole.
+    unsafe { NETD_ENDPOINTS.get(ifindex) }
+}
+
 /// ifindex of the host-side veth of the container at `ip` (network byte order), 0 if unknown.
 #[inline(always)]
 pub fn endpoint_ifindex(ip: u32) -> u32 {

@@ -256,13 +256,26 @@ pub fn masquerade(
     rewrite(ctx, pkt, uplink_ip, t.daddr[0], t.sport, t.dport)
 }
 
+/// A hash of the container's tuple, where the SNAT port search starts: the same tuple always
+/// starts at the same port (a client reusing its own tuple reuses its own translation, and the
+/// remote end's TIME_WAIT accepts its increasing sequence numbers), and tuples that differ in
+/// one port spread over the whole range. Each field goes through murmur3's finalizer (a
+/// multiply alone only moves a field's bits upwards, and `% range` then keeps the low ones: all
+/// source ports of one container used to start within a few ports of each other).
 #[inline(always)]
 fn tuple_hash(k: &CtKey) -> u32 {
-    let mut h = k.saddr[0] ^ k.daddr[0].rotate_left(11);
-    h ^= (u32::from(k.sport) << 16) | u32::from(k.dport);
-    h ^= u32::from(k.proto) << 8;
-    h = h.wrapping_mul(0x9e37_79b1);
-    h ^ (h >> 15)
+    let mut h = fmix32(k.saddr[0] ^ u32::from(k.proto));
+    h = fmix32(h ^ k.daddr[0]);
+    fmix32(h ^ ((u32::from(k.sport) << 16) | u32::from(k.dport)))
+}
+
+#[inline(always)]
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// Would a socket of this (host) namespace receive the reply of `t`? A host process may be
@@ -332,7 +345,8 @@ fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> 
 }
 
 /// Sets `t`'s source port (and echo id) to a port of [snat_port_min, snat_port_max] whose
-/// reply tuple is free, probed from a tuple-hashed start at most SNAT_TRIES times: 0, or
+/// reply tuple is free (unused, stale, or a finished TCP connection's when the packet is a SYN:
+/// [`ct::reply_free`]), probed from a tuple-hashed start at most SNAT_TRIES times: 0, or
 /// DROP_NO_SNAT_PORT. A subprogram (at most five arguments): its loop state stays off the
 /// caller's deep stack, which Linux 6.1 sums with create's into the 512-byte limit.
 #[inline(never)]
@@ -357,8 +371,14 @@ fn free_port(host: Option<&TcContext>, k: &CtKey, t: &mut CtKey, f: &NewFlow) ->
             continue;
         }
         // Only a cheap check per port: with `create` inside the loop, Linux 6.1's verifier
-        // walks the whole of it once per iteration (to_uplink then exceeds 1M insns).
-        if ct::reply_free(k, t, cfg, f.now) {
+        // walks the whole of it once per iteration (to_uplink then exceeds 1M insns), and no
+        // state carried between iterations either (remembering the first reclaimable port
+        // did). A port another finished connection holds is taken only in the second half of
+        // the probes, when the first half found none free: its remote end may refuse the SYN
+        // from TIME_WAIT (the client then resets and retries, milliseconds later, or a second
+        // later when that exchange is lost).
+        let r = ct::reply_free(k, t, f);
+        if r == ct::REPLY_FREE || (r == ct::REPLY_RECLAIMABLE && i >= SNAT_TRIES / 2) {
             return 0;
         }
     }

@@ -93,10 +93,11 @@ fn fits(ctx: &TcContext, ifindex: u32) -> bool {
     unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut mtu_len, 0, 0) == 0 }
 }
 
-/// Counts a drop (the packet was already partly rewritten) and returns the verdict.
+/// Counts a drop (the packet was already partly rewritten) and returns the verdict. Both
+/// callers run at TC ingress (from_uplink, from_container).
 #[inline(always)]
-fn drop(reason: u32) -> i64 {
-    counters::tc_drop(reason);
+fn drop(ctx: &TcContext, reason: u32) -> i64 {
+    counters::tc_drop(ctx, netd_common::HOOK_TC_INGRESS, reason);
     i64::from(TC_ACT_SHOT)
 }
 
@@ -150,11 +151,11 @@ fn deliver(ctx: &TcContext, cfg: &DpConfig, net: u32, ip: u32) -> i64 {
         return NOT_TAKEN;
     }
     if let Err(r) = dec_ttl(ctx, w) {
-        return drop(r);
+        return drop(ctx, r);
     }
     let macs = [ep.mac, bridge_mac];
     if ctx.store(0, &macs, 0).is_err() {
-        return drop(DROP_REWRITE_FAILED);
+        return drop(ctx, DROP_REWRITE_FAILED);
     }
     // The host-side veth's egress hook (to_container) never sees it: count it here.
     counters::count_on(ep.ifindex, ctx.len(), Dir::Tx);
@@ -210,20 +211,20 @@ pub fn route_to_uplink(ctx: &TcContext, pkt: &Pkt, in_ifindex: u32) -> u32 {
 #[inline(never)]
 pub fn send_to_uplink(ctx: &TcContext, out: u32) -> i64 {
     let Some(sc) = NETD_FIB_SCRATCH.get_ptr_mut(0) else {
-        return drop(DROP_REWRITE_FAILED);
+        return drop(ctx, DROP_REWRITE_FAILED);
     };
     // SAFETY: a per-CPU slot, used only while this program runs on this CPU.
     let sc = unsafe { &mut *sc };
     let Some(w) = ttl_word(ctx) else {
-        return drop(DROP_REWRITE_FAILED);
+        return drop(ctx, DROP_REWRITE_FAILED);
     };
     if let Err(r) = dec_ttl(ctx, w) {
-        return drop(r);
+        return drop(ctx, r);
     }
     if sc.neigh_known != 0 {
         let macs = [sc.fib.dmac, sc.fib.smac];
         if ctx.store(0, &macs, 0).is_err() {
-            return drop(DROP_REWRITE_FAILED);
+            return drop(ctx, DROP_REWRITE_FAILED);
         }
         // SAFETY: plain helper call; flags 0 = egress of `out`.
         return unsafe { bpf_redirect(out, 0) };

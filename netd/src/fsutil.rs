@@ -52,6 +52,18 @@ static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 /// A running container whose `/etc` file is bind-mounted from `path` keeps seeing the old inode;
 /// the new content shows from its next start.
 pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
+    write_replace(path, contents, true)
+}
+
+/// [`write_atomic`] without the fsyncs: a reader still sees the old or the new content, never
+/// a mix, but a power loss may lose the file. For files that do not outlive what they describe
+/// (a container's /etc files: its network namespace does not survive a power loss either, and
+/// a re-attach writes them again). Docker writes them the same way.
+pub fn write_replace_volatile(path: &Path, contents: &str) -> io::Result<()> {
+    write_replace(path, contents, false)
+}
+
+fn write_replace(path: &Path, contents: &str, durable: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -71,7 +83,7 @@ pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
     ));
     let temp = dir.join(temp_name);
 
-    let written = write_new_file(&temp, contents).and_then(|()| {
+    let written = write_new_file(&temp, contents, durable).and_then(|()| {
         fs::rename(&temp, path).map_err(path_error("rename a temporary file over", path))
     });
     if let Err(e) = written {
@@ -79,13 +91,16 @@ pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
+    if !durable {
+        return Ok(());
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(path_error("sync directory", dir))
 }
 
-/// Creates `path` (which must not exist), writes `contents` and fsyncs it.
-fn write_new_file(path: &Path, contents: &str) -> io::Result<()> {
+/// Creates `path` (which must not exist), writes `contents` and (when `durable`) fsyncs it.
+fn write_new_file(path: &Path, contents: &str, durable: bool) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -94,7 +109,7 @@ fn write_new_file(path: &Path, contents: &str) -> io::Result<()> {
         .map_err(path_error("create", path))?;
     file.set_permissions(Permissions::from_mode(0o644))
         .and_then(|()| file.write_all(contents.as_bytes()))
-        .and_then(|()| file.sync_all())
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
         .map_err(path_error("write", path))
 }
 

@@ -242,3 +242,36 @@ fn with_the_reserved_range_translated_source_ports_always_lie_inside_it() {
         assert!((50000..=50999).contains(&sp), "self-hairpin SNAT to {sp}");
     });
 }
+
+#[test]
+fn the_rst_window_follows_the_stream_whatever_the_window_scale() {
+    World::with(|w| {
+        w.config(|_| {});
+        let k = established(w, 5400);
+        // The client sends 64 MiB in 48 KiB segments (a scaled window lets a sender run
+        // megabytes ahead of the last ACK; the check is against the sender's own last sequence
+        // number, which netd sees on every segment, so the receiver's window, scaled or not,
+        // does not enter it).
+        let mut seq: u32 = 1001;
+        for _ in 0..64 * 1024 * 1024 / (48 * 1024) {
+            seq = seq.wrapping_add(48 * 1024);
+            let data = Frame::tcp(CLIENT, UPLINK_IP, 5400, 8080)
+                .flags(TCP_ACK)
+                .seq(seq);
+            assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &data.bytes()).0, TC_ACT_OK);
+        }
+        // An RST near where the stream started (now 64 MiB behind) is a blind guess.
+        let old = Frame::tcp(CLIENT, UPLINK_IP, 5400, 8080)
+            .flags(TCP_RST)
+            .seq(1001);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &old.bytes()).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_TCP_RST_WINDOW), 1);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
+        // One at the end of a 64 KiB GSO segment past the last one seen is the client's own.
+        let rst = Frame::tcp(CLIENT, UPLINK_IP, 5400, 8080)
+            .flags(TCP_RST)
+            .seq(seq.wrapping_add(64 * 1024));
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &rst.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_CLOSED);
+    });
+}

@@ -669,11 +669,11 @@ fn vlan_tagged(frame: &[u8], tpid: u16) -> Vec<u8> {
 fn icc_false_covers_ipv6_other_ethertypes_and_broadcast() {
     World::with(|w| {
         w.config(|_| {});
-        // IPv6 (no IPv6 policy yet: link-local would reach every container) is refused under
-        // --icc false.
+        // IPv6 from an endpoint without IPv6 configuration, here UDP from fe80::2 (not its
+        // MAC-derived address), is refused whatever --icc says (the IPv6 policy: datapath6.rs).
         let v6 = ipv6_frame(A_MAC);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &v6).0, TC_ACT_SHOT);
-        assert_eq!(w.drop_count(DROP_ICC), 1);
+        assert_eq!(w.drop_count(DROP_SPOOFED_IP), 1);
         // VLAN-tagged frames and unknown ethertypes are refused whatever --icc says.
         let udp = Frame::udp(A_IP, B_IP, 1000, 53).macs(A_MAC, B_MAC).bytes();
         let mut other = udp.clone();
@@ -697,20 +697,21 @@ fn icc_false_covers_ipv6_other_ethertypes_and_broadcast() {
                 "{d:?}"
             );
         }
-        assert_eq!(w.drop_count(DROP_ICC), 5);
+        assert_eq!(w.drop_count(DROP_ICC), 4);
         // Unicast to the outside still passes.
         let out = Frame::udp(A_IP, [240, 0, 0, 1], 1000, 53).macs(A_MAC, BRIDGE_MAC);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &out.bytes()).0, TC_ACT_OK);
 
-        // --icc true: IPv6 and broadcast pass; VLAN tags still do not.
+        // --icc true: broadcast passes; VLAN tags and that IPv6 frame still do not.
         w.config(|c| c.flags |= CFG_F_ICC);
-        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &v6).0, TC_ACT_OK);
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &v6).0, TC_ACT_SHOT);
         let f = Frame::udp(A_IP, [255; 4], 1000, 9999).macs(A_MAC, [0xff; 6]);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &f.bytes()).0, TC_ACT_OK);
         let f = vlan_tagged(&udp, 0x8100);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &f).0, TC_ACT_SHOT);
         assert_eq!(w.drop_count(DROP_ETHERTYPE), 4);
-        assert_eq!(w.drop_count(DROP_ICC), 5);
+        assert_eq!(w.drop_count(DROP_ICC), 4);
+        assert_eq!(w.drop_count(DROP_SPOOFED_IP), 2);
     });
 }
 

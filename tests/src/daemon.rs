@@ -13,8 +13,9 @@ use crate::netns::Netns;
 use crate::world::UPLINK;
 use crate::{output_with_timeout, unique, workspace_root};
 
-/// How long the daemon gets to answer `status` after starting.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon gets to answer `status` after starting. Loading the programs alone
+/// (the verifier) takes 10-20 s on a busy 2-core machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long any single CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -138,6 +139,23 @@ impl Daemon {
     pub fn run_to_exit(host: &Netns, extra: &[&str]) -> DaemonExit {
         let mut d = Daemon::prepare(host, extra);
         d.spawn();
+        d.wait_exit(extra)
+    }
+
+    /// Stops the daemon if it runs, starts it again on the same directories and waits for it
+    /// to exit by itself (a start that must fail, e.g. on damaged state).
+    pub fn restart_to_exit(&mut self) -> DaemonExit {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn();
+        let args = self.args.clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.wait_exit(&args)
+    }
+
+    fn wait_exit(&mut self, extra: &[&str]) -> DaemonExit {
+        let d = self;
         let deadline = Instant::now() + READY_TIMEOUT;
         let status = loop {
             if let Some(st) = d.child.as_mut().unwrap().try_wait().expect("try_wait") {

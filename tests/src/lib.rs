@@ -17,6 +17,7 @@
 pub mod bpf;
 pub mod daemon;
 pub mod dataplane;
+pub mod docker;
 pub mod files;
 pub mod netns;
 pub mod traffic;

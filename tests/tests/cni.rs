@@ -985,3 +985,199 @@ fn podman_with_its_own_port_reservation() {
     p.ok(&["rm", "-f", "-t", "0", "web"]);
     assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
 }
+
+/// Podman on netd networks created with netd's own CLI: masquerade from a created network,
+/// `enable_icc=false` keeping two of its containers apart, and a container on two netd
+/// networks (`--network a,b`, then `podman network connect` / `disconnect`), each attachment
+/// a netd endpoint of its own (`NAME` for eth0, `NAME-eth1` for the next).
+#[test]
+fn podman_on_created_networks_masquerade_icc_and_two_networks() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    d.netd_ok(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        "10.78.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+    ]);
+    d.netd_ok(&["network", "create", "green", "--subnet", "10.76.0.0/24"]);
+    let cni = TempDir::new();
+    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
+    for net in ["blue", "red", "green"] {
+        d.netd_ok(&[
+            "cni",
+            "install",
+            "--dir",
+            bin_dir.to_str().unwrap(),
+            "--conf-dir",
+            conf_dir.to_str().unwrap(),
+            "--network",
+            net,
+        ]);
+    }
+    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
+    let image = p.import_busybox();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let serve = |name: &str, net: &str| {
+        p.ok(&[
+            "run",
+            "-d",
+            &parent,
+            "--name",
+            name,
+            "--network",
+            net,
+            image,
+            "sh",
+            "-c",
+            "nc -ll -p 80 -e /srv/reply",
+        ]);
+        d.inspect(name)["ip"].as_str().unwrap().to_string()
+    };
+    // What a one-shot container on `net` gets back from ADDR:80 (empty when nothing answered).
+    let fetch = |net: &str, addr: &str| -> String {
+        let o = p.run(&[
+            "run",
+            "--rm",
+            &parent,
+            "--network",
+            net,
+            image,
+            "sh",
+            "-c",
+            &format!("(echo hi; sleep 1) | nc -w 3 {addr} 80"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+
+    // Masquerade from a created network: the outside (no route back) sees the host's address.
+    let srv = tcp_server(&w.outside, 9998);
+    p.ok(&[
+        "run",
+        "--rm",
+        &parent,
+        "--network",
+        "red",
+        image,
+        "sh",
+        "-c",
+        &format!("echo hi | nc -w 3 {OUTSIDE_IP} 9998"),
+    ]);
+    assert_eq!(srv.peer_ips().len(), 1, "{:?}", srv.peers());
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+
+    // icc=false on red: a red container cannot reach another, which serves the host.
+    let a = serve("a", "red");
+    assert!(a.starts_with("10.78.0."), "{a}");
+    let from_host = netd_tests::try_poll_until(T, || tcp_exchange(&w.host, &format!("{a}:80")))
+        .expect("host -> a");
+    assert!(from_host.starts_with("got hello"), "{from_host}");
+    let got = fetch("red", &a);
+    assert!(
+        !got.contains("got hi"),
+        "icc=false: a red container reached a: {got}"
+    );
+    // The same on green (icc on) works, from the client's own address.
+    let g = serve("g", "green");
+    let got = fetch("green", &g);
+    assert!(got.contains("got hi"), "{got}");
+    let peer = peer_of(&got, &g).unwrap_or_default();
+    assert!(peer.starts_with("10.76.0.") && peer != g, "{got}");
+
+    // A container on two netd networks: eth0 and eth1 (podman's order of the two varies), one
+    // netd endpoint each; one default route, through the gateway of one of them.
+    p.ok(&[
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "multi",
+        "--network",
+        "green,blue",
+        image,
+        "sh",
+        "-c",
+        "nc -ll -p 80 -e /srv/reply",
+    ]);
+    let m0 = d.inspect("multi");
+    let m1 = d.inspect("multi-eth1");
+    assert_eq!(
+        (m0["ifname"].as_str(), m1["ifname"].as_str()),
+        (Some("eth0"), Some("eth1"))
+    );
+    let mut nets = [
+        m0["network"].as_str().unwrap(),
+        m1["network"].as_str().unwrap(),
+    ];
+    nets.sort();
+    assert_eq!(nets, ["blue", "green"], "{m0} {m1}");
+    let ip_on = |net: &str| {
+        let m = if m0["network"] == net { &m0 } else { &m1 };
+        m["ip"].as_str().unwrap().to_string()
+    };
+    let (blue_ip, green_ip) = (ip_on("blue"), ip_on("green"));
+    let (blue_ip, green_ip) = (blue_ip.as_str(), green_ip.as_str());
+    let routes = p.ok(&["exec", "multi", "ip", "-4", "route"]);
+    assert_eq!(routes.matches("default").count(), 1, "{routes}");
+    assert!(
+        [&m0, &m1].iter().any(|m| routes.contains(&format!(
+            "default via {} dev {}",
+            m["gateway"].as_str().unwrap(),
+            m["ifname"].as_str().unwrap()
+        ))),
+        "{routes}"
+    );
+    let addrs = p.ok(&["exec", "multi", "ip", "-4", "-o", "addr"]);
+    assert!(
+        addrs.contains(&format!("{green_ip}/24")) && addrs.contains(&format!("{blue_ip}/24")),
+        "{addrs}"
+    );
+    // Reached on each network from that network's containers, each seen from its own address.
+    for (net, ip, prefix) in [
+        ("green", green_ip, "10.76.0."),
+        ("blue", blue_ip, "10.77.0."),
+    ] {
+        let got = fetch(net, ip);
+        assert!(got.contains("got hi"), "{net} -> multi {ip}: {got}");
+        let peer = peer_of(&got, ip).unwrap_or_default();
+        assert!(
+            peer.starts_with(prefix) && peer != green_ip && peer != blue_ip,
+            "{net} -> multi {ip}: {got}"
+        );
+    }
+
+    // podman network connect / disconnect: a's second interface comes and goes alone.
+    p.ok(&["network", "connect", "green", "a"]);
+    let a1 = d.inspect("a-eth1");
+    assert_eq!(a1["network"], "green", "{a1}");
+    let a1_ip = a1["ip"].as_str().unwrap().to_string();
+    let got = fetch("green", &a1_ip);
+    assert!(got.contains("got hi"), "green -> a {a1_ip}: {got}");
+    p.ok(&["network", "disconnect", "green", "a"]);
+    assert!(!d.ls_has("a-eth1"), "{}", d.ls());
+    assert!(d.ls_has("a"), "{}", d.ls());
+
+    p.ok(&["rm", "-f", "-t", "0", "a", "g", "multi"]);
+    assert_eq!(
+        d.ls().lines().count(),
+        1,
+        "netd ls after podman rm: {}",
+        d.ls()
+    );
+    assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}
+
+/// The peer address of the connection to `ip`:80 in /srv/reply's netstat lines.
+fn peer_of(reply: &str, ip: &str) -> Option<String> {
+    let local = format!("{ip}:80");
+    reply.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // nc listens on [::]: IPv4 ends are written v4-mapped.
+        let unmap = |a: &str| a.trim_start_matches("::ffff:").to_string();
+        (f.len() >= 5 && unmap(f[3]) == local).then(|| unmap(f[4].rsplit_once(':').unwrap().0))
+    })
+}

@@ -183,9 +183,11 @@ fn a_host_socket_reusing_a_masqueraded_port_gets_its_own_replies() {
     d.attach("c1", &c1, &[]);
     let echo = UdpEcho::start(&w.outside, 7101);
     let dst = format!("{OUTSIDE_IP}:7101");
-    // The range is reserved from the host's own sockets, in the daemon's namespace only.
+    // The default range (`--masq-ports auto`) is every port outside the namespace's ephemeral
+    // range (32768-60999 in a new namespace): 1024-32767. It is reserved from the host's own
+    // sockets all the same, in the daemon's namespace only.
     let reserved = w.host.read("/proc/sys/net/ipv4/ip_local_reserved_ports");
-    assert!(reserved.contains("61000-65535"), "{reserved:?}");
+    assert!(reserved.contains("1024-32767"), "{reserved:?}");
     // The container talks from port 40000 (a port the host could use) ...
     let got = try_poll_until(T, || {
         udp_exchange(&c1, "0.0.0.0:40000", &dst, b"container".to_vec())
@@ -194,7 +196,7 @@ fn a_host_socket_reusing_a_masqueraded_port_gets_its_own_replies() {
     assert_eq!(got, b"container");
     let masq_port = echo.seen()[0].0.port();
     assert!(
-        (61000..=65535).contains(&masq_port),
+        (1024..=32767).contains(&masq_port),
         "masqueraded into the reserved range: {masq_port}"
     );
     // ... and then a host socket opens with that very port towards the same peer: its
@@ -221,7 +223,7 @@ fn a_host_socket_reusing_a_masqueraded_port_gets_its_own_replies() {
     // Host sockets never get a reserved port from the kernel, even with an ephemeral range
     // that overlaps it.
     w.host
-        .run_ok(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=60000 65535"]);
+        .run_ok(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=30000 65535"]);
     let ports = in_netns(&w.host, || {
         let socks: Vec<UdpSocket> = (0..300)
             .map(|_| UdpSocket::bind("0.0.0.0:0"))
@@ -233,7 +235,7 @@ fn a_host_socket_reusing_a_masqueraded_port_gets_its_own_replies() {
     })
     .unwrap();
     assert!(
-        ports.iter().all(|p| !(61000..=65535).contains(p)),
+        ports.iter().all(|p| !(1024..=32767).contains(p)),
         "{ports:?}"
     );
 }

@@ -10,249 +10,13 @@
 //! rm` leaving no veth, lease, port or bridge behind.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use netd_tests::docker::{Dockerd, MountNs, image_tar};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, Netns, World, daemon::Daemon};
-
-/// A process holding a private mount namespace (entered through the world's host netns) with
-/// tmpfs over /run and /etc/docker. Dropping it kills every process left in that namespace
-/// (all of them started by this test: dockerd, containerd, shims, containers) by pid.
-struct MountNs {
-    holder: Child,
-}
-
-impl MountNs {
-    fn new(host: &Netns) -> MountNs {
-        let holder = Command::new("nsenter")
-            .arg(format!("--net={}", host.path_str()))
-            .args(["unshare", "-m", "--propagation", "private", "sh", "-c"])
-            .arg(
-                "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins /run/containerd && \
-                 mount -t tmpfs tmpfs /etc/docker && mkdir /etc/docker/plugins && \
-                 touch /run/.netdt-ready && exec sleep 100000",
-            )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the mount namespace holder");
-        let m = MountNs { holder };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !m.run(&["test", "-e", "/run/.netdt-ready"]).status.success() {
-            assert!(Instant::now() < deadline, "mount namespace not ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        m
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/mnt", self.holder.id()))
-    }
-
-    fn command(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--mount={}", self.path().display()))
-            .args(argv);
-        c
-    }
-
-    fn run(&self, argv: &[&str]) -> Output {
-        self.command(argv).output().expect("nsenter")
-    }
-
-    /// Pids of the processes in this mount namespace (the holder included).
-    fn pids(&self) -> Vec<i32> {
-        let Ok(me) = fs::read_link(self.path()) else {
-            return Vec::new();
-        };
-        fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&me))
-            .collect()
-    }
-}
-
-impl Drop for MountNs {
-    fn drop(&mut self) {
-        for pid in self.pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-/// dockerd in the mount namespace and the host netns, with its own directories under `dir`.
-struct Dockerd {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Dockerd {
-    fn start(mnt: &MountNs, host: &Netns) -> Dockerd {
-        let dir = std::env::temp_dir().join(format!("netdt-docker-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let child = Dockerd::spawn(mnt, host, &dir);
-        let d = Dockerd { child, dir };
-        d.wait_ready();
-        d
-    }
-
-    /// SIGTERM (dockerd stops its containers), then the same dockerd again.
-    fn restart(&mut self, mnt: &MountNs, host: &Netns) {
-        self.stop();
-        self.child = Dockerd::spawn(mnt, host, &self.dir);
-        self.wait_ready();
-    }
-
-    fn stop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn spawn(mnt: &MountNs, host: &Netns, dir: &Path) -> Child {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("dockerd.log"))
-            .unwrap();
-        let p = |s: &str| dir.join(s).display().to_string();
-        // One nsenter for both: the netns file under /run is hidden inside the namespace.
-        mnt.command(&[
-            &format!("--net={}", host.path_str()),
-            "dockerd",
-            "--data-root",
-            &p("data"),
-            "--exec-root",
-            &p("exec"),
-            "-H",
-            &format!("unix://{}", p("docker.sock")),
-            "--pidfile",
-            &p("docker.pid"),
-            "--config-file",
-            &p("daemon.json"),
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--ip-forward=false",
-            "--userland-proxy=false",
-            "--storage-driver",
-            "vfs",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("spawn dockerd")
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.docker(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not answer within 60 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_with("docker", args)
-    }
-
-    /// `cli` is "docker" (this machine's 28.x client) or docker.io's own 20.10 client
-    /// (/usr/bin/docker), which sends `--mac-address` the way API 1.41 takes it.
-    fn docker_with(&self, cli: &str, args: &[&str]) -> Output {
-        Command::new(cli)
-            .arg("-H")
-            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the docker client")
-    }
-
-    fn docker_ok(&self, args: &[&str]) -> String {
-        self.docker_ok_with("docker", args)
-    }
-
-    fn docker_ok_with(&self, cli: &str, args: &[&str]) -> String {
-        let out = self.docker_with(cli, args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}{}\n--- dockerd log ---\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- dockerd log ---\n{}", self.log());
-        }
-        // SIGTERM: dockerd stops its containers and its containerd; what is left is killed by
-        // the mount namespace's guard.
-        self.stop();
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: remove {}: {e}", self.dir.display());
-        }
-    }
-}
-
-/// A busybox-static rootfs with an httpd CGI that answers the client's address.
-fn image_tar(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    fs::create_dir_all(root.join("www/cgi-bin")).unwrap();
-    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-    let cgi = root.join("www/cgi-bin/ip");
-    fs::write(
-        &cgi,
-        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
-    let tar = dir.join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    tar
-}
 
 /// What the outside namespace gets from `url` (curl), retried for up to 10 s.
 fn http_get_until(ns: &Netns, url: &str) -> Result<String, String> {
@@ -726,4 +490,513 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     docker.docker_ok(&["network", "rm", "dknet"]);
     assert!(!d.netd_ok(&["network", "ls"]).contains("dknet"));
     assert_no_iptables_or_proxy(&w.host);
+}
+
+/// A test world with netd and dockerd sharing its host netns and a private mount namespace,
+/// the plugin spec installed and the busybox image imported. Fields drop in order: dockerd,
+/// netd, the mount namespace (kills what is left in it), the world.
+struct DockerWorld {
+    docker: Dockerd,
+    d: Daemon,
+    mnt: MountNs,
+    w: World,
+}
+
+impl DockerWorld {
+    fn new() -> DockerWorld {
+        assert!(
+            Path::new("/usr/sbin/dockerd").exists(),
+            "dockerd is missing: `cargo xtask setup` installs docker.io"
+        );
+        let w = World::new();
+        let mnt = MountNs::new(&w.host);
+        let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", BIP]);
+        let spec = mnt.run(&[
+            netd_tests::daemon::netd_bin().to_str().unwrap(),
+            "-H",
+            &d.host_arg(),
+            "docker-plugin",
+            "install",
+            "--dest",
+            "/etc/docker/plugins",
+        ]);
+        assert!(
+            spec.status.success(),
+            "{}",
+            String::from_utf8_lossy(&spec.stderr)
+        );
+        let docker = Dockerd::start(&mnt, &w.host);
+        let tar = image_tar(&docker.dir);
+        docker.docker_ok(&["import", tar.to_str().unwrap(), "netdt-bb:1"]);
+        DockerWorld { docker, d, mnt, w }
+    }
+
+    /// `docker network create -d netd --ipam-driver netd --subnet SUBNET -o netd.name=NAME NAME`.
+    fn network(&self, name: &str, subnet: &str, extra: &[&str]) {
+        let opt = format!("netd.name={name}");
+        let mut args = vec![
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            subnet,
+            "-o",
+            &opt,
+        ];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker.docker_ok(&args);
+    }
+
+    /// `docker run -d --name NAME <opts> netdt-bb:1 httpd` (port 80, the CGI answering the
+    /// client's address).
+    fn run_httpd(&self, name: &str, opts: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[
+            "netdt-bb:1",
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+        self.docker.docker_ok(&args);
+    }
+
+    /// The container's address as Docker reports it.
+    fn docker_ip(&self, name: &str) -> String {
+        self.docker.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            name,
+        ])
+    }
+
+    /// netd's endpoints as (name, ip), sorted.
+    fn netd_endpoints(&self) -> Vec<(String, String)> {
+        let ls: serde_json::Value =
+            serde_json::from_str(&self.d.netd_ok(&["ls", "--json"])).unwrap();
+        let mut v: Vec<(String, String)> = ls
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_string(),
+                    e["ip"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until `docker inspect` says NAME runs.
+    fn wait_running(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .docker
+            .docker(&["inspect", "-f", "{{.State.Running}}", name])
+            .stdout
+            != b"true\n"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} is not running after 60 s:\n{}",
+                self.docker.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// GET /cgi-bin/ip on HOST_UPLINK_IP:PORT from the outside; the peer address the
+    /// container's server saw.
+    fn outside_peer(&self, port: u16) -> Result<String, String> {
+        http_get_until(
+            &self.w.outside,
+            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
+        )
+        .map(|got| unmap(&got))
+    }
+}
+
+/// busybox httpd listens on [::] and writes IPv4 peers v4-mapped: `[::ffff:a.b.c.d]` → a.b.c.d.
+fn unmap(got: &str) -> String {
+    got.trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+        .to_string()
+}
+
+#[test]
+fn dockerd_keeps_networking_across_netd_restarts_and_a_dockerd_crash() {
+    let mut x = DockerWorld::new();
+    x.network("dkr", "10.79.4.0/24", &[]);
+    x.run_httpd(
+        "web",
+        &[
+            "--network",
+            "name=dkr,driver-opt=netd.name=web",
+            "-p",
+            "8080:80",
+        ],
+    );
+    x.run_httpd(
+        "always",
+        &[
+            "--restart",
+            "always",
+            "--network",
+            "name=dkr,driver-opt=netd.name=always",
+            "-p",
+            "8090:80",
+        ],
+    );
+    assert_eq!(x.docker_ip("web"), "10.79.4.2");
+    assert_eq!(x.docker_ip("always"), "10.79.4.3");
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+    let veths = x.w.host.links_with_prefix("veth");
+    assert_eq!(veths.len(), 2, "{veths:?}");
+
+    // 1. netd killed (SIGKILL) and started again, then stopped cleanly and started again,
+    // under the running dockerd: the containers keep their addresses and published ports,
+    // netd knows the same endpoints and veths, and a new `docker run` works.
+    let mut d_restarts = 0;
+    for kill in [true, false] {
+        if kill {
+            x.d.kill9();
+        } else {
+            x.d.stop();
+        }
+        // While netd is down the pinned dataplane keeps serving the published port.
+        if kill {
+            assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP, "netd down");
+        }
+        x.d.restart();
+        d_restarts += 1;
+        assert_eq!(
+            x.netd_endpoints(),
+            vec![
+                ("always".to_string(), "10.79.4.3".to_string()),
+                ("web".to_string(), "10.79.4.2".to_string())
+            ],
+            "after netd restart {d_restarts}"
+        );
+        assert_eq!(x.w.host.links_with_prefix("veth"), veths);
+        assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+        assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP);
+        assert!(x.d.netd_ok(&["port", "web"]).contains("8080"));
+        let ip = x.docker.docker_ok(&[
+            "exec",
+            "web",
+            "/bin/busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ]);
+        assert!(ip.contains("10.79.4.2/24"), "{ip}");
+        // A new container gets the next address and its port works.
+        x.run_httpd(
+            "late",
+            &[
+                "--network",
+                "name=dkr,driver-opt=netd.name=late",
+                "-p",
+                "8085:80",
+            ],
+        );
+        assert_eq!(x.docker_ip("late"), "10.79.4.4");
+        assert_eq!(x.outside_peer(8085).unwrap(), OUTSIDE_IP);
+        x.docker.docker_ok(&["rm", "-f", "late"]);
+        assert!(!x.d.ls_has("late"));
+        assert_eq!(x.w.host.links_with_prefix("veth"), veths);
+    }
+
+    // 2. dockerd killed (SIGKILL): containerd and the containers live on, and so does their
+    // networking. Started again without --live-restore, dockerd kills the old containers and
+    // cleans their sandboxes (libnetwork's sandboxCleanup calls Leave and DeleteEndpoint), and
+    // starts the --restart always one again on a new endpoint: the same address, its port
+    // working, the stopped container's endpoint and veth gone.
+    x.docker.kill9();
+    assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP, "dockerd down");
+    x.docker.start_again(&x.mnt, &x.w.host);
+    x.wait_running("always");
+    assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP);
+    // Without --ip the address is whatever the IPAM hands out first, as with Docker's own
+    // (its endpoints were all released): Docker and netd agree on it.
+    let always_ip = x.docker_ip("always");
+    assert_eq!(
+        x.docker
+            .docker_ok(&["inspect", "-f", "{{.State.Running}}", "web"]),
+        "false"
+    );
+    assert_eq!(
+        x.netd_endpoints(),
+        vec![("always".to_string(), always_ip.clone())],
+        "stale endpoints after the dockerd crash\n{}",
+        x.docker.log()
+    );
+    let after = x.w.host.links_with_prefix("veth");
+    assert_eq!(after.len(), 1, "{veths:?} -> {after:?}");
+    assert!(!veths.contains(&after[0]), "{veths:?} -> {after:?}");
+    assert!(
+        x.outside_peer(8080).is_err(),
+        "the stopped container's port is still served"
+    );
+    // Its port is free again: `docker start` publishes it on a new endpoint.
+    x.docker.docker_ok(&["start", "web"]);
+    let web_ip = x.docker_ip("web");
+    assert_ne!(web_ip, always_ip);
+    assert_eq!(x.d.inspect("web")["ip"], web_ip.as_str());
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+
+    // 3. `docker restart`: a new endpoint; the address is kept or not exactly as with Docker's
+    // own bridge driver (the oracle, a user-defined bridge network in the same dockerd), and
+    // the published port works again.
+    x.docker.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "bridge",
+        "--subnet",
+        "10.80.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=brk0",
+        "oracle",
+    ]);
+    for n in ["o1", "o2"] {
+        x.run_httpd(n, &["--network", "oracle"]);
+    }
+    let o1 = x.docker_ip("o1");
+    x.docker.docker_ok(&["restart", "-t", "1", "o1"]);
+    let oracle_same = x.docker_ip("o1") == o1;
+    let before = x.docker_ip("web");
+    x.docker.docker_ok(&["restart", "-t", "1", "web"]);
+    let now = x.docker_ip("web");
+    assert_eq!(
+        now == before,
+        oracle_same,
+        "docker restart: bridge {o1} -> {}, netd {before} -> {now}",
+        x.docker_ip("o1")
+    );
+    eprintln!(
+        "docker restart: Docker's bridge kept the address: {oracle_same}; netd {before} -> {now}"
+    );
+    assert_eq!(x.d.inspect("web")["ip"], now.as_str());
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
+    assert_eq!(x.netd_endpoints().len(), 2);
+    assert_eq!(x.w.host.links_with_prefix("veth").len(), 2 + 2);
+    x.docker
+        .docker_ok(&["rm", "-f", "o1", "o2", "web", "always"]);
+    x.docker.docker_ok(&["network", "rm", "oracle", "dkr"]);
+    assert!(x.netd_endpoints().is_empty());
+    assert!(x.w.host.links_with_prefix("veth").is_empty());
+    assert_no_iptables_or_proxy(&x.w.host);
+}
+
+#[test]
+fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerades() {
+    let x = DockerWorld::new();
+    x.network("dkp", "10.79.5.0/24", &[]);
+    let gateway = "10.79.5.1";
+    x.run_httpd(
+        "web",
+        &[
+            "--network",
+            "name=dkp,driver-opt=netd.name=web",
+            "-p",
+            "8080:80",
+        ],
+    );
+    let web_ip = x.docker_ip("web");
+
+    // 4a. -p 5353:53/udp: a UDP server in the container (the host's socat, /usr mounted
+    // read-only) answers each datagram with the address it came from.
+    x.docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns",
+        "--network",
+        "name=dkp,driver-opt=netd.name=dns",
+        "-p",
+        "5353:53/udp",
+        "-v",
+        "/usr:/usr:ro",
+        "netdt-bb:1",
+        "/usr/bin/socat",
+        "UDP-RECVFROM:53,fork",
+        "SYSTEM:echo $SOCAT_PEERADDR",
+    ]);
+    let got = netd_tests::poll_until("udp 5353 from the outside", Duration::from_secs(10), || {
+        netd_tests::traffic::udp_send(&x.w.outside, &format!("{HOST_UPLINK_IP}:5353"), "q")
+    });
+    assert_eq!(got.trim(), OUTSIDE_IP);
+    let port = x.d.netd_ok(&["port", "dns"]);
+    assert!(port.contains("5353") && port.contains("udp"), "{port}");
+
+    // 4b. --expose 80 -P: netd picks the host port (Docker sends HostPort 0).
+    x.run_httpd(
+        "exposed",
+        &[
+            "--network",
+            "name=dkp,driver-opt=netd.name=exposed",
+            "--expose",
+            "80",
+            "-P",
+        ],
+    );
+    let v = x.d.inspect("exposed");
+    let ports = v["ports"].as_array().expect("ports").clone();
+    assert_eq!(ports.len(), 1, "{v}");
+    assert_eq!(ports[0]["container_port"], 80, "{v}");
+    let picked = ports[0]["host_port"].as_u64().unwrap() as u16;
+    assert!(picked != 0 && picked != 80, "{v}");
+    assert_eq!(x.outside_peer(picked).unwrap(), OUTSIDE_IP);
+
+    // 5a. Host-local: a host process (in the daemon's cgroup, where its socket hooks apply)
+    // reaches the published port on 127.0.0.1 and on the uplink address.
+    let cgroup = x.d.cgroup().expect("the harness gives the daemon a cgroup");
+    for host_ip in ["127.0.0.1", HOST_UPLINK_IP] {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec nsenter --net={} curl -s --max-time 3 http://{host_ip}:8080/cgi-bin/ip",
+            cgroup.display(),
+            x.w.host.path_str()
+        );
+        let got = netd_tests::poll_until("host-local curl", Duration::from_secs(10), || {
+            let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+            if out.status.success() {
+                Ok(unmap(&String::from_utf8_lossy(&out.stdout)))
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        });
+        // The container sees the network's gateway, as Docker's MASQUERADE of host-local
+        // traffic (route_localnet) gives it.
+        assert_eq!(got, gateway, "host-local {host_ip}:8080");
+    }
+
+    // 5b. Hairpin: web reaches its own published port through the host's uplink address and
+    // sees the gateway (never its own address: that reply would not come back through the
+    // NAT); another container reaching it is seen from its own address (DNAT only), as with
+    // Docker's hairpin rules.
+    let get = format!(
+        "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {HOST_UPLINK_IP} 8080"
+    );
+    let own = x
+        .docker
+        .docker_ok(&["exec", "web", "/bin/busybox", "sh", "-c", &get]);
+    let own = unmap(own.lines().last().unwrap_or_default());
+    assert_eq!(own, gateway, "web -> its own {HOST_UPLINK_IP}:8080");
+    let exposed_ip = x.docker_ip("exposed");
+    let near = x
+        .docker
+        .docker_ok(&["exec", "exposed", "/bin/busybox", "sh", "-c", &get]);
+    let near = unmap(near.lines().last().unwrap_or_default());
+    assert_eq!(near, exposed_ip, "exposed -> {HOST_UPLINK_IP}:8080");
+
+    // 5c. Masquerade: a container reaches a server in the outside namespace (which has no
+    // route to the container subnet), and the server sees the host's uplink address.
+    let srv = netd_tests::traffic::tcp_server(&x.w.outside, 7000);
+    let out = x.docker.docker_ok(&[
+        "exec",
+        "web",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &format!("echo masq | /bin/busybox nc -w 3 {OUTSIDE_IP} 7000"),
+    ]);
+    assert_eq!(out, "masq");
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+
+    // 6. --link on a user-defined network is an embedded-DNS alias (Docker's resolver at
+    // 127.0.0.11 in the container), whatever the driver; it grants nothing past icc: on a
+    // network with enable_icc=false a linked container is still kept apart.
+    x.docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "dkp",
+        "--link",
+        "web:webalias",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ns = x
+        .docker
+        .docker_ok(&["exec", "cli", "/bin/busybox", "nslookup", "webalias"]);
+    assert!(ns.contains(&web_ip), "nslookup webalias: {ns}");
+    let get_web =
+        format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {web_ip} 80");
+    let cli_ip = x.docker_ip("cli");
+    let seen = x
+        .docker
+        .docker_ok(&["exec", "cli", "/bin/busybox", "sh", "-c", &get_web]);
+    assert_eq!(unmap(seen.lines().last().unwrap_or_default()), cli_ip);
+
+    x.network(
+        "dkq",
+        "10.79.6.0/24",
+        &["-o", "com.docker.network.bridge.enable_icc=false"],
+    );
+    x.run_httpd("qweb", &["--network", "dkq"]);
+    let qweb_ip = x.docker_ip("qweb");
+    x.docker.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "qcli",
+        "--network",
+        "dkq",
+        "--link",
+        "qweb:qalias",
+        "netdt-bb:1",
+        "/bin/busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ns = x
+        .docker
+        .docker_ok(&["exec", "qcli", "/bin/busybox", "nslookup", "qalias"]);
+    assert!(ns.contains(&qweb_ip), "nslookup qalias: {ns}");
+    let blocked = x.docker.docker(&[
+        "exec",
+        "qcli",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &format!(
+            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {qweb_ip} 80"
+        ),
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&blocked.stdout).contains("10.79.6."),
+        "icc=false let a linked container through: {}",
+        String::from_utf8_lossy(&blocked.stdout)
+    );
+
+    assert_no_iptables_or_proxy(&x.w.host);
+    x.docker
+        .docker_ok(&["rm", "-f", "web", "dns", "exposed", "cli", "qweb", "qcli"]);
+    x.docker.docker_ok(&["network", "rm", "dkp", "dkq"]);
+    assert!(x.netd_endpoints().is_empty());
+    assert!(x.w.host.links_with_prefix("veth").is_empty());
 }

@@ -515,3 +515,64 @@ fn api_refuses_bad_requests_and_slow_clients_block_nobody() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
+
+#[test]
+fn sighup_during_startup_does_not_kill_the_daemon() {
+    let w = World::new();
+    let mut d = Daemon::spawn_with_env(&w.host, &[], &[]);
+    // The socket is bound before the engine starts, which loads the programs (seconds).
+    poll_until("the API socket", Duration::from_secs(30), || {
+        if d.sock().exists() {
+            Ok(())
+        } else {
+            Err("not bound yet")
+        }
+    });
+    assert!(
+        !d.logs().contains("netd daemon ready"),
+        "the daemon was ready before the SIGHUP: nothing tested"
+    );
+    hup(&d);
+    d.wait_until_ready();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        d.netd(&["status"]).status.success(),
+        "daemon gone after a SIGHUP during startup: {}",
+        d.logs()
+    );
+}
+
+#[test]
+fn stalled_api_clients_beyond_the_limit_do_not_lock_others_out() {
+    let w = World::new();
+    let d = w.daemon(&[]);
+    // 200 connections that never send a request: more than the daemon's 128 slots.
+    let stalled: Vec<std::os::unix::net::UnixStream> = (0..200)
+        .map(|_| std::os::unix::net::UnixStream::connect(d.sock()).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A real client is served at once, not after a stalled one's 10 s deadline.
+    let t = Instant::now();
+    let out = d.netd(&["status"]);
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "status took {:?} behind stalled clients",
+        t.elapsed()
+    );
+    // The oldest stalled connections were closed with a 408 to make room.
+    let mut first = &stalled[0];
+    first.set_read_timeout(Some(T)).unwrap();
+    let mut buf = String::new();
+    use std::io::Read as _;
+    let _ = first.read_to_string(&mut buf);
+    assert!(
+        buf.starts_with("HTTP/1.1 408"),
+        "oldest stalled connection got {buf:?}"
+    );
+    drop(stalled);
+}

@@ -354,8 +354,9 @@ fn detach_reports_teardown_errors_even_when_persisting_fails() {
     std::fs::remove_file(&hosts).unwrap();
     std::fs::create_dir(&hosts).unwrap();
     std::fs::write(hosts.join("keep"), "x").unwrap();
-    // Persist error: state.json is a non-empty directory the new file cannot be renamed over.
-    let state = d.state_dir().join("state.json");
+    // Persist error: the state journal is a non-empty directory the change cannot be
+    // appended to.
+    let state = d.state_dir().join("state.journal");
     std::fs::remove_file(&state).unwrap();
     std::fs::create_dir(&state).unwrap();
     std::fs::write(state.join("keep"), "x").unwrap();

@@ -366,3 +366,79 @@ fn dataplane_none_attaches_nothing_but_wires_containers() {
     assert_eq!(tcp_request(&c1, &format!("{ip2}:8080")).unwrap(), "ping");
     assert_eq!(srv.last_peer_ip(), ip1);
 }
+
+/// The journal of `d` (`state.journal` in its state dir).
+fn journal(d: &Daemon) -> std::path::PathBuf {
+    d.state_dir().join("state.journal")
+}
+
+/// kill -9 in the middle of a journal append leaves a torn record after the acknowledged
+/// ones: the restart drops it (and says so), keeps every acknowledged change, and the kept
+/// endpoints still carry traffic.
+#[test]
+fn restart_after_a_torn_journal_append_keeps_every_acknowledged_change() {
+    use std::io::Write as _;
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
+    // Changes of every kind in the journal: an attach and its detach, a publish.
+    let c3 = w.container("c3");
+    d.attach("c3", &c3, &[]);
+    d.netd_ok(&["detach", "c3"]);
+    d.netd_ok(&["publish", "c2", "18081:8081"]);
+    let ls = d.ls();
+    let i2 = d.inspect("c2");
+    d.kill9();
+    // What an append cut short leaves: a frame header promising 4000 bytes, 100 of them.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal(&d))
+        .unwrap();
+    f.write_all(&4000u32.to_le_bytes()).unwrap();
+    f.write_all(&[0xab; 4]).unwrap();
+    f.write_all(&[b'{'; 100]).unwrap();
+    drop(f);
+    d.restart();
+    assert_eq!(d.ls(), ls);
+    assert_eq!(d.inspect("c2"), i2);
+    assert!(!d.ls_has("c3"), "{}", d.ls());
+    assert!(d.logs().contains("torn record"), "{}", d.logs());
+    let srv = tcp_server(&c2, 8080);
+    assert_eq!(
+        tcp_request_until(&c1, &format!("{ip2}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), ip1);
+    // And the journal goes on after the dropped tail.
+    let c4 = w.container("c4");
+    d.attach("c4", &c4, &[]);
+    d.kill9();
+    d.restart();
+    assert!(d.ls_has("c4"), "{}", d.ls());
+}
+
+/// A damaged record with valid ones after it is not a torn tail: the daemon refuses to start
+/// and names the journal and the record's offset.
+#[test]
+fn a_damaged_journal_record_stops_the_start_naming_file_and_offset() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    attach_pair(&w, &d);
+    d.kill9();
+    let path = journal(&d);
+    let mut data = std::fs::read(&path).unwrap();
+    // The header record first, then c1's: flip a byte of c1's payload.
+    let header = 8 + u32::from_le_bytes(data[0..4].try_into().unwrap()) as usize;
+    assert!(
+        data.len() > header + 20,
+        "journal too short: {}",
+        data.len()
+    );
+    data[header + 8 + 2] ^= 0x20;
+    std::fs::write(&path, &data).unwrap();
+    let exit = d.restart_to_exit();
+    assert!(!exit.status.success(), "started on a damaged journal");
+    let msg = format!("{}{}", exit.stderr, exit.stdout);
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains(&format!("offset {header}")), "{msg}");
+}

@@ -131,6 +131,21 @@ pub enum DataplaneError {
         #[source]
         source: io::Error,
     },
+    #[error("IPv6 address {addr} of the endpoint on ifindex {ifindex} {reason}")]
+    BadIpv6 {
+        ifindex: u32,
+        addr: std::net::Ipv6Addr,
+        reason: &'static str,
+    },
+    #[error(
+        "IPv6 address {addr} of the endpoint on ifindex {ifindex} is already the address of the \
+         endpoint on ifindex {owner}"
+    )]
+    Ipv6InUse {
+        ifindex: u32,
+        addr: std::net::Ipv6Addr,
+        owner: u32,
+    },
     #[error("{} errors, the first: {}", .0.len(), .0[0])]
     Many(Vec<DataplaneError>),
 }

@@ -21,6 +21,7 @@ mod attach;
 pub mod clsact;
 mod ct;
 mod error;
+mod ipv6;
 pub mod kernel;
 mod pins;
 mod ports;
@@ -38,6 +39,7 @@ use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS, MAP_CT};
 
 pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
+pub use ipv6::EndpointIpv6;
 pub use kernel::{TcAttach, TcAttachMode};
 pub use ports::PortsChange;
 pub use program::V4Prefix;
@@ -61,6 +63,12 @@ pub struct DataplaneConfig {
     /// evicts unreplied flows, and refuses new flows only when every entry is replied. Applies
     /// when the map is created; a reused pin keeps its size.
     pub ct_max: u32,
+}
+
+/// Where the map `name` (a `netd_common::MAP_*`) is pinned under `pin_dir`: for readers that
+/// open one map on their own (the monitor's ring buffer).
+pub fn pinned_map(pin_dir: &std::path::Path, name: &str) -> PathBuf {
+    PinLayout::new(pin_dir).map(name)
 }
 
 /// NETD_CT_RING's size for a table of `ct_max` entries.
@@ -103,6 +111,10 @@ impl Dataplane {
 
         check_pinned_layouts(&pins)?;
         let mut loader = EbpfLoader::new();
+        // The verifier's error and its statistics, without the instruction trace: before
+        // Linux 6.4 the log does not rotate, so a trace fills aya's buffer and the error at its
+        // end (the reason a program is refused) is lost.
+        loader.verifier_log_level(aya::VerifierLogLevel::STATS);
         for &map in ALL_MAPS {
             loader.map_pin_path(map, pins.map(map));
         }

@@ -222,7 +222,7 @@ impl Dataplane {
 }
 
 /// Makes a hash map hold exactly `want`.
-fn sync_hash<K, V>(
+pub(super) fn sync_hash<K, V>(
     map: &mut aya::maps::Map,
     name: &'static str,
     want: &HashMap<K, V>,

@@ -96,6 +96,10 @@ pub fn link_detach(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// inserted or deleted during the walk may or may not be counted (a hash map restarts the walk
 /// when the current key vanishes, hence the cap).
 pub fn map_count_entries(map: impl AsFd, key_size: u32, max: u32) -> io::Result<u32> {
+    // A map without keys (the monitor's ring buffer) has no entries to walk.
+    if key_size == 0 {
+        return Ok(0);
+    }
     let fd = map.as_fd().as_raw_fd() as u32;
     let mut key = vec![0u8; key_size as usize];
     let mut next = vec![0u8; key_size as usize];

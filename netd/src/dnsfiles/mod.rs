@@ -110,7 +110,7 @@ mod tests {
 
         files.create_dir().unwrap();
         write_atomic(&files.hostname_path(), &render_hostname("c1")).unwrap();
-        write_atomic(&files.hosts_path(), &render_hosts("c1", None, &[])).unwrap();
+        write_atomic(&files.hosts_path(), &render_hosts("c1", None, None, &[])).unwrap();
         files.remove().unwrap();
         assert!(!files.dir.exists());
         // Already gone: still fine.

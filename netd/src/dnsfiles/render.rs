@@ -1,6 +1,6 @@
 //! The pure renderers of hostname, hosts and resolv.conf, and the resolv.conf reader.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `/etc/hostname`: the name and a newline.
 pub fn render_hostname(hostname: &str) -> String {
@@ -25,12 +25,21 @@ const HOSTS_DEFAULTS: &str = "127.0.0.1\tlocalhost\n\
                               ff02::2\tip6-allrouters\n";
 
 /// `/etc/hosts`: the default entries, the container's own address under its hostname (absent
-/// when it has no address, as with `--net none`), then one line per link sorted by alias (then
-/// name, then address) so the same links always give the same bytes.
-pub fn render_hosts(hostname: &str, ip: Option<Ipv4Addr>, links: &[HostsLink]) -> String {
+/// when it has no address, as with `--net none`), its global IPv6 address under the hostname
+/// too (IPv6 networks), then one line per link sorted by alias (then name, then address) so
+/// the same links always give the same bytes.
+pub fn render_hosts(
+    hostname: &str,
+    ip: Option<Ipv4Addr>,
+    ip6: Option<Ipv6Addr>,
+    links: &[HostsLink],
+) -> String {
     let mut out = String::from(HOSTS_DEFAULTS);
     if let Some(ip) = ip {
         out.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    if let Some(ip6) = ip6 {
+        out.push_str(&format!("{ip6}\t{hostname}\n"));
     }
     let mut links: Vec<&HostsLink> = links.iter().collect();
     links.sort_by(|a, b| {
@@ -189,13 +198,28 @@ mod tests {
     }
 
     #[test]
+    fn hosts_list_the_global_ipv6_address() {
+        let h = render_hosts(
+            "web",
+            Some(Ipv4Addr::new(172, 17, 0, 3)),
+            Some("2001:db8:1::242:ac11:3".parse().unwrap()),
+            &[],
+        );
+        assert!(h.starts_with(HOSTS_DEFAULTS), "{h}");
+        assert!(
+            h.ends_with("172.17.0.3\tweb\n2001:db8:1::242:ac11:3\tweb\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
     fn hosts_with_address_and_sorted_links() {
         let links = [
             link("db", "db", [172, 17, 0, 3]),
             link("cache", "redis1", [172, 17, 0, 4]),
         ];
         assert_eq!(
-            render_hosts("a1b2c3", Some(Ipv4Addr::new(172, 17, 0, 2)), &links),
+            render_hosts("a1b2c3", Some(Ipv4Addr::new(172, 17, 0, 2)), None, &links),
             "127.0.0.1\tlocalhost\n\
              ::1\tlocalhost ip6-localhost ip6-loopback\n\
              fe00::0\tip6-localnet\n\
@@ -210,7 +234,7 @@ mod tests {
 
     #[test]
     fn hosts_without_address_has_only_the_defaults() {
-        assert_eq!(render_hosts("box", None, &[]), HOSTS_DEFAULTS);
+        assert_eq!(render_hosts("box", None, None, &[]), HOSTS_DEFAULTS);
         assert!(!HOSTS_DEFAULTS.contains("box"));
     }
 
@@ -218,8 +242,8 @@ mod tests {
     fn hosts_do_not_depend_on_link_order() {
         let a = link("a", "x", [10, 0, 0, 1]);
         let b = link("b", "b", [10, 0, 0, 2]);
-        let ab = render_hosts("h", None, &[a.clone(), b.clone()]);
-        let ba = render_hosts("h", None, &[b, a]);
+        let ab = render_hosts("h", None, None, &[a.clone(), b.clone()]);
+        let ba = render_hosts("h", None, None, &[b, a]);
         assert_eq!(ab, ba);
         assert!(ab.ends_with("10.0.0.1\ta x\n10.0.0.2\tb\n"), "{ab}");
     }

@@ -8,8 +8,9 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use super::state::{Endpoint, PortBinding, Written};
+use super::timing::Phases;
 use super::view::EndpointView;
-use super::{EndpointSpec, Engine, EngineError};
+use super::{EndpointSpec, Engine, EngineError, Touched};
 use crate::spec::{self, NetMode};
 use crate::wiring::{Netlink, netns};
 
@@ -20,28 +21,32 @@ pub(super) struct Undo {
     host_links: Vec<String>,
     dataplane: Vec<String>,
     etc_dir: Option<PathBuf>,
+    /// An endpoint whose NDP proxy entries were added.
+    ndp: Option<Endpoint>,
 }
 
 /// The host side of a new veth pair, and the temporary name of its peer.
 struct Veth {
     host: String,
     host_index: u32,
-    peer: String,
+    /// The container end's index here (0 when it was created in the container's namespace).
     peer_index: u32,
 }
 
 impl Engine {
     /// `netd attach`: validate everything, then wire, then persist.
     pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
+        let mut t = Phases::new();
         let mut ep = self.plan(&req)?;
         let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
+        t.mark("plan");
         let mut undo = Undo {
             ports: ep.ports.clone(),
             ..Default::default()
         };
         let ns_path = req.netns_handle.as_ref().unwrap_or(&req.netns);
         match self
-            .apply_attach(ep, ns_path, req.hand_over, &mut undo)
+            .apply_attach(ep, ns_path, req.hand_over, &mut undo, &mut t)
             .await
         {
             Ok(ep) => {
@@ -50,9 +55,13 @@ impl Engine {
                 // Publish: the endpoint's programs are already attached (before its veth came
                 // up); the maps now get the rest: its port bindings, links and the full sets.
                 let committed = match self.sync_dataplane().await {
-                    Ok(()) => self.persist(),
+                    Ok(()) => {
+                        t.mark("maps");
+                        self.persist(&[Touched::Endpoint(&name)])
+                    }
                     Err(e) => Err(e),
                 };
+                t.mark("persist");
                 if let Err(e) = committed {
                     self.state.endpoints.remove(&name);
                     self.state.next_binding_id = next_id;
@@ -63,8 +72,11 @@ impl Engine {
                     return Err(e);
                 }
                 self.refresh_linkers(&name);
+                t.mark("linkers");
                 tracing::info!(container = %name, "attached");
-                self.inspect(&name)
+                let view = self.inspect(&name);
+                t.log("attach", &name);
+                view
             }
             Err(e) => {
                 self.state.next_binding_id = next_id;
@@ -104,6 +116,7 @@ impl Engine {
         if !bridged {
             let what = [
                 (req.ip.is_some(), "--ip"),
+                (req.ip6.is_some(), "--ip6"),
                 (req.mac.is_some(), "--mac-address"),
                 (!req.publish.is_empty() || req.publish_all, "-p/-P"),
             ];
@@ -160,6 +173,8 @@ impl Engine {
             }
         }
         let mut hostname = req.hostname.clone().unwrap_or_else(|| req.name.clone());
+        let mut ipv6 = None;
+        let mut mac = None;
         let (ip, gateway) = match &net {
             NetMode::Bridge => {
                 let owner = |i: Ipv4Addr| self.owner_of_ip(i);
@@ -188,6 +203,13 @@ impl Engine {
                     Some(_) if seg.internal => None,
                     Some(_) => Some(seg.bridge_addr.addr()),
                 };
+                let m = req.mac.unwrap_or_else(|| super::ipam::mac_from_ipv4(ip));
+                // A hand-over endpoint is addressed by Docker's libnetwork from what the
+                // plugin answers, which carries no IPv6 yet: no lease it would not have.
+                if !req.hand_over {
+                    ipv6 = self.plan_ipv6(network.as_deref(), m, req.ip6)?;
+                }
+                mac = Some(m);
                 (Some(ip), gw)
             }
             NetMode::Container(target) => {
@@ -213,6 +235,7 @@ impl Engine {
                 }
                 // A joiner shares its target's interface, so its network too.
                 network = t.network.clone();
+                ipv6 = t.ipv6.clone();
                 (t.ip, t.gateway)
             }
             NetMode::Host => {
@@ -243,15 +266,7 @@ impl Engine {
         Ok(Endpoint {
             name: req.name.clone(),
             netns: req.netns.clone(),
-            mac: if bridged {
-                Some(
-                    req.mac.unwrap_or_else(|| {
-                        super::ipam::mac_from_ipv4(ip.expect("bridged has an ip"))
-                    }),
-                )
-            } else {
-                None
-            },
+            mac,
             net,
             network,
             ifname: req.ifname.clone(),
@@ -272,6 +287,8 @@ impl Engine {
             written: Written::default(),
             reserve_ports: req.reserve_ports,
             handed_over: req.hand_over && bridged,
+            ipv6,
+            ndp_proxy: Vec::new(),
         })
     }
 
@@ -281,12 +298,13 @@ impl Engine {
         ns_path: &std::path::Path,
         hand_over: bool,
         undo: &mut Undo,
+        t: &mut Phases,
     ) -> Result<Endpoint, EngineError> {
         match ep.net {
             NetMode::Bridge if hand_over => {
                 // The container end stays here, down, with the endpoint's MAC; libnetwork moves
                 // it into the sandbox, renames it and gives it the address and routes.
-                let veth = self.create_veth(&ep, undo).await?;
+                let veth = self.create_veth(&ep, None, undo, t).await?;
                 self.nl
                     .set_mac(veth.peer_index, ep.mac.expect("bridged endpoint has a MAC"))
                     .await?;
@@ -299,6 +317,7 @@ impl Engine {
             NetMode::Bridge => {
                 let ns = open_ns(ns_path)?;
                 let cnl = netns::netlink_in(&ns)?;
+                t.mark("open_netns");
                 if cnl.link_by_name(&ep.ifname).await?.is_some() {
                     return Err(EngineError::Conflict(format!(
                         "network namespace {} already has an {} (attached by someone else?)",
@@ -306,8 +325,10 @@ impl Engine {
                         ep.ifname
                     )));
                 }
-                let veth = self.create_veth(&ep, undo).await?;
-                self.move_into_sandbox(&ep, &veth, &ns, &cnl).await?;
+                t.mark("check_ifname");
+                let veth = self.create_veth(&ep, Some(&ns), undo, t).await?;
+                self.configure_in_sandbox(&ep, &ns, &cnl).await?;
+                t.mark("sandbox");
                 ep.host_ifname = Some(veth.host);
                 ep.host_ifindex = Some(veth.host_index);
             }
@@ -318,17 +339,58 @@ impl Engine {
             }
             NetMode::Host | NetMode::Container(_) => {}
         }
+        if ep.net == NetMode::Bridge && !hand_over {
+            match self.add_ndp_proxy(&ep).await {
+                Ok(on) => {
+                    ep.ndp_proxy = on;
+                    undo.ndp = Some(ep.clone());
+                }
+                Err(e) => {
+                    let mut all = ep.clone();
+                    all.ndp_proxy = self.uplinks.clone();
+                    self.del_ndp_proxy(&all).await;
+                    return Err(e);
+                }
+            }
+        }
         undo.etc_dir = Some(ep.etc_dir.clone());
         self.write_files(&mut ep)?;
+        t.mark("etc_files");
         Ok(ep)
     }
 
     /// The seed's "How Docker networks a container", steps 1-3: a veth pair, its host end on
-    /// the bridge and up, with the endpoint's programs attached first.
-    async fn create_veth(&mut self, ep: &Endpoint, undo: &mut Undo) -> Result<Veth, EngineError> {
+    /// the bridge and up, with the endpoint's programs attached first. With `into`, the
+    /// container end is created in that namespace, named and addressed already (step 4 without
+    /// a move); without, it stays here under a temporary name (hand-over).
+    async fn create_veth(
+        &mut self,
+        ep: &Endpoint,
+        into: Option<&std::fs::File>,
+        undo: &mut Undo,
+        t: &mut Phases,
+    ) -> Result<Veth, EngineError> {
         let (host, peer) = self.free_veth_names().await?;
-        let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
-        undo.host_links.push(host.clone());
+        t.mark("veth_names");
+        let seg_mtu = self.segment(ep.network.as_deref()).mtu;
+        let (hl, peer_index) = match into {
+            Some(ns) => {
+                let mac = ep.mac.expect("bridged endpoint has a MAC");
+                let hl = self
+                    .nl
+                    .create_veth_into(&host, &ep.ifname, ns.as_fd(), mac, seg_mtu)
+                    .await;
+                // The pair may exist even when the lookup after creating it failed.
+                undo.host_links.push(host.clone());
+                (hl?, None)
+            }
+            None => {
+                let (hl, pl) = self.nl.create_veth(&host, &peer).await?;
+                undo.host_links.push(host.clone());
+                (hl, Some(pl.index))
+            }
+        };
+        t.mark("veth_create");
         // Policy before traffic: the maps learn the endpoint (address and MAC for
         // anti-spoofing) and its programs attach while the veth is still down and off the
         // bridge, so it is never up unpoliced. TCX attaches to a down interface.
@@ -342,47 +404,73 @@ impl Engine {
             };
             dp.upsert_endpoint(&info)?;
             undo.dataplane.push(host.clone());
+            if let Some(l) = ep.ipv6() {
+                dp.set_endpoint_ipv6(hl.index, l.link_local, l.global)?;
+            }
             dp.attach_endpoint(&host)?;
         }
+        t.mark("programs");
         let seg = self.segment(ep.network.as_deref());
         let bridge = self.nl.require_link(&seg.bridge).await?;
-        self.nl.set_mtu(hl.index, seg.mtu).await?;
-        self.nl.set_mtu(pl.index, seg.mtu).await?;
+        if let Some(pi) = peer_index {
+            self.nl.set_mtu(hl.index, seg.mtu).await?;
+            self.nl.set_mtu(pi, seg.mtu).await?;
+        }
         self.nl.set_master(hl.index, bridge.index).await?;
         // enable_icc=false on a network: its containers' ports cannot forward to each other.
         if ep.network.is_some() && !seg.icc {
             self.nl.set_port_isolated(hl.index, true).await?;
         }
         self.nl.set_up(hl.index).await?;
+        t.mark("veth_config");
         Ok(Veth {
             host,
             host_index: hl.index,
-            peer,
-            peer_index: pl.index,
+            peer_index: peer_index.unwrap_or(0),
         })
     }
 
-    /// Steps 4-5: the peer moves into the container's namespace, takes the endpoint's interface
-    /// name, MAC and address, and the default route goes through the gateway.
-    async fn move_into_sandbox(
+    /// Step 5: in the container's namespace the new interface (created there, named and with
+    /// its MAC) gets IPv6 switched on when the endpoint has a lease, comes up with its
+    /// addresses, `lo` comes up, and the default routes go through the gateways.
+    async fn configure_in_sandbox(
         &self,
         ep: &Endpoint,
-        veth: &Veth,
         ns: &std::fs::File,
         cnl: &Netlink,
     ) -> Result<(), EngineError> {
-        self.nl.move_to_netns(veth.peer_index, ns.as_fd()).await?;
-        let c = cnl.require_link(&veth.peer).await?;
-        cnl.set_name(c.index, &ep.ifname).await?;
-        cnl.set_mac(c.index, ep.mac.expect("bridged endpoint has a MAC"))
-            .await?;
+        let c = cnl.require_link(&ep.ifname).await?;
+        if let Some(v6) = ep.ipv6() {
+            // IPv6 on, no duplicate address detection (the addresses are netd's to give, and
+            // a tentative address would hold traffic back), before the interface comes up.
+            for (key, value) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
+                let path = format!("/proc/sys/net/ipv6/conf/{}/{key}", ep.ifname);
+                netns::write_sysctl_in(ns, &path, value)?;
+            }
+            cnl.add_address6(c.index, v6.link_local, 64).await?;
+            if let (Some(g), Some(len)) = (v6.global, v6.prefix_len) {
+                cnl.add_address6(c.index, g, len).await?;
+            }
+        }
         cnl.set_up(c.index).await?;
         bring_lo_up(cnl).await?;
         let ip = ep.ip.expect("bridged endpoint has an IP");
         let prefix = self.segment(ep.network.as_deref()).bridge_addr.prefix_len();
         cnl.add_address(c.index, ip, prefix).await?;
         if let Some(gw) = ep.gateway {
-            cnl.add_default_route(gw).await?;
+            // A second interface (a container on two networks) leaves the first one's default
+            // route in place: one default gateway per container, as Docker gives it.
+            let has_default = cnl
+                .routes_v4()
+                .await?
+                .iter()
+                .any(|r| r.dest.prefix_len() == 0);
+            if !has_default {
+                cnl.add_default_route(gw).await?;
+            }
+        }
+        if let Some(v6) = ep.ipv6() {
+            cnl.add_default_route6(v6.gateway, c.index).await?;
         }
         Ok(())
     }
@@ -403,6 +491,11 @@ impl Engine {
 
     async fn rollback(&mut self, undo: Undo) {
         self.reserved.release(&undo.ports);
+        if let Some(ep) = &undo.ndp {
+            for e in self.del_ndp_proxy(ep).await {
+                tracing::warn!(container = %ep.name, "rollback: {e}");
+            }
+        }
         for h in undo.dataplane.iter().rev() {
             if let Some(dp) = self.dp.as_mut() {
                 if let Err(e) = dp.detach(h) {

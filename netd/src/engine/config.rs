@@ -1,10 +1,10 @@
 //! The engine's configuration: the default network and the dataplane (the daemon's flags,
 //! parsed by the CLI front end).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// `--dataplane`: the eBPF programs, or wiring only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,15 @@ pub struct Config {
     pub ip_forward: bool,
     pub ip_masq: bool,
     pub default_gateway: Option<Ipv4Addr>,
+    /// `--ipv6`: the default network is dual stack (the bridge gets fe80::1/64, containers
+    /// a link-local address from their MAC, and a global one with `--fixed-cidr-v6`).
+    pub ipv6: bool,
+    /// `--fixed-cidr-v6`: the containers' IPv6 subnet, routed to the bridge (a network
+    /// address, /126 or shorter; checked by the front end).
+    pub fixed_cidr_v6: Option<Ipv6Net>,
+    /// `--default-gateway-v6`: the containers' IPv6 next hop instead of fe80::1 (inside
+    /// `fixed_cidr_v6`).
+    pub default_gateway_v6: Option<Ipv6Addr>,
     pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
     pub resolv_conf: PathBuf,

@@ -6,7 +6,7 @@ use ipnet::Ipv4Net;
 
 use super::attach::random_hex7;
 use super::state::Endpoint;
-use super::{Engine, EngineError, not_found};
+use super::{Engine, EngineError, Touched, not_found};
 use crate::spec::NetMode;
 use crate::wiring::netns;
 
@@ -14,6 +14,7 @@ impl Engine {
     /// `netd detach`: removes the veth (its peer goes with it), the lease, the files, the
     /// port bindings and the dataplane attachment; a vanished namespace is fine.
     pub async fn detach(&mut self, name: &str) -> Result<(), EngineError> {
+        let mut t = super::timing::Phases::new();
         let ep = self
             .state
             .endpoints
@@ -44,12 +45,15 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => errors.push(e.to_string()),
             }
+            t.mark("veth_delete");
             if let Some(dp) = self.dp.as_mut() {
                 if let Err(e) = dp.detach(h) {
                     errors.push(format!("dataplane: {e}"));
                 }
             }
+            t.mark("programs");
         }
+        errors.extend(self.del_ndp_proxy(&ep).await);
         for (peer, _) in &ep.p2p {
             if let Err(e) = self.drop_p2p(name, peer).await {
                 errors.push(e.to_string());
@@ -58,11 +62,13 @@ impl Engine {
         if let Err(e) = crate::dnsfiles::EtcFiles::new(ep.etc_dir.clone()).remove() {
             errors.push(format!("removing {}: {e}", ep.etc_dir.display()));
         }
+        t.mark("etc_files");
         self.state.endpoints.remove(name);
         self.reserved.release(&ep.ports);
         if let Err(e) = self.sync_dataplane().await {
             errors.push(e.to_string());
         }
+        t.mark("maps");
         if let (Some(ip), Some(dp)) = (ep.ip, self.dp.as_mut()) {
             if ep.net == NetMode::Bridge {
                 if let Err(e) = dp.ct_flush_ip(ip) {
@@ -70,12 +76,20 @@ impl Engine {
                 }
             }
         }
+        t.mark("ct_flush");
         // Persisting can fail too; that failure joins the others instead of hiding them.
-        if let Err(e) = self.persist() {
+        let touched: Vec<Touched<'_>> = std::iter::once(name)
+            .chain(ep.p2p.iter().map(|(peer, _)| peer.as_str()))
+            .map(Touched::Endpoint)
+            .collect();
+        if let Err(e) = self.persist(&touched) {
             errors.push(e.to_string());
         }
+        t.mark("persist");
         self.refresh_linkers(name);
+        t.mark("linkers");
         tracing::info!(container = %name, "detached");
+        t.log("detach", name);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -173,7 +187,7 @@ impl Engine {
             .expect("checked")
             .p2p
             .push((a.to_string(), ifb));
-        self.persist()?;
+        self.persist(&[Touched::Endpoint(a), Touched::Endpoint(b)])?;
         tracing::info!(a, b, "point-to-point link created");
         Ok(())
     }

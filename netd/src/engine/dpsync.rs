@@ -14,6 +14,7 @@ use netd_common::{
 
 use super::state::Endpoint;
 use super::{Engine, EngineError};
+use crate::dataplane::EndpointIpv6;
 use crate::spec::{NetMode, Proto};
 
 fn be(ip: Ipv4Addr) -> u32 {
@@ -166,8 +167,11 @@ impl Engine {
         out
     }
 
-    async fn endpoint_infos(&self) -> Result<Vec<EndpointInfo>, EngineError> {
+    /// Every bridged endpoint's map entry, and the IPv6 addresses of those that have a lease
+    /// (the others keep to their MAC-derived link-local address in `policy6`).
+    async fn endpoint_infos(&self) -> Result<(Vec<EndpointInfo>, Vec<EndpointIpv6>), EngineError> {
         let mut out = Vec::new();
+        let mut v6 = Vec::new();
         for e in self.state.endpoints.values() {
             let (Some(h), Some(ip), Some(mac)) = (&e.host_ifname, e.ip, e.mac) else {
                 continue;
@@ -186,8 +190,15 @@ impl Engine {
                 mac,
                 net_id: self.network_id(e.network.as_deref()),
             });
+            if let Some(l) = e.ipv6() {
+                v6.push(EndpointIpv6 {
+                    ifindex,
+                    link_local: l.link_local,
+                    global: l.global,
+                });
+            }
         }
-        Ok(out)
+        Ok((out, v6))
     }
 
     /// Every network's options by dataplane id: the default network (0, a mirror of DpConfig:
@@ -284,7 +295,7 @@ impl Engine {
         }
         let bridge = self.nl.require_link(&self.net.bridge).await?;
         let cfg = self.dp_config(bridge.index, bridge.mac);
-        let eps = self.endpoint_infos().await?;
+        let (eps, eps6) = self.endpoint_infos().await?;
         let nets = self.network_configs(&cfg).await?;
         let ports = self.port_entries();
         let links = self.links_map();
@@ -314,6 +325,7 @@ impl Engine {
         let filtering = !allow.is_empty() || !deny.is_empty();
         dp.set_prefilter(&self.uplinks, filtering)?;
         dp.set_endpoints(&eps)?;
+        dp.set_endpoints_ipv6(&eps6)?;
         dp.set_ports(ports)?;
         dp.set_links(&links)?;
         dp.prune_filters(&allow, &deny)?;

@@ -4,7 +4,7 @@ use crate::dnsfiles::{self, EtcFiles, HostsLink};
 use crate::spec::NetMode;
 
 use super::state::{Endpoint, Written};
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Touched};
 
 impl Engine {
     fn host_resolv(&self) -> String {
@@ -43,7 +43,12 @@ impl Engine {
                 })
             })
             .collect();
-        let hosts = dnsfiles::render_hosts(&src.hostname, src.ip, &links);
+        let hosts = dnsfiles::render_hosts(
+            &src.hostname,
+            src.ip,
+            src.ipv6().and_then(|l| l.global),
+            &links,
+        );
         let (dns, search) = if src.dns.is_empty() && src.dns_search.is_empty() {
             (&self.cfg.dns, &self.cfg.dns_search)
         } else {
@@ -68,11 +73,12 @@ impl Engine {
         };
         files.create_dir().map_err(|e| err("the directory", e))?;
         let w = self.render(ep);
-        crate::fsutil::write_atomic(&files.hostname_path(), &w.hostname)
-            .map_err(|e| err("hostname", e))?;
-        crate::fsutil::write_atomic(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
-        crate::fsutil::write_atomic(&files.resolv_conf_path(), &w.resolv_conf)
-            .map_err(|e| err("resolv.conf", e))?;
+        // Not fsynced: the files live no longer than the container's namespace (see
+        // write_replace_volatile); six fsyncs were the largest part of an attach.
+        let write = crate::fsutil::write_replace_volatile;
+        write(&files.hostname_path(), &w.hostname).map_err(|e| err("hostname", e))?;
+        write(&files.hosts_path(), &w.hosts).map_err(|e| err("hosts", e))?;
+        write(&files.resolv_conf_path(), &w.resolv_conf).map_err(|e| err("resolv.conf", e))?;
         ep.written = w;
         Ok(())
     }
@@ -142,7 +148,7 @@ impl Engine {
     /// persists what was written. A resolv.conf the container edited is left alone; hosts is
     /// netd's (Docker rewrites it on link changes too).
     fn rewrite_files(&mut self, names: Vec<String>, which: EtcFile, why: &str) {
-        let mut changed = false;
+        let mut changed = Vec::new();
         for n in names {
             let ep = &self.state.endpoints[&n];
             let files = EtcFiles::new(ep.etc_dir.clone());
@@ -172,14 +178,15 @@ impl Engine {
                         EtcFile::Hosts => w.hosts = new,
                         EtcFile::ResolvConf => w.resolv_conf = new,
                     }
-                    changed = true;
                     tracing::info!(container = %n, "{why}");
+                    changed.push(n);
                 }
                 Err(e) => tracing::warn!(container = %n, "cannot rewrite {}: {e}", path.display()),
             }
         }
-        if changed {
-            if let Err(e) = self.persist() {
+        if !changed.is_empty() {
+            let touched: Vec<Touched<'_>> = changed.iter().map(|n| Touched::Endpoint(n)).collect();
+            if let Err(e) = self.persist(&touched) {
                 tracing::warn!("{e}");
             }
         }

@@ -52,7 +52,7 @@ impl Engine {
             }
         }
         let r = match self.sync_dataplane().await {
-            Ok(()) => self.persist(),
+            Ok(()) => self.persist(&[]),
             Err(e) => Err(e),
         };
         if let Err(e) = r {

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::{Engine, EngineError, not_found};
+use super::{Engine, EngineError, Touched, not_found};
 
 impl Engine {
     /// Holds an address of network `network` for `holder`: `ip` when given (refused when it is
@@ -33,7 +33,7 @@ impl Engine {
                 .map_err(|e| EngineError::Conflict(e.to_string()))?,
         };
         self.state.held.insert(ip, holder.to_string());
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist(&[]) {
             self.state.held.remove(&ip);
             return Err(e);
         }
@@ -45,7 +45,7 @@ impl Engine {
         let Some(holder) = self.state.held.remove(&ip) else {
             return Ok(false);
         };
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist(&[]) {
             self.state.held.insert(ip, holder);
             return Err(e);
         }
@@ -80,7 +80,9 @@ impl Engine {
         let ports = std::mem::take(&mut ep.ports);
         let publish = std::mem::take(&mut ep.publish);
         let publish_all = std::mem::replace(&mut ep.publish_all, false);
-        let result = self.sync_published(name).and_then(|()| self.persist());
+        let result = self
+            .sync_published(name)
+            .and_then(|()| self.persist(&[Touched::Endpoint(name)]));
         if let Err(e) = result {
             let ep = self.state.endpoints.get_mut(name).expect("present");
             ep.ports = ports;

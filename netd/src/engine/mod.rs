@@ -14,6 +14,7 @@ mod files;
 mod filters;
 mod handover;
 pub mod ipam;
+pub mod ipv6;
 pub mod network;
 pub mod networks;
 pub mod ports;
@@ -22,6 +23,8 @@ pub mod request;
 mod reserve;
 mod sockdiag;
 pub mod state;
+mod store;
+mod timing;
 mod uplinks;
 pub mod view;
 
@@ -37,7 +40,8 @@ pub use networks::DEFAULT_NETWORK;
 pub use request::{
     CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
 };
-use state::{Endpoint, NetworkState, State, Store};
+use state::{Endpoint, NetworkState, State};
+use store::{Store, Touched};
 pub use uplinks::{LinkEvents, auto_uplinks};
 use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
 
@@ -141,8 +145,7 @@ impl Engine {
                 cfg.state_dir.display()
             ))
         })?;
-        let store = Store::new(&cfg.state_dir);
-        let mut st = store.load()?;
+        let (store, mut st) = Store::open(&cfg.state_dir)?;
         let nl = Netlink::current()?;
         for u in &cfg.uplinks {
             nl.link_by_name(u)
@@ -232,9 +235,13 @@ impl Engine {
             }
         }
         engine.setup_networks().await?;
+        engine.setup_ipv6().await?;
         engine.reconcile().await?;
+        engine.restore_ndp_proxies().await;
         engine.sync_dataplane().await?;
-        engine.store.save(&engine.state)?;
+        // One snapshot after start: it takes over a state.json from before the journal, and
+        // the start's own changes (binding ids, network ids, reconciled endpoints).
+        engine.store.snapshot(&mut engine.state)?;
         Ok(engine)
     }
 
@@ -274,12 +281,47 @@ impl Engine {
         Ok(())
     }
 
+    /// NDP proxy entries do not outlive the host namespace's neighbour table being flushed,
+    /// and the uplinks may have changed: put back what each endpoint needs.
+    async fn restore_ndp_proxies(&mut self) {
+        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
+        let mut changed = Vec::new();
+        for n in names {
+            let ep = self.state.endpoints[&n].clone();
+            match self.add_ndp_proxy(&ep).await {
+                Ok(on) if on != ep.ndp_proxy => {
+                    if let Some(e) = self.state.endpoints.get_mut(&n) {
+                        e.ndp_proxy = on;
+                        changed.push(n.clone());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(container = %n, "NDP proxy: {e}"),
+            }
+        }
+        if !changed.is_empty() {
+            let touched: Vec<Touched<'_>> = changed.iter().map(|n| Touched::Endpoint(n)).collect();
+            if let Err(e) = self.persist(&touched) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
-    fn persist(&self) -> Result<(), EngineError> {
-        self.store.save(&self.state).map_err(Into::into)
+    /// Records a change: the daemon-wide settings when they changed, and the endpoints
+    /// `touched` names (every endpoint the change added, altered or removed).
+    fn persist(&mut self, touched: &[Touched<'_>]) -> Result<(), EngineError> {
+        self.store
+            .commit(&mut self.state, touched)
+            .map_err(Into::into)
+    }
+
+    /// Syncs the state journal to disk now (the daemon calls it before it exits).
+    pub fn flush_state(&self) -> Result<(), EngineError> {
+        self.store.flush().map_err(Into::into)
     }
 
     fn owner_of_ip(&self, ip: Ipv4Addr) -> Option<String> {
@@ -328,6 +370,10 @@ impl Engine {
                 .then(|| self.segment(e.network.as_deref()).bridge_addr.prefix_len()),
             mac: e.mac.as_ref().map(spec::format_mac),
             gateway: e.gateway.map(|g| g.to_string()),
+            global_ipv6: e.ipv6().and_then(|l| l.global).map(|a| a.to_string()),
+            global_ipv6_prefix_len: e.ipv6().and_then(|l| l.prefix_len),
+            link_local_ipv6: e.ipv6().map(|l| l.link_local.to_string()),
+            ipv6_gateway: e.ipv6().map(|l| l.gateway.to_string()),
             hostname: e.hostname.clone(),
             host_ifname: e.host_ifname.clone(),
             etc_dir: e.etc_dir.clone(),

@@ -169,6 +169,7 @@ impl Engine {
             Some(r) => r.trunc(),
             None => subnet,
         };
+        let subnet_v6 = self.check_subnet_v6(&spec)?;
         let bridge = match &spec.bridge {
             Some(b) => {
                 crate::spec::validate_ifname(b).map_err(|e| {
@@ -193,14 +194,19 @@ impl Engine {
             ip_masq: spec.ip_masq,
             internal: spec.internal,
             id: self.free_network_id()?,
+            ipv6: spec.ipv6,
+            subnet_v6,
         };
-        let made = self.make_bridge(&net).await;
+        let made = match self.make_bridge(&net).await {
+            Ok(()) if net.ipv6 => self.make_bridge6(&net).await,
+            r => r,
+        };
         let committed = match made {
             Ok(()) => {
                 self.state.networks.insert(net.name.clone(), net.clone());
                 match self.sync_isolation().await {
                     Ok(()) => match self.sync_dataplane().await {
-                        Ok(()) => self.persist(),
+                        Ok(()) => self.persist(&[]),
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -247,6 +253,53 @@ impl Engine {
         Ok(())
     }
 
+    /// The IPv6 `--subnet` of a new network: needs `--ipv6`, a network address of /126 or
+    /// shorter, and no overlap with another network's IPv6 subnet.
+    fn check_subnet_v6(&self, spec: &NetworkSpec) -> Result<Option<ipnet::Ipv6Net>, EngineError> {
+        let Some(s) = spec.subnet_v6 else {
+            return Ok(None);
+        };
+        if !spec.ipv6 {
+            return Err(EngineError::Invalid(format!(
+                "--subnet {s} is an IPv6 subnet: create the network with --ipv6"
+            )));
+        }
+        if s.prefix_len() > 126 {
+            return Err(EngineError::Invalid(format!(
+                "--subnet {s}: an IPv6 network needs a /126 or larger"
+            )));
+        }
+        if s.addr() != s.network() {
+            return Err(EngineError::Invalid(format!(
+                "--subnet {s} is not a network address (host bits are set): use {}",
+                s.trunc()
+            )));
+        }
+        let v6_overlap = |a: &ipnet::Ipv6Net| a.contains(&s.network()) || s.contains(&a.network());
+        if let Some(d) = self.cfg.fixed_cidr_v6.filter(|d| v6_overlap(d)) {
+            return Err(EngineError::Conflict(format!(
+                "--subnet {s} overlaps the default network's --fixed-cidr-v6 {d}"
+            )));
+        }
+        for n in self.state.networks.values() {
+            if let Some(o) = n.subnet_v6.filter(|o| v6_overlap(o)) {
+                return Err(EngineError::Conflict(format!(
+                    "--subnet {s} overlaps network {} ({o})",
+                    n.name
+                )));
+            }
+        }
+        Ok(Some(s))
+    }
+
+    async fn make_bridge6(&self, net: &UserNetwork) -> Result<(), EngineError> {
+        super::ipv6::setup_bridge(&self.nl, &net.bridge, net.subnet_v6).await?;
+        if net.subnet_v6.is_some() && self.cfg.ip_forward {
+            super::ipv6::enable_forwarding(&self.uplinks)?;
+        }
+        Ok(())
+    }
+
     /// At start: every persisted network's bridge is there (recreated if it vanished), and the
     /// isolation rules match the networks.
     pub(super) async fn setup_networks(&mut self) -> Result<(), EngineError> {
@@ -267,6 +320,7 @@ impl Engine {
         for n in self.state.networks.values() {
             self.make_bridge(n).await?;
         }
+        // (IPv6 bridges are set up by `setup_ipv6`, after the uplinks are known.)
         // Networks persisted before they had dataplane ids get one now (saved with the next
         // change; the same one is given again until then: the order is the names').
         let unnumbered: Vec<String> = self
@@ -371,7 +425,7 @@ impl Engine {
             Ok(None) => {}
             Err(e) => errors.push(e.to_string()),
         }
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist(&[]) {
             errors.push(e.to_string());
         }
         tracing::info!(network = %name, "network removed");
@@ -422,6 +476,8 @@ impl Engine {
             subnet: n.bridge_addr.trunc().to_string(),
             gateway: n.bridge_addr.addr().to_string(),
             ip_range: n.pool.to_string(),
+            subnet_v6: n.subnet_v6.map(|s| s.to_string()),
+            ipv6: n.ipv6,
             mtu: n.mtu,
             icc: n.icc,
             ip_masq: n.ip_masq,
@@ -438,6 +494,8 @@ impl Engine {
             subnet: self.net.bridge_addr.trunc().to_string(),
             gateway: self.net.bridge_addr.addr().to_string(),
             ip_range: self.net.pool.to_string(),
+            subnet_v6: self.cfg.fixed_cidr_v6.map(|s| s.to_string()),
+            ipv6: self.cfg.ipv6,
             mtu: self.net.mtu,
             icc: self.cfg.icc,
             ip_masq: self.cfg.ip_masq,

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::state::PortBinding;
 use super::view::PortView;
-use super::{Engine, EngineError, not_found, ports};
+use super::{Engine, EngineError, Touched, not_found, ports};
 use crate::spec::{self, ExposeSpec, NetMode, PublishSpec};
 
 impl Engine {
@@ -106,12 +106,17 @@ impl Engine {
         let next_id = self.take_ports(&mut new, ep.reserve_ports)?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
+        let added = Touched::PortsAdded {
+            endpoint: name,
+            ports: new.len(),
+            publish: publish.len(),
+        };
         ep.ports.extend(new.iter().cloned());
         ep.publish.extend(publish);
         let result = self
             .sync_added_ports(name, &new)
             .and_then(|()| self.sync_links_of(name))
-            .and_then(|()| self.persist());
+            .and_then(|()| self.persist(&[added]));
         if let Err(e) = result {
             let ep = self.state.endpoints.get_mut(name).expect("checked");
             ep.ports.truncate(old_ports);

@@ -1,10 +1,10 @@
 //! What front ends ask the engine for, already parsed: the engine never sees a string it has
 //! to parse (the CLI's and the HTTP API's grammars live in [`crate::spec`] and the front ends).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::spec::{ExposeSpec, LinkSpec, NetMode, Proto, PublishSpec};
 
@@ -34,6 +34,9 @@ pub struct EndpointSpec {
     pub mac: Option<[u8; 6]>,
     /// Default: the lowest free address of the pool.
     pub ip: Option<Ipv4Addr>,
+    /// `--ip6`. Default (on an IPv6 network with a subnet): the subnet's prefix and the MAC
+    /// for a /80 or larger, else the lowest free address.
+    pub ip6: Option<Ipv6Addr>,
     /// Default: `<state dir>/containers/<name>`.
     pub etc_dir: Option<PathBuf>,
     pub publish: Vec<PublishSpec>,
@@ -64,6 +67,7 @@ impl EndpointSpec {
             hostname: None,
             mac: None,
             ip: None,
+            ip6: None,
             etc_dir: None,
             publish: Vec::new(),
             publish_all: false,
@@ -150,6 +154,10 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     /// `--internal`.
     pub internal: bool,
+    /// `--ipv6`: dual stack (containers get IPv6 addresses).
+    pub ipv6: bool,
+    /// The IPv6 `--subnet` (needs `ipv6`).
+    pub subnet_v6: Option<Ipv6Net>,
 }
 
 impl NetworkSpec {
@@ -164,6 +172,8 @@ impl NetworkSpec {
             ip_masq: true,
             mtu: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         }
     }
 }

@@ -1,14 +1,12 @@
-//! Desired state, persisted crash-safely as one JSON document.
-//!
-//! Every change is written to a temporary file, fsynced and renamed over `state.json` (then the
-//! directory is fsynced), so a kill -9 at any moment leaves either the previous or the new
-//! document, never a torn one.
+//! Desired state: the records the engine keeps and persists (see [`super::store`] for how:
+//! a snapshot plus a journal of changes). Fields added later carry serde defaults, so older
+//! snapshots and journal records still load.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{ExposeSpec, LinkSpec, NetMode, Proto, PublishSpec};
@@ -33,6 +31,10 @@ pub struct State {
     /// any endpoint holds them, with who holds them: the allocator skips them.
     #[serde(default)]
     pub held: BTreeMap<Ipv4Addr, String>,
+    /// The generation of the journal that continues this snapshot (`state.journal`'s header);
+    /// 0 in a state.json from before the journal. Kept by [`super::store::Store`].
+    #[serde(default)]
+    pub journal_gen: u64,
 }
 
 fn first_binding_id() -> u32 {
@@ -56,6 +58,7 @@ impl Default for State {
             networks: BTreeMap::new(),
             next_binding_id: first_binding_id(),
             held: BTreeMap::new(),
+            journal_gen: 0,
         }
     }
 }
@@ -93,6 +96,12 @@ pub struct UserNetwork {
     /// state written before networks had ids, numbered at start).
     #[serde(default)]
     pub id: u16,
+    /// `--ipv6`: containers get IPv6 (link-local, and a global address from `subnet_v6`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
+    /// The IPv6 `--subnet` (routed to the bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_v6: Option<Ipv6Net>,
 }
 
 /// One published port after allocation: host port range -> container port range.
@@ -157,6 +166,29 @@ pub struct Endpoint {
     /// endpoint lives, not the namespace path.
     #[serde(default)]
     pub handed_over: bool,
+    /// IPv6 addresses and gateway (`--ipv6` networks only): see [`Endpoint::ipv6`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Lease>,
+    /// Uplinks on which netd keeps an NDP proxy entry for the global IPv6 address (its
+    /// subnet lies inside the uplink's on-link prefix); removed on detach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ndp_proxy: Vec<String>,
+}
+
+/// A container's IPv6 addresses, as the seed's "IPv6 with Docker" shows them:
+/// `fe80::42:acff:fe11:3/64` from the MAC, `2001:db8:1::242:ac11:3/64` from the subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Lease {
+    /// The EUI-64 link-local address of the container's MAC (prefix fe80::/64).
+    pub link_local: Ipv6Addr,
+    /// The global address (`--fixed-cidr-v6` / the network's IPv6 subnet, or `--ip6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Ipv6Addr>,
+    /// The prefix length of the global address (its subnet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    /// The default route's next hop (`--default-gateway-v6`, else fe80::1 on the bridge).
+    pub gateway: Ipv6Addr,
 }
 
 fn default_ifname() -> String {
@@ -172,6 +204,13 @@ fn is_true(b: &bool) -> bool {
 }
 
 impl Endpoint {
+    /// The endpoint's IPv6 addresses (link-local and global) and gateway, `None` when its
+    /// network has no IPv6. This is what the dataplane's IPv6 policy needs per endpoint
+    /// (anti-spoofing: the container may send from `link_local` and `global`).
+    pub fn ipv6(&self) -> Option<&Ipv6Lease> {
+        self.ipv6.as_ref()
+    }
+
     /// resolv.conf follows the host's file (no --dns/--dns-search, here or on the daemon).
     pub fn follows_host_resolv(&self, daemon_dns: &[IpAddr], daemon_search: &[String]) -> bool {
         self.dns.is_empty()
@@ -197,60 +236,16 @@ pub enum StateError {
     },
     #[error("state file {path} has version {found}, this netd reads version {STATE_VERSION}")]
     Version { path: PathBuf, found: u32 },
+    #[error("state journal {path} is damaged at offset {offset}: {why}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
     #[error("cannot write state file {path}: {source}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-}
-
-pub struct Store {
-    path: PathBuf,
-}
-
-impl Store {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("state.json"),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn load(&self) -> Result<State, StateError> {
-        let data = match std::fs::read(&self.path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let state: State = serde_json::from_slice(&data).map_err(|source| StateError::Parse {
-            path: self.path.clone(),
-            source,
-        })?;
-        if state.version != STATE_VERSION {
-            return Err(StateError::Version {
-                path: self.path.clone(),
-                found: state.version,
-            });
-        }
-        Ok(state)
-    }
-
-    pub fn save(&self, state: &State) -> Result<(), StateError> {
-        // Compact: with thousands of published ports the pretty form is several times larger
-        // and slower to write on every change. `netd inspect` is the readable view.
-        let json = serde_json::to_string(state).expect("state serialises");
-        crate::fsutil::write_atomic(&self.path, &json).map_err(|source| StateError::Write {
-            path: self.path.clone(),
-            source,
-        })
-    }
 }

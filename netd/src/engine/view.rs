@@ -42,6 +42,16 @@ pub struct EndpointView {
     pub prefix_len: Option<u8>,
     pub mac: Option<String>,
     pub gateway: Option<String>,
+    /// Docker's GlobalIPv6Address / GlobalIPv6PrefixLen / LinkLocalIPv6Address /
+    /// IPv6Gateway (IPv6 networks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_ipv6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_ipv6_prefix_len: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_local_ipv6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_gateway: Option<String>,
     pub hostname: String,
     pub host_ifname: Option<String>,
     pub etc_dir: PathBuf,
@@ -112,6 +122,12 @@ pub struct NetworkView {
     pub subnet: String,
     pub gateway: String,
     pub ip_range: String,
+    /// The IPv6 subnet of a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_v6: Option<String>,
+    /// `--ipv6` (`--ipv6` on the daemon for the default network).
+    #[serde(default)]
+    pub ipv6: bool,
     pub mtu: u32,
     pub icc: bool,
     pub ip_masq: bool,

@@ -87,6 +87,10 @@ pub async fn run(
     argv: Vec<std::ffi::OsString>,
     socket: PathBuf,
 ) -> Result<(), DaemonError> {
+    // SIGHUP's default action ends the process: take it over before anything slow (loading
+    // the programs takes seconds), so a reload asked for during startup waits for the engine
+    // instead of killing the daemon.
+    let mut hup = signal(SignalKind::hangup()).map_err(io("cannot handle SIGHUP for", &socket))?;
     let args = &settings.args;
     let cfg = config::from_args(args)?;
     let filters = ConfigFilters::from_args(args).map_err(DaemonError::Settings)?;
@@ -105,7 +109,8 @@ pub async fn run(
             return Err(e.into());
         }
     };
-    if engine.config().dataplane == crate::engine::DataplaneMode::Ebpf {
+    let ebpf = engine.config().dataplane == crate::engine::DataplaneMode::Ebpf;
+    if ebpf {
         if let Err(e) = crate::ops::socket::root_only(&bpffs) {
             let _ = std::fs::remove_file(&socket);
             return Err(io("cannot set permissions on pin dir", &bpffs)(e));
@@ -193,7 +198,6 @@ pub async fn run(
         signal(SignalKind::terminate()).map_err(io("cannot handle SIGTERM for", &socket))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(io("cannot handle SIGINT for", &socket))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io("cannot handle SIGHUP for", &socket))?;
     {
         let engine = engine.clone();
         let mut reloader = Reloader::new(argv, &settings);
@@ -214,7 +218,19 @@ pub async fn run(
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
         tokio::spawn(crate::ops::metrics::serve(l, engine.clone()));
     }
-    let mut serving = tokio::spawn(server::serve(listener, engine.clone()));
+    // `netd monitor`'s ring buffer reader (the eBPF dataplane only).
+    let monitor = if ebpf {
+        match crate::ops::monitor::Monitor::start(&bpffs, engine.clone()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("netd monitor is not available: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut serving = tokio::spawn(server::serve(listener, engine.clone(), monitor));
     // The engine has reconciled the dataplane and the API is being served: ready.
     tracing::info!(socket = %socket.display(), "netd daemon ready");
     notify::tell(&format!(
@@ -230,7 +246,10 @@ pub async fn run(
     notify::tell("STOPPING=1");
     // Wait for an in-flight change to finish, then leave while holding the engine: a request
     // queued behind it must not start and be cut off halfway by the runtime's shutdown.
-    let _engine = engine.lock().await;
+    let engine = engine.lock().await;
+    if let Err(e) = engine.flush_state() {
+        tracing::warn!("{e}");
+    }
     let _ = std::fs::remove_file(&socket);
     std::process::exit(0)
 }

@@ -306,7 +306,9 @@ mod tests {
             "fast-path": false, "log-level": "debug", "tc-attach": "netlink",
             "masq-ports": "40000-40999",
             "filter-allow": ["192.0.2.0/24"], "filter-deny": "198.51.100.0/24",
-            "group": "adm", "metrics-addr": "127.0.0.1:9423"
+            "group": "adm", "metrics-addr": "127.0.0.1:9423",
+            "ipv6": true, "fixed-cidr-v6": "2001:db8:1::/64",
+            "default-gateway-v6": "2001:db8:1::fffe"
         }"#,
             &[],
         )
@@ -335,6 +337,9 @@ mod tests {
         assert_eq!(a.filter_deny, ["198.51.100.0/24"]);
         assert_eq!(a.group.as_deref(), Some("adm"));
         assert_eq!(a.metrics_addr, Some("127.0.0.1:9423".parse().unwrap()));
+        assert!(a.ipv6);
+        assert_eq!(a.fixed_cidr_v6.as_deref(), Some("2001:db8:1::/64"));
+        assert_eq!(a.default_gateway_v6.as_deref(), Some("2001:db8:1::fffe"));
         // The bip is exclusive with bridge in the daemon (not in the file): check it alone.
         let l2 = with_file(r#"{"bip": "172.31.0.1/16"}"#, &[]).unwrap();
         assert_eq!(l2.args.bip.as_deref(), Some("172.31.0.1/16"));

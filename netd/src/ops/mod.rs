@@ -9,6 +9,7 @@
 //! - [`notify`]: sd_notify readiness (`READY=1` once the API serves and the dataplane is
 //!   reconciled).
 //! - [`metrics`]: the Prometheus endpoint (`--metrics-addr`).
+//! - [`monitor`]: `netd monitor`, the datapath's drop events (`GET /v1/monitor`).
 //! - [`log`]: stderr logging with a reloadable level.
 //! - [`socket`]: the API socket's owner, group and mode; root-only state and pin dirs.
 //! - [`unit`]: the systemd unit that `netd install-unit` writes.
@@ -18,6 +19,7 @@ pub mod doctor;
 pub mod filters;
 pub mod log;
 pub mod metrics;
+pub mod monitor;
 pub mod notify;
 pub mod reload;
 pub mod socket;

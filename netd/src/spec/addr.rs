@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::*;
 
@@ -102,10 +102,67 @@ pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, SpecError> {
     })
 }
 
+/// Parses an IPv6 CIDR such as "2001:db8:1::/64" (host bits may be set, as with IPv4).
+pub fn parse_ipv6_net(s: &str) -> Result<Ipv6Net, SpecError> {
+    let fail = |reason: String| SpecError::Cidr {
+        input: s.to_owned(),
+        reason,
+    };
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Err(fail(
+            "expected ADDRESS/PREFIX, like 2001:db8:1::/64".to_owned(),
+        ));
+    };
+    let addr: Ipv6Addr = addr
+        .parse()
+        .map_err(|_| fail(format!("{addr:?} is not an IPv6 address")))?;
+    let prefix = match prefix.parse::<u8>() {
+        Ok(len) if len <= 128 && is_decimal(prefix) => len,
+        _ => {
+            return Err(fail(format!(
+                "prefix length {prefix:?} is not a number between 0 and 128"
+            )));
+        }
+    };
+    Ipv6Net::new(addr, prefix).map_err(|e| fail(e.to_string()))
+}
+
+/// Parses an IPv6 address (`--ip6`, `--default-gateway-v6`).
+pub fn parse_ipv6(s: &str) -> Result<Ipv6Addr, SpecError> {
+    s.parse().map_err(|_| {
+        let reason = if s.parse::<Ipv4Addr>().is_ok() {
+            "it is an IPv4 address; an IPv6 address is needed here".to_owned()
+        } else if let Some((addr, _)) = s.split_once('/') {
+            format!("it has a prefix length; give the address alone, like {addr}")
+        } else {
+            "expected an IPv6 address like 2001:db8:1::242:ac11:3".to_owned()
+        };
+        SpecError::Ipv6 {
+            input: s.to_owned(),
+            reason,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::test_util::*;
+
+    #[test]
+    fn ipv6_nets_and_addresses() {
+        let n = parse_ipv6_net("2001:db8::c008/125").unwrap();
+        assert_eq!(n.prefix_len(), 125);
+        assert_eq!(n.trunc().to_string(), "2001:db8::c008/125");
+        assert_err(parse_ipv6_net("2001:db8::/129"), &["\"129\"", "0 and 128"]);
+        assert_err(parse_ipv6_net("10.0.0.0/8"), &["not an IPv6 address"]);
+        assert_eq!(
+            parse_ipv6("2001:db8:1::242:ac11:3").unwrap().to_string(),
+            "2001:db8:1::242:ac11:3"
+        );
+        assert_err(parse_ipv6("10.0.0.1"), &["\"10.0.0.1\"", "IPv4 address"]);
+        assert_err(parse_ipv6("2001:db8::1/64"), &["prefix length"]);
+    }
 
     // --- MAC addresses ---
 

@@ -55,6 +55,8 @@ pub enum SpecError {
     Cidr { input: String, reason: String },
     #[error("invalid IPv4 address {input:?}: {reason}")]
     Ipv4 { input: String, reason: String },
+    #[error("invalid IPv6 address {input:?}: {reason}")]
+    Ipv6 { input: String, reason: String },
     #[error("invalid port {input:?}: {reason}")]
     PortQuery { input: String, reason: String },
     #[error("unexpected content {input:?} in {}: {reason}", .path.display())]

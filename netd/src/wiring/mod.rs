@@ -5,11 +5,11 @@
 pub mod netns;
 pub mod rule;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
@@ -129,6 +129,12 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl(format!("creating bridge {name}")))?;
+        let link = self.require_link(name).await?;
+        // A bridge without an address of its own takes its lowest port's MAC, so the
+        // gateway's MAC would change when that container goes, and every other container's
+        // neighbour entry for the gateway (ARP, and NDP for fe80::1) would point at nothing
+        // until it is probed again (seconds). Docker gives docker0 a random MAC too.
+        self.set_mac(link.index, random_bridge_mac()).await?;
         self.require_link(name).await
     }
 
@@ -145,6 +151,51 @@ impl Netlink {
             self.require_link(host).await?,
             self.require_link(peer).await?,
         ))
+    }
+
+    /// Creates a veth pair whose container end is made straight inside the namespace open at
+    /// `ns`, already named `peer` and with `peer_mac`; both ends get `mtu`. One request instead
+    /// of create + move + rename + set MAC + two MTUs: moving an interface between namespaces
+    /// waits for an RCU grace period (~10-20 ms under load). Returns the host end.
+    pub async fn create_veth_into(
+        &self,
+        host: &str,
+        peer: &str,
+        ns: BorrowedFd<'_>,
+        peer_mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<Link, WiringError> {
+        use futures::StreamExt as _;
+        use netlink_packet_core::{
+            NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+        };
+        use netlink_packet_route::RouteNetlinkMessage;
+        use netlink_packet_route::link::{InfoData, InfoVeth, LinkMessage};
+        let op = || format!("creating veth pair {host}/{peer} (into the container's namespace)");
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        p.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        p.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
+        p.attributes.push(LinkAttribute::Mtu(mtu));
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let mut handle = self.handle.clone();
+        let mut resp = handle.request(req).map_err(nl(op()))?;
+        while let Some(m) = resp.next().await {
+            if let NetlinkPayload::Error(e) = m.payload {
+                if e.code.is_some() {
+                    return Err(nl(op())(rtnetlink::Error::NetlinkError(e)));
+                }
+            }
+        }
+        self.require_link(host).await
     }
 
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), WiringError> {
@@ -349,6 +400,154 @@ impl Netlink {
                 "adding a route to {dest} via interface #{index}"
             )))
     }
+}
+
+/// IPv6 (the seed's "IPv6"): addresses without duplicate address detection (netd owns the
+/// addresses it gives, and a tentative address would hold traffic back for seconds), device
+/// routes, gateways that may be link-local, and NDP proxy entries.
+impl Netlink {
+    /// Adds `ip/prefix` with `nodad`; an address that is already there is fine.
+    pub async fn add_address6(
+        &self,
+        index: u32,
+        ip: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<(), WiringError> {
+        use netlink_packet_route::address::AddressFlag;
+        let mut req = self.handle.address().add(index, IpAddr::V6(ip), prefix);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(vec![AddressFlag::Nodad]));
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
+            Err(e) => Err(nl(format!("adding {ip}/{prefix} to interface #{index}"))(e)),
+        }
+    }
+
+    /// IPv6 addresses of one interface (or all) as (ifindex, network with the address in it).
+    pub async fn addresses_v6(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<(u32, Ipv6Net)>, WiringError> {
+        let mut req = self.handle.address().get();
+        if let Some(i) = index {
+            req = req.set_link_index_filter(i);
+        }
+        let msgs: Vec<_> = req
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("listing addresses"))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let prefix = m.header.prefix_len;
+            for a in &m.attributes {
+                if let AddressAttribute::Address(IpAddr::V6(ip)) = a {
+                    if let Ok(net) = Ipv6Net::new(*ip, prefix) {
+                        out.push((m.header.index, net));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ip -6 route replace DEST dev IF` (idempotent).
+    pub async fn replace_device_route6(
+        &self,
+        dest: Ipv6Net,
+        index: u32,
+    ) -> Result<(), WiringError> {
+        self.handle
+            .route()
+            .add()
+            .v6()
+            .destination_prefix(dest.network(), dest.prefix_len())
+            .output_interface(index)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "adding a route to {dest} via interface #{index}"
+            )))
+    }
+
+    /// `ip -6 route add default via GW dev IF` (a link-local gateway needs the interface).
+    pub async fn add_default_route6(
+        &self,
+        gateway: Ipv6Addr,
+        index: u32,
+    ) -> Result<(), WiringError> {
+        self.handle
+            .route()
+            .add()
+            .v6()
+            .gateway(gateway)
+            .output_interface(index)
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "adding the IPv6 default route via {gateway} on interface #{index}"
+            )))
+    }
+
+    /// `ip -6 neigh replace proxy IP dev IF`: the kernel answers neighbour solicitations for
+    /// `ip` on that interface (with proxy_ndp on).
+    pub async fn add_proxy_neighbour(&self, index: u32, ip: Ipv6Addr) -> Result<(), WiringError> {
+        use netlink_packet_route::neighbour::NeighbourFlag;
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V6(ip))
+            .flags(vec![NeighbourFlag::Proxy])
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "adding an NDP proxy entry for {ip} on interface #{index}"
+            )))
+    }
+
+    /// `ip -6 neigh del proxy IP dev IF`; an entry that is not there is fine.
+    pub async fn del_proxy_neighbour(&self, index: u32, ip: Ipv6Addr) -> Result<(), WiringError> {
+        use netlink_packet_route::AddressFamily;
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourFlag, NeighbourMessage,
+        };
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.ifindex = index;
+        m.header.flags = vec![NeighbourFlag::Proxy];
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)));
+        match self.handle.neighbours().del(m).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code() == -libc::ENOENT || e.raw_code() == -libc::ENODEV =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(nl(format!(
+                "deleting the NDP proxy entry for {ip} on interface #{index}"
+            ))(e)),
+        }
+    }
+}
+
+/// A random locally administered unicast MAC in Docker's 02:42 range.
+fn random_bridge_mac() -> [u8; 6] {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        b = (std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos())
+        .to_le_bytes();
+    }
+    [0x02, 0x42, b[0], b[1], b[2], b[3]]
 }
 
 fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {

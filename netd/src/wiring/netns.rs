@@ -60,3 +60,26 @@ pub fn netlink_in(ns: &File) -> Result<Netlink, WiringError> {
     }
     handle
 }
+
+/// Writes a sysctl under /proc/sys/net as the namespace `ns` sees it (net sysctls belong to
+/// the namespace of whoever opens the file): the calling thread enters `ns` only for the
+/// open and write, then returns.
+pub fn write_sysctl_in(ns: &File, path: &str, value: &str) -> Result<(), WiringError> {
+    let own = File::open("/proc/thread-self/ns/net").map_err(|source| WiringError::Io {
+        op: "opening the daemon's own network namespace".into(),
+        source,
+    })?;
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| WiringError::Io {
+        op: "entering the container's network namespace".into(),
+        source: e.into(),
+    })?;
+    let result = std::fs::write(path, value);
+    if let Err(e) = setns(own.as_fd(), CloneFlags::CLONE_NEWNET) {
+        eprintln!("netd: fatal: cannot return to the daemon's network namespace: {e}");
+        std::process::abort();
+    }
+    result.map_err(|source| WiringError::Io {
+        op: format!("writing {value} to {path} in the container's namespace"),
+        source,
+    })
+}

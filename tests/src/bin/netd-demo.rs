@@ -238,6 +238,8 @@ fn main() -> ExitCode {
     drop(d);
     drop(world);
     println!("  daemon stopped, namespaces and bpffs removed");
+
+    docker_step(&mut score);
     if score.failed.is_empty() {
         println!("\n\x1b[32mdemo passed\x1b[0m");
         ExitCode::SUCCESS
@@ -275,4 +277,129 @@ fn host_local(world: &World, d: &Daemon, ops: &[&str]) -> Result<Vec<String>, St
         .filter(|l| l.starts_with("RESULT"))
         .map(|l| l.trim_start_matches("RESULT ").to_string())
         .collect())
+}
+
+/// Optional: the real dockerd drives netd as its network and IPAM plugin (a world of its own,
+/// netd and dockerd sharing its host netns and a private mount namespace). About 15 s;
+/// skipped with a line saying so when docker.io is not installed.
+fn docker_step(score: &mut Score) {
+    step("10. Optional: dockerd drives netd (network and IPAM plugin `netd`)");
+    if !std::path::Path::new("/usr/sbin/dockerd").exists() {
+        println!("  skipped: dockerd is not installed (`cargo xtask setup` installs docker.io)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let world = World::new();
+    let mnt = netd_tests::docker::MountNs::new(&world.host);
+    let d = Daemon::start_in_mount_ns(&world.host, &mnt.path(), &["--bip", "172.30.0.1/24"]);
+    let spec = mnt.run(&[
+        netd_tests::daemon::netd_bin().to_str().unwrap_or("netd"),
+        "-H",
+        &d.host_arg(),
+        "docker-plugin",
+        "install",
+        "--dest",
+        "/etc/docker/plugins",
+    ]);
+    score.check(
+        "netd docker-plugin install",
+        spec.status.success(),
+        &String::from_utf8_lossy(&spec.stderr),
+    );
+    let docker = netd_tests::docker::Dockerd::start(&mnt, &world.host);
+    let tar = netd_tests::docker::image_tar(&docker.dir);
+    let tar = tar.to_str().unwrap_or_default();
+    let cmds: [&[&str]; 3] = [
+        &["import", tar, "netdt-bb:1"],
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "10.79.0.0/24",
+            "-o",
+            "netd.name=dknet",
+            "dknet",
+        ],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "name=dknet,driver-opt=netd.name=web",
+            "-p",
+            "8080:80",
+            "netdt-bb:1",
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    ];
+    for args in cmds {
+        let out = docker.docker(args);
+        let shown: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == tar { "rootfs.tar" } else { a })
+            .collect();
+        show(
+            &format!("docker {}", shown.join(" ")),
+            String::from_utf8_lossy(&out.stdout).trim(),
+        );
+        score.check(
+            &format!("docker {}", shown[0]),
+            out.status.success(),
+            &String::from_utf8_lossy(&out.stderr),
+        );
+        if !out.status.success() {
+            return;
+        }
+    }
+    show("netd ls", &d.netd_ok(&["ls"]));
+    let mut got = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let out = world.outside.run(&[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
+        ]);
+        if out.status.success() {
+            got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    show(
+        &format!("(outside) curl http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
+        &got,
+    );
+    score.check(
+        "outside -> docker run -p 8080:80 on netd, the container sees the client",
+        got.trim_start_matches("[::ffff:").trim_end_matches(']') == OUTSIDE_IP,
+        &got,
+    );
+    let rm = docker.docker(&["rm", "-f", "web"]);
+    score.check(
+        "docker rm -f leaves no netd endpoint",
+        rm.status.success() && !d.ls_has("web"),
+        &d.ls(),
+    );
+    drop(docker);
+    drop(d);
+    drop(mnt);
+    drop(world);
+    println!(
+        "  dockerd, netd and namespaces removed ({:.1} s for this step)",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -140,6 +140,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live datapath events: every dropped packet with its reason, interface, container and
+    /// 5-tuple, like `cilium monitor` (Ctrl-C to stop).
+    Monitor(MonitorArgs),
     /// Connection-tracking entries (both directions of each flow).
     Ct {
         /// Only flows with this address (before or after translation).
@@ -154,6 +157,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// Only drops for this reason (a `netd stats` name or its number; repeatable).
+    #[arg(long = "reason", value_name = "REASON")]
+    pub reasons: Vec<String>,
+    /// Only drops of this container (its interface, or its address at either end).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Only packets with this source or destination port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Print each event as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the dropped packets' first bytes to FILE as a pcap (tcpdump -r FILE).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Stop after N drop events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,9 +223,13 @@ pub enum NetworkAction {
         /// Only `bridge`.
         #[arg(short = 'd', long, value_name = "DRIVER", default_value = "bridge")]
         driver: String,
-        /// The network's subnet (default: the first free private one).
+        /// The network's subnet (default: the first free private one); repeat it with an
+        /// IPv6 subnet for a dual-stack network (with --ipv6).
         #[arg(long, value_name = "CIDR")]
-        subnet: Option<String>,
+        subnet: Vec<String>,
+        /// Dual stack: containers get IPv6 addresses (from the IPv6 --subnet).
+        #[arg(long)]
+        ipv6: bool,
         /// The bridge's address (default: the subnet's first host).
         #[arg(long, value_name = "IP")]
         gateway: Option<String>,
@@ -294,6 +323,20 @@ pub struct DaemonArgs {
     /// Default gateway given to containers instead of the bridge address.
     #[arg(long = "default-gateway", value_name = "IP")]
     pub default_gateway: Option<String>,
+    /// IPv4/IPv6 dual stack: the bridge gets fe80::1/64, containers a link-local address
+    /// from their MAC (and a global one with --fixed-cidr-v6).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    #[serde(default)]
+    pub ipv6: bool,
+    /// The containers' IPv6 subnet (routed to the bridge), e.g. 2001:db8:1::/64; needs --ipv6.
+    #[arg(long = "fixed-cidr-v6", value_name = "CIDR")]
+    #[serde(default)]
+    pub fixed_cidr_v6: Option<String>,
+    /// IPv6 default gateway given to containers instead of fe80::1 (inside --fixed-cidr-v6).
+    #[arg(long = "default-gateway-v6", value_name = "IP")]
+    #[serde(default)]
+    pub default_gateway_v6: Option<String>,
     /// DNS server for containers (repeatable).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
@@ -325,13 +368,15 @@ pub struct DaemonArgs {
     #[serde(default = "default_ct_max")]
     pub ct_max: u32,
     /// Source ports masquerade (and the SNAT of a container reaching its own published port)
-    /// translate into, MIN-MAX. Reserved in the daemon's network namespace
+    /// translate into, MIN-MAX, or `auto`: the larger run of ports (>= 1024) outside the
+    /// daemon namespace's ip_local_port_range (1024-32767 with Linux's default), or
+    /// 61000-65535 when that run is smaller. Reserved in the daemon's network namespace
     /// (net.ipv4.ip_local_reserved_ports), so host sockets never get them from the kernel and
     /// never collide with a masqueraded flow.
     #[arg(
         long = "masq-ports",
-        value_name = "MIN-MAX",
-        default_value = "61000-65535"
+        value_name = "MIN-MAX|auto",
+        default_value = "auto"
     )]
     #[serde(default = "default_masq_ports")]
     pub masq_ports: String,
@@ -407,6 +452,10 @@ pub struct AttachArgs {
     /// IPv4 address from the container range (default: the lowest free one).
     #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
+    /// IPv6 address from the network's IPv6 subnet (default: the subnet's prefix and the MAC
+    /// for a /80 or larger, else the lowest free one).
+    #[arg(long, value_name = "IPV6")]
+    pub ip6: Option<String>,
     /// Where the container's hostname, hosts and resolv.conf are written.
     #[arg(long = "etc-dir", value_name = "DIR")]
     pub etc_dir: Option<PathBuf>,
@@ -446,7 +495,7 @@ impl Cli {
 }
 
 fn default_masq_ports() -> String {
-    "61000-65535".to_owned()
+    "auto".to_owned()
 }
 
 fn default_ct_max() -> u32 {

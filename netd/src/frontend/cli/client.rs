@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use crate::frontend::http::types::ErrorBody;
@@ -64,6 +64,49 @@ impl<'a> Client<'a> {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&msg.body).into_owned());
             Err(ClientError::Daemon(text))
         }
+    }
+
+    /// Sends a GET whose answer is a stream (`/v1/monitor`): on a 2xx answer, the connection
+    /// with the head read, and the body bytes that came with it.
+    pub async fn stream(&self, path: &str) -> Result<(UnixStream, Vec<u8>), ClientError> {
+        let mut s =
+            UnixStream::connect(self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.socket.display().to_string(),
+                    source,
+                })?;
+        s.write_all(&http::request("GET", path, None))
+            .await
+            .map_err(http::HttpError::from)?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (status, head_len) = loop {
+            let n = s.read(&mut chunk).await.map_err(http::HttpError::from)?;
+            if n == 0 {
+                return Err(http::HttpError::Truncated.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => break (resp.code.unwrap_or(0), len),
+                Ok(httparse::Status::Partial) if buf.len() < 64 << 10 => {}
+                Ok(httparse::Status::Partial) => return Err(http::HttpError::HeadTooLarge.into()),
+                Err(e) => return Err(http::HttpError::Malformed(e.to_string()).into()),
+            }
+        };
+        let mut body = buf.split_off(head_len);
+        if (200..300).contains(&status) {
+            return Ok((s, body));
+        }
+        // An error answers with a JSON body and closes.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut body))
+            .await;
+        let text = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        Err(ClientError::Daemon(text))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

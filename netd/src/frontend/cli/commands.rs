@@ -19,6 +19,7 @@ fn attach_request(a: AttachArgs) -> AttachRequest {
         hostname: a.hostname,
         mac_address: a.mac_address,
         ip: a.ip,
+        ip6: a.ip6,
         etc_dir: a.etc_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
         publish: a.publish,
         publish_all: a.publish_all,
@@ -46,6 +47,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
         | Command::Completion { .. }
         | Command::Version { .. }
         | Command::Man { .. }
+        | Command::Monitor(_)
         | Command::Doctor { .. } => unreachable!("handled in main"),
         Command::Attach(a) => {
             let v: EndpointView = c
@@ -172,11 +174,18 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             name,
             driver,
             subnet,
+            ipv6,
             gateway,
             ip_range,
             opts,
             internal,
         } => {
+            // Docker's --subnet is repeatable: one IPv4 and (with --ipv6) one IPv6 subnet.
+            let (v6, v4): (Vec<String>, Vec<String>) =
+                subnet.into_iter().partition(|s| s.contains(':'));
+            if v4.len() > 1 || v6.len() > 1 {
+                return Err("--subnet: give at most one IPv4 and one IPv6 subnet".to_string());
+            }
             let mut options = std::collections::BTreeMap::new();
             for o in opts {
                 let (k, v) = o
@@ -187,7 +196,9 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             let req = NetworkCreateRequest {
                 name,
                 driver: Some(driver),
-                subnet,
+                subnet: v4.into_iter().next(),
+                subnet_v6: v6.into_iter().next(),
+                ipv6,
                 gateway,
                 ip_range,
                 options,

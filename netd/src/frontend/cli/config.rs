@@ -64,6 +64,7 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         .map(spec::parse_ipv4)
         .transpose()
         .map_err(|e| invalid("--default-gateway", e))?;
+    let (fixed_cidr_v6, default_gateway_v6) = ipv6_flags(a)?;
     let dns = spec::parse_dns(&a.dns).map_err(|e| ConfigError(e.to_string()))?;
     for d in &a.dns_search {
         spec::validate_dns_search(d).map_err(|e| invalid("--dns-search", e))?;
@@ -79,6 +80,9 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         ip_forward: a.ip_forward,
         ip_masq: a.ip_masq,
         default_gateway,
+        ipv6: a.ipv6,
+        fixed_cidr_v6,
+        default_gateway_v6,
         dns,
         dns_search: a.dns_search.clone(),
         resolv_conf: a.resolv_conf.clone(),
@@ -90,11 +94,124 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
             DataplaneArg::Ebpf => DataplaneMode::Ebpf,
             DataplaneArg::None => DataplaneMode::None,
         },
-        masq_ports: parse_port_range(&a.masq_ports)
-            .map_err(|e| ConfigError(format!("invalid --masq-ports {:?}: {e}", a.masq_ports)))?,
+        masq_ports: masq_ports(&a.masq_ports)?,
         tc_attach: tc_attach(a.tc_attach)?,
         fast_path: fast_path(a.fast_path)?,
     })
+}
+
+/// Longest IPv6 prefix `--fixed-cidr-v6` takes: a /126 still holds two containers.
+pub const MAX_FIXED_CIDR_V6_PREFIX: u8 = 126;
+
+/// `--fixed-cidr-v6` and `--default-gateway-v6`, checked as Docker checks them: both need
+/// `--ipv6`, the subnet is a network address of /126 or shorter, the gateway lies inside it.
+fn ipv6_flags(
+    a: &DaemonArgs,
+) -> Result<(Option<ipnet::Ipv6Net>, Option<std::net::Ipv6Addr>), ConfigError> {
+    let cidr = a
+        .fixed_cidr_v6
+        .as_deref()
+        .map(spec::parse_ipv6_net)
+        .transpose()
+        .map_err(|e| invalid("--fixed-cidr-v6", e))?;
+    let gw = a
+        .default_gateway_v6
+        .as_deref()
+        .map(spec::parse_ipv6)
+        .transpose()
+        .map_err(|e| invalid("--default-gateway-v6", e))?;
+    if !a.ipv6 {
+        for (set, flag, v) in [
+            (
+                cidr.is_some(),
+                "--fixed-cidr-v6",
+                a.fixed_cidr_v6.as_deref(),
+            ),
+            (
+                gw.is_some(),
+                "--default-gateway-v6",
+                a.default_gateway_v6.as_deref(),
+            ),
+        ] {
+            if set {
+                return Err(ConfigError(format!(
+                    "{flag} {} needs --ipv6: IPv6 is off without it",
+                    v.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    if let Some(c) = cidr {
+        if c.prefix_len() > MAX_FIXED_CIDR_V6_PREFIX {
+            return Err(ConfigError(format!(
+                "--fixed-cidr-v6 {c}: the prefix is longer than /{MAX_FIXED_CIDR_V6_PREFIX}; \
+                 containers need a /{MAX_FIXED_CIDR_V6_PREFIX} or larger subnet (/80 or larger \
+                 to get addresses from their MAC)"
+            )));
+        }
+        if c.addr() != c.network() {
+            return Err(ConfigError(format!(
+                "--fixed-cidr-v6 {c} is not a network address (host bits are set): use {}",
+                c.trunc()
+            )));
+        }
+    }
+    if let Some(g) = gw {
+        match cidr {
+            Some(c) if c.contains(&g) && g != c.network() => {}
+            Some(c) => {
+                return Err(ConfigError(format!(
+                    "--default-gateway-v6 {g} is not a host address of the subnet {c} (--fixed-cidr-v6)"
+                )));
+            }
+            None => {
+                return Err(ConfigError(format!(
+                    "--default-gateway-v6 {g} needs --fixed-cidr-v6: the gateway must lie in the containers' IPv6 subnet"
+                )));
+            }
+        }
+    }
+    Ok((cidr, gw))
+}
+
+/// `--masq-ports`: `auto` ([`auto_masq_ports`] of this namespace's ip_local_port_range), or
+/// `MIN-MAX`.
+fn masq_ports(v: &str) -> Result<(u16, u16), ConfigError> {
+    if v.trim() == "auto" {
+        let eph = spec::read_ephemeral_ports().map_err(|e| {
+            ConfigError(format!(
+                "--masq-ports auto needs the host's ephemeral port range: {e}"
+            ))
+        })?;
+        return Ok(auto_masq_ports(eph.range));
+    }
+    parse_port_range(v).map_err(|e| ConfigError(format!("invalid --masq-ports {v:?}: {e}")))
+}
+
+/// The range used when no ephemeral-free one is big enough, carved out of the top of Linux's
+/// default ephemeral range (32768-60999 leaves 61000-65535 free anyway).
+pub const MASQ_PORTS_FALLBACK: (u16, u16) = (61000, 65535);
+
+/// `--masq-ports auto`: the larger run of unprivileged ports outside the host's ephemeral range
+/// `lo-hi` (with Linux's default 32768-60999: 1024-32767, 31 744 ports), where the kernel never
+/// gives a host socket a port, so masqueraded flows and host sockets cannot collide (the daemon
+/// still reserves it, so a later change of ip_local_port_range keeps it so). When neither run
+/// holds as many ports as [`MASQ_PORTS_FALLBACK`], that range (reserved from the ephemeral
+/// range).
+pub fn auto_masq_ports((lo, hi): (u16, u16)) -> (u16, u16) {
+    let below = (lo > 1024).then(|| (1024, lo - 1));
+    let above = (hi < u16::MAX).then(|| (hi.max(1023) + 1, u16::MAX));
+    let len = |r: Option<(u16, u16)>| r.map_or(0, |(a, b)| u32::from(b) - u32::from(a) + 1);
+    let best = if len(below) >= len(above) {
+        below
+    } else {
+        above
+    };
+    let fallback = len(Some(MASQ_PORTS_FALLBACK));
+    match best {
+        Some(r) if len(best) >= fallback => r,
+        _ => MASQ_PORTS_FALLBACK,
+    }
 }
 
 /// `MIN-MAX` (or one port), 1024 <= MIN <= MAX.
@@ -149,4 +266,86 @@ fn fast_path(flag: Option<bool>) -> Result<bool, ConfigError> {
 
 fn invalid(flag: &str, e: spec::SpecError) -> ConfigError {
     ConfigError(format!("invalid {flag}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::args::{Cli, Command};
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["netd", "daemon"];
+        argv.extend_from_slice(flags);
+        let Command::Daemon(a) = Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        else {
+            unreachable!("daemon subcommand");
+        };
+        from_args(&a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ipv6_flags_are_checked_as_docker_does() {
+        let c = config(&["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]).unwrap();
+        assert!(c.ipv6);
+        assert_eq!(c.fixed_cidr_v6.unwrap().to_string(), "2001:db8:1::/64");
+        assert!(!config(&[]).unwrap().ipv6);
+        assert!(!config(&["--ipv6=false"]).unwrap().ipv6);
+        for (flags, want) in [
+            (
+                &["--fixed-cidr-v6", "2001:db8:1::/64"][..],
+                "--fixed-cidr-v6 2001:db8:1::/64 needs --ipv6",
+            ),
+            (
+                &["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/127"][..],
+                "longer than /126",
+            ),
+            (
+                &["--ipv6", "--fixed-cidr-v6", "2001:db8:1::1/64"][..],
+                "2001:db8:1::1/64 is not a network address",
+            ),
+            (
+                &[
+                    "--ipv6",
+                    "--fixed-cidr-v6",
+                    "2001:db8:1::/64",
+                    "--default-gateway-v6",
+                    "2001:db8:1::",
+                ][..],
+                "--default-gateway-v6 2001:db8:1:: is not a host address",
+            ),
+            (
+                &["--ipv6", "--default-gateway-v6", "10.0.0.1"][..],
+                "\"10.0.0.1\"",
+            ),
+        ] {
+            let e = config(flags).unwrap_err();
+            assert!(e.contains(want), "{flags:?}: {e}");
+        }
+        // /126 is the longest accepted.
+        assert!(config(&["--ipv6", "--fixed-cidr-v6", "2001:db8::c008/126"]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod masq_ports_tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_the_larger_ephemeral_free_run() {
+        // Linux's default.
+        assert_eq!(auto_masq_ports((32768, 60999)), (1024, 32767));
+        // A range at the bottom leaves the top.
+        assert_eq!(auto_masq_ports((1024, 20000)), (20001, 65535));
+        // Whole port space ephemeral, or too little left: the reserved fallback.
+        assert_eq!(auto_masq_ports((1024, 65535)), MASQ_PORTS_FALLBACK);
+        assert_eq!(auto_masq_ports((2000, 64000)), MASQ_PORTS_FALLBACK);
+        assert_eq!(auto_masq_ports((5000, 65535)), MASQ_PORTS_FALLBACK);
+        assert_eq!(auto_masq_ports((6000, 65535)), (1024, 5999));
+        assert_eq!(masq_ports("40000-40999").unwrap(), (40000, 40999));
+        assert!(masq_ports("80-90").is_err());
+    }
 }

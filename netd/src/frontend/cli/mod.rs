@@ -10,6 +10,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod monitor;
 pub mod output;
 
 use args::{Cli, Command};
@@ -142,6 +143,19 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e.to_string()),
+            }
+        }
+        Command::Monitor(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            match rt.block_on(monitor::run(args, &socket)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
             }
         }
         cmd => {

@@ -80,8 +80,8 @@ pub fn format_ct(v: &serde_json::Value) -> String {
 
 pub fn format_ls(list: &[EndpointView]) -> String {
     let mut out = format!(
-        "{:<20} {:<22} {:<16} {:<18} {}",
-        "NAME", "NET", "IP", "MAC", "PORTS"
+        "{:<20} {:<22} {:<16} {:<26} {:<18} {}",
+        "NAME", "NET", "IP", "IPV6", "MAC", "PORTS"
     );
     for v in list {
         // A container may publish thousands of ports: show a few, count the rest
@@ -102,10 +102,11 @@ pub fn format_ls(list: &[EndpointView]) -> String {
             ports.push(format!("... ({} more)", v.ports.len() - SHOWN));
         }
         out.push_str(&format!(
-            "\n{:<20} {:<22} {:<16} {:<18} {}",
+            "\n{:<20} {:<22} {:<16} {:<26} {:<18} {}",
             v.name,
             v.net,
             v.ip.as_deref().unwrap_or("-"),
+            v.global_ipv6.as_deref().unwrap_or("-"),
             v.mac.as_deref().unwrap_or("-"),
             ports.join(", ")
         ));

@@ -128,6 +128,12 @@ impl Invocation {
         }
     }
 
+    /// The name of a further attachment of the same container (a container on two networks,
+    /// podman's eth0 and eth1): netd names are unique, so it is `<name>-<ifname>`.
+    pub fn secondary_name(&self) -> String {
+        format!("{}-{}", self.endpoint_name(), self.ifname)
+    }
+
     /// The socket path from the config's `socket`.
     pub fn socket_path(&self) -> Result<PathBuf, CniError> {
         let s = self.conf.socket.as_deref().unwrap_or(DEFAULT_SOCKET);
@@ -309,6 +315,7 @@ mod tests {
         ]);
         let inv = parse(Cmd::Add, stdin, &e).unwrap();
         assert_eq!(inv.endpoint_name(), "web");
+        assert_eq!(inv.secondary_name(), "web-eth1");
         assert_eq!(inv.ifname, "eth1");
         assert_eq!(inv.requested_mac().as_deref(), Some("02:00:00:00:00:09"));
         let specs: Vec<String> = inv

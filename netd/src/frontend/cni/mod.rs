@@ -19,6 +19,7 @@ pub mod conf;
 pub mod install;
 pub mod result;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
@@ -105,8 +106,48 @@ fn checked_name(inv: &Invocation) -> Result<String, CniError> {
     Ok(name)
 }
 
-async fn add(inv: &Invocation, api: &Api) -> Result<Value, CniError> {
+/// ADD's netd name: the container's, unless an endpoint of that name already sits in the same
+/// namespace on another interface (the container's attachment to another network): then
+/// [`Invocation::secondary_name`].
+async fn add_name(inv: &Invocation, api: &Api) -> Result<String, CniError> {
     let name = checked_name(inv)?;
+    let (status, body) = api
+        .call("GET", &format!("/v1/endpoints/{name}"), None)
+        .await?;
+    if status == 404 {
+        return Ok(name);
+    }
+    let view: EndpointView = client::decode(status, &body)?;
+    let same_ns = inv.netns.as_deref() == Some(view.netns.as_path());
+    if same_ns && view.ifname.as_deref() != Some(inv.ifname.as_str()) {
+        let second = inv.secondary_name();
+        crate::spec::validate_container_name(&second).map_err(|e| {
+            CniError::new(
+                CniError::INVALID_ENV,
+                format!("name of the attachment on {}: {e}", inv.ifname),
+            )
+        })?;
+        return Ok(second);
+    }
+    // Someone else's: the daemon refuses the name as in use.
+    Ok(name)
+}
+
+/// The netd name of this attachment if the daemon has it (DEL, CHECK): the container's own
+/// name or, for a further interface, [`Invocation::secondary_name`].
+async fn existing(inv: &Invocation, api: &Api) -> Result<Option<(String, EndpointView)>, CniError> {
+    for name in [inv.endpoint_name(), inv.secondary_name()] {
+        if crate::spec::validate_container_name(&name).is_ok() {
+            if let Some(v) = ours(inv, api, &name).await? {
+                return Ok(Some((name, v)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn add(inv: &Invocation, api: &Api) -> Result<Value, CniError> {
+    let name = add_name(inv, api).await?;
     let netns = inv.netns.clone().expect("parse requires CNI_NETNS for ADD");
     // Held open until the daemon answers: the daemon opens the namespace through this fd.
     let ns = std::fs::File::open(&netns).map_err(|e| {
@@ -180,9 +221,19 @@ async fn ours(inv: &Invocation, api: &Api, name: &str) -> Result<Option<Endpoint
 /// DEL: idempotent. An endpoint that is already gone (a second DEL, a vanished namespace the
 /// daemon reaped, a daemon that lost it) is success.
 async fn del(inv: &Invocation, api: &Api) -> Result<(), CniError> {
-    let name = inv.endpoint_name();
-    if crate::spec::validate_container_name(&name).is_ok() && ours(inv, api, &name).await?.is_some()
-    {
+    let name = existing(inv, api).await?.map(|(n, _)| n);
+    del_named(inv, api, name.as_deref()).await
+}
+
+/// DEL of the endpoint `name` if it is this attachment's (GC passes the name ADD recorded).
+async fn del_named(inv: &Invocation, api: &Api, name: Option<&str>) -> Result<(), CniError> {
+    let name = match name {
+        Some(n) if crate::spec::validate_container_name(n).is_ok() => {
+            ours(inv, api, n).await?.map(|_| n)
+        }
+        _ => None,
+    };
+    if let Some(name) = name {
         let (status, body) = api
             .call("DELETE", &format!("/v1/endpoints/{name}"), None)
             .await?;
@@ -196,7 +247,7 @@ async fn del(inv: &Invocation, api: &Api) -> Result<(), CniError> {
 
 async fn check(inv: &Invocation, api: &Api) -> Result<(), CniError> {
     let name = checked_name(inv)?;
-    let Some(view) = ours(inv, api, &name).await? else {
+    let Some((_, view)) = existing(inv, api).await? else {
         return Err(CniError::new(
             CniError::UNKNOWN_CONTAINER,
             format!("netd has no endpoint {name} with interface {}", inv.ifname),
@@ -254,11 +305,11 @@ async fn gc(inv: &Invocation, api: &Api) -> Result<(), CniError> {
             container_id: rec.container_id,
             netns: None,
             ifname: rec.ifname,
-            args: [("K8S_POD_NAME".to_string(), rec.name)].into(),
+            args: BTreeMap::new(),
             conf: inv.conf.clone(),
         };
         // Keep going after an error; report them all.
-        if let Err(e) = del(&one, api).await {
+        if let Err(e) = del_named(&one, api, Some(&rec.name)).await {
             errors.push(e.msg);
         }
     }

@@ -48,6 +48,7 @@ pub fn endpoint_spec(req: AttachRequest) -> Result<EndpointSpec, BadRequest> {
             .map(spec::parse_mac)
             .transpose()?,
         ip: req.ip.as_deref().map(spec::parse_ipv4).transpose()?,
+        ip6: req.ip6.as_deref().map(spec::parse_ipv6).transpose()?,
         etc_dir: req.etc_dir,
         publish: publish_specs(&req.publish)?,
         publish_all: req.publish_all,
@@ -103,6 +104,12 @@ pub fn network_spec(req: NetworkCreateRequest) -> Result<NetworkSpec, BadRequest
         .as_deref()
         .map(spec::parse_ipv4_net)
         .transpose()?;
+    n.subnet_v6 = req
+        .subnet_v6
+        .as_deref()
+        .map(spec::parse_ipv6_net)
+        .transpose()?;
+    n.ipv6 = req.ipv6;
     n.gateway = req.gateway.as_deref().map(spec::parse_ipv4).transpose()?;
     n.ip_range = req
         .ip_range

@@ -19,6 +19,7 @@
 //! | POST | /v1/filters | [`types::FilterRequest`] | allow and deny lists |
 //! | GET | /v1/stats | | [`types::StatsView`] |
 //! | GET | /v1/ct?ip=&proto=&port= | | tracked flows |
+//! | GET | /v1/monitor?reason=&container=&port= | | NDJSON stream of `ops::monitor::event::Line` until the client closes |
 //!
 //! Errors answer 4xx/5xx with `{"message": "..."}`.
 pub mod convert;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
@@ -14,58 +14,210 @@ use super::types::{
 };
 use super::wire as http;
 use crate::engine::{Engine, EngineError};
+use crate::ops::monitor::Monitor;
+use crate::ops::monitor::event::{Filter, Line};
 
 pub type Shared = Arc<Mutex<Engine>>;
 
-/// Connections served at once; more wait in the listen backlog. Each holds a descriptor, and
-/// the daemon also needs descriptors for its port reservations.
+/// Connections served at once. Each holds a descriptor, and the daemon also needs descriptors
+/// for its port reservations. When all are taken, the one that has waited longest for its
+/// request is closed to make room ([`Waiting`]), so stalled clients never lock others out.
 const MAX_CONNECTIONS: usize = 128;
 /// A client has this long to send its whole request.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a new connection waits for a slot when every one is busy with a request.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Serves connections until the listener fails.
-pub async fn serve(listener: UnixListener, engine: Shared) {
+/// The connections still reading their request, oldest first: the ones to shed when the
+/// slots run out (a connection that is being answered is never cut).
+#[derive(Default)]
+struct Waiting {
+    next_id: u64,
+    queue: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+type WaitingList = Arc<std::sync::Mutex<Waiting>>;
+
+/// Serves connections until the listener fails. `monitor` serves `GET /v1/monitor` (none
+/// without the eBPF dataplane).
+pub async fn serve(listener: UnixListener, engine: Shared, monitor: Option<Arc<Monitor>>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let waiting = WaitingList::default();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let engine = engine.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(stream, engine).await {
-                        tracing::debug!("API connection: {e}");
-                    }
-                    drop(permit);
-                });
-            }
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("API accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                // Every slot is taken: close the connection that has waited longest for its
+                // request, and take its slot.
+                let shed = waiting.lock().expect("waiting list").queue.pop_front();
+                if let Some((_, n)) = shed {
+                    n.notify_one();
+                }
+                tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
+        let Some(permit) = permit else {
+            // Every slot is answering a request: refuse this one instead of queueing it.
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let body = error_body(&format!(
+                    "the daemon is serving {MAX_CONNECTIONS} requests: try again"
+                ));
+                let _ = write(&mut stream, &http::response(503, &body)).await;
+            });
+            continue;
+        };
+        let engine = engine.clone();
+        let monitor = monitor.clone();
+        let waiting = waiting.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, engine, monitor, permit, waiting).await {
+                tracing::debug!("API connection: {e}");
+            }
+        });
     }
 }
 
-async fn handle(mut stream: UnixStream, engine: Shared) -> Result<(), http::HttpError> {
-    let read = tokio::time::timeout(READ_TIMEOUT, http::read_message(&mut stream, true)).await;
-    let read = read.unwrap_or_else(|_| {
+/// Reads one request within [`READ_TIMEOUT`], unless the slot is needed first.
+async fn read_request(
+    stream: &mut UnixStream,
+    waiting: &WaitingList,
+) -> Result<http::Message, http::HttpError> {
+    let shed = Arc::new(tokio::sync::Notify::new());
+    let id = {
+        let mut w = waiting.lock().expect("waiting list");
+        let id = w.next_id;
+        w.next_id += 1;
+        w.queue.push_back((id, shed.clone()));
+        id
+    };
+    let timed_out = |what: &str| {
         Err(http::HttpError::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            "request not received within 10 s",
+            what.to_string(),
         )))
-    });
-    let req = match read {
+    };
+    let r = tokio::select! {
+        r = tokio::time::timeout(READ_TIMEOUT, http::read_message(stream, true)) => {
+            r.unwrap_or_else(|_| timed_out("request not received within 10 s"))
+        }
+        _ = shed.notified() => timed_out(&format!(
+            "request not received before {MAX_CONNECTIONS} other connections needed the slot"
+        )),
+    };
+    waiting
+        .lock()
+        .expect("waiting list")
+        .queue
+        .retain(|(i, _)| *i != id);
+    r
+}
+
+async fn handle(
+    mut stream: UnixStream,
+    engine: Shared,
+    monitor: Option<Arc<Monitor>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    waiting: WaitingList,
+) -> Result<(), http::HttpError> {
+    let req = match read_request(&mut stream, &waiting).await {
         Ok(r) => r,
         Err(e) => {
+            // The slot goes back first: a shed connection's slot is awaited by a new one.
+            drop(permit);
             let body = error_body(&e.to_string());
             write(&mut stream, &http::response(e.status(), &body)).await?;
             return Ok(());
         }
     };
+    if req.path.split('?').next().map(|p| p.trim_matches('/')) == Some("v1/monitor") {
+        // A stream lasts as long as its client watches: it must not hold a request slot.
+        drop(permit);
+        if req.method != "GET" {
+            let body = error_body(&format!("method {} not allowed on /v1/monitor", req.method));
+            return write(&mut stream, &http::response(405, &body)).await;
+        }
+        return monitor_stream(stream, &req.path, monitor.as_ref()).await;
+    }
     let (status, body) = route(&req.method, &req.path, &req.body, &engine).await;
     write(&mut stream, &http::response(status, &body)).await
+}
+
+/// `GET /v1/monitor?reason=&container=&port=`: NDJSON lines ([`Line`]) until the client
+/// closes; the body is delimited by the connection's end (no Content-Length). The first line
+/// (`{"kind":"start",...}`) says the datapath emits events from now on.
+async fn monitor_stream(
+    mut stream: UnixStream,
+    full_path: &str,
+    monitor: Option<&Arc<Monitor>>,
+) -> Result<(), http::HttpError> {
+    let Some(monitor) = monitor else {
+        let body =
+            error_body("netd monitor needs the eBPF dataplane (this daemon runs without it)");
+        return write(&mut stream, &http::response(503, &body)).await;
+    };
+    let filter = match Filter::from_query(
+        query(full_path, "reason"),
+        query(full_path, "container"),
+        query(full_path, "port"),
+    ) {
+        Ok(f) => f,
+        Err(e) => return write(&mut stream, &http::response(400, &error_body(&e))).await,
+    };
+    let mut sub = match monitor.subscribe() {
+        Ok(s) => s,
+        Err(e) => {
+            let body = error_body(&e.to_string());
+            return write(&mut stream, &http::response(500, &body)).await;
+        }
+    };
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    let mut out = head.as_bytes().to_vec();
+    out.extend_from_slice(&ndjson(&Line::Start {
+        filter: filter.clone(),
+    }));
+    write(&mut stream, &out).await?;
+    let (mut rd, mut wr) = stream.split();
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            // The client sends nothing more: end of stream or an error means it went away.
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            },
+            l = sub.next() => {
+                let Some(l) = l else { return Ok(()) };
+                if let Line::Drop(d) = &*l {
+                    if !filter.matches(d) {
+                        continue;
+                    }
+                }
+                // A client that stops reading for READ_TIMEOUT loses its stream.
+                match tokio::time::timeout(READ_TIMEOUT, wr.write_all(&ndjson(&l))).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+fn ndjson(l: &Line) -> Vec<u8> {
+    let mut v = serde_json::to_vec(l).expect("serialises");
+    v.push(b'\n');
+    v
 }
 
 /// Writes an answer; a client that does not read it within [`READ_TIMEOUT`] loses it (and

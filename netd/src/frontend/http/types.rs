@@ -27,6 +27,8 @@ pub struct AttachRequest {
     pub hostname: Option<String>,
     pub mac_address: Option<String>,
     pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
     pub etc_dir: Option<PathBuf>,
     pub publish: Vec<String>,
     pub publish_all: bool,
@@ -73,6 +75,10 @@ pub struct NetworkCreateRequest {
     /// Only "bridge" (the default).
     pub driver: Option<String>,
     pub subnet: Option<String>,
+    /// The IPv6 subnet of a dual-stack network (needs `ipv6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_v6: Option<String>,
+    pub ipv6: bool,
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
     /// `-o KEY=VALUE` driver options.

@@ -1,0 +1,433 @@
+//! What a monitor client sees: one [`Line`] per NDJSON line, the drop's 5-tuple read from the
+//! packet's first bytes, the filter a client asks for, and the human format.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netd_common::{DROP_REASONS, DropEvent, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
+use serde::{Deserialize, Serialize};
+
+/// One line of `GET /v1/monitor`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Line {
+    /// First line: the subscription is live (the datapath emits from now on).
+    Start { filter: Filter },
+    /// A dropped packet.
+    Drop(Box<Drop>),
+    /// Events this client did not get: the ring buffer was full (`ring`) or the client read
+    /// too slowly (`slow_client`).
+    Lost { count: u64, cause: String },
+}
+
+/// A dropped packet, with what the daemon knows of its interface and addresses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Drop {
+    /// Unix time of the drop, nanoseconds.
+    pub time_ns: u64,
+    /// The drop reason's name (`netd stats`'s names) and number.
+    pub reason: String,
+    pub reason_code: u32,
+    /// The program that dropped it (`netd_common::PROG_*`).
+    pub program: String,
+    pub ifindex: u32,
+    pub ifname: Option<String>,
+    /// The container of the interface (its host-side veth), else of the packet's destination,
+    /// else of its source.
+    pub container: Option<String>,
+    /// The container at the other end, if any.
+    pub peer: Option<String>,
+    #[serde(flatten)]
+    pub tuple: Tuple,
+    /// The packet's length.
+    pub len: u32,
+    /// The packet's first bytes (up to 128, from the Ethernet header), hex.
+    pub head: String,
+}
+
+/// What the packet's head tells: L3 protocol and addresses, L4 protocol and ports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tuple {
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `arp`, `ipv4/<n>`, `ipv6/<n>` or `ethertype/0x....`.
+    pub proto: String,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+/// Reads the 5-tuple from an Ethernet frame's first bytes (VLAN tags skipped, IPv4 with its
+/// IHL); what the bytes do not reach stays empty.
+pub fn tuple(head: &[u8]) -> Tuple {
+    let mut t = Tuple::default();
+    let mut off = 12;
+    let mut ethertype = match be16(head, off) {
+        Some(e) => e,
+        None => {
+            t.proto = "truncated".into();
+            return t;
+        }
+    };
+    // 802.1Q / 802.1ad tags.
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        off += 4;
+        match be16(head, off) {
+            Some(e) => ethertype = e,
+            None => {
+                t.proto = "vlan".into();
+                return t;
+            }
+        }
+    }
+    let l3 = off + 2;
+    let (proto, l4) = match ethertype {
+        0x0800 => {
+            let Some(ip) = head.get(l3..l3 + 20) else {
+                t.proto = "ipv4".into();
+                return t;
+            };
+            t.src = Some(IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])));
+            t.dst = Some(IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])));
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            // A later fragment carries no L4 header.
+            let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+            (ip[9], (frag_off == 0).then_some(l3 + ihl))
+        }
+        0x86dd => {
+            let Some(ip) = head.get(l3..l3 + 40) else {
+                t.proto = "ipv6".into();
+                return t;
+            };
+            let a = |o: usize| {
+                let b: [u8; 16] = ip[o..o + 16].try_into().expect("16 bytes");
+                IpAddr::V6(Ipv6Addr::from(b))
+            };
+            t.src = Some(a(8));
+            t.dst = Some(a(24));
+            (ip[6], Some(l3 + 40))
+        }
+        0x0806 => {
+            t.proto = "arp".into();
+            // Sender and target protocol addresses of an IPv4 ARP.
+            if let Some(a) = head.get(l3..l3 + 28) {
+                t.src = Some(IpAddr::V4(Ipv4Addr::new(a[14], a[15], a[16], a[17])));
+                t.dst = Some(IpAddr::V4(Ipv4Addr::new(a[24], a[25], a[26], a[27])));
+            }
+            return t;
+        }
+        e => {
+            t.proto = format!("ethertype/0x{e:04x}");
+            return t;
+        }
+    };
+    let v6 = ethertype == 0x86dd;
+    t.proto = match proto {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 if !v6 => "icmp".into(),
+        58 if v6 => "icmpv6".into(),
+        n if v6 => format!("ipv6/{n}"),
+        n => format!("ipv4/{n}"),
+    };
+    if let Some(l4) = l4 {
+        if proto == 6 || proto == 17 {
+            t.sport = be16(head, l4);
+            t.dport = be16(head, l4 + 2);
+        }
+    }
+    t
+}
+
+fn be16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
+}
+
+/// The program behind an event: the hook, and whether the interface is a container's veth
+/// (else an uplink).
+pub fn program(hook: u16, container_veth: bool) -> &'static str {
+    match (hook, container_veth) {
+        (HOOK_TC_INGRESS, true) => netd_common::PROG_FROM_CONTAINER,
+        (HOOK_TC_EGRESS, true) => netd_common::PROG_TO_CONTAINER,
+        (HOOK_TC_INGRESS, false) => netd_common::PROG_FROM_UPLINK,
+        (HOOK_TC_EGRESS, false) => netd_common::PROG_TO_UPLINK,
+        (HOOK_XDP, _) => netd_common::PROG_XDP_PREFILTER,
+        _ => "unknown",
+    }
+}
+
+/// Hex of the event's valid head bytes.
+pub fn head_hex(ev: &DropEvent) -> String {
+    let n = (ev.cap_len as usize).min(ev.head.len());
+    ev.head[..n].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes back from [`Drop::head`].
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What a client wants to see; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Drop reasons (numbers), any of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<u32>,
+    /// The drop's container or peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Source or destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// A drop reason by name (`netd stats`'s names, from the one table in netd-common) or number.
+pub fn parse_reason(s: &str) -> Result<u32, String> {
+    if let Ok(n) = s.parse::<u32>() {
+        if n > 0 && n < DROP_REASONS {
+            return Ok(n);
+        }
+    }
+    let names = || (1..DROP_REASONS).filter(|&r| netd_common::drop_reason_name(r) != "unknown");
+    names()
+        .find(|&r| netd_common::drop_reason_name(r) == s)
+        .ok_or_else(|| {
+            let all: Vec<&str> = names().map(netd_common::drop_reason_name).collect();
+            format!("unknown drop reason {s:?}: use one of {}", all.join(", "))
+        })
+}
+
+impl Filter {
+    /// From the query string of `GET /v1/monitor?reason=a,b&container=NAME&port=N`.
+    pub fn from_query(
+        reason: Option<&str>,
+        container: Option<&str>,
+        port: Option<&str>,
+    ) -> Result<Self, String> {
+        let reasons = match reason {
+            Some(r) => r
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(parse_reason)
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("invalid port {p:?}: expected 0-65535"))
+            })
+            .transpose()?;
+        Ok(Self {
+            reasons,
+            container: container.map(str::to_owned),
+            port,
+        })
+    }
+
+    /// The query string that asks for this filter (empty, or starting with `?`).
+    pub fn to_query(&self) -> String {
+        let mut q = Vec::new();
+        if !self.reasons.is_empty() {
+            let r: Vec<String> = self.reasons.iter().map(u32::to_string).collect();
+            q.push(format!("reason={}", r.join(",")));
+        }
+        if let Some(c) = &self.container {
+            q.push(format!("container={c}"));
+        }
+        if let Some(p) = self.port {
+            q.push(format!("port={p}"));
+        }
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
+    }
+
+    pub fn matches(&self, d: &Drop) -> bool {
+        (self.reasons.is_empty() || self.reasons.contains(&d.reason_code))
+            && self
+                .container
+                .as_ref()
+                .is_none_or(|c| d.container.as_ref() == Some(c) || d.peer.as_ref() == Some(c))
+            && self
+                .port
+                .is_none_or(|p| d.tuple.sport == Some(p) || d.tuple.dport == Some(p))
+    }
+}
+
+/// `HH:MM:SS.uuuuuu` (UTC) of a Unix time in nanoseconds.
+fn clock(time_ns: u64) -> String {
+    let s = time_ns / 1_000_000_000;
+    let us = (time_ns % 1_000_000_000) / 1000;
+    let day = s % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{us:06}",
+        day / 3600,
+        day % 3600 / 60,
+        day % 60
+    )
+}
+
+fn endpoint(ip: Option<IpAddr>, port: Option<u16>) -> String {
+    match (ip, port) {
+        (Some(IpAddr::V6(a)), Some(p)) => format!("[{a}]:{p}"),
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        (Some(a), None) => a.to_string(),
+        (None, _) => "?".into(),
+    }
+}
+
+/// One human line, as `cilium monitor` prints drops:
+/// `12:00:01.123456 drop icc-denied from_container veth1a2b (web -> db) tcp 172.17.0.2:40000 -> 172.17.0.3:80 len 74`.
+pub fn format_line(l: &Line) -> String {
+    match l {
+        Line::Start { .. } => "listening for datapath events (Ctrl-C to stop)".into(),
+        Line::Lost { count, cause } => format!("lost {count} events ({cause})"),
+        Line::Drop(d) => {
+            let who = match (&d.container, &d.peer) {
+                (Some(c), Some(p)) => format!(" ({c} -> {p})"),
+                (Some(c), None) => format!(" ({c})"),
+                _ => String::new(),
+            };
+            format!(
+                "{} drop {} {} {}{who} {} {} -> {} len {}",
+                clock(d.time_ns),
+                d.reason,
+                d.program,
+                d.ifname.as_deref().unwrap_or("?"),
+                d.tuple.proto,
+                endpoint(d.tuple.src, d.tuple.sport),
+                endpoint(d.tuple.dst, d.tuple.dport),
+                d.len
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_frame() -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[14 + 12..14 + 16].copy_from_slice(&[172, 17, 0, 2]);
+        f[14 + 16..14 + 20].copy_from_slice(&[172, 17, 0, 3]);
+        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        f[36..38].copy_from_slice(&80u16.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn tuple_of_ipv4_tcp() {
+        let t = tuple(&tcp_frame());
+        assert_eq!(t.proto, "tcp");
+        assert_eq!(t.src, Some("172.17.0.2".parse().unwrap()));
+        assert_eq!(t.dst, Some("172.17.0.3".parse().unwrap()));
+        assert_eq!((t.sport, t.dport), (Some(40000), Some(80)));
+    }
+
+    #[test]
+    fn tuple_honours_ihl_and_vlan() {
+        let mut f = tcp_frame();
+        // Options: IHL 6, four more bytes before the TCP header.
+        f[14] = 0x46;
+        f.splice(34..34, [1, 1, 1, 1]);
+        // One VLAN tag.
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+        let t = tuple(&f);
+        assert_eq!((t.sport, t.dport), (Some(40000), Some(80)));
+        assert_eq!(t.dst, Some("172.17.0.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn tuple_of_truncated_and_foreign() {
+        assert_eq!(tuple(&[0; 10]).proto, "truncated");
+        let mut f = vec![0u8; 20];
+        f[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        assert_eq!(tuple(&f).proto, "ethertype/0x88cc");
+        let f = tcp_frame();
+        let t = tuple(&f[..30]);
+        assert_eq!((t.proto.as_str(), t.src), ("ipv4", None));
+    }
+
+    #[test]
+    fn reasons_by_name_or_number() {
+        assert_eq!(parse_reason("icc-denied"), Ok(netd_common::DROP_ICC));
+        assert_eq!(parse_reason("2"), Ok(netd_common::DROP_SPOOFED_IP));
+        let e = parse_reason("bogus").unwrap_err();
+        assert!(e.contains("spoofed-source-ip"), "{e}");
+        assert!(parse_reason("0").is_err());
+    }
+
+    #[test]
+    fn filter_round_trips_and_matches() {
+        let f = Filter::from_query(Some("icc-denied,2"), Some("web"), Some("80")).unwrap();
+        assert_eq!(
+            Filter::from_query(Some("4,2"), Some("web"), Some("80")).unwrap(),
+            f
+        );
+        let q = f.to_query();
+        assert_eq!(q, "?reason=4,2&container=web&port=80");
+        let mut d = Drop {
+            time_ns: 0,
+            reason: "icc-denied".into(),
+            reason_code: netd_common::DROP_ICC,
+            program: "from_container".into(),
+            ifindex: 7,
+            ifname: None,
+            container: Some("db".into()),
+            peer: Some("web".into()),
+            tuple: tuple(&tcp_frame()),
+            len: 54,
+            head: String::new(),
+        };
+        assert!(f.matches(&d));
+        d.peer = None;
+        assert!(!f.matches(&d));
+        assert!(Filter::default().matches(&d));
+        d.reason_code = netd_common::DROP_MARTIAN;
+        assert!(
+            !Filter::from_query(Some("4"), None, None)
+                .unwrap()
+                .matches(&d)
+        );
+        assert!(Filter::from_query(None, None, Some("99")).is_ok_and(|f| !f.matches(&d)));
+        assert!(Filter::from_query(None, None, Some("x")).is_err());
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(unhex("0"), None);
+    }
+
+    #[test]
+    fn human_line() {
+        let d = Drop {
+            time_ns: 3_723_000_001_000,
+            reason: "icc-denied".into(),
+            reason_code: 4,
+            program: "from_container".into(),
+            ifindex: 7,
+            ifname: Some("veth1".into()),
+            container: Some("web".into()),
+            peer: Some("db".into()),
+            tuple: tuple(&tcp_frame()),
+            len: 54,
+            head: String::new(),
+        };
+        assert_eq!(
+            format_line(&Line::Drop(Box::new(d))),
+            "01:02:03.000001 drop icc-denied from_container veth1 (web -> db) tcp 172.17.0.2:40000 -> 172.17.0.3:80 len 54"
+        );
+    }
+}

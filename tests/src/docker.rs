@@ -1,0 +1,286 @@
+//! The real dockerd 20.10 (Debian's docker.io) in a test world: a private mount namespace
+//! entered through the world's host netns (tmpfs over /run and /etc/docker, Docker's
+//! hard-coded paths), dockerd with its own directories, and a busybox-static image. Used by
+//! tests/tests/docker.rs and the demo.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Netns;
+
+/// A process holding a private mount namespace (entered through the world's host netns) with
+/// tmpfs over /run and /etc/docker. Dropping it kills every process left in that namespace
+/// (all of them started by this test: dockerd, containerd, shims, containers) by pid.
+pub struct MountNs {
+    holder: Child,
+}
+
+impl MountNs {
+    pub fn new(host: &Netns) -> MountNs {
+        let holder = Command::new("nsenter")
+            .arg(format!("--net={}", host.path_str()))
+            .args(["unshare", "-m", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins /run/containerd && \
+                 mount -t tmpfs tmpfs /etc/docker && mkdir /etc/docker/plugins && \
+                 touch /run/.netdt-ready && exec sleep 100000",
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the mount namespace holder");
+        let m = MountNs { holder };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !m.run(&["test", "-e", "/run/.netdt-ready"]).status.success() {
+            assert!(Instant::now() < deadline, "mount namespace not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/mnt", self.holder.id()))
+    }
+
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount={}", self.path().display()))
+            .args(argv);
+        c
+    }
+
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.command(argv).output().expect("nsenter")
+    }
+
+    /// Pids of the processes in this mount namespace (the holder included).
+    pub fn pids(&self) -> Vec<i32> {
+        let Ok(me) = fs::read_link(self.path()) else {
+            return Vec::new();
+        };
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&me))
+            .collect()
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// dockerd in the mount namespace and the host netns, with its own directories under `dir`.
+pub struct Dockerd {
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Dockerd {
+    pub fn start(mnt: &MountNs, host: &Netns) -> Dockerd {
+        let dir = std::env::temp_dir().join(crate::unique("netdt-docker-"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let child = Dockerd::spawn(mnt, host, &dir);
+        let d = Dockerd { child, dir };
+        d.wait_ready();
+        d
+    }
+
+    /// SIGTERM (dockerd stops its containers), then the same dockerd again.
+    pub fn restart(&mut self, mnt: &MountNs, host: &Netns) {
+        self.stop();
+        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.wait_ready();
+    }
+
+    /// SIGKILL: dockerd dies without stopping anything; its containerd, shims and containers
+    /// keep running.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // dockerd starts its containerd with a parent-death signal (SIGKILL): it dies too, and
+        // its orphan is left to this machine's pid 1, which may never reap it. A zombie still
+        // passes dockerd's "containerd is still running" check on the pid file, so remove the
+        // pid file once containerd is dead: dockerd starts a new one, as after a real crash.
+        let pidfile = self.dir.join("exec/containerd/containerd.pid");
+        let Ok(pid) = fs::read_to_string(&pidfile) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+            if stat.is_empty() || state == Some(Some('Z')) {
+                let _ = fs::remove_file(&pidfile);
+                return;
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts dockerd again after [`Dockerd::kill9`].
+    pub fn start_again(&mut self, mnt: &MountNs, host: &Netns) {
+        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.wait_ready();
+    }
+
+    pub fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(mnt: &MountNs, host: &Netns, dir: &Path) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dockerd.log"))
+            .unwrap();
+        let p = |s: &str| dir.join(s).display().to_string();
+        // One nsenter for both: the netns file under /run is hidden inside the namespace.
+        mnt.command(&[
+            &format!("--net={}", host.path_str()),
+            "dockerd",
+            "--data-root",
+            &p("data"),
+            "--exec-root",
+            &p("exec"),
+            "-H",
+            &format!("unix://{}", p("docker.sock")),
+            "--pidfile",
+            &p("docker.pid"),
+            "--config-file",
+            &p("daemon.json"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--userland-proxy=false",
+            "--storage-driver",
+            "vfs",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn dockerd")
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not answer within 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_with("docker", args)
+    }
+
+    /// `cli` is "docker" (this machine's 28.x client) or docker.io's own 20.10 client
+    /// (/usr/bin/docker), which sends `--mac-address` the way API 1.41 takes it.
+    pub fn docker_with(&self, cli: &str, args: &[&str]) -> Output {
+        Command::new(cli)
+            .arg("-H")
+            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the docker client")
+    }
+
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        self.docker_ok_with("docker", args)
+    }
+
+    pub fn docker_ok_with(&self, cli: &str, args: &[&str]) -> String {
+        let out = self.docker_with(cli, args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}{}\n--- dockerd log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- dockerd log ---\n{}", self.log());
+        }
+        // SIGTERM: dockerd stops its containers and its containerd; what is left is killed by
+        // the mount namespace's guard.
+        self.stop();
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("warning: remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// A busybox-static rootfs with an httpd CGI that answers the client's address.
+pub fn image_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("www/cgi-bin")).unwrap();
+    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    // For the host's dynamically linked tools (socat) in a container run with `-v /usr:/usr:ro`.
+    std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib64", root.join("lib64")).unwrap();
+    let cgi = root.join("www/cgi-bin/ip");
+    fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tar
+}

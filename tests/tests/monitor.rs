@@ -1,0 +1,437 @@
+//! `netd monitor`: drop events from the datapath's ring buffer, through the daemon's
+//! `GET /v1/monitor` stream, caused by real traffic (spoofed sources, `--icc false`, a source
+//! deny list), with their reason, container and 5-tuple; filters; `--pcap` read back byte by
+//! byte and with tcpdump; the emission switch (NETD_MONITOR) on only while a client listens.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use netd_tests::daemon::netd_bin;
+use netd_tests::dataplane::{drops, tcp_blocked, udp_fire_from};
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::{BIP, Daemon, TempDir, World, cmd, poll_until, tcp_server, udp_server};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(10);
+const SPOOFED: &str = "172.30.0.99";
+
+/// A running `netd monitor`, killed (by its pid) on drop.
+struct Monitor {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Monitor {
+    /// Starts `netd monitor ARGS` and waits until its subscription is live.
+    fn start(d: &Daemon, args: &[&str]) -> Monitor {
+        let mut child = Command::new(netd_bin())
+            .arg("-H")
+            .arg(d.host_arg())
+            .arg("monitor")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netd monitor");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let (o, e) = (out.clone(), err.clone());
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                o.lock().unwrap().push(l);
+            }
+        });
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut e = e.lock().unwrap();
+                e.push_str(&l);
+                e.push('\n');
+            }
+        });
+        let m = Monitor { child, out, err };
+        let json = args.contains(&"--json");
+        poll_until("the monitor to subscribe", T, || {
+            let live = if json {
+                m.lines()
+                    .first()
+                    .is_some_and(|l| l.contains(r#""kind":"start""#))
+            } else {
+                m.err
+                    .lock()
+                    .unwrap()
+                    .contains("listening for datapath events")
+            };
+            if live {
+                Ok(())
+            } else {
+                Err(format!(
+                    "stdout {:?} stderr {:?}",
+                    m.lines(),
+                    m.err.lock().unwrap()
+                ))
+            }
+        });
+        m
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// The `--json` drop events so far.
+    fn drops(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .filter(|v| v["kind"] == "drop")
+            .collect()
+    }
+
+    /// Waits for a `--json` drop event that `pred` accepts.
+    fn wait_drop(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        poll_until(what, T, || {
+            self.drops()
+                .into_iter()
+                .find(|v| pred(v))
+                .ok_or_else(|| format!("events so far: {:#?}", self.drops()))
+        })
+    }
+
+    /// Waits for the process to exit by itself (`--count`).
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        poll_until("the monitor to exit", T, || {
+            self.child
+                .try_wait()
+                .unwrap()
+                .ok_or("still running".to_string())
+        })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// NETD_MONITOR[0], read by bpftool from the daemon's pin.
+fn switch(d: &Daemon) -> u64 {
+    let pin = d.bpffs().join("maps/NETD_MONITOR");
+    let o = cmd(&[
+        "bpftool",
+        "-j",
+        "map",
+        "dump",
+        "pinned",
+        pin.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("bpftool JSON");
+    let entry = &v[0];
+    // With BTF bpftool prints the value as a number ("formatted"), else as bytes.
+    if let Some(n) = entry["formatted"]["value"].as_u64() {
+        return n;
+    }
+    entry["value"]
+        .as_array()
+        .expect("value bytes")
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let b = b.as_str().map_or_else(
+                || b.as_u64().unwrap(),
+                |s| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap(),
+            );
+            b << (8 * i)
+        })
+        .sum()
+}
+
+fn wait_switch(d: &Daemon, want: u64) {
+    poll_until(&format!("NETD_MONITOR to be {want}"), T, || {
+        let v = switch(d);
+        if v == want {
+            Ok(())
+        } else {
+            Err(format!("it is {v}"))
+        }
+    });
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+/// A world with `--icc false`: c1 and c2 on the bridge, c2 serving 80/tcp and 5000/udp.
+struct Setup {
+    w: World,
+    d: Daemon,
+    c1: netd_tests::Container,
+    c2: netd_tests::Container,
+    ip1: String,
+    ip2: String,
+}
+
+fn setup(extra: &[&str]) -> Setup {
+    let w = World::new();
+    let mut args = vec!["--bip", BIP];
+    args.extend_from_slice(extra);
+    let d = w.daemon(&args);
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let ip2 = s(&d.attach("c2", &c2, &["-p", "8080:80"])["ip"]).to_string();
+    c1.ip(&["addr", "add", &format!("{SPOOFED}/24"), "dev", "eth0"]);
+    Setup {
+        w,
+        d,
+        c1,
+        c2,
+        ip1,
+        ip2,
+    }
+}
+
+#[test]
+fn monitor_reports_drops_with_reason_container_and_tuple() {
+    let st = setup(&["--icc", "false"]);
+    let (d, c1, ip1, ip2) = (&st.d, &st.c1, &st.ip1, &st.ip2);
+    let _srv = tcp_server(&st.c2, 80);
+    let _usrv = udp_server(&st.c2, 5000);
+    assert_eq!(switch(d), 0, "events on with nobody listening");
+    // Two clients at once: one --json, one human.
+    let mut json = Monitor::start(d, &["--json"]);
+    let mut human = Monitor::start(d, &[]);
+    assert_eq!(switch(d), 1, "events off while monitors listen");
+
+    // --icc false: c1 -> c2:80 is refused.
+    let veth = s(&d.inspect("c1")["host_ifname"]).to_string();
+    assert!(
+        tcp_blocked(c1, &format!("{ip2}:80")),
+        "icc false let c1 reach c2"
+    );
+    // (The containers' own IPv6 chatter may be refused under icc too: the TCP one is ours.)
+    let e = json.wait_drop("the icc drop", |v| {
+        v["reason"] == "icc-denied" && v["proto"] == "tcp"
+    });
+    assert_eq!((s(&e["container"]), s(&e["peer"])), ("c1", "c2"), "{e}");
+    assert_eq!(
+        (s(&e["proto"]), s(&e["src"]), s(&e["dst"])),
+        ("tcp", ip1.as_str(), ip2.as_str()),
+        "{e}"
+    );
+    assert_eq!(e["dport"], 80, "{e}");
+    assert!(e["sport"].as_u64().is_some_and(|p| p > 0), "{e}");
+    // The whole SYN (Ethernet 14 + IP 20 + TCP >= 20) is in the head.
+    assert!(e["head"].as_str().unwrap().len() >= 2 * 54, "{e}");
+
+    // A spoofed source (after the icc probe, which resolved c2's MAC with c1's own address:
+    // else the ARP request, from the spoofed source too, is what drops).
+    udp_fire_from(c1, SPOOFED, &format!("{ip2}:5000"), "spoofed").unwrap();
+    let e = json.wait_drop("the spoofed datagram", |v| {
+        v["reason"] == "spoofed-source-ip" && v["proto"] == "udp"
+    });
+    assert_eq!(e["reason_code"], 2, "{e}");
+    assert_eq!(e["program"], "from_container", "{e}");
+    assert_eq!(e["container"], "c1", "{e}");
+    assert_eq!(e["peer"], "c2", "{e}");
+    assert_eq!(
+        (s(&e["proto"]), s(&e["src"]), s(&e["dst"])),
+        ("udp", SPOOFED, ip2.as_str()),
+        "{e}"
+    );
+    assert_eq!(e["dport"], 5000, "{e}");
+    assert_eq!(e["ifname"], veth.as_str(), "{e}");
+
+    // A source deny list at XDP on the uplink, towards c2's published port.
+    d.netd_ok(&["filter", "deny", &format!("{OUTSIDE_IP}/32")]);
+    let denied0 = drops(d, "source-denied");
+    assert!(tcp_blocked(
+        &st.w.outside,
+        &format!("{HOST_UPLINK_IP}:8080")
+    ));
+    let e = json.wait_drop("the denied source", |v| v["reason"] == "source-denied");
+    assert_eq!(e["program"], "xdp_prefilter", "{e}");
+    assert_eq!(e["ifname"], "up0", "{e}");
+    assert_eq!(
+        (s(&e["src"]), s(&e["dst"])),
+        (OUTSIDE_IP, HOST_UPLINK_IP),
+        "{e}"
+    );
+    assert_eq!(e["dport"], 8080, "{e}");
+    assert_eq!(e["container"], "c2", "the publishing container: {e}");
+    // Every counted drop of the reason was reported.
+    let denied = drops(d, "source-denied") - denied0;
+    let seen = json
+        .drops()
+        .iter()
+        .filter(|v| v["reason"] == "source-denied")
+        .count() as u64;
+    assert_eq!(seen, denied, "events vs counter");
+
+    // The human monitor saw the same, one line each.
+    let want = format!("drop icc-denied from_container {veth} (c1 -> c2) tcp {ip1}:");
+    poll_until("the human icc line", T, || {
+        human
+            .lines()
+            .into_iter()
+            .find(|l| l.contains(&want) && l.contains(&format!("-> {ip2}:80 len ")))
+            .ok_or_else(|| format!("{:#?}", human.lines()))
+    });
+    assert!(
+        human
+            .lines()
+            .iter()
+            .any(|l| l.contains("drop spoofed-source-ip from_container")),
+        "{:#?}",
+        human.lines()
+    );
+
+    // One client leaves: events stay on for the other; the last one turns them off.
+    human.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(switch(d), 1, "events off with a client still listening");
+    json.kill();
+    wait_switch(d, 0);
+    // Drops still count with nobody listening.
+    let icc0 = drops(d, "icc-denied");
+    assert!(tcp_blocked(c1, &format!("{ip2}:80")));
+    assert!(drops(d, "icc-denied") > icc0);
+}
+
+#[test]
+fn monitor_filters_and_writes_pcap() {
+    let st = setup(&["--icc", "false"]);
+    let (d, c1, ip2) = (&st.d, &st.c1, &st.ip2);
+    let files = TempDir::new();
+    let pcap = files.path().join("drops.pcap");
+    let only80 = Monitor::start(
+        d,
+        &[
+            "--json",
+            "--reason",
+            "icc-denied",
+            "--container",
+            "c1",
+            "--port",
+            "80",
+        ],
+    );
+    let other = Monitor::start(d, &["--json", "--container", "c2-nope"]);
+    let mut cap = Monitor::start(
+        d,
+        &[
+            "--reason",
+            "spoofed-source-ip",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--count",
+            "1",
+        ],
+    );
+    // Not matching the first filter: another port, another reason (c2's MAC is resolved by
+    // then, so the spoofed datagram is what drops, not an ARP request).
+    assert!(tcp_blocked(c1, &format!("{ip2}:81")));
+    assert!(tcp_blocked(c1, &format!("{ip2}:80")));
+    udp_fire_from(c1, SPOOFED, &format!("{ip2}:5000"), "pcap-payload-1234").unwrap();
+    only80.wait_drop("the icc drop to port 80", |v| v["dport"] == 80);
+    for e in only80.drops() {
+        assert_eq!(
+            (s(&e["reason"]), &e["dport"]),
+            ("icc-denied", &Value::from(80)),
+            "{e}"
+        );
+    }
+    assert!(other.drops().is_empty(), "{:#?}", other.drops());
+
+    // --count 1: the pcap monitor stops after the spoofed datagram.
+    assert!(cap.wait_exit().success(), "{}", cap.err.lock().unwrap());
+    let bytes = std::fs::read(&pcap).unwrap();
+    assert!(bytes.len() > 24 + 16, "pcap too short: {}", bytes.len());
+    assert_eq!(
+        u32::from_ne_bytes(bytes[0..4].try_into().unwrap()),
+        0xa1b2_c3d4
+    );
+    assert_eq!(
+        u32::from_ne_bytes(bytes[20..24].try_into().unwrap()),
+        1,
+        "LINKTYPE_ETHERNET"
+    );
+    let rec = &bytes[24..];
+    let incl = u32::from_ne_bytes(rec[8..12].try_into().unwrap()) as usize;
+    let orig = u32::from_ne_bytes(rec[12..16].try_into().unwrap()) as usize;
+    let pkt = &rec[16..16 + incl];
+    assert_eq!(rec.len(), 16 + incl, "one record");
+    // Ethernet + IPv4 (20) + UDP (8) + the 17-byte payload, all captured.
+    assert_eq!((incl, orig), (14 + 20 + 8 + 17, 14 + 20 + 8 + 17));
+    assert_eq!(&pkt[12..14], &[0x08, 0x00]);
+    let sp: std::net::Ipv4Addr = SPOOFED.parse().unwrap();
+    let dp: std::net::Ipv4Addr = ip2.parse().unwrap();
+    assert_eq!(&pkt[26..30], &sp.octets());
+    assert_eq!(&pkt[30..34], &dp.octets());
+    assert_eq!(&pkt[36..38], &5000u16.to_be_bytes());
+    assert_eq!(&pkt[42..], b"pcap-payload-1234");
+    // tcpdump reads it.
+    let o = cmd(&["tcpdump", "-n", "-r", pcap.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains(&format!("{SPOOFED}."))
+            && text.contains(&format!("> {ip2}.5000: UDP, length 17")),
+        "tcpdump: {text}"
+    );
+}
+
+#[test]
+fn monitor_is_quiet_without_drops_and_refuses_bad_filters() {
+    let st = setup(&[]);
+    let (d, c1, ip2) = (&st.d, &st.c1, &st.ip2);
+    let _srv = tcp_server(&st.c2, 80);
+    let m = Monitor::start(d, &["--json"]);
+    // --icc true: traffic between the containers and from outside passes; nothing drops.
+    let total = |d: &Daemon| -> u64 {
+        let v = netd_tests::dataplane::stats(d);
+        v["drops"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter_map(|x| x["packets"].as_u64()).sum())
+    };
+    let before = total(d);
+    netd_tests::tcp_request_until(c1, &format!("{ip2}:80"), T).unwrap();
+    netd_tests::tcp_request_until(&st.w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let dropped = total(d) - before;
+    assert_eq!(
+        m.drops().len() as u64,
+        dropped,
+        "events {:#?} vs {dropped} counted drops",
+        m.drops()
+    );
+    assert_eq!(dropped, 0, "something dropped: {:#?}", m.drops());
+
+    // Bad filters are refused with the daemon's reason; nothing stays subscribed.
+    let e = d.netd_err(&["monitor", "--reason", "no-such-reason"]);
+    assert!(
+        e.contains("unknown drop reason \"no-such-reason\"") && e.contains("icc-denied"),
+        "{e}"
+    );
+    drop(m);
+    wait_switch(d, 0);
+}
