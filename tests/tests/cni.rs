@@ -1103,8 +1103,16 @@ fn podman_on_created_networks_masquerade_icc_and_two_networks() {
         "-c",
         "nc -ll -p 80 -e /srv/reply",
     ]);
-    let m0 = d.inspect("multi");
-    let m1 = d.inspect("multi-eth1");
+    // The first interface podman attaches is named after the container, the second
+    // `multi-IFNAME`: which one comes first varies, so find both.
+    let mut found: Vec<serde_json::Value> = ["multi", "multi-eth0", "multi-eth1"]
+        .iter()
+        .filter(|n| d.netd(&["inspect", n]).status.success())
+        .map(|n| d.inspect(n))
+        .collect();
+    assert_eq!(found.len(), 2, "two endpoints for multi: {found:?}");
+    found.sort_by_key(|m| m["ifname"].as_str().unwrap_or_default().to_string());
+    let (m0, m1) = (found[0].clone(), found[1].clone());
     assert_eq!(
         (m0["ifname"].as_str(), m1["ifname"].as_str()),
         (Some("eth0"), Some("eth1"))
