@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::*;
 use super::journal::FRAME;
+use super::*;
 use crate::engine::state::{Endpoint, PortBinding, Written};
 use crate::fsutil::test_util::TempDir;
 use crate::spec::{NetMode, Proto};
