@@ -80,6 +80,9 @@ fn net1(w: &World, flags: u32) -> Net1 {
         ..Default::default()
     });
     write_ports(w.map(MAP_PORTS), &v);
+    // The base configuration (written on first use): the default network's bridge and
+    // ip-masq, which the tests compare network 1 against.
+    w.config(|_| {});
     n
 }
 
