@@ -925,7 +925,13 @@ fn podman_runs_a_container_on_a_netd_network() {
 #[test]
 fn podman_with_its_own_port_reservation() {
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    // netd reserves published ports with bind hooks on its cgroup (the cgroup v2 root in
+    // production); podman here runs outside the test daemon's private cgroup, so the hooks
+    // cannot see its bind. The socket fallback reserves for every process of the namespace,
+    // which is what podman's own reservation clashes with.
+    let mut d =
+        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")]);
+    d.wait_until_ready();
     blue(&d);
     let cni = TempDir::new();
     let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));

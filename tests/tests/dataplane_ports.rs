@@ -340,10 +340,15 @@ fn host_ports_are_reserved_with_sockets_when_the_bind_hooks_are_off() {
 fn reserved_and_released(mode: Option<&str>) {
     let w = World::new();
     let d = match mode {
-        None => w.daemon(&["--bip", BIP]),
+        // The masquerade range is kept away from the published ports, so that the reserved
+        // list shows exactly what publishing adds and detach removes.
+        None => w.daemon(&["--bip", BIP, "--masq-ports", "61000-65535"]),
         Some(m) => {
-            let mut d =
-                Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", m)]);
+            let mut d = Daemon::spawn_with_env(
+                &w.host,
+                &["--bip", BIP, "--masq-ports", "61000-65535"],
+                &[("NETD_PORT_RESERVE", m)],
+            );
             d.wait_until_ready();
             d
         }

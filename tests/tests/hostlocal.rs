@@ -78,7 +78,18 @@ struct Site {
 impl Site {
     fn new(ports: &[&str]) -> Site {
         let w = World::new();
-        let d = w.daemon(&["--bip", BIP]);
+        let d = {
+            // These checks are of the socket reservation, which keeps every process of the
+            // namespace off a published port; the bind hooks act on the daemon's cgroup only
+            // (the cgroup v2 root in production), and this process is outside the test's.
+            let mut d = Daemon::spawn_with_env(
+                &w.host,
+                &["--bip", BIP],
+                &[("NETD_PORT_RESERVE", "socket")],
+            );
+            d.wait_until_ready();
+            d
+        };
         Site::with(w, d, ports)
     }
 

@@ -122,7 +122,15 @@ fn a_connection_through_an_unserved_interface_is_refused_not_hung() {
     let w = World::new();
     let o2 = second_outside(&w, "up1", "203.0.113.1", "203.0.113.2");
     // The harness passes --uplink up0: up1 is not served.
-    let d = w.daemon(&["--bip", BIP]);
+    let d = {
+        // These checks are of the socket reservation, which keeps every process of the
+        // namespace off a published port; the bind hooks act on the daemon's cgroup only
+        // (the cgroup v2 root in production), and this process is outside the test's.
+        let mut d =
+            Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")]);
+        d.wait_until_ready();
+        d
+    };
     assert_eq!(uplinks(&d), [UPLINK]);
     let web = w.container("web");
     d.attach("web", &web, &["-p", "8080:80"]);
