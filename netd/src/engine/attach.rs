@@ -205,8 +205,8 @@ impl Engine {
                 };
                 let m = req.mac.unwrap_or_else(|| super::ipam::mac_from_ipv4(ip));
                 // A hand-over endpoint is addressed by Docker's libnetwork from what the
-                // plugin answers, which carries no IPv6 yet: no lease it would not have.
-                if !req.hand_over {
+                // plugin answered: an IPv6 lease only for the address Docker will set (`ip6`).
+                if !req.hand_over || req.ip6.is_some() {
                     ipv6 = self.plan_ipv6(network.as_deref(), m, req.ip6)?;
                 }
                 mac = Some(m);

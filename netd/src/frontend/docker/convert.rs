@@ -1,9 +1,9 @@
 //! libnetwork's options and port maps → the engine's typed requests.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use super::protocol::{Options, PortBinding};
@@ -73,18 +73,33 @@ pub fn parse_addr(s: &str) -> Result<Ipv4Addr, String> {
         .map_err(|_| format!("{s:?} is not an IPv4 address (netd's IPAM serves IPv4 only)"))
 }
 
-/// The engine's request for a `CreateNetwork` whose pool netd's IPAM handed out.
+/// An IPv6 address as libnetwork writes it, `ip/len` or a bare `ip`.
+pub fn parse_addr6(s: &str) -> Result<Ipv6Addr, String> {
+    let ip = s.split('/').next().unwrap_or(s);
+    ip.parse()
+        .map_err(|_| format!("{s:?} is not an IPv6 address"))
+}
+
+/// The engine's request for a `CreateNetwork` whose pools netd's IPAM handed out
+/// (`subnet_v6`: the IPv6 pool of a `--ipv6` network).
 pub fn network_spec(
     name: String,
     options: Option<&Options>,
     subnet: Ipv4Net,
     gateway: Option<Ipv4Addr>,
     ip_range: Option<Ipv4Net>,
+    subnet_v6: Option<Ipv6Net>,
 ) -> Result<NetworkSpec, String> {
-    if truthy(options.and_then(|o| o.get(ENABLE_IPV6))) {
-        return Err("--ipv6: netd networks are IPv4 only for now".into());
+    let ipv6 = truthy(options.and_then(|o| o.get(ENABLE_IPV6)));
+    if ipv6 && subnet_v6.is_none() {
+        return Err(
+            "--ipv6: add an IPv6 --subnet with --ipam-driver netd (netd's IPAM picks no IPv6 prefix)"
+                .into(),
+        );
     }
     let mut spec = NetworkSpec::new(name);
+    spec.ipv6 = subnet_v6.is_some();
+    spec.subnet_v6 = subnet_v6;
     spec.subnet = Some(subnet);
     spec.gateway = gateway;
     spec.ip_range = ip_range;
@@ -176,6 +191,7 @@ mod tests {
             "10.9.0.0/24".parse().unwrap(),
             Some("10.9.0.254".parse().unwrap()),
             Some("10.9.0.128/25".parse().unwrap()),
+            None,
         )
         .unwrap();
         assert!(!s.icc && !s.ip_masq && s.internal);
@@ -195,8 +211,20 @@ mod tests {
             "10.9.0.0/24".parse().unwrap(),
             None,
             None,
+            None,
         );
-        assert!(e.unwrap_err().contains("IPv4 only"));
+        assert!(e.unwrap_err().contains("add an IPv6 --subnet"));
+        let s = network_spec(
+            "n".into(),
+            Some(&v6),
+            "10.9.0.0/24".parse().unwrap(),
+            None,
+            None,
+            Some("2001:db8:5::/64".parse().unwrap()),
+        )
+        .unwrap();
+        assert!(s.ipv6);
+        assert_eq!(s.subnet_v6, Some("2001:db8:5::/64".parse().unwrap()));
         let bad = opts(
             r#"{"com.docker.network.generic":{"com.docker.network.bridge.enable_icc":"maybe"}}"#,
         );
@@ -204,6 +232,7 @@ mod tests {
             "n".into(),
             Some(&bad),
             "10.9.0.0/24".parse().unwrap(),
+            None,
             None,
             None,
         );
@@ -215,6 +244,7 @@ mod tests {
             "n".into(),
             Some(&hb),
             "10.9.0.0/24".parse().unwrap(),
+            None,
             None,
             None,
         );
@@ -258,5 +288,10 @@ mod tests {
         );
         assert_eq!(parse_addr("10.0.0.2").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
         assert!(parse_addr("fd00::1/64").is_err());
+        assert_eq!(
+            parse_addr6("2001:db8::5/64").unwrap(),
+            "2001:db8::5".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(parse_addr6("10.0.0.2/24").is_err());
     }
 }

@@ -14,14 +14,15 @@ pub mod protocol;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
+use crate::engine::ipv6::{BRIDGE_LINK_LOCAL, Ipam6};
 use crate::engine::{EndpointSpec, Engine, EngineError, handover_peer_name};
 use protocol as p;
 use state::DockerState;
@@ -181,6 +182,16 @@ fn pool_id(subnet: &Ipv4Net) -> String {
     format!("netd/{subnet}")
 }
 
+fn pool6_id(subnet: &Ipv6Net) -> String {
+    format!("netd6/{subnet}")
+}
+
+/// The IPv6 gateway of every netd network as Docker's IPAM data (`ip/len`): the bridge's
+/// link-local address, the containers' default route's next hop.
+fn gateway6() -> String {
+    format!("{BRIDGE_LINK_LOCAL}/64")
+}
+
 struct Call<'a> {
     eng: &'a mut Engine,
     st: &'a mut DockerState,
@@ -193,7 +204,7 @@ impl Call<'_> {
 
     async fn request_pool(&mut self, r: p::RequestPool) -> Result<p::RequestPoolReply, String> {
         if r.v6 {
-            return Err("netd's IPAM serves IPv4 only: create the network without --ipv6".into());
+            return self.request_pool6(r);
         }
         let taken: Vec<Ipv4Net> = self.st.pools.values().map(|p| p.subnet).collect();
         let subnet = if r.pool.is_empty() {
@@ -245,14 +256,144 @@ impl Call<'_> {
         })
     }
 
+    /// An IPv6 pool: the prefix given with `--subnet` (netd picks none), its gateway the
+    /// bridge's `fe80::1` (given in the reply's data, so libnetwork asks for no gateway address).
+    fn request_pool6(&mut self, r: p::RequestPool) -> Result<p::RequestPoolReply, String> {
+        if r.pool.is_empty() {
+            return Err(
+                "--ipv6: netd's IPAM needs the IPv6 prefix: add --subnet PREFIX (such as 2001:db8:1::/64)"
+                    .into(),
+            );
+        }
+        let subnet: Ipv6Net = r
+            .pool
+            .parse()
+            .map_err(|_| format!("--subnet {}: not an IPv6 prefix", r.pool))?;
+        if subnet.trunc() != subnet {
+            return Err(format!(
+                "--subnet {subnet} is not a network address (use {})",
+                subnet.trunc()
+            ));
+        }
+        if !r.sub_pool.is_empty() {
+            return Err(format!(
+                "--ip-range {}: netd takes no IPv6 --ip-range (addresses come from the whole --subnet)",
+                r.sub_pool
+            ));
+        }
+        if let Some(t) = self
+            .st
+            .pools6
+            .values()
+            .map(|p| p.subnet)
+            .find(|t| t.contains(&subnet) || subnet.contains(t))
+        {
+            return Err(format!(
+                "--subnet {subnet} overlaps pool {t} of another netd network"
+            ));
+        }
+        let id = pool6_id(&subnet);
+        self.st.pools6.insert(
+            id.clone(),
+            state::Pool6 {
+                subnet,
+                held: Default::default(),
+            },
+        );
+        if let Err(e) = self.save() {
+            self.st.pools6.remove(&id);
+            return Err(e);
+        }
+        Ok(p::RequestPoolReply {
+            pool_id: id,
+            pool: subnet.to_string(),
+            data: BTreeMap::from([(convert::GATEWAY_REQUEST.to_string(), gateway6())]),
+        })
+    }
+
     fn release_pool(&mut self, r: p::PoolRef) -> Result<Vec<u8>, String> {
-        if self.st.pools.remove(&r.pool_id).is_some() {
+        let v4 = self.st.pools.remove(&r.pool_id).is_some();
+        let v6 = self.st.pools6.remove(&r.pool_id).is_some();
+        if v4 || v6 {
             self.save()?;
         }
         Ok(empty())
     }
 
+    /// An IPv6 address of a pool: `--ip6` when given, else the lowest free one. In use are the
+    /// addresses handed to Docker and the global addresses of netd's endpoints; the engine
+    /// checks the address again when Join makes it the endpoint's lease.
+    fn request_address6(&mut self, r: p::RequestAddress) -> Result<Vec<u8>, String> {
+        let pool = self.st.pools6[&r.pool_id].clone();
+        let gateway_request = r
+            .options
+            .as_ref()
+            .and_then(|o| o.get("RequestAddressType"))
+            .is_some_and(|t| t == convert::GATEWAY_REQUEST);
+        if gateway_request {
+            return match r.address.as_str() {
+                "" => Ok(to_json(&p::RequestAddressReply {
+                    address: gateway6(),
+                    data: BTreeMap::new(),
+                })),
+                g => Err(format!(
+                    "IPv6 --gateway {g}: a netd network's IPv6 gateway is the bridge's {BRIDGE_LINK_LOCAL}; leave it out"
+                )),
+            };
+        }
+        let endpoints: Vec<Ipv6Addr> = self
+            .eng
+            .list()
+            .iter()
+            .filter_map(|v| v.global_ipv6.as_deref()?.parse().ok())
+            .collect();
+        let in_use = |ip: Ipv6Addr| {
+            (pool.held.contains(&ip) || endpoints.contains(&ip))
+                .then(|| "another endpoint".to_string())
+        };
+        let ipam = Ipam6 {
+            subnet: pool.subnet,
+            gateway: BRIDGE_LINK_LOCAL,
+        };
+        let ip = match r.address.as_str() {
+            "" => {
+                let base = u128::from(pool.subnet.network());
+                let last = u128::from(pool.subnet.broadcast());
+                // Docker's own IPAM order: the subnet's addresses from ::1 up.
+                (base + 1..=last)
+                    .take(1 << 16)
+                    .map(Ipv6Addr::from)
+                    .find(|ip| in_use(*ip).is_none())
+                    .ok_or_else(|| format!("no free IPv6 address left in {}", pool.subnet))?
+            }
+            a => {
+                let ip = convert::parse_addr6(a)?;
+                ipam.check(ip, &in_use).map_err(|e| e.to_string())?;
+                ip
+            }
+        };
+        self.st
+            .pools6
+            .get_mut(&r.pool_id)
+            .expect("present")
+            .held
+            .insert(ip);
+        if let Err(e) = self.save() {
+            if let Some(p) = self.st.pools6.get_mut(&r.pool_id) {
+                p.held.remove(&ip);
+            }
+            return Err(e);
+        }
+        Ok(to_json(&p::RequestAddressReply {
+            address: format!("{ip}/{}", pool.subnet.prefix_len()),
+            data: BTreeMap::new(),
+        }))
+    }
+
     fn request_address(&mut self, r: p::RequestAddress) -> Result<Vec<u8>, String> {
+        if self.st.pools6.contains_key(&r.pool_id) {
+            return self.request_address6(r);
+        }
         let pool = self
             .st
             .pools
@@ -302,6 +443,13 @@ impl Call<'_> {
     }
 
     fn release_address(&mut self, r: p::ReleaseAddress) -> Result<Vec<u8>, String> {
+        if let Some(pool) = self.st.pools6.get_mut(&r.pool_id) {
+            let ip = convert::parse_addr6(&r.address)?;
+            if pool.held.remove(&ip) {
+                self.save()?;
+            }
+            return Ok(empty());
+        }
         let ip = convert::parse_addr(&r.address)?;
         if let Some(pool) = self.st.pools.get_mut(&r.pool_id) {
             if pool.gateway == Some(ip) {
@@ -318,9 +466,24 @@ impl Call<'_> {
         if self.st.networks.contains_key(&r.network_id) {
             return Ok(empty());
         }
-        if r.ipv6_data.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err("--ipv6: netd networks are IPv4 only for now".into());
-        }
+        let pool6 = match r.ipv6_data.as_deref().and_then(|d| d.first()) {
+            None => None,
+            Some(d) => {
+                let id = d
+                    .pool
+                    .parse::<Ipv6Net>()
+                    .ok()
+                    .map(|s| pool6_id(&s.trunc()))
+                    .filter(|id| self.st.pools6.contains_key(id))
+                    .ok_or_else(|| {
+                        format!(
+                            "IPv6 pool {} is not netd's: add --ipam-driver netd to `docker network create`",
+                            d.pool
+                        )
+                    })?;
+                Some((id.clone(), self.st.pools6[&id].subnet))
+            }
+        };
         let data = r.ipv4_data.unwrap_or_default();
         let pool_id = data.first().and_then(|d| {
             let subnet: Ipv4Net = d.pool.parse().ok()?;
@@ -343,13 +506,21 @@ impl Call<'_> {
         let name = convert::string_options(opts)
             .remove(convert::NETD_NAME)
             .unwrap_or_else(|| id_name(&r.network_id));
-        let spec = convert::network_spec(name.clone(), opts, pool.subnet, gateway, pool.sub_pool)?;
+        let spec = convert::network_spec(
+            name.clone(),
+            opts,
+            pool.subnet,
+            gateway,
+            pool.sub_pool,
+            pool6.as_ref().map(|(_, s)| *s),
+        )?;
         self.eng.create_network(spec).await.map_err(engine_err)?;
         self.st.networks.insert(
             r.network_id.clone(),
             state::Network {
                 name: name.clone(),
                 pool_id,
+                pool6_id: pool6.map(|(id, _)| id),
             },
         );
         if let Err(e) = self.save() {
@@ -377,13 +548,27 @@ impl Call<'_> {
         if self.st.endpoints.contains_key(&r.endpoint_id) {
             return Err(format!("endpoint {} already exists", r.endpoint_id));
         }
-        if !self.st.networks.contains_key(&r.network_id) {
+        let Some(network) = self.st.networks.get(&r.network_id).cloned() else {
             return Err(format!("no such netd network: {}", r.network_id));
-        }
+        };
         let iface = r.interface.unwrap_or_default();
-        if !iface.address_ipv6.is_empty() {
-            return Err("netd endpoints are IPv4 only for now".into());
-        }
+        let ip6 = match iface.address_ipv6.as_str() {
+            "" => None,
+            a => {
+                let ip6 = convert::parse_addr6(a)?;
+                let held = network
+                    .pool6_id
+                    .as_ref()
+                    .and_then(|id| self.st.pools6.get(id))
+                    .is_some_and(|p| p.held.contains(&ip6));
+                if !held {
+                    return Err(format!(
+                        "IPv6 address {ip6} was not handed out by netd's IPAM for this network: create the network with --ipam-driver netd"
+                    ));
+                }
+                Some(ip6)
+            }
+        };
         if iface.address.is_empty() {
             return Err(
                 "the endpoint has no address: create the network with --ipam-driver netd".into(),
@@ -418,6 +603,7 @@ impl Call<'_> {
                 network_id: r.network_id,
                 name,
                 ip,
+                ip6,
                 mac,
                 joined: false,
             },
@@ -454,6 +640,7 @@ impl Call<'_> {
         let mut spec = EndpointSpec::new(ep.name.clone(), r.sandbox_key);
         spec.network = Some(net.clone());
         spec.ip = Some(ep.ip);
+        spec.ip6 = ep.ip6;
         spec.mac = Some(ep.mac);
         spec.hand_over = true;
         // The held address becomes the endpoint's (under the engine's lock: nobody else can
@@ -482,6 +669,11 @@ impl Call<'_> {
                 dst_prefix: "eth".into(),
             },
             gateway: view.gateway.unwrap_or_default(),
+            // The lease's next hop (fe80::1 on the bridge) for the IPv6 default route.
+            gateway_ipv6: match view.global_ipv6 {
+                Some(_) => view.ipv6_gateway.unwrap_or_default(),
+                None => String::new(),
+            },
             disable_gateway_service: false,
         }))
     }
@@ -553,6 +745,9 @@ impl Call<'_> {
     fn oper_info(&mut self, r: p::EndpointRef) -> Result<Vec<u8>, String> {
         let ep = self.endpoint(&r.endpoint_id)?;
         let mut value = serde_json::json!({"netd.name": ep.name, "ip": ep.ip.to_string()});
+        if let Some(ip6) = ep.ip6 {
+            value["ip6"] = serde_json::json!(ip6.to_string());
+        }
         if let Ok(v) = self.eng.inspect(&ep.name) {
             value["ports"] = serde_json::to_value(&v.ports).unwrap_or_default();
             value["host_ifname"] = serde_json::to_value(&v.host_ifname).unwrap_or_default();

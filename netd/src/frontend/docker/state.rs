@@ -2,11 +2,11 @@
 //! pools, Docker network ids → netd networks, endpoint ids → netd endpoints.
 //! Kept in `<state dir>/docker.json`, written atomically.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -17,11 +17,23 @@ pub struct Pool {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// An IPv6 pool (`--ipv6 --subnet PREFIX`): its gateway is the bridge's `fe80::1`, so only
+/// the addresses Docker was handed are kept (held until ReleaseAddress).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pool6 {
+    pub subnet: Ipv6Net,
+    #[serde(default)]
+    pub held: BTreeSet<Ipv6Addr>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Network {
     /// The netd network's name.
     pub name: String,
     pub pool_id: String,
+    /// The IPv6 pool of a `--ipv6` network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool6_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +42,9 @@ pub struct Endpoint {
     /// The netd endpoint's name.
     pub name: String,
     pub ip: Ipv4Addr,
+    /// The IPv6 address Docker's IPAM request got (CreateEndpoint's AddressIPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
     /// Between Join and Leave: the netd endpoint exists.
     pub joined: bool,
@@ -39,6 +54,8 @@ pub struct Endpoint {
 pub struct DockerState {
     #[serde(default)]
     pub pools: BTreeMap<String, Pool>,
+    #[serde(default)]
+    pub pools6: BTreeMap<String, Pool6>,
     #[serde(default)]
     pub networks: BTreeMap<String, Network>,
     #[serde(default)]
@@ -68,6 +85,8 @@ impl DockerState {
 
     /// The netd network of a pool, once CreateNetwork made it.
     pub fn network_of_pool(&self, pool_id: &str) -> Option<&Network> {
-        self.networks.values().find(|n| n.pool_id == pool_id)
+        self.networks
+            .values()
+            .find(|n| n.pool_id == pool_id || n.pool6_id.as_deref() == Some(pool_id))
     }
 }
