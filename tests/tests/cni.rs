@@ -1195,3 +1195,167 @@ fn peer_of(reply: &str, ip: &str) -> Option<String> {
         (f.len() >= 5 && unmap(f[3]) == local).then(|| unmap(f[4].rsplit_once(':').unwrap().0))
     })
 }
+
+/// The CNI result on an `--ipv6` netd network lists the IPv6 lease too: podman's container has
+/// the global address (the one netd derived from the MAC), a default route via fe80::1, and is
+/// reached from the outside over routed IPv6. A container on two networks whose first
+/// interface (the one holding the default route) is disconnected gets the default route
+/// through the remaining one, and still reaches the outside.
+#[test]
+fn podman_ipv6_result_and_default_route_after_disconnect() {
+    let w = World::new();
+    for ns in [&w.host, &w.outside] {
+        ns.run_ok(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ]);
+    }
+    w.host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::1/64",
+        "dev",
+        netd_tests::world::UPLINK,
+        "nodad",
+    ]);
+    w.outside.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    w.outside.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:75::/64",
+        "via",
+        "2001:db8:ff::1",
+    ]);
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    d.netd_ok(&[
+        "network",
+        "create",
+        "v6n",
+        "--ipv6",
+        "--subnet",
+        "10.75.0.0/24",
+        "--subnet",
+        "2001:db8:75::/64",
+    ]);
+    let cni = TempDir::new();
+    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
+    for net in ["blue", "v6n"] {
+        d.netd_ok(&[
+            "cni",
+            "install",
+            "--dir",
+            bin_dir.to_str().unwrap(),
+            "--conf-dir",
+            conf_dir.to_str().unwrap(),
+            "--network",
+            net,
+        ]);
+    }
+    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
+    let image = p.import_busybox();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    p.ok(&[
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "s6",
+        "--network",
+        "v6n",
+        image,
+        "sh",
+        "-c",
+        "nc -ll -p 80 -e /srv/reply",
+    ]);
+    let v = d.inspect("s6");
+    // 10.75.0.2 → 02:42:0a:4b:00:02 → the /64's address ending in the MAC.
+    assert_eq!(v["global_ipv6"], "2001:db8:75::242:a4b:2", "{v}");
+    let ip6 = v["global_ipv6"].as_str().unwrap().to_string();
+    // podman keeps what the CNI result listed.
+    let seen = p.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} {{.IPv6Gateway}}{{end}}",
+        "s6",
+    ]);
+    assert_eq!(seen.trim(), format!("{ip6}/64 fe80::1"));
+    let addrs = p.ok(&["exec", "s6", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(addrs.contains(&format!("{ip6}/64")), "{addrs}");
+    let routes = p.ok(&["exec", "s6", "ip", "-6", "route"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("default via fe80::1 dev eth0")),
+        "{routes}"
+    );
+    let got = netd_tests::try_poll_until(T, || tcp_exchange(&w.outside, &format!("[{ip6}]:80")))
+        .expect("outside -> s6 over IPv6");
+    assert!(got.starts_with("got hello"), "{got}");
+    assert!(got.contains("2001:db8:ff::2"), "routed, not NATed: {got}");
+
+    // Two networks; disconnect the one whose interface holds the IPv4 default route.
+    p.ok(&[
+        "run",
+        "-d",
+        &parent,
+        "--name",
+        "m",
+        "--network",
+        "v6n,blue",
+        image,
+        "sleep",
+        "1000",
+    ]);
+    let eps: Vec<serde_json::Value> = ["m", "m-eth0", "m-eth1"]
+        .iter()
+        .filter(|n| d.netd(&["inspect", n]).status.success())
+        .map(|n| d.inspect(n))
+        .collect();
+    assert_eq!(eps.len(), 2, "{eps:?}");
+    let default_via = || {
+        let r = p.ok(&["exec", "m", "ip", "-4", "route"]);
+        r.lines()
+            .find_map(|l| l.strip_prefix("default via "))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let gw_before = default_via();
+    let holder = eps
+        .iter()
+        .find(|e| e["gateway"] == gw_before.as_str())
+        .unwrap_or_else(|| panic!("default via {gw_before:?} is none of {eps:?}"));
+    let other = eps.iter().find(|e| e["name"] != holder["name"]).unwrap();
+    p.ok(&[
+        "network",
+        "disconnect",
+        holder["network"].as_str().unwrap(),
+        "m",
+    ]);
+    assert!(!d.ls_has(holder["name"].as_str().unwrap()), "{}", d.ls());
+    assert_eq!(default_via(), other["gateway"].as_str().unwrap());
+    // And the way out works through it (masqueraded to the host's uplink address).
+    let srv = tcp_server(&w.outside, 9997);
+    p.ok(&[
+        "exec",
+        "m",
+        "sh",
+        "-c",
+        &format!("echo hi | nc -w 3 {OUTSIDE_IP} 9997"),
+    ]);
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+    p.ok(&["rm", "-f", "-t", "0", "s6", "m"]);
+    assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}

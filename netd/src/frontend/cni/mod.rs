@@ -242,6 +242,51 @@ async fn del_named(inv: &Invocation, api: &Api, name: Option<&str>) -> Result<()
         }
     }
     forget(inv, &inv.container_id, &inv.ifname);
+    if inv.cmd == Cmd::Del {
+        keep_default_route(inv, api).await?;
+    }
+    Ok(())
+}
+
+/// After a DEL (`podman network disconnect` of the network whose interface held the default
+/// route): when the namespace is left without an IPv4 default route but another netd
+/// endpoint in it has a gateway, the default route goes through that one, as Docker moves it
+/// to a remaining network. Every DEL checks, so a retried DEL mends it too.
+async fn keep_default_route(inv: &Invocation, api: &Api) -> Result<(), CniError> {
+    let Some(netns) = inv.netns.as_deref() else {
+        return Ok(());
+    };
+    // A namespace that is gone (the container stopped) needs no route.
+    let Ok(ns) = std::fs::File::open(netns) else {
+        return Ok(());
+    };
+    let all: Vec<EndpointView> = api.call_json("GET", "/v1/endpoints", None).await?;
+    let Some((gw, ifname)) = all
+        .iter()
+        .filter(|v| v.netns == netns && v.ifname.as_deref() != Some(inv.ifname.as_str()))
+        .find_map(|v| Some((v.gateway.as_deref()?.parse().ok()?, v.ifname.clone()?)))
+    else {
+        return Ok(());
+    };
+    let io = |e: crate::wiring::WiringError| {
+        CniError::new(
+            CniError::IO,
+            format!(
+                "cannot move the default route to {ifname} in {}: {e}",
+                netns.display()
+            ),
+        )
+    };
+    let nl = crate::wiring::netns::netlink_in(&ns).map_err(io)?;
+    let has_default = nl
+        .routes_v4()
+        .await
+        .map_err(io)?
+        .iter()
+        .any(|r| r.dest.prefix_len() == 0);
+    if !has_default {
+        nl.add_default_route(gw).await.map_err(io)?;
+    }
     Ok(())
 }
 

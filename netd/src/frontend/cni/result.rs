@@ -91,10 +91,24 @@ pub fn add_result(cni_version: &str, ep: &EndpointView, sandbox: &str) -> Result
     if cni_version == "0.4.0" {
         addr["version"] = json!("4");
     }
-    let routes: Vec<Value> = match &ep.gateway {
+    let mut routes: Vec<Value> = match &ep.gateway {
         Some(gw) => vec![json!({"dst": "0.0.0.0/0", "gw": gw})],
         None => Vec::new(),
     };
+    let mut ips = vec![addr];
+    // A dual-stack network's lease: the global address, its default route via the lease's
+    // next hop (the bridge's fe80::1 unless --default-gateway-v6).
+    if let (Some(ip6), Some(len6)) = (&ep.global_ipv6, ep.global_ipv6_prefix_len) {
+        let mut a6 = json!({"address": format!("{ip6}/{len6}"), "interface": 0});
+        if let Some(gw6) = &ep.ipv6_gateway {
+            a6["gateway"] = json!(gw6);
+            routes.push(json!({"dst": "::/0", "gw": gw6}));
+        }
+        if cni_version == "0.4.0" {
+            a6["version"] = json!("6");
+        }
+        ips.push(a6);
+    }
     let iface = Interface {
         name: ifname,
         mac,
@@ -110,7 +124,7 @@ pub fn add_result(cni_version: &str, ep: &EndpointView, sandbox: &str) -> Result
     Ok(json!({
         "cniVersion": cni_version,
         "interfaces": [iface],
-        "ips": [addr],
+        "ips": ips,
         "routes": routes,
         "dns": dns,
     }))
@@ -176,5 +190,31 @@ mod tests {
         );
         assert_eq!(version_json(Some("0.4.0"))["cniVersion"], "0.4.0");
         assert_eq!(version_json(None)["supportedVersions"][2], "1.1.0");
+    }
+
+    #[test]
+    fn dual_stack_results_list_the_ipv6_lease() {
+        let mut v = view();
+        assert_eq!(
+            add_result("0.4.0", &v, "/x").unwrap()["ips"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        v.global_ipv6 = Some("2001:db8:5::242:a4d:2".into());
+        v.global_ipv6_prefix_len = Some(64);
+        v.link_local_ipv6 = Some("fe80::42:aff:fe4d:2".into());
+        v.ipv6_gateway = Some("fe80::1".into());
+        let r = add_result("0.4.0", &v, "/x").unwrap();
+        assert_eq!(r["ips"][1]["address"], "2001:db8:5::242:a4d:2/64");
+        assert_eq!(r["ips"][1]["version"], "6");
+        assert_eq!(r["ips"][1]["gateway"], "fe80::1");
+        assert_eq!(r["ips"][1]["interface"], 0);
+        assert_eq!(r["routes"][1]["dst"], "::/0");
+        assert_eq!(r["routes"][1]["gw"], "fe80::1");
+        let r = add_result("1.0.0", &v, "/x").unwrap();
+        assert!(r["ips"][1].get("version").is_none());
+        assert!(check_against(&r, &v).is_ok());
     }
 }
