@@ -1,14 +1,16 @@
 //! The real dockerd 20.10 (Debian's docker.io) in a test world: a private mount namespace
 //! entered through the world's host netns (tmpfs over /run and /etc/docker, Docker's
-//! hard-coded paths), dockerd with its own directories, and a busybox-static image. Used by
-//! tests/tests/docker.rs and the demo.
+//! hard-coded paths), dockerd with its own directories, and a busybox-static image; and
+//! [`DockerWorld`], the steps every dockerd scenario starts with (netd, the plugin spec,
+//! dockerd, the image). Used by tests/tests/docker.rs and the demo.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::Netns;
+use crate::world::HOST_UPLINK_IP;
+use crate::{Daemon, Netns, World};
 
 /// A process holding a private mount namespace (entered through the world's host netns) with
 /// tmpfs over /run and /etc/docker. Dropping it kills every process left in that namespace
@@ -283,4 +285,188 @@ pub fn image_tar(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(st.success());
     tar
+}
+
+/// What the outside namespace gets from `url` (curl), retried for up to 10 s.
+pub fn http_get_until(ns: &Netns, url: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns.run(&["curl", "-s", "--max-time", "2", url]);
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("curl {url}: {}", out.status));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+
+/// A test world with netd and dockerd sharing its host netns and a private mount namespace,
+/// the plugin spec installed and the busybox image imported. Fields drop in order: dockerd,
+/// netd, the mount namespace (kills what is left in it), the world.
+pub struct DockerWorld {
+    pub docker: Dockerd,
+    pub d: Daemon,
+    pub mnt: MountNs,
+    pub w: World,
+}
+
+/// Is Debian's docker.io (dockerd 20.10) installed?
+pub fn dockerd_installed() -> bool {
+    Path::new(DOCKERD).exists()
+}
+
+const DOCKERD: &str = "/usr/sbin/dockerd";
+
+/// The image every Docker step runs: busybox-static with the client-address CGI.
+pub const IMAGE: &str = "netdt-bb:1";
+
+impl DockerWorld {
+    /// The world, netd (`--bip` [`crate::BIP`]), the plugin spec, dockerd and [`IMAGE`];
+    /// panics saying what failed.
+    pub fn new() -> DockerWorld {
+        assert!(
+            dockerd_installed(),
+            "dockerd is missing: `cargo xtask setup` installs docker.io"
+        );
+        DockerWorld::start(crate::BIP).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`DockerWorld::new`] for the demo: `netd docker-plugin install` or the image import
+    /// failing is an error (dockerd not answering still panics, with its log).
+    pub fn start(bip: &str) -> Result<DockerWorld, String> {
+        let w = World::new();
+        let mnt = MountNs::new(&w.host);
+        let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", bip]);
+        let spec = mnt.run(&[
+            crate::daemon::netd_bin().to_str().unwrap_or("netd"),
+            "-H",
+            &d.host_arg(),
+            "docker-plugin",
+            "install",
+            "--dest",
+            "/etc/docker/plugins",
+        ]);
+        if !spec.status.success() {
+            return Err(format!(
+                "netd docker-plugin install: {}",
+                String::from_utf8_lossy(&spec.stderr)
+            ));
+        }
+        let docker = Dockerd::start(&mnt, &w.host);
+        let tar = image_tar(&docker.dir);
+        let import = docker.docker(&["import", tar.to_str().unwrap_or_default(), IMAGE]);
+        if !import.status.success() {
+            return Err(format!(
+                "docker import: {}",
+                String::from_utf8_lossy(&import.stderr)
+            ));
+        }
+        Ok(DockerWorld { docker, d, mnt, w })
+    }
+
+    /// `docker network create -d netd --ipam-driver netd --subnet SUBNET -o netd.name=NAME NAME`.
+    pub fn network(&self, name: &str, subnet: &str, extra: &[&str]) {
+        let opt = format!("netd.name={name}");
+        let mut args = vec![
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            subnet,
+            "-o",
+            &opt,
+        ];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker.docker_ok(&args);
+    }
+
+    /// `docker run -d --name NAME <opts> netdt-bb:1 httpd` (port 80, the CGI answering the
+    /// client's address).
+    pub fn run_httpd(&self, name: &str, opts: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[
+            IMAGE,
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+        self.docker.docker_ok(&args);
+    }
+
+    /// The container's address as Docker reports it.
+    pub fn docker_ip(&self, name: &str) -> String {
+        self.docker.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            name,
+        ])
+    }
+
+    /// netd's endpoints as (name, ip), sorted.
+    pub fn netd_endpoints(&self) -> Vec<(String, String)> {
+        let ls: serde_json::Value =
+            serde_json::from_str(&self.d.netd_ok(&["ls", "--json"])).unwrap();
+        let mut v: Vec<(String, String)> = ls
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_string(),
+                    e["ip"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until `docker inspect` says NAME runs.
+    pub fn wait_running(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .docker
+            .docker(&["inspect", "-f", "{{.State.Running}}", name])
+            .stdout
+            != b"true\n"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} is not running after 60 s:\n{}",
+                self.docker.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// GET /cgi-bin/ip on HOST_UPLINK_IP:PORT from the outside; the peer address the
+    /// container's server saw.
+    pub fn outside_peer(&self, port: u16) -> Result<String, String> {
+        http_get_until(
+            &self.w.outside,
+            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
+        )
+        .map(|got| unmap(&got))
+    }
+}
+
+/// busybox httpd listens on [::] and writes IPv4 peers v4-mapped: `[::ffff:a.b.c.d]` → a.b.c.d.
+pub fn unmap(got: &str) -> String {
+    got.trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+        .to_string()
 }

@@ -10,28 +10,12 @@
 //! rm` leaving no veth, lease, port or bridge behind.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netd_tests::docker::{Dockerd, MountNs, image_tar};
+use netd_tests::Netns;
+use netd_tests::docker::{DockerWorld, IMAGE, http_get_until, unmap};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, Netns, World, daemon::Daemon};
-
-/// What the outside namespace gets from `url` (curl), retried for up to 10 s.
-fn http_get_until(ns: &Netns, url: &str) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = ns.run(&["curl", "-s", "--max-time", "2", url]);
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("curl {url}: {}", out.status));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// No iptables rule and no docker-proxy process in the host namespace.
 fn assert_no_iptables_or_proxy(host: &Netns) {
@@ -68,34 +52,10 @@ fn assert_no_iptables_or_proxy(host: &Netns) {
 
 #[test]
 fn dockerd_runs_a_published_container_on_a_netd_network() {
-    assert!(
-        Path::new("/usr/sbin/dockerd").exists(),
-        "dockerd is missing: `cargo xtask setup` installs docker.io"
-    );
-    let w = World::new();
-    let mnt = MountNs::new(&w.host);
-    let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", BIP]);
-    let spec = mnt.run(&[
-        netd_tests::daemon::netd_bin().to_str().unwrap(),
-        "-H",
-        &d.host_arg(),
-        "docker-plugin",
-        "install",
-        "--dest",
-        "/etc/docker/plugins",
-    ]);
-    assert!(
-        spec.status.success(),
-        "{}",
-        String::from_utf8_lossy(&spec.stderr)
-    );
-    let mut docker = Dockerd::start(&mnt, &w.host);
-
-    let tar = image_tar(&docker.dir);
-    docker.docker_ok(&["import", tar.to_str().unwrap(), "netdt-bb:1"]);
+    let mut x = DockerWorld::new();
 
     // Without netd's IPAM the network is refused, saying what to add.
-    let out = docker.docker(&[
+    let out = x.docker.docker(&[
         "network",
         "create",
         "-d",
@@ -108,7 +68,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--ipam-driver netd"), "{err}");
 
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "network",
         "create",
         "-d",
@@ -122,11 +82,11 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "dknet",
     ]);
     let n: serde_json::Value =
-        serde_json::from_str(&d.netd_ok(&["network", "inspect", "dknet"])).unwrap();
+        serde_json::from_str(&x.d.netd_ok(&["network", "inspect", "dknet"])).unwrap();
     assert_eq!(n["subnet"], "10.79.0.0/24");
     assert_eq!(n["gateway"], "10.79.0.1");
 
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "run",
         "-d",
         "--name",
@@ -135,7 +95,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "name=dknet,driver-opt=netd.name=web",
         "-p",
         "8080:80",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "httpd",
         "-f",
@@ -144,10 +104,10 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "-h",
         "/www",
     ]);
-    let v = d.inspect("web");
+    let v = x.d.inspect("web");
     assert_eq!(v["ip"], "10.79.0.2", "{v}");
     assert_eq!(v["ports"][0]["host_port"], 8080, "{v}");
-    let ip = docker.docker_ok(&[
+    let ip = x.docker.docker_ok(&[
         "inspect",
         "-f",
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
@@ -156,34 +116,34 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     assert_eq!(ip, "10.79.0.2");
     // From the outside: served, and the server sees the client's own address.
     let got = http_get_until(
-        &w.outside,
+        &x.w.outside,
         &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
     )
     .unwrap();
     // busybox httpd listens on [::] and writes IPv4 peers v4-mapped.
     let peer = got.trim_start_matches("[::ffff:").trim_end_matches(']');
     assert_eq!(peer, OUTSIDE_IP, "{got}");
-    assert_no_iptables_or_proxy(&w.host);
-    let port = d.netd_ok(&["port", "web"]);
+    assert_no_iptables_or_proxy(&x.w.host);
+    let port = x.d.netd_ok(&["port", "web"]);
     assert!(port.contains("8080"), "{port}");
 
     // docker rm -f: no endpoint, veth, lease or port left.
-    docker.docker_ok(&["rm", "-f", "web"]);
-    assert!(!d.ls_has("web"));
+    x.docker.docker_ok(&["rm", "-f", "web"]);
+    assert!(!x.d.ls_has("web"));
     assert!(
-        w.host.links_with_prefix("veth").is_empty(),
+        x.w.host.links_with_prefix("veth").is_empty(),
         "{:?}",
-        w.host.links()
+        x.w.host.links()
     );
     assert!(
         http_get_until(
-            &w.outside,
+            &x.w.outside,
             &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip")
         )
         .is_err()
     );
     // The other -p forms, --ip and --mac-address.
-    docker.docker_ok_with(
+    x.docker.docker_ok_with(
         "/usr/bin/docker",
         &[
             "run",
@@ -202,7 +162,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
             "80",
             "-p",
             "8000-8002:80",
-            "netdt-bb:1",
+            IMAGE,
             "/bin/busybox",
             "httpd",
             "-f",
@@ -212,9 +172,9 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
             "/www",
         ],
     );
-    // The 28.x client refuses --mac-address against API 1.41, so docker.io's 20.10 client
+    // The 28.x client refuses --mac-address against API 1.41, so x.docker.io's 20.10 client
     // runs this one; without driver-opt netd.name the endpoint is named by its id prefix.
-    let ls: serde_json::Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let ls: serde_json::Value = serde_json::from_str(&x.d.netd_ok(&["ls", "--json"])).unwrap();
     let v = ls
         .as_array()
         .unwrap()
@@ -225,7 +185,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     assert!(v["name"].as_str().unwrap().starts_with("d-"), "{v}");
     assert_eq!(v["ip"], "10.79.0.50", "{v}");
     assert_eq!(v["mac"], "02:aa:bb:cc:dd:ee", "{v}");
-    let mac = docker.docker_ok(&[
+    let mac = x.docker.docker_ok(&[
         "exec",
         "web3",
         "/bin/busybox",
@@ -259,7 +219,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         .expect("a picked port");
     for (_, port) in [ranged, picked] {
         let got = http_get_until(
-            &w.outside,
+            &x.w.outside,
             &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
         )
         .unwrap();
@@ -269,7 +229,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         );
     }
     // 8081 is published on 127.0.0.1 only: not reachable from the outside.
-    let out = w.outside.run(&[
+    let out = x.w.outside.run(&[
         "curl",
         "-s",
         "--max-time",
@@ -278,7 +238,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     ]);
     assert!(!out.status.success());
     // A host port in use is refused, and the refused container leaves nothing behind.
-    let out = docker.docker(&[
+    let out = x.docker.docker(&[
         "run",
         "-d",
         "--name",
@@ -287,7 +247,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "dknet",
         "-p",
         "127.0.0.1:8081:80",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "sleep",
         "1000",
@@ -298,40 +258,40 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         err.contains("8081") && err.contains("already allocated"),
         "{err}"
     );
-    docker.docker_ok(&["rm", "-f", "clash"]);
-    let ls = d.netd_ok(&["ls"]);
+    x.docker.docker_ok(&["rm", "-f", "clash"]);
+    let ls = x.d.netd_ok(&["ls"]);
     assert_eq!(
-        d.netd_ok(&["ls", "--json"]).matches("\"name\"").count(),
+        x.d.netd_ok(&["ls", "--json"]).matches("\"name\"").count(),
         1,
         "{ls}"
     );
     assert_eq!(
-        w.host.links_with_prefix("veth").len(),
+        x.w.host.links_with_prefix("veth").len(),
         1,
         "{:?}",
-        w.host.links()
+        x.w.host.links()
     );
-    docker.docker_ok(&["rm", "-f", "web3"]);
+    x.docker.docker_ok(&["rm", "-f", "web3"]);
     assert!(
-        w.host.links_with_prefix("veth").is_empty(),
+        x.w.host.links_with_prefix("veth").is_empty(),
         "{:?}",
-        w.host.links()
+        x.w.host.links()
     );
 
     // The leases are free again: the next container gets the first address.
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "run",
         "-d",
         "--name",
         "web2",
         "--network",
         "dknet",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "sleep",
         "1000",
     ]);
-    let ip = docker.docker_ok(&[
+    let ip = x.docker.docker_ok(&[
         "inspect",
         "-f",
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
@@ -341,7 +301,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     // --restart always across a dockerd restart: dockerd stops the container (Revoke, Leave,
     // DeleteEndpoint), starts it again on a new endpoint with the same address, and the port
     // works again; nothing of the old endpoint is left.
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "run",
         "-d",
         "--name",
@@ -354,7 +314,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "10.79.0.60",
         "-p",
         "8090:80",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "httpd",
         "-f",
@@ -364,25 +324,25 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "/www",
     ]);
     let url = format!("http://{HOST_UPLINK_IP}:8090/cgi-bin/ip");
-    http_get_until(&w.outside, &url).unwrap();
-    let before = w.host.links_with_prefix("veth");
-    docker.restart(&mnt, &w.host);
+    http_get_until(&x.w.outside, &url).unwrap();
+    let before = x.w.host.links_with_prefix("veth");
+    x.docker.restart(&x.mnt, &x.w.host);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while docker.docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"]) != "true" {
+    while x.docker.docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"]) != "true" {
         assert!(
             Instant::now() < deadline,
             "--restart always container did not come back"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let got = http_get_until(&w.outside, &url).unwrap();
+    let got = http_get_until(&x.w.outside, &url).unwrap();
     assert!(got.contains(OUTSIDE_IP), "{got}");
-    let after = w.host.links_with_prefix("veth");
+    let after = x.w.host.links_with_prefix("veth");
     // web2 (no restart policy) stayed stopped: only the restarted container has a veth, a
     // new one.
     assert_eq!(after.len(), 1, "{before:?} -> {after:?}");
     assert!(!before.contains(&after[0]), "{before:?} -> {after:?}");
-    let ls: serde_json::Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let ls: serde_json::Value = serde_json::from_str(&x.d.netd_ok(&["ls", "--json"])).unwrap();
     let with_ip = |ip: &str| {
         ls.as_array()
             .unwrap()
@@ -392,19 +352,19 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     };
     assert_eq!(with_ip("10.79.0.60"), 1, "{ls}");
     assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
-    docker.docker_ok(&["rm", "-f", "always"]);
-    docker.docker_ok(&["start", "web2"]);
+    x.docker.docker_ok(&["rm", "-f", "always"]);
+    x.docker.docker_ok(&["start", "web2"]);
 
     // Same network: containers reach each other from their own addresses; another Docker
     // network's container cannot.
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "run",
         "-d",
         "--name",
         "srv",
         "--network",
         "dknet",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "httpd",
         "-f",
@@ -413,7 +373,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "-h",
         "/www",
     ]);
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "network",
         "create",
         "-d",
@@ -426,33 +386,33 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "netd.name=dkb",
         "dkb",
     ]);
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "run",
         "-d",
         "--name",
         "far",
         "--network",
         "dkb",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "sleep",
         "1000",
     ]);
     let get = "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 10.79.0.3 80";
-    let near = docker.docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
+    let near = x.docker.docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
     let near = String::from_utf8_lossy(&near.stdout).to_string();
     assert!(near.contains("10.79.0.2"), "same network: {near}");
-    let far = docker.docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
+    let far = x.docker.docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
     let far_out = String::from_utf8_lossy(&far.stdout).to_string();
     assert!(
         !far_out.contains("10.79"),
         "another network reached srv: {far_out}"
     );
-    docker.docker_ok(&["rm", "-f", "srv", "far"]);
-    docker.docker_ok(&["network", "rm", "dkb"]);
-    docker.docker_ok(&["rm", "-f", "web2"]);
+    x.docker.docker_ok(&["rm", "-f", "srv", "far"]);
+    x.docker.docker_ok(&["network", "rm", "dkb"]);
+    x.docker.docker_ok(&["rm", "-f", "web2"]);
     // Without --subnet netd picks a free private subnet; --internal gives no way out.
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "network",
         "create",
         "-d",
@@ -465,174 +425,31 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "dkint",
     ]);
     let n: serde_json::Value =
-        serde_json::from_str(&d.netd_ok(&["network", "inspect", "dkint"])).unwrap();
+        serde_json::from_str(&x.d.netd_ok(&["network", "inspect", "dkint"])).unwrap();
     assert_eq!(n["internal"], true, "{n}");
     let sub = n["subnet"].as_str().unwrap().to_string();
     let net: std::net::Ipv4Addr = sub.split('/').next().unwrap().parse().unwrap();
     assert!(net.is_private() && !sub.starts_with("10.79.0."), "{n}");
-    docker.docker_ok(&[
+    x.docker.docker_ok(&[
         "run",
         "-d",
         "--name",
         "inner",
         "--network",
         "dkint",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "sleep",
         "1000",
     ]);
-    let routes = docker.docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
+    let routes = x.docker.docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
     assert!(!routes.contains("default"), "{routes}");
     assert!(routes.contains(&sub.to_string()), "{routes}");
-    docker.docker_ok(&["rm", "-f", "inner"]);
-    docker.docker_ok(&["network", "rm", "dkint"]);
-    docker.docker_ok(&["network", "rm", "dknet"]);
-    assert!(!d.netd_ok(&["network", "ls"]).contains("dknet"));
-    assert_no_iptables_or_proxy(&w.host);
-}
-
-/// A test world with netd and dockerd sharing its host netns and a private mount namespace,
-/// the plugin spec installed and the busybox image imported. Fields drop in order: dockerd,
-/// netd, the mount namespace (kills what is left in it), the world.
-struct DockerWorld {
-    docker: Dockerd,
-    d: Daemon,
-    mnt: MountNs,
-    w: World,
-}
-
-impl DockerWorld {
-    fn new() -> DockerWorld {
-        assert!(
-            Path::new("/usr/sbin/dockerd").exists(),
-            "dockerd is missing: `cargo xtask setup` installs docker.io"
-        );
-        let w = World::new();
-        let mnt = MountNs::new(&w.host);
-        let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", BIP]);
-        let spec = mnt.run(&[
-            netd_tests::daemon::netd_bin().to_str().unwrap(),
-            "-H",
-            &d.host_arg(),
-            "docker-plugin",
-            "install",
-            "--dest",
-            "/etc/docker/plugins",
-        ]);
-        assert!(
-            spec.status.success(),
-            "{}",
-            String::from_utf8_lossy(&spec.stderr)
-        );
-        let docker = Dockerd::start(&mnt, &w.host);
-        let tar = image_tar(&docker.dir);
-        docker.docker_ok(&["import", tar.to_str().unwrap(), "netdt-bb:1"]);
-        DockerWorld { docker, d, mnt, w }
-    }
-
-    /// `docker network create -d netd --ipam-driver netd --subnet SUBNET -o netd.name=NAME NAME`.
-    fn network(&self, name: &str, subnet: &str, extra: &[&str]) {
-        let opt = format!("netd.name={name}");
-        let mut args = vec![
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            subnet,
-            "-o",
-            &opt,
-        ];
-        args.extend_from_slice(extra);
-        args.push(name);
-        self.docker.docker_ok(&args);
-    }
-
-    /// `docker run -d --name NAME <opts> netdt-bb:1 httpd` (port 80, the CGI answering the
-    /// client's address).
-    fn run_httpd(&self, name: &str, opts: &[&str]) {
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&[
-            "netdt-bb:1",
-            "/bin/busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ]);
-        self.docker.docker_ok(&args);
-    }
-
-    /// The container's address as Docker reports it.
-    fn docker_ip(&self, name: &str) -> String {
-        self.docker.docker_ok(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            name,
-        ])
-    }
-
-    /// netd's endpoints as (name, ip), sorted.
-    fn netd_endpoints(&self) -> Vec<(String, String)> {
-        let ls: serde_json::Value =
-            serde_json::from_str(&self.d.netd_ok(&["ls", "--json"])).unwrap();
-        let mut v: Vec<(String, String)> = ls
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["name"].as_str().unwrap_or_default().to_string(),
-                    e["ip"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Waits until `docker inspect` says NAME runs.
-    fn wait_running(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self
-            .docker
-            .docker(&["inspect", "-f", "{{.State.Running}}", name])
-            .stdout
-            != b"true\n"
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{name} is not running after 60 s:\n{}",
-                self.docker.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// GET /cgi-bin/ip on HOST_UPLINK_IP:PORT from the outside; the peer address the
-    /// container's server saw.
-    fn outside_peer(&self, port: u16) -> Result<String, String> {
-        http_get_until(
-            &self.w.outside,
-            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
-        )
-        .map(|got| unmap(&got))
-    }
-}
-
-/// busybox httpd listens on [::] and writes IPv4 peers v4-mapped: `[::ffff:a.b.c.d]` → a.b.c.d.
-fn unmap(got: &str) -> String {
-    got.trim()
-        .trim_start_matches("[::ffff:")
-        .trim_end_matches(']')
-        .to_string()
+    x.docker.docker_ok(&["rm", "-f", "inner"]);
+    x.docker.docker_ok(&["network", "rm", "dkint"]);
+    x.docker.docker_ok(&["network", "rm", "dknet"]);
+    assert!(!x.d.netd_ok(&["network", "ls"]).contains("dknet"));
+    assert_no_iptables_or_proxy(&x.w.host);
 }
 
 #[test]
@@ -833,7 +650,7 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
         "5353:53/udp",
         "-v",
         "/usr:/usr:ro",
-        "netdt-bb:1",
+        IMAGE,
         "/usr/bin/socat",
         "UDP-RECVFROM:53,fork",
         "SYSTEM:echo $SOCAT_PEERADDR",
@@ -935,7 +752,7 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
         "dkp",
         "--link",
         "web:webalias",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "sleep",
         "1000",
@@ -968,7 +785,7 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
         "dkq",
         "--link",
         "qweb:qalias",
-        "netdt-bb:1",
+        IMAGE,
         "/bin/busybox",
         "sleep",
         "1000",
