@@ -13,6 +13,7 @@
 //! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
 //! - [`files`]: temporary directories and hosts/resolv.conf parsers.
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
+//! - [`docker`] and [`podman`]: the real dockerd and podman driving netd in a test world.
 
 pub mod bpf;
 pub mod daemon;
@@ -20,6 +21,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod files;
 pub mod netns;
+pub mod podman;
 pub mod traffic;
 pub mod world;
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use netd_tests::daemon::netd_bin;
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::podman::{CniDirs, Podman, SERVE, peer_of, podman_installed, tcp_exchange};
 use netd_tests::{BIP, Daemon, TempDir, World, cmd_ok, tcp_request_until, tcp_server};
 use serde_json::{Value, json};
 
@@ -524,247 +525,25 @@ fn cni_install_writes_plugin_and_conflist() {
     assert!(run(&["--force"]).status.success());
 }
 
-/// Rootful podman 4.3 with its CNI backend, in the world's host namespace and a private mount
-/// namespace of its own (tmpfs over /var/lib/cni and /run/netns), with a private
-/// CONTAINERS_CONF, vfs storage under a temporary directory, runc and cgroupfs. A holder
-/// process keeps the mount namespace alive between podman commands; dropping the guard
-/// removes every container, kills the holder (by pid) and removes the directory.
-struct Podman {
-    /// One podman world at a time: the mount points below are shared directories.
-    _serial: std::sync::MutexGuard<'static, ()>,
-    /// Mount points this guard had to create on the machine (removed on drop).
-    made: Vec<PathBuf>,
-    dir: TempDir,
-    holder: std::process::Child,
-    /// `--cgroup-parent` of every container (cgroupfs puts conmon under it too), removed
-    /// from every hierarchy on drop.
-    cgroup_parent: String,
-    /// conmon's own cgroup parent (`libpod_parent`, whatever `--cgroup-parent` says) did not
-    /// exist before: remove it too.
-    remove_libpod_parent: bool,
-}
-
-impl Podman {
-    /// `port_reservation`: containers.conf's `enable_port_reservation`.
-    fn new(w: &World, cni_bin: &Path, cni_conf: &Path, port_reservation: bool) -> Podman {
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        // tmpfs goes over these in the private mount namespace (libcni's cache, the netns
-        // bind mounts, podman's blob-info cache); they must exist to be mounted on.
-        let mut made = Vec::new();
-        for m in ["/var/lib/cni", "/var/lib/containers", "/run/netns"] {
-            if !Path::new(m).exists() {
-                std::fs::create_dir_all(m).unwrap();
-                made.push(PathBuf::from(m));
-            }
-        }
-        let dir = TempDir::new();
-        let d = dir.path();
-        for sub in ["root", "runroot", "tmp"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let conf = format!(
-            r#"[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]
-
-[network]
-network_backend = "cni"
-cni_plugin_dirs = ["{bin}", "/usr/lib/cni"]
-network_config_dir = "{conf}"
-default_network = "blue"
-
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-tmp_dir = "{tmp}"
-events_logger = "file"
-events_logfile_path = "{tmp}/events.log"
-# true: rootful podman binds every published host port itself (conmon holds the sockets),
-# which clashes with the daemon's reservation unless the conflist says reservePorts=false.
-enable_port_reservation = {port_reservation}
-"#,
-            bin = cni_bin.display(),
-            conf = cni_conf.display(),
-            tmp = d.join("tmp").display()
-        );
-        std::fs::write(d.join("containers.conf"), conf).unwrap();
-        let ready = d.join("ready");
-        let script = format!(
-            "mount -t tmpfs tmpfs /var/lib/cni && mount -t tmpfs tmpfs /var/lib/containers && \
-             mount -t tmpfs tmpfs /run/netns && touch {} && exec sleep 100000",
-            ready.display()
-        );
-        let holder = Command::new("nsenter")
-            .arg(format!("--net={}", w.host.path_str()))
-            .args([
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the mount-namespace holder");
-        let t = Instant::now();
-        while !ready.exists() {
-            assert!(
-                t.elapsed() < T,
-                "the mount-namespace holder did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Podman {
-            _serial: serial,
-            made,
-            remove_libpod_parent: !Path::new("/sys/fs/cgroup/memory/libpod_parent").exists()
-                && !Path::new("/sys/fs/cgroup/unified/libpod_parent").exists(),
-            dir,
-            holder,
-            cgroup_parent: format!("/{}", netd_tests::unique("netdt-podman-")),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let d = self.dir.path();
-        let pid = self.holder.id();
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--mount=/proc/{pid}/ns/mnt"))
-            .arg(format!("--net=/proc/{pid}/ns/net"))
-            .arg("podman")
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-            .args(["--runtime", "runc", "--network-backend", "cni"])
-            .args(args);
-        netd_tests::output_with_timeout(c, Duration::from_secs(120))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "podman {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// A busybox image with an echo server script that reports the peer it sees.
-    fn import_busybox(&self) -> &'static str {
-        let root = self.dir.path().join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::create_dir_all(root.join("srv")).unwrap();
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "nc", "netstat", "cat", "sleep", "grep", "echo", "ip"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        let reply = root.join("srv/reply");
-        std::fs::write(
-            &reply,
-            "#!/bin/sh\nread line\necho \"got $line\"\nnetstat -tn | grep ESTABLISHED\n",
-        )
-        .unwrap();
-        cmd_ok(&["chmod", "755", reply.to_str().unwrap()]);
-        for d in ["proc", "sys", "dev", "etc", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let tar = self.dir.path().join("rootfs.tar");
-        cmd_ok(&[
-            "tar",
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ]);
-        let image = "localhost/netdt-busybox:latest";
-        self.ok(&["import", tar.to_str().unwrap(), image]);
-        image
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "-f", "-a", "-t", "0"]);
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-        for m in self.made.iter().rev() {
-            let _ = std::fs::remove_dir(m);
-        }
-        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        let mut tops = vec![self.cgroup_parent.trim_start_matches('/').to_string()];
-        if self.remove_libpod_parent {
-            tops.push("libpod_parent".into());
-        }
-        for (h, name) in hierarchies
-            .flatten()
-            .flat_map(|h| tops.iter().map(move |t| (h.path(), t.clone())))
-        {
-            let top = h.join(name);
-            if top.is_dir() {
-                // Only directories: cgroupfs refuses to remove a cgroup that still has tasks.
-                let _ = Command::new("find")
-                    .arg(&top)
-                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                    .status();
-            }
-        }
-    }
-}
-
-/// Connects from `ns` to `addr`, sends one line and returns everything the server wrote.
-fn tcp_exchange(ns: &netd_tests::Netns, addr: &str) -> anyhow::Result<String> {
-    use std::io::Read;
-    let addr: std::net::SocketAddr = addr.parse()?;
-    netd_tests::in_netns(ns, move || {
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.write_all(b"hello\n")?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        anyhow::ensure!(!out.is_empty(), "{addr} closed without a reply");
-        Ok(out)
-    })
-}
-
 #[test]
 fn podman_runs_a_container_on_a_netd_network() {
-    if Command::new("podman").arg("--version").output().is_err() {
-        panic!("podman is not installed: run cargo xtask setup");
-    }
+    assert!(
+        podman_installed(),
+        "podman is not installed: run cargo xtask setup"
+    );
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
     blue(&d);
-    let cni = TempDir::new();
-    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
-    d.netd_ok(&[
-        "cni",
-        "install",
-        "--dir",
-        bin_dir.to_str().unwrap(),
-        "--conf-dir",
-        conf_dir.to_str().unwrap(),
-        "--network",
-        "blue",
-    ]);
-    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue"], &[]);
+    let p = Podman::new(&w, &cni.bin, &cni.conf, false);
     let nets = p.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(
         nets.lines().any(|l| l == "blue"),
         "podman network ls: {nets}"
     );
     let image = p.import_busybox();
-    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let parent = p.parent_arg();
     p.ok(&[
         "run",
         "-d",
@@ -782,7 +561,7 @@ fn podman_runs_a_container_on_a_netd_network() {
         image,
         "sh",
         "-c",
-        "nc -ll -p 80 -e /srv/reply",
+        SERVE,
     ]);
     let v = d.inspect("web");
     assert_eq!(v["network"], "blue", "{v}");
@@ -880,16 +659,7 @@ fn podman_runs_a_container_on_a_netd_network() {
 
     // Masquerade, on netd's default network (a second conflist): the outside sees the
     // host's address, and only a masqueraded flow can be answered (it has no route back).
-    d.netd_ok(&[
-        "cni",
-        "install",
-        "--dir",
-        bin_dir.to_str().unwrap(),
-        "--conf-dir",
-        conf_dir.to_str().unwrap(),
-        "--network",
-        "netd0",
-    ]);
+    cni.install(&d, &["netd0"], &[]);
     let srv = tcp_server(&w.outside, 9999);
     p.ok(&[
         "run",
@@ -933,27 +703,11 @@ fn podman_with_its_own_port_reservation() {
         Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")]);
     d.wait_until_ready();
     blue(&d);
-    let cni = TempDir::new();
-    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
-    let install = |extra: &[&str]| {
-        let mut args = vec![
-            "cni",
-            "install",
-            "--dir",
-            bin_dir.to_str().unwrap(),
-            "--conf-dir",
-            conf_dir.to_str().unwrap(),
-            "--network",
-            "blue",
-            "--force",
-        ];
-        args.extend_from_slice(extra);
-        d.netd_ok(&args);
-    };
-    install(&[]);
-    let p = Podman::new(&w, &bin_dir, &conf_dir, true);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue"], &[]);
+    let p = Podman::new(&w, &cni.bin, &cni.conf, true);
     let image = p.import_busybox();
-    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let parent = p.parent_arg();
     let run = [
         "run",
         "-d",
@@ -965,7 +719,7 @@ fn podman_with_its_own_port_reservation() {
         image,
         "sh",
         "-c",
-        "nc -ll -p 80 -e /srv/reply",
+        SERVE,
     ];
     let o = p.run(&run);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -974,7 +728,7 @@ fn podman_with_its_own_port_reservation() {
     assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
     let _ = p.run(&["rm", "-f", "-t", "0", "web"]);
 
-    install(&["--runtime-reserves-ports"]);
+    cni.install(&d, &["blue"], &["--force", "--runtime-reserves-ports"]);
     p.ok(&run);
     let v = d.inspect("web");
     let ip = v["ip"].as_str().unwrap().to_string();
@@ -1011,37 +765,13 @@ fn podman_on_created_networks_masquerade_icc_and_two_networks() {
         "com.docker.network.bridge.enable_icc=false",
     ]);
     d.netd_ok(&["network", "create", "green", "--subnet", "10.76.0.0/24"]);
-    let cni = TempDir::new();
-    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
-    for net in ["blue", "red", "green"] {
-        d.netd_ok(&[
-            "cni",
-            "install",
-            "--dir",
-            bin_dir.to_str().unwrap(),
-            "--conf-dir",
-            conf_dir.to_str().unwrap(),
-            "--network",
-            net,
-        ]);
-    }
-    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue", "red", "green"], &[]);
+    let p = Podman::new(&w, &cni.bin, &cni.conf, false);
     let image = p.import_busybox();
-    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let parent = p.parent_arg();
     let serve = |name: &str, net: &str| {
-        p.ok(&[
-            "run",
-            "-d",
-            &parent,
-            "--name",
-            name,
-            "--network",
-            net,
-            image,
-            "sh",
-            "-c",
-            "nc -ll -p 80 -e /srv/reply",
-        ]);
+        p.serve(image, name, &["--network", net]);
         d.inspect(name)["ip"].as_str().unwrap().to_string()
     };
     // What a one-shot container on `net` gets back from ADDR:80 (empty when nothing answered).
@@ -1107,17 +837,10 @@ fn podman_on_created_networks_masquerade_icc_and_two_networks() {
         image,
         "sh",
         "-c",
-        "nc -ll -p 80 -e /srv/reply",
+        SERVE,
     ]);
-    // The first interface podman attaches is named after the container, the second
-    // `multi-IFNAME`: which one comes first varies, so find both.
-    let mut found: Vec<serde_json::Value> = ["multi", "multi-eth0", "multi-eth1"]
-        .iter()
-        .filter(|n| d.netd(&["inspect", n]).status.success())
-        .map(|n| d.inspect(n))
-        .collect();
+    let found = Podman::endpoints_of(&d, "multi");
     assert_eq!(found.len(), 2, "two endpoints for multi: {found:?}");
-    found.sort_by_key(|m| m["ifname"].as_str().unwrap_or_default().to_string());
     let (m0, m1) = (found[0].clone(), found[1].clone());
     assert_eq!(
         (m0["ifname"].as_str(), m1["ifname"].as_str()),
@@ -1185,16 +908,6 @@ fn podman_on_created_networks_masquerade_icc_and_two_networks() {
     assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
 }
 
-/// The peer address of the connection to `ip`:80 in /srv/reply's netstat lines.
-fn peer_of(reply: &str, ip: &str) -> Option<String> {
-    let local = format!("{ip}:80");
-    reply.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        // nc listens on [::]: IPv4 ends are written v4-mapped.
-        let unmap = |a: &str| a.trim_start_matches("::ffff:").to_string();
-        (f.len() >= 5 && unmap(f[3]) == local).then(|| unmap(f[4].rsplit_once(':').unwrap().0))
-    })
-}
 
 /// The CNI result on an `--ipv6` netd network lists the IPv6 lease too: podman's container has
 /// the global address (the one netd derived from the MAC), a default route via fe80::1, and is
@@ -1250,36 +963,12 @@ fn podman_ipv6_result_and_default_route_after_disconnect() {
         "--subnet",
         "2001:db8:75::/64",
     ]);
-    let cni = TempDir::new();
-    let (bin_dir, conf_dir) = (cni.path().join("bin"), cni.path().join("net.d"));
-    for net in ["blue", "v6n"] {
-        d.netd_ok(&[
-            "cni",
-            "install",
-            "--dir",
-            bin_dir.to_str().unwrap(),
-            "--conf-dir",
-            conf_dir.to_str().unwrap(),
-            "--network",
-            net,
-        ]);
-    }
-    let p = Podman::new(&w, &bin_dir, &conf_dir, false);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue", "v6n"], &[]);
+    let p = Podman::new(&w, &cni.bin, &cni.conf, false);
     let image = p.import_busybox();
-    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
-    p.ok(&[
-        "run",
-        "-d",
-        &parent,
-        "--name",
-        "s6",
-        "--network",
-        "v6n",
-        image,
-        "sh",
-        "-c",
-        "nc -ll -p 80 -e /srv/reply",
-    ]);
+    let parent = p.parent_arg();
+    p.serve(image, "s6", &["--network", "v6n"]);
     let v = d.inspect("s6");
     // 10.75.0.2 → 02:42:0a:4b:00:02 → the /64's address ending in the MAC.
     assert_eq!(v["global_ipv6"], "2001:db8:75::242:a4b:2", "{v}");
@@ -1319,11 +1008,7 @@ fn podman_ipv6_result_and_default_route_after_disconnect() {
         "sleep",
         "1000",
     ]);
-    let eps: Vec<serde_json::Value> = ["m", "m-eth0", "m-eth1"]
-        .iter()
-        .filter(|n| d.netd(&["inspect", n]).status.success())
-        .map(|n| d.inspect(n))
-        .collect();
+    let eps = Podman::endpoints_of(&d, "m");
     assert_eq!(eps.len(), 2, "{eps:?}");
     let default_via = || {
         let r = p.ok(&["exec", "m", "ip", "-4", "route"]);
