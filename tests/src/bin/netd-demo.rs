@@ -8,6 +8,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use netd_tests::docker::{DockerWorld, IMAGE, http_get_until, unmap};
+use netd_tests::podman::{CniDirs, Podman, SERVE, podman_installed, tcp_exchange};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP, UPLINK};
 use netd_tests::{Daemon, World, tcp_request_until, tcp_server, udp_request, udp_server};
 
@@ -240,6 +242,7 @@ fn main() -> ExitCode {
     println!("  daemon stopped, namespaces and bpffs removed");
 
     docker_step(&mut score);
+    podman_step(&mut score);
     if score.failed.is_empty() {
         println!("\n\x1b[32mdemo passed\x1b[0m");
         ExitCode::SUCCESS
@@ -284,33 +287,21 @@ fn host_local(world: &World, d: &Daemon, ops: &[&str]) -> Result<Vec<String>, St
 /// skipped with a line saying so when docker.io is not installed.
 fn docker_step(score: &mut Score) {
     step("10. Optional: dockerd drives netd (network and IPAM plugin `netd`)");
-    if !std::path::Path::new("/usr/sbin/dockerd").exists() {
+    if !netd_tests::docker::dockerd_installed() {
         println!("  skipped: dockerd is not installed (`cargo xtask setup` installs docker.io)");
         return;
     }
     let started = std::time::Instant::now();
-    let world = World::new();
-    let mnt = netd_tests::docker::MountNs::new(&world.host);
-    let d = Daemon::start_in_mount_ns(&world.host, &mnt.path(), &["--bip", "172.30.0.1/24"]);
-    let spec = mnt.run(&[
-        netd_tests::daemon::netd_bin().to_str().unwrap_or("netd"),
-        "-H",
-        &d.host_arg(),
-        "docker-plugin",
-        "install",
-        "--dest",
-        "/etc/docker/plugins",
-    ]);
-    score.check(
-        "netd docker-plugin install",
-        spec.status.success(),
-        &String::from_utf8_lossy(&spec.stderr),
-    );
-    let docker = netd_tests::docker::Dockerd::start(&mnt, &world.host);
-    let tar = netd_tests::docker::image_tar(&docker.dir);
-    let tar = tar.to_str().unwrap_or_default();
-    let cmds: [&[&str]; 3] = [
-        &["import", tar, "netdt-bb:1"],
+    let x = match DockerWorld::start("172.30.0.1/24") {
+        Ok(x) => x,
+        Err(e) => {
+            score.check("dockerd with the netd plugin and the image", false, &e);
+            return;
+        }
+    };
+    println!("  netd docker-plugin install; dockerd up; docker import rootfs.tar {IMAGE}");
+    let (world, d, docker) = (&x.w, &x.d, &x.docker);
+    let cmds: [&[&str]; 2] = [
         &[
             "network",
             "create",
@@ -333,7 +324,7 @@ fn docker_step(score: &mut Score) {
             "name=dknet,driver-opt=netd.name=web",
             "-p",
             "8080:80",
-            "netdt-bb:1",
+            IMAGE,
             "/bin/busybox",
             "httpd",
             "-f",
@@ -345,16 +336,12 @@ fn docker_step(score: &mut Score) {
     ];
     for args in cmds {
         let out = docker.docker(args);
-        let shown: Vec<&str> = args
-            .iter()
-            .map(|a| if *a == tar { "rootfs.tar" } else { a })
-            .collect();
         show(
-            &format!("docker {}", shown.join(" ")),
+            &format!("docker {}", args.join(" ")),
             String::from_utf8_lossy(&out.stdout).trim(),
         );
         score.check(
-            &format!("docker {}", shown[0]),
+            &format!("docker {}", args[0]),
             out.status.success(),
             &String::from_utf8_lossy(&out.stderr),
         );
@@ -363,29 +350,15 @@ fn docker_step(score: &mut Score) {
         }
     }
     show("netd ls", &d.netd_ok(&["ls"]));
-    let mut got = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let out = world.outside.run(&[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
-        ]);
-        if out.status.success() {
-            got = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let url = format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip");
+    let got = http_get_until(&world.outside, &url).unwrap_or_else(|e| e);
     show(
         &format!("(outside) curl http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
         &got,
     );
     score.check(
         "outside -> docker run -p 8080:80 on netd, the container sees the client",
-        got.trim_start_matches("[::ffff:").trim_end_matches(']') == OUTSIDE_IP,
+        unmap(&got) == OUTSIDE_IP,
         &got,
     );
     let rm = docker.docker(&["rm", "-f", "web"]);
@@ -394,12 +367,82 @@ fn docker_step(score: &mut Score) {
         rm.status.success() && !d.ls_has("web"),
         &d.ls(),
     );
-    drop(docker);
-    drop(d);
-    drop(mnt);
-    drop(world);
+    drop(x);
     println!(
         "  dockerd, netd and namespaces removed ({:.1} s for this step)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Optional: rootful podman 4.3 runs a container on a netd network through the `netd-cni`
+/// plugin (a world of its own). About 10 s; skipped with a line when podman is missing.
+fn podman_step(score: &mut Score) {
+    step("11. Optional: podman runs a container through the netd CNI plugin");
+    if !podman_installed() {
+        println!("  skipped: podman is not installed (`cargo xtask setup` installs it)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let world = World::new();
+    let d = Daemon::start(&world.host, &["--uplink", UPLINK, "--bip", "172.30.0.1/24"]);
+    d.netd_ok(&["network", "create", "blue", "--subnet", "10.77.0.0/24"]);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue"], &[]);
+    println!("  netd network create blue --subnet 10.77.0.0/24; netd cni install --network blue");
+    let p = Podman::new(&world, &cni.bin, &cni.conf, false);
+    let image = p.import_busybox();
+    let run = p.run(&[
+        "run",
+        "-d",
+        &p.parent_arg(),
+        "--name",
+        "web",
+        "--network",
+        "blue",
+        "-p",
+        "8080:80",
+        image,
+        "sh",
+        "-c",
+        SERVE,
+    ]);
+    show(
+        "podman run -d --name web --network blue -p 8080:80 busybox",
+        String::from_utf8_lossy(&run.stdout).trim(),
+    );
+    score.check(
+        "podman run on netd's CNI plugin",
+        run.status.success(),
+        &String::from_utf8_lossy(&run.stderr),
+    );
+    if !run.status.success() {
+        return;
+    }
+    show("netd ls", &d.netd_ok(&["ls"]));
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&world.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .unwrap_or_else(|e| e.to_string());
+    show(
+        &format!("(outside) echo hello | nc {HOST_UPLINK_IP} 8080"),
+        &reply,
+    );
+    score.check(
+        "outside -> podman -p 8080:80 on netd, the container sees the client",
+        reply.starts_with("got hello") && reply.contains(&format!("{OUTSIDE_IP}:")),
+        &reply,
+    );
+    let rm = p.run(&["rm", "-f", "-t", "0", "web"]);
+    score.check(
+        "podman rm leaves no netd endpoint",
+        rm.status.success() && !d.ls_has("web"),
+        &d.ls(),
+    );
+    drop(p);
+    drop(d);
+    drop(world);
+    println!(
+        "  podman, netd and namespaces removed ({:.1} s for this step)",
         started.elapsed().as_secs_f64()
     );
 }
