@@ -302,7 +302,6 @@ pub fn http_get_until(ns: &Netns, url: &str) -> Result<String, String> {
     }
 }
 
-
 /// A test world with netd and dockerd sharing its host netns and a private mount namespace,
 /// the plugin spec installed and the busybox image imported. Fields drop in order: dockerd,
 /// netd, the mount namespace (kills what is left in it), the world.

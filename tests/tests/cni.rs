@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netd_tests::daemon::netd_bin;
-use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::podman::{CniDirs, Podman, SERVE, peer_of, podman_installed, tcp_exchange};
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, Daemon, TempDir, World, cmd_ok, tcp_request_until, tcp_server};
 use serde_json::{Value, json};
 
@@ -709,17 +709,7 @@ fn podman_with_its_own_port_reservation() {
     let image = p.import_busybox();
     let parent = p.parent_arg();
     let run = [
-        "run",
-        "-d",
-        &parent,
-        "--name",
-        "web",
-        "-p",
-        "8080:80",
-        image,
-        "sh",
-        "-c",
-        SERVE,
+        "run", "-d", &parent, "--name", "web", "-p", "8080:80", image, "sh", "-c", SERVE,
     ];
     let o = p.run(&run);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -907,7 +897,6 @@ fn podman_on_created_networks_masquerade_icc_and_two_networks() {
     );
     assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
 }
-
 
 /// The CNI result on an `--ipv6` netd network lists the IPv6 lease too: podman's container has
 /// the global address (the one netd derived from the MAC), a default route via fe80::1, and is

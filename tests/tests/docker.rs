@@ -328,7 +328,11 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     let before = x.w.host.links_with_prefix("veth");
     x.docker.restart(&x.mnt, &x.w.host);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while x.docker.docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"]) != "true" {
+    while x
+        .docker
+        .docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"])
+        != "true"
+    {
         assert!(
             Instant::now() < deadline,
             "--restart always container did not come back"
@@ -399,10 +403,14 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "1000",
     ]);
     let get = "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 10.79.0.3 80";
-    let near = x.docker.docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
+    let near = x
+        .docker
+        .docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
     let near = String::from_utf8_lossy(&near.stdout).to_string();
     assert!(near.contains("10.79.0.2"), "same network: {near}");
-    let far = x.docker.docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
+    let far = x
+        .docker
+        .docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
     let far_out = String::from_utf8_lossy(&far.stdout).to_string();
     assert!(
         !far_out.contains("10.79"),
@@ -442,7 +450,9 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "sleep",
         "1000",
     ]);
-    let routes = x.docker.docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
+    let routes = x
+        .docker
+        .docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
     assert!(!routes.contains("default"), "{routes}");
     assert!(routes.contains(&sub.to_string()), "{routes}");
     x.docker.docker_ok(&["rm", "-f", "inner"]);
