@@ -325,6 +325,10 @@ pub const IMAGE: &str = "netdt-bb:1";
 impl DockerWorld {
     /// The world, netd (`--bip` [`crate::BIP`]), the plugin spec, dockerd and [`IMAGE`];
     /// panics saying what failed.
+    #[expect(
+        clippy::new_without_default,
+        reason = "new() starts netd and dockerd: not a default value"
+    )]
     pub fn new() -> DockerWorld {
         assert!(
             dockerd_installed(),
