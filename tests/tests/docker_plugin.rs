@@ -308,3 +308,138 @@ fn docker_plugin_install_writes_the_spec_file() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(spec, "unix:///run/netd-x/netd.sock\n");
 }
+
+/// `docker network create --ipv6 --subnet V4 --subnet V6 --ipam-driver netd` as libnetwork
+/// drives it: the IPv6 pool's gateway is the bridge's fe80::1 (in the pool data), addresses
+/// come from ::1 up and are checked, CreateEndpoint takes only an address netd handed out,
+/// Join makes it the engine's lease and answers the IPv6 gateway; refusals say what to change.
+#[test]
+fn plugin_protocol_ipv6_pools_addresses_and_refusals() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let v6 = |pool: &str, sub: &str| json!({"AddressSpace": "netd-local", "Pool": pool, "SubPool": sub, "Options": {}, "V6": true});
+    let e = refused(&d, "IpamDriver.RequestPool", v6("", ""));
+    assert!(e.contains("add --subnet PREFIX"), "{e}");
+    let e = refused(&d, "IpamDriver.RequestPool", v6("2001:db8:7::1/64", ""));
+    assert!(e.contains("not a network address"), "{e}");
+    let e = refused(
+        &d,
+        "IpamDriver.RequestPool",
+        v6("2001:db8:7::/64", "2001:db8:7::/80"),
+    );
+    assert!(e.contains("--ip-range"), "{e}");
+    let p6 = ok(&d, "IpamDriver.RequestPool", v6("2001:db8:7::/64", ""));
+    assert_eq!(p6["Pool"], "2001:db8:7::/64");
+    assert_eq!(p6["Data"]["com.docker.network.gateway"], "fe80::1/64");
+    let pool6 = p6["PoolID"].as_str().unwrap().to_string();
+    let e = refused(&d, "IpamDriver.RequestPool", v6("2001:db8:7::/80", ""));
+    assert!(e.contains("overlaps"), "{e}");
+    let gw_req = |addr: &str| json!({"PoolID": pool6, "Address": addr, "Options": {"RequestAddressType": "com.docker.network.gateway"}});
+    let e = refused(&d, "IpamDriver.RequestAddress", gw_req("2001:db8:7::1"));
+    assert!(e.contains("fe80::1; leave it out"), "{e}");
+    assert_eq!(
+        ok(&d, "IpamDriver.RequestAddress", gw_req(""))["Address"],
+        "fe80::1/64"
+    );
+    let p4 = ok(
+        &d,
+        "IpamDriver.RequestPool",
+        json!({"Pool": "10.78.5.0/24", "V6": false}),
+    );
+    let pool4 = p4["PoolID"].as_str().unwrap().to_string();
+    ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool4, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+    );
+    let opts = json!({"com.docker.network.enable_ipv6": true,
+                      "com.docker.network.generic": {"netd.name": "d6"}});
+    let v4data =
+        json!([{"AddressSpace": "netd-local", "Pool": "10.78.5.0/24", "Gateway": "10.78.5.1/24"}]);
+    let e = refused(
+        &d,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": NID, "Options": opts, "IPv4Data": v4data,
+               "IPv6Data": [{"Pool": "2001:db8:8::/64", "Gateway": "2001:db8:8::1/64"}]}),
+    );
+    assert!(e.contains("is not netd's"), "{e}");
+    ok(
+        &d,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": NID, "Options": opts, "IPv4Data": v4data,
+               "IPv6Data": [{"Pool": "2001:db8:7::/64", "Gateway": "fe80::1/64"}]}),
+    );
+    let n: Value = serde_json::from_str(&d.netd_ok(&["network", "inspect", "d6"])).unwrap();
+    assert_eq!(
+        (&n["ipv6"], &n["subnet_v6"]),
+        (&json!(true), &json!("2001:db8:7::/64"))
+    );
+
+    let addr6 = |a: &str| json!({"PoolID": pool6, "Address": a});
+    assert_eq!(
+        ok(&d, "IpamDriver.RequestAddress", addr6(""))["Address"],
+        "2001:db8:7::1/64"
+    );
+    assert_eq!(
+        ok(&d, "IpamDriver.RequestAddress", addr6(""))["Address"],
+        "2001:db8:7::2/64"
+    );
+    let e = refused(&d, "IpamDriver.RequestAddress", addr6("2001:db8:7::1"));
+    assert!(e.contains("already in use"), "{e}");
+    let e = refused(&d, "IpamDriver.RequestAddress", addr6("2001:db8:9::1"));
+    assert!(e.contains("outside the container IPv6 subnet"), "{e}");
+    ok(
+        &d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool6, "Address": "2001:db8:7::2/64"}),
+    );
+    assert_eq!(
+        ok(&d, "IpamDriver.RequestAddress", addr6(""))["Address"],
+        "2001:db8:7::2/64"
+    );
+    let a4 = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool4, "Address": ""}),
+    );
+    let endpoint = |v6: &str| {
+        json!({"NetworkID": NID, "EndpointID": EID, "Options": {},
+        "Interface": {"Address": a4["Address"], "AddressIPv6": v6, "MacAddress": ""}})
+    };
+    let e = refused(
+        &d,
+        "NetworkDriver.CreateEndpoint",
+        endpoint("2001:db8:7::99/64"),
+    );
+    assert!(e.contains("was not handed out by netd's IPAM"), "{e}");
+    ok(
+        &d,
+        "NetworkDriver.CreateEndpoint",
+        endpoint("2001:db8:7::1/64"),
+    );
+    let j = ok(
+        &d,
+        "NetworkDriver.Join",
+        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
+    );
+    assert_eq!(j["Gateway"], "10.78.5.1");
+    assert_eq!(j["GatewayIPv6"], "fe80::1");
+    let ls: Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
+    let ep = &ls.as_array().unwrap()[0];
+    assert_eq!(ep["global_ipv6"], "2001:db8:7::1", "{ep}");
+
+    let refs = json!({"NetworkID": NID, "EndpointID": EID});
+    ok(&d, "NetworkDriver.Leave", refs.clone());
+    ok(&d, "NetworkDriver.DeleteEndpoint", refs);
+    for a in ["2001:db8:7::1/64", "2001:db8:7::2/64"] {
+        ok(
+            &d,
+            "IpamDriver.ReleaseAddress",
+            json!({"PoolID": pool6, "Address": a}),
+        );
+    }
+    ok(&d, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NID}));
+    ok(&d, "IpamDriver.ReleasePool", json!({"PoolID": pool6}));
+    assert!(!d.netd_ok(&["network", "ls"]).contains("d6"));
+    assert!(w.host.links_with_prefix("veth").is_empty());
+}
