@@ -11,6 +11,8 @@ use std::{
     path::Path,
 };
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
@@ -175,4 +177,45 @@ pub fn map_keys<K: Copy + bytemuck::Zeroable>(map: BorrowedFd<'_>) -> io::Result
             Err(e) => return Err(e),
         }
     }
+}
+
+/// BPF_MAP_GET_NEXT_KEY on raw bytes: the key after `key` (the first for `None`) in `next`;
+/// `Ok(false)` at the end.
+pub fn map_next_key_raw(
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> io::Result<bool> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(map.as_raw_fd() as u32);
+    attr[1] = key.map_or(0, |k| k.as_ptr() as u64);
+    attr[2] = next.as_mut_ptr() as u64;
+    match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// BPF_MAP_LOOKUP_ELEM on raw bytes (`value` sized for the map, per-CPU maps included);
+/// `Ok(false)` when the key is not there.
+pub fn map_lookup_raw(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(map.as_raw_fd() as u32);
+    attr[1] = key.as_ptr() as u64;
+    attr[2] = value.as_mut_ptr() as u64;
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// BPF_MAP_UPDATE_ELEM (BPF_ANY) on raw bytes.
+pub fn map_update_raw(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(map.as_raw_fd() as u32);
+    attr[1] = key.as_ptr() as u64;
+    attr[2] = value.as_ptr() as u64;
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
