@@ -124,7 +124,13 @@ fn an_older_conntrack_layout_is_migrated_with_its_delta() {
     }
     dp.finish_migration().expect("finish");
     assert!(dp.migrating().is_empty());
-    assert!(!v1.exists(), "the old pin is removed");
+    // The old map is gone; its version-1 path holds a tombstone that a netd from before
+    // versioning refuses (an array of one u32: the version the map moved to).
+    let stone = aya::maps::MapInfo::from_pin(&v1).expect("a tombstone at the old path");
+    assert_eq!(
+        (stone.key_size(), stone.value_size(), stone.name_as_str()),
+        (4, 4, Some("NETD_MOVED"))
+    );
     let new: HashMap<_, CtKey, CtEntry> = HashMap::try_from(map_at(&new_pin)).unwrap();
     assert_eq!(
         new.get(&c, 0).unwrap(),
@@ -148,6 +154,51 @@ fn an_older_conntrack_layout_is_migrated_with_its_delta() {
     assert!(dp.migrating().is_empty());
     let new: HashMap<_, CtKey, CtEntry> = HashMap::try_from(map_at(&new_pin)).unwrap();
     assert_eq!(new.keys().count(), 3);
+    drop(dp);
+
+    // A tombstone pointing past this netd's version is a downgrade.
+    fs::remove_file(&v1).unwrap();
+    run(&[
+        "bpftool",
+        "map",
+        "create",
+        v1.to_str().unwrap(),
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "4",
+        "entries",
+        "1",
+        "name",
+        "NETD_MOVED",
+    ]);
+    run(&[
+        "bpftool",
+        "map",
+        "update",
+        "pinned",
+        v1.to_str().unwrap(),
+        "key",
+        "0",
+        "0",
+        "0",
+        "0",
+        "value",
+        "9",
+        "0",
+        "0",
+        "0",
+    ]);
+    let err = match Dataplane::open(&pins.config()) {
+        Ok(_) => panic!("a tombstone of version 9 was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("version 9") && err.contains("NETD_CT"),
+        "{err}"
+    );
 }
 
 /// Pins of a newer layout (a downgrade) are refused, naming the map and both versions, and

@@ -18,6 +18,11 @@
 //!    after step 2, where the per-map `prefer_old` rule decides which copy wins), and unpins
 //!    the old map.
 //!
+//! An old pin of version 1 (named like a netd from before versioning expects) is replaced by a
+//! tombstone: a one-entry BPF array named [`TOMBSTONE`] holding the version the map moved to.
+//! Such a netd refuses it as an incompatible pin instead of starting over empty maps, and a
+//! versioned netd older than that version refuses it as a downgrade.
+//!
 //! A start that dies half-way leaves both pins; the next start resumes at step 2 (copying is
 //! a merge, never a blind overwrite). New maps slot in by adding their old layout to
 //! `MAP_LAYOUT_HISTORY` and a [`Conversion`] here.
@@ -81,12 +86,44 @@ pub(super) struct Pending {
     steps: Vec<&'static Conversion>,
 }
 
+/// The name of the placeholder map left at a version-1 pin path (see the module docs).
+pub(super) const TOMBSTONE: &str = "NETD_MOVED";
+
+/// The version a tombstone at `path` points to, or `None` if `path` holds no tombstone.
+fn tombstone_version(path: &std::path::Path) -> Option<u32> {
+    let info = aya::maps::MapInfo::from_pin(path).ok()?;
+    let is_array = info.map_type().map(|t| t as u32).ok() == Some(2);
+    if !is_array || info.key_size() != 4 || info.value_size() != 4 {
+        return None;
+    }
+    if info.name_as_str() != Some(TOMBSTONE) {
+        return None;
+    }
+    let fd = sys::obj_get(path).ok()?;
+    let mut v = [0u8; 4];
+    sys::map_lookup_raw(fd.as_fd(), &0u32.to_ne_bytes(), &mut v).ok()?;
+    Some(u32::from_ne_bytes(v))
+}
+
 /// Looks at every map's pins and returns the migrations this start needs; refuses downgrades,
 /// pins whose layout is not what their version says, and versions netd cannot convert.
 pub(super) fn plan(pins: &PinLayout) -> Result<Vec<Pending>, DataplaneError> {
     let mut out = Vec::new();
     for l in MAP_LAYOUTS {
-        let versions = pins.pinned_versions(l.name)?;
+        let mut versions = pins.pinned_versions(l.name)?;
+        if versions.first() == Some(&1) {
+            if let Some(moved_to) = tombstone_version(&pins.map_at(l.name, 1)) {
+                versions.remove(0);
+                if moved_to > l.version {
+                    return Err(DataplaneError::Downgrade {
+                        map: l.name,
+                        path: pins.map_at(l.name, 1),
+                        found: moved_to,
+                        ours: l.version,
+                    });
+                }
+            }
+        }
         if let Some(&found) = versions.iter().find(|&&v| v > l.version) {
             return Err(DataplaneError::Downgrade {
                 map: l.name,
@@ -238,6 +275,26 @@ impl Pending {
             done.copied += 1;
         }
         Ok(done)
+    }
+
+    /// Removes the old pin; a version-1 one becomes a tombstone, swapped in by rename.
+    pub fn retire(&self) -> Result<(), DataplaneError> {
+        if self.from != 1 {
+            return super::pins::remove_file(&self.old_path);
+        }
+        let err = |e| DataplaneError::Migrate {
+            map: self.layout.name,
+            from: self.from,
+            to: self.layout.version,
+            source: e,
+        };
+        let mut tmp = self.old_path.clone().into_os_string();
+        tmp.push("@moved");
+        let tmp = PathBuf::from(tmp);
+        super::pins::remove_file(&tmp)?;
+        let stone = sys::create_u32_array(TOMBSTONE, self.layout.version).map_err(err)?;
+        sys::obj_pin(stone.as_fd(), &tmp).map_err(err)?;
+        std::fs::rename(&tmp, &self.old_path).map_err(err)
     }
 
     /// Waits (up to `limit`) until no loaded program uses the old map; returns the programs

@@ -193,7 +193,7 @@ impl Dataplane {
                 self.migrations.push(m);
                 continue;
             }
-            pins::remove_file(&m.old_path)?;
+            m.retire()?;
             tracing::info!(
                 map = m.layout.name,
                 from = m.from,
