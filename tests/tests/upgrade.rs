@@ -216,6 +216,13 @@ fn upgrade_from_the_previous_layout_under_traffic_loses_nothing() {
     let (sent, answered) = udp.join().unwrap();
 
     let logs = d.logs();
+    // What the verifier spent on each program, old netd (start #1) then new (start #2).
+    for l in logs
+        .lines()
+        .filter(|l| l.contains("verified_insns") || l.contains("migrat"))
+    {
+        eprintln!("{l}");
+    }
     assert!(
         logs.contains("migrated a pinned map"),
         "no migration in the new netd's log:\n{logs}"

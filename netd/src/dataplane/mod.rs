@@ -88,6 +88,8 @@ pub struct Dataplane {
     /// Maps copied from an older layout's pins, whose old pins go once the programs are
     /// swapped ([`Dataplane::finish_migration`]).
     migrations: Vec<migrate::Pending>,
+    /// Whether the first attach refreshed the migrated maps' copies.
+    migrations_refreshed: bool,
 }
 
 impl Dataplane {
@@ -169,6 +171,7 @@ impl Dataplane {
             tc_attach,
             ports: None,
             migrations,
+            migrations_refreshed: false,
         };
         dp.load_xdp()?;
         tracing::info!(pin_dir = %cfg.pin_dir.display(), %version, %tc_attach, "loaded the eBPF dataplane");
@@ -201,6 +204,25 @@ impl Dataplane {
                 delta = delta.copied,
                 kept = delta.kept,
                 "migrated a pinned map; the old pin is removed"
+            );
+        }
+        Ok(())
+    }
+
+    /// Right before the first program swap: copies again what the old programs changed since
+    /// [`Dataplane::open`] (loading takes seconds), so the new programs start from fresh
+    /// entries rather than the first copy's.
+    pub(super) fn refresh_migrations(&mut self) -> Result<(), DataplaneError> {
+        if self.migrations_refreshed {
+            return Ok(());
+        }
+        self.migrations_refreshed = true;
+        for m in &self.migrations {
+            let n = m.copy()?;
+            tracing::info!(
+                map = m.layout.name,
+                refreshed = n.copied,
+                "refreshed a migrated map before the program swap"
             );
         }
         Ok(())
