@@ -39,13 +39,16 @@ use netd_common::{
 
 use super::{DataplaneError, pins::PinLayout, sys};
 
+/// An entry (key, value) as raw bytes.
+type Entry = (Vec<u8>, Vec<u8>);
+
 /// One step of a map's layout history: entries of version `from` become entries of version
 /// `from + 1`.
 pub(super) struct Conversion {
     pub map: &'static str,
     pub from: u32,
     /// An old entry (key, value) as the next version's (key, value).
-    pub convert: fn(&[u8], &[u8]) -> (Vec<u8>, Vec<u8>),
+    pub convert: fn(&[u8], &[u8]) -> Entry,
     /// For a key both maps hold: does the (converted) old value win over the new map's? The
     /// new programs may have updated the flow already, or the old ones may have seen it last.
     pub prefer_old: fn(&[u8], &[u8]) -> bool,
@@ -59,7 +62,7 @@ pub(super) const CONVERSIONS: &[Conversion] = &[Conversion {
     prefer_old: ct_seen_later,
 }];
 
-fn ct_v1_to_v2(key: &[u8], value: &[u8]) -> (Vec<u8>, Vec<u8>) {
+fn ct_v1_to_v2(key: &[u8], value: &[u8]) -> Entry {
     let old: CtEntryV1 = bytemuck::pod_read_unaligned(value);
     let new = CtEntry::from(old);
     (key.to_vec(), bytemuck::bytes_of(&new).to_vec())
