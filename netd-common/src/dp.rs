@@ -479,37 +479,45 @@ pub fn seq_in_window(seq: u32, last: u32) -> bool {
     d.unsigned_abs() <= CT_RST_WINDOW
 }
 
+/// NETD_CT's value, layout version [`CT_LAYOUT_VERSION`]. Version 2 puts the fields every
+/// packet writes (last_seen_ns, the counters, td_seq, flags, tcp_state) first and the ones set
+/// once at creation after them; version 1 (netd up to 4521f4f) is
+/// [`crate::layouts::CtEntryV1`], migrated at start-up (the kernel's key and value sizes are
+/// the same, so only the version in the pin name tells them apart).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct CtEntry {
+    /// bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// TCP: the last sequence number this direction sent (host order), valid with
+    /// [`CT_F_TD_SEEN`]; an RST must be near it ([`seq_in_window`]).
+    pub td_seq: u32,
+    /// `CT_F_*`.
+    pub flags: u16,
+    /// `CT_TCP_*` (TCP only).
+    pub tcp_state: u8,
+    pub _pad: u8,
     /// The tuple after translation: what the packet's addresses and ports become (equal to
     /// the key's where nothing changes). Network byte order.
     pub nat_saddr: [u32; 4],
     pub nat_daddr: [u32; 4],
     pub nat_sport: u16,
     pub nat_dport: u16,
-    /// `CT_F_*`.
-    pub flags: u16,
-    /// `CT_TCP_*` (TCP only).
-    pub tcp_state: u8,
-    pub _pad: u8,
-    /// TCP: the last sequence number this direction sent (host order), valid with
-    /// [`CT_F_TD_SEEN`]; an RST must be near it ([`seq_in_window`]).
-    pub td_seq: u32,
-    pub _pad2: u32,
     /// Published-port binding this flow uses (0 = none): NETD_PORT_STATS key.
     pub binding_id: u32,
     /// Where packets of this direction are delivered after translation, when known (the
     /// container's host-side veth): lets a program redirect without a route lookup.
     pub ifindex: u32,
-    /// bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet.
-    pub last_seen_ns: u64,
+    pub _pad2: u32,
     pub created_ns: u64,
-    pub packets: u64,
-    pub bytes: u64,
     /// The other direction's key, so both go together (GC, detach).
     pub peer: CtKey,
 }
+/// Layout version of [`CtEntry`] (and so of NETD_CT): bump it with every change of the type,
+/// and add the previous layout and its conversion to [`crate::layouts`].
+pub const CT_LAYOUT_VERSION: u32 = 2;
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 128);
 
 /// A flow in NETD_CT_RING: its original-direction key and when it was created (a slot whose
@@ -779,6 +787,7 @@ mod user {
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtEntry {}
+    unsafe impl aya::Pod for crate::layouts::CtEntryV1 {}
     unsafe impl aya::Pod for CtRingSlot {}
     unsafe impl aya::Pod for CtRingPos {}
     unsafe impl aya::Pod for LinkKey {}

@@ -8,6 +8,7 @@
 
 pub mod dp;
 pub mod dp6;
+pub mod layouts;
 pub mod maps;
 pub mod monitor;
 pub mod programs;

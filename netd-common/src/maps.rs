@@ -66,16 +66,28 @@ impl IfStats {
 // SAFETY: IfStats is repr(C), Pod (no padding, every bit pattern valid).
 unsafe impl aya::Pod for IfStats {}
 
-/// What a pinned map must look like to be reused: kernel map type (`BPF_MAP_TYPE_*`), key and
-/// value size. A pin left by a netd whose layout differs (an upgrade that changed a type) is
-/// refused rather than silently reused with the wrong layout. netd/tests/dataplane.rs checks
-/// this table against the maps the eBPF object really declares.
+/// What a pinned map must look like to be reused: its layout version, kernel map type
+/// (`BPF_MAP_TYPE_*`), key and value size. The version is part of the pin's name
+/// (`maps/<NAME>` for version 1, `maps/<NAME>@v<N>` after), so an upgraded netd finds the
+/// older pins beside its own and migrates them (see [`MAP_LAYOUT_HISTORY`]), and refuses pins
+/// of a version newer than its own (a downgrade). A pin whose type or sizes differ from what
+/// its version says is refused. netd/tests/dataplane.rs checks this table against the maps
+/// the eBPF object really declares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapLayout {
     pub name: &'static str,
+    /// Bumped with every change of the map's key or value type (1 = never changed).
+    pub version: u32,
     pub map_type: u32,
     pub key_size: u32,
     pub value_size: u32,
+}
+
+impl MapLayout {
+    /// The same map at layout `version`.
+    pub const fn v(self, version: u32) -> Self {
+        MapLayout { version, ..self }
+    }
 }
 
 const HASH: u32 = 1;
@@ -89,6 +101,7 @@ const RINGBUF: u32 = 27;
 const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> MapLayout {
     MapLayout {
         name,
+        version: 1,
         map_type,
         key_size: key as u32,
         value_size: value as u32,
@@ -122,7 +135,7 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
         size_of::<PortTarget>(),
     ),
     layout(MAP_PORT_STATS, PERCPU_HASH, 4, size_of::<Traffic>()),
-    layout(MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()),
+    layout(MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()).v(crate::CT_LAYOUT_VERSION),
     layout(MAP_CT_RING, ARRAY, 4, size_of::<CtRingSlot>()),
     layout(MAP_CT_RING_POS, ARRAY, 4, size_of::<CtRingPos>()),
     layout(
@@ -157,3 +170,18 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     layout(crate::monitor::MAP_MONITOR_LOST, PERCPU_ARRAY, 4, 8),
 ];
 const _: () = assert!(MAP_LAYOUTS.len() == ALL_MAPS.len());
+
+/// Earlier layouts of maps whose layout changed, which an upgraded netd migrates from (the
+/// conversions are `netd/src/dataplane/migrate.rs`'s table, the old types in
+/// [`crate::layouts`]).
+pub const MAP_LAYOUT_HISTORY: &[MapLayout] = &[layout(
+    MAP_CT,
+    HASH,
+    size_of::<CtKey>(),
+    size_of::<crate::layouts::CtEntryV1>(),
+)];
+
+/// The current layout of map `name`, if netd has that map.
+pub fn map_layout(name: &str) -> Option<&'static MapLayout> {
+    MAP_LAYOUTS.iter().find(|l| l.name == name)
+}

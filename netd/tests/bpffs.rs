@@ -69,7 +69,7 @@ fn pin_dir_under_sys_fs_bpf_mounts_a_bpffs_there() {
             "a bpffs is mounted at /sys/fs/bpf itself"
         );
         assert!(
-            pin_dir.join("maps/NETD_CT").exists(),
+            netd::dataplane::pinned_map(&pin_dir, netd_common::MAP_CT).exists(),
             "maps pinned under it"
         );
         // The pin directory is a plain directory on that bpffs, not a mount of its own.

@@ -61,7 +61,7 @@ fn gc_removes_only_flows_idle_in_both_directions() {
         pair(4, IPPROTO_TCP, (90, 90), CT_TCP_ESTABLISHED), // established, under 100 s: stays
         pair(5, IPPROTO_TCP, (150, 150), CT_TCP_ESTABLISHED), // past 100 s: goes
     ];
-    let path = pins.0.join("maps").join(MAP_CT);
+    let path = netd::dataplane::pinned_map(&pins.0, MAP_CT);
     let mut ct = Map::from_map_data(MapData::from_pin(&path).expect("pin")).expect("map");
     {
         let mut m: BpfHashMap<&mut MapData, CtKey, CtEntry> =
@@ -161,7 +161,7 @@ fn gc_with_traffic_running_never_removes_a_flow_in_use() {
             c.ct_udp_s = 1;
             c.ct_unreplied_s = 1;
         });
-        let path = w.pins.0.join("maps").join(MAP_CT);
+        let path = netd::dataplane::pinned_map(&w.pins.0, MAP_CT);
         let mut ct = Map::from_map_data(MapData::from_pin(&path).expect("pin")).expect("map");
         {
             let mut m: BpfHashMap<&mut MapData, CtKey, CtEntry> =

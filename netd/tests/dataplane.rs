@@ -335,7 +335,10 @@ fn prog_test_run_from_container_passes_and_counts() {
 
 fn assert_pin_layout(pin_dir: &Path) {
     for map in netd_common::ALL_MAPS {
-        assert!(pin_dir.join("maps").join(map).exists(), "{map} pinned");
+        assert!(
+            netd::dataplane::pinned_map(pin_dir, map).exists(),
+            "{map} pinned"
+        );
     }
     assert!(pin_dir.join("links").is_dir());
 }
@@ -418,7 +421,8 @@ fn map_layout_table_matches_the_object() {
     let pins = PinDir::new();
     let dp = Dataplane::open(&pins.config()).expect("open");
     for l in netd_common::MAP_LAYOUTS {
-        let info = aya::maps::MapInfo::from_pin(pins.0.join("maps").join(l.name)).expect("pin");
+        let pin = netd::dataplane::pinned_map(&pins.0, l.name);
+        let info = aya::maps::MapInfo::from_pin(&pin).expect("pin");
         let found = (
             info.map_type().map(|t| t as u32).unwrap_or(u32::MAX),
             info.key_size(),
@@ -435,7 +439,7 @@ fn map_layout_table_matches_the_object() {
 fn incompatible_pins_are_refused() {
     let pins = PinDir::new();
     drop(Dataplane::open(&pins.config()).expect("open"));
-    let ct = pins.0.join("maps").join(netd_common::MAP_CT);
+    let ct = netd::dataplane::pinned_map(&pins.0, netd_common::MAP_CT);
     fs::remove_file(&ct).expect("unpin NETD_CT");
     let ct_s = ct.to_str().expect("utf-8 path");
     run(&[

@@ -334,7 +334,7 @@ fn port(proto: u8, host_ip: &str, host_port: u16, cport: u16, id: u32) -> PortEn
 /// the pinned maps, as the agent would.
 fn program_maps(pin_dir: &Path, ports: Vec<PortEntry>, host_addrs: &[(u32, u32)]) {
     let open = |name: &str| {
-        let path = pin_dir.join("maps").join(name);
+        let path = netd::dataplane::pinned_map(pin_dir, name);
         Map::from_map_data(MapData::from_pin(&path).expect("pinned map")).expect("map")
     };
     let mut table: BpfHashMap<MapData, PortKey, PortTarget> =

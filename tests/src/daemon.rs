@@ -76,6 +76,29 @@ impl Daemon {
         d
     }
 
+    /// [`Daemon::start`] with another netd binary than [`netd_bin`] (an older release, for an
+    /// upgrade test).
+    pub fn start_bin(host: &Netns, bin: &Path, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::prepare(host, extra);
+        d.bin = bin.to_path_buf();
+        d.spawn();
+        d.wait_ready();
+        d
+    }
+
+    /// Stops the daemon (SIGTERM) and starts `bin` on the same arguments and directories
+    /// (an upgrade or a downgrade); waits until it answers.
+    pub fn restart_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_path_buf();
+        self.restart();
+    }
+
+    /// [`Daemon::restart_bin`] for a start that must fail: waits for `bin` to exit.
+    pub fn restart_bin_to_exit(&mut self, bin: &Path) -> DaemonExit {
+        self.bin = bin.to_path_buf();
+        self.restart_to_exit()
+    }
+
     /// Starts the daemon with `env` added to its environment and returns at once, without
     /// waiting for it to answer (a test that watches readiness itself).
     pub fn spawn_with_env(host: &Netns, extra: &[&str], env: &[(&str, &str)]) -> Daemon {

@@ -280,7 +280,8 @@ fn conntrack_is_observable_with_bpftool_cli_and_api() {
     let client = format!("{OUTSIDE_IP}:{lport}");
 
     // bpftool reads the pinned map with its BTF field names.
-    let pin = d.bpffs().join("maps").join("NETD_CT");
+    // NETD_CT is at layout version 2 (netd-common's CT_LAYOUT_VERSION).
+    let pin = d.bpffs().join("maps").join("NETD_CT@v2");
     let o = cmd(&["bpftool", "map", "dump", "pinned", pin.to_str().unwrap()]);
     let dump = String::from_utf8_lossy(&o.stdout);
     assert!(

@@ -10,6 +10,7 @@ mod lint;
 mod man;
 mod setup;
 mod test;
+mod upgrade;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -40,7 +41,10 @@ enum Task {
     },
     /// rustfmt check, clippy on the host crates, and clippy on the eBPF crate in its own pass.
     Lint,
-    /// setup, build, lint, then `cargo test` over the workspace.
+    /// Build the netd of commit 4521f4f (NETD_CT layout version 1) once into
+    /// target/upgrade/netd-4521f4f for the upgrade test; does nothing when it is there.
+    UpgradeBase,
+    /// setup, build, lint, upgrade-base, then `cargo test` over the workspace.
     Test {
         /// Passed on to `cargo test`; give test-harness flags after a second `--`, as in
         /// `cargo xtask test -- -- --test-threads=1`.
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Task::Lint => lint::run(),
         Task::Man { dest } => man::run(dest),
         Task::Test { args } => test::run(&args),
+        Task::UpgradeBase => upgrade::run(),
         Task::Demo { args } => demo::run(&args),
         Task::VmSmoke => vm::run(),
         Task::Bench { quick, out, args } => bench::run(quick, out, &args),

@@ -8,12 +8,14 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, lint, setup};
+use crate::{cmd, lint, setup, upgrade};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     build()?;
     lint::run()?;
+    // The older netd tests/tests/upgrade.rs upgrades from (built once, then cached).
+    upgrade::run()?;
 
     let mut test = cmd::host_cargo("test");
     test.args(args);

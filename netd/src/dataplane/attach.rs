@@ -146,6 +146,7 @@ impl Dataplane {
     ) -> Result<(), DataplaneError> {
         check_ifname(ifname)?;
         let ifindex = ifindex(ifname)?;
+        self.refresh_migrations()?;
         let dir = self.pins.links_dir(ifname);
         std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::io("create", dir, e))?;
         for &(program, attach_type) in hooks {

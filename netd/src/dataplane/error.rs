@@ -49,6 +49,37 @@ pub enum DataplaneError {
         found: String,
         want: String,
     },
+    #[error(
+        "the map {map} pinned at {} has layout version {found}, newer than this netd's \
+         version {ours}: it was left by a newer netd, and downgrading over its pins is not \
+         supported (run the newer netd again, or stop its traffic and remove the pin directory)",
+        path.display()
+    )]
+    Downgrade {
+        map: &'static str,
+        path: PathBuf,
+        found: u32,
+        ours: u32,
+    },
+    #[error(
+        "the map {map} pinned at {} has layout version {from}, and this netd (version {to}) \
+         cannot convert it: stop its traffic and remove the pin directory, or use another --bpffs",
+        path.display()
+    )]
+    NoMigration {
+        map: &'static str,
+        path: PathBuf,
+        from: u32,
+        to: u32,
+    },
+    #[error("cannot migrate map {map} from layout version {from} to {to}")]
+    Migrate {
+        map: &'static str,
+        from: u32,
+        to: u32,
+        #[source]
+        source: io::Error,
+    },
     #[error("map {map} is full ({max} entries)")]
     Full { map: &'static str, max: u32 },
     #[error("cannot read pinned map {}", path.display())]

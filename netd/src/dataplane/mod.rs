@@ -5,7 +5,8 @@
 //! Pin layout under [`DataplaneConfig::pin_dir`] (a bpffs, mounted here if it is not one):
 //!
 //! ```text
-//! <pin_dir>/maps/<MAP_NAME>           every map in netd_common::ALL_MAPS
+//! <pin_dir>/maps/<MAP_NAME>[@v<N>]    every map in netd_common::ALL_MAPS (@vN: layout
+//!                                     version N >= 2; see migrate.rs for upgrades)
 //! <pin_dir>/links/<ifname>/<program>  one TCX link per attached program (TCX mode)
 //! ```
 //!
@@ -23,6 +24,7 @@ mod ct;
 mod error;
 mod ipv6;
 pub mod kernel;
+mod migrate;
 mod pins;
 mod ports;
 mod program;
@@ -83,6 +85,11 @@ pub struct Dataplane {
     tc_attach: TcAttach,
     /// What the port writer last put in NETD_PORTS (None: not yet known).
     ports: Option<ports::PortTable>,
+    /// Maps copied from an older layout's pins, whose old pins go once the programs are
+    /// swapped ([`Dataplane::finish_migration`]).
+    migrations: Vec<migrate::Pending>,
+    /// Whether the first attach refreshed the migrated maps' copies.
+    migrations_refreshed: bool,
 }
 
 impl Dataplane {
@@ -109,7 +116,7 @@ impl Dataplane {
         let pins = PinLayout::new(&cfg.pin_dir);
         pins.prepare()?;
 
-        check_pinned_layouts(&pins)?;
+        let migrations = migrate::plan(&pins)?;
         let mut loader = EbpfLoader::new();
         // The verifier's error and its statistics, without the instruction trace: before
         // Linux 6.4 the log does not rotate, so a trace fills aya's buffer and the error at its
@@ -121,6 +128,10 @@ impl Dataplane {
         loader.map_max_entries(MAP_CT, cfg.ct_max);
         // A ring slot per flow the table can hold (a flow takes two entries).
         loader.map_max_entries(netd_common::MAP_CT_RING, ct_ring_slots(cfg.ct_max));
+        // A migrated map keeps the old one's size, as a reused pin does.
+        for m in &migrations {
+            loader.map_max_entries(m.layout.name, m.max_entries);
+        }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|source| DataplaneError::LoadObject {
@@ -140,15 +151,89 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
             log_verified(program, prog.info());
         }
+        // The old programs still run on the old maps: copy their entries now, and what
+        // changes until the programs are swapped in finish_migration.
+        for m in &migrations {
+            let t = std::time::Instant::now();
+            let n = m.copy()?;
+            tracing::info!(
+                map = m.layout.name,
+                from = m.from,
+                to = m.layout.version,
+                copied = n.copied,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "migrating a pinned map to a new layout"
+            );
+        }
         let mut dp = Self {
             ebpf,
             pins,
             tc_attach,
             ports: None,
+            migrations,
+            migrations_refreshed: false,
         };
         dp.load_xdp()?;
         tracing::info!(pin_dir = %cfg.pin_dir.display(), %version, %tc_attach, "loaded the eBPF dataplane");
         Ok(dp)
+    }
+
+    /// Ends the migrations [`Dataplane::open`] started, once every interface runs this netd's
+    /// programs (after the attach calls and [`Dataplane::prune`]): waits until no program
+    /// uses an old map, copies the entries that changed since the first copy, and unpins the
+    /// old map. An old map some program still uses (one netd did not swap) stays pinned, with
+    /// a warning naming the program; the next start tries again.
+    pub fn finish_migration(&mut self) -> Result<(), DataplaneError> {
+        for m in std::mem::take(&mut self.migrations) {
+            let users = m.wait_unused(std::time::Duration::from_secs(2));
+            let delta = m.copy()?;
+            if !users.is_empty() {
+                tracing::warn!(
+                    map = m.layout.name,
+                    old_pin = %m.old_path.display(),
+                    "the old map is still used by {}: kept pinned", users.join(", ")
+                );
+                self.migrations.push(m);
+                continue;
+            }
+            m.retire()?;
+            tracing::info!(
+                map = m.layout.name,
+                from = m.from,
+                to = m.layout.version,
+                delta = delta.copied,
+                kept = delta.kept,
+                "migrated a pinned map; the old pin is removed"
+            );
+        }
+        Ok(())
+    }
+
+    /// Right before the first program swap: copies again what the old programs changed since
+    /// [`Dataplane::open`] (loading takes seconds), so the new programs start from fresh
+    /// entries rather than the first copy's.
+    pub(super) fn refresh_migrations(&mut self) -> Result<(), DataplaneError> {
+        if self.migrations_refreshed {
+            return Ok(());
+        }
+        self.migrations_refreshed = true;
+        for m in &self.migrations {
+            let n = m.copy()?;
+            tracing::info!(
+                map = m.layout.name,
+                refreshed = n.copied,
+                "refreshed a migrated map before the program swap"
+            );
+        }
+        Ok(())
+    }
+
+    /// Maps still being migrated: (name, old layout version).
+    pub fn migrating(&self) -> Vec<(&'static str, u32)> {
+        self.migrations
+            .iter()
+            .map(|m| (m.layout.name, m.from))
+            .collect()
     }
 
     /// How this dataplane attaches its TC programs.
@@ -181,33 +266,6 @@ impl Dataplane {
                 source,
             })
     }
-}
-
-/// Refuses pins whose kernel layout is not what this netd's programs expect (a netd upgrade that
-/// changed a map type or a key/value type): the loader would otherwise reuse them silently.
-fn check_pinned_layouts(pins: &PinLayout) -> Result<(), DataplaneError> {
-    for l in netd_common::MAP_LAYOUTS {
-        let path = pins.map(l.name);
-        if !path.exists() {
-            continue;
-        }
-        let info =
-            aya::maps::MapInfo::from_pin(&path).map_err(|source| DataplaneError::MapPin {
-                path: path.clone(),
-                source,
-            })?;
-        let map_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
-        let found = (map_type, info.key_size(), info.value_size());
-        let want = (l.map_type, l.key_size, l.value_size);
-        if found != want {
-            return Err(DataplaneError::IncompatiblePin {
-                path,
-                found: format!("type {} key {} value {}", found.0, found.1, found.2),
-                want: format!("type {} key {} value {}", want.0, want.1, want.2),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Logs how many instructions the kernel's verifier processed for a program it accepted

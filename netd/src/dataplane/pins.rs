@@ -76,8 +76,48 @@ impl PinLayout {
         self.root.join("maps")
     }
 
+    /// Where map `name` is pinned at this netd's layout version of it.
     pub fn map(&self, name: &str) -> PathBuf {
-        self.maps_dir().join(name)
+        let version = netd_common::map_layout(name).map_or(1, |l| l.version);
+        self.map_at(name, version)
+    }
+
+    /// `maps/<NAME>` for layout version 1 (every map before versioning), `maps/<NAME>@v<N>`
+    /// (bpffs refuses names with a dot)
+    /// for later ones: an upgrade's new map is created beside the old one.
+    pub fn map_at(&self, name: &str, version: u32) -> PathBuf {
+        match version {
+            0 | 1 => self.maps_dir().join(name),
+            v => self.maps_dir().join(format!("{name}@v{v}")),
+        }
+    }
+
+    /// The layout versions of `name` pinned under `maps/`, lowest first.
+    pub fn pinned_versions(&self, name: &str) -> Result<Vec<u32>, DataplaneError> {
+        let dir = self.maps_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DataplaneError::io("list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DataplaneError::io("list", dir.clone(), e))?;
+            let Ok(file) = entry.file_name().into_string() else {
+                continue;
+            };
+            if file == name {
+                out.push(1);
+            } else if let Some(v) = file
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix("@v"))
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                out.push(v);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 
     pub fn links_root(&self) -> PathBuf {

@@ -11,6 +11,8 @@ use std::{
     path::Path,
 };
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
@@ -175,4 +177,81 @@ pub fn map_keys<K: Copy + bytemuck::Zeroable>(map: BorrowedFd<'_>) -> io::Result
             Err(e) => return Err(e),
         }
     }
+}
+
+/// BPF_MAP_GET_NEXT_KEY on raw bytes: the key after `key` (the first for `None`) in `next`;
+/// `Ok(false)` at the end.
+pub fn map_next_key_raw(
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> io::Result<bool> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(map.as_raw_fd() as u32);
+    attr[1] = key.map_or(0, |k| k.as_ptr() as u64);
+    attr[2] = next.as_mut_ptr() as u64;
+    match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// BPF_MAP_LOOKUP_ELEM on raw bytes (`value` sized for the map, per-CPU maps included);
+/// `Ok(false)` when the key is not there.
+pub fn map_lookup_raw(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(map.as_raw_fd() as u32);
+    attr[1] = key.as_ptr() as u64;
+    attr[2] = value.as_mut_ptr() as u64;
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// BPF_MAP_UPDATE_ELEM (BPF_ANY) on raw bytes.
+pub fn map_update_raw(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(map.as_raw_fd() as u32);
+    attr[1] = key.as_ptr() as u64;
+    attr[2] = value.as_ptr() as u64;
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_OBJ_PIN: libc::c_long = 6;
+
+/// Creates a BPF array of one `u32` named `name` (at most 15 bytes) holding `value`.
+pub fn create_u32_array(name: &str, value: u32) -> io::Result<OwnedFd> {
+    let mut attr: Attr = [0; 8];
+    // map_type BPF_MAP_TYPE_ARRAY (2), key_size 4, value_size 4, max_entries 1.
+    attr[0] = 2 | (4 << 32);
+    attr[1] = 4 | (1 << 32);
+    let mut bytes = [0u8; 64];
+    for (i, w) in attr.iter().enumerate() {
+        bytes[i * 8..][..8].copy_from_slice(&w.to_ne_bytes());
+    }
+    // map_name[16] at byte 28 (after map_flags, inner_map_fd, numa_node).
+    let n = name.len().min(15);
+    bytes[28..28 + n].copy_from_slice(&name.as_bytes()[..n]);
+    for (i, w) in attr.iter_mut().enumerate() {
+        *w = u64::from_ne_bytes(bytes[i * 8..][..8].try_into().expect("8 bytes"));
+    }
+    let fd = bpf(BPF_MAP_CREATE, &mut attr)?;
+    // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    map_update_raw(fd.as_fd(), &0u32.to_ne_bytes(), &value.to_ne_bytes())?;
+    Ok(fd)
+}
+
+/// Pins a BPF object at `path` (BPF_OBJ_PIN).
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr: Attr = [0; 8];
+    attr[0] = path.as_ptr() as u64;
+    attr[1] = u64::from(fd.as_raw_fd() as u32);
+    bpf(BPF_OBJ_PIN, &mut attr).map(drop)
 }

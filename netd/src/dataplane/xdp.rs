@@ -36,6 +36,7 @@ impl Dataplane {
     /// Attaches (or adopts) the pre-filter on `ifname`, pinned at
     /// `<pin_dir>/links/<ifname>/xdp_prefilter`.
     pub(super) fn attach_xdp(&mut self, ifname: &str, ifindex: u32) -> Result<(), DataplaneError> {
+        self.refresh_migrations()?;
         let path = self.pins.link(ifname, PROG_XDP_PREFILTER);
         let err = |source: Box<dyn std::error::Error + Send + Sync>| DataplaneError::Adopt {
             path: path.clone(),

@@ -239,6 +239,11 @@ impl Engine {
         engine.reconcile().await?;
         engine.restore_ndp_proxies().await;
         engine.sync_dataplane().await?;
+        // Every hook runs this netd's programs now (the XDP pre-filter is set by the sync):
+        // maps left in an older layout can go.
+        if let Some(dp) = engine.dp.as_mut() {
+            dp.finish_migration()?;
+        }
         // One snapshot after start: it takes over a state.json from before the journal, and
         // the start's own changes (binding ids, network ids, reconciled endpoints).
         engine.store.snapshot(&mut engine.state)?;

@@ -176,7 +176,7 @@ impl Drop for PinDir {
 
 /// A pinned map of the dataplane under `pin_dir`.
 pub fn open_map(pin_dir: &Path, name: &str) -> Map {
-    let path = pin_dir.join("maps").join(name);
+    let path = netd::dataplane::pinned_map(pin_dir, name);
     let data = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Map::from_map_data(data).expect("map type")
 }
