@@ -29,8 +29,8 @@ struct Topology {
 
 impl Topology {
     fn new() -> Self {
-        let h = Netns::new("h");
-        let peer = Netns::new("p");
+        let h = Netns::new("netd-dpath-h");
+        let peer = Netns::new("netd-dpath-p");
         h.ip(&[
             "link", "add", "dp0", "type", "veth", "peer", "name", "dp1", "netns", &peer.name,
         ]);

@@ -26,8 +26,8 @@ struct Topology {
 
 impl Topology {
     fn new() -> Self {
-        let h = Netns::new("h");
-        let peer = Netns::new("p");
+        let h = Netns::new("netd-dpath-h");
+        let peer = Netns::new("netd-dpath-p");
         h.ip(&[
             "link", "add", "dp0", "type", "veth", "peer", "name", "dp1", "netns", &peer.name,
         ]);
@@ -299,7 +299,7 @@ fn udp_frame(payload: &[u8]) -> Vec<u8> {
 fn prog_test_run_from_container_passes_and_counts() {
     // BPF_PROG_TEST_RUN attaches nothing; it runs in a private namespace anyway so the
     // counter key (the namespace's loopback, ifindex 1) is ours alone.
-    let ns = Netns::new("t");
+    let ns = Netns::new("netd-dpath-t");
     let pins = PinDir::new();
     ns.enter(|| {
         let dp = Dataplane::open(&pins.config()).expect("open");

@@ -44,7 +44,7 @@ use datapath_util::{Netns, PinDir, run_cmd as run, unique};
 
 /// A namespace for the socket tests: loopback up, as host-local clients need it.
 fn netns(tag: &str) -> Netns {
-    let ns = Netns::new(tag);
+    let ns = Netns::new(&format!("netd-dpath-{tag}-"));
     ns.ip(&["link", "set", "lo", "up"]);
     ns
 }
