@@ -162,18 +162,7 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
             .unwrap();
         dp.set_endpoint_ipv6(vb, b_ll, Some(B6.parse().unwrap()))
             .unwrap();
-        set_config(
-            &pin_dir,
-            DpConfig {
-                flags: CFG_F_ICC,
-                bridge_ifindex: br,
-                bridge_ip: ip(BRIDGE_IP),
-                subnet: ip([172, 30, 0, 0]),
-                subnet_mask: ip([255, 255, 255, 0]),
-                bridge_mac: br_mac,
-                ..Default::default()
-            },
-        );
+        set_config(&pin_dir, bridge_config(br, CFG_F_ICC, br_mac));
         dp.attach_endpoint("va").expect("attach va");
         dp.attach_endpoint("vb").expect("attach vb");
         dp

@@ -13,6 +13,7 @@
 //! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
 //! - [`files`]: temporary directories and hosts/resolv.conf parsers.
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
+//! - [`sockclient`]: the socket-hook clients' operations (one line of result each).
 
 pub mod bpf;
 pub mod daemon;
@@ -20,6 +21,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod files;
 pub mod netns;
+pub mod sockclient;
 pub mod traffic;
 pub mod world;
 
@@ -31,8 +33,8 @@ pub use daemon::Daemon;
 pub use files::TempDir;
 pub use netns::Netns;
 pub use traffic::{
-    ServerHandle, in_netns, spawn_in, tcp_request, tcp_request_until, tcp_send, tcp_server, udp_request,
-    udp_send, udp_server,
+    ServerHandle, in_netns, spawn_in, tcp_request, tcp_request_until, tcp_send, tcp_server,
+    udp_request, udp_send, udp_server,
 };
 pub use world::{Container, World};
 

@@ -162,7 +162,9 @@ impl Netns {
         let mut m = [0u8; 6];
         let mut parts = text.split(':');
         for b in &mut m {
-            let part = parts.next().unwrap_or_else(|| panic!("MAC {text} of {ifname}"));
+            let part = parts
+                .next()
+                .unwrap_or_else(|| panic!("MAC {text} of {ifname}"));
             *b = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("MAC {text}: {e}"));
         }
         m

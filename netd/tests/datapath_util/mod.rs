@@ -73,6 +73,44 @@ pub fn unique(tag: &str) -> String {
     format!("{}{tag}", netd_tests::unique("netd-dpath-"))
 }
 
+/// Two namespaces joined by a veth pair: `h`'s `dp0` has `<net>.1/24`, `peer`'s `dp1`
+/// `<net>.2/24` (`net`: the first three octets, e.g. "10.77.0"); both ends up.
+pub struct VethPair {
+    pub h: Netns,
+    pub peer: Netns,
+}
+
+impl VethPair {
+    pub fn new(net: &str) -> Self {
+        let h = Netns::new("netd-dpath-h");
+        let peer = Netns::new("netd-dpath-p");
+        h.ip(&[
+            "link", "add", "dp0", "type", "veth", "peer", "name", "dp1", "netns", &peer.name,
+        ]);
+        h.ip(&["addr", "add", &format!("{net}.1/24"), "dev", "dp0"]);
+        h.ip(&["link", "set", "dp0", "up"]);
+        peer.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "dp1"]);
+        peer.ip(&["link", "set", "dp1", "up"]);
+        Self { h, peer }
+    }
+
+    /// A UDP socket on each end of the pair `net` (`<net>.1` in `h`, `<net>.2` in `peer`),
+    /// ephemeral ports.
+    pub fn udp_sockets_of(
+        h: &Netns,
+        peer: &Netns,
+        net: &str,
+    ) -> (std::net::UdpSocket, std::net::UdpSocket) {
+        let bind = |ns: &Netns, a: String| {
+            ns.enter(|| std::net::UdpSocket::bind(&a).unwrap_or_else(|e| panic!("bind {a}: {e}")))
+        };
+        (
+            bind(h, format!("{net}.1:0")),
+            bind(peer, format!("{net}.2:0")),
+        )
+    }
+}
+
 /// A pin directory under /run (the dataplane mounts bpffs there), unmounted and removed on
 /// drop.
 pub struct PinDir(pub PathBuf);
@@ -157,8 +195,7 @@ pub fn write_ports(map: Map, bindings: &[PortEntry]) {
 
 /// NETD_HOST_ADDRS as the agent writes it: the uplink's and the bridge's addresses, loopback.
 pub fn put_host_addrs(pin_dir: &Path, up: u32, br: u32) {
-    let mut h: HashMap<_, u32, u32> =
-        HashMap::try_from(open_map(pin_dir, MAP_HOST_ADDRS)).unwrap();
+    let mut h: HashMap<_, u32, u32> = HashMap::try_from(open_map(pin_dir, MAP_HOST_ADDRS)).unwrap();
     for (a, i) in [(UPLINK_IP, up), (BRIDGE_IP, br), ([127, 0, 0, 1], 1)] {
         h.insert(ip(a), i, 0).unwrap();
     }
@@ -206,15 +243,23 @@ pub fn put_link(pin_dir: &Path, src: [u8; 4], dst: [u8; 4], proto: u8, ranges: &
     m.insert(k, lp, 0).unwrap();
 }
 
-/// `--icc false --ip-masq true` on the bridge `br` (172.30.0.1/24), SNAT ports 50000-50999,
-/// the agent's default timeouts.
-pub fn base_config(pin_dir: &Path, br: u32) -> DpConfig {
+/// `flags` on the bridge `br` (172.30.0.1/24, MAC `bridge_mac`); the rest zero.
+pub fn bridge_config(br: u32, flags: u32, bridge_mac: [u8; 6]) -> DpConfig {
     DpConfig {
-        flags: CFG_F_MASQ,
+        flags,
         bridge_ifindex: br,
         bridge_ip: ip(BRIDGE_IP),
         subnet: ip([172, 30, 0, 0]),
         subnet_mask: ip([255, 255, 255, 0]),
+        bridge_mac,
+        ..Default::default()
+    }
+}
+
+/// `--icc false --ip-masq true` on the bridge `br` (172.30.0.1/24), SNAT ports 50000-50999,
+/// the agent's default timeouts.
+pub fn base_config(pin_dir: &Path, br: u32) -> DpConfig {
+    DpConfig {
         snat_port_min: 50000,
         snat_port_max: 50999,
         ct_tcp_syn_s: 60,
@@ -223,14 +268,12 @@ pub fn base_config(pin_dir: &Path, br: u32) -> DpConfig {
         ct_udp_s: 60,
         ct_icmp_s: 30,
         ct_unreplied_s: 30,
-        bridge_mac: BRIDGE_MAC,
-        _pad2: 0,
-        _pad_ports: [0; 3],
         ct_tcp_time_wait_s: 120,
         ct_tcp_close_s: 10,
         ct_ring_slots: Array::<_, CtRingSlot>::try_from(open_map(pin_dir, MAP_CT_RING))
             .unwrap()
             .len(),
+        ..bridge_config(br, CFG_F_MASQ, BRIDGE_MAC)
     }
 }
 
@@ -465,21 +508,7 @@ pub struct XdpProg {
 
 impl XdpProg {
     pub fn run(&self, frame: &[u8]) -> u32 {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROG_XDP_PREFILTER)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let res = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN xdp");
-        res.return_value
+        self.run_repeat(frame, 1).0
     }
 
     /// Runs the program `repeat` times on `frame`: (verdict, mean time per run).
