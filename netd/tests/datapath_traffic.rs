@@ -98,7 +98,7 @@ fn real_traffic(fast: bool) {
     });
     std::thread::sleep(Duration::from_millis(200));
     let sent: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
-    let echoed = spawn_in(&o, {
+    let echoed = spawn_in(o, {
         let sent = sent.clone();
         move || {
             let mut s = TcpStream::connect_timeout(&sa(UPLINK_IP, 8080), Duration::from_secs(5))
@@ -129,7 +129,7 @@ fn real_traffic(fast: bool) {
         peer
     });
     std::thread::sleep(Duration::from_millis(100));
-    spawn_in(&o, || {
+    spawn_in(o, || {
         let s = UdpSocket::bind(sa(OUTSIDE_IP, 0)).unwrap();
         s.connect(sa(UPLINK_IP, 5353)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -145,7 +145,7 @@ fn real_traffic(fast: bool) {
     assert_eq!(udp_server.join().unwrap().ip(), sa(OUTSIDE_IP, 0).ip());
 
     // Masquerade: the outside sees the uplink's address.
-    let outside = spawn_in(&o, || {
+    let outside = spawn_in(o, || {
         let l = TcpListener::bind(sa(OUTSIDE_IP, 9000)).unwrap();
         let (mut s, peer) = l.accept().unwrap();
         let mut buf = [0u8; 5];
@@ -168,7 +168,7 @@ fn real_traffic(fast: bool) {
 
     // The fast path forwarded (nearly) nothing through the stack: only a new masqueraded
     // flow's first packet (a connection's first SYN and its retries) takes it.
-    let fwd = forwarded(&h);
+    let fwd = forwarded(h);
     if fast {
         assert!(
             fwd <= 5,
@@ -179,7 +179,7 @@ fn real_traffic(fast: bool) {
     }
 
     // Direct access to the container's address is refused.
-    spawn_in(&o, || {
+    spawn_in(o, || {
         let r = TcpStream::connect_timeout(&sa(A_IP, 80), Duration::from_millis(800));
         assert!(r.is_err(), "direct access must fail");
     })
