@@ -18,7 +18,10 @@ use netd_common::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, PROG
 #[path = "datapath_util/mod.rs"]
 mod datapath_util;
 
-use datapath_util::{Netns, PinDir};
+use datapath_util::{Netns, PinDir, VethPair};
+
+/// The veth pair's subnet (the first three octets).
+const NET: &str = "10.78.0";
 
 /// Host namespace `h` with veth `dp0` (10.78.0.1) whose peer `dp1` (10.78.0.2) is in `peer`,
 /// plus a second veth pair `dq0`/`dq1` inside `h` (an interface netd may be told to leave).
@@ -29,18 +32,10 @@ struct Topology {
 
 impl Topology {
     fn new() -> Self {
-        let h = Netns::new("h");
-        let peer = Netns::new("p");
-        h.ip(&[
-            "link", "add", "dp0", "type", "veth", "peer", "name", "dp1", "netns", &peer.name,
-        ]);
-        h.ip(&["addr", "add", "10.78.0.1/24", "dev", "dp0"]);
-        h.ip(&["link", "set", "dp0", "up"]);
+        let VethPair { h, peer } = VethPair::new(NET);
         h.ip(&["link", "add", "dq0", "type", "veth", "peer", "name", "dq1"]);
         h.ip(&["link", "set", "dq0", "up"]);
         h.ip(&["link", "set", "dq1", "up"]);
-        peer.ip(&["addr", "add", "10.78.0.2/24", "dev", "dp1"]);
-        peer.ip(&["link", "set", "dp1", "up"]);
         Self { h, peer }
     }
 
@@ -82,12 +77,7 @@ impl Topology {
 
     /// Sends `n` datagrams from the peer to the host and returns how many arrived.
     fn peer_to_host(&self, n: usize) -> usize {
-        let host = self
-            .h
-            .enter(|| UdpSocket::bind("10.78.0.1:0").expect("bind in h"));
-        let peer = self
-            .peer
-            .enter(|| UdpSocket::bind("10.78.0.2:0").expect("bind in peer"));
+        let (host, peer) = VethPair::udp_sockets_of(&self.h, &self.peer, NET);
         host.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         let dest = host.local_addr().unwrap();

@@ -597,7 +597,7 @@ fn ipv6_fragments_follow_their_first_fragment() {
 
 #[test]
 fn the_ipv6_api_is_whole_or_nothing_and_loads_over_old_pins() {
-    let ns = Netns::new("api6");
+    let ns = Netns::new("netd-dpath-api6");
     ns.enter(|| {
         let pins = PinDir::new();
         let mut dp = Dataplane::open(&pins.config()).expect("open");

@@ -9,11 +9,10 @@ mod datapath_util;
 use std::{
     io::{Read, Write},
     net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    process::Command,
     time::Duration,
 };
 
-use aya::maps::{Array, HashMap, PerCpuArray};
+use aya::maps::Array;
 use datapath_util::*;
 use netd::dataplane::{Dataplane, DataplaneConfig};
 use netd_common::*;
@@ -22,20 +21,6 @@ const BR6: &str = "2001:db8:1::1";
 const A6: &str = "2001:db8:1::2";
 const B6: &str = "2001:db8:1::3";
 const SPOOF6: &str = "2001:db8:1::99";
-
-fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
-    let text = ns.exec(&["ip", "link", "show", dev]);
-    let mac = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .expect("link/ether");
-    let mut m = [0u8; 6];
-    for (i, b) in mac.split(':').enumerate() {
-        m[i] = u8::from_str_radix(b, 16).unwrap();
-    }
-    m
-}
 
 /// The link-local address of `dev` in `ns` (DAD is off in the test namespaces).
 fn link_local(ns: &Netns, dev: &str) -> Ipv6Addr {
@@ -56,28 +41,12 @@ fn link_local(ns: &Netns, dev: &str) -> Ipv6Addr {
     panic!("no link-local address on {dev} in {}", ns.name);
 }
 
-fn spawn_in<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(path).unwrap();
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-}
-
 fn sa6(a: &str, port: u16) -> SocketAddr {
     SocketAddr::from((a.parse::<Ipv6Addr>().unwrap(), port))
 }
 
 fn ping6(ns: &Netns, dst: &str) -> bool {
-    Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", dst])
-        .output()
-        .expect("ping")
+    ns.run(&["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", dst])
         .status
         .success()
 }
@@ -118,8 +87,7 @@ fn tcp6(from: &Netns, to: &Netns, dst: &'static str) -> Option<SocketAddr> {
 }
 
 fn drops(pins: &PinDir, reason: u32) -> u64 {
-    let m: PerCpuArray<_, u64> = PerCpuArray::try_from(open_map(&pins.0, MAP_DROPS)).unwrap();
-    m.get(&reason, 0).unwrap().iter().sum()
+    drop_counts(&pins.0)[reason as usize]
 }
 
 /// The non-zero drop counters, for failure messages.
@@ -143,31 +111,15 @@ fn set_icc(pins: &PinDir, on: bool) {
 
 #[test]
 fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
-    let h = Netns::new("h6");
-    let c1 = Netns::new("c6a");
-    let c2 = Netns::new("c6b");
-    h.ip(&["link", "add", "netd0", "type", "bridge"]);
-    for (dev, c) in [("va", &c1), ("vb", &c2)] {
-        h.ip(&[
-            "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", &c.name,
-        ]);
-        h.ip(&["link", "set", dev, "master", "netd0"]);
-        // No DAD: addresses are usable at once (these are the test's own namespaces).
-        c.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
-        c.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
-    }
+    let h = Netns::new("netd-dpath-h6");
+    add_bridge(&h);
     h.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
     h.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
-    h.ip(&["addr", "add", "172.30.0.1/24", "dev", "netd0"]);
     h.ip(&["addr", "add", &format!("{BR6}/64"), "dev", "netd0", "nodad"]);
-    for dev in ["lo", "va", "vb", "netd0"] {
-        h.ip(&["link", "set", dev, "up"]);
-    }
-    for (c, v4, v6) in [(&c1, "172.30.0.2/24", A6), (&c2, "172.30.0.3/24", B6)] {
-        c.ip(&["addr", "add", v4, "dev", "eth0"]);
+    let c1 = plug_container(&h, "c6a", "va", "172.30.0.2/24");
+    let c2 = plug_container(&h, "c6b", "vb", "172.30.0.3/24");
+    for (c, v6) in [(&c1, A6), (&c2, B6)] {
         c.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"]);
-        c.ip(&["link", "set", "lo", "up"]);
-        c.ip(&["link", "set", "eth0", "up"]);
     }
     // An address the kernel lets c1 send from (bound explicitly: deprecated, so never chosen
     // as a source by itself), but the dataplane does not know as c1's.
@@ -182,9 +134,9 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
         "0",
     ]);
     let (a_mac, b_mac, br_mac) = (
-        mac_of(&c1, "eth0"),
-        mac_of(&c2, "eth0"),
-        mac_of(&h, "netd0"),
+        c1.mac_bytes("eth0"),
+        c2.mac_bytes("eth0"),
+        h.mac_bytes("netd0"),
     );
     let (a_ll, b_ll) = (link_local(&c1, "eth0"), link_local(&c2, "eth0"));
 
@@ -210,21 +162,7 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
             .unwrap();
         dp.set_endpoint_ipv6(vb, b_ll, Some(B6.parse().unwrap()))
             .unwrap();
-        let mut a: Array<_, DpConfig> = Array::try_from(open_map(&pin_dir, MAP_CONFIG)).unwrap();
-        a.set(
-            0,
-            DpConfig {
-                flags: CFG_F_ICC,
-                bridge_ifindex: br,
-                bridge_ip: ip(BRIDGE_IP),
-                subnet: ip([172, 30, 0, 0]),
-                subnet_mask: ip([255, 255, 255, 0]),
-                bridge_mac: br_mac,
-                ..Default::default()
-            },
-            0,
-        )
-        .unwrap();
+        set_config(&pin_dir, bridge_config(br, CFG_F_ICC, br_mac));
         dp.attach_endpoint("va").expect("attach va");
         dp.attach_endpoint("vb").expect("attach vb");
         dp
@@ -295,20 +233,7 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
     );
 
     // A link A -> B tcp/80: that connection works, ping still does not.
-    let mut links: HashMap<_, LinkKey, LinkPorts> =
-        HashMap::try_from(open_map(&pins.0, MAP_LINKS)).unwrap();
-    let mut lp = LinkPorts {
-        count: 1,
-        ..Default::default()
-    };
-    lp.ranges[0] = PortPair { start: 80, end: 80 };
-    let k = LinkKey {
-        src_ip: ip(A_IP),
-        dst_ip: ip(B_IP),
-        proto: IPPROTO_TCP,
-        _pad: [0; 3],
-    };
-    links.insert(k, lp, 0).unwrap();
+    put_link(&pins.0, A_IP, B_IP, IPPROTO_TCP, &[(80, 80)]);
     let peer = tcp6(&c1, &c2, B6).expect("--icc false with a link: TCP A -> B:80");
     assert_eq!(peer.ip(), A6.parse::<Ipv6Addr>().unwrap());
     assert!(tcp6(&c2, &c1, A6).is_none(), "the link is one way");

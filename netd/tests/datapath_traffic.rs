@@ -14,64 +14,17 @@ mod datapath_util;
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    process::Command,
     time::Duration,
 };
 
-use aya::maps::{Array, HashMap};
 use datapath_util::*;
 use netd::dataplane::{Dataplane, DataplaneConfig};
 use netd_common::*;
 
 const OUTSIDE_IP: [u8; 4] = [198, 51, 100, 2];
 
-fn nsenter(ns: &Netns, argv: &[&str]) {
-    let net = format!("--net={}", ns.path().display());
-    let out = Command::new("nsenter")
-        .arg(&net)
-        .args(argv)
-        .output()
-        .expect("nsenter");
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "link", "show", dev])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mac = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .expect("link/ether");
-    let mut m = [0u8; 6];
-    for (i, b) in mac.split(':').enumerate() {
-        m[i] = u8::from_str_radix(b, 16).unwrap();
-    }
-    m
-}
-
 fn sa(a: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((a, port))
-}
-
-/// Runs `f` on a new thread inside `ns`; join it with `.join()`.
-fn spawn_in<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(path).unwrap();
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
 }
 
 #[test]
@@ -88,12 +41,7 @@ fn real_traffic_on_the_fast_path() {
 
 /// Datagrams the host namespace forwarded through its stack (Ip ForwDatagrams).
 fn forwarded(ns: &Netns) -> u64 {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(["cat", "/proc/net/snmp"])
-        .output()
-        .expect("read /proc/net/snmp");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ns.read("/proc/net/snmp");
     let mut ip = text.lines().filter(|l| l.starts_with("Ip:"));
     let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
     let i = names
@@ -104,42 +52,25 @@ fn forwarded(ns: &Netns) -> u64 {
 }
 
 fn real_traffic(fast: bool) {
-    let h = Netns::new("h");
-    let c = Netns::new("c");
-    let o = Netns::new("o");
-    h.ip(&[
-        "link", "add", "up0", "type", "veth", "peer", "name", "out0", "netns", &o.name,
-    ]);
-    h.ip(&[
-        "link", "add", "va", "type", "veth", "peer", "name", "eth0", "netns", &c.name,
-    ]);
-    h.ip(&["link", "add", "netd0", "type", "bridge"]);
-    h.ip(&["link", "set", "va", "master", "netd0"]);
-    h.ip(&["addr", "add", "198.51.100.1/24", "dev", "up0"]);
-    h.ip(&["addr", "add", "172.30.0.1/24", "dev", "netd0"]);
-    for dev in ["lo", "up0", "va", "netd0"] {
-        h.ip(&["link", "set", dev, "up"]);
-    }
-    c.ip(&["addr", "add", "172.30.0.2/24", "dev", "eth0"]);
-    c.ip(&["link", "set", "lo", "up"]);
-    c.ip(&["link", "set", "eth0", "up"]);
+    // host (up0 198.51.100.1) <-> outside (eth0 198.51.100.2), the bridge, container A.
+    let w = netd_tests::World::new();
+    let (h, o) = (&w.host, &w.outside);
+    add_bridge(h);
+    let c = plug_container(h, "c", "va", "172.30.0.2/24");
     c.ip(&["route", "add", "default", "via", "172.30.0.1"]);
-    o.ip(&["addr", "add", "198.51.100.2/24", "dev", "out0"]);
-    o.ip(&["link", "set", "lo", "up"]);
-    o.ip(&["link", "set", "out0", "up"]);
     // The outside can route to the container subnet (direct access must still fail).
     o.ip(&["route", "add", "172.30.0.0/24", "via", "198.51.100.1"]);
-    nsenter(&h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    h.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for (ns, dev, args) in [
-        (&h, "up0", ["tx", "off"]),
-        (&h, "va", ["tx", "off"]),
-        (&o, "out0", ["rx", "off"]),
+        (h, "up0", ["tx", "off"]),
+        (h, "va", ["tx", "off"]),
+        (o, "eth0", ["rx", "off"]),
         (&c, "eth0", ["rx", "off"]),
     ] {
-        nsenter(ns, &["ethtool", "-K", dev, args[0], args[1]]);
+        ns.exec(&["ethtool", "-K", dev, args[0], args[1]]);
     }
-    let a_mac = mac_of(&c, "eth0");
-    let bridge_mac = fast.then(|| mac_of(&h, "netd0"));
+    let a_mac = c.mac_bytes("eth0");
+    let bridge_mac = fast.then(|| h.mac_bytes("netd0"));
 
     let pins = PinDir::new();
     let pin_dir = pins.0.clone();
@@ -167,7 +98,7 @@ fn real_traffic(fast: bool) {
     });
     std::thread::sleep(Duration::from_millis(200));
     let sent: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
-    let echoed = spawn_in(&o, {
+    let echoed = spawn_in(o, {
         let sent = sent.clone();
         move || {
             let mut s = TcpStream::connect_timeout(&sa(UPLINK_IP, 8080), Duration::from_secs(5))
@@ -198,7 +129,7 @@ fn real_traffic(fast: bool) {
         peer
     });
     std::thread::sleep(Duration::from_millis(100));
-    spawn_in(&o, || {
+    spawn_in(o, || {
         let s = UdpSocket::bind(sa(OUTSIDE_IP, 0)).unwrap();
         s.connect(sa(UPLINK_IP, 5353)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -214,7 +145,7 @@ fn real_traffic(fast: bool) {
     assert_eq!(udp_server.join().unwrap().ip(), sa(OUTSIDE_IP, 0).ip());
 
     // Masquerade: the outside sees the uplink's address.
-    let outside = spawn_in(&o, || {
+    let outside = spawn_in(o, || {
         let l = TcpListener::bind(sa(OUTSIDE_IP, 9000)).unwrap();
         let (mut s, peer) = l.accept().unwrap();
         let mut buf = [0u8; 5];
@@ -237,7 +168,7 @@ fn real_traffic(fast: bool) {
 
     // The fast path forwarded (nearly) nothing through the stack: only a new masqueraded
     // flow's first packet (a connection's first SYN and its retries) takes it.
-    let fwd = forwarded(&h);
+    let fwd = forwarded(h);
     if fast {
         assert!(
             fwd <= 5,
@@ -248,7 +179,7 @@ fn real_traffic(fast: bool) {
     }
 
     // Direct access to the container's address is refused.
-    spawn_in(&o, || {
+    spawn_in(o, || {
         let r = TcpStream::connect_timeout(&sa(A_IP, 80), Duration::from_millis(800));
         assert!(r.is_err(), "direct access must fail");
     })
@@ -284,35 +215,17 @@ fn program(
     a_mac: [u8; 6],
     bridge_mac: Option<[u8; 6]>,
 ) {
-    let mut hosts: HashMap<_, u32, u32> =
-        HashMap::try_from(open_map(pin_dir, MAP_HOST_ADDRS)).unwrap();
-    for (a, i) in [(UPLINK_IP, up), (BRIDGE_IP, br), ([127, 0, 0, 1], 1)] {
-        hosts.insert(ip(a), i, 0).unwrap();
-    }
-    let mut uplinks: HashMap<_, u32, UplinkInfo> =
-        HashMap::try_from(open_map(pin_dir, MAP_UPLINKS)).unwrap();
-    uplinks
-        .insert(
-            up,
-            UplinkInfo {
-                ip: ip(UPLINK_IP),
-                flags: 0,
-            },
-            0,
-        )
-        .unwrap();
-    let ep = EndpointInfo {
-        ip: ip(A_IP),
-        ifindex: va,
-        mac: a_mac,
-        net_id: 0,
-    };
-    let mut eps: HashMap<_, u32, EndpointInfo> =
-        HashMap::try_from(open_map(pin_dir, MAP_ENDPOINTS)).unwrap();
-    eps.insert(va, ep, 0).unwrap();
-    let mut by_ip: HashMap<_, u32, EndpointInfo> =
-        HashMap::try_from(open_map(pin_dir, MAP_EP_BY_IP)).unwrap();
-    by_ip.insert(ip(A_IP), ep, 0).unwrap();
+    put_host_addrs(pin_dir, up, br);
+    put_uplink(pin_dir, up);
+    put_endpoint(
+        pin_dir,
+        &EndpointInfo {
+            ip: ip(A_IP),
+            ifindex: va,
+            mac: a_mac,
+            net_id: 0,
+        },
+    );
     let bindings = [
         PortEntry {
             proto: IPPROTO_TCP,
@@ -334,33 +247,14 @@ fn program(
         },
     ];
     write_ports(open_map(pin_dir, MAP_PORTS), &bindings);
-    let mut cfg: Array<_, DpConfig> = Array::try_from(open_map(pin_dir, MAP_CONFIG)).unwrap();
-    cfg.set(
-        0,
+    set_config(
+        pin_dir,
         DpConfig {
             flags: CFG_F_MASQ | bridge_mac.map_or(0, |_| CFG_F_FAST_PATH),
-            bridge_ifindex: br,
-            bridge_ip: ip(BRIDGE_IP),
-            subnet: ip([172, 30, 0, 0]),
-            subnet_mask: ip([255, 255, 255, 0]),
             snat_port_min: 32768,
             snat_port_max: 60999,
-            ct_tcp_syn_s: 60,
-            ct_tcp_established_s: 3600,
-            ct_tcp_closing_s: 120,
-            ct_udp_s: 60,
-            ct_icmp_s: 30,
-            ct_unreplied_s: 30,
             bridge_mac: bridge_mac.unwrap_or_default(),
-            _pad2: 0,
-            _pad_ports: [0; 3],
-            ct_tcp_time_wait_s: 120,
-            ct_tcp_close_s: 10,
-            ct_ring_slots: Array::<_, CtRingSlot>::try_from(open_map(pin_dir, MAP_CT_RING))
-                .unwrap()
-                .len(),
+            ..base_config(pin_dir, br)
         },
-        0,
-    )
-    .unwrap();
+    );
 }

@@ -4,7 +4,7 @@
 //! Every namespace and pin directory is created with a unique name and removed on drop, so a
 //! failing test cleans up after itself. Nothing is attached in the root network namespace.
 
-use std::{fs, net::UdpSocket, path::Path, process::Command, time::Duration};
+use std::{fs, path::Path, process::Command, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions};
 use netd::dataplane::{Dataplane, DataplaneConfig, Direction, InterfaceStats};
@@ -14,7 +14,10 @@ use nix::sched::{CloneFlags, setns};
 #[path = "datapath_util/mod.rs"]
 mod datapath_util;
 
-use datapath_util::{Netns, PinDir, run_cmd as run};
+use datapath_util::{Netns, PinDir, VethPair, run_cmd as run};
+
+/// The veth pair's subnet (the first three octets).
+const NET: &str = "10.77.0";
 
 const TC_ACT_OK: u32 = 0;
 
@@ -26,26 +29,13 @@ struct Topology {
 
 impl Topology {
     fn new() -> Self {
-        let h = Netns::new("h");
-        let peer = Netns::new("p");
-        h.ip(&[
-            "link", "add", "dp0", "type", "veth", "peer", "name", "dp1", "netns", &peer.name,
-        ]);
-        h.ip(&["addr", "add", "10.77.0.1/24", "dev", "dp0"]);
-        h.ip(&["link", "set", "dp0", "up"]);
-        peer.ip(&["addr", "add", "10.77.0.2/24", "dev", "dp1"]);
-        peer.ip(&["link", "set", "dp1", "up"]);
+        let VethPair { h, peer } = VethPair::new(NET);
         Self { h, peer }
     }
 
     /// Sends `n` UDP datagrams each way across the veth pair and waits for them to arrive.
     fn exchange(&self, n: usize) {
-        let host = self
-            .h
-            .enter(|| UdpSocket::bind("10.77.0.1:0").expect("bind in h"));
-        let peer = self
-            .peer
-            .enter(|| UdpSocket::bind("10.77.0.2:0").expect("bind in peer"));
+        let (host, peer) = VethPair::udp_sockets_of(&self.h, &self.peer, NET);
         for (from, to) in [(&host, &peer), (&peer, &host)] {
             to.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             let dest = to.local_addr().unwrap();
@@ -299,7 +289,7 @@ fn udp_frame(payload: &[u8]) -> Vec<u8> {
 fn prog_test_run_from_container_passes_and_counts() {
     // BPF_PROG_TEST_RUN attaches nothing; it runs in a private namespace anyway so the
     // counter key (the namespace's loopback, ifindex 1) is ours alone.
-    let ns = Netns::new("t");
+    let ns = Netns::new("netd-dpath-t");
     let pins = PinDir::new();
     ns.enter(|| {
         let dp = Dataplane::open(&pins.config()).expect("open");

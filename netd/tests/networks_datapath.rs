@@ -11,7 +11,7 @@
 #[path = "datapath_util/mod.rs"]
 mod datapath_util;
 
-use aya::maps::{Array, HashMap, LpmTrie, lpm_trie::Key};
+use aya::maps::{Array, LpmTrie, lpm_trie::Key};
 use datapath_util::*;
 use netd_common::*;
 
@@ -56,8 +56,6 @@ fn net1(w: &World, flags: u32) -> Net1 {
     let mut t: LpmTrie<_, u32, u32> = LpmTrie::try_from(w.map(MAP_NET_SUBNETS)).unwrap();
     t.insert(&Key::new(24, ip([172, 31, 0, 0])), 1, 0).unwrap();
     t.insert(&Key::new(24, ip([172, 30, 0, 0])), 0, 0).unwrap();
-    let mut eps: HashMap<_, u32, EndpointInfo> = HashMap::try_from(w.map(MAP_ENDPOINTS)).unwrap();
-    let mut by_ip: HashMap<_, u32, EndpointInfo> = HashMap::try_from(w.map(MAP_EP_BY_IP)).unwrap();
     for (ifindex, a, mac) in [(n.vc, C_IP, C_MAC), (n.vd, D_IP, D_MAC)] {
         let e = EndpointInfo {
             ip: ip(a),
@@ -65,8 +63,7 @@ fn net1(w: &World, flags: u32) -> Net1 {
             mac,
             net_id: 1,
         };
-        eps.insert(ifindex, e, 0).unwrap();
-        by_ip.insert(ip(a), e, 0).unwrap();
+        put_endpoint(&w.pins.0, &e);
     }
     let mut v = bindings();
     v.push(PortEntry {

@@ -41,10 +41,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 mod datapath_util;
 
 use datapath_util::{Netns, PinDir, run_cmd as run, unique};
+use netd_tests::sockclient;
 
 /// A namespace for the socket tests: loopback up, as host-local clients need it.
 fn netns(tag: &str) -> Netns {
-    let ns = Netns::new(tag);
+    let ns = Netns::new(&format!("netd-dpath-{tag}-"));
     ns.ip(&["link", "set", "lo", "up"]);
     ns
 }
@@ -170,77 +171,14 @@ fn echo_line(s: TcpStream) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The client process.
 
-/// One client operation, run in the child. `tcp ADDR`: connect, send a line, read it back,
-/// report the peer (getpeername). `udp ADDR`: unconnected sendto/recvfrom, report the source.
-/// `udpc ADDR`: connected UDP, report the peer. `bindtcp ADDR`/`bindudp ADDR`: bind (and
-/// listen) a socket there. Results read `ok reply=.. peer=..` (`ok` for binds) or
-/// `err <errno>`.
+/// One client operation, run in the child: `netd_tests::sockclient`'s grammar, and
+/// `bindtcp ADDR`/`bindudp ADDR` for its `bind tcp|udp ADDR`.
 fn client_op(op: &str) -> String {
     let (kind, addr) = op.split_once(' ').expect("op: KIND ADDR");
-    let addr: SocketAddr = addr.parse().expect("op address");
-    let errno = |e: std::io::Error| format!("err {}", e.raw_os_error().unwrap_or(0));
-    let any: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
     match kind {
-        "tcp" => {
-            let s = match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
-                Ok(s) => s,
-                Err(e) => return errno(e),
-            };
-            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-            let peer = s.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-            if let Err(e) = (&s).write_all(b"ping\n") {
-                return errno(e);
-            }
-            let mut line = String::new();
-            match BufReader::new(&s).read_line(&mut line) {
-                Ok(_) => format!("ok reply={} peer={peer}", line.trim_end()),
-                Err(e) => errno(e),
-            }
-        }
-        "udp" | "udpc" => {
-            let s = UdpSocket::bind(any).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let connected = kind == "udpc";
-            if connected {
-                if let Err(e) = s.connect(addr) {
-                    return errno(e);
-                }
-            }
-            let mut buf = [0u8; 256];
-            let mut last = String::from("err timeout");
-            for _ in 0..4 {
-                let sent = if connected {
-                    s.send(b"ping")
-                } else {
-                    s.send_to(b"ping", addr)
-                };
-                if let Err(e) = sent {
-                    return errno(e);
-                }
-                match s.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        let peer = s.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-                        let reply = String::from_utf8_lossy(&buf[..n]);
-                        return format!("ok reply={reply} from={from} peer={peer}");
-                    }
-                    Err(e) => last = errno(e),
-                }
-            }
-            last
-        }
-        "bindtcp" => match std::net::TcpListener::bind(addr) {
-            Ok(_) => "ok".into(),
-            Err(e) => errno(e),
-        },
-        "bindudp" => match UdpSocket::bind(addr) {
-            Ok(_) => "ok".into(),
-            Err(e) => errno(e),
-        },
+        "bindtcp" => sockclient::bind("tcp", addr),
+        "bindudp" => sockclient::bind("udp", addr),
+        "tcp" | "udp" | "udpc" => sockclient::run(op),
         _ => panic!("unknown op {op}"),
     }
 }

@@ -14,6 +14,7 @@
 //! - [`files`]: temporary directories and hosts/resolv.conf parsers.
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
 //! - [`docker`] and [`podman`]: the real dockerd and podman driving netd in a test world.
+//! - [`sockclient`]: the socket-hook clients' operations (one line of result each).
 
 pub mod bpf;
 pub mod daemon;
@@ -22,6 +23,7 @@ pub mod docker;
 pub mod files;
 pub mod netns;
 pub mod podman;
+pub mod sockclient;
 pub mod traffic;
 pub mod world;
 
@@ -33,8 +35,8 @@ pub use daemon::Daemon;
 pub use files::TempDir;
 pub use netns::Netns;
 pub use traffic::{
-    ServerHandle, in_netns, tcp_request, tcp_request_until, tcp_send, tcp_server, udp_request,
-    udp_send, udp_server,
+    ServerHandle, in_netns, spawn_in, tcp_request, tcp_request_until, tcp_send, tcp_server,
+    udp_request, udp_send, udp_server,
 };
 pub use world::{Container, World};
 
@@ -69,8 +71,8 @@ pub fn cmd(argv: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
 }
 
-/// Runs a command and panics with its stderr unless it succeeds; returns stdout.
-pub fn cmd_ok(argv: &[&str]) -> String {
+/// Runs a command and panics with its output unless it succeeds; returns the output.
+pub fn run_cmd(argv: &[&str]) -> Output {
     let out = cmd(argv);
     assert!(
         out.status.success(),
@@ -79,7 +81,12 @@ pub fn cmd_ok(argv: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
+}
+
+/// Runs a command and panics with its output unless it succeeds; returns stdout.
+pub fn cmd_ok(argv: &[&str]) -> String {
+    String::from_utf8_lossy(&run_cmd(argv).stdout).into_owned()
 }
 
 /// Calls `f` until it returns `Ok`, or panics with the last error once `timeout` has passed.

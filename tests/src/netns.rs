@@ -5,6 +5,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::traffic::enter_netns;
 use crate::{cmd, cmd_ok, try_poll_until, unique};
 
 /// Serialises `ip netns add/delete`: concurrent first use can stack mounts on /var/run/netns.
@@ -13,7 +14,8 @@ static NETNS_LOCK: Mutex<()> = Mutex::new(());
 /// A network namespace with a unique name, deleted (after killing processes spawned in it)
 /// when dropped.
 pub struct Netns {
-    name: String,
+    /// The namespace's name (`ip netns` lists it); also [`Netns::name`].
+    pub name: String,
     path: PathBuf,
     children: Mutex<Vec<Child>>,
     deleted: Mutex<bool>,
@@ -92,6 +94,25 @@ impl Netns {
         pid
     }
 
+    /// [`Netns::run_ok`] under the name the datapath tests use.
+    pub fn exec(&self, argv: &[&str]) -> String {
+        self.run_ok(argv)
+    }
+
+    /// Runs `f` on a thread that entered this namespace and returns its result (setns(2):
+    /// mounts stay shared, so bpffs pins made here are visible outside); a panic in `f`
+    /// goes on in the caller.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                enter_netns(&self.path).unwrap_or_else(|e| panic!("{e:#}"));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
     /// `ip -n <name> args...`; panics on failure, returns stdout.
     pub fn ip(&self, args: &[&str]) -> String {
         let mut argv = vec!["ip", "-n", &self.name];
@@ -133,6 +154,20 @@ impl Netns {
     /// The interface's MTU; panics if it does not exist.
     pub fn mtu(&self, ifname: &str) -> u64 {
         self.require_link(ifname)["mtu"].as_u64().unwrap()
+    }
+
+    /// The interface's MAC address as bytes; panics if it does not exist.
+    pub fn mac_bytes(&self, ifname: &str) -> [u8; 6] {
+        let text = self.mac(ifname);
+        let mut m = [0u8; 6];
+        let mut parts = text.split(':');
+        for b in &mut m {
+            let part = parts
+                .next()
+                .unwrap_or_else(|| panic!("MAC {text} of {ifname}"));
+            *b = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("MAC {text}: {e}"));
+        }
+        m
     }
 
     /// The interface's MAC address (lowercase); panics if it does not exist.

@@ -43,6 +43,19 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| anyhow!("thread in netns panicked"))?
 }
 
+/// Runs `f` on a new thread inside the namespace (panicking there if it cannot enter);
+/// join it with `.join()`.
+pub fn spawn_in<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let path = ns.path().to_path_buf();
+    std::thread::spawn(move || {
+        enter_netns(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        f()
+    })
+}
+
 /// A background server; stops (and joins its thread) on drop.
 pub struct ServerHandle {
     pub port: u16,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use netd_tests::dataplane::{drops, tcp_blocked};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, World, tcp_request_until, tcp_server};
+use netd_tests::{BIP, Daemon, World, tcp_request_until, tcp_server};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -130,10 +130,8 @@ fn networks_are_created_used_isolated_and_removed() {
     assert!(!rules.contains("10.77.0.0/26"), "{rules}");
 }
 
-#[test]
-fn icc_and_internal_hold_per_network() {
-    let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+/// Creates the network "quiet": 10.78.0.0/24, `enable_icc=false`.
+fn create_quiet(d: &Daemon) {
     d.netd_ok(&[
         "network",
         "create",
@@ -143,6 +141,13 @@ fn icc_and_internal_hold_per_network() {
         "-o",
         "com.docker.network.bridge.enable_icc=false",
     ]);
+}
+
+#[test]
+fn icc_and_internal_hold_per_network() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    create_quiet(&d);
     d.netd_ok(&[
         "network",
         "create",
@@ -298,4 +303,86 @@ fn routing_rules_keep_networks_apart_without_the_ebpf_dataplane() {
     d.netd_ok(&["network", "rm", "blue"]);
     let rules = w.host.run_ok(&["ip", "rule", "show"]);
     assert!(!rules.contains("prohibit"), "{rules}");
+}
+
+/// `--link` on a created network with `enable_icc=false` (issue 9: links were refused off the
+/// default network): the linking container reaches the target's exposed port, from its own
+/// address, and nothing else; the link is one way, a container without it stays out, and a
+/// link to a container on another network is refused.
+#[test]
+fn links_work_on_a_created_network_with_icc_off() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    create_quiet(&d);
+    let web = w.container("web");
+    let cli = w.container("cli");
+    let other = w.container("other");
+    d.attach(
+        "web",
+        &web,
+        &["--network", "quiet", "--ip", "10.78.0.10", "--expose", "80"],
+    );
+    d.attach(
+        "cli",
+        &cli,
+        &[
+            "--network",
+            "quiet",
+            "--ip",
+            "10.78.0.11",
+            "--link",
+            "web:db",
+        ],
+    );
+    d.attach(
+        "other",
+        &other,
+        &["--network", "quiet", "--ip", "10.78.0.12"],
+    );
+    let web80 = tcp_server(&web, 80);
+    let _web81 = tcp_server(&web, 81);
+    let _cli80 = tcp_server(&cli, 80);
+    let icc0 = drops(&d, "icc-denied");
+
+    // The link: cli reaches web's exposed 80/tcp by address and by its alias's address.
+    assert_eq!(tcp_request_until(&cli, "10.78.0.10:80", T).unwrap(), "ping");
+    assert_eq!(
+        web80.last_peer_ip(),
+        "10.78.0.11",
+        "web sees cli's own address"
+    );
+    let hosts = d.etc_file("cli", "hosts");
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with("10.78.0.10") && l.contains("db")),
+        "cli's hosts file names the link: {hosts}"
+    );
+    // Only the exposed port, only that way, only for the linked container.
+    assert!(
+        tcp_blocked(&cli, "10.78.0.10:81"),
+        "cli -> web:81 (not exposed)"
+    );
+    assert!(
+        tcp_blocked(&web, "10.78.0.11:80"),
+        "web -> cli:80 (the link is one way)"
+    );
+    assert!(
+        tcp_blocked(&other, "10.78.0.10:80"),
+        "other -> web:80 (no link)"
+    );
+    assert!(
+        drops(&d, "icc-denied") > icc0,
+        "the refused connections are counted"
+    );
+
+    // A link to a container on another network is refused, and leaves nothing behind.
+    let c0 = w.container("c0");
+    let err = d.netd_err(&["attach", "c0", "--netns", c0.path_str(), "--link", "web"]);
+    assert!(
+        err.contains("web is on network quiet, not on network netd0"),
+        "{err}"
+    );
+    let ls = d.netd_ok(&["ls"]);
+    assert!(!ls.contains("c0"), "{ls}");
 }

@@ -151,9 +151,10 @@ impl Engine {
         };
         let seg = self.segment(network.as_deref());
         if let Some(n) = &network {
-            if !req.links.is_empty() {
+            if !req.links.is_empty() && !seg.icc && self.dp.is_none() {
                 return Err(EngineError::Invalid(format!(
-                    "--link works on the default network only (as in Docker), not on network {n}"
+                    "--link on network {n}: without the eBPF dataplane its enable_icc=false \
+                     isolates the bridge ports, so no link can pass"
                 )));
             }
             if seg.internal && (!req.publish.is_empty() || req.publish_all) {
@@ -162,12 +163,21 @@ impl Engine {
                 )));
             }
         }
+        // A link grants access inside one network (its allowance is checked where that
+        // network's icc is): the linked container must be on the container's network.
         for l in &req.links {
             if let Some(t) = self.state.endpoints.get(&l.name) {
-                if let Some(n) = &t.network {
+                if t.network != network {
+                    let name = |n: &Option<String>| {
+                        n.clone()
+                            .unwrap_or_else(|| super::networks::DEFAULT_NETWORK.to_string())
+                    };
                     return Err(EngineError::Invalid(format!(
-                        "--link {}: {} is on network {n}; links work on the default network only",
-                        l.name, l.name
+                        "--link {}: {} is on network {}, not on network {}: links work within one network",
+                        l.name,
+                        l.name,
+                        name(&t.network),
+                        name(&network)
                     )));
                 }
             }
@@ -417,8 +427,10 @@ impl Engine {
             self.nl.set_mtu(pi, seg.mtu).await?;
         }
         self.nl.set_master(hl.index, bridge.index).await?;
-        // enable_icc=false on a network: its containers' ports cannot forward to each other.
-        if ep.network.is_some() && !seg.icc {
+        // enable_icc=false on a network without the eBPF dataplane: its containers' ports
+        // cannot forward to each other. With it, from_container enforces icc (and lets the
+        // `--link` allowances through) as on the default network.
+        if ep.network.is_some() && !seg.icc && self.dp.is_none() {
             self.nl.set_port_isolated(hl.index, true).await?;
         }
         self.nl.set_up(hl.index).await?;

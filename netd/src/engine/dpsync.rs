@@ -146,7 +146,14 @@ impl Engine {
                 continue;
             }
             for l in &e.links {
-                let Some(t) = self.state.endpoints.get(&l.name) else {
+                // Links hold within one network (a target that came back on another one is
+                // not reachable through the link).
+                let Some(t) = self
+                    .state
+                    .endpoints
+                    .get(&l.name)
+                    .filter(|t| t.network == e.network)
+                else {
                     continue;
                 };
                 let Some(dst) = t.ip else { continue };

@@ -3,8 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use futures::TryStreamExt;
-use ipnet::Ipv6Net;
+use ipnet::{IpNet, Ipv6Net};
 use netlink_packet_route::address::AddressAttribute;
 
 use super::{Netlink, WiringError, nl};
@@ -37,27 +36,15 @@ impl Netlink {
         &self,
         index: Option<u32>,
     ) -> Result<Vec<(u32, Ipv6Net)>, WiringError> {
-        let mut req = self.handle.address().get();
-        if let Some(i) = index {
-            req = req.set_link_index_filter(i);
-        }
-        let msgs: Vec<_> = req
-            .execute()
-            .try_collect()
-            .await
-            .map_err(nl("listing addresses"))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let prefix = m.header.prefix_len;
-            for a in &m.attributes {
-                if let AddressAttribute::Address(IpAddr::V6(ip)) = a {
-                    if let Ok(net) = Ipv6Net::new(*ip, prefix) {
-                        out.push((m.header.index, net));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .addresses(index)
+            .await?
+            .into_iter()
+            .filter_map(|(i, n)| match n {
+                IpNet::V6(n) => Some((i, n)),
+                IpNet::V4(_) => None,
+            })
+            .collect())
     }
 
     /// `ip -6 route replace DEST dev IF` (idempotent).

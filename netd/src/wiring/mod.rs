@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
@@ -318,11 +318,12 @@ impl Netlink {
             .map_err(nl(format!("adding {ip}/{prefix} to interface #{index}")))
     }
 
-    /// IPv4 addresses as (ifindex, network with the address in it).
-    pub async fn addresses_v4(
+    /// Addresses of both families on one interface (or all) as (ifindex, network with the
+    /// address in it); [`Netlink::addresses_v4`] and [`Netlink::addresses_v6`] pick a family.
+    pub(super) async fn addresses(
         &self,
         index: Option<u32>,
-    ) -> Result<Vec<(u32, Ipv4Net)>, WiringError> {
+    ) -> Result<Vec<(u32, IpNet)>, WiringError> {
         let mut req = self.handle.address().get();
         if let Some(i) = index {
             req = req.set_link_index_filter(i);
@@ -336,14 +337,30 @@ impl Netlink {
         for m in msgs {
             let prefix = m.header.prefix_len;
             for a in &m.attributes {
-                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
-                    if let Ok(net) = Ipv4Net::new(*ip, prefix) {
+                if let AddressAttribute::Address(ip) = a {
+                    if let Ok(net) = IpNet::new(*ip, prefix) {
                         out.push((m.header.index, net));
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// IPv4 addresses as (ifindex, network with the address in it).
+    pub async fn addresses_v4(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<(u32, Ipv4Net)>, WiringError> {
+        Ok(self
+            .addresses(index)
+            .await?
+            .into_iter()
+            .filter_map(|(i, n)| match n {
+                IpNet::V4(n) => Some((i, n)),
+                IpNet::V6(_) => None,
+            })
+            .collect())
     }
 
     pub async fn routes_v4(&self) -> Result<Vec<Route>, WiringError> {

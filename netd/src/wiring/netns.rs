@@ -40,9 +40,10 @@ pub fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// A netlink handle whose socket lives in the namespace `ns`. The calling thread enters `ns`
-/// only while the socket is created (no await in between) and returns at once.
-pub fn netlink_in(ns: &File) -> Result<Netlink, WiringError> {
+/// Runs `f` with the calling thread inside the namespace `ns`, then returns the thread to the
+/// daemon's own namespace (no await in between: the thread is not handed to another task
+/// while it is elsewhere). A thread that cannot return aborts the daemon.
+pub fn with_netns<T>(ns: &File, f: impl FnOnce() -> T) -> Result<T, WiringError> {
     let own = File::open("/proc/thread-self/ns/net").map_err(|source| WiringError::Io {
         op: "opening the daemon's own network namespace".into(),
         source,
@@ -51,34 +52,27 @@ pub fn netlink_in(ns: &File) -> Result<Netlink, WiringError> {
         op: "entering the container's network namespace".into(),
         source: e.into(),
     })?;
-    let handle = Netlink::current();
+    let out = f();
     if let Err(e) = setns(own.as_fd(), CloneFlags::CLONE_NEWNET) {
         // A worker thread stuck in a container's namespace would misdirect every later
         // request; there is no safe way on.
         eprintln!("netd: fatal: cannot return to the daemon's network namespace: {e}");
         std::process::abort();
     }
-    handle
+    Ok(out)
+}
+
+/// A netlink handle whose socket lives in the namespace `ns`. The calling thread enters `ns`
+/// only while the socket is created and returns at once.
+pub fn netlink_in(ns: &File) -> Result<Netlink, WiringError> {
+    with_netns(ns, Netlink::current)?
 }
 
 /// Writes a sysctl under /proc/sys/net as the namespace `ns` sees it (net sysctls belong to
 /// the namespace of whoever opens the file): the calling thread enters `ns` only for the
 /// open and write, then returns.
 pub fn write_sysctl_in(ns: &File, path: &str, value: &str) -> Result<(), WiringError> {
-    let own = File::open("/proc/thread-self/ns/net").map_err(|source| WiringError::Io {
-        op: "opening the daemon's own network namespace".into(),
-        source,
-    })?;
-    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| WiringError::Io {
-        op: "entering the container's network namespace".into(),
-        source: e.into(),
-    })?;
-    let result = std::fs::write(path, value);
-    if let Err(e) = setns(own.as_fd(), CloneFlags::CLONE_NEWNET) {
-        eprintln!("netd: fatal: cannot return to the daemon's network namespace: {e}");
-        std::process::abort();
-    }
-    result.map_err(|source| WiringError::Io {
+    with_netns(ns, || std::fs::write(path, value))?.map_err(|source| WiringError::Io {
         op: format!("writing {value} to {path} in the container's namespace"),
         source,
     })

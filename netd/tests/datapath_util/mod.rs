@@ -11,11 +11,6 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
-    sync::{
-        Mutex,
-        atomic::{AtomicU32, Ordering},
-    },
 };
 
 use aya::{
@@ -25,7 +20,12 @@ use aya::{
 };
 use netd::dataplane::{Dataplane, DataplaneConfig, EBPF_OBJECT};
 use netd_common::*;
-use nix::sched::{CloneFlags, setns};
+/// The shared harness's pieces, under the names these tests have always used.
+#[allow(
+    unused_imports,
+    reason = "re-exported for the test files; not each uses every one"
+)]
+pub use netd_tests::{Netns, run_cmd, spawn_in};
 
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
@@ -65,87 +65,49 @@ pub fn ct_key(s: [u8; 4], d: [u8; 4], sport: u16, dport: u16, proto: u8) -> CtKe
 }
 
 // ------------------------------------------------------------------------------------------
-// Namespaces and pins.
+// Namespaces (the shared harness's [`Netns`]) and pins.
 
+/// A name unique to this run for pins and directories: `netd-dpath-<pid>x<n><tag>` (the
+/// shared harness's counter).
 pub fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "netd-dpath-{}-{}{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}{tag}", netd_tests::unique("netd-dpath-"))
 }
 
-/// Runs a command, panicking with its stderr when it fails.
-pub fn run_cmd(argv: &[&str]) -> std::process::Output {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Two namespaces joined by a veth pair: `h`'s `dp0` has `<net>.1/24`, `peer`'s `dp1`
+/// `<net>.2/24` (`net`: the first three octets, e.g. "10.77.0"); both ends up.
+pub struct VethPair {
+    pub h: Netns,
+    pub peer: Netns,
 }
 
-/// `ip netns add` mounts /var/run/netns on first use; concurrent first uses can stack mounts.
-static NETNS_LOCK: Mutex<()> = Mutex::new(());
-
-/// A named network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        run_cmd(&["ip", "netns", "add", &name]);
-        Self { name }
+impl VethPair {
+    pub fn new(net: &str) -> Self {
+        let h = Netns::new("netd-dpath-h");
+        let peer = Netns::new("netd-dpath-p");
+        h.ip(&[
+            "link", "add", "dp0", "type", "veth", "peer", "name", "dp1", "netns", &peer.name,
+        ]);
+        h.ip(&["addr", "add", &format!("{net}.1/24"), "dev", "dp0"]);
+        h.ip(&["link", "set", "dp0", "up"]);
+        peer.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "dp1"]);
+        peer.ip(&["link", "set", "dp1", "up"]);
+        Self { h, peer }
     }
 
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    pub fn ip(&self, args: &[&str]) {
-        let mut argv = vec!["ip", "-n", &self.name];
-        argv.extend_from_slice(args);
-        run_cmd(&argv);
-    }
-
-    /// `nsenter --net=<ns> argv...`, stdout as a string.
-    pub fn exec(&self, argv: &[&str]) -> String {
-        let net = format!("--net={}", self.path().display());
-        let mut full = vec!["nsenter", &net];
-        full.extend_from_slice(argv);
-        String::from_utf8(run_cmd(&full).stdout).expect("utf-8 output")
-    }
-
-    /// Runs `f` on a thread that entered this namespace (setns(2): mounts stay shared, so the
-    /// bpffs pins are visible).
-    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = self.path();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = fs::File::open(&path).expect("open netns");
-                setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+    /// A UDP socket on each end of the pair `net` (`<net>.1` in `h`, `<net>.2` in `peer`),
+    /// ephemeral ports.
+    pub fn udp_sockets_of(
+        h: &Netns,
+        peer: &Netns,
+        net: &str,
+    ) -> (std::net::UdpSocket, std::net::UdpSocket) {
+        let bind = |ns: &Netns, a: String| {
+            ns.enter(|| std::net::UdpSocket::bind(&a).unwrap_or_else(|e| panic!("bind {a}: {e}")))
+        };
+        (
+            bind(h, format!("{net}.1:0")),
+            bind(peer, format!("{net}.2:0")),
+        )
     }
 }
 
@@ -231,6 +193,136 @@ pub fn write_ports(map: Map, bindings: &[PortEntry]) {
     }
 }
 
+/// NETD_HOST_ADDRS as the agent writes it: the uplink's and the bridge's addresses, loopback.
+pub fn put_host_addrs(pin_dir: &Path, up: u32, br: u32) {
+    let mut h: HashMap<_, u32, u32> = HashMap::try_from(open_map(pin_dir, MAP_HOST_ADDRS)).unwrap();
+    for (a, i) in [(UPLINK_IP, up), (BRIDGE_IP, br), ([127, 0, 0, 1], 1)] {
+        h.insert(ip(a), i, 0).unwrap();
+    }
+}
+
+/// The uplink `up` (address [`UPLINK_IP`]) in NETD_UPLINKS.
+pub fn put_uplink(pin_dir: &Path, up: u32) {
+    let mut u: HashMap<_, u32, UplinkInfo> =
+        HashMap::try_from(open_map(pin_dir, MAP_UPLINKS)).unwrap();
+    let info = UplinkInfo {
+        ip: ip(UPLINK_IP),
+        flags: 0,
+    };
+    u.insert(up, info, 0).unwrap();
+}
+
+/// An endpoint in NETD_ENDPOINTS (by ifindex) and NETD_EP_BY_IP (by address), as the agent
+/// writes it.
+pub fn put_endpoint(pin_dir: &Path, e: &EndpointInfo) {
+    let mut eps: HashMap<_, u32, EndpointInfo> =
+        HashMap::try_from(open_map(pin_dir, MAP_ENDPOINTS)).unwrap();
+    let mut by_ip: HashMap<_, u32, EndpointInfo> =
+        HashMap::try_from(open_map(pin_dir, MAP_EP_BY_IP)).unwrap();
+    eps.insert(e.ifindex, e, 0).unwrap();
+    by_ip.insert(e.ip, e, 0).unwrap();
+}
+
+/// A `--link` allowance src -> dst for `proto` to the port `ranges` in NETD_LINKS.
+pub fn put_link(pin_dir: &Path, src: [u8; 4], dst: [u8; 4], proto: u8, ranges: &[(u16, u16)]) {
+    let mut m: HashMap<_, LinkKey, LinkPorts> =
+        HashMap::try_from(open_map(pin_dir, MAP_LINKS)).unwrap();
+    let mut lp = LinkPorts {
+        count: ranges.len() as u32,
+        ..Default::default()
+    };
+    for (i, &(start, end)) in ranges.iter().enumerate() {
+        lp.ranges[i] = PortPair { start, end };
+    }
+    let k = LinkKey {
+        src_ip: ip(src),
+        dst_ip: ip(dst),
+        proto,
+        _pad: [0; 3],
+    };
+    m.insert(k, lp, 0).unwrap();
+}
+
+/// `flags` on the bridge `br` (172.30.0.1/24, MAC `bridge_mac`); the rest zero.
+pub fn bridge_config(br: u32, flags: u32, bridge_mac: [u8; 6]) -> DpConfig {
+    DpConfig {
+        flags,
+        bridge_ifindex: br,
+        bridge_ip: ip(BRIDGE_IP),
+        subnet: ip([172, 30, 0, 0]),
+        subnet_mask: ip([255, 255, 255, 0]),
+        bridge_mac,
+        ..Default::default()
+    }
+}
+
+/// `--icc false --ip-masq true` on the bridge `br` (172.30.0.1/24), SNAT ports 50000-50999,
+/// the agent's default timeouts.
+pub fn base_config(pin_dir: &Path, br: u32) -> DpConfig {
+    DpConfig {
+        snat_port_min: 50000,
+        snat_port_max: 50999,
+        ct_tcp_syn_s: 60,
+        ct_tcp_established_s: 3600,
+        ct_tcp_closing_s: 120,
+        ct_udp_s: 60,
+        ct_icmp_s: 30,
+        ct_unreplied_s: 30,
+        ct_tcp_time_wait_s: 120,
+        ct_tcp_close_s: 10,
+        ct_ring_slots: Array::<_, CtRingSlot>::try_from(open_map(pin_dir, MAP_CT_RING))
+            .unwrap()
+            .len(),
+        ..bridge_config(br, CFG_F_MASQ, BRIDGE_MAC)
+    }
+}
+
+/// Writes `c` as NETD_CONFIG.
+pub fn set_config(pin_dir: &Path, c: DpConfig) {
+    let mut a: Array<_, DpConfig> = Array::try_from(open_map(pin_dir, MAP_CONFIG)).unwrap();
+    a.set(0, c, 0).unwrap();
+}
+
+/// Every drop counter, summed over the CPUs.
+pub fn drop_counts(pin_dir: &Path) -> [u64; DROP_REASONS as usize] {
+    let m: PerCpuArray<_, u64> = PerCpuArray::try_from(open_map(pin_dir, MAP_DROPS)).unwrap();
+    let mut out = [0; DROP_REASONS as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = m.get(&(i as u32), 0).unwrap().iter().sum();
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// Real traffic: a host namespace with the bridge, containers plugged into it by veths.
+
+/// Gives `h` the bridge `netd0` with [`BRIDGE_IP`]/24, up, and loopback up.
+pub fn add_bridge(h: &Netns) {
+    h.ip(&["link", "add", "netd0", "type", "bridge"]);
+    h.ip(&["addr", "add", "172.30.0.1/24", "dev", "netd0"]);
+    for dev in ["lo", "netd0"] {
+        h.ip(&["link", "set", dev, "up"]);
+    }
+}
+
+/// A container namespace whose `eth0` (address `cidr`, no DAD for IPv6) is the peer of `dev`
+/// on `h`'s bridge `netd0`; `dev`, `eth0` and loopback are up.
+pub fn plug_container(h: &Netns, tag: &str, dev: &str, cidr: &str) -> Netns {
+    let c = Netns::new(&format!("netd-dpath-{tag}-"));
+    h.ip(&[
+        "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", &c.name,
+    ]);
+    h.ip(&["link", "set", dev, "master", "netd0"]);
+    h.ip(&["link", "set", dev, "up"]);
+    // No DAD: IPv6 addresses are usable at once (these are the test's own namespaces).
+    c.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+    c.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
+    c.ip(&["addr", "add", cidr, "dev", "eth0"]);
+    c.ip(&["link", "set", "lo", "up"]);
+    c.ip(&["link", "set", "eth0", "up"]);
+    c
+}
+
 pub struct World {
     pub pins: PinDir,
     pub dp: Dataplane,
@@ -250,7 +342,7 @@ impl World {
 
     /// [`World::with`] with a connection-tracking table of `ct_max` entries.
     pub fn with_ct_max(ct_max: u32, f: impl FnOnce(&World) + Send) {
-        let ns = Netns::new("w");
+        let ns = Netns::new("netd-dpath-w");
         // veth pairs (the dummy driver may be missing); only their ifindexes matter.
         for dev in ["up0", "netd0", "va", "vb", "vx"] {
             let peer = format!("{dev}p");
@@ -283,95 +375,41 @@ impl World {
 
     /// What the agent writes at start: host addresses, the uplink, endpoints, bindings.
     fn program(&self) {
-        let mut h: HashMap<_, u32, u32> = HashMap::try_from(self.map(MAP_HOST_ADDRS)).unwrap();
-        for (a, i) in [
-            (UPLINK_IP, self.up),
-            (BRIDGE_IP, self.br),
-            ([127, 0, 0, 1], 1),
-        ] {
-            h.insert(ip(a), i, 0).unwrap();
-        }
-        let mut u: HashMap<_, u32, UplinkInfo> = HashMap::try_from(self.map(MAP_UPLINKS)).unwrap();
-        u.insert(
-            self.up,
-            UplinkInfo {
-                ip: ip(UPLINK_IP),
-                flags: 0,
-            },
-            0,
-        )
-        .unwrap();
-        let mut eps: HashMap<_, u32, EndpointInfo> =
-            HashMap::try_from(self.map(MAP_ENDPOINTS)).unwrap();
-        let mut by_ip: HashMap<_, u32, EndpointInfo> =
-            HashMap::try_from(self.map(MAP_EP_BY_IP)).unwrap();
+        let pins = &self.pins.0;
+        put_host_addrs(pins, self.up, self.br);
+        put_uplink(pins, self.up);
         for (ifindex, a, mac) in [(self.va, A_IP, A_MAC), (self.vb, B_IP, B_MAC)] {
-            let e = EndpointInfo {
-                ip: ip(a),
-                ifindex,
-                mac,
-                net_id: 0,
-            };
-            eps.insert(ifindex, e, 0).unwrap();
-            by_ip.insert(ip(a), e, 0).unwrap();
+            put_endpoint(
+                pins,
+                &EndpointInfo {
+                    ip: ip(a),
+                    ifindex,
+                    mac,
+                    net_id: 0,
+                },
+            );
         }
         write_ports(self.map(MAP_PORTS), &bindings());
     }
 
     /// The configuration the tests start from: `--icc false --ip-masq true`, no filters.
     pub fn base_config(&self) -> DpConfig {
-        DpConfig {
-            flags: CFG_F_MASQ,
-            bridge_ifindex: self.br,
-            bridge_ip: ip(BRIDGE_IP),
-            subnet: ip([172, 30, 0, 0]),
-            subnet_mask: ip([255, 255, 255, 0]),
-            snat_port_min: 50000,
-            snat_port_max: 50999,
-            ct_tcp_syn_s: 60,
-            ct_tcp_established_s: 3600,
-            ct_tcp_closing_s: 120,
-            ct_udp_s: 60,
-            ct_icmp_s: 30,
-            ct_unreplied_s: 30,
-            bridge_mac: BRIDGE_MAC,
-            _pad2: 0,
-            _pad_ports: [0; 3],
-            ct_tcp_time_wait_s: 120,
-            ct_tcp_close_s: 10,
-            ct_ring_slots: Array::<_, CtRingSlot>::try_from(self.map(MAP_CT_RING))
-                .unwrap()
-                .len(),
-        }
+        base_config(&self.pins.0, self.br)
     }
 
     /// Writes the configuration: the current one (the base one the first time) changed by `f`.
     pub fn config(&self, f: impl FnOnce(&mut DpConfig)) {
-        let mut a: Array<_, DpConfig> = Array::try_from(self.map(MAP_CONFIG)).unwrap();
+        let a: Array<_, DpConfig> = Array::try_from(self.map(MAP_CONFIG)).unwrap();
         let mut c = a.get(&0, 0).unwrap();
         if c.subnet_mask == 0 {
             c = self.base_config();
         }
         f(&mut c);
-        a.set(0, c, 0).unwrap();
+        set_config(&self.pins.0, c);
     }
 
     pub fn link(&self, src: [u8; 4], dst: [u8; 4], proto: u8, ranges: &[(u16, u16)]) {
-        let mut m: HashMap<_, LinkKey, LinkPorts> = HashMap::try_from(self.map(MAP_LINKS)).unwrap();
-        let mut lp = LinkPorts {
-            count: ranges.len() as u32,
-            ..Default::default()
-        };
-        for (i, &(start, end)) in ranges.iter().enumerate() {
-            lp.ranges[i] = PortPair { start, end };
-        }
-        let k = LinkKey {
-            src_ip: ip(src),
-            dst_ip: ip(dst),
-            proto,
-            _pad: [0; 3],
-        };
-        m.insert(k, lp, 0).unwrap();
+        put_link(&self.pins.0, src, dst, proto, ranges);
     }
 
     pub fn filter(&self, map: &str, net: [u8; 4], prefix: u32) {
@@ -419,12 +457,7 @@ impl World {
     }
 
     pub fn drops(&self) -> [u64; DROP_REASONS as usize] {
-        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(MAP_DROPS)).unwrap();
-        let mut out = [0; DROP_REASONS as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = m.get(&(i as u32), 0).unwrap().iter().sum();
-        }
-        out
+        drop_counts(&self.pins.0)
     }
 
     pub fn drop_count(&self, reason: u32) -> u64 {
@@ -475,21 +508,7 @@ pub struct XdpProg {
 
 impl XdpProg {
     pub fn run(&self, frame: &[u8]) -> u32 {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROG_XDP_PREFILTER)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let res = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN xdp");
-        res.return_value
+        self.run_repeat(frame, 1).0
     }
 
     /// Runs the program `repeat` times on `frame`: (verdict, mean time per run).
