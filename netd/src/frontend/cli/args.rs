@@ -161,6 +161,10 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
+    /// Event types to show: drop, flow (new, closed, expired conntrack flows), verdict (the
+    /// rule that let a new flow in), or all (repeatable; default: drop).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
     /// Only drops for this reason (a `netd stats` name or its number; repeatable).
     #[arg(long = "reason", value_name = "REASON")]
     pub reasons: Vec<String>,
@@ -176,7 +180,7 @@ pub struct MonitorArgs {
     /// Also write the dropped packets' first bytes to FILE as a pcap (tcpdump -r FILE).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// Stop after N drop events.
+    /// Stop after N events (drops, flows, verdicts).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 }
