@@ -13,9 +13,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netd_common::{
-    CT_F_REPLY, CT_TCP_CLOSED, CT_TCP_TIME_WAIT, CtEntry, CtKey, DropEvent, EV_DROP, EV_FLOW_CLOSED,
-    EV_FLOW_NEW, EVENT_HEAD_MAX, EVENTS_RING_BYTES, FLOW_CLOSE_FIN, FLOW_CLOSE_RST, FlowEvent,
-    HOOK_XDP, IPPROTO_TCP,
+    CT_F_REPLY, CT_TCP_CLOSED, CT_TCP_TIME_WAIT, CtEntry, CtKey, DropEvent, EV_DROP,
+    EV_FLOW_CLOSED, EV_FLOW_NEW, EVENT_HEAD_MAX, EVENTS_RING_BYTES, FLOW_CLOSE_FIN, FLOW_CLOSE_RST,
+    FlowEvent, HOOK_XDP, IPPROTO_TCP,
 };
 
 use crate::parse::{TCP_FIN, TCP_RST};

@@ -152,10 +152,7 @@ fn flow_events_for_new_and_closed_flows_only_while_switched_on() {
         let fin = Frame::tcp(A_IP, B_IP, 33001, 80)
             .macs(A_MAC, B_MAC)
             .flags(TCP_FIN | TCP_ACK);
-        assert_eq!(
-            w.run(PROG_FROM_CONTAINER, w.va, &fin.bytes()).0,
-            TC_ACT_OK
-        );
+        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &fin.bytes()).0, TC_ACT_OK);
         assert!(drain(&mut r).is_empty(), "one FIN does not close");
         assert_eq!(
             w.run(PROG_FROM_CONTAINER, w.vb, &reply(TCP_FIN | TCP_ACK).bytes())
@@ -397,11 +394,31 @@ fn monitor_cost() {
         let spoofed = Frame::udp([172, 30, 0, 99], REMOTE, 4000, 53).macs(A_MAC, BRIDGE_MAC);
         let reply_in = Frame::tcp(CLIENT, A_IP, 5555, 80);
         let cases: [(&str, &str, u32, Vec<u8>); 6] = [
-            ("from_container masq", PROG_FROM_CONTAINER, w.va, masq.bytes()),
-            ("from_container link", PROG_FROM_CONTAINER, w.va, link.bytes()),
-            ("from_container drop", PROG_FROM_CONTAINER, w.va, spoofed.bytes()),
+            (
+                "from_container masq",
+                PROG_FROM_CONTAINER,
+                w.va,
+                masq.bytes(),
+            ),
+            (
+                "from_container link",
+                PROG_FROM_CONTAINER,
+                w.va,
+                link.bytes(),
+            ),
+            (
+                "from_container drop",
+                PROG_FROM_CONTAINER,
+                w.va,
+                spoofed.bytes(),
+            ),
             ("to_uplink masq", PROG_TO_UPLINK, w.up, masq.bytes()),
-            ("from_uplink published", PROG_FROM_UPLINK, w.up, publ.bytes()),
+            (
+                "from_uplink published",
+                PROG_FROM_UPLINK,
+                w.up,
+                publ.bytes(),
+            ),
             ("to_container", PROG_TO_CONTAINER, w.va, reply_in.bytes()),
         ];
         let mut r = ring(w);

@@ -464,7 +464,11 @@ pub fn format_line(l: &Line) -> String {
                 ),
                 None => String::new(),
             };
-            let cause = f.cause.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            let cause = f
+                .cause
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
             format!(
                 "{} flow {}{cause} {}{} {} {} -> {}{nat}",
                 clock(f.time_ns),

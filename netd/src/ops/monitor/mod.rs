@@ -471,9 +471,7 @@ fn verdict_of(
                 "published",
                 format!(
                     "{host_ip}:{port} -> {}:{cport}",
-                    peer.as_deref()
-                        .or(container.as_deref())
-                        .unwrap_or("?")
+                    peer.as_deref().or(container.as_deref()).unwrap_or("?")
                 ),
             ))
         }
@@ -552,7 +550,8 @@ async fn read_ring(
             // No receiver only means the last client left since the event was emitted.
             match ev {
                 Raw::Drop(d) => {
-                    let _ = m.tx.send(Arc::new(Line::Drop(Box::new(describe(d, &names)))));
+                    let _ =
+                        m.tx.send(Arc::new(Line::Drop(Box::new(describe(d, &names)))));
                 }
                 Raw::Flow(f) => {
                     if f.kind == EV_FLOW_CLOSED && !closed.first(f) {
