@@ -183,11 +183,17 @@ pub fn flow_new(key: &CtKey, e: &CtEntry) {
 /// the verifier sees few states (inside conntrack's TCP update the same check cost to_uplink
 /// 4.8% more instructions). A retransmitted FIN emits again; the daemon drops the repeat
 /// (same tuple, same `created_ns`). IPv4 only (IPv6 flows are not tracked yet).
-#[inline(never)]
+#[inline(always)]
 pub fn tcp_close(skb: *mut __sk_buff) {
-    if !on() {
-        return;
+    // The switch is read here, in the entry point: with nobody listening a packet pays one
+    // array lookup, not a call.
+    if on() {
+        tcp_close_check(skb);
     }
+}
+
+#[inline(never)]
+fn tcp_close_check(skb: *mut __sk_buff) {
     let Some(sc) = NETD_MON_SCRATCH.get_ptr_mut(0) else {
         return;
     };

@@ -422,28 +422,37 @@ fn monitor_cost() {
             ("to_container", PROG_TO_CONTAINER, w.va, reply_in.bytes()),
         ];
         let mut r = ring(w);
-        let time = |e: &Ebpf, prog: &str, ifindex: u32, frame: &[u8]| {
+        let once = |e: &Ebpf, prog: &str, ifindex: u32, frame: &[u8]| {
             let p: &SchedClassifier = e.program(prog).unwrap().try_into().unwrap();
-            // The best of a few rounds: the machine is shared.
-            (0..rounds)
-                .map(|_| run_repeat(p, ifindex, frame, repeat).1.as_nanos() as f64)
-                .fold(f64::INFINITY, f64::min)
+            run_repeat(p, ifindex, frame, repeat).1.as_nanos() as f64
         };
-        println!("monitor cost: ns/packet, best of {rounds} x {repeat} runs");
+        println!(
+            "monitor cost: ns/packet, best of {rounds} interleaved rounds of {repeat} runs each"
+        );
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "case", "base", "off", "on", "off/base", "on/off", "noise"
         );
         for (name, prog, ifindex, frame) in &cases {
-            switch(w, false);
-            let b = base.as_ref().map(|b| time(b, prog, *ifindex, frame));
-            let off = time(&cur, prog, *ifindex, frame);
-            // The same measurement again: how far two runs of one build lie apart here.
-            let again = time(&cur, prog, *ifindex, frame);
+            let (mut b, mut off, mut again, mut on) =
+                (f64::INFINITY, f64::INFINITY, f64::INFINITY, f64::INFINITY);
+            // Rounds interleave the variants, so that the shared machine's load drifts under
+            // all of them alike; each keeps its best round.
+            for _ in 0..rounds {
+                switch(w, false);
+                if let Some(e) = &base {
+                    b = b.min(once(e, prog, *ifindex, frame));
+                }
+                off = off.min(once(&cur, prog, *ifindex, frame));
+                // The same measurement again: how far two runs of one build lie apart here.
+                again = again.min(once(&cur, prog, *ifindex, frame));
+                switch(w, true);
+                on = on.min(once(&cur, prog, *ifindex, frame));
+                switch(w, false);
+                drain(&mut r);
+            }
+            let b = base.as_ref().map(|_| b);
             let noise = (off - again).abs() / off.min(again);
-            switch(w, true);
-            let on = time(&cur, prog, *ifindex, frame);
-            switch(w, false);
             drain(&mut r);
             println!(
                 "{name:<24} {:>9} {off:>9.1} {on:>9.1} {:>9} {:>9.3} {:>8.1}%",
