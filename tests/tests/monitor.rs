@@ -680,3 +680,29 @@ fn a_full_ring_is_reported_as_lost_events_and_forwarding_goes_on() {
     });
     let _ = c1;
 }
+
+/// Progress output is for terminals: a bulk publish with stderr redirected (as here) writes
+/// only its result, and `--quiet` is accepted everywhere.
+#[test]
+fn bulk_publish_prints_no_progress_off_a_terminal() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c = w.container("c");
+    d.attach("c", &c, &[]);
+    let o = d.netd(&["publish", "c", "9000-9499:9000-9499"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "stderr: {:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 500, "{out}");
+    assert!(!out.contains('\r'));
+    let o = d.netd(&["--quiet", "publish", "c", "9500:9500"]);
+    assert!(o.status.success() && o.stderr.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "9500/tcp -> 0.0.0.0:9500"
+    );
+}

@@ -18,6 +18,9 @@ pub struct Cli {
     /// API socket of the daemon to talk to.
     #[arg(short = 'H', long = "host", global = true, default_value = DEFAULT_HOST, value_name = "unix:///PATH")]
     pub host: String,
+    /// No progress output (it is shown only on a terminal anyway, on stderr).
+    #[arg(long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
