@@ -558,6 +558,7 @@ pub fn remember_new() {
         return;
     }
     sc.new_pending = 0;
+    crate::monitor::flow_new(&sc.new_key, &sc.entry);
     let Some(cfg) = crate::maps::config() else {
         return;
     };

@@ -66,6 +66,7 @@ macro_rules! verdict_with_room {
             r = $run;
         }
         ct::remember_new();
+        monitor::tcp_close($ctx.skb.skb);
         tc_verdict($ctx, $hook, r)
     }};
 }
@@ -100,6 +101,7 @@ pub fn from_container(ctx: TcContext) -> i32 {
         ct::make_room();
     }
     ct::remember_new();
+    monitor::tcp_close(ctx.skb.skb);
     v
 }
 

@@ -12,7 +12,13 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::btf_map,
 };
-use netd_common::{DropEvent, EV_DROP, EVENT_HEAD_MAX, EVENTS_RING_BYTES, HOOK_XDP};
+use netd_common::{
+    CT_F_REPLY, CT_TCP_CLOSED, CT_TCP_TIME_WAIT, CtEntry, CtKey, DropEvent, EV_DROP,
+    EV_FLOW_CLOSED, EV_FLOW_NEW, EVENT_HEAD_MAX, EVENTS_RING_BYTES, FLOW_CLOSE_FIN, FLOW_CLOSE_RST,
+    FlowEvent, HOOK_XDP, IPPROTO_TCP,
+};
+
+use crate::parse::{TCP_FIN, TCP_RST};
 
 #[btf_map]
 static NETD_EVENTS: RingBuf<DropEvent, { EVENTS_RING_BYTES as usize }> = RingBuf::new();
@@ -24,6 +30,17 @@ static NETD_MONITOR: Array<u32, 1> = Array::new();
 /// Index 0: events lost to a full ring.
 #[btf_map]
 static NETD_MONITOR_LOST: PerCpuArray<u64, 1> = PerCpuArray::new();
+
+/// [`tcp_close`]'s headers and key, off the stack (it runs under from_container's 352-byte
+/// frame). Per program instance, not pinned: it holds nothing between runs.
+#[btf_map]
+static NETD_MON_SCRATCH: PerCpuArray<CloseScratch, 1> = PerCpuArray::new();
+
+pub struct CloseScratch {
+    ip: [u8; 20],
+    tcp: [u8; 16],
+    key: CtKey,
+}
 
 /// Is anybody listening? One array lookup.
 #[inline(always)]
@@ -122,4 +139,141 @@ pub fn xdp_event(xdp: *mut xdp_md, reason: u32) {
         unsafe { (*p).cap_len = n };
     }
     e.submit(0);
+}
+
+/// Copies `key` and `e`'s translation into the flow event at `p` (a ring reservation).
+#[inline(always)]
+fn fill_flow(p: *mut FlowEvent, kind: u16, cause: u32, key: &CtKey, e: &CtEntry) {
+    // SAFETY: p points at a writable, reserved FlowEvent.
+    unsafe {
+        (*p).kind = kind;
+        (*p).flags = e.flags;
+        (*p).cause = cause;
+        (*p).binding_id = e.binding_id;
+        (*p).ifindex = e.ifindex;
+        (*p).ktime_ns = bpf_ktime_get_ns();
+        (*p).created_ns = e.created_ns;
+        (*p).key = *key;
+        (*p).nat_saddr = e.nat_saddr;
+        (*p).nat_daddr = e.nat_daddr;
+        (*p).nat_sport = e.nat_sport;
+        (*p).nat_dport = e.nat_dport;
+        (*p)._pad = 0;
+    }
+}
+
+/// Emits the new flow `key` (its original-direction entry `e`), if a monitor listens. Called
+/// once per created flow, from the entry point (`ct::remember_new`), where the stack is shallow.
+#[inline(never)]
+pub fn flow_new(key: &CtKey, e: &CtEntry) {
+    if !on() {
+        return;
+    }
+    let Some(mut ev) = NETD_EVENTS.reserve_untyped::<FlowEvent>(0) else {
+        lost();
+        return;
+    };
+    fill_flow(ev.as_mut_ptr(), EV_FLOW_NEW, 0, key, e);
+    ev.submit(0);
+}
+
+/// Emits a `closed` flow event when the packet `skb`, as the program leaves it (after any
+/// rewrite), is a TCP FIN or RST whose flow conntrack now holds as finished: TIME_WAIT after a
+/// FIN (FINs both ways), CLOSED after an RST. Called at the entry point, after the body, where
+/// the verifier sees few states (inside conntrack's TCP update the same check cost to_uplink
+/// 4.8% more instructions). A retransmitted FIN emits again; the daemon drops the repeat
+/// (same tuple, same `created_ns`). IPv4 only (IPv6 flows are not tracked yet).
+#[inline(always)]
+pub fn tcp_close(skb: *mut __sk_buff) {
+    // The switch is read here, in the entry point: with nobody listening a packet pays one
+    // array lookup, not a call.
+    if on() {
+        tcp_close_check(skb);
+    }
+}
+
+#[inline(never)]
+fn tcp_close_check(skb: *mut __sk_buff) {
+    let Some(sc) = NETD_MON_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot, used only within one run of a program.
+    let sc = unsafe { &mut *sc };
+    // SAFETY: skb is the program's context; each buffer has the bytes asked for, and the
+    // helper bounds-checks the packet.
+    let r = unsafe { bpf_skb_load_bytes(skb as *const _, 12, sc.ip.as_mut_ptr().cast(), 2) };
+    if r != 0 || sc.ip[0] != 0x08 || sc.ip[1] != 0x00 {
+        return;
+    }
+    // SAFETY: as above.
+    let r = unsafe { bpf_skb_load_bytes(skb as *const _, 14, sc.ip.as_mut_ptr().cast(), 20) };
+    let ip = &sc.ip;
+    // TCP, and a first fragment (a later one has no header).
+    if r != 0 || ip[9] != IPPROTO_TCP || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+        return;
+    }
+    let l4 = 14 + u32::from(ip[0] & 0x0f) * 4;
+    // SAFETY: as above.
+    let r = unsafe { bpf_skb_load_bytes(skb as *const _, l4, sc.tcp.as_mut_ptr().cast(), 14) };
+    if r != 0 {
+        return;
+    }
+    let tcp = &sc.tcp;
+    let flags = tcp[13];
+    let want = if flags & TCP_RST != 0 {
+        CT_TCP_CLOSED
+    } else if flags & TCP_FIN != 0 {
+        CT_TCP_TIME_WAIT
+    } else {
+        return;
+    };
+    let Some(cfg) = crate::maps::config() else {
+        return;
+    };
+    let now = crate::ct::now();
+    let addr = |o: usize| u32::from_ne_bytes([ip[o], ip[o + 1], ip[o + 2], ip[o + 3]]);
+    let port = |o: usize| u16::from_ne_bytes([tcp[o], tcp[o + 1]]);
+    sc.key = CtKey::v4(addr(12), addr(16), port(0), port(2), IPPROTO_TCP);
+    // The tuple as it stands may be either direction's key: before translation (the
+    // original direction) or after it (the reply's key, reversed).
+    let p = match crate::ct::lookup_key(&sc.key, cfg, now) {
+        Some(p) => p,
+        None => {
+            sc.key = sc.key.reversed();
+            match crate::ct::lookup_key(&sc.key, cfg, now) {
+                Some(p) => p,
+                None => return,
+            }
+        }
+    };
+    let k = &sc.key;
+    // SAFETY: a valid map value, read only.
+    let e = unsafe { &*p };
+    if e.tcp_state != want {
+        return;
+    }
+    let cause = if want == CT_TCP_CLOSED {
+        FLOW_CLOSE_RST
+    } else {
+        FLOW_CLOSE_FIN
+    };
+    let Some(mut ev) = NETD_EVENTS.reserve_untyped::<FlowEvent>(0) else {
+        lost();
+        return;
+    };
+    let q = ev.as_mut_ptr();
+    fill_flow(q, EV_FLOW_CLOSED, cause, k, e);
+    if e.flags & CT_F_REPLY != 0 {
+        // The reply's entry: its peer is the original tuple, and the original's translation
+        // is the reply tuple reversed.
+        // SAFETY: a reserved FlowEvent, written whole before submit.
+        unsafe {
+            (*q).key = e.peer;
+            (*q).nat_saddr = k.daddr;
+            (*q).nat_daddr = k.saddr;
+            (*q).nat_sport = k.dport;
+            (*q).nat_dport = k.sport;
+        }
+    }
+    ev.submit(0);
 }

@@ -435,3 +435,274 @@ fn monitor_is_quiet_without_drops_and_refuses_bad_filters() {
     drop(m);
     wait_switch(d, 0);
 }
+
+/// The `--json` lines of one kind so far.
+fn kind(m: &Monitor, k: &str) -> Vec<Value> {
+    m.lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == k)
+        .collect()
+}
+
+fn wait_kind(m: &Monitor, k: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    poll_until(what, T, || {
+        kind(m, k)
+            .into_iter()
+            .find(|v| pred(v))
+            .ok_or_else(|| format!("lines so far: {:#?}", m.lines()))
+    })
+}
+
+#[test]
+fn monitor_reports_flows_and_the_verdicts_that_let_them_in() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP, "--icc", "false"]);
+    let c1 = w.container("c1");
+    let c2 = w.container("c2");
+    let ip2 = s(&d.attach("c2", &c2, &["-p", "8080:80"])["ip"]).to_string();
+    let ip1 = s(&d.attach("c1", &c1, &["--link", "c2:db"])["ip"]).to_string();
+    let _srv = tcp_server(&c2, 80);
+    let m = Monitor::start(&d, &["--type", "flow", "--type", "verdict", "--json"]);
+    let drops_only = Monitor::start(&d, &["--json"]);
+
+    // c1 -> c2:80, allowed by the link: a verdict naming the link, a new flow, and its close
+    // (the exchange ends with FINs both ways).
+    netd_tests::tcp_request_until(&c1, &format!("{ip2}:80"), T).unwrap();
+    let v = wait_kind(&m, "verdict", "the link verdict", |v| v["rule"] == "link");
+    assert_eq!(
+        (
+            s(&v["verdict"]),
+            s(&v["detail"]),
+            s(&v["src"]),
+            s(&v["dst"])
+        ),
+        ("allow", "c1 -> c2 80/tcp", ip1.as_str(), ip2.as_str()),
+        "{v:#}"
+    );
+    assert_eq!((s(&v["container"]), s(&v["peer"])), ("c1", "c2"));
+    let f = wait_kind(&m, "flow", "the link flow", |v| {
+        v["event"] == "new" && v["flow"] == "link"
+    });
+    assert_eq!(
+        (s(&f["src"]), s(&f["dst"]), &f["dport"]),
+        (ip1.as_str(), ip2.as_str(), &Value::from(80))
+    );
+    let sport = f["sport"].clone();
+    let closed = wait_kind(&m, "flow", "the link flow's close", |v| {
+        v["event"] == "closed" && v["sport"] == sport && v["dport"] == 80
+    });
+    assert_eq!(s(&closed["cause"]), "fin", "{closed:#}");
+
+    // From outside to the published port: a `published` verdict and a new flow with its
+    // translation to c2:80.
+    netd_tests::tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap();
+    let v = wait_kind(&m, "verdict", "the published-port verdict", |v| {
+        v["rule"] == "published"
+    });
+    assert!(s(&v["detail"]).ends_with(":8080/tcp -> c2:80"), "{v:#}");
+    assert_eq!(s(&v["src"]), OUTSIDE_IP);
+    let f = wait_kind(&m, "flow", "the published flow", |v| {
+        v["event"] == "new" && v["flow"] == "published"
+    });
+    assert_eq!(
+        (
+            s(&f["dst"]),
+            &f["dport"],
+            s(&f["nat"]["dst"]),
+            &f["nat"]["dport"]
+        ),
+        (
+            HOST_UPLINK_IP,
+            &Value::from(8080),
+            ip2.as_str(),
+            &Value::from(80)
+        ),
+        "{f:#}"
+    );
+    assert_eq!(s(&f["container"]), "c2", "{f:#}");
+    // Each close is reported once (the datapath sees a retransmitted FIN again).
+    std::thread::sleep(Duration::from_millis(500));
+    let closes = kind(&m, "flow")
+        .into_iter()
+        .filter(|v| v["event"] == "closed" && v["sport"] == sport && v["dport"] == 80)
+        .count();
+    assert_eq!(closes, 1);
+    // A client that asked for drops only got none of this.
+    assert!(kind(&drops_only, "flow").is_empty() && kind(&drops_only, "verdict").is_empty());
+
+    // The human lines.
+    let human = Monitor::start(&d, &["--type", "all"]);
+    netd_tests::tcp_request_until(&c1, &format!("{ip2}:80"), T).unwrap();
+    poll_until("the human flow and verdict lines", T, || {
+        let l = human.lines();
+        let flow = l.iter().any(|l| {
+            l.contains(" flow new link (c1 -> c2) tcp ") && l.contains(&format!(" -> {ip2}:80"))
+        });
+        let verdict = l
+            .iter()
+            .any(|l| l.contains(" verdict allow link [c1 -> c2 80/tcp] (c1 -> c2) tcp "));
+        if flow && verdict {
+            Ok(())
+        } else {
+            Err(format!("{l:#?}"))
+        }
+    });
+    let e = d.netd_err(&["monitor", "--type", "bogus"]);
+    assert!(
+        e.contains("unknown event type \"bogus\"") && e.contains("verdict"),
+        "{e}"
+    );
+}
+
+/// Entry `index` of the per-CPU array `map`, summed over CPUs, read by bpftool from the
+/// daemon's pin (the daemon may be stopped).
+fn percpu(d: &Daemon, map: &str, index: u64) -> u64 {
+    let pin = d.bpffs().join("maps").join(map);
+    let o = cmd(&[
+        "bpftool",
+        "-j",
+        "map",
+        "dump",
+        "pinned",
+        pin.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("bpftool JSON");
+    let bytes = |b: &Value| -> u64 {
+        b.as_array()
+            .expect("value bytes")
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let b = b.as_str().map_or_else(
+                    || b.as_u64().unwrap(),
+                    |s| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap(),
+                );
+                b << (8 * i)
+            })
+            .sum()
+    };
+    let entry = &v[index as usize];
+    // With BTF bpftool prints the values as numbers ("formatted"), else as bytes.
+    if let Some(a) = entry["formatted"]["values"].as_array() {
+        return a.iter().filter_map(|c| c["value"].as_u64()).sum();
+    }
+    entry["values"]
+        .as_array()
+        .expect("per-CPU values")
+        .iter()
+        .map(|c| bytes(&c["value"]))
+        .sum()
+}
+
+fn ring_lost(d: &Daemon) -> u64 {
+    percpu(d, "NETD_MONITOR_LOST", 0)
+}
+
+#[test]
+fn a_full_ring_is_reported_as_lost_events_and_forwarding_goes_on() {
+    let st = setup(&[]);
+    let (d, c1, ip2) = (&st.d, &st.c1, &st.ip2);
+    let _srv = tcp_server(&st.c2, 80);
+    netd_tests::tcp_request_until(c1, &format!("{ip2}:80"), T).unwrap();
+    let m = Monitor::start(d, &["--json"]);
+    let human = Monitor::start(d, &[]);
+    assert_eq!(ring_lost(d), 0);
+    // The daemon's reader stops reading: the daemon is stopped (SIGSTOP, by its pid).
+    let pid = nix::unistd::Pid::from_raw(d.pid().expect("daemon pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    struct Cont(nix::unistd::Pid);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    let cont = Cont(pid);
+    // A flood of spoofed datagrams: 256 KiB of ring hold about 1500 drop events. (c1 knows
+    // c2's MAC from the exchange above; bursts of 100 keep within the veth's backlog.)
+    let n: u64 = 4000;
+    let dst: std::net::SocketAddr = format!("{ip2}:5000").parse().unwrap();
+    netd_tests::in_netns(c1, move || {
+        let s = std::net::UdpSocket::bind((SPOOFED, 0))?;
+        for i in 0..n {
+            s.send_to(b"flood", dst)?;
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let dropped = poll_until("the spoofed drops counted", T, || {
+        let c = percpu(d, "NETD_DROPS", 2);
+        if c >= n * 9 / 10 {
+            Ok(c)
+        } else {
+            Err(format!("{c} of {n}"))
+        }
+    });
+    let lost = ring_lost(d);
+    assert!(lost > 0, "the full ring lost nothing");
+    // The datapath forwards with the daemon stopped and the ring full.
+    netd_tests::tcp_request_until(&st.w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap();
+    drop(cont);
+    // The reader catches up and says how many events the ring lost.
+    let l = wait_kind(&m, "lost", "the lost line", |v| v["cause"] == "ring");
+    let reported: u64 = kind(&m, "lost")
+        .iter()
+        .filter(|v| v["cause"] == "ring")
+        .filter_map(|v| v["count"].as_u64())
+        .sum();
+    assert_eq!(reported, ring_lost(d), "{l:#}");
+    assert!(reported >= lost);
+    // Every drop reaches the client or is counted lost (the lost line comes first, the
+    // ring's events after it).
+    poll_until("the ring's events", T, || {
+        let got = m.drops().len() as u64;
+        if got > 1000 && got + reported >= dropped {
+            Ok(())
+        } else {
+            Err(format!("{got} drops + {reported} lost of {dropped}"))
+        }
+    });
+    poll_until("the human lost line", T, || {
+        human
+            .lines()
+            .iter()
+            .find(|l| l.starts_with("lost ") && l.ends_with(" events (ring)"))
+            .cloned()
+            .ok_or_else(|| format!("{:#?}", human.lines().last()))
+    });
+    let _ = c1;
+}
+
+/// Progress output is for terminals: a bulk publish with stderr redirected (as here) writes
+/// only its result, and `--quiet` is accepted everywhere.
+#[test]
+fn bulk_publish_prints_no_progress_off_a_terminal() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c = w.container("c");
+    d.attach("c", &c, &[]);
+    let o = d.netd(&["publish", "c", "9000-9499:9000-9499"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "stderr: {:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 500, "{out}");
+    assert!(!out.contains('\r'));
+    let o = d.netd(&["--quiet", "publish", "c", "9500:9500"]);
+    assert!(o.status.success() && o.stderr.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "9500/tcp -> 0.0.0.0:9500"
+    );
+}

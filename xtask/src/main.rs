@@ -8,6 +8,7 @@ mod ebpf;
 mod elf;
 mod lint;
 mod man;
+mod monitor_cost;
 mod setup;
 mod test;
 mod upgrade;
@@ -60,6 +61,14 @@ enum Task {
         /// Results directory.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Instead: the cost of `netd monitor`'s events, per TC program (BPF_PROG_TEST_RUN
+        /// ns/packet with the switch off and on, and verified_insns), in a private netns.
+        #[arg(long)]
+        monitor_cost: bool,
+        /// With --monitor-cost: also measure this eBPF object (say, a build without the
+        /// monitor's code: `cargo xtask build-ebpf --release` on another commit) on the same maps.
+        #[arg(long, value_name = "OBJ", requires = "monitor_cost")]
+        base_obj: Option<std::path::PathBuf>,
         /// Passed on to `netd-bench` (e.g. `-- --systems S1-nft,S3 --paths P1`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -86,7 +95,14 @@ fn main() -> anyhow::Result<()> {
         Task::UpgradeBase => upgrade::run(),
         Task::Demo { args } => demo::run(&args),
         Task::VmSmoke => vm::run(),
-        Task::Bench { quick, out, args } => bench::run(quick, out, &args),
+        Task::Bench {
+            monitor_cost: true,
+            base_obj,
+            ..
+        } => monitor_cost::run(base_obj.as_deref()),
+        Task::Bench {
+            quick, out, args, ..
+        } => bench::run(quick, out, &args),
     }
 }
 
@@ -109,7 +125,10 @@ mod tests {
             "S3",
         ])
         .unwrap();
-        let Task::Bench { quick, out, args } = cli.task else {
+        let Task::Bench {
+            quick, out, args, ..
+        } = cli.task
+        else {
             panic!("not the bench task")
         };
         assert!(quick);

@@ -257,6 +257,7 @@ impl CtGc {
             let Ok(e) = ct.get(k, 0) else { continue };
             let peer = ct.get(&e.peer, 0).ok();
             if idle(k, &e, peer.as_ref(), &cfg, now) && ct.remove(k).is_ok() {
+                crate::ops::monitor::flow_expired(k, &e);
                 n += 1;
             }
         }

@@ -102,7 +102,12 @@ pub async fn run(
     let listener = bind(&socket, gid).await?;
     tracing::info!(socket = %socket.display(), group, "API socket is root:{group} 0660");
     let resolv = cfg.resolv_conf.clone();
-    let mut engine = match Engine::start(cfg).await {
+    let progress = crate::ops::progress::Progress::start(
+        "starting: loading the datapath, reconciling the saved endpoints".into(),
+    );
+    let started = Engine::start(cfg).await;
+    drop(progress);
+    let mut engine = match started {
         Ok(e) => e,
         Err(e) => {
             let _ = std::fs::remove_file(&socket);

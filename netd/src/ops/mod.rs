@@ -21,6 +21,7 @@ pub mod log;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod progress;
 pub mod reload;
 pub mod socket;
 pub mod unit;

@@ -18,6 +18,9 @@ pub struct Cli {
     /// API socket of the daemon to talk to.
     #[arg(short = 'H', long = "host", global = true, default_value = DEFAULT_HOST, value_name = "unix:///PATH")]
     pub host: String,
+    /// No progress output (it is shown only on a terminal anyway, on stderr).
+    #[arg(long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -161,6 +164,10 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
+    /// Event types to show: drop, flow (new, closed, expired conntrack flows), verdict (the
+    /// rule that let a new flow in), or all (repeatable; default: drop).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
     /// Only drops for this reason (a `netd stats` name or its number; repeatable).
     #[arg(long = "reason", value_name = "REASON")]
     pub reasons: Vec<String>,
@@ -176,7 +183,7 @@ pub struct MonitorArgs {
     /// Also write the dropped packets' first bytes to FILE as a pcap (tcpdump -r FILE).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// Stop after N drop events.
+    /// Stop after N events (drops, flows, verdicts).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 }

@@ -82,6 +82,10 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
             output::format_port(&v, port.as_deref())
         }
         Command::Publish { name, specs } => {
+            let _progress = crate::ops::progress::Progress::start(format!(
+                "publishing {} on {name}",
+                specs.join(" ")
+            ));
             let ports: Vec<PortView> = c
                 .post(
                     &format!("/v1/endpoints/{name}/ports"),

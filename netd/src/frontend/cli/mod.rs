@@ -18,6 +18,7 @@ use args::{Cli, Command};
 /// The `netd` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::ops::progress::set_quiet(cli.quiet);
     let socket = match Cli::socket_path(&cli.host) {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -12,7 +12,16 @@ use crate::ops::monitor::event::{self, Filter, Line};
 use crate::ops::monitor::pcap;
 
 pub async fn run(args: MonitorArgs, socket: &Path) -> Result<(), String> {
+    let mut types = Vec::new();
+    for t in &args.types {
+        if t == "all" {
+            types.extend(event::TYPES.iter().map(|t| (*t).to_owned()));
+        } else {
+            types.push(event::parse_type(t)?);
+        }
+    }
     let filter = Filter {
+        types,
         reasons: args
             .reasons
             .iter()
@@ -37,7 +46,7 @@ pub async fn run(args: MonitorArgs, socket: &Path) -> Result<(), String> {
         .stream(&path)
         .await
         .map_err(|e| e.to_string())?;
-    let mut drops = 0u64;
+    let mut events = 0u64;
     let mut chunk = [0u8; 8192];
     let stdout = std::io::stdout();
     loop {
@@ -69,8 +78,10 @@ pub async fn run(args: MonitorArgs, socket: &Path) -> Result<(), String> {
                     w.packet(d.time_ns, &data, d.len)
                         .map_err(|e| format!("cannot write the pcap file: {e}"))?;
                 }
-                drops += 1;
-                if args.count.is_some_and(|n| drops >= n) {
+            }
+            if matches!(line, Line::Drop(_) | Line::Flow(_) | Line::Verdict(_)) {
+                events += 1;
+                if args.count.is_some_and(|n| events >= n) {
                     return Ok(());
                 }
             }

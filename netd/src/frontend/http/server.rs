@@ -154,7 +154,7 @@ async fn handle(
     write(&mut stream, &http::response(status, &body)).await
 }
 
-/// `GET /v1/monitor?reason=&container=&port=`: NDJSON lines ([`Line`]) until the client
+/// `GET /v1/monitor?type=&reason=&container=&port=`: NDJSON lines ([`Line`]) until the client
 /// closes; the body is delimited by the connection's end (no Content-Length). The first line
 /// (`{"kind":"start",...}`) says the datapath emits events from now on.
 async fn monitor_stream(
@@ -168,6 +168,7 @@ async fn monitor_stream(
         return write(&mut stream, &http::response(503, &body)).await;
     };
     let filter = match Filter::from_query(
+        query(full_path, "type"),
         query(full_path, "reason"),
         query(full_path, "container"),
         query(full_path, "port"),
@@ -199,10 +200,8 @@ async fn monitor_stream(
             },
             l = sub.next() => {
                 let Some(l) = l else { return Ok(()) };
-                if let Line::Drop(d) = &*l {
-                    if !filter.matches(d) {
-                        continue;
-                    }
+                if !filter.wants(&l) {
+                    continue;
                 }
                 // A client that stops reading for READ_TIMEOUT loses its stream.
                 match tokio::time::timeout(READ_TIMEOUT, wr.write_all(&ndjson(&l))).await {

@@ -14,6 +14,10 @@ pub enum Line {
     Start { filter: Filter },
     /// A dropped packet.
     Drop(Box<Drop>),
+    /// A conntrack flow was created, closed (FIN/RST) or expired (the idle collector).
+    Flow(Box<Flow>),
+    /// A new flow a policy rule let through (`--link`, a published port, a filter allow list).
+    Verdict(Box<Verdict>),
     /// Events this client did not get: the ring buffer was full (`ring`) or the client read
     /// too slowly (`slow_client`).
     Lost { count: u64, cause: String },
@@ -42,6 +46,45 @@ pub struct Drop {
     pub len: u32,
     /// The packet's first bytes (up to 128, from the Ethernet header), hex.
     pub head: String,
+}
+
+/// A conntrack flow: its original-direction tuple and, when translated, what it becomes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Unix time of the event, nanoseconds.
+    pub time_ns: u64,
+    /// `new`, `closed` or `expired`.
+    pub event: String,
+    /// For `closed`: `fin` (FINs both ways) or `rst`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// What the flow is: `masquerade`, `published`, `hairpin`, `link` or `tracked`.
+    pub flow: String,
+    /// The container that opened it (source), else the one it reaches.
+    pub container: Option<String>,
+    pub peer: Option<String>,
+    #[serde(flatten)]
+    pub tuple: Tuple,
+    /// The tuple after translation, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<Tuple>,
+}
+
+/// A policy verdict: which rule let a new flow through.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub time_ns: u64,
+    /// `allow` (denials are drops: `icc-denied`, `source-denied`, ...).
+    pub verdict: String,
+    /// `link` (`--link` with `--icc false`), `published` (a published port), `filter-allow`
+    /// (an entry of `netd filter allow`).
+    pub rule: String,
+    /// The rule itself, e.g. `web -> db 80/tcp`, `0.0.0.0:8080/tcp -> web:80`, `203.0.113.0/24`.
+    pub detail: String,
+    pub container: Option<String>,
+    pub peer: Option<String>,
+    #[serde(flatten)]
+    pub tuple: Tuple,
 }
 
 /// What the packet's head tells: L3 protocol and addresses, L4 protocol and ports.
@@ -137,6 +180,45 @@ pub fn tuple(head: &[u8]) -> Tuple {
     t
 }
 
+/// The tuple of a conntrack key (addresses and ports in network byte order, IPv4 in the first
+/// word; `family` AF_INET or AF_INET6).
+pub fn key_tuple(
+    saddr: [u32; 4],
+    daddr: [u32; 4],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    family: u8,
+) -> Tuple {
+    let v6 = family == netd_common::AF_INET6;
+    let addr = |a: [u32; 4]| -> IpAddr {
+        if v6 {
+            let mut b = [0u8; 16];
+            for (i, w) in a.iter().enumerate() {
+                b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(b))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(a[0].to_ne_bytes()))
+        }
+    };
+    let ports = proto == 6 || proto == 17;
+    Tuple {
+        proto: match proto {
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            1 if !v6 => "icmp".into(),
+            58 if v6 => "icmpv6".into(),
+            n if v6 => format!("ipv6/{n}"),
+            n => format!("ipv4/{n}"),
+        },
+        src: Some(addr(saddr)),
+        dst: Some(addr(daddr)),
+        sport: ports.then(|| u16::from_be(sport)),
+        dport: ports.then(|| u16::from_be(dport)),
+    }
+}
+
 fn be16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
 }
@@ -171,9 +253,27 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// What a client wants to see; empty fields match everything.
+/// Event types a client can ask for (`--type`); without any, drops only.
+pub const TYPES: &[&str] = &["drop", "flow", "verdict"];
+
+/// An event type of [`TYPES`].
+pub fn parse_type(s: &str) -> Result<String, String> {
+    if TYPES.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "unknown event type {s:?}: use one of {}",
+            TYPES.join(", ")
+        ))
+    }
+}
+
+/// What a client wants to see; empty fields match everything (but `types`: drops only).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filter {
+    /// Event types ([`TYPES`]), any of; empty: `drop`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
     /// Drop reasons (numbers), any of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<u32>,
@@ -204,10 +304,22 @@ pub fn parse_reason(s: &str) -> Result<u32, String> {
 impl Filter {
     /// From the query string of `GET /v1/monitor?reason=a,b&container=NAME&port=N`.
     pub fn from_query(
+        types: Option<&str>,
         reason: Option<&str>,
         container: Option<&str>,
         port: Option<&str>,
     ) -> Result<Self, String> {
+        let types = match types {
+            Some(t) => t
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .flat_map(|s| match s {
+                    "all" => TYPES.iter().map(|t| Ok((*t).to_owned())).collect(),
+                    s => vec![parse_type(s)],
+                })
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
         let reasons = match reason {
             Some(r) => r
                 .split(',')
@@ -223,6 +335,7 @@ impl Filter {
             })
             .transpose()?;
         Ok(Self {
+            types,
             reasons,
             container: container.map(str::to_owned),
             port,
@@ -232,6 +345,9 @@ impl Filter {
     /// The query string that asks for this filter (empty, or starting with `?`).
     pub fn to_query(&self) -> String {
         let mut q = Vec::new();
+        if !self.types.is_empty() {
+            q.push(format!("type={}", self.types.join(",")));
+        }
         if !self.reasons.is_empty() {
             let r: Vec<String> = self.reasons.iter().map(u32::to_string).collect();
             q.push(format!("reason={}", r.join(",")));
@@ -246,6 +362,47 @@ impl Filter {
             String::new()
         } else {
             format!("?{}", q.join("&"))
+        }
+    }
+
+    /// Does this client get line `l`? Start and lost lines always go out.
+    pub fn wants(&self, l: &Line) -> bool {
+        let typed = |t: &str| {
+            if self.types.is_empty() {
+                t == "drop"
+            } else {
+                self.types.iter().any(|x| x == t)
+            }
+        };
+        let who = |c: &Option<String>, p: &Option<String>| {
+            self.container
+                .as_ref()
+                .is_none_or(|w| c.as_ref() == Some(w) || p.as_ref() == Some(w))
+        };
+        let port = |t: &Tuple, nat: Option<&Tuple>| {
+            self.port.is_none_or(|p| {
+                [Some(t), nat]
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t.sport == Some(p) || t.dport == Some(p))
+            })
+        };
+        match l {
+            Line::Start { .. } | Line::Lost { .. } => true,
+            Line::Drop(d) => typed("drop") && self.matches(d),
+            // Reasons are drop reasons: a client that asks for some wants only those drops.
+            Line::Flow(f) => {
+                typed("flow")
+                    && self.reasons.is_empty()
+                    && who(&f.container, &f.peer)
+                    && port(&f.tuple, f.nat.as_ref())
+            }
+            Line::Verdict(v) => {
+                typed("verdict")
+                    && self.reasons.is_empty()
+                    && who(&v.container, &v.peer)
+                    && port(&v.tuple, None)
+            }
         }
     }
 
@@ -274,6 +431,15 @@ fn clock(time_ns: u64) -> String {
     )
 }
 
+/// ` (web -> db)`, ` (web)` or nothing.
+fn who(container: &Option<String>, peer: &Option<String>) -> String {
+    match (container, peer) {
+        (Some(c), Some(p)) => format!(" ({c} -> {p})"),
+        (Some(c), None) => format!(" ({c})"),
+        _ => String::new(),
+    }
+}
+
 fn endpoint(ip: Option<IpAddr>, port: Option<u16>) -> String {
     match (ip, port) {
         (Some(IpAddr::V6(a)), Some(p)) => format!("[{a}]:{p}"),
@@ -289,12 +455,44 @@ pub fn format_line(l: &Line) -> String {
     match l {
         Line::Start { .. } => "listening for datapath events (Ctrl-C to stop)".into(),
         Line::Lost { count, cause } => format!("lost {count} events ({cause})"),
-        Line::Drop(d) => {
-            let who = match (&d.container, &d.peer) {
-                (Some(c), Some(p)) => format!(" ({c} -> {p})"),
-                (Some(c), None) => format!(" ({c})"),
-                _ => String::new(),
+        Line::Flow(f) => {
+            let nat = match &f.nat {
+                Some(n) => format!(
+                    " as {} -> {}",
+                    endpoint(n.src, n.sport),
+                    endpoint(n.dst, n.dport)
+                ),
+                None => String::new(),
             };
+            let cause = f
+                .cause
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            format!(
+                "{} flow {}{cause} {}{} {} {} -> {}{nat}",
+                clock(f.time_ns),
+                f.event,
+                f.flow,
+                who(&f.container, &f.peer),
+                f.tuple.proto,
+                endpoint(f.tuple.src, f.tuple.sport),
+                endpoint(f.tuple.dst, f.tuple.dport),
+            )
+        }
+        Line::Verdict(v) => format!(
+            "{} verdict {} {} [{}]{} {} {} -> {}",
+            clock(v.time_ns),
+            v.verdict,
+            v.rule,
+            v.detail,
+            who(&v.container, &v.peer),
+            v.tuple.proto,
+            endpoint(v.tuple.src, v.tuple.sport),
+            endpoint(v.tuple.dst, v.tuple.dport),
+        ),
+        Line::Drop(d) => {
+            let who = who(&d.container, &d.peer);
             format!(
                 "{} drop {} {} {}{who} {} {} -> {} len {}",
                 clock(d.time_ns),
@@ -370,9 +568,9 @@ mod tests {
 
     #[test]
     fn filter_round_trips_and_matches() {
-        let f = Filter::from_query(Some("icc-denied,2"), Some("web"), Some("80")).unwrap();
+        let f = Filter::from_query(None, Some("icc-denied,2"), Some("web"), Some("80")).unwrap();
         assert_eq!(
-            Filter::from_query(Some("4,2"), Some("web"), Some("80")).unwrap(),
+            Filter::from_query(None, Some("4,2"), Some("web"), Some("80")).unwrap(),
             f
         );
         let q = f.to_query();
@@ -396,12 +594,12 @@ mod tests {
         assert!(Filter::default().matches(&d));
         d.reason_code = netd_common::DROP_MARTIAN;
         assert!(
-            !Filter::from_query(Some("4"), None, None)
+            !Filter::from_query(None, Some("4"), None, None)
                 .unwrap()
                 .matches(&d)
         );
-        assert!(Filter::from_query(None, None, Some("99")).is_ok_and(|f| !f.matches(&d)));
-        assert!(Filter::from_query(None, None, Some("x")).is_err());
+        assert!(Filter::from_query(None, None, None, Some("99")).is_ok_and(|f| !f.matches(&d)));
+        assert!(Filter::from_query(None, None, None, Some("x")).is_err());
     }
 
     #[test]

@@ -18,13 +18,53 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
-use netd_common::{DropEvent, MAP_EVENTS, MAP_MONITOR, MAP_MONITOR_LOST};
+use ipnet::Ipv4Net;
+use netd_common::{
+    CT_F_HAIRPIN, CT_F_LINK, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, CtEntry, CtKey, DropEvent,
+    EV_DROP, EV_FLOW_CLOSED, EV_FLOW_NEW, FLOW_CLOSE_RST, FlowEvent, MAP_EVENTS, MAP_MONITOR,
+    MAP_MONITOR_LOST,
+};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::frontend::http::server::Shared;
-use event::{Drop as DropLine, Line};
+use event::{Drop as DropLine, Flow, Line, Verdict};
+
+/// [`FlowEvent::kind`] of a flow the idle collector removed (user space only).
+const EV_FLOW_EXPIRED: u16 = 0x100;
+
+/// Flows the conntrack collector removed, for the ring reader (set by [`Monitor::start`]);
+/// [`CLIENTS`] tells the collector whether anybody listens.
+static EXPIRED: OnceLock<mpsc::UnboundedSender<FlowEvent>> = OnceLock::new();
+static CLIENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// The conntrack collector removed entry `e` (keyed `k`) as idle: a `flow expired` event for
+/// its original direction, if a monitor client listens.
+pub fn flow_expired(k: &CtKey, e: &CtEntry) {
+    if CLIENTS.load(Ordering::Relaxed) == 0 || e.flags & CT_F_REPLY != 0 {
+        return;
+    }
+    let Some(tx) = EXPIRED.get() else { return };
+    let _ = tx.send(FlowEvent {
+        kind: EV_FLOW_EXPIRED,
+        flags: e.flags,
+        cause: 0,
+        binding_id: e.binding_id,
+        ifindex: e.ifindex,
+        ktime_ns: monotonic_ns(),
+        created_ns: e.created_ns,
+        key: *k,
+        nat_saddr: e.nat_saddr,
+        nat_daddr: e.nat_daddr,
+        nat_sport: e.nat_sport,
+        nat_dport: e.nat_dport,
+        _pad: 0,
+    });
+}
 
 /// Lines buffered per client before a slow one loses some.
 const CLIENT_QUEUE: usize = 4096;
@@ -98,7 +138,10 @@ impl Monitor {
             state: Mutex::new(SwitchState { clients: 0, switch }),
             lost,
         });
-        tokio::spawn(read_ring(ring, m.clone(), engine));
+        let (etx, erx) = mpsc::unbounded_channel();
+        // One daemon, one monitor: a second start (tests) keeps the first sender.
+        let _ = EXPIRED.set(etx);
+        tokio::spawn(read_ring(ring, m.clone(), engine, erx));
         Ok(m)
     }
 
@@ -113,6 +156,7 @@ impl Monitor {
             tracing::info!("monitor client connected: datapath events on");
         }
         st.clients += 1;
+        CLIENTS.fetch_add(1, Ordering::Relaxed);
         Ok(Subscription {
             rx,
             monitor: self.clone(),
@@ -151,6 +195,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.monitor.state.lock().expect("monitor state");
         st.clients -= 1;
+        CLIENTS.fetch_sub(1, Ordering::Relaxed);
         if st.clients == 0 {
             match st.switch.set(0, 0, 0) {
                 Ok(()) => tracing::info!("last monitor client gone: datapath events off"),
@@ -167,6 +212,9 @@ struct Names {
     by_ip: HashMap<IpAddr, String>,
     /// Published ports: (proto, host port) -> container.
     by_port: HashMap<(String, u16), String>,
+    /// Published ports: (proto, host port) -> (host ip, container port).
+    port_rule: HashMap<(String, u16), (String, u16)>,
+    allow: Vec<Ipv4Net>,
     at: Option<Instant>,
 }
 
@@ -178,14 +226,28 @@ impl Names {
         {
             return;
         }
-        let list = engine.lock().await.list();
+        let (list, filters) = {
+            let eng = engine.lock().await;
+            (eng.list(), eng.filters())
+        };
         self.by_ifname.clear();
         self.by_ip.clear();
         self.by_port.clear();
+        self.port_rule.clear();
+        self.allow = filters.allow;
         for e in list {
             for p in &e.ports {
                 self.by_port
                     .insert((p.proto.clone(), p.host_port), e.name.clone());
+                self.port_rule.insert(
+                    (p.proto.clone(), p.host_port),
+                    (p.host_ip.clone(), p.container_port),
+                );
+            }
+            for a in [&e.global_ipv6, &e.link_local_ipv6].into_iter().flatten() {
+                if let Ok(ip) = a.parse() {
+                    self.by_ip.insert(ip, e.name.clone());
+                }
             }
             if let Some(h) = &e.host_ifname {
                 self.by_ifname.insert(h.clone(), e.name.clone());
@@ -273,29 +335,205 @@ fn describe(ev: &DropEvent, names: &Names) -> DropLine {
     }
 }
 
-async fn read_ring(mut ring: AsyncFd<RingBuf<MapData>>, m: Arc<Monitor>, engine: Shared) {
-    let mut names = Names::default();
-    let mut lost_seen = m.ring_lost();
-    loop {
-        let mut guard = match ring.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!("monitor: {}", MonitorError::Poll(e));
-                return;
-            }
-        };
-        let mut raw = Vec::new();
-        {
-            let rb = guard.get_inner_mut();
-            while let Some(item) = rb.next() {
-                if item.len() >= size_of::<DropEvent>() {
-                    raw.push(bytemuck::pod_read_unaligned::<DropEvent>(
-                        &item[..size_of::<DropEvent>()],
-                    ));
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One event of the ring, told apart by its first two bytes (`kind`).
+enum Raw {
+    Drop(Box<DropEvent>),
+    Flow(FlowEvent),
+}
+
+fn parse_raw(item: &[u8]) -> Option<Raw> {
+    let kind = u16::from_ne_bytes([*item.first()?, *item.get(1)?]);
+    match kind {
+        EV_DROP if item.len() >= size_of::<DropEvent>() => Some(Raw::Drop(Box::new(
+            bytemuck::pod_read_unaligned(&item[..size_of::<DropEvent>()]),
+        ))),
+        EV_FLOW_NEW | EV_FLOW_CLOSED if item.len() >= size_of::<FlowEvent>() => Some(Raw::Flow(
+            bytemuck::pod_read_unaligned(&item[..size_of::<FlowEvent>()]),
+        )),
+        _ => None,
+    }
+}
+
+/// A flow event as a [`Flow`] line, and the [`Verdict`] that let a new flow in, if a rule did.
+fn describe_flow(ev: &FlowEvent, names: &Names) -> (Flow, Option<Verdict>) {
+    let k = &ev.key;
+    let tuple = event::key_tuple(k.saddr, k.daddr, k.sport, k.dport, k.proto, k.family);
+    let nat = event::key_tuple(
+        ev.nat_saddr,
+        ev.nat_daddr,
+        ev.nat_sport,
+        ev.nat_dport,
+        k.proto,
+        k.family,
+    );
+    let owner = |ip: Option<IpAddr>| ip.and_then(|i| names.by_ip.get(&i)).cloned();
+    let published = || {
+        let port = tuple.dport?;
+        names.by_port.get(&(tuple.proto.clone(), port)).cloned()
+    };
+    let (src, dst) = (owner(tuple.src), owner(nat.dst).or_else(published));
+    let (container, peer) = match (src, dst) {
+        (Some(s), d) => (Some(s), d),
+        (None, d) => (d, None),
+    };
+    let f = ev.flags;
+    let kind = if f & CT_F_LINK != 0 {
+        "link"
+    } else if f & CT_F_HAIRPIN != 0 {
+        "hairpin"
+    } else if f & CT_F_PUBLISHED != 0 {
+        "published"
+    } else if f & CT_F_MASQ != 0 {
+        "masquerade"
+    } else {
+        "tracked"
+    };
+    let time_ns = ev.ktime_ns + realtime_offset();
+    let (event, cause) = match ev.kind {
+        EV_FLOW_NEW => ("new", None),
+        EV_FLOW_CLOSED if ev.cause == FLOW_CLOSE_RST => ("closed", Some("rst".to_owned())),
+        EV_FLOW_CLOSED => ("closed", Some("fin".to_owned())),
+        _ => ("expired", None),
+    };
+    let verdict = (ev.kind == EV_FLOW_NEW)
+        .then(|| verdict_of(kind, &tuple, &nat, &container, &peer, names))
+        .flatten()
+        .map(|(rule, detail)| Verdict {
+            time_ns,
+            verdict: "allow".into(),
+            rule: rule.into(),
+            detail,
+            container: container.clone(),
+            peer: peer.clone(),
+            tuple: tuple.clone(),
+        });
+    let flow = Flow {
+        time_ns,
+        event: event.into(),
+        cause,
+        flow: kind.into(),
+        container,
+        peer,
+        nat: (nat != tuple).then_some(nat),
+        tuple,
+    };
+    (flow, verdict)
+}
+
+/// Which rule let a new flow of kind `kind` in: a `--link` (icc off), a published port (with
+/// the filter allow list entry its source matched, when there is a list), or none.
+fn verdict_of(
+    kind: &str,
+    t: &event::Tuple,
+    nat: &event::Tuple,
+    container: &Option<String>,
+    peer: &Option<String>,
+    names: &Names,
+) -> Option<(&'static str, String)> {
+    let port = format!("{}/{}", t.dport.unwrap_or(0), t.proto);
+    match kind {
+        "link" => Some((
+            "link",
+            format!(
+                "{} -> {} {port}",
+                container.as_deref().unwrap_or("?"),
+                peer.as_deref().unwrap_or("?")
+            ),
+        )),
+        "published" => {
+            // From outside: the XDP allow list let it through first, if there is one.
+            if let Some(IpAddr::V4(src)) = t.src {
+                if let Some(n) = names
+                    .allow
+                    .iter()
+                    .filter(|n| n.contains(&src))
+                    .max_by_key(|n| n.prefix_len())
+                {
+                    return Some(("filter-allow", n.to_string()));
                 }
             }
+            let (host_ip, cport) = names
+                .port_rule
+                .get(&(t.proto.clone(), t.dport?))
+                .cloned()
+                .unwrap_or_else(|| ("?".into(), nat.dport.unwrap_or(0)));
+            Some((
+                "published",
+                format!(
+                    "{host_ip}:{port} -> {}:{cport}",
+                    peer.as_deref().or(container.as_deref()).unwrap_or("?")
+                ),
+            ))
         }
-        guard.clear_ready();
+        _ => None,
+    }
+}
+
+/// Flows already reported closed: the datapath reports a close again for a retransmitted FIN
+/// or RST (and each program a packet crosses may see it); a flow is its tuple and creation time.
+#[derive(Default)]
+struct Closed {
+    seen: std::collections::HashSet<(CtKey, u64)>,
+    order: std::collections::VecDeque<(CtKey, u64)>,
+}
+
+impl Closed {
+    const KEEP: usize = 16384;
+
+    /// True the first time flow `f` is reported closed.
+    fn first(&mut self, f: &FlowEvent) -> bool {
+        let id = (f.key, f.created_ns);
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+async fn read_ring(
+    mut ring: AsyncFd<RingBuf<MapData>>,
+    m: Arc<Monitor>,
+    engine: Shared,
+    mut expired: mpsc::UnboundedReceiver<FlowEvent>,
+) {
+    let mut names = Names::default();
+    let mut lost_seen = m.ring_lost();
+    let mut closed = Closed::default();
+    loop {
+        let mut raw = Vec::new();
+        tokio::select! {
+            g = ring.readable_mut() => {
+                let mut guard = match g {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::warn!("monitor: {}", MonitorError::Poll(e));
+                        return;
+                    }
+                };
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    raw.extend(parse_raw(&item));
+                }
+                guard.clear_ready();
+            }
+            Some(ev) = expired.recv() => raw.push(Raw::Flow(ev)),
+        }
         if raw.is_empty() {
             continue;
         }
@@ -310,8 +548,22 @@ async fn read_ring(mut ring: AsyncFd<RingBuf<MapData>>, m: Arc<Monitor>, engine:
         }
         for ev in &raw {
             // No receiver only means the last client left since the event was emitted.
-            let _ =
-                m.tx.send(Arc::new(Line::Drop(Box::new(describe(ev, &names)))));
+            match ev {
+                Raw::Drop(d) => {
+                    let _ =
+                        m.tx.send(Arc::new(Line::Drop(Box::new(describe(d, &names)))));
+                }
+                Raw::Flow(f) => {
+                    if f.kind == EV_FLOW_CLOSED && !closed.first(f) {
+                        continue;
+                    }
+                    let (flow, verdict) = describe_flow(f, &names);
+                    if let Some(v) = verdict {
+                        let _ = m.tx.send(Arc::new(Line::Verdict(Box::new(v))));
+                    }
+                    let _ = m.tx.send(Arc::new(Line::Flow(Box::new(flow))));
+                }
+            }
         }
     }
 }
