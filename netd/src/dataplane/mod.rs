@@ -29,6 +29,7 @@ mod program;
 pub mod sock;
 mod stats;
 mod sys;
+mod tail;
 mod tcnl;
 mod xdp;
 
@@ -140,6 +141,7 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::LoadProgram { program, source })?;
             log_verified(program, prog.info());
         }
+        tail::install(&mut ebpf)?;
         let mut dp = Self {
             ebpf,
             pins,
