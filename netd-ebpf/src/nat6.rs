@@ -236,6 +236,10 @@ fn rewrite_step(ctx: &TcContext) -> u32 {
 }
 
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "the key is read in place from the scratch map: by value it would be copied onto the stack"
+)]
 fn from_uplink6(ctx: &TcContext) -> Result<u32, u32> {
     let (Some(s), Some(cfg)) = (scratch(), maps::config()) else {
         return Ok(V6_NEXT);
