@@ -303,10 +303,28 @@ pub struct PortEntry {
     pub container_ip: u32,
     /// Key into NETD_PORT_STATS; stable for the binding's life.
     pub binding_id: u32,
+    /// [`AF_INET6`]: an IPv6 binding, whose addresses are `host_ip6` and `container_ip6`
+    /// (`host_ip`/`container_ip` unused); anything else: IPv4.
+    pub family: u8,
+    pub _pad3: [u8; 3],
+    /// IPv6 host address (all zero: `[::]`, every IPv6 address of the host), network order.
+    pub host_ip6: [u32; 4],
+    /// The container's IPv6 address, network order.
+    pub container_ip6: [u32; 4],
 }
-const _: () = assert!(core::mem::size_of::<PortEntry>() == 24);
+const _: () = assert!(core::mem::size_of::<PortEntry>() == 60);
 
 impl PortEntry {
+    /// The host address as NETD_PORTS keys hold it (IPv4 in word 0).
+    #[inline(always)]
+    pub fn host_addr(&self) -> [u32; 4] {
+        if self.family == AF_INET6 {
+            self.host_ip6
+        } else {
+            [self.host_ip, 0, 0, 0]
+        }
+    }
+
     /// The container port for `host_port` (host order), if the range holds it.
     #[inline(always)]
     pub fn translate(&self, host_port: u16) -> Option<u16> {
@@ -323,10 +341,19 @@ impl PortEntry {
     /// The NETD_PORTS entry of `host_port`, which the range must hold.
     #[inline(always)]
     pub fn entry(&self, host_port: u16) -> (PortKey, PortTarget) {
+        let v6 = self.family == AF_INET6;
         (
-            PortKey::v4(self.proto, self.host_ip, host_port),
+            if v6 {
+                PortKey::v6(self.proto, self.host_ip6, host_port)
+            } else {
+                PortKey::v4(self.proto, self.host_ip, host_port)
+            },
             PortTarget {
-                container_ip: [self.container_ip, 0, 0, 0],
+                container_ip: if v6 {
+                    self.container_ip6
+                } else {
+                    [self.container_ip, 0, 0, 0]
+                },
                 container_port: self
                     .container_port
                     .wrapping_add(host_port.wrapping_sub(self.host_port_start)),

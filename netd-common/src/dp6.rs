@@ -18,6 +18,12 @@ pub const MAP_EP6_ADDRS: &str = "NETD_EP6_ADDRS";
 /// fragment (IPv6's twin of [`crate::MAP_FRAGS`]).
 pub const MAP_FRAGS6: &str = "NETD_FRAGS6";
 
+/// `HashMap<[u32; 4] address, u32 ifindex>`: the host's own IPv6 addresses (IPv6's twin of
+/// [`crate::MAP_HOST_ADDRS`]): a wildcard (`[::]`) published port takes only these, so traffic
+/// the host routes elsewhere (to a container's global address, to another host) is never
+/// translated.
+pub const MAP_HOST_ADDRS6: &str = "NETD_HOST_ADDRS6";
+
 /// Two addresses per endpoint.
 pub const EP6_ADDRS_MAX: u32 = 2 * crate::ENDPOINTS_MAX;
 pub const FRAGS6_MAX: u32 = 8192;
@@ -54,6 +60,35 @@ pub struct Frag6Key {
     pub _pad: [u8; 3],
 }
 const _: () = assert!(core::mem::size_of::<Frag6Key>() == 40);
+
+impl crate::PortKey {
+    /// The key of an IPv6 binding (`addr` as [`in6_words`] gives it; all zero = `[::]`).
+    #[inline(always)]
+    pub const fn v6(proto: u8, addr: [u32; 4], port: u16) -> Self {
+        Self {
+            addr,
+            port,
+            proto,
+            family: crate::AF_INET6,
+        }
+    }
+}
+
+impl crate::CtKey {
+    /// An IPv6 flow's tuple (addresses as [`in6_words`] gives them, ports network order).
+    #[inline(always)]
+    pub fn v6(saddr: [u32; 4], daddr: [u32; 4], sport: u16, dport: u16, proto: u8) -> Self {
+        Self {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            proto,
+            family: crate::AF_INET6,
+            _pad: 0,
+        }
+    }
+}
 
 /// An address's 16 bytes as the maps hold them.
 #[inline(always)]

@@ -29,6 +29,8 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp6::MAP_EP6,
     crate::dp6::MAP_EP6_ADDRS,
     crate::dp6::MAP_FRAGS6,
+    crate::dp6::MAP_HOST_ADDRS6,
+    crate::programs::MAP_TAIL6,
     crate::monitor::MAP_EVENTS,
     crate::monitor::MAP_MONITOR,
     crate::monitor::MAP_MONITOR_LOST,
@@ -92,6 +94,7 @@ impl MapLayout {
 
 const HASH: u32 = 1;
 const ARRAY: u32 = 2;
+const PROG_ARRAY: u32 = 3;
 const PERCPU_HASH: u32 = 5;
 const PERCPU_ARRAY: u32 = 6;
 const LRU_HASH: u32 = 9;
@@ -110,7 +113,7 @@ const fn layout(name: &'static str, map_type: u32, key: usize, value: usize) -> 
 
 use core::mem::size_of;
 
-use crate::dp6::{Ep6Info, Frag6Key, MAP_EP6, MAP_EP6_ADDRS, MAP_FRAGS6};
+use crate::dp6::{Ep6Info, Frag6Key, MAP_EP6, MAP_EP6_ADDRS, MAP_FRAGS6, MAP_HOST_ADDRS6};
 
 use crate::dp::{
     CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
@@ -164,6 +167,8 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
         size_of::<Frag6Key>(),
         size_of::<FragPorts>(),
     ),
+    layout(MAP_HOST_ADDRS6, HASH, 16, 4),
+    layout(crate::programs::MAP_TAIL6, PROG_ARRAY, 4, 4),
     // A ring buffer has no key or value: its size is its max_entries.
     layout(crate::monitor::MAP_EVENTS, RINGBUF, 0, 0),
     layout(crate::monitor::MAP_MONITOR, ARRAY, 4, 4),

@@ -17,5 +17,16 @@ pub const ALL_TC_PROGRAMS: &[&str] = &[
     PROG_TO_CONTAINER,
 ];
 
+/// TC egress on an uplink, IPv6: `to_uplink` tail-calls it (NETD_TAIL6 slot
+/// [`TAIL_TO_UPLINK6`]) for every frame that is not IPv4, so IPv6 costs to_uplink's verifier
+/// budget (close to its 1M limit) nothing. Loaded at start, never attached.
+pub const PROG_TO_UPLINK6: &str = "to_uplink6";
+/// `BPF_MAP_TYPE_PROG_ARRAY` of the programs the TC programs tail-call, by slot.
+pub const MAP_TAIL6: &str = "NETD_TAIL6";
+pub const TAIL_TO_UPLINK6: u32 = 0;
+pub const TAIL6_SLOTS: u32 = 4;
+/// The tail-called programs and their NETD_TAIL6 slots.
+pub const ALL_TAIL_PROGRAMS: &[(&str, u32)] = &[(PROG_TO_UPLINK6, TAIL_TO_UPLINK6)];
+
 /// XDP on an uplink: the source allow/deny filter, before anything else is spent on a packet.
 pub const PROG_XDP_PREFILTER: &str = "xdp_prefilter";

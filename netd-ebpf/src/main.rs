@@ -7,6 +7,8 @@
 //! - `nat`: published ports (DNAT), hairpin, masquerade (SNAT with port allocation).
 //! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
 //! - `icmp`: ICMP errors quoting translated flows.
+//! - `nat6`, `ct6`, `icmp6`: IPv6 published ports on the uplinks (DNAT6 and its replies,
+//!   IPv6 flows in NETD_CT, ICMPv6 errors quoting them).
 //! - `policy`: anti-spoofing, network isolation and icc per network with `--link`.
 //! - `policy6`: the same for IPv6 (NETD_EP6, NETD_EP6_ADDRS), neighbour discovery, router
 //!   advertisements and redirects, extension headers and fragments (NETD_FRAGS6).
@@ -28,12 +30,15 @@ mod container;
 mod counters;
 mod csum;
 mod ct;
+mod ct6;
 mod filter;
 mod frag;
 mod icmp;
+mod icmp6;
 mod maps;
 mod monitor;
 mod nat;
+mod nat6;
 mod parse;
 mod policy;
 mod policy6;
@@ -87,6 +92,13 @@ pub fn from_uplink(ctx: TcContext) -> i32 {
 pub fn to_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
     verdict_with_room!(&ctx, HOOK_TC_EGRESS, uplink::to_uplink(&ctx))
+}
+
+/// Egress on an uplink, IPv6: tail-called by `to_uplink` for frames that are not IPv4
+/// (`nat6`); counted there.
+#[classifier]
+pub fn to_uplink6(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, HOOK_TC_EGRESS, nat6::verdict(nat6::to_uplink(&ctx)))
 }
 
 /// Ingress on a container's host-side veth: traffic sent by the container.

@@ -183,6 +183,13 @@ pub fn published_port(proto: u8, dst: u32, dport: u16) -> Option<PortTarget> {
     Some(t)
 }
 
+/// The NETD_PORTS entry of `k` itself (no wildcard fallback): IPv6 lookups (`nat6`).
+#[inline(always)]
+pub fn port_entry(k: &PortKey) -> Option<PortTarget> {
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    unsafe { NETD_PORTS.get(k).copied() }
+}
+
 /// Does a `--link` allowance let `src` reach `dst` on (proto, dport)? `dport` network order.
 #[inline(always)]
 pub fn link_allows(src: u32, dst: u32, proto: u8, dport: u16) -> bool {

@@ -38,10 +38,12 @@ use crate::{
 static NETD_EP6: HashMap<u32, Ep6Info, { ENDPOINTS_MAX as usize }> = HashMap::new();
 
 #[btf_map]
-static NETD_EP6_ADDRS: HashMap<[u32; 4], u32, { EP6_ADDRS_MAX as usize }> = HashMap::new();
+pub(crate) static NETD_EP6_ADDRS: HashMap<[u32; 4], u32, { EP6_ADDRS_MAX as usize }> =
+    HashMap::new();
 
 #[btf_map]
-static NETD_FRAGS6: LruHashMap<Frag6Key, FragPorts, { FRAGS6_MAX as usize }> = LruHashMap::new();
+pub(crate) static NETD_FRAGS6: LruHashMap<Frag6Key, FragPorts, { FRAGS6_MAX as usize }> =
+    LruHashMap::new();
 
 /// The packet being decided. Per program instance, not pinned: nothing lives between packets.
 #[btf_map]

@@ -84,7 +84,7 @@ fn spoofed_source(cfg: &DpConfig, saddr: u32) -> bool {
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
-        return Ok(NEXT);
+        return crate::nat6::verdict(crate::nat6::from_uplink(ctx));
     };
     let Some(cfg) = maps::config() else {
         return Ok(NEXT);
@@ -175,7 +175,7 @@ fn into_container(ctx: &TcContext, cfg: &netd_common::DpConfig, ip: u32) -> i32 
 #[inline(always)]
 pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
-        return Ok(NEXT);
+        return crate::nat6::to_uplink_tail(ctx);
     };
     let Some(cfg) = maps::config() else {
         return Ok(NEXT);

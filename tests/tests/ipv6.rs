@@ -430,10 +430,6 @@ fn gateway_v6_ip6_errors_and_ipv6_published_ports() {
         ),
         (vec!["--ip6", "10.0.0.1"], "\"10.0.0.1\""),
         (
-            vec!["-p", "[2001:db8:ff::1]:8080:80"],
-            "IPv6 host address 2001:db8:ff::1 cannot be published yet",
-        ),
-        (
             vec!["--net", "none", "--ip6", "2001:db8:1::11"],
             "--ip6 needs --net bridge",
         ),

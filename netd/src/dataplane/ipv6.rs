@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
-use netd_common::{EP6_F_GLOBAL, Ep6Info, MAP_EP6, MAP_EP6_ADDRS, in6_words};
+use ipnet::Ipv6Net;
+use netd_common::{EP6_F_GLOBAL, Ep6Info, MAP_EP6, MAP_EP6_ADDRS, MAP_HOST_ADDRS6, in6_words};
 
 use super::{
     Dataplane, DataplaneError,
@@ -66,6 +67,19 @@ impl EndpointIpv6 {
 }
 
 impl Dataplane {
+    /// Replaces the host's IPv6 addresses (ifindex, address) in NETD_HOST_ADDRS6: the
+    /// addresses a `[::]` published port takes. Link-local and loopback ones are left out
+    /// (a published port is not reached through them).
+    pub fn set_host_addrs6(&mut self, addrs: &[(u32, Ipv6Net)]) -> Result<(), DataplaneError> {
+        let m: HashMap<[u32; 4], u32> = addrs
+            .iter()
+            .map(|(i, n)| (n.addr(), *i))
+            .filter(|(a, _)| !a.is_loopback() && a.segments()[0] & 0xffc0 != 0xfe80)
+            .map(|(a, i)| (in6_words(a.octets()), i))
+            .collect();
+        sync_hash(self.map_mut(MAP_HOST_ADDRS6)?, MAP_HOST_ADDRS6, &m)
+    }
+
     /// Gives the endpoint on `ifindex` its IPv6 addresses (replacing what it had): from then on
     /// it may send from `link_local` and `global`, and other containers reach it there under
     /// its network's icc and links. Refuses an address that another endpoint holds, leaving

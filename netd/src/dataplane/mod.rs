@@ -31,6 +31,7 @@ mod program;
 pub mod sock;
 mod stats;
 mod sys;
+mod tail;
 mod tcnl;
 mod xdp;
 
@@ -165,6 +166,7 @@ impl Dataplane {
                 "migrating a pinned map to a new layout"
             );
         }
+        tail::install(&mut ebpf)?;
         let mut dp = Self {
             ebpf,
             pins,

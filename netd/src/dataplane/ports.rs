@@ -18,11 +18,16 @@ use netd_common::{MAP_PORT_STATS, MAP_PORTS, PORTS_MAX, PortEntry, PortKey, Port
 
 use super::{Dataplane, DataplaneError, sys};
 
-/// A range's identity: (proto, host address, first port).
-type RangeId = (u8, u32, u16);
+/// A range's identity: (proto, family, host address, first port).
+type RangeId = (u8, bool, [u32; 4], u16);
 
 fn id(e: &PortEntry) -> RangeId {
-    (e.proto, e.host_ip, e.host_port_start)
+    (
+        e.proto,
+        e.family == netd_common::AF_INET6,
+        e.host_addr(),
+        e.host_port_start,
+    )
 }
 
 /// What the writer last put in NETD_PORTS.

@@ -260,8 +260,14 @@ impl Engine {
             NetMode::None => (None, None),
         };
         let mut publish = req.publish.clone();
-        let port_bindings =
-            self.plan_ports(&req.name, &mut publish, req.publish_all, &req.expose)?;
+        let port_bindings = self.plan_ports(
+            &req.name,
+            &mut publish,
+            req.publish_all,
+            &req.expose,
+            ipv6.as_ref()
+                .and_then(|l: &super::state::Ipv6Lease| l.global),
+        )?;
         let etc_dir = req
             .etc_dir
             .clone()

@@ -22,7 +22,8 @@ pub struct Config {
     pub fixed_cidr: Option<Ipv4Net>,
     pub mtu: Option<u32>,
     pub icc: bool,
-    pub ip: IpAddr,
+    /// The daemon's `--ip`; None: 0.0.0.0 and, for containers with IPv6, [::].
+    pub ip: Option<IpAddr>,
     pub ip_forward: bool,
     pub ip_masq: bool,
     pub default_gateway: Option<Ipv4Addr>,

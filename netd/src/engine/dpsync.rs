@@ -3,7 +3,7 @@
 //! state on each change, so there is no second copy to drift.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netd_common::{
     CFG_F_ALLOWLIST, CFG_F_DENYLIST, CFG_F_FAST_PATH, CFG_F_ICC, CFG_F_MASQ, CFG_F_SNAT_IN_RANGE,
@@ -75,14 +75,17 @@ impl Engine {
         out
     }
 
-    /// The port-table entries of `bindings`, published by endpoint `e`.
+    /// The port-table entries of `bindings`, published by endpoint `e`: IPv4 host addresses
+    /// to its IPv4 address, IPv6 ones (and `[::]` for [`PortBinding::also_v6`]) to its global
+    /// IPv6 address.
+    ///
+    /// [`PortBinding::also_v6`]: super::state::PortBinding::also_v6
     fn binding_entries(e: &Endpoint, bindings: &[super::state::PortBinding]) -> Vec<PortEntry> {
         let Some(cip) = e.ip else { return Vec::new() };
+        let cip6 = e.ipv6().and_then(|l| l.global);
         let mut out = Vec::new();
         for b in bindings {
-            // IPv6 host addresses come with the IPv6 issue.
-            let IpAddr::V4(hip) = b.host_ip else { continue };
-            let mut flags = if hip.is_loopback() {
+            let mut flags = if b.host_ip.is_loopback() {
                 PORT_F_LOOPBACK
             } else {
                 0
@@ -90,17 +93,37 @@ impl Engine {
             if !e.reserve_ports {
                 flags |= PORT_F_NO_RESERVE;
             }
-            out.push(PortEntry {
-                host_ip: be(hip),
+            let base = PortEntry {
                 proto: b.proto.number(),
                 flags,
                 host_port_start: b.host_port,
                 host_port_end: b.host_port + (b.count - 1),
                 container_port: b.container_port,
-                container_ip: be(cip),
                 binding_id: b.id,
                 ..Default::default()
-            });
+            };
+            let v6 = |host: Ipv6Addr, c: Ipv6Addr| PortEntry {
+                family: netd_common::AF_INET6,
+                host_ip6: netd_common::in6_words(host.octets()),
+                container_ip6: netd_common::in6_words(c.octets()),
+                ..base
+            };
+            match (b.host_ip, cip6) {
+                (IpAddr::V4(hip), _) => {
+                    out.push(PortEntry {
+                        host_ip: be(hip),
+                        container_ip: be(cip),
+                        ..base
+                    });
+                    if let (true, Some(c)) = (b.also_v6, cip6) {
+                        out.push(v6(Ipv6Addr::UNSPECIFIED, c));
+                    }
+                }
+                (IpAddr::V6(hip), Some(c)) => out.push(v6(hip, c)),
+                // Refused when published; a container that lost its IPv6 address keeps only
+                // its IPv4 bindings.
+                (IpAddr::V6(_), None) => {}
+            }
         }
         out
     }
@@ -289,8 +312,10 @@ impl Engine {
             }
         }
         mark_vlan_parents(&mut uplinks, &vlan_parents);
+        let host6 = self.nl.addresses_v6(None).await?;
         let dp = self.dp.as_mut().expect("checked");
         dp.set_host_addrs(&host)?;
+        dp.set_host_addrs6(&host6)?;
         dp.set_uplinks(&uplinks)?;
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! Publishing on an attached container does not re-wire it: only the port table and the link
 //! allowances (a linked container may reach the container side of a published port) change.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::state::PortBinding;
 use super::view::PortView;
@@ -13,24 +13,38 @@ use super::{Engine, EngineError, Touched, not_found, ports};
 use crate::spec::{self, ExposeSpec, NetMode, PublishSpec};
 
 impl Engine {
-    /// Allocates the host ports of `publish` (and of `exposed` with `-P`) for container `name`.
-    /// Host addresses left out become the daemon's `--ip`, written into `publish`.
+    /// Allocates the host ports of `publish` (and of `exposed` with `-P`) for container `name`,
+    /// whose global IPv6 address is `v6` (None: IPv4 only). Host addresses left out become the
+    /// daemon's `--ip`, written into `publish`; without `--ip` they stay out, and the binding
+    /// takes 0.0.0.0 and, when the container has IPv6, [::] too. An IPv6 host address needs
+    /// a container with IPv6 (netd does not translate IPv6 to IPv4).
     pub(super) fn plan_ports(
         &self,
         name: &str,
         publish: &mut [PublishSpec],
         publish_all: bool,
         exposed: &[ExposeSpec],
+        v6: Option<Ipv6Addr>,
     ) -> Result<Vec<PortBinding>, EngineError> {
         for p in publish.iter_mut() {
             let from_flag = p.host_ip.is_none();
-            let ip = *p.host_ip.get_or_insert(self.cfg.ip);
-            if ip.is_ipv6() {
-                return Err(ipv6_refused(&p.to_string(), ip, from_flag));
+            if from_flag {
+                p.host_ip = self.cfg.ip;
+            }
+            if let Some(ip) = p.host_ip
+                && ip.is_ipv6()
+                && v6.is_none()
+            {
+                return Err(ipv6_refused(name, &p.to_string(), ip, from_flag));
             }
         }
-        if publish_all && !exposed.is_empty() && self.cfg.ip.is_ipv6() {
-            return Err(ipv6_refused("-P", self.cfg.ip, true));
+        if let Some(ip) = self.cfg.ip
+            && publish_all
+            && !exposed.is_empty()
+            && ip.is_ipv6()
+            && v6.is_none()
+        {
+            return Err(ipv6_refused(name, "-P", ip, true));
         }
         let held: Vec<(&str, &PortBinding)> = self
             .state
@@ -39,16 +53,24 @@ impl Engine {
             .flat_map(|e| e.ports.iter().map(move |b| (e.name.as_str(), b)))
             .collect();
         let ephemeral = spec::read_ephemeral_ports()?;
-        ports::allocate(
+        let default_ip = self.cfg.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut out = ports::allocate(
             name,
             publish,
             publish_all,
             exposed,
-            self.cfg.ip,
+            default_ip,
             &held,
             &ephemeral,
         )
-        .map_err(|e| EngineError::Conflict(e.to_string()))
+        .map_err(|e| EngineError::Conflict(e.to_string()))?;
+        if self.cfg.ip.is_none() && v6.is_some() {
+            // The bindings of specs without a host address, and every -P one (after them).
+            for (i, b) in out.iter_mut().enumerate() {
+                b.also_v6 = publish.get(i).is_none_or(|p| p.host_ip.is_none());
+            }
+        }
+        Ok(out)
     }
 
     /// Numbers new bindings and reserves their host ports (with the eBPF dataplane, which is
@@ -102,7 +124,8 @@ impl Engine {
             )));
         }
         let mut publish = specs.to_vec();
-        let mut new = self.plan_ports(name, &mut publish, false, &[])?;
+        let v6 = ep.ipv6.as_ref().and_then(|l| l.global);
+        let mut new = self.plan_ports(name, &mut publish, false, &[], v6)?;
         let next_id = self.take_ports(&mut new, ep.reserve_ports)?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
@@ -152,13 +175,13 @@ impl Engine {
     }
 }
 
-fn ipv6_refused(what: &str, ip: IpAddr, from_flag: bool) -> EngineError {
+fn ipv6_refused(name: &str, what: &str, ip: IpAddr, from_flag: bool) -> EngineError {
     let origin = if from_flag {
         " (the daemon's --ip)"
     } else {
         ""
     };
     EngineError::Invalid(format!(
-        "{what}: IPv6 host address {ip}{origin} cannot be published yet: the dataplane programs IPv4 host addresses only"
+        "{what}: IPv6 host address {ip}{origin} needs a container with an IPv6 address, and \"{name}\" has none (its network has no IPv6 subnet); netd does not translate IPv6 to IPv4"
     ))
 }

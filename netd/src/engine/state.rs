@@ -116,6 +116,10 @@ pub struct PortBinding {
     pub container_port: u16,
     /// Number of consecutive ports (1 for a single port).
     pub count: u16,
+    /// Published on `[::]` too (the container's IPv6 address): no host address was given
+    /// and the daemon has no `--ip`, so `-p 8080:80` takes 0.0.0.0 and [::], as Docker does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub also_v6: bool,
 }
 
 /// What netd last wrote into each of the container's files.

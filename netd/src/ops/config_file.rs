@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(a.fixed_cidr.as_deref(), Some("10.9.0.0/24"));
         assert_eq!(a.mtu, Some(1400));
         assert!(!a.icc && !a.ip_forward && !a.ip_masq);
-        assert_eq!(a.ip.to_string(), "192.0.2.7");
+        assert_eq!(a.ip.map(|i| i.to_string()).as_deref(), Some("192.0.2.7"));
         assert_eq!(a.default_gateway.as_deref(), Some("10.9.0.254"));
         assert_eq!(a.dns, ["192.0.2.53", "192.0.2.54"]);
         assert_eq!(a.dns_search, ["example.test"]);

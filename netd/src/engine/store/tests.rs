@@ -48,6 +48,7 @@ fn binding(id: u32, port: u16) -> PortBinding {
         host_port: port,
         container_port: 80,
         count: 1,
+        also_v6: false,
     }
 }
 

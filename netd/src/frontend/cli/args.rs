@@ -318,9 +318,10 @@ pub struct DaemonArgs {
     /// Inter-container communication.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub icc: bool,
-    /// Default host address for published ports.
-    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
-    pub ip: IpAddr,
+    /// Default host address for published ports (without it: 0.0.0.0, and [::] too for
+    /// containers with an IPv6 address, as Docker publishes).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<IpAddr>,
     /// Enable IPv4 forwarding in the daemon's network namespace.
     #[arg(long = "ip-forward", value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub ip_forward: bool,
