@@ -26,7 +26,7 @@
 use core::{ffi::c_void, num::NonZeroU64};
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
+    bindings::{BPF_ANY, BPF_NOEXIST, bpf_sock_tuple},
     btf_maps::{Array, HashMap, PerCpuArray},
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
     macros::btf_map,
@@ -74,6 +74,18 @@ pub struct Scratch {
     unlink: [CtKey; 2],
     unlink_back: [CtKey; 2],
     unlink_pending: [u64; 2],
+    /// The SNAT port search's socket lookup tuple ([`sock_tuple`]).
+    sock: bpf_sock_tuple,
+}
+
+/// This CPU's buffer for a `bpf_sk_lookup_*` tuple: on the stack it would cost the SNAT port
+/// search's leaf frame 48 bytes, and from_container's call chain has none to spare on Linux
+/// 6.1 (it sums frames, each rounded up to 32 bytes, into the 512-byte limit).
+#[inline(always)]
+pub fn sock_tuple() -> Option<*mut bpf_sock_tuple> {
+    let sc = NETD_CT_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot; only the field's address is taken.
+    Some(unsafe { core::ptr::addr_of_mut!((*sc).sock) })
 }
 
 /// Queues `remove_if_points_back(key, back)` in slot `i` for [`remember_new`].
@@ -181,6 +193,13 @@ fn stale(e: &CtEntry, k: &CtKey, cfg: &DpConfig, now: u64) -> bool {
         }
         None => true,
     }
+}
+
+/// The entry for `k`, live or not (the SNAT port search reads the translation a finished
+/// flow had).
+#[inline(always)]
+pub fn entry(k: &CtKey) -> Option<*const CtEntry> {
+    NETD_CT.get_ptr(k)
 }
 
 /// The live entry for `k`, whatever packet asks.
