@@ -558,8 +558,9 @@ pub struct CtRingSlot {
 const _: () = assert!(core::mem::size_of::<CtRingSlot>() == 48);
 
 /// NETD_CT_RING's positions: flows are written at `head % slots`, eviction looks from
-/// `tail`. Updated without atomics: two CPUs racing may both write one slot (one flow then
-/// has no slot and can only expire), never anything worse.
+/// `tail`. The head is claimed with an atomic fetch-and-add, so CPUs creating flows at once
+/// each get their own slot; the tail is written plainly (racing CPUs may leave it a slot
+/// behind, which eviction clamps).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct CtRingPos {

@@ -23,10 +23,10 @@
 //! [`create`] replaces both entries), and a new flow (a SYN) may take over its reply tuple, in
 //! the SNAT port search too ([`reply_free`]), removing the old owner's other entry.
 
-use core::{ffi::c_void, num::NonZeroU64};
+use core::{ffi::c_void, num::NonZeroU64, ptr::addr_of_mut};
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
+    bindings::{BPF_ANY, BPF_NOEXIST, bpf_sock_tuple},
     btf_maps::{Array, HashMap, PerCpuArray},
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
     macros::btf_map,
@@ -74,6 +74,18 @@ pub struct Scratch {
     unlink: [CtKey; 2],
     unlink_back: [CtKey; 2],
     unlink_pending: [u64; 2],
+    /// The SNAT port search's socket lookup tuple ([`sock_tuple`]).
+    sock: bpf_sock_tuple,
+}
+
+/// This CPU's buffer for a `bpf_sk_lookup_*` tuple: on the stack it would cost the SNAT port
+/// search's leaf frame 48 bytes, and from_container's call chain has none to spare on Linux
+/// 6.1 (it sums frames, each rounded up to 32 bytes, into the 512-byte limit).
+#[inline(always)]
+pub fn sock_tuple() -> Option<*mut bpf_sock_tuple> {
+    let sc = NETD_CT_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot; only the field's address is taken.
+    Some(unsafe { core::ptr::addr_of_mut!((*sc).sock) })
 }
 
 /// Queues `remove_if_points_back(key, back)` in slot `i` for [`remember_new`].
@@ -181,6 +193,13 @@ fn stale(e: &CtEntry, k: &CtKey, cfg: &DpConfig, now: u64) -> bool {
         }
         None => true,
     }
+}
+
+/// The entry for `k`, live or not (the SNAT port search reads the translation a finished
+/// flow had).
+#[inline(always)]
+pub fn entry(k: &CtKey) -> Option<*const CtEntry> {
+    NETD_CT.get_ptr(k)
 }
 
 /// The live entry for `k`, whatever packet asks.
@@ -568,20 +587,48 @@ pub fn remember_new() {
     let Some(pos) = NETD_CT_RING_POS.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: a valid map value; racing CPUs may write one slot twice (see CtRingPos).
-    let pos = unsafe { &mut *pos };
-    let head = pos.head;
+    // The slot is claimed with an atomic add (BPF_ATOMIC_FETCH_ADD, Linux 5.12): CPUs creating
+    // flows at once each get their own slot. (A plain read and write of `head` let two CPUs
+    // write the same slot and advance the head once: one of the new flows was never in the
+    // ring, and never evicted.)
+    // SAFETY: a valid, 8-byte aligned map value field, accessed atomically by every CPU.
+    let head = unsafe { fetch_add(addr_of_mut!((*pos).head), 1) };
     let Some(slot) = NETD_CT_RING.get_ptr_mut((head % n) as u32) else {
         return;
     };
-    // SAFETY: as above.
+    // SAFETY: a valid map value; this CPU's slot until the ring wraps.
     let slot = unsafe { &mut *slot };
     slot.key = sc.new_key;
     slot.created_ns = sc.entry.created_ns;
-    pos.head = head + 1;
+    // The tail only trails the head by at most the ring's size; racing CPUs may move it a
+    // slot less far, which evict_one corrects (it clamps the tail the same way).
+    // SAFETY: as above.
+    let pos = unsafe { &mut *pos };
     if pos.tail + n.get() < head + 1 {
         pos.tail = head + 1 - n.get();
     }
+}
+
+/// `*p += v` atomically, returning the old value: BPF_ATOMIC | BPF_FETCH (Linux 5.12), written
+/// as assembly because bpf-linker's generic CPU (v1) refuses a fetching atomic add from LLVM
+/// (core's AtomicU64 has no fetch_add on bpfel either), while the verifier accepts it for any
+/// program.
+///
+/// # Safety
+/// `p` must be a valid, 8-byte aligned pointer into a map value.
+#[inline(always)]
+unsafe fn fetch_add(p: *mut u64, v: u64) -> u64 {
+    let mut r = v;
+    // SAFETY: the caller's pointer; the instruction reads and writes only `*p`.
+    unsafe {
+        core::arch::asm!(
+            "{r} = atomic_fetch_add((u64 *)({p} + 0), {r})",
+            p = in(reg) p,
+            r = inout(reg) r,
+            options(nostack),
+        );
+    }
+    r
 }
 
 /// What [`evict_step`] works on, on [`evict_one`]'s stack.

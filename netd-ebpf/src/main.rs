@@ -25,6 +25,7 @@
 //! `netd monitor` (`monitor`: the NETD_EVENTS ring buffer) while a monitor client listens.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 mod container;
 mod counters;

@@ -2,18 +2,20 @@
 //! creating the flows that translate (published ports, hairpin, masquerade) with SNAT port
 //! allocation.
 
-use core::num::NonZeroU32;
+use core::{ffi::c_void, num::NonZeroU32};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_CURRENT_NETNS, bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1},
-    helpers::generated::{bpf_redirect, bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release},
+    bindings::{BPF_F_CURRENT_NETNS, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1},
+    helpers::generated::{
+        bpf_loop, bpf_redirect, bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release,
+    },
     programs::TcContext,
 };
 use netd_common::{
-    CFG_F_SNAT_IN_RANGE, CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_SNAT, CtEntry,
-    CtKey, DROP_CT_CLASH, DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig,
-    PortTarget,
+    CFG_F_SNAT_IN_RANGE, CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, CT_F_SNAT,
+    CtEntry, CtKey, DROP_CT_CLASH, DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig,
+    IPPROTO_ICMP, PortTarget,
 };
 
 use crate::{
@@ -213,7 +215,7 @@ pub fn hairpin(
     t.saddr[0] = if gw != 0 { gw } else { pkt.daddr };
     // The bridge address is netd's own: no host socket talks from it, so no socket lookups
     // (they would also cost from_container's verifier budget).
-    let t = snat_flow(None, k, t, &f)?;
+    snat_flow(core::ptr::null_mut(), k, &mut t, &f)?;
     rewrite(ctx, pkt, t.saddr[0], target, t.sport, cport)?;
     counters::count_binding(b.binding_id, ctx.len());
     bounce(ctx, ep_ifindex)
@@ -252,21 +254,26 @@ pub fn masquerade(
         cfg,
         now: ct::now(),
     };
-    let t = snat_flow(Some(ctx), k, t, &f)?;
+    snat_flow(ctx.as_ptr(), k, &mut t, &f)?;
     rewrite(ctx, pkt, uplink_ip, t.daddr[0], t.sport, t.dport)
 }
 
-/// A hash of the container's tuple, where the SNAT port search starts: the same tuple always
-/// starts at the same port (a client reusing its own tuple reuses its own translation, and the
-/// remote end's TIME_WAIT accepts its increasing sequence numbers), and tuples that differ in
-/// one port spread over the whole range. Each field goes through murmur3's finalizer (a
-/// multiply alone only moves a field's bits upwards, and `% range` then keeps the low ones: all
-/// source ports of one container used to start within a few ports of each other).
+/// Where the SNAT port search starts for the container's tuple `k`, as an offset into a range
+/// of `range` ports: a hash of everything but the source port, plus the source port. The same
+/// tuple always starts at the same port (a client reusing its own tuple gets its own
+/// translation back, and the remote end's TIME_WAIT accepts its increasing sequence numbers),
+/// and the source ports of one container towards one destination map one-to-one onto the range
+/// (its ephemeral range, 28 232 ports by default, is smaller than `--masq-ports auto`), so
+/// they never collide with each other's TIME_WAIT tuples; other containers and destinations
+/// start elsewhere. Each field goes through murmur3's finalizer (a multiply alone only moves a
+/// field's bits upwards, and `% range` then keeps the low ones).
 #[inline(always)]
-fn tuple_hash(k: &CtKey) -> u32 {
+fn search_start(k: &CtKey, range: NonZeroU32) -> u32 {
     let mut h = fmix32(k.saddr[0] ^ u32::from(k.proto));
     h = fmix32(h ^ k.daddr[0]);
-    fmix32(h ^ ((u32::from(k.sport) << 16) | u32::from(k.dport)))
+    h = fmix32(h ^ u32::from(k.dport));
+    // Both terms below `range`: the sum cannot overflow.
+    (h % range + u32::from(u16::from_be(k.sport)) % range) % range
 }
 
 #[inline(always)]
@@ -278,27 +285,40 @@ fn fmix32(mut h: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// Would a socket of this (host) namespace receive the reply of `t`? A host process may be
-/// talking to the same peer from the same port (its flows are not in NETD_CT); taking that
-/// port would steal its replies, so the SNAT port search skips it, as nf_nat does.
+/// Is `t`'s source port taken outside NETD_CT? By a published host port of `t`'s source
+/// address (NETD_PORTS), which `--masq-ports` may overlap: a masqueraded flow there would hold
+/// a reply tuple that new connections to the published port may need; or, with `skb` (the
+/// program's context; null for netd's own bridge address), by a socket of this (host)
+/// namespace that would receive the reply of `t`: a host process may be talking to the same
+/// peer from the same port (its flows are not in NETD_CT), and taking that port would steal its
+/// replies, as nf_nat knows. A leaf subprogram with a small frame (its socket tuple is in the
+/// scratch slot, [`ct::sock_tuple`]): from_container's call chain has no stack to spare.
 #[inline(never)]
-fn host_socket_owns(ctx: &TcContext, t: &CtKey) -> bool {
-    let v4 = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
-        saddr: t.daddr[0],
-        daddr: t.saddr[0],
-        sport: t.dport,
-        dport: t.sport,
+fn host_port_taken(skb: *mut c_void, t: &CtKey, kind: u8) -> bool {
+    if kind == L4_PORTS && maps::published_port(t.proto, t.saddr[0], t.sport).is_some() {
+        return true;
+    }
+    if skb.is_null() {
+        return false;
+    }
+    let Some(tuple) = ct::sock_tuple() else {
+        return false;
     };
-    // SAFETY: all-zero is a valid tuple; the IPv4 member is written in full.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    tuple.__bindgen_anon_1.ipv4 = v4;
+    // SAFETY: this CPU's scratch tuple; the IPv4 member is written in full.
+    unsafe {
+        let v4 = &mut (*tuple).__bindgen_anon_1.ipv4;
+        v4.saddr = t.daddr[0];
+        v4.daddr = t.saddr[0];
+        v4.sport = t.dport;
+        v4.dport = t.sport;
+    }
     let size = core::mem::size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>() as u32;
     let netns = BPF_F_CURRENT_NETNS as i64 as u64;
-    // SAFETY: ctx is the program's skb; the tuple lives on the stack for the call.
+    // SAFETY: skb is the program's skb; the tuple is this CPU's scratch buffer.
     let sk = unsafe {
         match t.proto {
-            6 => bpf_sk_lookup_tcp(ctx.as_ptr(), &mut tuple, size, netns, 0),
-            17 => bpf_sk_lookup_udp(ctx.as_ptr(), &mut tuple, size, netns, 0),
+            6 => bpf_sk_lookup_tcp(skb, tuple, size, netns, 0),
+            17 => bpf_sk_lookup_udp(skb, tuple, size, netns, 0),
             _ => return false,
         }
     };
@@ -310,77 +330,170 @@ fn host_socket_owns(ctx: &TcContext, t: &CtKey) -> bool {
     true
 }
 
-/// Tracks `k` -> `t` with `t`'s source port free for the reply: the original port when it lies
-/// in [snat_port_min, snat_port_max] (the daemon reserves that range from the host's ephemeral
-/// ports) and its reply tuple is free (in NETD_CT and among the host's own sockets), else a
-/// port of the range probed from a tuple-hashed start, at most SNAT_TRIES times.
-/// Returns the tuple it got.
+/// Is `t`'s source port one [`create`](ct::create) may translate `k` to? [`ct::REPLY_FREE`] or
+/// [`ct::REPLY_RECLAIMABLE`] ([`ct::reply_free`]), or 0 when it is taken (by a live flow, or
+/// outside NETD_CT: [`host_port_taken`]).
 #[inline(always)]
-fn snat_flow(host: Option<&TcContext>, k: &CtKey, mut t: CtKey, f: &NewFlow) -> Result<CtKey, u32> {
-    let (pkt, cfg) = (f.pkt, f.cfg);
-    // With CFG_F_SNAT_IN_RANGE the original port is kept only inside the range (reserved
-    // from the host's own sockets, so none can open later with it); ICMP echo ids are no
-    // ports and are kept when free.
-    let sport = u16::from_be(t.sport);
-    let keep = pkt.kind == L4_ECHO
-        || cfg.flags & CFG_F_SNAT_IN_RANGE == 0
-        || (sport >= cfg.snat_port_min && sport <= cfg.snat_port_max);
-    if keep && !host.is_some_and(|ctx| host_socket_owns(ctx, &t)) {
-        match ct::create(k, &t, f) {
-            Ok(()) => return Ok(t),
-            Err(CreateError::Full) => return Err(DROP_CT_FULL),
-            Err(CreateError::Clash) => {}
-        }
+fn port_usable(skb: *mut c_void, k: &CtKey, t: &CtKey, f: &NewFlow) -> u32 {
+    if host_port_taken(skb, t, f.pkt.kind) {
+        return 0;
     }
-    let r = free_port(host, k, &mut t, f);
+    ct::reply_free(k, t, f)
+}
+
+/// Tracks `k` -> `t` with `t`'s source port (set here) free for the reply.
+/// `skb` is the program's context when the translated source is a host address whose sockets
+/// must be respected (null: netd's own bridge address). The port, in this order:
+/// - the original one, when it lies in [snat_port_min, snat_port_max] (the daemon reserves that
+///   range from the host's ephemeral ports) or CFG_F_SNAT_IN_RANGE is off, and is usable;
+/// - the port this same tuple was translated to last ([`last_port`]), as iptables' MASQUERADE
+///   keeps a client's port: the remote end sees the same tuple with increasing sequence numbers
+///   and its TIME_WAIT accepts the new SYN, where a tuple another connection finished with may
+///   be refused;
+/// - a port of the range probed from a tuple-hashed start ([`search_start`]).
+///
+/// One [`create`](ct::create) call site, and the search in `bpf_loop`: the verifier walks
+/// create and the probe once, not once per probe.
+#[inline(always)]
+fn snat_flow(skb: *mut c_void, k: &CtKey, t: &mut CtKey, f: &NewFlow) -> Result<(), u32> {
+    let r = choose_port(skb, k, t, f);
     if r != 0 {
         return Err(r);
     }
-    match ct::create(k, &t, f) {
-        Ok(()) => Ok(t),
+    match ct::create(k, t, f) {
+        Ok(()) => Ok(()),
         Err(CreateError::Full) => Err(DROP_CT_FULL),
         // Taken by another CPU since the check.
         Err(CreateError::Clash) => Err(DROP_NO_SNAT_PORT),
     }
 }
 
-/// Sets `t`'s source port (and echo id) to a port of [snat_port_min, snat_port_max] whose
-/// reply tuple is free (unused, stale, or a finished TCP connection's when the packet is a SYN:
-/// [`ct::reply_free`]), probed from a tuple-hashed start at most SNAT_TRIES times: 0, or
-/// DROP_NO_SNAT_PORT. A subprogram (at most five arguments): its loop state stays off the
-/// caller's deep stack, which Linux 6.1 sums with create's into the 512-byte limit.
+/// [`choose_port`]'s loop state, on its (small) stack; [`port_step`] gets a pointer to it.
+#[repr(C)]
+struct Probe {
+    skb: *mut c_void,
+    k: *const CtKey,
+    t: *mut CtKey,
+    f: *const NewFlow<'static>,
+    /// 1 when a step found a port (it is in `*t`).
+    found: u64,
+}
+
+/// Steps of [`port_step`]: the original port, the port `k` held last, then the search.
+const STEP_ORIGINAL: u64 = 0;
+const STEP_LAST: u64 = 1;
+const STEP_SEARCH: u64 = 2;
+
+/// Sets `t`'s source port (and echo id) as [`snat_flow`] describes: 0, or DROP_NO_SNAT_PORT.
+/// Every candidate is one step of a `bpf_loop` (Linux 5.17), so the verifier walks one step
+/// instead of unrolled copies (to_uplink used 921k of its 1M instructions so), and this frame
+/// holds only the loop state: from_container's chain (from_container, this, the step,
+/// [`ct::reply_free`]) must stay within Linux 6.1's 512 bytes.
 #[inline(never)]
-fn free_port(host: Option<&TcContext>, k: &CtKey, t: &mut CtKey, f: &NewFlow) -> u32 {
-    let (pkt, cfg) = (f.pkt, f.cfg);
-    let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
-    if (pkt.kind != L4_PORTS && pkt.kind != L4_ECHO) || min == 0 || max < min {
-        return DROP_NO_SNAT_PORT;
-    }
-    // Never zero (max >= min); NonZero keeps a divide-by-zero panic path out of the program.
-    let Some(range) = NonZeroU32::new(max - min + 1) else {
-        return DROP_NO_SNAT_PORT;
+fn choose_port(skb: *mut c_void, k: &CtKey, t: &mut CtKey, f: &NewFlow) -> u32 {
+    let mut p = Probe {
+        skb,
+        k,
+        t,
+        f: (f as *const NewFlow).cast(),
+        found: 0,
     };
-    let start = tuple_hash(k) % range;
-    for i in 0..SNAT_TRIES {
-        let port = ((min + (start + i) % range) as u16).to_be();
-        t.sport = port;
-        if pkt.kind == L4_ECHO {
-            t.dport = port;
-        }
-        if host.is_some_and(|ctx| host_socket_owns(ctx, t)) {
-            continue;
-        }
-        // Only a cheap check per port: with `create` inside the loop, Linux 6.1's verifier
-        // walks the whole of it once per iteration (to_uplink then exceeds 1M insns), and no
-        // state carried between iterations either (remembering the first reclaimable port
-        // did). A port another finished connection holds is taken only in the second half of
-        // the probes, when the first half found none free: its remote end may refuse the SYN
-        // from TIME_WAIT (the client then resets and retries, milliseconds later, or a second
-        // later when that exchange is lost).
-        let r = ct::reply_free(k, t, f);
-        if r == ct::REPLY_FREE || (r == ct::REPLY_RECLAIMABLE && i >= SNAT_TRIES / 2) {
+    // SAFETY: port_step has the callback signature bpf_loop expects and only uses `p` (and
+    // what it points to, all alive for this call) through the pointer it is given.
+    unsafe {
+        bpf_loop(
+            STEP_SEARCH as u32 + SNAT_TRIES,
+            port_step as *mut c_void,
+            (&mut p as *mut Probe).cast(),
+            0,
+        )
+    };
+    if p.found != 0 { 0 } else { DROP_NO_SNAT_PORT }
+}
+
+/// Step `i` of [`choose_port`]: 1 (stop) when the step found a usable port (`found` set) or
+/// none can follow, 0 for the next step.
+/// - STEP_ORIGINAL: the original port, when CFG_F_SNAT_IN_RANGE is off, or the port lies in
+///   [snat_port_min, snat_port_max] (reserved from the host's own sockets, so none can open
+///   later with it), or it is an ICMP echo id (no port);
+/// - STEP_LAST: the port `k` was translated to last ([`last_port`]), when in the range;
+/// - then SNAT_TRIES ports of the range from `k`'s [`search_start`]. A port another finished
+///   connection holds ([`ct::REPLY_RECLAIMABLE`]) is taken only in the second half of them,
+///   when the first half found none free: its remote end may refuse the SYN from TIME_WAIT (the
+///   client then resets and retries, milliseconds later, or a second later when that exchange
+///   is lost).
+extern "C" fn port_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes choose_port's `Probe` back; its pointers are alive.
+    let p = unsafe { &mut *ctx.cast::<Probe>() };
+    // SAFETY: as above.
+    let (k, t, f) = unsafe { (&*p.k, &mut *p.t, &*p.f) };
+    let (kind, cfg) = (f.pkt.kind, f.cfg);
+    let (min, max) = (cfg.snat_port_min, cfg.snat_port_max);
+    let in_range = |port: u16| {
+        let port = u16::from_be(port);
+        port >= min && port <= max
+    };
+    let reclaim = if i == STEP_ORIGINAL {
+        if !(kind == L4_ECHO || cfg.flags & CFG_F_SNAT_IN_RANGE == 0 || in_range(k.sport)) {
             return 0;
         }
+        true
+    } else {
+        // The range is needed from here on.
+        if (kind != L4_PORTS && kind != L4_ECHO) || min == 0 || max < min {
+            return 1;
+        }
+        if i == STEP_LAST {
+            let last = last_port(k, t);
+            if last == 0 || !in_range(last) {
+                return 0;
+            }
+            set_port(t, kind, last);
+            true
+        } else {
+            let (min, max) = (u32::from(min), u32::from(max));
+            // Never zero (max >= min); NonZero keeps a divide-by-zero panic path out.
+            let Some(range) = NonZeroU32::new(max - min + 1) else {
+                return 1;
+            };
+            let j = (i - STEP_SEARCH) as u32;
+            let port = min + (search_start(k, range) + j % range) % range;
+            set_port(t, kind, (port as u16).to_be());
+            j >= SNAT_TRIES / 2
+        }
+    };
+    let r = port_usable(p.skb, k, t, f);
+    if r == ct::REPLY_FREE || (r == ct::REPLY_RECLAIMABLE && reclaim) {
+        p.found = 1;
+        return 1;
     }
-    DROP_NO_SNAT_PORT
+    0
+}
+
+#[inline(always)]
+fn set_port(t: &mut CtKey, kind: u8, port: u16) {
+    t.sport = port;
+    if kind == L4_ECHO {
+        t.dport = port;
+    }
+}
+
+/// The source port (network byte order) that the flow `k` was last translated to, when its
+/// entry is still in NETD_CT (a finished or stale flow: a live one would have matched) and
+/// translated to `t`'s addresses and destination port; else 0.
+#[inline(always)]
+fn last_port(k: &CtKey, t: &CtKey) -> u16 {
+    let Some(e) = ct::entry(k) else {
+        return 0;
+    };
+    // SAFETY: a valid map value, read at once.
+    let e = unsafe { &*e };
+    if e.flags & CT_F_REPLY != 0
+        || e.nat_saddr != t.saddr
+        || e.nat_daddr != t.daddr
+        || (t.proto != IPPROTO_ICMP && e.nat_dport != t.dport)
+    {
+        return 0;
+    }
+    e.nat_sport
 }

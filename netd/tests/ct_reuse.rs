@@ -196,3 +196,114 @@ fn the_snat_search_reclaims_a_finished_connections_reply_tuple_for_a_syn_only() 
         );
     });
 }
+
+const SECOND: u64 = 1_000_000_000;
+
+/// Makes both entries of a flow look idle for `secs` seconds (stale past every timeout).
+fn age(w: &World, k: &CtKey, secs: u64) {
+    let mut e = w.ct(k).expect("original entry");
+    let mut r = w.ct(&e.peer).expect("reply entry");
+    e.last_seen_ns -= secs * SECOND;
+    r.last_seen_ns -= secs * SECOND;
+    w.set_ct(k, &e);
+    w.set_ct(&e.peer, &r);
+}
+
+/// The masquerade port a SYN from `src:sport` to SERVER:80 gets (TC_ACT_OK expected).
+fn syn_port(w: &World, src: [u8; 4], sport: u16) -> u16 {
+    let syn = Frame::tcp(src, SERVER, sport, 80).flags(TCP_SYN).seq(1000);
+    let (v, out) = w.run(PROG_TO_UPLINK, w.up, &syn.bytes());
+    assert_eq!(v, TC_ACT_OK, "SYN from {src:?}:{sport}");
+    let (s, d, mport, dp) = tuple(&out);
+    assert_eq!((s, d, dp), (UPLINK_IP, SERVER, 80));
+    mport
+}
+
+#[test]
+fn a_reconnecting_tuple_gets_the_port_it_held_last() {
+    World::with(|w| {
+        // Two masquerade ports; the container's own port 40000 lies outside them.
+        w.config(|c| {
+            c.flags |= CFG_F_SNAT_IN_RANGE;
+            c.snat_port_min = 50000;
+            c.snat_port_max = 50001;
+        });
+        // Where A:40000's search starts: the port it gets from an empty table.
+        let k = ct_key(A_IP, SERVER, 40000, 80, IPPROTO_TCP);
+        let start = syn_port(w, A_IP, 40000);
+        age(w, &k, 3600);
+        // C holds that port with a live flow (its own in-range port is kept): A's connection
+        // gets the other one, and finishes (the server closes first: its end is in TIME_WAIT).
+        let c_ip = [172, 30, 0, 4];
+        let kc = ct_key(c_ip, SERVER, start, 80, IPPROTO_TCP);
+        assert_eq!(syn_port(w, c_ip, start), start);
+        let (_, held) = finished(w, A_IP, 40000);
+        assert_ne!(held, start);
+        // C's flow is gone since: A's start is free again.
+        age(w, &kc, 3600);
+        // A reconnects from the same port: the remote must see the same tuple again (its
+        // TIME_WAIT accepts the higher sequence number), not a fresh port.
+        assert_eq!(
+            syn_port(w, A_IP, 40000),
+            held,
+            "the port A:40000 held last, not its search start {start}"
+        );
+        let e = w.ct(&k).unwrap();
+        assert_eq!(e.tcp_state, CT_TCP_SYN_SENT, "a fresh flow");
+        assert_eq!(w.ct(&e.peer).unwrap().peer, k);
+        back(w, A_IP, 40000, held, TCP_SYN | TCP_ACK);
+    });
+}
+
+#[test]
+fn one_containers_source_ports_map_one_to_one_onto_the_range() {
+    World::with(|w| {
+        // 512 ports, 512 connections from one container to one server: each gets a port on
+        // its first probe (consecutive source ports, consecutive masquerade ports), none is
+        // refused (with a search start hashed from the whole tuple, 16 probes per flow run
+        // out of free ports well before the range is full).
+        w.config(|c| {
+            c.flags |= CFG_F_SNAT_IN_RANGE;
+            c.snat_port_min = 50000;
+            c.snat_port_max = 50511;
+        });
+        let first = syn_port(w, A_IP, 40000);
+        let mut seen = std::collections::HashSet::from([first]);
+        for i in 1..512u16 {
+            let p = syn_port(w, A_IP, 40000 + i);
+            let want = 50000 + (first - 50000 + i) % 512;
+            assert_eq!(p, want, "A:{} masqueraded to {p}", 40000 + i);
+            assert!(seen.insert(p));
+        }
+        assert_eq!(w.drop_count(DROP_NO_SNAT_PORT), 0);
+        // The same tuple again (retransmitted SYN): the same flow and port.
+        assert_eq!(syn_port(w, A_IP, 40007), 50000 + (first - 50000 + 7) % 512);
+    });
+}
+
+#[test]
+fn the_snat_search_skips_published_host_ports() {
+    World::with(|w| {
+        // The range overlaps the published tcp *:8080 (datapath_util::bindings).
+        w.config(|c| {
+            c.flags |= CFG_F_SNAT_IN_RANGE;
+            c.snat_port_min = 8080;
+            c.snat_port_max = 8081;
+        });
+        // A's own port 8080 lies in the range but is published: not kept.
+        assert_eq!(syn_port(w, A_IP, 8080), 8081);
+        // The only port left is the published one: refused, not taken.
+        let syn = Frame::tcp(A_IP, SERVER, 40000, 80).flags(TCP_SYN);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &syn.bytes()).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_NO_SNAT_PORT), 1);
+        // Publishing is per protocol: udp *:5353 is published, tcp 5353 is not.
+        w.config(|c| {
+            c.snat_port_min = 5353;
+            c.snat_port_max = 5353;
+        });
+        assert_eq!(syn_port(w, B_IP, 41000), 5353);
+        let dns = Frame::udp(B_IP, SERVER, 41000, 53);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &dns.bytes()).0, TC_ACT_SHOT);
+        assert_eq!(w.drop_count(DROP_NO_SNAT_PORT), 2);
+    });
+}

@@ -45,7 +45,9 @@ fail() {
     poweroff -f
 }
 echo "kernel: $(uname -r)"
-for m in llc stp bridge veth sch_ingress cls_bpf; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
+# inet_diag, tcp_diag and udp_diag: the daemon lists the host's sockets (sock_diag) before
+# it publishes a port.
+for m in llc stp bridge veth sch_ingress cls_bpf inet_diag tcp_diag udp_diag; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
 grep -q ' /sys/fs/bpf ' /proc/mounts && fail "/sys/fs/bpf is already a bpffs: the test would not show the mount"
 ip link set lo up
 ip netns add out || fail "ip netns add"
@@ -271,6 +273,9 @@ pub fn run() -> anyhow::Result<()> {
         ("veth", "drivers/net/veth.ko"),
         ("sch_ingress", "net/sched/sch_ingress.ko"),
         ("cls_bpf", "net/sched/cls_bpf.ko"),
+        ("inet_diag", "net/ipv4/inet_diag.ko"),
+        ("tcp_diag", "net/ipv4/tcp_diag.ko"),
+        ("udp_diag", "net/ipv4/udp_diag.ko"),
     ] {
         fs::copy(modules.join(rel), root.join(format!("lib/modules/{m}.ko")))
             .with_context(|| format!("module {rel}"))?;
