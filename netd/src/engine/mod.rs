@@ -132,6 +132,8 @@ pub struct Engine {
     reserved: reserve::Reservations,
     /// The interfaces served as uplinks now (`--uplink`'s, else every eligible one).
     uplinks: Vec<String>,
+    /// Deletes detached containers' veths in the background.
+    reaper: crate::wiring::reaper::VethReaper,
 }
 
 impl Engine {
@@ -205,6 +207,7 @@ impl Engine {
             dp,
             reserved: reserve::Reservations::default(),
             uplinks: Vec::new(),
+            reaper: crate::wiring::reaper::VethReaper::new(),
         };
         if hooked {
             let published: Vec<_> = engine
@@ -272,7 +275,7 @@ impl Engine {
             let mut keep: Vec<String> = self.uplinks.clone();
             for ep in self.state.endpoints.values() {
                 if let Some(h) = &ep.host_ifname {
-                    dp.attach_endpoint(h)?;
+                    dp.attach_container_veth(h)?;
                     keep.push(h.clone());
                 }
             }
@@ -320,7 +323,15 @@ impl Engine {
     }
 
     /// Syncs the state journal to disk now (the daemon calls it before it exits).
+    /// Detached containers' veths still being deleted are waited for (a few seconds at most):
+    /// a daemon that exits leaves none behind.
     pub fn flush_state(&self) -> Result<(), EngineError> {
+        if !self.reaper.wait_idle(std::time::Duration::from_secs(5)) {
+            tracing::warn!(
+                left = self.reaper.pending(),
+                "detached containers' veths still being deleted at exit"
+            );
+        }
         self.store.flush().map_err(Into::into)
     }
 
