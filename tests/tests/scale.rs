@@ -325,3 +325,26 @@ fn a_tcp_stream_survives_a_restart_with_many_endpoints() {
         "a round trip took {worst:?}"
     );
 }
+
+/// A container veth that no endpoint owns after a restart (its daemon died with the deletion
+/// still queued; here: the state that knew it is gone) is deleted, not left on the bridge
+/// with its filters removed.
+#[test]
+fn a_restart_deletes_container_veths_no_endpoint_owns() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let c = w.container("c");
+    let veth = s(&d.attach("c", &c, &[])["host_ifname"]).to_string();
+    d.kill9();
+    // The state forgets c (as if its detach was journalled and its veth not yet deleted).
+    let st = d.state_dir();
+    std::fs::remove_dir_all(&st).expect("remove state dir");
+    d.restart();
+    poll_until("the orphaned veth deleted", T, || {
+        let v = veths(&w);
+        if v.contains(&veth) { Err(v) } else { Ok(()) }
+    });
+    assert!(c.links().iter().all(|l| l == "lo"), "{:?}", c.links());
+    // The restarted daemon still attaches into that namespace.
+    d.attach("c", &c, &[]);
+}

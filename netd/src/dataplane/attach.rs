@@ -159,6 +159,24 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Interfaces not in `keep` that carry netd's `from_container` filter: container veths
+    /// whose endpoint is gone (a daemon killed while their deletion was queued). Only netd puts
+    /// that program on an interface, so they are netd's to delete.
+    pub fn orphaned_container_veths(&self, keep: &[String]) -> Vec<(u32, String)> {
+        let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+        clsact::interfaces()
+            .into_iter()
+            .filter(|(_, name)| !keep.contains(name.as_str()))
+            .filter(|&(ifindex, _)| {
+                super::tcnl::filters(ifindex, TcAttachType::Ingress).is_ok_and(|fs| {
+                    fs.iter().any(|f| {
+                        clsact::is_netd(f) && f.name.as_deref() == Some(PROG_FROM_CONTAINER)
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// Reconciles after a restart: detaches interfaces that have pinned links but are not in
     /// `keep` or no longer exist, unpins defunct links of kept interfaces, and drops the
     /// counters of every interface not in `keep`. `keep` must list every interface the agent
