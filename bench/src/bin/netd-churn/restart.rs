@@ -102,7 +102,8 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
             "name": name, "netns": c.path_str(), "net": "bridge",
         });
         if slot > 0 {
-            body["network"] = nets[slot - 1].clone().into();
+            // `net` names a network as `--network` does.
+            body["net"] = nets[slot - 1].clone().into();
         }
         http(d, "POST", "/v1/endpoints", Some(&body.to_string()))
             .with_context(|| format!("attaching {name}"))?;
@@ -119,7 +120,9 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
     let stream = w.container("stream");
     let body = serde_json::json!({
         "name": "stream", "netns": stream.path_str(), "net": "bridge",
-        "publish": ["18081:8081"],
+        "publish": ["61081:8081"],
+        // Above the filler's ports (1024-60999).
+        "reserve_ports": false,
     });
     http(d, "POST", "/v1/endpoints", Some(&body.to_string())).context("attaching stream")?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +131,7 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
     let client_stop = stop.clone();
     let client = std::thread::spawn(move || -> Result<(u64, Duration), String> {
         enter_netns(&outside).map_err(|e| e.to_string())?;
-        let addr = format!("{HOST_UPLINK_IP}:18081").parse().expect("addr");
+        let addr = format!("{HOST_UPLINK_IP}:61081").parse().expect("addr");
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| format!("connect: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
