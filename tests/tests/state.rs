@@ -38,10 +38,29 @@ fn bpftool_net(w: &World) -> BTreeMap<(String, String), usize> {
     m
 }
 
+/// Every TC program attached in the host namespace, by (ifname, direction): TCX links (the
+/// uplinks') and clsact filters (container veths get netlink filters by default), as the
+/// kernel lists them.
+fn kernel_programs(w: &World) -> BTreeMap<(String, String), Vec<u32>> {
+    let mut m = tcx_programs(&w.host);
+    let out = w.host.run_ok(&["bpftool", "-j", "net", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    for section in v.as_array().into_iter().flatten() {
+        for p in section["tc"].as_array().into_iter().flatten() {
+            let dir = s(&p["kind"]).rsplit('/').next().unwrap_or("?").to_string();
+            let id = p["id"].as_u64().expect("tc filter id") as u32;
+            m.entry((s(&p["devname"]).to_string(), dir))
+                .or_default()
+                .push(id);
+        }
+    }
+    m
+}
+
 /// Asserts that `status.programs` and the kernel agree exactly: one program per hook that
 /// status lists, with the same program id, and nothing else attached in the host namespace.
 fn assert_status_matches_kernel(w: &World, d: &Daemon) {
-    let kernel = tcx_programs(&w.host);
+    let kernel = kernel_programs(w);
     let st = d.status();
     let mut from_status: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
     for p in st["programs"]
@@ -55,7 +74,7 @@ fn assert_status_matches_kernel(w: &World, d: &Daemon) {
     }
     assert_eq!(
         from_status, kernel,
-        "status.programs vs the kernel's TCX hooks"
+        "status.programs vs the kernel's TCX hooks and tc filters"
     );
     for (hook, ids) in &kernel {
         assert_eq!(ids.len(), 1, "{hook:?} has {} programs: {ids:?}", ids.len());
@@ -106,7 +125,7 @@ fn kill9_keeps_traffic_and_restart_adopts_the_dataplane() {
     let w = World::new();
     let mut d = w.daemon(&["--bip", BIP, "--ip-masq", "false"]);
     let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
-    let before = tcx_programs(&w.host);
+    let before = kernel_programs(&w);
     let host_if1 = s(&d.inspect("c1")["host_ifname"]).to_string();
     for (ifname, dir) in [
         ("up0", "ingress"),
@@ -134,7 +153,7 @@ fn kill9_keeps_traffic_and_restart_adopts_the_dataplane() {
     // Adopted, not attached a second time next to the old ones: exactly one program per
     // hook, on the same hooks as before.
     assert_status_matches_kernel(&w, &d);
-    let after = tcx_programs(&w.host);
+    let after = kernel_programs(&w);
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>(),
@@ -348,7 +367,7 @@ fn dataplane_none_attaches_nothing_but_wires_containers() {
         st["programs"]
     );
     let (c1, c2, ip1, ip2) = attach_pair(&w, &d);
-    let kernel = tcx_programs(&w.host);
+    let kernel = kernel_programs(&w);
     assert!(
         kernel.is_empty(),
         "programs attached with --dataplane none: {kernel:?}"

@@ -21,6 +21,10 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
 use netd_tests::{Daemon, World};
 
+#[path = "netd-churn/restart.rs"]
+mod restart;
+use restart::restart_bench;
+
 #[derive(Parser)]
 #[command(name = "netd-churn")]
 struct Cli {
@@ -45,6 +49,16 @@ struct Cli {
     /// Extra daemon arguments (repeatable), e.g. --daemon-arg=--tc-attach --daemon-arg=netlink.
     #[arg(long, allow_hyphen_values = true)]
     daemon_arg: Vec<String>,
+    /// Restart mode instead of churn: attach this many endpoints (untimed, spread over the
+    /// default network and --networks created ones), publish --published ports, keep a TCP
+    /// stream running through a published port, restart the daemon and report how long it took
+    /// to answer the API and to reconcile, and the stream's slowest round trip.
+    #[arg(long, default_value_t = 0)]
+    restart_endpoints: usize,
+    /// With --restart-endpoints: networks created besides the default one (a Linux bridge
+    /// holds at most 1,023 ports).
+    #[arg(long, default_value_t = 5)]
+    networks: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,7 +75,10 @@ fn main() -> Result<()> {
     let w = World::new();
     let mut args: Vec<&str> = vec!["--bip", "10.250.0.1/16"];
     args.extend(cli.daemon_arg.iter().map(String::as_str));
-    let d = w.daemon(&args);
+    let mut d = w.daemon(&args);
+    if cli.restart_endpoints > 0 {
+        return restart_bench(&cli, &w, &mut d);
+    }
     let _filler = match cli.published {
         0 => None,
         n => Some(publish_filler(&w, &d, n)?),

@@ -69,8 +69,25 @@ impl Dataplane {
     /// and ~30 ms per detach on the test machine; a cls_bpf filter on a down veth waits for
     /// none. The guarantees are the netlink fallback's (see the README).
     pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        let mode = endpoint_attach(self.tc_attach);
+        let mode = endpoint_attach(self.tc_attach).unwrap_or(self.tc_attach);
         self.attach_hooks(ifname, &ENDPOINT, &[], mode)
+    }
+
+    /// [`Dataplane::attach_endpoint`] as the daemon does it: container veths get netlink
+    /// clsact filters unless `NETD_ENDPOINT_TC_ATTACH=tcx` asks for TCX (and the kernel has
+    /// it). A TCX attach and a TCX-linked veth's unregistering each wait for RCU grace periods
+    /// under the RTNL lock (~26 ms per attach, ~30 ms more per detach here); a cls_bpf filter
+    /// on a down veth waits for none, and the filters go with the veth. Uplinks keep TCX,
+    /// where its atomic `bpf_link_update` and link ordering matter and attaches are rare.
+    pub fn attach_container_veth(&mut self, ifname: &str) -> Result<TcAttach, DataplaneError> {
+        let mode = self.container_veth_attach();
+        self.attach_hooks(ifname, &ENDPOINT, &[], mode)?;
+        Ok(mode)
+    }
+
+    /// How [`Dataplane::attach_container_veth`] attaches.
+    pub fn container_veth_attach(&self) -> TcAttach {
+        endpoint_attach(self.tc_attach).unwrap_or(TcAttach::Netlink)
     }
 
     /// Detaches and unpins everything netd attached to `ifname` and drops its counters. Nothing
@@ -98,6 +115,66 @@ impl Dataplane {
             tracing::info!(ifname, "detached the dataplane");
         }
         DataplaneError::collect(errors)
+    }
+
+    /// A container veth's detach when the veth itself is being deleted (its netlink filters
+    /// go with it, and removing them first would leave it up without its programs for a
+    /// moment): only its pins (none in netlink mode) are removed here. Its counters go with
+    /// [`Dataplane::forget_counters`] once the veth is gone (its programs count until then).
+    pub fn forget_interface(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        check_ifname(ifname)?;
+        let mut errors = Vec::new();
+        for program in self.pins.pinned_programs(ifname)? {
+            if let Err(e) = destroy_link(&self.pins.link(ifname, &program)) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = pins::remove_dir(&self.pins.links_dir(ifname)) {
+            errors.push(e);
+        }
+        DataplaneError::collect(errors)
+    }
+
+    /// Drops the counters of the interfaces `ifindexes` (gone ones): one lookup each, not a
+    /// walk of every interface's counters.
+    pub fn forget_counters(&mut self, ifindexes: &[u32]) -> Result<(), DataplaneError> {
+        let map_err = |source| DataplaneError::Map {
+            map: MAP_IF_STATS,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_IF_STATS)
+            .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
+        let mut stats: PerCpuHashMap<_, u32, IfStats> =
+            PerCpuHashMap::try_from(map).map_err(map_err)?;
+        for key in ifindexes {
+            match stats.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(source) => return Err(map_err(source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Interfaces not in `keep` that carry netd's `from_container` filter: container veths
+    /// whose endpoint is gone (a daemon killed while their deletion was queued). Only netd puts
+    /// that program on an interface, so they are netd's to delete.
+    pub fn orphaned_container_veths(&self, keep: &[String]) -> Vec<(u32, String)> {
+        let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+        clsact::interfaces()
+            .into_iter()
+            .filter(|(_, name)| !keep.contains(name.as_str()))
+            .filter(|&(ifindex, _)| {
+                super::tcnl::filters(ifindex, TcAttachType::Ingress).is_ok_and(|fs| {
+                    fs.iter().any(|f| {
+                        clsact::is_netd(f) && f.name.as_deref() == Some(PROG_FROM_CONTAINER)
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Reconciles after a restart: detaches interfaces that have pinned links but are not in
@@ -300,9 +377,9 @@ impl Dataplane {
     }
 }
 
-/// How container veths get their programs: `NETD_ENDPOINT_TC_ATTACH` (`netlink`, or `tcx`
-/// where the kernel has it), else like every other interface (`--tc-attach`).
-fn endpoint_attach(default: TcAttach) -> TcAttach {
+/// How container veths get their programs when `NETD_ENDPOINT_TC_ATTACH` says (`netlink`,
+/// or `tcx` where the kernel has it); None when it does not (unset or `auto`).
+fn endpoint_attach(default: TcAttach) -> Option<TcAttach> {
     static MODE: std::sync::OnceLock<Option<TcAttach>> = std::sync::OnceLock::new();
     let chosen = *MODE.get_or_init(|| {
         match std::env::var("NETD_ENDPOINT_TC_ATTACH")
@@ -322,9 +399,8 @@ fn endpoint_attach(default: TcAttach) -> TcAttach {
     });
     match chosen {
         // TCX needs 6.6 (e420bed0): a netlink-mode daemon has no TCX to use.
-        Some(TcAttach::Tcx) if default == TcAttach::Netlink => default,
-        Some(m) => m,
-        None => default,
+        Some(TcAttach::Tcx) if default == TcAttach::Netlink => Some(default),
+        m => m,
     }
 }
 

@@ -21,7 +21,7 @@ pub const HANDLE: u32 = 0x4e44;
 pub(super) const HOOKS: [TcAttachType; 2] = [TcAttachType::Ingress, TcAttachType::Egress];
 
 /// Whether `f` is one of netd's filters.
-pub(super) fn is_netd(f: &tcnl::Filter) -> bool {
+pub(crate) fn is_netd(f: &tcnl::Filter) -> bool {
     f.priority == PRIORITY
         && f.handle == HANDLE
         && f.kind == "bpf"
@@ -149,7 +149,7 @@ impl Dataplane {
 }
 
 /// Every interface of this network namespace, (ifindex, name).
-pub(super) fn interfaces() -> Vec<(u32, String)> {
+pub(crate) fn interfaces() -> Vec<(u32, String)> {
     match nix::net::if_::if_nameindex() {
         Ok(list) => list
             .iter()

@@ -101,6 +101,22 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Removes one endpoint (by ifindex, and by address while that entry is still its own):
+    /// a detach's map change, O(1) whatever the number of endpoints. Absent entries are fine.
+    pub fn remove_endpoint(&mut self, ep: &EndpointInfo) -> Result<(), DataplaneError> {
+        for (map, key) in [(MAP_ENDPOINTS, ep.ifindex), (MAP_EP_BY_IP, ep.ip)] {
+            let mut m: BpfHashMap<&mut MapData, u32, EndpointInfo> =
+                BpfHashMap::try_from(self.map_mut(map)?).map_err(map_err(map))?;
+            match m.get(&key, 0) {
+                Ok(v) if v.ifindex == ep.ifindex => {
+                    absent_ok(m.remove(&key)).map_err(map_err(map))?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces the endpoints (by ifindex and by address).
     pub fn set_endpoints(&mut self, eps: &[EndpointInfo]) -> Result<(), DataplaneError> {
         let by_if: HashMap<u32, EndpointInfo> = eps.iter().map(|e| (e.ifindex, *e)).collect();
@@ -125,6 +141,24 @@ impl Dataplane {
     /// Replaces the link allowances.
     pub fn set_links(&mut self, links: &HashMap<LinkKey, LinkPorts>) -> Result<(), DataplaneError> {
         sync_hash(self.map_mut(MAP_LINKS)?, MAP_LINKS, links)
+    }
+
+    /// Removes the link allowances `remove` and writes `add`, touching no other entry (an
+    /// attach's or detach's change: the links from and to one endpoint).
+    pub fn update_links(
+        &mut self,
+        remove: &[LinkKey],
+        add: &HashMap<LinkKey, LinkPorts>,
+    ) -> Result<(), DataplaneError> {
+        let mut m: BpfHashMap<&mut MapData, LinkKey, LinkPorts> =
+            BpfHashMap::try_from(self.map_mut(MAP_LINKS)?).map_err(map_err(MAP_LINKS))?;
+        for k in remove.iter().filter(|k| !add.contains_key(k)) {
+            absent_ok(m.remove(k)).map_err(map_err(MAP_LINKS))?;
+        }
+        for (k, v) in add {
+            m.insert(k, v, 0).map_err(map_err(MAP_LINKS))?;
+        }
+        Ok(())
     }
 
     /// Makes NETD_NETWORKS and NETD_NET_SUBNETS hold exactly `nets` (id → options). A slot
@@ -218,6 +252,19 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+}
+
+/// A removal whose key was already gone is done.
+fn absent_ok(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        r => r,
     }
 }
 

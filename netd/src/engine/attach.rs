@@ -37,6 +37,26 @@ impl Engine {
     /// `netd attach`: validate everything, then wire, then persist.
     pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
         let mut t = Phases::new();
+        self.forget_deleted_veths();
+        // A detached container's veth still being deleted holds its namespace's interface
+        // name and its address: wait for it (tens of milliseconds) instead of refusing.
+        let ns_id = netns::identity(req.netns_handle.as_ref().unwrap_or(&req.netns));
+        if self.reaper.blocks(req.ip, ns_id) {
+            let reaper = self.reaper.clone();
+            let ip = req.ip;
+            let done = tokio::task::spawn_blocking(move || {
+                reaper.wait_for(ip, ns_id, std::time::Duration::from_secs(10))
+            })
+            .await
+            .unwrap_or(false);
+            if !done {
+                return Err(EngineError::Internal(format!(
+                    "the veth of a container detached from {} is still being deleted",
+                    req.netns.display()
+                )));
+            }
+            t.mark("wait_reaper");
+        }
         let mut ep = self.plan(&req)?;
         let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
         t.mark("plan");
@@ -52,9 +72,10 @@ impl Engine {
             Ok(ep) => {
                 let name = ep.name.clone();
                 self.state.endpoints.insert(name.clone(), ep);
-                // Publish: the endpoint's programs are already attached (before its veth came
-                // up); the maps now get the rest: its port bindings, links and the full sets.
-                let committed = match self.sync_dataplane().await {
+                // Publish: the endpoint's programs and map entries are already there (before
+                // its veth came up); the maps now get its port bindings and links, and only
+                // those (no diff of the other endpoints' entries).
+                let committed = match self.publish_endpoint(&name) {
                     Ok(()) => {
                         t.mark("maps");
                         self.persist(&[Touched::Endpoint(&name)])
@@ -63,12 +84,15 @@ impl Engine {
                 };
                 t.mark("persist");
                 if let Err(e) = committed {
-                    self.state.endpoints.remove(&name);
+                    let links = self.endpoint_link_keys(&name);
+                    let gone = self.state.endpoints.remove(&name);
                     self.state.next_binding_id = next_id;
-                    self.rollback(undo).await;
-                    if let Err(e2) = self.sync_dataplane().await {
-                        tracing::warn!("rollback: restoring the dataplane: {e2}");
+                    if let Some(ep) = gone {
+                        for e2 in self.unpublish_endpoint(&ep, &links) {
+                            tracing::warn!("rollback: restoring the dataplane: {e2}");
+                        }
                     }
+                    self.rollback(undo).await;
                     return Err(e);
                 }
                 self.refresh_linkers(&name);
@@ -187,7 +211,26 @@ impl Engine {
         let mut mac = None;
         let (ip, gateway) = match &net {
             NetMode::Bridge => {
-                let owner = |i: Ipv4Addr| self.owner_of_ip(i);
+                // An address whose veth is still being deleted is not handed out yet.
+                // One pass over the endpoints, not one per address tried (an allocation on a
+                // network of 1,000 containers tries up to 1,000 addresses).
+                let used: std::collections::HashMap<Ipv4Addr, &str> = self
+                    .state
+                    .endpoints
+                    .values()
+                    .filter(|e| !matches!(e.net, NetMode::Container(_)))
+                    .filter_map(|e| Some((e.ip?, e.name.as_str())))
+                    .collect();
+                let owner = |i: Ipv4Addr| {
+                    let found = used
+                        .get(&i)
+                        .map(|n| n.to_string())
+                        .or_else(|| self.state.held.get(&i).cloned());
+                    found.or_else(|| {
+                        (req.ip.is_none() && self.reaper.holds_ip(i))
+                            .then(|| "a detached container (its veth is being deleted)".into())
+                    })
+                };
                 let ipam = self.ipam_for(network.as_deref());
                 let ip = match req.ip {
                     Some(i) => {
@@ -423,7 +466,7 @@ impl Engine {
             if let Some(l) = ep.ipv6() {
                 dp.set_endpoint_ipv6(hl.index, l.link_local, l.global)?;
             }
-            dp.attach_endpoint(&host)?;
+            dp.attach_container_veth(&host)?;
         }
         t.mark("programs");
         let seg = self.segment(ep.network.as_deref());

@@ -33,9 +33,31 @@ impl Engine {
             )));
         }
         let mut errors = Vec::new();
-        if let Some(h) = &ep.host_ifname {
+        self.forget_deleted_veths();
+        let tcx = self
+            .dp
+            .as_ref()
+            .is_some_and(|dp| dp.container_veth_attach() == crate::dataplane::TcAttach::Tcx);
+        if let (Some(h), Some(ifindex), false) = (&ep.host_ifname, ep.host_ifindex, tcx) {
+            // Its filters stay until the veth (and its peer in the container) is deleted, off
+            // the request path: the maps forget it below, so its traffic is dropped meanwhile.
+            self.reaper.queue(crate::wiring::reaper::Doomed {
+                ifindex,
+                ifname: h.clone(),
+                ip: ep.ip.filter(|_| ep.net == NetMode::Bridge),
+                netns: netns::identity(&ep.netns),
+            });
+            t.mark("veth_queued");
+            if let Some(dp) = self.dp.as_mut() {
+                if let Err(e) = dp.forget_interface(h) {
+                    errors.push(format!("dataplane: {e}"));
+                }
+            }
+            t.mark("programs");
+        } else if let Some(h) = &ep.host_ifname {
             // The veth goes first (its peer in the container with it), then the programs: the
-            // interface is never up without them.
+            // interface is never up without them. (TCX links: unregistering a veth with links
+            // waits for more RCU grace periods; kept synchronous, as before.)
             match self.nl.link_by_name(h).await {
                 Ok(Some(l)) => {
                     if let Err(e) = self.nl.delete_link(l.index).await {
@@ -63,10 +85,16 @@ impl Engine {
             errors.push(format!("removing {}: {e}", ep.etc_dir.display()));
         }
         t.mark("etc_files");
+        let links = self.endpoint_link_keys(name);
         self.state.endpoints.remove(name);
         self.reserved.release(&ep.ports);
-        if let Err(e) = self.sync_dataplane().await {
-            errors.push(e.to_string());
+        if ep.host_ifname.is_some() && ep.host_ifindex.is_none() {
+            // State written before the ifindex was kept: only the full diff finds its entries.
+            if let Err(e) = self.sync_dataplane().await {
+                errors.push(e.to_string());
+            }
+        } else {
+            errors.extend(self.unpublish_endpoint(&ep, &links));
         }
         t.mark("maps");
         if let (Some(ip), Some(dp)) = (ep.ip, self.dp.as_mut()) {
@@ -97,6 +125,19 @@ impl Engine {
                 "detached {name}, with errors: {}",
                 errors.join("; ")
             )))
+        }
+    }
+
+    /// Drops the counters of veths the reaper has deleted since the last call.
+    pub(super) fn forget_deleted_veths(&mut self) {
+        let done = self.reaper.take_done();
+        if done.is_empty() {
+            return;
+        }
+        if let Some(dp) = self.dp.as_mut() {
+            if let Err(e) = dp.forget_counters(&done) {
+                tracing::warn!("dropping the counters of deleted veths: {e}");
+            }
         }
     }
 

@@ -162,6 +162,17 @@ impl Engine {
     }
 
     fn links_map(&self) -> HashMap<LinkKey, LinkPorts> {
+        self.links_where(|_, _| true)
+    }
+
+    /// The link allowances from and to endpoint `name` (what its attach adds and its detach
+    /// removes): its own links, and other endpoints' links that name it.
+    fn links_of(&self, name: &str) -> HashMap<LinkKey, LinkPorts> {
+        self.links_where(|src, target| src == name || target == name)
+    }
+
+    /// The link allowances of the links (source endpoint, target name) that `pick` selects.
+    fn links_where(&self, pick: impl Fn(&str, &str) -> bool) -> HashMap<LinkKey, LinkPorts> {
         let mut out = HashMap::new();
         for e in self.state.endpoints.values() {
             let Some(src) = e.ip else { continue };
@@ -169,6 +180,9 @@ impl Engine {
                 continue;
             }
             for l in &e.links {
+                if !pick(&e.name, &l.name) {
+                    continue;
+                }
                 // Links hold within one network (a target that came back on another one is
                 // not reachable through the link).
                 let Some(t) = self
@@ -362,6 +376,76 @@ impl Engine {
         dp.set_links(&links)?;
         dp.prune_filters(&allow, &deny)?;
         Ok(())
+    }
+
+    /// An attach's map change, after the endpoint `name` went into the state: its port
+    /// bindings and the links from and to it. Its endpoint entries and IPv6 addresses were
+    /// written before its veth came up. O(this endpoint), whatever the number of others: the
+    /// full diff ([`Engine::sync_dataplane`]) runs only at start and for daemon-wide changes.
+    pub(super) fn publish_endpoint(&mut self, name: &str) -> Result<(), EngineError> {
+        if self.dp.is_none() {
+            return Ok(());
+        }
+        let Some(e) = self.state.endpoints.get(name) else {
+            return Ok(());
+        };
+        let ports = e.ports.clone();
+        let links = self.links_of(name);
+        self.sync_added_ports(name, &ports)?;
+        let dp = self.dp.as_mut().expect("checked");
+        dp.update_links(&[], &links)?;
+        Ok(())
+    }
+
+    /// What [`Engine::unpublish_endpoint`] needs of an endpoint, taken while it is still in
+    /// the state: the link allowances from and to it.
+    pub(super) fn endpoint_link_keys(&self, name: &str) -> Vec<LinkKey> {
+        self.links_of(name).into_keys().collect()
+    }
+
+    /// A detach's (or a failed attach's) map change, after `ep` left the state: its port
+    /// bindings, the `links` [`Engine::endpoint_link_keys`] found, its IPv6 addresses and its
+    /// endpoint entries go, and links other endpoints still hold to it are rewritten (none
+    /// when it left; a rollback of a re-attach leaves them as the full set has them).
+    /// Everything is attempted; the errors are returned together.
+    pub(super) fn unpublish_endpoint(&mut self, ep: &Endpoint, links: &[LinkKey]) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.dp.is_none() {
+            return errors;
+        }
+        let entries = Self::binding_entries(ep, &ep.ports);
+        let still = self.links_of(&ep.name);
+        let full_ports = self.port_entries();
+        let dp = self.dp.as_mut().expect("checked");
+        match dp.update_ports(&entries, &[]) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if let Err(e) = dp.set_ports(full_ports) {
+                    errors.push(format!("dataplane: {e}"));
+                }
+            }
+            Err(e) => errors.push(format!("dataplane: {e}")),
+        }
+        if let Err(e) = dp.update_links(links, &still) {
+            errors.push(format!("dataplane: {e}"));
+        }
+        if let (Some(ifindex), Some(ip), Some(mac)) = (ep.host_ifindex, ep.ip, ep.mac) {
+            if ep.net == NetMode::Bridge {
+                if let Err(e) = dp.clear_endpoint_ipv6(ifindex) {
+                    errors.push(format!("dataplane: {e}"));
+                }
+                let info = EndpointInfo {
+                    ip: be(ip),
+                    ifindex,
+                    mac,
+                    net_id: 0,
+                };
+                if let Err(e) = dp.remove_endpoint(&info) {
+                    errors.push(format!("dataplane: {e}"));
+                }
+            }
+        }
+        errors
     }
 
     /// Adds `added` (bindings of endpoint `name`, already in the state) to the port table,

@@ -132,6 +132,8 @@ pub struct Engine {
     reserved: reserve::Reservations,
     /// The interfaces served as uplinks now (`--uplink`'s, else every eligible one).
     uplinks: Vec<String>,
+    /// Deletes detached containers' veths in the background.
+    reaper: crate::wiring::reaper::VethReaper,
 }
 
 impl Engine {
@@ -145,7 +147,9 @@ impl Engine {
                 cfg.state_dir.display()
             ))
         })?;
+        let mut t = timing::Phases::new();
         let (store, mut st) = Store::open(&cfg.state_dir)?;
+        t.mark("state");
         let nl = Netlink::current()?;
         for u in &cfg.uplinks {
             nl.link_by_name(u)
@@ -172,6 +176,7 @@ impl Engine {
             network::reserve_masq_ports(cfg.masq_ports)?;
         }
         st.network = Some(net.clone());
+        t.mark("bridge");
         let dp = match cfg.dataplane {
             DataplaneMode::None => None,
             DataplaneMode::Ebpf => {
@@ -205,6 +210,7 @@ impl Engine {
             dp,
             reserved: reserve::Reservations::default(),
             uplinks: Vec::new(),
+            reaper: crate::wiring::reaper::VethReaper::new(),
         };
         if hooked {
             let published: Vec<_> = engine
@@ -216,8 +222,10 @@ impl Engine {
                 .collect();
             engine.reserved = reserve::Reservations::hooked(&published);
         }
+        t.mark("dataplane_load");
         let want = engine.wanted_uplinks().await?;
         engine.apply_uplinks(want)?;
+        t.mark("uplinks");
         // State from before binding ids: give every binding its own id (reservations and
         // per-binding counters are keyed by it).
         for ep in engine.state.endpoints.values_mut() {
@@ -236,17 +244,27 @@ impl Engine {
         }
         engine.setup_networks().await?;
         engine.setup_ipv6().await?;
+        t.mark("networks");
         engine.reconcile().await?;
+        t.mark("reconcile");
         engine.restore_ndp_proxies().await;
+        t.mark("ndp");
         engine.sync_dataplane().await?;
+        t.mark("maps");
         // Every hook runs this netd's programs now (the XDP pre-filter is set by the sync):
         // maps left in an older layout can go.
         if let Some(dp) = engine.dp.as_mut() {
             dp.finish_migration()?;
         }
+        t.mark("migration");
         // One snapshot after start: it takes over a state.json from before the journal, and
         // the start's own changes (binding ids, network ids, reconciled endpoints).
         engine.store.snapshot(&mut engine.state)?;
+        t.mark("snapshot");
+        t.log(
+            "start",
+            &format!("{} endpoints", engine.state.endpoints.len()),
+        );
         Ok(engine)
     }
 
@@ -256,13 +274,18 @@ impl Engine {
         // Joiners (--net container:X) first: detaching X refuses while they are attached.
         let mut names: Vec<String> = self.state.endpoints.keys().cloned().collect();
         names.sort_by_key(|n| !matches!(self.state.endpoints[n].net, NetMode::Container(_)));
+        let mut t = timing::Phases::new();
+        // One dump of the namespace's interfaces, not one request per endpoint.
+        let present: std::collections::HashSet<String> =
+            self.nl.links().await?.into_iter().map(|l| l.name).collect();
+        t.mark("list_links");
         for name in names {
             let ep = &self.state.endpoints[&name];
             // A bridged endpoint's veth dies with its namespace, so the veth is what tells:
             // its netns path may be a bind mount the daemon cannot see (podman's CNI_NETNS
             // lives in podman's mount namespace). Without a veth, the path is all there is.
             let gone = match &ep.host_ifname {
-                Some(h) => self.nl.link_by_name(h).await?.is_none(),
+                Some(h) => !present.contains(h),
                 None => crate::wiring::netns::open(&ep.netns).is_err(),
             };
             if gone {
@@ -273,16 +296,36 @@ impl Engine {
                 }
             }
         }
+        t.mark("vanished");
         if let Some(dp) = self.dp.as_mut() {
             let mut keep: Vec<String> = self.uplinks.clone();
             for ep in self.state.endpoints.values() {
                 if let Some(h) = &ep.host_ifname {
-                    dp.attach_endpoint(h)?;
+                    dp.attach_container_veth(h)?;
                     keep.push(h.clone());
                 }
             }
+            t.mark("adopt_veths");
+            // Veths of endpoints detached by a daemon that died before deleting them: deleted
+            // now, their filters kept until they are gone (never on the bridge unpoliced).
+            for (ifindex, ifname) in dp.orphaned_container_veths(&keep) {
+                tracing::info!(%ifname, "deleting the veth of a container detached before the restart");
+                keep.push(ifname.clone());
+                self.reaper.queue(crate::wiring::reaper::Doomed {
+                    ifindex,
+                    ifname,
+                    ip: None,
+                    netns: None,
+                });
+            }
+            t.mark("orphans");
             dp.prune(&keep)?;
+            t.mark("prune");
         }
+        t.log(
+            "reconcile",
+            &format!("{} endpoints", self.state.endpoints.len()),
+        );
         Ok(())
     }
 
@@ -325,7 +368,15 @@ impl Engine {
     }
 
     /// Syncs the state journal to disk now (the daemon calls it before it exits).
+    /// Detached containers' veths still being deleted are waited for (a few seconds at most):
+    /// a daemon that exits leaves none behind.
     pub fn flush_state(&self) -> Result<(), EngineError> {
+        if !self.reaper.wait_idle(std::time::Duration::from_secs(5)) {
+            tracing::warn!(
+                left = self.reaper.pending(),
+                "detached containers' veths still being deleted at exit"
+            );
+        }
         self.store.flush().map_err(Into::into)
     }
 

@@ -4,6 +4,7 @@
 //! is inside the target namespace, so every request on it acts there.
 mod ipv6;
 pub mod netns;
+pub mod reaper;
 pub mod rule;
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,0 +1,197 @@
+//! `netd-churn --restart-endpoints N`: a daemon restarted over N endpoints and a large port
+//! table. Reports, from the restarted daemon's own log timestamps, how long after it was
+//! started it answered the API (`netd daemon ready`: the socket is served from then on) and
+//! when the maps were reconciled (the engine's start is done), the phases of both (with
+//! NETD_TRACE_TIMING=1), and the slowest round trip of a TCP stream through a published port
+//! while it happened.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, Result, bail};
+use netd_tests::traffic::enter_netns;
+use netd_tests::world::HOST_UPLINK_IP;
+use netd_tests::{Daemon, Netns, World};
+
+use super::{Cli, http, phase_medians, publish_filler};
+
+/// Seconds since midnight UTC of a log line's leading RFC 3339 timestamp.
+fn log_secs(line: &str) -> Option<f64> {
+    let t = line.get(11..)?.split('Z').next()?;
+    let mut it = t.split(':');
+    let h: f64 = it.next()?.parse().ok()?;
+    let m: f64 = it.next()?.parse().ok()?;
+    let s: f64 = it.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn now_secs() -> f64 {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() % 86400) as f64 + f64::from(d.subsec_nanos()) / 1e9
+}
+
+fn echo_server(
+    ns: &Netns,
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let path = ns.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        if enter_netns(&path).is_err() {
+            return;
+        }
+        let Ok(l) = TcpListener::bind(("0.0.0.0", port)) else {
+            return;
+        };
+        let _ = tx.send(());
+        let Ok((mut s, _)) = l.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_millis(200))).ok();
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            match s.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .context("echo server did not start")?;
+    Ok(h)
+}
+
+pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> {
+    let nets: Vec<String> = (0..cli.networks).map(|k| format!("rn{k}")).collect();
+    for (k, n) in nets.iter().enumerate() {
+        let subnet = format!("10.{}.0.0/22", 100 + k);
+        let out = d.netd(&["network", "create", n, "--subnet", &subnet]);
+        if !out.status.success() {
+            bail!(
+                "network create {n}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let _filler = match cli.published {
+        0 => None,
+        n => Some(publish_filler(w, d, n)?),
+    };
+    let t = Instant::now();
+    let mut containers = Vec::with_capacity(cli.restart_endpoints);
+    for i in 0..cli.restart_endpoints {
+        let name = format!("r{i}");
+        let c = w.container(&name);
+        // Round robin over the default network and the created ones.
+        let slot = i % (nets.len() + 1);
+        let mut body = serde_json::json!({
+            "name": name, "netns": c.path_str(), "net": "bridge",
+        });
+        if slot > 0 {
+            // `net` names a network as `--network` does.
+            body["net"] = nets[slot - 1].clone().into();
+        }
+        http(d, "POST", "/v1/endpoints", Some(&body.to_string()))
+            .with_context(|| format!("attaching {name}"))?;
+        containers.push(c);
+        if (i + 1) % 500 == 0 {
+            eprintln!(
+                "{} endpoints attached ({:.0} s)",
+                i + 1,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let setup_s = t.elapsed().as_secs_f64();
+    let stream = w.container("stream");
+    let body = serde_json::json!({
+        "name": "stream", "netns": stream.path_str(), "net": "bridge",
+        "publish": ["61081:8081"],
+        // Above the filler's ports (1024-60999).
+        "reserve_ports": false,
+    });
+    http(d, "POST", "/v1/endpoints", Some(&body.to_string())).context("attaching stream")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = echo_server(&stream, 8081, stop.clone())?;
+    let outside = w.outside.path().to_path_buf();
+    let client_stop = stop.clone();
+    let client = std::thread::spawn(move || -> Result<(u64, Duration), String> {
+        enter_netns(&outside).map_err(|e| e.to_string())?;
+        let addr = format!("{HOST_UPLINK_IP}:61081").parse().expect("addr");
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let (mut n, mut worst) = (0u64, Duration::ZERO);
+        while !client_stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            s.write_all(&n.to_be_bytes())
+                .map_err(|e| format!("write {n}: {e}"))?;
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).map_err(|e| format!("read {n}: {e}"))?;
+            if u64::from_be_bytes(b) != n {
+                return Err(format!("sent {n}, got back {}", u64::from_be_bytes(b)));
+            }
+            worst = worst.max(t.elapsed());
+            n += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok((n, worst))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    d.stop();
+    let stop_s = t.elapsed().as_secs_f64();
+    let started = now_secs();
+    d.restart();
+    let restart_s = t.elapsed().as_secs_f64() - stop_s;
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let stream_result = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client panicked"))?;
+    let _ = server.join();
+    let log = d.log(2, "err");
+    let at = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .and_then(log_secs)
+            .map(|s| ((s - started) * 1e3).round())
+    };
+    let (echoed, worst_ms, stream_error) = match &stream_result {
+        Ok((n, w)) => (*n, Some((w.as_secs_f64() * 1e6).round() / 1e3), None),
+        Err(e) => (0, None, Some(e.clone())),
+    };
+    let out = serde_json::json!({
+        "endpoints": cli.restart_endpoints + 1,
+        "networks": nets.len() + 1,
+        "published_ports": cli.published,
+        "setup_s": setup_s.round(),
+        "stop_ms": (stop_s * 1e3).round(),
+        "api_first_answer_ms": at("netd daemon ready"),
+        "maps_reconciled_ms": at(" start timing: ").or_else(|| at("netd daemon ready")),
+        "restart_until_cli_status_ms": (restart_s * 1e3).round(),
+        "stream_round_trips": echoed,
+        "stream_slowest_ms": worst_ms,
+        "stream_error": stream_error,
+    });
+    println!("{out}");
+    if std::env::var_os("NETD_TRACE_TIMING").is_some() {
+        println!("{}", phase_medians(&log));
+    }
+    drop(containers);
+    Ok(())
+}
