@@ -335,7 +335,7 @@ fn load_again(w: &World, obj: Option<&[u8]>) -> Ebpf {
     let mut loader = EbpfLoader::new();
     let maps: Vec<(String, PathBuf)> = ALL_MAPS
         .iter()
-        .map(|m| (m.to_string(), w.pins.0.join("maps").join(m)))
+        .map(|m| (m.to_string(), netd::dataplane::pinned_map(&w.pins.0, m)))
         .collect();
     for (name, path) in &maps {
         loader.map_pin_path(name.as_str(), path.as_path());

@@ -486,7 +486,7 @@ impl World {
         let mut loader = EbpfLoader::new();
         let maps: Vec<(String, PathBuf)> = ALL_MAPS
             .iter()
-            .map(|m| (m.to_string(), self.pins.0.join("maps").join(m)))
+            .map(|m| (m.to_string(), netd::dataplane::pinned_map(&self.pins.0, m)))
             .collect();
         for (name, path) in &maps {
             loader.map_pin_path(name.as_str(), path.as_path());
