@@ -59,7 +59,21 @@ impl Engine {
             }
             t.mark("wait_reaper");
         }
-        let mut ep = self.plan(&req)?;
+        let mut ep = match self.plan(&req) {
+            // Automatic addressing skips the addresses of veths still being deleted: when
+            // that leaves the pool full, wait for the deletions and plan again.
+            Err(EngineError::Conflict(_)) if req.ip.is_none() && self.reaper.pending() > 0 => {
+                let reaper = self.reaper.clone();
+                tokio::task::spawn_blocking(move || {
+                    reaper.wait_idle(std::time::Duration::from_secs(10))
+                })
+                .await
+                .unwrap_or(false);
+                self.forget_deleted_veths();
+                self.plan(&req)?
+            }
+            r => r?,
+        };
         let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
         t.mark("plan");
         let mut undo = Undo {
