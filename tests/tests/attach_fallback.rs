@@ -198,8 +198,16 @@ fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
     assert_eq!(ingress["handle"], 0x4e44);
     assert_eq!(ingress["priority"], 1);
 
-    // Detaching removes the container's filters; the veth is gone with them.
+    // Detaching removes the container's filters; the veth is gone with them (deleted in the
+    // background: poll for it).
     d.netd_ok(&["detach", "web"]);
     assert!(filters(&w.host, UPLINK, "ingress").len() == 1);
-    assert!(!w.host.links().contains(&veth));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w.host.links().contains(&veth) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !w.host.links().contains(&veth),
+        "{veth} still there 10 s after detach"
+    );
 }

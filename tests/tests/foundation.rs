@@ -545,11 +545,15 @@ fn detach_removes_veth_lease_and_files() {
     let etc = d.etc_dir("c1");
     assert!(etc.join("hosts").exists());
     d.netd_ok(&["detach", "c1"]);
-    assert!(
-        w.host.link(&host_if).is_none(),
-        "{host_if} still in the host ns"
+    // The veth pair is deleted in the background.
+    netd_tests::poll_until(
+        "the veth pair to go after detach",
+        Duration::from_secs(10),
+        || match (w.host.link(&host_if).is_none(), c1.link("eth0").is_none()) {
+            (true, true) => Ok(()),
+            gone => Err(format!("{host_if} gone, eth0 gone: {gone:?}")),
+        },
     );
-    assert!(c1.link("eth0").is_none(), "eth0 still in the container");
     assert!(!etc.exists(), "{} still exists after detach", etc.display());
     assert!(!d.ls_has("c1"));
     let err = d.netd_err(&["inspect", "c1"]);
@@ -709,5 +713,12 @@ fn the_container_interface_takes_the_requested_name() {
     );
     assert!(c.ping("172.30.0.1", T), "c1 pings the bridge over net1");
     d.netd_ok(&["detach", "c1"]);
-    assert!(c.link("net1").is_none(), "{:?}", c.links());
+    // The veth is deleted in the background.
+    netd_tests::poll_until("net1 to go after detach", Duration::from_secs(10), || {
+        if c.link("net1").is_none() {
+            Ok(())
+        } else {
+            Err(c.links())
+        }
+    });
 }
