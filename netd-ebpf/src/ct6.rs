@@ -1,43 +1,27 @@
-//! IPv6 packets for connection tracking: the header and extension-header walk, the flow's
-//! tuple, and the IPv4-shaped [`Pkt`] that `ct`'s lookup, accounting and creation read (they
-//! look only at its protocol, L4 offset, fragment state and TCP flags, never its addresses).
+//! IPv6 packets for connection tracking: the parse (its extension-header walk is `ip6::walk`,
+//! shared with `policy6`), the flow's tuple, and the IPv4-shaped [`Pkt`] that `ct`'s lookup,
+//! accounting and creation read (they look only at its protocol, L4 offset, fragment state
+//! and TCP flags, never its addresses).
 //! IPv6 flows live in NETD_CT itself, keyed by `CtKey` with `family` AF_INET6: same states,
 //! timeouts, eviction and garbage collection as IPv4's.
 
-use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_skb_load_bytes, programs::TcContext};
+use aya_ebpf::{bindings::BPF_ANY, programs::TcContext};
 use netd_common::{
     CtKey, DROP_MALFORMED, Frag6Key, FragPorts, IPPROTO_TCP, IPPROTO_UDP, PortKey, PortTarget,
 };
 
 use crate::{
+    ip6::{self, Ip6Hdr, NH_ICMPV6, Upper, load},
     parse::{
         ETH_HLEN, ETH_P_IPV6, FRAG_FIRST, FRAG_LATER, FRAG_NONE, L4_ICMP_ERR, L4_OTHER, L4_PORTS,
         Pkt,
     },
-    policy6::{EXT_MAX, NETD_FRAGS6},
+    policy6::NETD_FRAGS6,
 };
-
-const NH_HOP: u8 = 0;
-const NH_ROUTING: u8 = 43;
-const NH_FRAGMENT: u8 = 44;
-const NH_AH: u8 = 51;
-const NH_DSTOPTS: u8 = 60;
-const NH_ICMPV6: u8 = 58;
 
 /// ICMPv6 error types (destination unreachable, packet too big, time exceeded, parameter
 /// problem): they quote the packet that caused them.
 const ICMP6_ERR_MAX: u8 = 4;
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Ip6Hdr {
-    pub vtc_flow: u32,
-    pub payload_len: u16,
-    pub nexthdr: u8,
-    pub hop_limit: u8,
-    pub saddr: [u32; 4],
-    pub daddr: [u32; 4],
-}
 
 /// Everything the IPv6 uplink paths work on (NETD_NAT6_SCRATCH, per CPU).
 #[repr(C)]
@@ -65,27 +49,6 @@ pub struct Scratch6 {
     pub now: u64,
 }
 
-/// Loads `size_of::<T>()` bytes at `off` into `dst` (scratch map memory).
-#[inline(always)]
-pub fn load<T>(ctx: &TcContext, off: u32, dst: *mut T) -> Result<(), u32> {
-    // SAFETY: the helper writes at most size_of::<T>() bytes into `dst`, which points into
-    // this CPU's scratch slot, and fails on a frame shorter than off + len.
-    let r = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const _,
-            off,
-            dst.cast(),
-            core::mem::size_of::<T>() as u32,
-        )
-    };
-    if r == 0 { Ok(()) } else { Err(DROP_MALFORMED) }
-}
-
-#[inline(always)]
-fn is_ext(nh: u8) -> bool {
-    nh == NH_HOP || nh == NH_ROUTING || nh == NH_DSTOPTS || nh == NH_FRAGMENT || nh == NH_AH
-}
-
 /// Parses an IPv6 frame into `s`: false when it is not IPv6, or its extension-header chain is
 /// longer than netd walks (the stack decides about those); `DROP_MALFORMED` for truncated
 /// headers. Fragments: the first one's ports are recorded for the later ones (NETD_FRAGS6,
@@ -104,37 +67,10 @@ pub fn parse(ctx: &TcContext, s: &mut Scratch6) -> Result<bool, u32> {
     if u32::from_be(s.ip.vtc_flow) >> 28 != 6 {
         return Err(DROP_MALFORMED);
     }
-    let mut nh = s.ip.nexthdr;
-    let mut off = ETH_HLEN as u32 + 40;
-    let mut frag = FRAG_NONE;
-    let mut i = 0;
-    while i < EXT_MAX {
-        if !is_ext(nh) {
-            break;
-        }
-        load(ctx, off, &mut s.head)?;
-        if nh == NH_FRAGMENT {
-            let fo = u16::from_be_bytes([s.head[2], s.head[3]]);
-            frag = if fo & 0xfff8 != 0 {
-                FRAG_LATER
-            } else if fo & 1 != 0 {
-                FRAG_FIRST
-            } else {
-                frag
-            };
-            s.frag.id = u32::from_ne_bytes([s.head[4], s.head[5], s.head[6], s.head[7]]);
-            off += 8;
-        } else if nh == NH_AH {
-            off += (u32::from(s.head[1]) + 2) * 4;
-        } else {
-            off += (u32::from(s.head[1]) + 1) * 8;
-        }
-        nh = s.head[0];
-        i += 1;
-    }
-    if is_ext(nh) {
+    let Some(Upper { nh, off, frag }) = ip6::walk(ctx, s.ip.nexthdr, &mut s.head, &mut s.frag.id)?
+    else {
         return Ok(false);
-    }
+    };
     s.pkt = Pkt {
         saddr: 0,
         daddr: 0,

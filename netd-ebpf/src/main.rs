@@ -7,6 +7,7 @@
 //! - `nat`: published ports (DNAT), hairpin, masquerade (SNAT with port allocation).
 //! - `frag`: ports of fragmented datagrams for their later fragments (NETD_FRAGS).
 //! - `icmp`: ICMP errors quoting translated flows.
+//! - `ip6`: the IPv6 header and the extension-header walk `policy6` and `ct6` share.
 //! - `nat6`, `ct6`, `icmp6`: IPv6 published ports on the uplinks (DNAT6 and its replies,
 //!   IPv6 flows in NETD_CT, ICMPv6 errors quoting them).
 //! - `policy`: anti-spoofing, network isolation and icc per network with `--link`.
@@ -36,6 +37,7 @@ mod filter;
 mod frag;
 mod icmp;
 mod icmp6;
+mod ip6;
 mod maps;
 mod monitor;
 mod nat;

@@ -7,7 +7,8 @@
 //! per-CPU scratch map (from_container's stack is near the verifier's 512-byte limit).
 //!
 //! - Extension headers (hop-by-hop, routing, destination options, fragment, AH) are walked,
-//!   at most [`EXT_MAX`], to find the upper-layer header; a longer chain is malformed.
+//!   at most [`ip6::EXT_MAX`], to find the upper-layer header (`ip6::walk`, the walk `ct6`
+//!   uses too); a longer chain is malformed here.
 //! - Fragments: the first fragment's ports are recorded (NETD_FRAGS6, LRU), later fragments
 //!   take them, as IPv4's (`frag`).
 //! - Links are stateless for IPv6, as Docker 1.8's own rule pair was (`-s A -d B --dport P`
@@ -17,7 +18,6 @@
 use aya_ebpf::{
     bindings::BPF_ANY,
     btf_maps::{HashMap, LruHashMap, PerCpuArray},
-    helpers::generated::bpf_skb_load_bytes,
     macros::btf_map,
     programs::TcContext,
 };
@@ -29,6 +29,7 @@ use netd_common::{
 };
 
 use crate::{
+    ip6::{self, Ip6Hdr, NH_ICMPV6, Upper, load},
     maps,
     parse::{ETH_HLEN, FRAG_FIRST, FRAG_LATER, FRAG_NONE},
     policy,
@@ -49,17 +50,8 @@ pub(crate) static NETD_FRAGS6: LruHashMap<Frag6Key, FragPorts, { FRAGS6_MAX as u
 #[btf_map]
 static NETD_V6_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
-/// Extension headers walked before the upper-layer header must appear.
-pub const EXT_MAX: u32 = 6;
 /// Neighbour discovery options looked at in one message.
 const ND_OPTS_MAX: u32 = 4;
-
-const NH_HOP: u8 = 0;
-const NH_ROUTING: u8 = 43;
-const NH_FRAGMENT: u8 = 44;
-const NH_AH: u8 = 51;
-const NH_DSTOPTS: u8 = 60;
-const NH_ICMPV6: u8 = 58;
 
 const MLD_QUERY: u8 = 130;
 const MLD_REPORT: u8 = 131;
@@ -76,17 +68,6 @@ const ND_OPT_TLLA: u8 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Ip6Hdr {
-    vtc_flow: u32,
-    payload_len: u16,
-    nexthdr: u8,
-    hop_limit: u8,
-    saddr: [u32; 4],
-    daddr: [u32; 4],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
 pub struct Scratch {
     ip: Ip6Hdr,
     /// The fragment key (addresses, id, upper-layer protocol) of a fragment.
@@ -98,22 +79,6 @@ pub struct Scratch {
     /// The first 8 bytes of an extension header, the upper-layer header or an ND option.
     head: [u8; 8],
     ports: FragPorts,
-}
-
-/// Loads `size_of::<T>()` bytes at `off` into `dst` (scratch map memory).
-#[inline(always)]
-fn load<T>(ctx: &TcContext, off: u32, dst: *mut T) -> Result<(), u32> {
-    // SAFETY: the helper writes at most size_of::<T>() bytes into `dst`, which points into
-    // this CPU's scratch slot, and fails on a frame shorter than off + len.
-    let r = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const _,
-            off,
-            dst.cast(),
-            core::mem::size_of::<T>() as u32,
-        )
-    };
-    if r == 0 { Ok(()) } else { Err(DROP_MALFORMED) }
 }
 
 #[inline(always)]
@@ -192,40 +157,15 @@ fn decide(ctx: &TcContext, ifindex: u32) -> Result<(), u32> {
     if plen != 0 && ETH_HLEN as u32 + 40 + plen > ctx.len() {
         return Err(DROP_MALFORMED);
     }
-    // Extension headers up to the upper-layer header.
-    let mut nh = s.ip.nexthdr;
-    let mut off = ETH_HLEN as u32 + 40;
-    let mut frag = FRAG_NONE;
-    let mut i = 0;
-    while i < EXT_MAX {
-        if nh != NH_HOP && nh != NH_ROUTING && nh != NH_DSTOPTS && nh != NH_FRAGMENT && nh != NH_AH
-        {
-            break;
-        }
-        load(ctx, off, &mut s.head)?;
-        if nh == NH_FRAGMENT {
-            let fo = u16::from_be_bytes([s.head[2], s.head[3]]);
-            frag = if fo & 0xfff8 != 0 {
-                FRAG_LATER
-            } else if fo & 1 != 0 {
-                FRAG_FIRST
-            } else {
-                frag
-            };
-            s.frag.id = u32::from_ne_bytes([s.head[4], s.head[5], s.head[6], s.head[7]]);
-            off += 8;
-        } else if nh == NH_AH {
-            off += (u32::from(s.head[1]) + 2) * 4;
-        } else {
-            off += (u32::from(s.head[1]) + 1) * 8;
-        }
-        nh = s.head[0];
-        i += 1;
-    }
-    if nh == NH_HOP || nh == NH_ROUTING || nh == NH_DSTOPTS || nh == NH_FRAGMENT || nh == NH_AH {
+    // Extension headers up to the upper-layer header (a longer chain is malformed here).
+    let Some(Upper {
+        nh,
+        off: l4_off,
+        frag,
+    }) = ip6::walk(ctx, s.ip.nexthdr, &mut s.head, &mut s.frag.id)?
+    else {
         return Err(DROP_MALFORMED);
-    }
-    let l4_off = off;
+    };
     // The upper-layer header's first bytes: ports, or ICMPv6 type.
     let mut icmp_type = 0u8;
     let ports = nh == IPPROTO_TCP || nh == IPPROTO_UDP;
