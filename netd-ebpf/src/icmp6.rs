@@ -25,27 +25,9 @@ use crate::{
 /// An error from outside quoting what the host sent to the client for a published port.
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext, s: &mut Scratch6, cfg: &DpConfig) -> Result<u32, u32> {
-    let Some(inner) = ct6::quoted(ctx, s)? else {
+    let Some(inner) = published_quote(ctx, s, cfg, true)? else {
         return Ok(V6_NEXT);
     };
-    // The quoted packet reversed is the flow's original direction.
-    s.k = CtKey::v6(
-        s.ip2.daddr,
-        s.ip2.saddr,
-        s.ports2.dport,
-        s.ports2.sport,
-        s.ip2.nexthdr,
-    );
-    let Some(p) = ct::lookup_key(&s.k, cfg, ct::now()) else {
-        return Ok(V6_NEXT);
-    };
-    // SAFETY: a valid map value, read at once.
-    let e = unsafe { &*p };
-    if e.flags & CT_F_PUBLISHED == 0 || !uplink::arrives_from_outside(e.flags) {
-        return Ok(V6_NEXT);
-    }
-    s.t.daddr = e.nat_daddr;
-    s.t.dport = e.nat_dport;
     // The outer destination, the quote's source address and port.
     if !eq(&s.ip.daddr, &s.t.daddr) {
         outer_addr(ctx, s, IP6_DADDR_OFF, true)?;
@@ -58,10 +40,35 @@ pub fn from_uplink(ctx: &TcContext, s: &mut Scratch6, cfg: &DpConfig) -> Result<
 /// An error a container sends about a packet of a published flow it received.
 #[inline(always)]
 pub fn to_uplink(ctx: &TcContext, s: &mut Scratch6, cfg: &DpConfig) -> Result<u32, u32> {
-    let Some(inner) = ct6::quoted(ctx, s)? else {
+    let Some(inner) = published_quote(ctx, s, cfg, false)? else {
         return Ok(V6_NEXT);
     };
-    // The quoted packet reversed is the flow's reply direction.
+    if !eq(&s.ip.saddr, &s.t.daddr) {
+        outer_addr(ctx, s, IP6_SADDR_OFF, false)?;
+    }
+    quote_addr(ctx, s, inner + 24, false)?;
+    quote_port(ctx, s, inner + 42, s.ports2.dport, s.t.dport)?;
+    Ok(V6_PASS)
+}
+
+/// The published flow the error parsed into `s` quotes, both directions' first step: the
+/// quoted packet (`ct6::quoted`) reversed is the key of the flow's entry for the packets
+/// travelling the error's way, the original direction for an error arriving from outside
+/// (`inbound`), the reply direction for one a container sends. That entry must be a
+/// published flow's and carry packets that way. Sets `s.k` to its key and `s.t.daddr`,
+/// `s.t.dport` to what the quote's translated side becomes: the container's address and port
+/// (`inbound`), or the published address and port the client talks to. Returns the quoted
+/// IPv6 header's offset; `None` when the error is not about such a flow.
+#[inline(always)]
+fn published_quote(
+    ctx: &TcContext,
+    s: &mut Scratch6,
+    cfg: &DpConfig,
+    inbound: bool,
+) -> Result<Option<u32>, u32> {
+    let Some(inner) = ct6::quoted(ctx, s)? else {
+        return Ok(None);
+    };
     s.k = CtKey::v6(
         s.ip2.daddr,
         s.ip2.saddr,
@@ -70,22 +77,26 @@ pub fn to_uplink(ctx: &TcContext, s: &mut Scratch6, cfg: &DpConfig) -> Result<u3
         s.ip2.nexthdr,
     );
     let Some(p) = ct::lookup_key(&s.k, cfg, ct::now()) else {
-        return Ok(V6_NEXT);
+        return Ok(None);
     };
     // SAFETY: a valid map value, read at once.
     let e = unsafe { &*p };
-    if e.flags & CT_F_PUBLISHED == 0 || !uplink::leaves_for_outside(e.flags) {
-        return Ok(V6_NEXT);
+    let way = if inbound {
+        uplink::arrives_from_outside(e.flags)
+    } else {
+        uplink::leaves_for_outside(e.flags)
+    };
+    if e.flags & CT_F_PUBLISHED == 0 || !way {
+        return Ok(None);
     }
-    // nat_saddr/nat_sport: the published address and port (what the client talks to).
-    s.t.daddr = e.nat_saddr;
-    s.t.dport = e.nat_sport;
-    if !eq(&s.ip.saddr, &s.t.daddr) {
-        outer_addr(ctx, s, IP6_SADDR_OFF, false)?;
+    if inbound {
+        s.t.daddr = e.nat_daddr;
+        s.t.dport = e.nat_dport;
+    } else {
+        s.t.daddr = e.nat_saddr;
+        s.t.dport = e.nat_sport;
     }
-    quote_addr(ctx, s, inner + 24, false)?;
-    quote_port(ctx, s, inner + 42, s.ports2.dport, s.t.dport)?;
-    Ok(V6_PASS)
+    Ok(Some(inner))
 }
 
 /// Offset of the ICMPv6 checksum.
