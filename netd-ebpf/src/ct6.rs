@@ -46,6 +46,9 @@ pub struct Scratch6 {
     pub fwd: u32,
     /// 1 when [`crate::nat6`] created the flow for this packet.
     pub new: u32,
+    /// 1 when [`crate::nat6`] translated this packet for the flow keyed `k` (this run's, for
+    /// `monitor::tcp_close`).
+    pub translated: u32,
     pub now: u64,
 }
 

@@ -66,15 +66,15 @@ fn tc_verdict(ctx: &TcContext, hook: u16, r: Result<i32, u32>) -> i32 {
 /// The verdict of `$run` (a program's body), which runs once more when it could not track a
 /// new flow because NETD_CT is full and one unreplied flow could be evicted (nothing was
 /// rewritten: flows are created before any rewrite). The eviction runs here, outside the
-/// body's deep stack.
+/// body's deep stack. `$v6`: does the body translate IPv6 flows itself (`monitor::tcp_close`)?
 macro_rules! verdict_with_room {
-    ($ctx:expr, $hook:expr, $run:expr) => {{
+    ($ctx:expr, $hook:expr, $v6:expr, $run:expr) => {{
         let mut r = $run;
         if r == Err(netd_common::DROP_CT_FULL) && ct::make_room() {
             r = $run;
         }
         ct::remember_new();
-        monitor::tcp_close($ctx.skb.skb);
+        monitor::tcp_close($ctx.skb.skb, $v6);
         tc_verdict($ctx, $hook, r)
     }};
 }
@@ -86,7 +86,7 @@ macro_rules! verdict_with_room {
 #[inline(always)]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    verdict_with_room!(&ctx, HOOK_TC_INGRESS, uplink::from_uplink(&ctx))
+    verdict_with_room!(&ctx, HOOK_TC_INGRESS, true, uplink::from_uplink(&ctx))
 }
 
 /// Egress on an uplink: traffic leaving for outside.
@@ -94,14 +94,19 @@ pub fn from_uplink(ctx: TcContext) -> i32 {
 #[inline(always)] // as from_uplink
 pub fn to_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
-    verdict_with_room!(&ctx, HOOK_TC_EGRESS, uplink::to_uplink(&ctx))
+    // Its IPv6 frames go on in to_uplink6 (a tail call), which reports their flows' closes.
+    verdict_with_room!(&ctx, HOOK_TC_EGRESS, false, uplink::to_uplink(&ctx))
 }
 
 /// Egress on an uplink, IPv6: tail-called by `to_uplink` for frames that are not IPv4
 /// (`nat6`); counted there.
 #[classifier]
 pub fn to_uplink6(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, HOOK_TC_EGRESS, nat6::verdict(nat6::to_uplink(&ctx)))
+    let v = tc_verdict(&ctx, HOOK_TC_EGRESS, nat6::verdict(nat6::to_uplink(&ctx)));
+    // It never creates flows (only from_uplink does for IPv6): no ring write, but a reply
+    // closing a published flow is its to report.
+    monitor::tcp_close(ctx.skb.skb, true);
+    v
 }
 
 /// Ingress on a container's host-side veth: traffic sent by the container.
@@ -116,7 +121,8 @@ pub fn from_container(ctx: TcContext) -> i32 {
         ct::make_room();
     }
     ct::remember_new();
-    monitor::tcp_close(ctx.skb.skb);
+    // IPv6 from containers is policed statelessly (`policy6`): only IPv4 flows close here.
+    monitor::tcp_close(ctx.skb.skb, false);
     v
 }
 

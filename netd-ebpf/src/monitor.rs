@@ -182,18 +182,21 @@ pub fn flow_new(key: &CtKey, e: &CtEntry) {
 /// FIN (FINs both ways), CLOSED after an RST. Called at the entry point, after the body, where
 /// the verifier sees few states (inside conntrack's TCP update the same check cost to_uplink
 /// 4.8% more instructions). A retransmitted FIN emits again; the daemon drops the repeat
-/// (same tuple, same `created_ns`). IPv4 only (IPv6 flows are not tracked yet).
+/// (same tuple, same `created_ns`). IPv4 packets are read back from the frame; for an IPv6
+/// one (`v6`: the uplink programs, which track IPv6 flows in `nat6`) the flow is the one
+/// `nat6` translated the packet for in this run (`nat6::translated`), its key and TCP flags
+/// still in nat6's scratch slot.
 #[inline(always)]
-pub fn tcp_close(skb: *mut __sk_buff) {
+pub fn tcp_close(skb: *mut __sk_buff, v6: bool) {
     // The switch is read here, in the entry point: with nobody listening a packet pays one
-    // array lookup, not a call.
+    // array lookup, not a call, and no header is read.
     if on() {
-        tcp_close_check(skb);
+        tcp_close_check(skb, u64::from(v6));
     }
 }
 
 #[inline(never)]
-fn tcp_close_check(skb: *mut __sk_buff) {
+fn tcp_close_check(skb: *mut __sk_buff, v6: u64) {
     let Some(sc) = NETD_MON_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -202,7 +205,22 @@ fn tcp_close_check(skb: *mut __sk_buff) {
     // SAFETY: skb is the program's context; each buffer has the bytes asked for, and the
     // helper bounds-checks the packet.
     let r = unsafe { bpf_skb_load_bytes(skb as *const _, 12, sc.ip.as_mut_ptr().cast(), 2) };
-    if r != 0 || sc.ip[0] != 0x08 || sc.ip[1] != 0x00 {
+    if r != 0 {
+        return;
+    }
+    if sc.ip[0] == 0x86 && sc.ip[1] == 0xdd {
+        if v6 != 0
+            && let Some(s) = crate::nat6::translated()
+            && s.pkt.proto == IPPROTO_TCP
+            && let Some(want) = closing_state(s.pkt.tcp_flags)
+            && let Some(cfg) = crate::maps::config()
+            && let Some(p) = crate::ct::lookup_key(&s.k, cfg, crate::ct::now())
+        {
+            closed(&s.k, p, want);
+        }
+        return;
+    }
+    if sc.ip[0] != 0x08 || sc.ip[1] != 0x00 {
         return;
     }
     // SAFETY: as above.
@@ -219,12 +237,7 @@ fn tcp_close_check(skb: *mut __sk_buff) {
         return;
     }
     let tcp = &sc.tcp;
-    let flags = tcp[13];
-    let want = if flags & TCP_RST != 0 {
-        CT_TCP_CLOSED
-    } else if flags & TCP_FIN != 0 {
-        CT_TCP_TIME_WAIT
-    } else {
+    let Some(want) = closing_state(tcp[13]) else {
         return;
     };
     let Some(cfg) = crate::maps::config() else {
@@ -246,7 +259,26 @@ fn tcp_close_check(skb: *mut __sk_buff) {
             }
         }
     };
-    let k = &sc.key;
+    closed(&sc.key, p, want);
+}
+
+/// The state a TCP segment with `flags` leaves its flow in when it finishes it: CLOSED for an
+/// RST, TIME_WAIT for a FIN (once FINs went both ways); `None` for any other segment.
+#[inline(always)]
+fn closing_state(flags: u8) -> Option<u8> {
+    if flags & TCP_RST != 0 {
+        Some(CT_TCP_CLOSED)
+    } else if flags & TCP_FIN != 0 {
+        Some(CT_TCP_TIME_WAIT)
+    } else {
+        None
+    }
+}
+
+/// Emits the `closed` event of the flow whose entry `p` (keyed `k`, either direction) is now
+/// in the state `want`; nothing when it is not (a first FIN: CLOSING).
+#[inline(always)]
+fn closed(k: &CtKey, p: *mut CtEntry, want: u8) {
     // SAFETY: a valid map value, read only.
     let e = unsafe { &*p };
     if e.tcp_state != want {

@@ -156,6 +156,7 @@ fn parse_step(ctx: &TcContext) -> u32 {
     let Some(s) = scratch() else {
         return V6_NEXT;
     };
+    s.translated = 0;
     match ct6::parse(ctx, s) {
         Ok(false) => V6_NEXT,
         Ok(true) if s.pkt.kind == L4_ICMP_ERR => V6_ICMP,
@@ -231,8 +232,22 @@ fn rewrite_step(ctx: &TcContext) -> u32 {
     if let Err(r) = rewrite(ctx, s) {
         return V6_DROP | r;
     }
+    s.translated = 1;
     counters::count_binding(s.b.binding_id, ctx.len());
     V6_PASS
+}
+
+/// The scratch slot of the packet this run translated for a tracked flow (`s.k` its flow's
+/// key as the packet arrived, `s.pkt` its parse), once: `None` when this run translated
+/// nothing. Every IPv6 frame of an uplink program resets it first ([`parse_step`]).
+#[inline(always)]
+pub fn translated() -> Option<&'static mut Scratch6> {
+    let s = scratch()?;
+    if s.translated == 0 {
+        return None;
+    }
+    s.translated = 0;
+    Some(s)
 }
 
 #[inline(always)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TestRun as _, TestRunOptions},
 };
 use datapath_util::*;
@@ -474,5 +474,130 @@ fn monitor_cost() {
                 None => println!("  {p:<16} {n:>8}"),
             }
         }
+    });
+}
+
+/// An IPv6 TCP segment from outside the uplink or to it (its checksum is not computed:
+/// conntrack and the rewrites never check it).
+fn tcp6(s: Ipv6Addr, d: Ipv6Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = UPLINK_MAC.to_vec();
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    let mut tcp = [&sport.to_be_bytes()[..], &dport.to_be_bytes()].concat();
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[IPPROTO_TCP, 64]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&tcp);
+    f
+}
+
+#[test]
+fn ipv6_published_flows_emit_new_and_closed_events() {
+    World::with(|w| {
+        w.config(|_| {});
+        let host: Ipv6Addr = "2001:db8:ff::1".parse().unwrap();
+        let client: Ipv6Addr = "2001:db8:ee::9".parse().unwrap();
+        let a_g: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        let w6 = |a: Ipv6Addr| in6_words(a.octets());
+        // What the agent writes for `[::]:8080/tcp -> [A]:80`.
+        let mut h: HashMap<_, [u32; 4], u32> = HashMap::try_from(w.map(MAP_HOST_ADDRS6)).unwrap();
+        h.insert(w6(host), w.up, 0).unwrap();
+        let mut e: HashMap<_, [u32; 4], u32> = HashMap::try_from(w.map(MAP_EP6_ADDRS)).unwrap();
+        e.insert(w6(a_g), w.va, 0).unwrap();
+        let mut p: HashMap<_, PortKey, PortTarget> = HashMap::try_from(w.map(MAP_PORTS)).unwrap();
+        let target = PortTarget {
+            container_ip: w6(a_g),
+            container_port: 80,
+            flags: 0,
+            _pad: 0,
+            binding_id: 61,
+        };
+        p.insert(PortKey::v6(IPPROTO_TCP, [0; 4], 8080), target, 0)
+            .unwrap();
+        switch(w, true);
+        let mut r = ring(w);
+        let key = |sport: u16| {
+            CtKey::v6(
+                w6(client),
+                w6(host),
+                sport.to_be(),
+                8080u16.to_be(),
+                IPPROTO_TCP,
+            )
+        };
+        let from_client = |sport, fl| tcp6(client, host, sport, 8080, fl);
+        let from_a = |sport, fl| tcp6(a_g, client, 80, sport, fl);
+
+        // A new flow: its IPv6 tuple and translation.
+        assert_eq!(
+            w.run(PROG_FROM_UPLINK, w.up, &from_client(5555, TCP_SYN)).0,
+            TC_ACT_OK
+        );
+        let f = flows(&drain(&mut r));
+        assert_eq!(f.len(), 1, "one new flow");
+        assert_eq!(f[0].kind, EV_FLOW_NEW);
+        assert_eq!(f[0].key, key(5555));
+        assert_eq!(
+            (f[0].nat_daddr, u16::from_be(f[0].nat_dport)),
+            (w6(a_g), 80)
+        );
+        assert_ne!(f[0].flags & CT_F_PUBLISHED, 0);
+        // The answer (to_uplink, on in to_uplink6), then a FIN from the client: nothing yet.
+        assert_eq!(
+            w.run(PROG_TO_UPLINK, w.up, &from_a(5555, TCP_SYN | TCP_ACK))
+                .0,
+            TC_ACT_OK
+        );
+        assert_eq!(
+            w.run(
+                PROG_FROM_UPLINK,
+                w.up,
+                &from_client(5555, TCP_FIN | TCP_ACK)
+            )
+            .0,
+            TC_ACT_OK
+        );
+        assert!(flows(&drain(&mut r)).is_empty(), "one FIN does not close");
+        // The container's FIN (the reply direction, in to_uplink6): closed, cause FIN, keyed
+        // by the original tuple with its translation.
+        assert_eq!(
+            w.run(PROG_TO_UPLINK, w.up, &from_a(5555, TCP_FIN | TCP_ACK))
+                .0,
+            TC_ACT_OK
+        );
+        assert_eq!(w.ct(&key(5555)).unwrap().tcp_state, CT_TCP_TIME_WAIT);
+        let f = flows(&drain(&mut r));
+        assert_eq!(f.len(), 1, "one closed flow: {f:?}");
+        assert_eq!((f[0].kind, f[0].cause), (EV_FLOW_CLOSED, FLOW_CLOSE_FIN));
+        assert_eq!(f[0].key, key(5555));
+        assert_eq!(
+            (f[0].nat_daddr, u16::from_be(f[0].nat_dport)),
+            (w6(a_g), 80)
+        );
+
+        // An RST from the client (from_uplink): closed, cause RST.
+        w.run(PROG_FROM_UPLINK, w.up, &from_client(5556, TCP_SYN));
+        w.run(PROG_TO_UPLINK, w.up, &from_a(5556, TCP_SYN | TCP_ACK));
+        drain(&mut r);
+        assert_eq!(
+            w.run(PROG_FROM_UPLINK, w.up, &from_client(5556, TCP_RST)).0,
+            TC_ACT_OK
+        );
+        let f = flows(&drain(&mut r));
+        assert_eq!(f.len(), 1, "one closed flow: {f:?}");
+        assert_eq!((f[0].kind, f[0].cause), (EV_FLOW_CLOSED, FLOW_CLOSE_RST));
+        assert_eq!(f[0].key, key(5556));
+
+        // Switched off: the close of a third flow emits nothing.
+        w.run(PROG_FROM_UPLINK, w.up, &from_client(5557, TCP_SYN));
+        drain(&mut r);
+        switch(w, false);
+        w.run(PROG_FROM_UPLINK, w.up, &from_client(5557, TCP_RST));
+        assert_eq!(w.ct(&key(5557)).unwrap().tcp_state, CT_TCP_CLOSED);
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(lost(w), 0);
     });
 }
