@@ -558,9 +558,10 @@ pub struct CtRingSlot {
 const _: () = assert!(core::mem::size_of::<CtRingSlot>() == 48);
 
 /// NETD_CT_RING's positions: flows are written at `head % slots`, eviction looks from
-/// `tail`. The head is claimed with an atomic fetch-and-add, so CPUs creating flows at once
-/// each get their own slot; the tail is written plainly (racing CPUs may leave it a slot
-/// behind, which eviction clamps).
+/// `tail`. Both change only atomically: the head by fetch-and-add, so CPUs creating flows at
+/// once each get their own slot; the tail by fetch-and-add too, one claim per slot eviction
+/// looks at (CPUs evicting at once never look at the same slot), and by compare-and-exchange
+/// when it has fallen more than the ring's size behind the head.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct CtRingPos {

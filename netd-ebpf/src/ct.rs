@@ -600,12 +600,28 @@ pub fn remember_new() {
     let slot = unsafe { &mut *slot };
     slot.key = sc.new_key;
     slot.created_ns = sc.entry.created_ns;
-    // The tail only trails the head by at most the ring's size; racing CPUs may move it a
-    // slot less far, which evict_one corrects (it clamps the tail the same way).
+    // The tail trails the head by at most the ring's size: the slots below `head + 1 - n`
+    // now hold newer flows. It moves forward by compare-and-exchange from the value read,
+    // never by a plain write, which could undo a claim [`evict_step`] made meanwhile (and have
+    // a slot scanned twice); when the exchange fails another CPU moved it first, and
+    // [`evict_one`] catches it up the same way.
     // SAFETY: as above.
-    let pos = unsafe { &mut *pos };
-    if pos.tail + n.get() < head + 1 {
-        pos.tail = head + 1 - n.get();
+    unsafe { catch_up(addr_of_mut!((*pos).tail), head + 1, n.get()) };
+}
+
+/// Moves the tail at `tail` up to `head - slots` (the oldest slot still holding its flow)
+/// when it is further behind: one compare-and-exchange, which fails only when another CPU
+/// moved it since it was read (forward: tails only move forward, see [`evict_step`]).
+///
+/// # Safety
+/// `tail` must be a valid, 8-byte aligned pointer into a map value.
+#[inline(always)]
+unsafe fn catch_up(tail: *mut u64, head: u64, slots: u64) {
+    // SAFETY: the caller's pointer; an aligned 8-byte load is atomic.
+    let t = unsafe { core::ptr::read_volatile(tail) };
+    if t + slots < head {
+        // SAFETY: as above.
+        unsafe { cmpxchg(tail, t, head - slots) };
     }
 }
 
@@ -631,14 +647,36 @@ unsafe fn fetch_add(p: *mut u64, v: u64) -> u64 {
     r
 }
 
+/// `if *p == old { *p = new }` atomically, returning what `*p` held: BPF_ATOMIC | BPF_CMPXCHG
+/// (Linux 5.12), assembly for the same reason as [`fetch_add`].
+///
+/// # Safety
+/// `p` must be a valid, 8-byte aligned pointer into a map value.
+#[inline(always)]
+unsafe fn cmpxchg(p: *mut u64, old: u64, new: u64) -> u64 {
+    let mut r0 = old;
+    // SAFETY: the caller's pointer; the instruction reads and writes only `*p` (and r0).
+    unsafe {
+        core::arch::asm!(
+            "r0 = cmpxchg_64({p} + 0, r0, {new})",
+            p = in(reg) p,
+            new = in(reg) new,
+            inout("r0") r0,
+            options(nostack),
+        );
+    }
+    r0
+}
+
 /// What [`evict_step`] works on, on [`evict_one`]'s stack.
 #[repr(C)]
 struct Evict {
     head: u64,
-    tail: u64,
     slots: u64,
     now: u64,
     cfg: *const DpConfig,
+    /// The ring's positions (NETD_CT_RING_POS[0]).
+    pos: *mut CtRingPos,
     found: u64,
 }
 
@@ -662,19 +700,16 @@ fn evict_one(cfg: &DpConfig, now: u64) -> bool {
     let Some(pos) = NETD_CT_RING_POS.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: a valid map value (see CtRingPos for races).
-    let pos = unsafe { &mut *pos };
-    let head = pos.head;
-    let mut tail = pos.tail;
-    if tail + slots < head {
-        tail = head - slots;
-    }
+    // SAFETY: a valid map value; both positions are only changed atomically.
+    let head = unsafe { core::ptr::read_volatile(addr_of_mut!((*pos).head)) };
+    // SAFETY: as above.
+    unsafe { catch_up(addr_of_mut!((*pos).tail), head, slots) };
     let mut ev = Evict {
         head,
-        tail,
         slots,
         now,
         cfg,
+        pos,
         found: 0,
     };
     // SAFETY: evict_step has the callback signature bpf_loop expects and only reads `ev`
@@ -687,14 +722,19 @@ fn evict_one(cfg: &DpConfig, now: u64) -> bool {
             0,
         )
     };
-    pos.tail = ev.tail;
     if ev.found != 0 {
         counters::count_drop(DROP_CT_EVICTED);
     }
     ev.found != 0
 }
 
-/// One slot of [`evict_one`]'s scan: 1 stops the loop.
+/// One slot of [`evict_one`]'s scan: 1 stops the loop. The slot is claimed with an atomic
+/// add on the tail, so CPUs evicting at once each look at their own slots: two never take
+/// the same victim (both counting an eviction, one of them making no room) and a slot is
+/// never looked at twice (a plain write of the tail could move it back over slots another
+/// CPU had claimed). A claim at or past the head is given back (the tail never passes the
+/// head for long: a flow written there meanwhile keeps its place), and a claim of a slot a
+/// newer flow overwrote is skipped.
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "passing the key by value would copy it onto the 512-byte BPF stack"
@@ -705,13 +745,22 @@ extern "C" fn evict_step(_i: u64, ctx: *mut c_void) -> i64 {
     let Some(n) = NonZeroU64::new(ev.slots) else {
         return 1;
     };
-    if ev.tail >= ev.head {
+    // SAFETY: `pos` is NETD_CT_RING_POS's value (a map value pointer kept on evict_one's
+    // stack); its tail is 8-byte aligned and only changed atomically.
+    let tail = unsafe { addr_of_mut!((*ev.pos).tail) };
+    // SAFETY: as above.
+    let t = unsafe { fetch_add(tail, 1) };
+    if t >= ev.head {
+        // SAFETY: as above; adding 2^64 - 1 takes the claim back.
+        unsafe { fetch_add(tail, u64::MAX) };
         return 1;
     }
-    let Some(slot) = NETD_CT_RING.get_ptr((ev.tail % n) as u32) else {
+    if t + n.get() < ev.head {
+        return 0;
+    }
+    let Some(slot) = NETD_CT_RING.get_ptr((t % n) as u32) else {
         return 1;
     };
-    ev.tail += 1;
     // SAFETY: a valid map value.
     let slot = unsafe { &*slot };
     let Some(p) = NETD_CT.get_ptr(&slot.key) else {

@@ -276,25 +276,51 @@ fn the_rst_window_follows_the_stream_whatever_the_window_scale() {
     });
 }
 
+/// Pins the calling thread to CPU `cpu`.
+fn pin_to(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .unwrap_or_else(|e| panic!("pin to CPU {cpu}: {e}"));
+}
+
+/// The CPUs this test may run on (the ring races need two at once).
+fn two_cpus() -> Option<[usize; 2]> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .take(2)
+        .collect();
+    (cpus.len() == 2).then(|| [cpus[0], cpus[1]])
+}
+
 #[test]
 fn flows_created_on_two_cpus_at_once_each_get_a_ring_slot() {
-    // The ring's head is claimed with an atomic fetch-and-add. This checks the accounting
-    // under concurrent creation (one head step and one slot per flow); it does not reliably
-    // provoke the lost-update race the atomic closes (the window is a few instructions, each
-    // test run a syscall), so it passed with the plain read-and-write too.
+    // The ring's head is claimed with an atomic fetch-and-add. Two threads pinned to two
+    // CPUs, released together, open 20 000 flows each: with a plain read and write of the
+    // head, CPUs overlapping in the claim write the same slot and advance the head once, and
+    // the head falls short of the flows (the window is a few instructions per ~2 µs run, so
+    // the overlap comes from volume, not from one lucky interleaving).
+    let Some(cpus) = two_cpus() else {
+        panic!("this test needs two CPUs to race on");
+    };
     World::with(|w| {
         w.config(|_| {});
-        // Two threads (the machine has two CPUs) open distinct UDP flows at the same time,
-        // each flow to its own destination port (no SNAT port contention).
-        const PER_THREAD: u16 = 3000;
+        // Each flow to its own destination port (no SNAT port contention).
+        const PER_THREAD: u16 = 20_000;
         let sent = std::sync::Mutex::new(Vec::new());
+        let start = std::sync::Barrier::new(2);
         std::thread::scope(|s| {
             for t in 0..2u16 {
-                let sent = &sent;
+                let (sent, start) = (&sent, &start);
                 s.spawn(move || {
+                    pin_to(cpus[usize::from(t)]);
+                    let frames: Vec<_> = (0..PER_THREAD)
+                        .map(|i| (20000 + t * PER_THREAD + i, 1000 + i))
+                        .collect();
+                    start.wait();
                     let mut mine = Vec::new();
-                    for i in 0..PER_THREAD {
-                        let (sport, dport) = (20000 + t * PER_THREAD + i, 1000 + i);
+                    for (sport, dport) in frames {
                         let f = Frame::udp(A_IP, SERVER, sport, dport);
                         assert_eq!(w.run(PROG_TO_UPLINK, w.up, &f.bytes()).0, TC_ACT_OK);
                         mine.push(ct_key(A_IP, SERVER, sport, dport, IPPROTO_UDP));
@@ -318,9 +344,80 @@ fn flows_created_on_two_cpus_at_once_each_get_a_ring_slot() {
         assert!(u64::from(slots) >= pos.head, "the ring did not wrap");
         let mut in_ring = std::collections::HashSet::new();
         for i in 0..pos.head as u32 {
-            in_ring.insert(ring.get(&i, 0).unwrap().key);
+            assert!(
+                in_ring.insert(ring.get(&i, 0).unwrap().key),
+                "a flow in two slots"
+            );
         }
         let missing = sent.iter().filter(|k| !in_ring.contains(k)).count();
         assert_eq!(missing, 0, "flows without a ring slot");
+    });
+}
+
+#[test]
+fn flows_evicted_on_two_cpus_at_once_each_make_room_for_one() {
+    // A full table of unreplied flows, then two threads pinned to two CPUs each open 10 000
+    // more: each one evicts the oldest flow. Eviction claims ring slots with an atomic add on
+    // the tail; with a plain read and write of it, two CPUs scanning at once pick the same
+    // victim and both count an eviction where one flow went.
+    let Some(cpus) = two_cpus() else {
+        panic!("this test needs two CPUs to race on");
+    };
+    const CT_MAX: u32 = 2048;
+    World::with_ct_max(CT_MAX, |w| {
+        w.config(|_| {});
+        let flows = CT_MAX as u16 / 2;
+        for i in 0..flows {
+            let f = Frame::udp(A_IP, SERVER, 10000 + i, 53);
+            assert_eq!(w.run(PROG_TO_UPLINK, w.up, &f.bytes()).0, TC_ACT_OK);
+        }
+        assert_eq!(w.drop_count(DROP_CT_EVICTED), 0);
+        const PER_THREAD: u16 = 10_000;
+        let start = std::sync::Barrier::new(2);
+        let refused = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for t in 0..2u16 {
+                let (start, refused) = (&start, &refused);
+                s.spawn(move || {
+                    pin_to(cpus[usize::from(t)]);
+                    start.wait();
+                    for i in 0..PER_THREAD {
+                        let f = Frame::udp(A_IP, SERVER, 20000 + t * PER_THREAD + i, 54);
+                        if w.run(PROG_TO_UPLINK, w.up, &f.bytes()).0 != TC_ACT_OK {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let refused = u64::from(refused.into_inner());
+        assert_eq!(
+            w.drop_count(DROP_CT_FULL),
+            refused,
+            "refusals are DROP_CT_FULL"
+        );
+        // Every eviction counted removed one flow: the flows there now are the ones there
+        // before, plus the new ones tracked, minus the evicted ones. (A flow may be refused:
+        // another CPU's new flow can take the room an eviction made before its retry does;
+        // but two evictions of one victim count two flows where one went.)
+        let ct: aya::maps::HashMap<_, CtKey, CtEntry> =
+            aya::maps::HashMap::try_from(w.map(MAP_CT)).unwrap();
+        let all: std::collections::HashMap<CtKey, CtEntry> =
+            ct.iter().map(|r| r.unwrap()).collect();
+        // Flows are counted by their original entries.
+        let now = all.values().filter(|e| e.flags & CT_F_REPLY == 0).count() as u64;
+        let tracked = 2 * u64::from(PER_THREAD) - refused;
+        let evicted = w.drop_count(DROP_CT_EVICTED);
+        eprintln!(
+            "tracked {tracked} refused {refused} evicted {evicted} flows now {now}, entries {}",
+            all.len()
+        );
+        assert_eq!(
+            u64::from(flows) + tracked - now,
+            evicted,
+            "flows removed vs evictions counted ({refused} refused)"
+        );
+        // Nearly all of them were tracked.
+        assert!(refused * 20 < tracked, "{refused} refused of {tracked}");
     });
 }
