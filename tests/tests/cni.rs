@@ -260,7 +260,10 @@ fn add_publishes_a_port_and_del_is_idempotent_in_both_versions() {
 #[test]
 fn del_moves_the_default_route_to_the_remaining_interface() {
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    // Background deletions 200 ms late (as on a loaded machine): DEL must not need them.
+    let mut d =
+        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
+    d.wait_until_ready();
     blue(&d);
     let sock = d.sock();
     let m = w.container("m");

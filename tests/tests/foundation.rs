@@ -538,7 +538,14 @@ fn p2p_link_carries_traffic_between_two_containers() {
 #[test]
 fn detach_removes_veth_lease_and_files() {
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    // Background deletions 200 ms late (as on a loaded machine): what detach must have done
+    // before it returns cannot be the deletion's work.
+    let mut d = netd_tests::Daemon::spawn_with_env(
+        &w.host,
+        &["--bip", BIP],
+        &[("NETD_REAPER_DELAY_MS", "200")],
+    );
+    d.wait_until_ready();
     let c1 = w.container("c1");
     let ep = d.attach("c1", &c1, &["--ip", "172.30.0.9"]);
     let host_if = s(&ep["host_ifname"]).to_string();

@@ -69,13 +69,24 @@ impl Default for VethReaper {
 impl VethReaper {
     /// An idle reaper; its workers start with the first deletion, in the namespace of the
     /// thread that queues it (the daemon's).
+    ///
+    /// `NETD_REAPER_DELAY_MS=N` in the daemon's environment starts each deletion N ms late:
+    /// the tests use it to make the deletions as slow as a loaded machine makes them, and so
+    /// check that nothing a user sees waits for one.
     pub fn new() -> Self {
-        Self::with_deleter(Box::new(
-            |d: &Doomed, sock: &mut Option<OwnedFd>| match sock {
+        let delay = std::env::var("NETD_REAPER_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis);
+        Self::with_deleter(Box::new(move |d: &Doomed, sock: &mut Option<OwnedFd>| {
+            if let Some(t) = delay {
+                std::thread::sleep(t);
+            }
+            match sock {
                 Some(s) => delete_link(s, d.ifindex),
                 None => delete_link(sock.insert(route_socket()?), d.ifindex),
-            },
-        ))
+            }
+        }))
     }
 
     fn with_deleter(delete: Box<Deleter>) -> Self {
