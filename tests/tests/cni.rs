@@ -254,6 +254,54 @@ fn add_publishes_a_port_and_del_is_idempotent_in_both_versions() {
     no_host_veths_left(&w);
 }
 
+/// DEL of the interface that holds the IPv4 default route moves the route to the namespace's
+/// other netd interface before DEL returns: the daemon's detach took the departing
+/// interface's addresses and routes at once (its veth is deleted in the background).
+#[test]
+fn del_moves_the_default_route_to_the_remaining_interface() {
+    let w = World::new();
+    // Background deletions 200 ms late (as on a loaded machine): DEL must not need them.
+    let mut d =
+        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
+    d.wait_until_ready();
+    blue(&d);
+    let sock = d.sock();
+    let m = w.container("m");
+    let on_default = conf("1.0.0", &sock, None, json!({}));
+    let on_blue = conf("1.0.0", &sock, Some("blue"), json!({}));
+    let e0 = env("feed00000000feed", m.path_str(), "eth0", "K8S_POD_NAME=m");
+    let e1 = env("feed00000000feed", m.path_str(), "net1", "K8S_POD_NAME=m");
+    ok(&plugin("ADD", &on_default, &e0), "ADD eth0");
+    ok(&plugin("ADD", &on_blue, &e1), "ADD net1");
+    let default_via = |ns: &netd_tests::Netns| -> Vec<String> {
+        ns.routes4()
+            .into_iter()
+            .filter(|r| r.starts_with("default "))
+            .collect()
+    };
+    let routes = default_via(&m);
+    assert!(
+        routes.len() == 1 && routes[0].starts_with("default via 172.30.0.1 dev eth0"),
+        "{routes:?}"
+    );
+    ok(&plugin("DEL", &on_default, &e0), "DEL eth0");
+    assert!(m.link("eth0").is_none(), "{:?}", m.links());
+    let routes = default_via(&m);
+    assert!(
+        routes.len() == 1 && routes[0].starts_with("default via 10.77.0.1 dev net1"),
+        "default route not moved to net1: {routes:?}"
+    );
+    // The way out works through it (masqueraded to the host's uplink address).
+    let srv = tcp_server(&w.outside, 9997);
+    assert_eq!(
+        tcp_request_until(&m, &format!("{OUTSIDE_IP}:9997"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+    ok(&plugin("DEL", &on_blue, &e1), "DEL net1");
+    no_host_veths_left(&w);
+}
+
 /// CNI_NETNS as podman passes it: a bind mount that exists only in the runtime's mount
 /// namespace (here the plugin's own); in the daemon's view the path is an empty file.
 #[test]

@@ -1,7 +1,8 @@
 //! Attach and detach at speed (issue 13): an attach or detach changes only its own endpoint's
-//! map entries, a detach leaves the veth's deletion to the background (an attach into the same
-//! namespace or with the same address waits for it), container veths get netlink clsact
-//! filters while the uplinks keep TCX, and a restart with many endpoints interrupts no flow.
+//! map entries, a detach frees the interface name and the address at once and leaves the
+//! veth's deletion to the background, a failed attach leaves no map entry, container veths
+//! get netlink clsact filters while the uplinks keep TCX, and a restart with many endpoints
+//! interrupts no flow.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -54,6 +55,64 @@ fn ip_bytes(ip: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// One request to the daemon's HTTP API on its socket, answering (status, body): no CLI process
+/// in between, so a detach and the attach after it are a millisecond apart, well inside the
+/// 20-70 ms the veth's deletion takes.
+fn api(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(d.sock()).expect("connect to the API");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read the answer");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {resp:?}"));
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// `api`, expecting a 2xx answer.
+fn api_ok(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> String {
+    let (status, b) = api(d, method, path, body);
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {b}"
+    );
+    b
+}
+
+/// Detaches `name` and at once (through the API) attaches `name2` into `ns` with `extra`
+/// fields: the attach comes long before the detached veth is deleted.
+fn detach_then_attach(d: &Daemon, name: &str, name2: &str, ns: &Netns, extra: serde_json::Value) {
+    api_ok(d, "DELETE", &format!("/v1/endpoints/{name}"), None);
+    let mut body = serde_json::json!({"name": name2, "netns": ns.path_str(), "net": "bridge"});
+    for (k, v) in extra.as_object().expect("an object") {
+        body[k] = v.clone();
+    }
+    api_ok(d, "POST", "/v1/endpoints", Some(body));
+}
+
+/// A daemon whose background veth deletions each start 200 ms late (NETD_REAPER_DELAY_MS), as
+/// slow as a loaded machine makes them: a test that passes with it waits for none.
+fn slow_reaper_daemon(w: &World) -> Daemon {
+    let mut d =
+        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
+    d.wait_until_ready();
+    d
+}
+
 /// Veths of the host namespace (container ends' host sides).
 fn veths(w: &World) -> Vec<String> {
     w.host.links_with_prefix("veth")
@@ -62,12 +121,13 @@ fn veths(w: &World) -> Vec<String> {
 #[test]
 fn detach_then_reattach_at_once_works_and_leaves_no_veth_or_map_entry() {
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    let d = slow_reaper_daemon(&w);
     let other = w.container("other");
     let other_ip = s(&d.attach("other", &other, &[])["ip"]).to_string();
     let c = w.container("c");
-    // Same name, namespace, address and port each time, with no pause: the attach waits for
-    // the previous veth's deletion instead of finding the namespace's eth0 still there.
+    // Same name, namespace, address and port each time, with no pause: the detach has
+    // renamed the container end and taken its address, so the attach finds eth0 free while
+    // the old veth is still being deleted.
     for _ in 0..8 {
         d.netd_ok(&[
             "attach",
@@ -81,11 +141,25 @@ fn detach_then_reattach_at_once_works_and_leaves_no_veth_or_map_entry() {
         ]);
         d.netd_ok(&["detach", "c"]);
     }
-    // And without --ip: the address whose veth may still be going is not handed out.
+    // And without --ip.
     for _ in 0..4 {
         d.netd_ok(&["attach", "c", "--netns", c.path_str()]);
         d.netd_ok(&["detach", "c"]);
     }
+    // Through the API, a millisecond apart: the attach finds the name and the address free
+    // although the old veth cannot be deleted yet.
+    d.netd_ok(&[
+        "attach",
+        "c",
+        "--netns",
+        c.path_str(),
+        "--ip",
+        "172.30.0.10",
+    ]);
+    for _ in 0..8 {
+        detach_then_attach(&d, "c", "c", &c, serde_json::json!({"ip": "172.30.0.10"}));
+    }
+    d.netd_ok(&["detach", "c"]);
     let info = d.attach("c", &c, &["--ip", "172.30.0.10", "-p", "18080:8080"]);
     assert_eq!(s(&info["ip"]), "172.30.0.10");
     let srv = tcp_server(&c, 8080);
@@ -114,6 +188,88 @@ fn detach_then_reattach_at_once_works_and_leaves_no_veth_or_map_entry() {
         tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:18080")),
         "the detached port still answers"
     );
+}
+
+/// A full pool: the address a detach frees is handed out again at once, to another
+/// namespace and back to the first, and carries real traffic.
+#[test]
+fn a_full_pool_hands_a_detached_address_out_again_at_once() {
+    let w = World::new();
+    let d = slow_reaper_daemon(&w);
+    // .1 is the gateway: five addresses for containers.
+    d.netd_ok(&["network", "create", "small", "--subnet", "10.96.0.0/29"]);
+    let cs: Vec<_> = (0..5).map(|i| w.container(&format!("f{i}"))).collect();
+    let ips: Vec<String> = cs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| s(&d.attach(&format!("f{i}"), c, &["--network", "small"])["ip"]).to_string())
+        .collect();
+    let extra = w.container("extra");
+    let err = d.netd_err(&[
+        "attach",
+        "extra",
+        "--netns",
+        extra.path_str(),
+        "--network",
+        "small",
+    ]);
+    assert!(err.contains("no free IP address"), "{err}");
+    let small = serde_json::json!({"net": "small"});
+    for _ in 0..3 {
+        detach_then_attach(&d, "f2", "extra", &extra, small.clone());
+        assert_eq!(
+            s(&d.inspect("extra")["ip"]),
+            ips[2],
+            "extra got f2's address"
+        );
+        // Back into f2's own namespace, where its old veth is still being deleted.
+        detach_then_attach(&d, "extra", "f2", &cs[2], small.clone());
+        assert_eq!(s(&d.inspect("f2")["ip"]), ips[2]);
+    }
+    let srv = tcp_server(&cs[2], 9100);
+    assert_eq!(
+        tcp_request_until(&cs[0], &format!("{}:9100", ips[2]), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), ips[0]);
+}
+
+/// An attach that fails after its endpoint entries went into the maps (here: its /etc files
+/// cannot be written, the last step) takes them out again: all or nothing.
+#[test]
+fn a_failed_attach_leaves_no_map_entry() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let other = w.container("other");
+    let other_ip = s(&d.attach("other", &other, &[])["ip"]).to_string();
+    let c = w.container("c");
+    let files = netd_tests::TempDir::new();
+    let not_a_dir = files.write("file", "");
+    let etc = not_a_dir.join("etc");
+    let err = d.netd_err(&[
+        "attach",
+        "c",
+        "--netns",
+        c.path_str(),
+        "--ip",
+        "172.30.0.10",
+        "--etc-dir",
+        etc.to_str().unwrap(),
+    ]);
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(!d.ls_has("c"), "{}", d.ls());
+    assert_eq!(
+        map_keys(&d, "NETD_EP_BY_IP"),
+        vec![ip_bytes(&other_ip)],
+        "the failed attach's address is left in NETD_EP_BY_IP"
+    );
+    assert_eq!(map_keys(&d, "NETD_ENDPOINTS").len(), 1, "NETD_ENDPOINTS");
+    assert_eq!(veths(&w).len(), 1, "{:?}", veths(&w));
+    assert!(c.links().iter().all(|l| l == "lo"), "{:?}", c.links());
+    // The address and the namespace are free for the next attach.
+    let info = d.attach("c", &c, &["--ip", "172.30.0.10"]);
+    assert_eq!(s(&info["ip"]), "172.30.0.10");
+    assert!(c.ping(netd_tests::BRIDGE_IP, T));
 }
 
 /// A container linking to another keeps reaching it after the target is detached and

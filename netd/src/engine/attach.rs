@@ -22,6 +22,8 @@ pub(super) struct Undo {
     pub(super) ports: Vec<PortBinding>,
     host_links: Vec<String>,
     dataplane: Vec<String>,
+    /// Endpoint entries written to the maps (NETD_ENDPOINTS, NETD_EP_BY_IP, and IPv6).
+    endpoint_entries: Vec<netd_common::EndpointInfo>,
     etc_dir: Option<PathBuf>,
     /// An endpoint whose NDP proxy entries were added.
     ndp: Option<Endpoint>,
@@ -40,40 +42,7 @@ impl Engine {
     pub async fn attach(&mut self, req: EndpointSpec) -> Result<EndpointView, EngineError> {
         let mut t = Phases::new();
         self.forget_deleted_veths();
-        // A detached container's veth still being deleted holds its namespace's interface
-        // name and its address: wait for it (tens of milliseconds) instead of refusing.
-        let ns_id = netns::identity(req.netns_handle.as_ref().unwrap_or(&req.netns));
-        if self.reaper.blocks(req.ip, ns_id) {
-            let reaper = self.reaper.clone();
-            let ip = req.ip;
-            let done = tokio::task::spawn_blocking(move || {
-                reaper.wait_for(ip, ns_id, std::time::Duration::from_secs(10))
-            })
-            .await
-            .unwrap_or(false);
-            if !done {
-                return Err(EngineError::Internal(format!(
-                    "the veth of a container detached from {} is still being deleted",
-                    req.netns.display()
-                )));
-            }
-            t.mark("wait_reaper");
-        }
-        let mut ep = match self.plan(&req) {
-            // Automatic addressing skips the addresses of veths still being deleted: when
-            // that leaves the pool full, wait for the deletions and plan again.
-            Err(EngineError::Conflict(_)) if req.ip.is_none() && self.reaper.pending() > 0 => {
-                let reaper = self.reaper.clone();
-                tokio::task::spawn_blocking(move || {
-                    reaper.wait_idle(std::time::Duration::from_secs(10))
-                })
-                .await
-                .unwrap_or(false);
-                self.forget_deleted_veths();
-                self.plan(&req)?
-            }
-            r => r?,
-        };
+        let mut ep = self.plan(&req)?;
         let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
         t.mark("plan");
         let mut undo = Undo {
@@ -236,8 +205,10 @@ impl Engine {
                 mac: ep.mac.expect("bridged endpoint has a MAC"),
                 net_id,
             };
-            dp.upsert_endpoint(&info)?;
+            // Undone even when only one of the maps took it.
+            undo.endpoint_entries.push(info);
             undo.dataplane.push(host.clone());
+            dp.upsert_endpoint(&info)?;
             if let Some(l) = ep.ipv6() {
                 dp.set_endpoint_ipv6(hl.index, l.link_local, l.global)?;
             }
@@ -343,6 +314,16 @@ impl Engine {
             if let Ok(Some(l)) = self.nl.link_by_name(h).await {
                 if let Err(e) = self.nl.delete_link(l.index).await {
                     tracing::warn!(ifname = %h, "rollback: {e}");
+                }
+            }
+        }
+        for info in undo.endpoint_entries.iter().rev() {
+            if let Some(dp) = self.dp.as_mut() {
+                if let Err(e) = dp.clear_endpoint_ipv6(info.ifindex) {
+                    tracing::warn!(ifindex = info.ifindex, "rollback: {e}");
+                }
+                if let Err(e) = dp.remove_endpoint(info) {
+                    tracing::warn!(ifindex = info.ifindex, "rollback: {e}");
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::os::fd::AsFd;
 
 use ipnet::Ipv4Net;
 
-use super::attach::random_hex7;
+use super::attach::{handover_peer_name, random_hex7};
 use super::state::Endpoint;
 use super::{Engine, EngineError, Touched, not_found};
 use crate::spec::NetMode;
@@ -39,15 +39,31 @@ impl Engine {
             .as_ref()
             .is_some_and(|dp| dp.container_veth_attach() == crate::dataplane::TcAttach::Tcx);
         if let (Some(h), Some(ifindex), false) = (&ep.host_ifname, ep.host_ifindex, tcx) {
-            // Its filters stay until the veth (and its peer in the container) is deleted, off
-            // the request path: the maps forget it below, so its traffic is dropped meanwhile.
-            self.reaper.queue(crate::wiring::reaper::Doomed {
-                ifindex,
-                ifname: h.clone(),
-                ip: ep.ip.filter(|_| ep.net == NetMode::Bridge),
-                netns: netns::identity(&ep.netns),
-            });
-            t.mark("veth_queued");
+            // Retired now (off the bridge; in the container: down, no addresses, renamed), so
+            // its name, address and routes are free when detach returns; deleted off the
+            // request path (its filters stay until then, and the maps forget it below, so
+            // its traffic is dropped meanwhile). What cannot be retired is deleted here.
+            match self.retire_veth(&ep, ifindex, &mut t).await {
+                Ok(()) => {
+                    self.reaper.queue(crate::wiring::reaper::Doomed {
+                        ifindex,
+                        ifname: h.clone(),
+                    });
+                    t.mark("veth_queued");
+                }
+                Err(e) => {
+                    tracing::info!(container = %name, ifname = %h, "cannot retire the veth ({e}); deleting it now");
+                    if let Err(e) = self.nl.delete_link(ifindex).await {
+                        errors.push(e.to_string());
+                    }
+                    t.mark("veth_delete");
+                    if let Some(dp) = self.dp.as_mut() {
+                        if let Err(e) = dp.forget_counters(&[ifindex]) {
+                            errors.push(format!("dataplane: {e}"));
+                        }
+                    }
+                }
+            }
             if let Some(dp) = self.dp.as_mut() {
                 if let Err(e) = dp.forget_interface(h) {
                     errors.push(format!("dataplane: {e}"));
@@ -126,6 +142,74 @@ impl Engine {
                 errors.join("; ")
             )))
         }
+    }
+
+    /// What users see of a detached endpoint's veth goes at once, before its deletion (which
+    /// waits for an RCU barrier, see [`crate::wiring::reaper`]): the host end leaves the
+    /// bridge (and the bridge its forwarding entries), and the container end, in the
+    /// container's namespace, goes down (its routes go), loses its addresses and takes a
+    /// unique temporary name, so `ifname` and the address are free for the next attach and
+    /// the namespace's routes are as they will be. Fails, touching nothing in the container,
+    /// when the container end is not where the endpoint says (a namespace the daemon cannot
+    /// open or that is gone, a hand-over interface Docker took back): the caller deletes the
+    /// veth then.
+    async fn retire_veth(
+        &self,
+        ep: &Endpoint,
+        host_index: u32,
+        t: &mut super::timing::Phases,
+    ) -> Result<(), EngineError> {
+        let host = self
+            .nl
+            .link_by_index(host_index)
+            .await?
+            .ok_or_else(|| EngineError::Internal(format!("veth #{host_index} is gone")))?;
+        if ep.handed_over {
+            // Docker's Leave moved the container end back here under its temporary name:
+            // nothing of it is left in the sandbox.
+            if let Some(p) = host.veth_peer {
+                if let Some(l) = self.nl.link_by_index(p).await? {
+                    if l.veth_peer == Some(host_index) && l.name == handover_peer_name(&host.name) {
+                        self.nl.set_nomaster(host_index).await?;
+                        t.mark("veth_nomaster");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let ns = netns::open(&ep.netns)?;
+        let c = netns::netlink_in(&ns)?;
+        t.mark("open_netns");
+        let peer = c
+            .link_by_name(&ep.ifname)
+            .await?
+            .filter(|l| l.veth_peer == Some(host_index) && Some(l.index) == host.veth_peer)
+            .ok_or_else(|| {
+                EngineError::Internal(format!(
+                    "{} in {} is not the peer of {}",
+                    ep.ifname,
+                    ep.netns.display(),
+                    host.name
+                ))
+            })?;
+        self.nl.set_nomaster(host_index).await?;
+        t.mark("veth_nomaster");
+        c.set_down(peer.index).await?;
+        t.mark("peer_down");
+        c.flush_addresses(peer.index).await?;
+        t.mark("peer_addrs");
+        // `ndel` + 7 hex digits: unique enough; a collision is retried once.
+        let mut renamed = c
+            .set_name(peer.index, &format!("ndel{}", random_hex7()))
+            .await;
+        if renamed.is_err() {
+            renamed = c
+                .set_name(peer.index, &format!("ndel{}", random_hex7()))
+                .await;
+        }
+        renamed?;
+        t.mark("peer_rename");
+        Ok(())
     }
 
     /// Drops the counters of veths the reaper has deleted since the last call.

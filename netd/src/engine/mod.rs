@@ -311,12 +311,8 @@ impl Engine {
             for (ifindex, ifname) in dp.orphaned_container_veths(&keep) {
                 tracing::info!(%ifname, "deleting the veth of a container detached before the restart");
                 keep.push(ifname.clone());
-                self.reaper.queue(crate::wiring::reaper::Doomed {
-                    ifindex,
-                    ifname,
-                    ip: None,
-                    netns: None,
-                });
+                self.reaper
+                    .queue(crate::wiring::reaper::Doomed { ifindex, ifname });
             }
             t.mark("orphans");
             dp.prune(&keep)?;
@@ -369,9 +365,9 @@ impl Engine {
 
     /// Syncs the state journal to disk now (the daemon calls it before it exits).
     /// Detached containers' veths still being deleted are waited for (a few seconds at most):
-    /// a daemon that exits leaves none behind.
+    /// a daemon that exits leaves none behind; then the deleting threads stop.
     pub fn flush_state(&self) -> Result<(), EngineError> {
-        if !self.reaper.wait_idle(std::time::Duration::from_secs(5)) {
+        if !self.reaper.shutdown(std::time::Duration::from_secs(5)) {
             tracing::warn!(
                 left = self.reaper.pending(),
                 "detached containers' veths still being deleted at exit"

@@ -217,6 +217,7 @@ mod tests {
             ethernet: true,
             kind: None,
             vlan_parent: None,
+            veth_peer: None,
         }
     }
 

@@ -5,6 +5,7 @@
 mod ipv6;
 pub mod netns;
 pub mod reaper;
+mod retire;
 pub mod rule;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -61,6 +62,8 @@ pub struct Link {
     pub kind: Option<String>,
     /// For a VLAN device: the interface it is stacked on.
     pub vlan_parent: Option<u32>,
+    /// For a veth: its peer's index (in the peer's namespace).
+    pub veth_peer: Option<u32>,
 }
 
 /// A route's destination (IPv4 routes only).
@@ -448,6 +451,7 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
         ethernet: m.header.link_layer_type == LinkLayerType::Ether,
         kind: None,
         vlan_parent: None,
+        veth_peer: None,
     };
     let mut lower = None;
     let mut is_vlan = false;
@@ -480,6 +484,9 @@ fn to_link(m: netlink_packet_route::link::LinkMessage) -> Link {
     if is_vlan {
         link.vlan_parent = lower;
     }
+    if link.kind.as_deref() == Some("veth") {
+        link.veth_peer = lower;
+    }
     link
 }
 
@@ -501,9 +508,11 @@ mod tests {
     }
 
     #[test]
-    fn a_vlan_device_names_its_parent_and_a_veth_does_not() {
+    fn a_vlan_device_names_its_parent_and_a_veth_its_peer() {
         assert_eq!(to_link(msg(InfoKind::Vlan, 3)).vlan_parent, Some(3));
         // A veth's IFLA_LINK is its peer, no parent.
         assert_eq!(to_link(msg(InfoKind::Veth, 3)).vlan_parent, None);
+        assert_eq!(to_link(msg(InfoKind::Veth, 3)).veth_peer, Some(3));
+        assert_eq!(to_link(msg(InfoKind::Vlan, 3)).veth_peer, None);
     }
 }

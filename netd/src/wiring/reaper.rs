@@ -2,19 +2,19 @@
 //!
 //! Unregistering a network device ends in `netdev_run_todo`, which waits for an RCU barrier
 //! and for every reference to drop: 20-70 ms per veth on the test machine, most of a detach.
-//! A detach therefore takes the endpoint out of the maps and the state (its traffic is dropped
-//! from then on: its veth has no endpoint entry) and queues the veth here; a few worker threads,
-//! each with its own netlink socket (a request blocks its socket until the kernel is done, so
-//! the engine's socket must not carry them), delete the queued veths in parallel, so their
-//! waits overlap. Until a deletion is done, its container's namespace and address count as
-//! taken: an attach into that namespace, or with that address, waits for it
-//! ([`VethReaper::blocks`]), and automatic addressing skips the address.
+//! A detach therefore first retires the veth (cheap netlink requests, see
+//! `Engine::retire_veth`: the host end off the bridge, the container end down, without
+//! addresses and renamed, so its name and address are free at once), takes the endpoint out
+//! of the maps and the state, and queues the veth here; a few worker threads, each with its
+//! own netlink socket (a request blocks its socket until the kernel is done, so the engine's
+//! socket must not carry them), delete the queued veths in parallel, so their waits overlap.
+//! Nothing waits for a deletion but the daemon's exit ([`VethReaper::shutdown`]).
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Worker threads: enough for the deletions' waits to overlap on a small machine.
@@ -26,11 +26,6 @@ pub struct Doomed {
     /// The host end's index in the daemon's namespace (deleting it deletes the pair).
     pub ifindex: u32,
     pub ifname: String,
-    /// The container's address, not handed out again until the veth is gone.
-    pub ip: Option<Ipv4Addr>,
-    /// The container's namespace ([`super::netns::identity`]), whose interface name stays
-    /// taken until the veth is gone.
-    pub netns: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -40,13 +35,23 @@ struct Queue {
     pending: Vec<Doomed>,
     /// Deleted since the last [`VethReaper::take_done`] (their counters can go).
     done: Vec<u32>,
+    /// Worker threads running.
     workers: usize,
+    handles: Vec<JoinHandle<()>>,
+    /// Set by [`VethReaper::shutdown`]: workers exit once the queue is empty, and later
+    /// deletions run in the caller's thread.
+    stop: bool,
 }
+
+/// How a veth is deleted: RTM_DELLINK on the worker's socket (a test double in unit tests).
+type Deleter = dyn Fn(&Doomed, &mut Option<OwnedFd>) -> io::Result<()> + Send + Sync;
 
 struct Inner {
     q: Mutex<Queue>,
-    /// Signalled when a job is queued (workers) and when one is done (waiters).
+    /// Signalled when a job is queued or the reaper stops (workers) and when one is done
+    /// (waiters).
     cv: Condvar,
+    delete: Box<Deleter>,
 }
 
 /// The veth deleter (cheap to clone: one queue).
@@ -64,11 +69,32 @@ impl Default for VethReaper {
 impl VethReaper {
     /// An idle reaper; its workers start with the first deletion, in the namespace of the
     /// thread that queues it (the daemon's).
+    ///
+    /// `NETD_REAPER_DELAY_MS=N` in the daemon's environment starts each deletion N ms late:
+    /// the tests use it to make the deletions as slow as a loaded machine makes them, and so
+    /// check that nothing a user sees waits for one.
     pub fn new() -> Self {
+        let delay = std::env::var("NETD_REAPER_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis);
+        Self::with_deleter(Box::new(move |d: &Doomed, sock: &mut Option<OwnedFd>| {
+            if let Some(t) = delay {
+                std::thread::sleep(t);
+            }
+            match sock {
+                Some(s) => delete_link(s, d.ifindex),
+                None => delete_link(sock.insert(route_socket()?), d.ifindex),
+            }
+        }))
+    }
+
+    fn with_deleter(delete: Box<Deleter>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 q: Mutex::new(Queue::default()),
                 cv: Condvar::new(),
+                delete,
             }),
         }
     }
@@ -77,20 +103,24 @@ impl VethReaper {
         self.inner.q.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues the deletion of `d`'s veth and returns at once.
+    /// Queues the deletion of `d`'s veth and returns at once (after [`VethReaper::shutdown`]:
+    /// deletes it before returning).
     pub fn queue(&self, d: Doomed) {
         let mut q = self.lock();
         q.pending.push(d.clone());
         q.waiting.push_back(d);
-        if q.workers < WORKERS.min(q.pending.len()) {
+        if !q.stop && q.workers < WORKERS.min(q.pending.len()) {
             q.workers += 1;
             let me = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("netd-veth-reaper".into())
                 .spawn(move || me.work());
-            if let Err(e) = spawned {
-                q.workers -= 1;
-                tracing::warn!("cannot start a veth deletion thread: {e}");
+            match spawned {
+                Ok(h) => q.handles.push(h),
+                Err(e) => {
+                    q.workers -= 1;
+                    tracing::warn!("cannot start a veth deletion thread: {e}");
+                }
             }
         }
         if q.workers == 0 {
@@ -107,24 +137,23 @@ impl VethReaper {
         let mut sock = None;
         loop {
             let mut q = self.lock();
-            while q.waiting.is_empty() {
+            while q.waiting.is_empty() && !q.stop {
                 q = self.inner.cv.wait(q).unwrap_or_else(|p| p.into_inner());
             }
-            let d = q.waiting.pop_front().expect("not empty");
+            let Some(d) = q.waiting.pop_front() else {
+                // Stopped, nothing left.
+                q.workers -= 1;
+                drop(q);
+                self.inner.cv.notify_all();
+                return;
+            };
             drop(q);
             self.delete(&d, &mut sock);
         }
     }
 
     fn delete(&self, d: &Doomed, sock: &mut Option<OwnedFd>) {
-        let r = match sock {
-            Some(s) => delete_link(s, d.ifindex),
-            None => match route_socket() {
-                Ok(s) => delete_link(sock.insert(s), d.ifindex),
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = r {
+        if let Err(e) = (self.inner.delete)(d, sock) {
             tracing::warn!(ifname = %d.ifname, ifindex = d.ifindex, "deleting a detached container's veth: {e}");
         }
         let mut q = self.lock();
@@ -134,19 +163,6 @@ impl VethReaper {
         q.done.push(d.ifindex);
         drop(q);
         self.inner.cv.notify_all();
-    }
-
-    /// Whether a pending deletion holds `ip` or the namespace `netns`.
-    pub fn blocks(&self, ip: Option<Ipv4Addr>, netns: Option<(u64, u64)>) -> bool {
-        self.lock()
-            .pending
-            .iter()
-            .any(|p| (ip.is_some() && p.ip == ip) || (netns.is_some() && p.netns == netns))
-    }
-
-    /// Whether a pending deletion holds `ip` (automatic addressing skips it).
-    pub fn holds_ip(&self, ip: Ipv4Addr) -> bool {
-        self.blocks(Some(ip), None)
     }
 
     /// Deletions queued or under way.
@@ -159,24 +175,34 @@ impl VethReaper {
         std::mem::take(&mut self.lock().done)
     }
 
-    /// Waits until no pending deletion holds `ip` or `netns`, or `timeout` passed (then
-    /// returns false). Blocks the calling thread: deletions take tens of milliseconds.
-    pub fn wait_for(
-        &self,
-        ip: Option<Ipv4Addr>,
-        netns: Option<(u64, u64)>,
-        timeout: Duration,
-    ) -> bool {
-        self.wait_until(timeout, |q| {
-            !q.pending
-                .iter()
-                .any(|p| (ip.is_some() && p.ip == ip) || (netns.is_some() && p.netns == netns))
-        })
-    }
-
     /// Waits until every queued deletion is done, or `timeout` passed (then returns false).
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         self.wait_until(timeout, |q| q.pending.is_empty())
+    }
+
+    /// The daemon's exit: waits (at most `timeout`) for the queued deletions, then stops the
+    /// worker threads and joins them. Returns whether every deletion was done; when not, the
+    /// workers still finish what is queued but are not waited for (one may be blocked in the
+    /// kernel). Deletions queued afterwards run in the caller's thread.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let idle = self.wait_idle(timeout);
+        let handles = {
+            let mut q = self.lock();
+            q.stop = true;
+            std::mem::take(&mut q.handles)
+        };
+        self.inner.cv.notify_all();
+        if idle {
+            for h in handles {
+                let _ = h.join();
+            }
+        }
+        idle
+    }
+
+    /// Worker threads running.
+    pub fn workers(&self) -> usize {
+        self.lock().workers
     }
 
     fn wait_until(&self, timeout: Duration, done: impl Fn(&Queue) -> bool) -> bool {
@@ -291,46 +317,76 @@ fn delete_link(sock: &OwnedFd, ifindex: u32) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
-    fn doomed(ifindex: u32, ip: [u8; 4], netns: (u64, u64)) -> Doomed {
+    fn doomed(ifindex: u32) -> Doomed {
         Doomed {
             ifindex,
             ifname: format!("veth{ifindex}"),
-            ip: Some(Ipv4Addr::from(ip)),
-            netns: Some(netns),
         }
     }
 
+    /// A reaper whose deletions take `ms` each and count themselves (no netlink).
+    fn slow_reaper(ms: u64) -> (VethReaper, Arc<AtomicUsize>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let count = n.clone();
+        let r = VethReaper::with_deleter(Box::new(move |_: &Doomed, _: &mut Option<OwnedFd>| {
+            std::thread::sleep(Duration::from_millis(ms));
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }));
+        (r, n)
+    }
+
     #[test]
-    fn a_pending_deletion_holds_its_address_and_namespace_until_done() {
-        let r = VethReaper::new();
-        // Pending but not queued: no worker deletes anything on this machine.
-        r.lock().pending.push(doomed(7, [10, 0, 0, 2], (1, 2)));
-        assert!(r.holds_ip(Ipv4Addr::new(10, 0, 0, 2)));
-        assert!(!r.holds_ip(Ipv4Addr::new(10, 0, 0, 3)));
-        assert!(r.blocks(None, Some((1, 2))));
-        assert!(!r.blocks(None, Some((1, 3))));
-        assert!(!r.blocks(None, None), "nothing asked, nothing blocks");
-        assert!(!r.wait_for(None, Some((1, 2)), Duration::from_millis(20)));
-        assert!(r.wait_for(None, Some((9, 9)), Duration::ZERO));
-        let waiter = {
-            let r = r.clone();
-            std::thread::spawn(move || r.wait_idle(Duration::from_secs(5)))
-        };
-        std::thread::sleep(Duration::from_millis(20));
-        {
-            let mut q = r.lock();
-            q.pending.clear();
-            q.done.push(7);
+    fn deletions_run_in_parallel_and_shutdown_waits_for_them_then_stops_the_workers() {
+        let (r, deleted) = slow_reaper(50);
+        let t = Instant::now();
+        for i in 1..=8 {
+            r.queue(doomed(i));
         }
-        r.inner.cv.notify_all();
         assert!(
-            waiter.join().expect("waiter"),
-            "woken when the deletion ended"
+            t.elapsed() < Duration::from_millis(40),
+            "queue returned at once"
         );
-        assert_eq!(r.take_done(), vec![7]);
-        assert!(r.take_done().is_empty());
+        assert_eq!(r.workers(), WORKERS);
+        assert!(r.shutdown(Duration::from_secs(5)), "all done in time");
+        // Four workers, 50 ms each: two rounds, not eight.
+        assert!(
+            t.elapsed() < Duration::from_millis(8 * 50),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(deleted.load(Ordering::SeqCst), 8);
+        assert_eq!(r.workers(), 0, "the workers exited and were joined");
         assert_eq!(r.pending(), 0);
+        let mut done = r.take_done();
+        done.sort();
+        assert_eq!(done, (1..=8).collect::<Vec<_>>());
+        // After the shutdown a deletion runs in the caller's thread, no worker starts.
+        r.queue(doomed(9));
+        assert_eq!(deleted.load(Ordering::SeqCst), 9);
+        assert_eq!(r.workers(), 0);
+        assert_eq!(r.take_done(), vec![9]);
+    }
+
+    #[test]
+    fn a_shutdown_that_times_out_says_so_and_the_workers_still_finish() {
+        let (r, deleted) = slow_reaper(200);
+        r.queue(doomed(1));
+        assert!(!r.shutdown(Duration::from_millis(20)));
+        assert!(r.wait_idle(Duration::from_secs(5)));
+        assert_eq!(deleted.load(Ordering::SeqCst), 1);
+        let until = Instant::now() + Duration::from_secs(5);
+        while r.workers() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            r.workers(),
+            0,
+            "the stopped worker exited once the queue was empty"
+        );
     }
 }

@@ -104,7 +104,6 @@ impl Engine {
         let mut mac = None;
         let (ip, gateway) = match &net {
             NetMode::Bridge => {
-                // An address whose veth is still being deleted is not handed out yet.
                 // One pass over the endpoints, not one per address tried (an allocation on a
                 // network of 1,000 containers tries up to 1,000 addresses).
                 let used: std::collections::HashMap<Ipv4Addr, &str> = self
@@ -115,14 +114,9 @@ impl Engine {
                     .filter_map(|e| Some((e.ip?, e.name.as_str())))
                     .collect();
                 let owner = |i: Ipv4Addr| {
-                    let found = used
-                        .get(&i)
+                    used.get(&i)
                         .map(|n| n.to_string())
-                        .or_else(|| self.state.held.get(&i).cloned());
-                    found.or_else(|| {
-                        (req.ip.is_none() && self.reaper.holds_ip(i))
-                            .then(|| "a detached container (its veth is being deleted)".into())
-                    })
+                        .or_else(|| self.state.held.get(&i).cloned())
                 };
                 let ipam = self.ipam_for(network.as_deref());
                 let ip = match req.ip {

@@ -233,19 +233,17 @@ async fn del_named(inv: &Invocation, api: &Api, name: Option<&str>) -> Result<()
         }
         _ => None,
     };
-    let mut deleted = false;
     if let Some(name) = name {
         let (status, body) = api
             .call("DELETE", &format!("/v1/endpoints/{name}"), None)
             .await?;
         if status != 404 {
             client::expect_ok(status, &body)?;
-            deleted = true;
         }
     }
     forget(inv, &inv.container_id, &inv.ifname);
     if inv.cmd == Cmd::Del {
-        keep_default_route(inv, api, deleted).await?;
+        keep_default_route(inv, api).await?;
     }
     Ok(())
 }
@@ -255,10 +253,9 @@ async fn del_named(inv: &Invocation, api: &Api, name: Option<&str>) -> Result<()
 /// endpoint in it has a gateway, the default route goes through that one, as Docker moves it
 /// to a remaining network. Every DEL checks, so a retried DEL mends it too.
 ///
-/// The daemon deletes a detached endpoint's veth in the background, so right after the DELETE
-/// the departing interface, and the default route through it, may still be there: when
-/// `deleted`, wait (bounded) for the interface to go before looking at the routes.
-async fn keep_default_route(inv: &Invocation, api: &Api, deleted: bool) -> Result<(), CniError> {
+/// The daemon deletes a detached endpoint's veth in the background, but its detach has taken
+/// the container end's addresses, and so the routes through it, before it answers.
+async fn keep_default_route(inv: &Invocation, api: &Api) -> Result<(), CniError> {
     let Some(netns) = inv.netns.as_deref() else {
         return Ok(());
     };
@@ -284,14 +281,6 @@ async fn keep_default_route(inv: &Invocation, api: &Api, deleted: bool) -> Resul
         )
     };
     let nl = crate::wiring::netns::netlink_in(&ns).map_err(io)?;
-    if deleted {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while nl.link_by_name(&inv.ifname).await.map_err(io)?.is_some()
-            && std::time::Instant::now() < until
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
     let has_default = nl
         .routes_v4()
         .await
