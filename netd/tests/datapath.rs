@@ -656,15 +656,6 @@ fn icc_false_drops_unless_linked() {
     });
 }
 
-/// `frame` with an 802.1Q (or 802.1ad) tag of `tpid` after the MACs.
-fn vlan_tagged(frame: &[u8], tpid: u16) -> Vec<u8> {
-    let mut f = frame[..12].to_vec();
-    f.extend_from_slice(&tpid.to_be_bytes());
-    f.extend_from_slice(&[0, 5]);
-    f.extend_from_slice(&frame[12..]);
-    f
-}
-
 #[test]
 fn icc_false_covers_ipv6_other_ethertypes_and_broadcast() {
     World::with(|w| {

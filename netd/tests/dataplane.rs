@@ -431,15 +431,8 @@ fn incompatible_pins_are_refused() {
     drop(Dataplane::open(&pins.config()).expect("open"));
     let ct = netd::dataplane::pinned_map(&pins.0, netd_common::MAP_CT);
     fs::remove_file(&ct).expect("unpin NETD_CT");
-    let ct_s = ct.to_str().expect("utf-8 path");
-    run(&[
-        "bpftool", "map", "create", ct_s, "type", "lru_hash", "key", "40", "value", "120",
-        "entries", "16", "name", "NETD_CT",
-    ]);
-    let err = match Dataplane::open(&pins.config()) {
-        Ok(_) => panic!("an LRU NETD_CT pin was reused"),
-        Err(e) => e.to_string(),
-    };
+    datapath_util::pin_bpftool_map(&ct, "lru_hash", 40, 120, 16, "NETD_CT");
+    let err = datapath_util::open_refused(&pins, "an LRU NETD_CT pin");
     assert!(
         err.contains("NETD_CT") && err.contains("incompatible"),
         "{err}"

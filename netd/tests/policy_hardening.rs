@@ -178,15 +178,6 @@ fn icc_false_checks_the_destination_mac() {
 // ------------------------------------------------------------------------------------------
 // VLAN tags against the source lists; a deny cutting established flows.
 
-/// `frame` with a VLAN tag (TPID `tpid`, VLAN id 5) after the MAC addresses.
-fn vlan_tagged(frame: &[u8], tpid: u16) -> Vec<u8> {
-    let mut f = frame[..12].to_vec();
-    f.extend_from_slice(&tpid.to_be_bytes());
-    f.extend_from_slice(&[0, 5]);
-    f.extend_from_slice(&frame[12..]);
-    f
-}
-
 #[test]
 fn no_vlan_tag_gets_past_the_source_lists() {
     World::with(|w| {

@@ -12,7 +12,7 @@ use netd_common::{CT_LAYOUT_VERSION, CtEntry, CtKey, MAP_CT, layouts::CtEntryV1}
 #[path = "datapath_util/mod.rs"]
 mod datapath_util;
 
-use datapath_util::{PinDir, ct_key, run_cmd as run};
+use datapath_util::{PinDir, ct_key, open_refused, pin_bpftool_map, run_cmd as run};
 
 fn old_entry(k: CtKey, last_seen_ns: u64) -> CtEntryV1 {
     CtEntryV1 {
@@ -43,23 +43,7 @@ fn map_at(path: &std::path::Path) -> Map {
 fn pin_v1_ct(pins: &PinDir, entries: u32) -> std::path::PathBuf {
     fs::remove_file(pinned_map(&pins.0, MAP_CT)).expect("unpin NETD_CT");
     let v1 = pins.0.join("maps").join(MAP_CT);
-    let n = entries.to_string();
-    run(&[
-        "bpftool",
-        "map",
-        "create",
-        v1.to_str().unwrap(),
-        "type",
-        "hash",
-        "key",
-        "40",
-        "value",
-        "128",
-        "entries",
-        &n,
-        "name",
-        "NETD_CT",
-    ]);
+    pin_bpftool_map(&v1, "hash", 40, 128, entries, MAP_CT);
     v1
 }
 
@@ -158,22 +142,7 @@ fn an_older_conntrack_layout_is_migrated_with_its_delta() {
 
     // A tombstone pointing past this netd's version is a downgrade.
     fs::remove_file(&v1).unwrap();
-    run(&[
-        "bpftool",
-        "map",
-        "create",
-        v1.to_str().unwrap(),
-        "type",
-        "array",
-        "key",
-        "4",
-        "value",
-        "4",
-        "entries",
-        "1",
-        "name",
-        "NETD_MOVED",
-    ]);
+    pin_bpftool_map(&v1, "array", 4, 4, 1, "NETD_MOVED");
     run(&[
         "bpftool",
         "map",
@@ -191,10 +160,7 @@ fn an_older_conntrack_layout_is_migrated_with_its_delta() {
         "0",
         "0",
     ]);
-    let err = match Dataplane::open(&pins.config()) {
-        Ok(_) => panic!("a tombstone of version 9 was accepted"),
-        Err(e) => e.to_string(),
-    };
+    let err = open_refused(&pins, "a tombstone of version 9");
     assert!(
         err.contains("version 9") && err.contains("NETD_CT"),
         "{err}"
@@ -214,10 +180,7 @@ fn a_newer_layout_is_refused() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    let err = match Dataplane::open(&pins.config()) {
-        Ok(_) => panic!("a version-3 NETD_CT was accepted"),
-        Err(e) => e.to_string(),
-    };
+    let err = open_refused(&pins, "a version-3 NETD_CT");
     assert!(
         err.contains("NETD_CT") && err.contains("version 3") && err.contains("version 2"),
         "{err}"
@@ -242,26 +205,8 @@ fn an_old_pin_with_the_wrong_sizes_is_refused() {
     drop(Dataplane::open(&pins.config()).expect("open"));
     fs::remove_file(pinned_map(&pins.0, MAP_CT)).unwrap();
     let v1 = pins.0.join("maps").join(MAP_CT);
-    run(&[
-        "bpftool",
-        "map",
-        "create",
-        v1.to_str().unwrap(),
-        "type",
-        "hash",
-        "key",
-        "40",
-        "value",
-        "120",
-        "entries",
-        "16",
-        "name",
-        "NETD_CT",
-    ]);
-    let err = match Dataplane::open(&pins.config()) {
-        Ok(_) => panic!("a version-1 pin with another value size was migrated"),
-        Err(e) => e.to_string(),
-    };
+    pin_bpftool_map(&v1, "hash", 40, 120, 16, MAP_CT);
+    let err = open_refused(&pins, "a version-1 pin with another value size");
     assert!(
         err.contains("NETD_CT") && err.contains("incompatible") && err.contains("layout version 1"),
         "{err}"

@@ -1,13 +1,19 @@
 //! What the kernel itself says is attached: BPF_PROG_QUERY on each interface's TCX hooks,
 //! asked from inside the namespace (ifindexes are per namespace). This is independent of
 //! netd's own `status`, and of bpftool 7.1, whose `net show` does not list TCX links.
+//!
+//! And the daemon's pinned array maps as bpftool reads and writes them ([`array_u64`],
+//! [`percpu_sum`], [`array_value`], [`array_update`]), also while the daemon is stopped.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Result, bail};
+use serde_json::Value;
 
 use crate::netns::Netns;
 use crate::traffic::in_netns;
+use crate::{cmd, run_cmd};
 
 const BPF_PROG_QUERY: libc::c_long = 16;
 /// `enum bpf_attach_type` values (kernel >= 6.6; newer than Debian 12's headers).
@@ -83,4 +89,96 @@ pub fn tcx_programs(ns: &Netns) -> BTreeMap<(String, String), Vec<u32>> {
         Ok(m)
     })
     .expect("query TCX programs")
+}
+
+/// `bpftool -j map dump pinned PIN`, parsed; panics with bpftool's error.
+pub fn map_dump(pin: &Path) -> Value {
+    let o = cmd(&["bpftool", "-j", "map", "dump", "pinned", pin_str(pin)]);
+    assert!(
+        o.status.success(),
+        "bpftool map dump {}: {}",
+        pin.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("bpftool JSON")
+}
+
+fn pin_str(pin: &Path) -> &str {
+    pin.to_str().expect("a UTF-8 pin path")
+}
+
+/// The bytes of a value as bpftool prints them without BTF: hex strings ("0x2a") or numbers.
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("value bytes, got {v}"))
+        .iter()
+        .map(|b| {
+            let n = b.as_str().map_or_else(
+                || b.as_u64().expect("a byte"),
+                |s| u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("a hex byte"),
+            );
+            u8::try_from(n).expect("a byte")
+        })
+        .collect()
+}
+
+/// Little-endian bytes (at most 8) as a number.
+fn le_u64(b: &[u8]) -> u64 {
+    b.iter()
+        .enumerate()
+        .map(|(i, b)| u64::from(*b) << (8 * i))
+        .sum()
+}
+
+/// Entry `index` of the array (of a number type) pinned at `pin`. With BTF bpftool prints the
+/// value as a number ("formatted"), else as bytes.
+pub fn array_u64(pin: &Path, index: usize) -> u64 {
+    let entry = &map_dump(pin)[index];
+    if let Some(n) = entry["formatted"]["value"].as_u64() {
+        return n;
+    }
+    le_u64(&bytes(&entry["value"]))
+}
+
+/// Entry `index` of the per-CPU array (of a number type) pinned at `pin`, summed over CPUs.
+pub fn percpu_sum(pin: &Path, index: usize) -> u64 {
+    let entry = &map_dump(pin)[index];
+    if let Some(a) = entry["formatted"]["values"].as_array() {
+        return a.iter().filter_map(|c| c["value"].as_u64()).sum();
+    }
+    entry["values"]
+        .as_array()
+        .expect("per-CPU values")
+        .iter()
+        .map(|c| le_u64(&bytes(&c["value"])))
+        .sum()
+}
+
+/// The raw bytes of entry `index` of the array pinned at `pin` (`bpftool map lookup`).
+pub fn array_value(pin: &Path, index: u32) -> Vec<u8> {
+    let key = index.to_le_bytes().map(|b| b.to_string());
+    let mut argv = vec![
+        "bpftool",
+        "-j",
+        "map",
+        "lookup",
+        "pinned",
+        pin_str(pin),
+        "key",
+    ];
+    argv.extend(key.iter().map(String::as_str));
+    let o = run_cmd(&argv);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("bpftool JSON");
+    bytes(&v["value"])
+}
+
+/// Writes `value` (its raw bytes) as entry `index` of the array pinned at `pin`.
+pub fn array_update(pin: &Path, index: u32, value: &[u8]) {
+    let key = index.to_le_bytes().map(|b| b.to_string());
+    let value: Vec<String> = value.iter().map(|b| b.to_string()).collect();
+    let mut argv = vec!["bpftool", "map", "update", "pinned", pin_str(pin), "key"];
+    argv.extend(key.iter().map(String::as_str));
+    argv.push("value");
+    argv.extend(value.iter().map(String::as_str));
+    run_cmd(&argv);
 }

@@ -322,6 +322,29 @@ const DOCKERD: &str = "/usr/sbin/dockerd";
 /// The image every Docker step runs: busybox-static with the client-address CGI.
 pub const IMAGE: &str = "netdt-bb:1";
 
+/// [`IMAGE`]'s web server: port 80, the CGI at /cgi-bin/ip answering the client's address.
+pub const HTTPD: [&str; 7] = ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"];
+
+/// [`IMAGE`]'s idle command, for a client container.
+pub const SLEEPER: [&str; 3] = ["/bin/busybox", "sleep", "1000"];
+
+/// `network create -d netd --ipam-driver netd OPTS NAME`: docker's arguments.
+pub fn network_args<'a>(name: &'a str, opts: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["network", "create", "-d", "netd", "--ipam-driver", "netd"];
+    args.extend_from_slice(opts);
+    args.push(name);
+    args
+}
+
+/// `run -d --name NAME OPTS IMAGE CMD...`: docker's arguments.
+pub fn run_args<'a>(name: &'a str, opts: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(opts);
+    args.push(IMAGE);
+    args.extend_from_slice(cmd);
+    args
+}
+
 impl DockerWorld {
     /// The world, netd (`--bip` [`crate::BIP`]), the plugin spec, dockerd and [`IMAGE`];
     /// panics saying what failed.
@@ -372,40 +395,50 @@ impl DockerWorld {
 
     /// `docker network create -d netd --ipam-driver netd --subnet SUBNET -o netd.name=NAME NAME`.
     pub fn network(&self, name: &str, subnet: &str, extra: &[&str]) {
+        let mut opts = vec!["--subnet", subnet];
+        opts.extend_from_slice(extra);
+        self.network_create(name, &opts);
+    }
+
+    /// `docker network create -d netd --ipam-driver netd -o netd.name=NAME OPTS NAME`.
+    pub fn network_create(&self, name: &str, opts: &[&str]) {
         let opt = format!("netd.name={name}");
-        let mut args = vec![
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            subnet,
-            "-o",
-            &opt,
-        ];
-        args.extend_from_slice(extra);
-        args.push(name);
-        self.docker.docker_ok(&args);
+        let mut all = vec!["-o", &opt];
+        all.extend_from_slice(opts);
+        self.docker.docker_ok(&network_args(name, &all));
     }
 
     /// `docker run -d --name NAME <opts> netdt-bb:1 httpd` (port 80, the CGI answering the
     /// client's address).
     pub fn run_httpd(&self, name: &str, opts: &[&str]) {
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&[
-            IMAGE,
-            "/bin/busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ]);
-        self.docker.docker_ok(&args);
+        self.docker.docker_ok(&run_args(name, opts, &HTTPD));
+    }
+
+    /// `docker run -d --name NAME <opts> netdt-bb:1 sleep 1000` (a client).
+    pub fn run_sleeper(&self, name: &str, opts: &[&str]) {
+        self.docker.docker_ok(&run_args(name, opts, &SLEEPER));
+    }
+
+    /// In CONTAINER (busybox nc), GET /cgi-bin/ip from HOST:PORT: what came back (headers
+    /// and body; "" if nothing did), whatever nc's exit status.
+    pub fn exec_get(&self, container: &str, host: &str, port: u16) -> String {
+        let get = format!(
+            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {host} {port}"
+        );
+        let out = self
+            .docker
+            .docker(&["exec", container, "/bin/busybox", "sh", "-c", &get]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// [`DockerWorld::exec_get`]'s body: the peer address the server at HOST:PORT saw.
+    pub fn exec_peer(&self, container: &str, host: &str, port: u16) -> String {
+        unmap(
+            self.exec_get(container, host, port)
+                .lines()
+                .last()
+                .unwrap_or_default(),
+        )
     }
 
     /// The container's address as Docker reports it.

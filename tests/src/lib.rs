@@ -12,6 +12,7 @@
 //! - [`bpf`]: what the kernel reports attached to each interface (BPF_PROG_QUERY).
 //! - [`daemon`]: the [`Daemon`] guard around a running `netd daemon`, and CLI helpers.
 //! - [`files`]: temporary directories and hosts/resolv.conf parsers.
+//! - [`ipv6`]: IPv6 addresses without DAD, the uplink's IPv6 subnet.
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
 //! - [`docker`] and [`podman`]: the real dockerd and podman driving netd in a test world.
 //! - [`sockclient`]: the socket-hook clients' operations (one line of result each).
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod docker;
 pub mod files;
+pub mod ipv6;
 pub mod netns;
 pub mod podman;
 pub mod sockclient;
@@ -36,7 +38,7 @@ pub use files::TempDir;
 pub use netns::Netns;
 pub use traffic::{
     ServerHandle, in_netns, spawn_in, tcp_request, tcp_request_until, tcp_send, tcp_server,
-    udp_request, udp_send, udp_server,
+    tcp6_server, udp_request, udp_send, udp_server, udp6_server,
 };
 pub use world::{Container, World};
 

@@ -75,11 +75,15 @@ impl ServerHandle {
         self.peers().iter().map(|p| p.ip()).collect()
     }
 
-    /// The last client's source IP, as a string ("" if none yet).
+    /// The last client's source IP (an IPv4 client of a dual-stack server as IPv4).
+    pub fn last_peer(&self) -> Option<IpAddr> {
+        self.peers().last().map(|p| p.ip().to_canonical())
+    }
+
+    /// [`ServerHandle::last_peer`] as a string ("" if none yet).
     pub fn last_peer_ip(&self) -> String {
-        self.peers()
-            .last()
-            .map(|p| p.ip().to_string())
+        self.last_peer()
+            .map(|ip| ip.to_string())
             .unwrap_or_default()
     }
 }
@@ -127,8 +131,18 @@ fn start_server(
 /// A TCP server on 0.0.0.0:`port` inside `ns`: records each client's address, reads one line
 /// and writes it back.
 pub fn tcp_server(ns: &Netns, port: u16) -> ServerHandle {
+    tcp_server_on(ns, "0.0.0.0", port)
+}
+
+/// [`tcp_server`] on [::]:`port`: IPv6 clients, and IPv4 ones (v4-mapped; see
+/// [`ServerHandle::last_peer`]).
+pub fn tcp6_server(ns: &Netns, port: u16) -> ServerHandle {
+    tcp_server_on(ns, "::", port)
+}
+
+fn tcp_server_on(ns: &Netns, host: &'static str, port: u16) -> ServerHandle {
     start_server(ns.path().to_path_buf(), port, move |stop, peers, ready| {
-        let listener = match TcpListener::bind(("0.0.0.0", port))
+        let listener = match TcpListener::bind((host, port))
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
         {
             Ok(l) => {
@@ -136,7 +150,7 @@ pub fn tcp_server(ns: &Netns, port: u16) -> ServerHandle {
                 l
             }
             Err(e) => {
-                let _ = ready.send(Err(anyhow!("bind tcp 0.0.0.0:{port}: {e}")));
+                let _ = ready.send(Err(anyhow!("bind tcp {host} port {port}: {e}")));
                 return;
             }
         };
@@ -206,8 +220,17 @@ pub fn tcp_request_until(ns: &Netns, addr: &str, timeout: Duration) -> Result<St
 
 /// A UDP server on 0.0.0.0:`port` inside `ns`: records each datagram's source and echoes it.
 pub fn udp_server(ns: &Netns, port: u16) -> ServerHandle {
+    udp_server_on(ns, "0.0.0.0", port)
+}
+
+/// [`udp_server`] on [::]:`port` (IPv6 and v4-mapped IPv4 clients).
+pub fn udp6_server(ns: &Netns, port: u16) -> ServerHandle {
+    udp_server_on(ns, "::", port)
+}
+
+fn udp_server_on(ns: &Netns, host: &'static str, port: u16) -> ServerHandle {
     start_server(ns.path().to_path_buf(), port, move |stop, peers, ready| {
-        let sock = match UdpSocket::bind(("0.0.0.0", port)).and_then(|s| {
+        let sock = match UdpSocket::bind((host, port)).and_then(|s| {
             s.set_read_timeout(Some(Duration::from_millis(50)))
                 .map(|_| s)
         }) {
@@ -216,7 +239,7 @@ pub fn udp_server(ns: &Netns, port: u16) -> ServerHandle {
                 s
             }
             Err(e) => {
-                let _ = ready.send(Err(anyhow!("bind udp 0.0.0.0:{port}: {e}")));
+                let _ = ready.send(Err(anyhow!("bind udp {host} port {port}: {e}")));
                 return;
             }
         };
@@ -230,13 +253,15 @@ pub fn udp_server(ns: &Netns, port: u16) -> ServerHandle {
     })
 }
 
-/// Sends `msg` from inside `ns` to `addr` over UDP and returns the echoed datagram; retries
-/// a few times (500 ms each) since a datagram may be lost while neighbours resolve.
+/// Sends `msg` from inside `ns` to `addr` ("ip:port" or "[ipv6]:port") over UDP and returns
+/// the echoed datagram; retries a few times (500 ms each) since a datagram may be lost while
+/// neighbours resolve.
 pub fn udp_send(ns: &Netns, addr: &str, msg: &str) -> Result<String> {
     let addr = sockaddr(addr)?;
     let msg = msg.to_string();
     in_netns(ns, move || {
-        let s = UdpSocket::bind(("0.0.0.0", 0))?;
+        let any = if addr.is_ipv6() { "::" } else { "0.0.0.0" };
+        let s = UdpSocket::bind((any, 0))?;
         s.connect(addr)?;
         s.set_read_timeout(Some(Duration::from_millis(500)))?;
         let mut buf = [0u8; 2048];

@@ -14,7 +14,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netd_tests::Netns;
-use netd_tests::docker::{DockerWorld, IMAGE, http_get_until, unmap};
+use netd_tests::docker::{
+    DockerWorld, HTTPD, SLEEPER, http_get_until, network_args, run_args, unmap,
+};
+use netd_tests::ipv6::{OUTSIDE6, v6_uplink_routed};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 
 /// No iptables rule and no docker-proxy process in the host namespace.
@@ -68,61 +71,27 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--ipam-driver netd"), "{err}");
 
-    x.docker.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--ipam-driver",
-        "netd",
-        "--subnet",
-        "10.79.0.0/24",
-        "-o",
-        "netd.name=dknet",
-        "dknet",
-    ]);
+    x.network("dknet", "10.79.0.0/24", &[]);
     let n: serde_json::Value =
         serde_json::from_str(&x.d.netd_ok(&["network", "inspect", "dknet"])).unwrap();
     assert_eq!(n["subnet"], "10.79.0.0/24");
     assert_eq!(n["gateway"], "10.79.0.1");
 
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    x.run_httpd(
         "web",
-        "--network",
-        "name=dknet,driver-opt=netd.name=web",
-        "-p",
-        "8080:80",
-        IMAGE,
-        "/bin/busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+        &[
+            "--network",
+            "name=dknet,driver-opt=netd.name=web",
+            "-p",
+            "8080:80",
+        ],
+    );
     let v = x.d.inspect("web");
     assert_eq!(v["ip"], "10.79.0.2", "{v}");
     assert_eq!(v["ports"][0]["host_port"], 8080, "{v}");
-    let ip = x.docker.docker_ok(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        "web",
-    ]);
-    assert_eq!(ip, "10.79.0.2");
+    assert_eq!(x.docker_ip("web"), "10.79.0.2");
     // From the outside: served, and the server sees the client's own address.
-    let got = http_get_until(
-        &x.w.outside,
-        &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip"),
-    )
-    .unwrap();
-    // busybox httpd listens on [::] and writes IPv4 peers v4-mapped.
-    let peer = got.trim_start_matches("[::ffff:").trim_end_matches(']');
-    assert_eq!(peer, OUTSIDE_IP, "{got}");
+    assert_eq!(x.outside_peer(8080).unwrap(), OUTSIDE_IP);
     assert_no_iptables_or_proxy(&x.w.host);
     let port = x.d.netd_ok(&["port", "web"]);
     assert!(port.contains("8080"), "{port}");
@@ -135,43 +104,24 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         "{:?}",
         x.w.host.links()
     );
-    assert!(
-        http_get_until(
-            &x.w.outside,
-            &format!("http://{HOST_UPLINK_IP}:8080/cgi-bin/ip")
-        )
-        .is_err()
-    );
+    assert!(x.outside_peer(8080).is_err());
     // The other -p forms, --ip and --mac-address.
-    x.docker.docker_ok_with(
-        "/usr/bin/docker",
-        &[
-            "run",
-            "-d",
-            "--name",
-            "web3",
-            "--network",
-            "dknet",
-            "--ip",
-            "10.79.0.50",
-            "--mac-address",
-            "02:aa:bb:cc:dd:ee",
-            "-p",
-            "127.0.0.1:8081:80",
-            "-p",
-            "80",
-            "-p",
-            "8000-8002:80",
-            IMAGE,
-            "/bin/busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ],
-    );
+    let web3 = [
+        "--network",
+        "dknet",
+        "--ip",
+        "10.79.0.50",
+        "--mac-address",
+        "02:aa:bb:cc:dd:ee",
+        "-p",
+        "127.0.0.1:8081:80",
+        "-p",
+        "80",
+        "-p",
+        "8000-8002:80",
+    ];
+    x.docker
+        .docker_ok_with("/usr/bin/docker", &run_args("web3", &web3, &HTTPD));
     // The 28.x client refuses --mac-address against API 1.41, so x.docker.io's 20.10 client
     // runs this one; without driver-opt netd.name the endpoint is named by its id prefix.
     let ls: serde_json::Value = serde_json::from_str(&x.d.netd_ok(&["ls", "--json"])).unwrap();
@@ -218,15 +168,7 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
         .find(|(_, p)| *p != 8081 && !(8000..=8002).contains(p))
         .expect("a picked port");
     for (_, port) in [ranged, picked] {
-        let got = http_get_until(
-            &x.w.outside,
-            &format!("http://{HOST_UPLINK_IP}:{port}/cgi-bin/ip"),
-        )
-        .unwrap();
-        assert!(
-            got.ends_with(&format!("{OUTSIDE_IP}]")) || got == OUTSIDE_IP,
-            "{got}"
-        );
+        assert_eq!(x.outside_peer(*port as u16).unwrap(), OUTSIDE_IP, "{port}");
     }
     // 8081 is published on 127.0.0.1 only: not reachable from the outside.
     let out = x.w.outside.run(&[
@@ -238,20 +180,11 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     ]);
     assert!(!out.status.success());
     // A host port in use is refused, and the refused container leaves nothing behind.
-    let out = x.docker.docker(&[
-        "run",
-        "-d",
-        "--name",
+    let out = x.docker.docker(&run_args(
         "clash",
-        "--network",
-        "dknet",
-        "-p",
-        "127.0.0.1:8081:80",
-        IMAGE,
-        "/bin/busybox",
-        "sleep",
-        "1000",
-    ]);
+        &["--network", "dknet", "-p", "127.0.0.1:8081:80"],
+        &SLEEPER,
+    ));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -279,68 +212,29 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
     );
 
     // The leases are free again: the next container gets the first address.
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web2",
-        "--network",
-        "dknet",
-        IMAGE,
-        "/bin/busybox",
-        "sleep",
-        "1000",
-    ]);
-    let ip = x.docker.docker_ok(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        "web2",
-    ]);
-    assert_eq!(ip, "10.79.0.2");
+    x.run_sleeper("web2", &["--network", "dknet"]);
+    assert_eq!(x.docker_ip("web2"), "10.79.0.2");
     // --restart always across a dockerd restart: dockerd stops the container (Revoke, Leave,
     // DeleteEndpoint), starts it again on a new endpoint with the same address, and the port
     // works again; nothing of the old endpoint is left.
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    x.run_httpd(
         "always",
-        "--restart",
-        "always",
-        "--network",
-        "dknet",
-        "--ip",
-        "10.79.0.60",
-        "-p",
-        "8090:80",
-        IMAGE,
-        "/bin/busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
-    let url = format!("http://{HOST_UPLINK_IP}:8090/cgi-bin/ip");
-    http_get_until(&x.w.outside, &url).unwrap();
+        &[
+            "--restart",
+            "always",
+            "--network",
+            "dknet",
+            "--ip",
+            "10.79.0.60",
+            "-p",
+            "8090:80",
+        ],
+    );
+    x.outside_peer(8090).unwrap();
     let before = x.w.host.links_with_prefix("veth");
     x.docker.restart(&x.mnt, &x.w.host);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while x
-        .docker
-        .docker_ok(&["inspect", "-f", "{{.State.Running}}", "always"])
-        != "true"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "--restart always container did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let got = http_get_until(&x.w.outside, &url).unwrap();
-    assert!(got.contains(OUTSIDE_IP), "{got}");
+    x.wait_running("always");
+    assert_eq!(x.outside_peer(8090).unwrap(), OUTSIDE_IP);
     let after = x.w.host.links_with_prefix("veth");
     // web2 (no restart policy) stayed stopped: only the restarted container has a veth, a
     // new one.
@@ -361,95 +255,25 @@ fn dockerd_runs_a_published_container_on_a_netd_network() {
 
     // Same network: containers reach each other from their own addresses; another Docker
     // network's container cannot.
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "srv",
-        "--network",
-        "dknet",
-        IMAGE,
-        "/bin/busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
-    x.docker.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--ipam-driver",
-        "netd",
-        "--subnet",
-        "10.79.2.0/24",
-        "-o",
-        "netd.name=dkb",
-        "dkb",
-    ]);
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "far",
-        "--network",
-        "dkb",
-        IMAGE,
-        "/bin/busybox",
-        "sleep",
-        "1000",
-    ]);
-    let get = "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 10.79.0.3 80";
-    let near = x
-        .docker
-        .docker(&["exec", "web2", "/bin/busybox", "sh", "-c", get]);
-    let near = String::from_utf8_lossy(&near.stdout).to_string();
+    x.run_httpd("srv", &["--network", "dknet"]);
+    x.network("dkb", "10.79.2.0/24", &[]);
+    x.run_sleeper("far", &["--network", "dkb"]);
+    let near = x.exec_get("web2", "10.79.0.3", 80);
     assert!(near.contains("10.79.0.2"), "same network: {near}");
-    let far = x
-        .docker
-        .docker(&["exec", "far", "/bin/busybox", "sh", "-c", get]);
-    let far_out = String::from_utf8_lossy(&far.stdout).to_string();
-    assert!(
-        !far_out.contains("10.79"),
-        "another network reached srv: {far_out}"
-    );
+    let far = x.exec_get("far", "10.79.0.3", 80);
+    assert!(!far.contains("10.79"), "another network reached srv: {far}");
     x.docker.docker_ok(&["rm", "-f", "srv", "far"]);
     x.docker.docker_ok(&["network", "rm", "dkb"]);
     x.docker.docker_ok(&["rm", "-f", "web2"]);
     // Without --subnet netd picks a free private subnet; --internal gives no way out.
-    x.docker.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--ipam-driver",
-        "netd",
-        "--internal",
-        "-o",
-        "netd.name=dkint",
-        "dkint",
-    ]);
+    x.network_create("dkint", &["--internal"]);
     let n: serde_json::Value =
         serde_json::from_str(&x.d.netd_ok(&["network", "inspect", "dkint"])).unwrap();
     assert_eq!(n["internal"], true, "{n}");
     let sub = n["subnet"].as_str().unwrap().to_string();
     let net: std::net::Ipv4Addr = sub.split('/').next().unwrap().parse().unwrap();
     assert!(net.is_private() && !sub.starts_with("10.79.0."), "{n}");
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "inner",
-        "--network",
-        "dkint",
-        IMAGE,
-        "/bin/busybox",
-        "sleep",
-        "1000",
-    ]);
+    x.run_sleeper("inner", &["--network", "dkint"]);
     let routes = x
         .docker
         .docker_ok(&["exec", "inner", "/bin/busybox", "ip", "-4", "route"]);
@@ -649,22 +473,22 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
 
     // 4a. -p 5353:53/udp: a UDP server in the container (the host's socat, /usr mounted
     // read-only) answers each datagram with the address it came from.
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    x.docker.docker_ok(&run_args(
         "dns",
-        "--network",
-        "name=dkp,driver-opt=netd.name=dns",
-        "-p",
-        "5353:53/udp",
-        "-v",
-        "/usr:/usr:ro",
-        IMAGE,
-        "/usr/bin/socat",
-        "UDP-RECVFROM:53,fork",
-        "SYSTEM:echo $SOCAT_PEERADDR",
-    ]);
+        &[
+            "--network",
+            "name=dkp,driver-opt=netd.name=dns",
+            "-p",
+            "5353:53/udp",
+            "-v",
+            "/usr:/usr:ro",
+        ],
+        &[
+            "/usr/bin/socat",
+            "UDP-RECVFROM:53,fork",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+    ));
     let got = netd_tests::poll_until("udp 5353 from the outside", Duration::from_secs(10), || {
         netd_tests::traffic::udp_send(&x.w.outside, &format!("{HOST_UPLINK_IP}:5353"), "q")
     });
@@ -721,19 +545,10 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
     // sees the gateway (never its own address: that reply would not come back through the
     // NAT); another container reaching it is seen from its own address (DNAT only), as with
     // Docker's hairpin rules.
-    let get = format!(
-        "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {HOST_UPLINK_IP} 8080"
-    );
-    let own = x
-        .docker
-        .docker_ok(&["exec", "web", "/bin/busybox", "sh", "-c", &get]);
-    let own = unmap(own.lines().last().unwrap_or_default());
+    let own = x.exec_peer("web", HOST_UPLINK_IP, 8080);
     assert_eq!(own, gateway, "web -> its own {HOST_UPLINK_IP}:8080");
     let exposed_ip = x.docker_ip("exposed");
-    let near = x
-        .docker
-        .docker_ok(&["exec", "exposed", "/bin/busybox", "sh", "-c", &get]);
-    let near = unmap(near.lines().last().unwrap_or_default());
+    let near = x.exec_peer("exposed", HOST_UPLINK_IP, 8080);
     assert_eq!(near, exposed_ip, "exposed -> {HOST_UPLINK_IP}:8080");
 
     // 5c. Masquerade: a container reaches a server in the outside namespace (which has no
@@ -753,31 +568,13 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
     // 6. --link on a user-defined network is an embedded-DNS alias (Docker's resolver at
     // 127.0.0.11 in the container), whatever the driver; it grants nothing past icc: on a
     // network with enable_icc=false a linked container is still kept apart.
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "cli",
-        "--network",
-        "dkp",
-        "--link",
-        "web:webalias",
-        IMAGE,
-        "/bin/busybox",
-        "sleep",
-        "1000",
-    ]);
+    x.run_sleeper("cli", &["--network", "dkp", "--link", "web:webalias"]);
     let ns = x
         .docker
         .docker_ok(&["exec", "cli", "/bin/busybox", "nslookup", "webalias"]);
     assert!(ns.contains(&web_ip), "nslookup webalias: {ns}");
-    let get_web =
-        format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {web_ip} 80");
     let cli_ip = x.docker_ip("cli");
-    let seen = x
-        .docker
-        .docker_ok(&["exec", "cli", "/bin/busybox", "sh", "-c", &get_web]);
-    assert_eq!(unmap(seen.lines().last().unwrap_or_default()), cli_ip);
+    assert_eq!(x.exec_peer("cli", &web_ip, 80), cli_ip);
 
     x.network(
         "dkq",
@@ -786,38 +583,15 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
     );
     x.run_httpd("qweb", &["--network", "dkq"]);
     let qweb_ip = x.docker_ip("qweb");
-    x.docker.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "qcli",
-        "--network",
-        "dkq",
-        "--link",
-        "qweb:qalias",
-        IMAGE,
-        "/bin/busybox",
-        "sleep",
-        "1000",
-    ]);
+    x.run_sleeper("qcli", &["--network", "dkq", "--link", "qweb:qalias"]);
     let ns = x
         .docker
         .docker_ok(&["exec", "qcli", "/bin/busybox", "nslookup", "qalias"]);
     assert!(ns.contains(&qweb_ip), "nslookup qalias: {ns}");
-    let blocked = x.docker.docker(&[
-        "exec",
-        "qcli",
-        "/bin/busybox",
-        "sh",
-        "-c",
-        &format!(
-            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {qweb_ip} 80"
-        ),
-    ]);
+    let blocked = x.exec_get("qcli", &qweb_ip, 80);
     assert!(
-        !String::from_utf8_lossy(&blocked.stdout).contains("10.79.6."),
-        "icc=false let a linked container through: {}",
-        String::from_utf8_lossy(&blocked.stdout)
+        !blocked.contains("10.79.6."),
+        "icc=false let a linked container through: {blocked}"
     );
 
     assert_no_iptables_or_proxy(&x.w.host);
@@ -837,54 +611,13 @@ fn dockerd_publishes_udp_and_exposed_ports_serves_host_and_hairpin_and_masquerad
 fn dockerd_ipv6_network_gives_leases_routes_and_polices_icc() {
     let x = DockerWorld::new();
     // The host's uplink on 2001:db8:ff::/64; the outside routes the containers' prefix to it.
-    for ns in [&x.w.host, &x.w.outside] {
-        ns.run_ok(&[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ]);
-    }
-    x.w.host.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:ff::1/64",
-        "dev",
-        netd_tests::world::UPLINK,
-        "nodad",
-    ]);
-    x.w.outside.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:ff::2/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    x.w.outside.ip(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:5::/64",
-        "via",
-        "2001:db8:ff::1",
-    ]);
+    v6_uplink_routed(&x.w, "2001:db8:5::/64");
 
     // netd's IPAM picks no IPv6 prefix: --ipv6 without one is refused, saying what to add.
-    let out = x.docker.docker(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--ipam-driver",
-        "netd",
-        "--ipv6",
-        "--subnet",
-        "10.79.6.0/24",
+    let out = x.docker.docker(&network_args(
         "nov6",
-    ]);
+        &["--ipv6", "--subnet", "10.79.6.0/24"],
+    ));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--subnet PREFIX"), "{err}");
@@ -945,7 +678,7 @@ fn dockerd_ipv6_network_gives_leases_routes_and_polices_icc() {
 
     // Outside → container over routed IPv6: the server sees the outside's own address.
     let got = http_get_until(&x.w.outside, "http://[2001:db8:5::1]:80/cgi-bin/ip").unwrap();
-    assert_eq!(got, "[2001:db8:ff::2]");
+    assert_eq!(got, format!("[{OUTSIDE6}]"));
 
     // Container → outside from its own global address (busybox httpd there, the same CGI).
     let www = x.docker.dir.join("rootfs/www");
@@ -958,22 +691,9 @@ fn dockerd_ipv6_network_gives_leases_routes_and_polices_icc() {
         "-h",
         www.to_str().unwrap(),
     ]);
-    let get = |from: &str, addr: &str, port: &str| {
-        x.docker.docker(&[
-            "exec",
-            from,
-            "/bin/busybox",
-            "sh",
-            "-c",
-            &format!(
-                "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {addr} {port}"
-            ),
-        ])
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen = loop {
-        let out = get("c1", "2001:db8:ff::2", "9000");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let text = x.exec_get("c1", OUTSIDE6, 9000);
         if text.contains("[2001:db8:") || Instant::now() >= deadline {
             break text;
         }
@@ -983,11 +703,9 @@ fn dockerd_ipv6_network_gives_leases_routes_and_polices_icc() {
 
     // enable_icc=false: c2, which reaches the outside over IPv6 itself, never reaches c1
     // (the network's bridge ports are isolated, neighbour discovery included).
-    let out = get("c2", "2001:db8:ff::2", "9000");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = x.exec_get("c2", OUTSIDE6, 9000);
     assert!(text.contains("[2001:db8:5::2]"), "c2 -> outside: {text}");
-    let out = get("c2", &a1, "80");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = x.exec_get("c2", &a1, 80);
     assert!(
         !text.contains("[2001:db8:"),
         "c2 reached c1 over IPv6 under enable_icc=false: {text}"

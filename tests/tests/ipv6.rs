@@ -8,18 +8,15 @@
 //! Every IPv6 address here is in the documentation prefix 2001:db8::/32, inside namespaces the
 //! test creates.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::net::UdpSocket;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
 use netd_tests::dataplane::{drops, tcp_blocked};
+use netd_tests::ipv6::{addr6, no_dad, v6_uplink_routed};
 use netd_tests::netns::Netns;
-use netd_tests::traffic::{enter_netns, in_netns};
+use netd_tests::traffic::in_netns;
 use netd_tests::world::{HOST_UPLINK_IP, UPLINK};
-use netd_tests::{BIP, Daemon, World, poll_until, tcp_send};
+use netd_tests::{BIP, Daemon, World, poll_until, tcp_send, tcp6_server, udp_send, udp6_server};
 
 const T: Duration = Duration::from_secs(8);
 
@@ -27,21 +24,6 @@ fn s(v: &serde_json::Value) -> String {
     v.as_str()
         .unwrap_or_else(|| panic!("expected a string, got {v}"))
         .to_string()
-}
-
-/// Turns DAD off in a test namespace (new interfaces too), so addresses the test adds are
-/// usable at once.
-fn no_dad(ns: &Netns) {
-    ns.run_ok(&[
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.accept_dad=0",
-        "net.ipv6.conf.default.accept_dad=0",
-    ]);
-}
-
-fn addr6(ns: &Netns, cidr: &str, dev: &str) {
-    ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
 }
 
 /// `ip -6 addr show dev` as "addr/len" strings.
@@ -63,118 +45,6 @@ fn routes6(ns: &Netns) -> Vec<String> {
         .collect()
 }
 
-/// A TCP server on [::]:port (IPv4 too) that records peers and echoes one line.
-struct Server {
-    stop: Arc<AtomicBool>,
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn last_peer_ip(&self) -> String {
-        self.peers
-            .lock()
-            .unwrap()
-            .last()
-            .map(|p| p.ip().to_canonical().to_string())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn server(ns: &Netns, port: u16, udp: bool) -> Server {
-    let path = ns.path().to_path_buf();
-    let stop = Arc::new(AtomicBool::new(false));
-    let peers = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel::<Result<()>>();
-    let (st, pe) = (stop.clone(), peers.clone());
-    let thread = std::thread::spawn(move || {
-        if let Err(e) = enter_netns(&path) {
-            let _ = tx.send(Err(e));
-            return;
-        }
-        if udp {
-            let sock = match UdpSocket::bind(("::", port)) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow!("bind udp [::]:{port}: {e}")));
-                    return;
-                }
-            };
-            let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
-            let _ = tx.send(Ok(()));
-            let mut buf = [0u8; 2048];
-            while !st.load(Ordering::Relaxed) {
-                if let Ok((n, src)) = sock.recv_from(&mut buf) {
-                    pe.lock().unwrap().push(src);
-                    let _ = sock.send_to(&buf[..n], src);
-                }
-            }
-            return;
-        }
-        let l = match TcpListener::bind(("::", port)).and_then(|l| {
-            l.set_nonblocking(true)?;
-            Ok(l)
-        }) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(Err(anyhow!("bind tcp [::]:{port}: {e}")));
-                return;
-            }
-        };
-        let _ = tx.send(Ok(()));
-        while !st.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((c, peer)) => {
-                    pe.lock().unwrap().push(peer);
-                    let _ = c.set_nonblocking(false);
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok() {
-                        let _ = (&c).write_all(line.as_bytes());
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("server thread answers")
-        .expect("server starts");
-    Server {
-        stop,
-        peers,
-        thread: Some(thread),
-    }
-}
-
-/// One UDP datagram from inside `ns` to `addr`, and the echo (a few tries).
-fn udp6_send(ns: &Netns, addr: &str, msg: &str) -> Result<String> {
-    let addr: SocketAddr = addr.parse().context("socket address")?;
-    let msg = msg.to_string();
-    in_netns(ns, move || {
-        let sock = UdpSocket::bind(("::", 0))?;
-        sock.connect(addr)?;
-        sock.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let mut buf = [0u8; 2048];
-        for _ in 0..6 {
-            sock.send(msg.as_bytes())?;
-            if let Ok(n) = sock.recv(&mut buf) {
-                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        Err(anyhow!("no UDP reply from {addr}"))
-    })
-}
-
 fn tcp_until(ns: &Netns, addr: &str) -> String {
     poll_until(&format!("TCP to {addr}"), T, || tcp_send(ns, addr, "ping"))
 }
@@ -183,21 +53,10 @@ fn ping6(ns: &Netns, addr: &str) -> bool {
     ns.ping(addr, T)
 }
 
-/// The host's uplink on 2001:db8:ff::/64 (host ::1, outside ::2); the outside routes `routed`
-/// to the host.
-fn v6_uplink(w: &World, routed: &str) {
-    no_dad(&w.host);
-    no_dad(&w.outside);
-    addr6(&w.host, "2001:db8:ff::1/64", UPLINK);
-    addr6(&w.outside, "2001:db8:ff::2/64", "eth0");
-    w.outside
-        .ip(&["-6", "route", "add", routed, "via", "2001:db8:ff::1"]);
-}
-
 #[test]
 fn dual_stack_containers_get_mac_addresses_and_are_routed() {
     let w = World::new();
-    v6_uplink(&w, "2001:db8:1::/64");
+    v6_uplink_routed(&w, "2001:db8:1::/64");
     // An uplink that takes its configuration from router advertisements keeps it.
     w.host.run_ok(&[
         "sysctl",
@@ -279,18 +138,18 @@ fn dual_stack_containers_get_mac_addresses_and_are_routed() {
     assert!(ls.lines().next().unwrap().contains("IPV6"), "{ls}");
 
     // Outside → container global address, routed: the server sees the outside's own address.
-    let srv = server(&c1, 80, false);
+    let srv = tcp6_server(&c1, 80);
     assert_eq!(tcp_until(&w.outside, "[2001:db8:1::242:ac1e:2]:80"), "ping");
     assert_eq!(srv.last_peer_ip(), "2001:db8:ff::2");
     assert!(ping6(&w.outside, "2001:db8:1::99"));
 
     // Container → outside from its own global address (TCP and UDP).
-    let out_tcp = server(&w.outside, 9000, false);
+    let out_tcp = tcp6_server(&w.outside, 9000);
     assert_eq!(tcp_until(&c1, "[2001:db8:ff::2]:9000"), "ping");
     assert_eq!(out_tcp.last_peer_ip(), "2001:db8:1::242:ac1e:2");
-    let out_udp = server(&w.outside, 9001, true);
+    let out_udp = udp6_server(&w.outside, 9001);
     assert_eq!(
-        poll_until("UDP out", T, || udp6_send(
+        poll_until("UDP out", T, || udp_send(
             &c2,
             "[2001:db8:ff::2]:9001",
             "u6"
@@ -360,7 +219,7 @@ fn ndp_proxy_answers_for_containers_until_detach() {
         "the neighbour must have no route to the container subnet"
     );
 
-    let srv = server(&c1, 80, false);
+    let srv = tcp6_server(&c1, 80);
     assert_eq!(tcp_until(&w.outside, "[2001:db8::c009]:80"), "ping");
     assert_eq!(srv.last_peer_ip(), "2001:db8::c0ff");
     assert!(ping6(&w.outside, "2001:db8::c00a"));
@@ -523,7 +382,7 @@ fn bad_ipv6_daemon_options_are_refused_at_startup() {
 #[test]
 fn network_create_ipv6_subnet() {
     let w = World::new();
-    v6_uplink(&w, "2001:db8:77::/64");
+    v6_uplink_routed(&w, "2001:db8:77::/64");
     let d = w.daemon(&["--bip", BIP]);
     let err = d.netd_err(&["network", "create", "x", "--subnet", "2001:db8:77::/64"]);
     assert!(err.contains("create the network with --ipv6"), "{err}");
@@ -568,7 +427,7 @@ fn network_create_ipv6_subnet() {
     let v = d.attach("c", &c, &["--network", "v6net"]);
     // 10.77.0.2 → 02:42:0a:4d:00:02.
     assert_eq!(s(&v["global_ipv6"]), "2001:db8:77::242:a4d:2");
-    let srv = server(&c, 80, false);
+    let srv = tcp6_server(&c, 80);
     assert_eq!(tcp_until(&w.outside, "[2001:db8:77::242:a4d:2]:80"), "ping");
     assert_eq!(srv.last_peer_ip(), "2001:db8:ff::2");
     // A containers on the default network (IPv4 only there) gets no IPv6.
@@ -664,16 +523,16 @@ fn two_hosts_behind_a_router_reach_each_others_containers() {
     assert_eq!(s(&v2["global_ipv6"]), "2001:db8:2:1:0:242:ac1f:2");
 
     // By IPv6, routed end to end: each side sees the other container's own address.
-    let srv2 = server(&c2, 80, false);
+    let srv2 = tcp6_server(&c2, 80);
     assert_eq!(tcp_until(&c1, "[2001:db8:2:1:0:242:ac1f:2]:80"), "ping");
     assert_eq!(srv2.last_peer_ip(), "2001:db8:1:1:0:242:ac1e:2");
-    let srv1 = server(&c1, 80, false);
+    let srv1 = tcp6_server(&c1, 80);
     assert_eq!(tcp_until(&c2, "[2001:db8:1:1:0:242:ac1e:2]:80"), "ping");
     assert_eq!(srv1.last_peer_ip(), "2001:db8:2:1:0:242:ac1f:2");
     assert!(ping6(&c1, "2001:db8:2:1:0:242:ac1f:2"));
-    let udp2 = server(&c2, 81, true);
+    let udp2 = udp6_server(&c2, 81);
     assert_eq!(
-        poll_until("UDP between hosts", T, || udp6_send(
+        poll_until("UDP between hosts", T, || udp_send(
             &c1,
             "[2001:db8:2:1:0:242:ac1f:2]:81",
             "x"
@@ -692,7 +551,7 @@ fn two_hosts_behind_a_router_reach_each_others_containers() {
 #[test]
 fn icc_false_and_anti_spoofing_police_the_engines_ipv6_leases() {
     let w = World::new();
-    v6_uplink(&w, "2001:db8:1::/64");
+    v6_uplink_routed(&w, "2001:db8:1::/64");
     let d = w.daemon(&[
         "--bip",
         BIP,
@@ -708,10 +567,10 @@ fn icc_false_and_anti_spoofing_police_the_engines_ipv6_leases() {
     d.attach("c2", &c2, &["--ip6", "2001:db8:1::20"]);
 
     // Routed traffic to and from the outside passes the policy with the lease's address.
-    let out = server(&w.outside, 9000, false);
+    let out = tcp6_server(&w.outside, 9000);
     assert_eq!(tcp_until(&c1, "[2001:db8:ff::2]:9000"), "ping");
     assert_eq!(out.last_peer_ip(), "2001:db8:1::10");
-    let srv = server(&c1, 80, false);
+    let srv = tcp6_server(&c1, 80);
     assert_eq!(tcp_until(&w.outside, "[2001:db8:1::10]:80"), "ping");
 
     // Container to container over global IPv6 is ICC: dropped and counted.
@@ -725,7 +584,7 @@ fn icc_false_and_anti_spoofing_police_the_engines_ipv6_leases() {
     // c1 sends from an address it was not given: never arrives, counted as spoofed.
     let spoof0 = drops(&d, "spoofed-source-ip");
     addr6(&c1, "2001:db8:1::dead/64", "eth0");
-    let udp = server(&w.outside, 9001, true);
+    let udp = udp6_server(&w.outside, 9001);
     let sent = in_netns(&c1, || {
         let sock = UdpSocket::bind(("2001:db8:1::dead", 0))?;
         for _ in 0..5 {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use netd_tests::bpf;
 use netd_tests::daemon::netd_bin;
 use netd_tests::dataplane::{drops, tcp_blocked, udp_fire_from};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
@@ -126,39 +127,7 @@ impl Drop for Monitor {
 
 /// NETD_MONITOR[0], read by bpftool from the daemon's pin.
 fn switch(d: &Daemon) -> u64 {
-    let pin = d.bpffs().join("maps/NETD_MONITOR");
-    let o = cmd(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        pin.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "bpftool: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).expect("bpftool JSON");
-    let entry = &v[0];
-    // With BTF bpftool prints the value as a number ("formatted"), else as bytes.
-    if let Some(n) = entry["formatted"]["value"].as_u64() {
-        return n;
-    }
-    entry["value"]
-        .as_array()
-        .expect("value bytes")
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let b = b.as_str().map_or_else(
-                || b.as_u64().unwrap(),
-                |s| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap(),
-            );
-            b << (8 * i)
-        })
-        .sum()
+    bpf::array_u64(&d.bpffs().join("maps/NETD_MONITOR"), 0)
 }
 
 fn wait_switch(d: &Daemon, want: u64) {
@@ -555,49 +524,127 @@ fn monitor_reports_flows_and_the_verdicts_that_let_them_in() {
     );
 }
 
+/// Sets the conntrack collector's UDP and unreplied timeouts (seconds) in the daemon's pinned
+/// NETD_CONFIG (the daemon has no flag for them; it writes the map again only when its
+/// configuration changes).
+fn set_udp_timeouts(d: &Daemon, secs: u32) {
+    use std::mem::offset_of;
+
+    use netd_common::DpConfig;
+    let pin = d.bpffs().join("maps").join(netd_common::MAP_CONFIG);
+    let mut cfg = bpf::array_value(&pin, 0);
+    assert_eq!(cfg.len(), size_of::<DpConfig>(), "NETD_CONFIG's value size");
+    for off in [
+        offset_of!(DpConfig, ct_udp_s),
+        offset_of!(DpConfig, ct_unreplied_s),
+    ] {
+        cfg[off..off + 4].copy_from_slice(&secs.to_ne_bytes());
+    }
+    bpf::array_update(&pin, 0, &cfg);
+    let back = bpf::array_value(&pin, 0);
+    let off = offset_of!(DpConfig, ct_udp_s);
+    assert_eq!(
+        &back[off..off + 4],
+        &secs.to_ne_bytes()[..],
+        "ct_udp_s written"
+    );
+}
+
+/// A UDP flow the conntrack collector removes as idle: a `flow expired` event with the flow's
+/// original tuple and its masquerade translation, after the `new` one, on a client filtering
+/// `--type flow --port`, and a human line; the flow is gone from `netd ct` by then.
+#[test]
+fn an_idle_udp_flow_is_reported_as_expired() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let c1 = w.container("c1");
+    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
+    let srv = udp_server(&w.outside, 9053);
+    let m = Monitor::start(&d, &["--type", "flow", "--port", "9053", "--json"]);
+    let human = Monitor::start(&d, &["--type", "flow"]);
+    set_udp_timeouts(&d, 1);
+
+    // c1 -> outside:9053, answered (one exchange, then nothing: idle).
+    let got = poll_until("UDP c1 -> outside", T, || {
+        netd_tests::udp_send(&c1, &format!("{OUTSIDE_IP}:9053"), "once")
+    });
+    assert_eq!(got, "once");
+    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP, "masqueraded");
+    let new = wait_kind(&m, "flow", "the new UDP flow", |v| {
+        v["event"] == "new" && v["proto"] == "udp"
+    });
+    assert_eq!(
+        (
+            s(&new["flow"]),
+            s(&new["src"]),
+            s(&new["dst"]),
+            &new["dport"]
+        ),
+        ("masquerade", ip1.as_str(), OUTSIDE_IP, &Value::from(9053)),
+        "{new:#}"
+    );
+    let sport = new["sport"].clone();
+    assert!(sport.as_u64().is_some_and(|p| p > 0), "{new:#}");
+
+    // The collector runs every 10 s; the flow is idle after 1 s.
+    let exp = poll_until("the expired event", Duration::from_secs(30), || {
+        kind(&m, "flow")
+            .into_iter()
+            .find(|v| v["event"] == "expired" && v["sport"] == sport)
+            .ok_or_else(|| format!("lines so far: {:#?}", m.lines()))
+    });
+    assert_eq!(
+        (
+            s(&exp["flow"]),
+            s(&exp["proto"]),
+            s(&exp["src"]),
+            &exp["sport"],
+            s(&exp["dst"]),
+            &exp["dport"]
+        ),
+        (
+            "masquerade",
+            "udp",
+            ip1.as_str(),
+            &sport,
+            OUTSIDE_IP,
+            &Value::from(9053)
+        ),
+        "the original tuple: {exp:#}"
+    );
+    assert_eq!(s(&exp["container"]), "c1", "{exp:#}");
+    assert_eq!(
+        (s(&exp["nat"]["src"]), s(&exp["nat"]["dst"])),
+        (HOST_UPLINK_IP, OUTSIDE_IP),
+        "the translation: {exp:#}"
+    );
+    assert!(exp.get("cause").is_none(), "{exp:#}");
+    // One event for the flow (its reply direction is not reported on its own).
+    std::thread::sleep(Duration::from_millis(300));
+    let expired: Vec<Value> = kind(&m, "flow")
+        .into_iter()
+        .filter(|v| v["event"] == "expired" && v["sport"] == sport)
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    let ct = netd_tests::dataplane::ct(&d, &[]);
+    assert!(
+        !ct.iter().any(|e| e.to_string().contains("9053")),
+        "the expired flow is still in netd ct: {ct:#?}"
+    );
+    let want = format!(" flow expired masquerade (c1) udp {ip1}:{sport} -> {OUTSIDE_IP}:9053 as ");
+    poll_until("the human expired line", T, || {
+        human
+            .lines()
+            .into_iter()
+            .find(|l| l.contains(&want))
+            .ok_or_else(|| format!("{want:?} not in {:#?}", human.lines()))
+    });
+}
+
 /// Entry `index` of the per-CPU array `map`, summed over CPUs, read by bpftool from the
 /// daemon's pin (the daemon may be stopped).
-fn percpu(d: &Daemon, map: &str, index: u64) -> u64 {
-    let pin = d.bpffs().join("maps").join(map);
-    let o = cmd(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        pin.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "bpftool: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).expect("bpftool JSON");
-    let bytes = |b: &Value| -> u64 {
-        b.as_array()
-            .expect("value bytes")
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let b = b.as_str().map_or_else(
-                    || b.as_u64().unwrap(),
-                    |s| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap(),
-                );
-                b << (8 * i)
-            })
-            .sum()
-    };
-    let entry = &v[index as usize];
-    // With BTF bpftool prints the values as numbers ("formatted"), else as bytes.
-    if let Some(a) = entry["formatted"]["values"].as_array() {
-        return a.iter().filter_map(|c| c["value"].as_u64()).sum();
-    }
-    entry["values"]
-        .as_array()
-        .expect("per-CPU values")
-        .iter()
-        .map(|c| bytes(&c["value"]))
-        .sum()
+fn percpu(d: &Daemon, map: &str, index: usize) -> u64 {
+    bpf::percpu_sum(&d.bpffs().join("maps").join(map), index)
 }
 
 fn ring_lost(d: &Daemon) -> u64 {

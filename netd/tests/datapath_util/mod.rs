@@ -136,6 +136,38 @@ impl Drop for PinDir {
     }
 }
 
+/// Pins an empty map that bpftool creates at `path`, as a netd of another layout would have
+/// left it: `kind` is bpftool's type name (`hash`, `lru_hash`, `array`), `key` and `value` the
+/// sizes in bytes.
+pub fn pin_bpftool_map(path: &Path, kind: &str, key: u32, value: u32, entries: u32, name: &str) {
+    let (key, value, entries) = (key.to_string(), value.to_string(), entries.to_string());
+    run_cmd(&[
+        "bpftool",
+        "map",
+        "create",
+        path.to_str().expect("a UTF-8 pin path"),
+        "type",
+        kind,
+        "key",
+        &key,
+        "value",
+        &value,
+        "entries",
+        &entries,
+        "name",
+        name,
+    ]);
+}
+
+/// The error of a [`Dataplane::open`] over `pins` that must refuse them; panics saying `what`
+/// was accepted if it opens.
+pub fn open_refused(pins: &PinDir, what: &str) -> String {
+    match Dataplane::open(&pins.config()) {
+        Ok(_) => panic!("{what} was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// A pinned map of the dataplane under `pin_dir`.
 pub fn open_map(pin_dir: &Path, name: &str) -> Map {
     let path = netd::dataplane::pinned_map(pin_dir, name);
@@ -845,6 +877,16 @@ pub fn arp_frame(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     f.extend_from_slice(&spa);
     f.extend_from_slice(&[0; 6]);
     f.extend_from_slice(&tpa);
+    f
+}
+
+/// `frame` with a VLAN tag (TPID `tpid`: 0x8100 for 802.1Q, 0x88a8 for 802.1ad; VLAN id 5)
+/// after the MAC addresses.
+pub fn vlan_tagged(frame: &[u8], tpid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&tpid.to_be_bytes());
+    f.extend_from_slice(&[0, 5]);
+    f.extend_from_slice(&frame[12..]);
     f
 }
 

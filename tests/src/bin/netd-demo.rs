@@ -8,7 +8,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use netd_tests::docker::{DockerWorld, IMAGE, http_get_until, unmap};
+use netd_tests::docker::{
+    DockerWorld, HTTPD, IMAGE, http_get_until, network_args, run_args, unmap,
+};
 use netd_tests::podman::{CniDirs, Podman, SERVE, podman_installed, tcp_exchange};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP, UPLINK};
 use netd_tests::{Daemon, World, tcp_request_until, tcp_server, udp_request, udp_server};
@@ -301,39 +303,21 @@ fn docker_step(score: &mut Score) {
     };
     println!("  netd docker-plugin install; dockerd up; docker import rootfs.tar {IMAGE}");
     let (world, d, docker) = (&x.w, &x.d, &x.docker);
-    let cmds: [&[&str]; 2] = [
+    let run = run_args(
+        "web",
         &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            "10.79.0.0/24",
-            "-o",
-            "netd.name=dknet",
-            "dknet",
-        ],
-        &[
-            "run",
-            "-d",
-            "--name",
-            "web",
             "--network",
             "name=dknet,driver-opt=netd.name=web",
             "-p",
             "8080:80",
-            IMAGE,
-            "/bin/busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
         ],
-    ];
+        &HTTPD,
+    );
+    let network = network_args(
+        "dknet",
+        &["--subnet", "10.79.0.0/24", "-o", "netd.name=dknet"],
+    );
+    let cmds: [&[&str]; 2] = [&network, &run];
     for args in cmds {
         let out = docker.docker(args);
         show(
