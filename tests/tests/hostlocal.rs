@@ -210,6 +210,48 @@ fn ipv6_client_reaches_an_ipv4_container() {
     assert_eq!(site.tcp.peers().len(), before + 2, "{:?}", site.tcp.peers());
 }
 
+/// Issue 12: unconnected UDP `sendto` to `[::1]:PORT` reaches an IPv4-only container: the
+/// daemon's NAT46 relay on `[::]:PORT` takes it (the sendmsg6 hook cannot redirect it: the
+/// kernel refuses a v4-mapped destination written there), and the reply comes from
+/// `[::1]:PORT`. TCP and connected UDP to `[::1]` still go through the socket hooks. Both
+/// reservation modes.
+#[test]
+fn ipv6_loopback_udp_sendto_reaches_an_ipv4_container() {
+    for mode in ["socket", "hook"] {
+        let w = World::new();
+        let mut d =
+            Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", mode)]);
+        d.wait_until_ready();
+        let site = Site::with(w, d, &["8080:80", "8080:80/udp"]);
+        site.wait_tcp("127.0.0.1:8080");
+        let (tcp_before, udp_before) = (site.tcp.peers().len(), site.udp.peers().len());
+        let ops = ["udp [::1]:8080", "tcp [::1]:8080", "udpc [::1]:8080"];
+        let r = site.client(&ops);
+        assert_ok(&r, "udp [::1]:8080", &["from=[::1]:8080"]);
+        assert_ok(&r, "tcp [::1]:8080", &["peer=[::1]:8080"]);
+        assert_ok(
+            &r,
+            "udpc [::1]:8080",
+            &["from=[::1]:8080", "peer=[::1]:8080"],
+        );
+        assert_eq!(site.tcp.peers().len(), tcp_before + 1, "{mode}");
+        assert!(
+            site.udp.peers().len() >= udp_before + 2,
+            "{mode}: {:?}",
+            site.udp.peers()
+        );
+        // From the host, on the bridge: the relay's upstream as the hooks' redirection.
+        assert!(
+            site.udp
+                .peer_ips()
+                .iter()
+                .all(|ip| ip.to_string() == BRIDGE_IP),
+            "{mode}: {:?}",
+            site.udp.peers()
+        );
+    }
+}
+
 /// A container on a network made with `netd network create`: host-local access reaches it
 /// the same way (from the host's address on that network's bridge).
 #[test]

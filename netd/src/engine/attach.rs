@@ -74,7 +74,7 @@ impl Engine {
             }
             r => r?,
         };
-        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
+        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports, ep.ip)?;
         t.mark("plan");
         let mut undo = Undo {
             ports: ep.ports.clone(),
