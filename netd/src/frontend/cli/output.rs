@@ -173,19 +173,32 @@ pub fn select_ports<'a>(
 /// `docker port` output: "80/tcp -> 0.0.0.0:8080" (and "80/tcp -> [::]:8080" for a dual
 /// binding).
 pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, String> {
-    let lines: Vec<String> = select_ports(v, filter)?
+    let ports = select_ports(v, filter)?;
+    let lines: Vec<String> = if filter.is_some() {
+        ports
+            .into_iter()
+            .flat_map(|p| {
+                hosts(p)
+                    .into_iter()
+                    .map(move |h| format!("{h}:{}", p.host_port))
+            })
+            .collect()
+    } else {
+        port_lines(ports)
+    };
+    Ok(lines.join("\n"))
+}
+
+/// "80/tcp -> 0.0.0.0:8080" per port and host address (`netd port`, `netd publish`).
+pub fn port_lines<'a>(ports: impl IntoIterator<Item = &'a PortView>) -> Vec<String> {
+    ports
         .into_iter()
         .flat_map(|p| {
-            hosts(p).into_iter().map(move |h| {
-                if filter.is_some() {
-                    format!("{h}:{}", p.host_port)
-                } else {
-                    format!("{}/{} -> {h}:{}", p.container_port, p.proto, p.host_port)
-                }
-            })
+            hosts(p)
+                .into_iter()
+                .map(move |h| format!("{}/{} -> {h}:{}", p.container_port, p.proto, p.host_port))
         })
-        .collect();
-    Ok(lines.join("\n"))
+        .collect()
 }
 
 /// `netd network ls`, like `docker network ls` with the addresses.
