@@ -390,7 +390,7 @@ fn ipv4_only_container_is_published_on_ipv6_through_the_nat46_relay() {
 fn ipv6_host_addresses_are_relayed_for_a_container_without_ipv6() {
     let w = World::new();
     v6_uplink(&w);
-    let d = w.daemon(&["--bip", BIP]);
+    let mut d = w.daemon(&["--bip", BIP]);
     let c = w.container("v4only");
     let v = d.attach("v4only", &c, &["-p", &format!("[{HOST6}]:8080:80")]);
     assert_eq!(v["ports"][0]["host_ip"], HOST6, "{v}");
@@ -437,4 +437,15 @@ fn ipv6_host_addresses_are_relayed_for_a_container_without_ipv6() {
     let v = d.inspect("v4only");
     assert_eq!(v["ports"][1]["host_ip"], "0.0.0.0", "{v}");
     assert_eq!(v["ports"][1]["host_ip6"], "::", "{v}");
+    let srv90 = Server::start(&c, 90, false);
+    // A restarted daemon relays its bindings again (its ports are in the pinned table
+    // before it binds them).
+    d.restart();
+    for (port, srv) in [(8080, &srv), (9090, &srv90)] {
+        let got = poll_until("TCP to the relay after a restart", T, || {
+            tcp_send(&w.outside, &format!("[{HOST6}]:{port}"), "again")
+        });
+        assert_eq!(got.trim(), "again");
+        assert_eq!(srv.last_peer(), ip(BRIDGE_IP));
+    }
 }
