@@ -98,6 +98,17 @@ impl Engine {
             b.id = self.state.next_binding_id;
             self.state.next_binding_id += 1;
         }
+        if !(self.dp.is_some() && reserve && target.is_some()) {
+            // No relay (no eBPF dataplane, or the runtime holds the ports itself): a default
+            // binding is 0.0.0.0 only, as before NAT46.
+            for b in bindings
+                .iter_mut()
+                .filter(|b| b.relay46 && b.host_ip.is_ipv4())
+            {
+                b.relay46 = false;
+                b.also_v6 = false;
+            }
+        }
         if self.dp.is_some() && reserve {
             let taken = self
                 .reserved
