@@ -127,7 +127,8 @@ pub struct RelayStats {
     /// Datagrams dropped: no flow could be made (`relay46::UDP_FLOWS_MAX`, no socket) or a socket
     /// buffer was full.
     pub udp_dropped: u64,
-    /// Bytes relayed to the container and back (TCP when a connection ends, UDP payload).
+    /// Bytes relayed to the container and back: UDP payload as it goes, TCP when a connection
+    /// ends with both directions closed cleanly (a reset one is not counted).
     pub bytes_to_container: u64,
     pub bytes_from_container: u64,
 }
