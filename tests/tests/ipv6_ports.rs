@@ -351,15 +351,16 @@ fn ipv4_only_container_is_published_on_ipv6_through_the_nat46_relay() {
     assert!(tcp81.last_peer().is_none(), "nothing reached port 81");
     assert!(tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:8082")));
 
-    // `netd ls` and `netd port` list both sides of the dual binding.
+    // `netd ls` lists both sides of the dual binding; `netd port` one line per port, as in
+    // Docker 1.8, an IPv6 host address in brackets.
     let ls = d.ls();
     assert!(
         ls.contains("0.0.0.0:8080->80/tcp, [::]:8080->80/tcp"),
         "{ls}"
     );
     assert!(ls.contains(&format!("[{HOST6}]:8082->82/tcp")), "{ls}");
-    let port = d.netd_ok(&["port", "v4only", "80"]);
-    assert_eq!(port.trim(), "0.0.0.0:8080\n[::]:8080", "{port}");
+    let port = d.netd_ok(&["port", "v4only", "82"]);
+    assert_eq!(port.trim(), format!("[{HOST6}]:8082"), "{port}");
     // The relay's counters.
     let stats: serde_json::Value =
         serde_json::from_str(&d.netd_ok(&["stats", "--json"])).expect("stats JSON");

@@ -18,8 +18,9 @@ impl Engine {
     /// daemon's `--ip`, written into `publish`; without `--ip` they stay out, and the binding
     /// takes 0.0.0.0 and [::] too. For a container without IPv6 the IPv6 side (that `[::]`, or
     /// an IPv6 host address) is the NAT46 relay ([`super::relay46`]), at most
-    /// [`super::relay46::PORTS_MAX`] ports: past them a binding without a host address is
-    /// published on 0.0.0.0 only, and one with an IPv6 host address is refused.
+    /// [`super::relay46::PORTS_MAX`] ports: past them (or past
+    /// [`super::relay46::DEFAULT_RANGE_MAX`] ports in one binding) a binding without a host
+    /// address is published on 0.0.0.0 only, and one with an IPv6 host address is refused.
     pub(super) fn plan_ports(
         &self,
         name: &str,
@@ -74,7 +75,8 @@ impl Engine {
                 }
                 b.relay46 = true;
                 budget -= count;
-            } else if no_addr(i) && count <= budget {
+            } else if no_addr(i) && b.count <= super::relay46::DEFAULT_RANGE_MAX && count <= budget
+            {
                 b.also_v6 = true;
                 b.relay46 = true;
                 budget -= count;

@@ -13,7 +13,7 @@ pub struct PortView {
     pub host_ip: String,
     pub host_port: u16,
     /// `::` when the port is published on `[::]` too (`-p 8080:80` without `--ip` takes
-    /// 0.0.0.0 and `[::]`, as Docker does): `netd ls` and `netd port` list both.
+    /// 0.0.0.0 and `[::]`, as Docker does): `netd ls` lists both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip6: Option<String>,
 }

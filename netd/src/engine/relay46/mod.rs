@@ -11,8 +11,8 @@
 //! `sendto` to `[::1]` included, which the socket hooks cannot redirect: the kernel refuses a
 //! v4-mapped destination written by the sendmsg6 hook).
 //!
-//! Bounded: at most [`PORTS_MAX`] relayed ports (further default bindings publish on IPv4
-//! only), [`TCP_MAX`] connections and [`UDP_FLOWS_MAX`] UDP flows at once (more are
+//! Bounded: at most [`PORTS_MAX`] relayed ports (further default bindings, and default
+//! ranges of more than [`DEFAULT_RANGE_MAX`] ports, publish on IPv4 only), [`TCP_MAX`] connections and [`UDP_FLOWS_MAX`] UDP flows at once (more are
 //! refused and counted); a UDP flow ends after [`UDP_IDLE`] without a datagram either way.
 
 mod tcp;
@@ -32,6 +32,10 @@ use crate::spec::Proto;
 
 /// Relayed ports (TCP and UDP counted apart) a daemon serves at most.
 pub const PORTS_MAX: u32 = 1024;
+/// A binding without a host address is relayed on `[::]` only up to this many ports (a
+/// larger range is published on 0.0.0.0 only: a descriptor per port adds up; an explicit
+/// IPv6 host address is relayed at any size within [`PORTS_MAX`]).
+pub const DEFAULT_RANGE_MAX: u16 = 64;
 /// TCP connections relayed at once (two descriptors each).
 pub const TCP_MAX: usize = 4096;
 /// UDP flows (client address and port) relayed at once (one upstream socket each).

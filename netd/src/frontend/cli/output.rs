@@ -170,18 +170,14 @@ pub fn select_ports<'a>(
     Ok(ports)
 }
 
-/// `docker port` output: "80/tcp -> 0.0.0.0:8080" (and "80/tcp -> [::]:8080" for a dual
-/// binding).
+/// `docker port` output: "80/tcp -> 0.0.0.0:8080", one line per port as Docker 1.8 printed
+/// it (a dual binding's `[::]` side is in `netd ls` and `host_ip6` of `netd inspect`).
 pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, String> {
     let ports = select_ports(v, filter)?;
     let lines: Vec<String> = if filter.is_some() {
         ports
             .into_iter()
-            .flat_map(|p| {
-                hosts(p)
-                    .into_iter()
-                    .map(move |h| format!("{h}:{}", p.host_port))
-            })
+            .map(|p| format!("{}:{}", host(&p.host_ip), p.host_port))
             .collect()
     } else {
         port_lines(ports)
@@ -189,14 +185,19 @@ pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, Str
     Ok(lines.join("\n"))
 }
 
-/// "80/tcp -> 0.0.0.0:8080" per port and host address (`netd port`, `netd publish`).
+/// "80/tcp -> 0.0.0.0:8080" per port (`netd port`, `netd publish`); an IPv6 host address in
+/// brackets.
 pub fn port_lines<'a>(ports: impl IntoIterator<Item = &'a PortView>) -> Vec<String> {
     ports
         .into_iter()
-        .flat_map(|p| {
-            hosts(p)
-                .into_iter()
-                .map(move |h| format!("{}/{} -> {h}:{}", p.container_port, p.proto, p.host_port))
+        .map(|p| {
+            format!(
+                "{}/{} -> {}:{}",
+                p.container_port,
+                p.proto,
+                host(&p.host_ip),
+                p.host_port
+            )
         })
         .collect()
 }
