@@ -96,6 +96,13 @@ pub struct SockRevKey {
 }
 const _: () = assert!(core::mem::size_of::<SockRevKey>() == 16);
 
+/// The SO_PRIORITY the daemon's NAT46 relay sets on its `[::]:PORT` (IPV6_V6ONLY) listeners
+/// while it binds them, and clears right after: the bind hooks, which refuse `[::]` for a
+/// published IPv4 port (a dual-stack socket would take it), let that bind through. The hook
+/// cannot read IPV6_V6ONLY; setting a priority above 6 takes CAP_NET_ADMIN, which could
+/// bind around the hooks anyway.
+pub const RELAY_SOCK_PRIORITY: u32 = 0x6e64_3436;
+
 /// Is `ip` (IPv4, network byte order) in 127.0.0.0/8?
 #[inline(always)]
 pub fn is_loopback_v4(ip: u32) -> bool {

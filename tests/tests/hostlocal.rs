@@ -210,6 +210,88 @@ fn ipv6_client_reaches_an_ipv4_container() {
     assert_eq!(site.tcp.peers().len(), before + 2, "{:?}", site.tcp.peers());
 }
 
+/// Issue 12: unconnected UDP `sendto` to `[::1]:PORT` reaches an IPv4-only container: the
+/// daemon's NAT46 relay on `[::]:PORT` takes it (the sendmsg6 hook cannot redirect it: the
+/// kernel refuses a v4-mapped destination written there), and the reply comes from
+/// `[::1]:PORT`. TCP and connected UDP to `[::1]` still go through the socket hooks. Both
+/// reservation modes.
+#[test]
+fn ipv6_loopback_udp_sendto_reaches_an_ipv4_container() {
+    for mode in ["socket", "hook"] {
+        let w = World::new();
+        let mut d =
+            Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", mode)]);
+        d.wait_until_ready();
+        let site = Site::with(w, d, &["8080:80", "8080:80/udp"]);
+        site.wait_tcp("127.0.0.1:8080");
+        let (tcp_before, udp_before) = (site.tcp.peers().len(), site.udp.peers().len());
+        let ops = ["udp [::1]:8080", "tcp [::1]:8080", "udpc [::1]:8080"];
+        let r = site.client(&ops);
+        assert_ok(&r, "udp [::1]:8080", &["from=[::1]:8080"]);
+        assert_ok(&r, "tcp [::1]:8080", &["peer=[::1]:8080"]);
+        assert_ok(
+            &r,
+            "udpc [::1]:8080",
+            &["from=[::1]:8080", "peer=[::1]:8080"],
+        );
+        assert_eq!(site.tcp.peers().len(), tcp_before + 1, "{mode}");
+        assert!(
+            site.udp.peers().len() >= udp_before + 2,
+            "{mode}: {:?}",
+            site.udp.peers()
+        );
+        // From the host, on the bridge: the relay's upstream as the hooks' redirection.
+        assert!(
+            site.udp
+                .peer_ips()
+                .iter()
+                .all(|ip| ip.to_string() == BRIDGE_IP),
+            "{mode}: {:?}",
+            site.udp.peers()
+        );
+    }
+}
+
+/// The bind6 hook refuses `[::]:PORT` for a published IPv4 port (a dual-stack socket would
+/// take it), but lets the NAT46 relay's IPV6_V6ONLY socket bind while it carries the
+/// relay's SO_PRIORITY marker (what a restarted daemon needs: its ports are in the pinned
+/// table before it binds its relays). A process in the daemon's cgroup tries both.
+#[test]
+fn bind_hook_lets_only_the_relay_marker_take_ipv6_any_of_a_published_ipv4_port() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    // An explicit IPv4 host address: in the port table, no relay on [::]:8090.
+    let site = Site::with(w, d, &["0.0.0.0:8090:80"]);
+    site.wait_tcp("127.0.0.1:8090");
+    let bind = |priority: u32| {
+        let py = format!(
+            "import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n\
+             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, {priority})\n\
+             try:\n    s.bind(('::', 8090)); print('ok')\n\
+             except OSError as e:\n    print('err', e.errno)\n"
+        );
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec nsenter --net={} /usr/bin/python3 -c \"$0\"",
+            cgroup(&site.d).display(),
+            site.w.host.path_str()
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script, &py])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(bind(0), "err 98", "[::]:8090 is refused (EADDRINUSE)");
+    // netd_common::RELAY_SOCK_PRIORITY.
+    assert_eq!(bind(0x6e64_3436), "ok", "the relay's marker binds");
+}
+
 /// A container on a network made with `netd network create`: host-local access reaches it
 /// the same way (from the host's address on that network's bridge).
 #[test]

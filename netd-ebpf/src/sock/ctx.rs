@@ -89,3 +89,15 @@ pub fn netns_cookie(ctx: &SockAddrContext) -> u64 {
     // SAFETY: bpf_get_netns_cookie accepts a sock_addr context (kernel >= 5.7, f318903c).
     unsafe { bpf_get_netns_cookie(ctx.as_ptr()) }
 }
+
+/// The socket's SO_PRIORITY (`ctx->sk->priority`: `sk` is always a valid socket in these
+/// hooks).
+#[inline(always)]
+pub fn sk_priority(ctx: &SockAddrContext) -> u32 {
+    // SAFETY: `sk` is an 8-byte readable field holding a PTR_TO_SOCKET (never null in
+    // sock_addr programs); `priority` is a 4-byte readable field of bpf_sock.
+    unsafe {
+        let sk = core::ptr::read_volatile(&raw const (*sa(ctx)).__bindgen_anon_1.sk);
+        core::ptr::read_volatile(&raw const (*sk).priority)
+    }
+}

@@ -4,6 +4,7 @@
 //! a published port either: the agent adds them to the namespace's ip_local_reserved_ports.
 
 use aya_ebpf::{helpers::generated::bpf_set_retval, programs::SockAddrContext};
+use netd_common::RELAY_SOCK_PRIORITY;
 
 use super::{ctx, maps};
 use crate::sock::xlate::{l4, ours};
@@ -36,11 +37,15 @@ pub fn bind4(c: &SockAddrContext) -> bool {
 
 /// `bind()` on an AF_INET6 socket: `[::]` takes the IPv4 wildcard too (a dual-stack socket
 /// would hold every IPv4 address's port), `::ffff:a.b.c.d` is that IPv4 address; other IPv6
-/// addresses hold no published IPv4 port.
+/// addresses hold no published IPv4 port. The daemon's NAT46 relay binds `[::]` IPV6_V6ONLY
+/// for those very ports, marked with [`RELAY_SOCK_PRIORITY`] while it binds: let it through.
 #[inline(always)]
 pub fn bind6(c: &SockAddrContext) -> bool {
     let a = ctx::ip6(c);
     let v4 = if a == [0; 4] {
+        if ctx::sk_priority(c) == RELAY_SOCK_PRIORITY {
+            return true;
+        }
         0
     } else if a[0] == 0 && a[1] == 0 && a[2] == 0xffffu32.to_be() {
         a[3]

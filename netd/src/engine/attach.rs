@@ -43,7 +43,7 @@ impl Engine {
         let mut t = Phases::new();
         self.forget_deleted_veths();
         let mut ep = self.plan(&req)?;
-        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports)?;
+        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports, ep.ip)?;
         t.mark("plan");
         let mut undo = Undo {
             ports: ep.ports.clone(),

@@ -105,6 +105,7 @@ impl Engine {
             drops,
             bindings,
             interfaces: serde_json::to_value(dp.interface_stats()?).unwrap_or_default(),
+            relay46: self.reserved.relay_stats(),
         })
     }
 

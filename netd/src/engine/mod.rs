@@ -19,6 +19,7 @@ pub mod network;
 pub mod networks;
 pub mod ports;
 mod publish;
+mod relay46;
 pub mod request;
 mod reserve;
 mod sockdiag;
@@ -239,6 +240,15 @@ impl Engine {
             for ep in engine.state.endpoints.values().filter(|e| e.reserve_ports) {
                 if let Err(e) = engine.reserved.reserve_all(&ep.ports) {
                     tracing::warn!(container = %ep.name, "published port not reserved: {e}");
+                }
+            }
+        }
+        if engine.dp.is_some() {
+            // The IPv6 side of the bindings of containers without IPv6 (NAT46 relays).
+            for ep in engine.state.endpoints.values().filter(|e| e.reserve_ports) {
+                let Some(ip) = ep.ip else { continue };
+                if let Err(e) = engine.reserved.start_relays(&ep.ports, ip) {
+                    tracing::warn!(container = %ep.name, "published port not relayed to IPv4: {e}");
                 }
             }
         }
@@ -499,7 +509,8 @@ impl Engine {
     }
 }
 
-/// One row per published port (a range binding expands to its ports).
+/// One row per published port (a range binding expands to its ports); a binding on 0.0.0.0
+/// and `[::]` ([`state::PortBinding::also_v6`]) says so in `host_ip6`.
 pub(crate) fn port_views(bindings: &[state::PortBinding]) -> Vec<PortView> {
     bindings
         .iter()
@@ -509,6 +520,9 @@ pub(crate) fn port_views(bindings: &[state::PortBinding]) -> Vec<PortView> {
                 proto: b.proto.to_string(),
                 host_ip: b.host_ip.to_string(),
                 host_port: b.host_port + i,
+                host_ip6: b
+                    .also_v6
+                    .then(|| std::net::Ipv6Addr::UNSPECIFIED.to_string()),
             })
         })
         .collect()

@@ -75,6 +75,7 @@ pub fn allocate(
             container_port: spec.container_ports.start,
             count: n,
             also_v6: false,
+            relay46: false,
         };
         let b = match spec.host_ports {
             Some(h) if h.len() == spec.container_ports.len() => {
@@ -123,6 +124,7 @@ pub fn allocate(
                 container_port: e.ports.start,
                 count: e.ports.len() as u16,
                 also_v6: false,
+                relay46: false,
             };
             let what = format!("exposed port {}/{}", e.ports, e.proto);
             let b = ephemeral_block(me, held, &out, base, ephemeral, &what)?;

@@ -16,8 +16,11 @@ impl Engine {
     /// Allocates the host ports of `publish` (and of `exposed` with `-P`) for container `name`,
     /// whose global IPv6 address is `v6` (None: IPv4 only). Host addresses left out become the
     /// daemon's `--ip`, written into `publish`; without `--ip` they stay out, and the binding
-    /// takes 0.0.0.0 and, when the container has IPv6, [::] too. An IPv6 host address needs
-    /// a container with IPv6 (netd does not translate IPv6 to IPv4).
+    /// takes 0.0.0.0 and [::] too. For a container without IPv6 the IPv6 side (that `[::]`, or
+    /// an IPv6 host address) is the NAT46 relay ([`super::relay46`]), at most
+    /// [`super::relay46::PORTS_MAX`] ports: past them (or past
+    /// [`super::relay46::DEFAULT_RANGE_MAX`] ports in one binding) a binding without a host
+    /// address is published on 0.0.0.0 only, and one with an IPv6 host address is refused.
     pub(super) fn plan_ports(
         &self,
         name: &str,
@@ -27,24 +30,9 @@ impl Engine {
         v6: Option<Ipv6Addr>,
     ) -> Result<Vec<PortBinding>, EngineError> {
         for p in publish.iter_mut() {
-            let from_flag = p.host_ip.is_none();
-            if from_flag {
+            if p.host_ip.is_none() {
                 p.host_ip = self.cfg.ip;
             }
-            if let Some(ip) = p.host_ip
-                && ip.is_ipv6()
-                && v6.is_none()
-            {
-                return Err(ipv6_refused(name, &p.to_string(), ip, from_flag));
-            }
-        }
-        if let Some(ip) = self.cfg.ip
-            && publish_all
-            && !exposed.is_empty()
-            && ip.is_ipv6()
-            && v6.is_none()
-        {
-            return Err(ipv6_refused(name, "-P", ip, true));
         }
         let held: Vec<(&str, &PortBinding)> = self
             .state
@@ -54,6 +42,11 @@ impl Engine {
             .collect();
         let ephemeral = spec::read_ephemeral_ports()?;
         let default_ip = self.cfg.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let relayed: u32 = held
+            .iter()
+            .filter(|(_, b)| b.relay46)
+            .map(|(_, b)| u32::from(b.count))
+            .sum();
         let mut out = ports::allocate(
             name,
             publish,
@@ -64,30 +57,71 @@ impl Engine {
             &ephemeral,
         )
         .map_err(|e| EngineError::Conflict(e.to_string()))?;
-        if self.cfg.ip.is_none() && v6.is_some() {
-            // The bindings of specs without a host address, and every -P one (after them).
+        // The bindings of specs without a host address, and every -P one (after them).
+        let no_addr =
+            |i: usize| self.cfg.ip.is_none() && publish.get(i).is_none_or(|p| p.host_ip.is_none());
+        if v6.is_some() {
             for (i, b) in out.iter_mut().enumerate() {
-                b.also_v6 = publish.get(i).is_none_or(|p| p.host_ip.is_none());
+                b.also_v6 = no_addr(i);
+            }
+            return Ok(out);
+        }
+        let mut budget = super::relay46::PORTS_MAX.saturating_sub(relayed);
+        for (i, b) in out.iter_mut().enumerate() {
+            let count = u32::from(b.count);
+            if b.host_ip.is_ipv6() {
+                if count > budget {
+                    return Err(relay_full(name, b, budget));
+                }
+                b.relay46 = true;
+                budget -= count;
+            } else if no_addr(i) && b.count <= super::relay46::DEFAULT_RANGE_MAX && count <= budget
+            {
+                b.also_v6 = true;
+                b.relay46 = true;
+                budget -= count;
             }
         }
         Ok(out)
     }
 
     /// Numbers new bindings and reserves their host ports (with the eBPF dataplane, which is
-    /// what makes them reachable). Returns the binding id to go back to if the change is undone
-    /// ([`Engine::release_ports`]); on failure nothing stays taken.
+    /// what makes them reachable), starting the NAT46 relays of the relayed ones to the
+    /// container's IPv4 address `target`. Returns the binding id to go back to if the change
+    /// is undone ([`Engine::release_ports`]); on failure nothing stays taken.
     pub(super) fn take_ports(
         &mut self,
         bindings: &mut [PortBinding],
         reserve: bool,
+        target: Option<Ipv4Addr>,
     ) -> Result<u32, EngineError> {
         let next_id = self.state.next_binding_id;
         for b in bindings.iter_mut() {
             b.id = self.state.next_binding_id;
             self.state.next_binding_id += 1;
         }
+        if !(self.dp.is_some() && reserve && target.is_some()) {
+            // No relay (no eBPF dataplane, or the runtime holds the ports itself): a default
+            // binding is 0.0.0.0 only, as before NAT46.
+            for b in bindings
+                .iter_mut()
+                .filter(|b| b.relay46 && b.host_ip.is_ipv4())
+            {
+                b.relay46 = false;
+                b.also_v6 = false;
+            }
+        }
         if self.dp.is_some() && reserve {
-            if let Err(msg) = self.reserved.reserve_all(bindings) {
+            let taken = self
+                .reserved
+                .reserve_all(bindings)
+                .and_then(|()| match target {
+                    Some(ip) => self.reserved.start_relays(bindings, ip).inspect_err(|_| {
+                        self.reserved.release(bindings);
+                    }),
+                    None => Ok(()),
+                });
+            if let Err(msg) = taken {
                 self.state.next_binding_id = next_id;
                 return Err(EngineError::Conflict(msg));
             }
@@ -126,7 +160,7 @@ impl Engine {
         let mut publish = specs.to_vec();
         let v6 = ep.ipv6.as_ref().and_then(|l| l.global);
         let mut new = self.plan_ports(name, &mut publish, false, &[], v6)?;
-        let next_id = self.take_ports(&mut new, ep.reserve_ports)?;
+        let next_id = self.take_ports(&mut new, ep.reserve_ports, ep.ip)?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
         let added = Touched::PortsAdded {
@@ -175,13 +209,13 @@ impl Engine {
     }
 }
 
-fn ipv6_refused(name: &str, what: &str, ip: IpAddr, from_flag: bool) -> EngineError {
-    let origin = if from_flag {
-        " (the daemon's --ip)"
-    } else {
-        ""
-    };
+fn relay_full(name: &str, b: &PortBinding, left: u32) -> EngineError {
     EngineError::Invalid(format!(
-        "{what}: IPv6 host address {ip}{origin} needs a container with an IPv6 address, and \"{name}\" has none (its network has no IPv6 subnet); netd does not translate IPv6 to IPv4"
+        "[{}]:{}/{}: \"{name}\" has no IPv6 address, so its IPv6 side is relayed to IPv4 by the daemon (NAT46), which serves at most {} ports; {left} are left and this binding needs {}",
+        b.host_ip,
+        b.host_port,
+        b.proto,
+        super::relay46::PORTS_MAX,
+        b.count
     ))
 }

@@ -15,10 +15,15 @@
 //! interface netd does not serve, with `--uplink` narrowing it) finds no listener: a TCP
 //! connection is reset at once instead of being accepted and never answered (UDP datagrams
 //! queue unread).
+//!
+//! The IPv6 side of a binding whose container has no IPv6 address ([`PortBinding::relay46`])
+//! is the NAT46 relay's listening socket ([`super::relay46`]), which is its reservation too:
+//! started with the binding, dropped with it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 
 use super::state::PortBinding;
 use crate::spec::Proto;
@@ -42,6 +47,10 @@ pub struct Reservations {
     base: Vec<(u16, u16)>,
     /// What netd last wrote there.
     written: String,
+    /// The NAT46 relays of each [`PortBinding::relay46`] binding.
+    relays: HashMap<u32, Vec<super::relay46::Relay>>,
+    /// Their limits and counters.
+    relay: Arc<super::relay46::Shared>,
 }
 
 const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
@@ -137,7 +146,7 @@ fn bind_one(proto: Proto, ip: IpAddr, port: u16) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     match a {
@@ -213,6 +222,7 @@ impl Reservations {
     pub fn release(&mut self, bindings: &[PortBinding]) {
         for b in bindings {
             self.by_binding.remove(&b.id);
+            self.relays.remove(&b.id);
         }
         if self.mode == Mode::Hook {
             let before = self.hooked.len();
@@ -248,9 +258,60 @@ impl Reservations {
         }
     }
 
+    /// Starts the NAT46 relays of the [`PortBinding::relay46`] bindings of `bindings`, to the
+    /// container at `target`, or none: the first port a host socket holds is the error.
+    /// Must run inside the tokio runtime.
+    pub fn start_relays(
+        &mut self,
+        bindings: &[PortBinding],
+        target: Ipv4Addr,
+    ) -> Result<(), String> {
+        let mut got: HashMap<u32, Vec<super::relay46::Relay>> = HashMap::new();
+        for b in bindings.iter().filter(|b| b.relay46) {
+            raise_nofile_limit();
+            let listen_ip = match b.host_ip {
+                IpAddr::V6(ip) => ip,
+                IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+            };
+            let mut relays = Vec::with_capacity(b.count as usize);
+            for i in 0..b.count {
+                let (port, cport) = (b.host_port + i, b.container_port + i);
+                let listen = SocketAddr::new(IpAddr::V6(listen_ip), port);
+                let to = SocketAddrV4::new(target, cport);
+                match super::relay46::Relay::start(&self.relay, b.proto, listen, to) {
+                    Ok(r) => relays.push(r),
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+                        return Err(format!(
+                            "port {port}/{} is already in use on the host ([{listen_ip}]:{port}): a host process holds it",
+                            b.proto
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot relay [{listen_ip}]:{port}/{} to {to} (NAT46): {e}",
+                            b.proto
+                        ));
+                    }
+                }
+            }
+            got.insert(b.id, relays);
+        }
+        self.relays.extend(got);
+        Ok(())
+    }
+
+    /// The NAT46 relays' counters.
+    pub fn relay_stats(&self) -> super::relay46::RelayStats {
+        self.relay.stats()
+    }
+
     fn reserve_sockets(&mut self, bindings: &[PortBinding]) -> Result<(), String> {
         let mut got: HashMap<u32, Vec<OwnedFd>> = HashMap::new();
-        for b in bindings {
+        // An IPv6 host address of a relayed binding is held by its relay's own socket.
+        for b in bindings
+            .iter()
+            .filter(|b| !(b.relay46 && b.host_ip.is_ipv6()))
+        {
             let mut fds = Vec::with_capacity(b.count as usize);
             for i in 0..b.count {
                 let port = b.host_port + i;

@@ -120,6 +120,10 @@ pub struct PortBinding {
     /// and the daemon has no `--ip`, so `-p 8080:80` takes 0.0.0.0 and [::], as Docker does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub also_v6: bool,
+    /// The container has no IPv6 address: the IPv6 side (`[::]` for [`Self::also_v6`], or
+    /// the IPv6 host address) is the daemon's NAT46 relay to its IPv4 address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay46: bool,
 }
 
 /// What netd last wrote into each of the container's files.

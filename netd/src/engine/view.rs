@@ -12,6 +12,10 @@ pub struct PortView {
     pub proto: String,
     pub host_ip: String,
     pub host_port: u16,
+    /// `::` when the port is published on `[::]` too (`-p 8080:80` without `--ip` takes
+    /// 0.0.0.0 and `[::]`, as Docker does): `netd ls` lists both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip6: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,12 +110,37 @@ pub struct BindingStats {
     pub bytes: u64,
 }
 
+/// The NAT46 relay's counters (IPv6 clients of containers without IPv6), as `netd stats`
+/// shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStats {
+    /// Listening sockets (one per relayed port and protocol).
+    pub listeners: u64,
+    pub tcp_active: u64,
+    pub tcp_total: u64,
+    /// Connections closed at once: `relay46::TCP_MAX` were open.
+    pub tcp_refused: u64,
+    /// Connections the container did not accept (refused, timed out).
+    pub tcp_failed: u64,
+    pub udp_flows_active: u64,
+    pub udp_flows_total: u64,
+    /// Datagrams dropped: no flow could be made (`relay46::UDP_FLOWS_MAX`, no socket) or a socket
+    /// buffer was full.
+    pub udp_dropped: u64,
+    /// Bytes relayed to the container and back: UDP payload as it goes, TCP when a connection
+    /// ends with both directions closed cleanly (a reset one is not counted).
+    pub bytes_to_container: u64,
+    pub bytes_from_container: u64,
+}
+
 /// `netd stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatsView {
     pub drops: Vec<DropCount>,
     pub bindings: Vec<BindingStats>,
     pub interfaces: serde_json::Value,
+    #[serde(default)]
+    pub relay46: RelayStats,
 }
 
 /// `netd network inspect NAME` (and one row of `netd network ls`).

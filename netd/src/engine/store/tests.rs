@@ -49,6 +49,7 @@ fn binding(id: u32, port: u16) -> PortBinding {
         container_port: 80,
         count: 1,
         also_v6: false,
+        relay46: false,
     }
 }
 

@@ -93,16 +93,7 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
                 )
                 .await
                 .map_err(e)?;
-            let lines: Vec<String> = ports
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}/{} -> {}:{}",
-                        p.container_port, p.proto, p.host_ip, p.host_port
-                    )
-                })
-                .collect();
-            Ok(lines.join("\n"))
+            Ok(output::port_lines(ports.iter()).join("\n"))
         }
         Command::P2p { name1, name2 } => {
             let _: serde_json::Value = c

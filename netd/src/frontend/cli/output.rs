@@ -44,6 +44,20 @@ pub fn format_stats(v: &StatsView) -> String {
             b.bytes
         ));
     }
+    let r = &v.relay46;
+    out.push_str(&format!(
+        "\nNAT46 RELAY (IPv6 to containers without IPv6)\n  listeners {}  tcp active {} total {} refused {} failed {}  udp flows active {} total {} dropped {}  bytes to container {} from container {}",
+        r.listeners,
+        r.tcp_active,
+        r.tcp_total,
+        r.tcp_refused,
+        r.tcp_failed,
+        r.udp_flows_active,
+        r.udp_flows_total,
+        r.udp_dropped,
+        r.bytes_to_container,
+        r.bytes_from_container
+    ));
     out
 }
 
@@ -78,6 +92,22 @@ pub fn format_ct(v: &serde_json::Value) -> String {
     out
 }
 
+/// A host address as it goes before `:PORT`: an IPv6 one in brackets (`[::]:8080`).
+fn host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    }
+}
+
+/// The host addresses of a published port: 0.0.0.0 and `[::]` for a dual binding.
+fn hosts(p: &PortView) -> Vec<String> {
+    let mut v = vec![host(&p.host_ip)];
+    v.extend(p.host_ip6.as_deref().map(host));
+    v
+}
+
 pub fn format_ls(list: &[EndpointView]) -> String {
     let mut out = format!(
         "{:<20} {:<22} {:<16} {:<26} {:<18} {}",
@@ -91,11 +121,10 @@ pub fn format_ls(list: &[EndpointView]) -> String {
             .ports
             .iter()
             .take(SHOWN)
-            .map(|p| {
-                format!(
-                    "{}:{}->{}/{}",
-                    p.host_ip, p.host_port, p.container_port, p.proto
-                )
+            .flat_map(|p| {
+                hosts(p)
+                    .into_iter()
+                    .map(move |h| format!("{h}:{}->{}/{}", p.host_port, p.container_port, p.proto))
             })
             .collect();
         if v.ports.len() > SHOWN {
@@ -114,7 +143,6 @@ pub fn format_ls(list: &[EndpointView]) -> String {
     out
 }
 
-/// `docker port` output: "80/tcp -> 0.0.0.0:8080".
 /// The ports `netd port NAME [PORT]` shows; an error when PORT is given and not published.
 pub fn select_ports<'a>(
     v: &'a EndpointView,
@@ -142,21 +170,36 @@ pub fn select_ports<'a>(
     Ok(ports)
 }
 
+/// `docker port` output: "80/tcp -> 0.0.0.0:8080", one line per port as Docker 1.8 printed
+/// it (a dual binding's `[::]` side is in `netd ls` and `host_ip6` of `netd inspect`).
 pub fn format_port(v: &EndpointView, filter: Option<&str>) -> Result<String, String> {
-    let lines: Vec<String> = select_ports(v, filter)?
+    let ports = select_ports(v, filter)?;
+    let lines: Vec<String> = if filter.is_some() {
+        ports
+            .into_iter()
+            .map(|p| format!("{}:{}", host(&p.host_ip), p.host_port))
+            .collect()
+    } else {
+        port_lines(ports)
+    };
+    Ok(lines.join("\n"))
+}
+
+/// "80/tcp -> 0.0.0.0:8080" per port (`netd port`, `netd publish`); an IPv6 host address in
+/// brackets.
+pub fn port_lines<'a>(ports: impl IntoIterator<Item = &'a PortView>) -> Vec<String> {
+    ports
         .into_iter()
         .map(|p| {
-            if filter.is_some() {
-                format!("{}:{}", p.host_ip, p.host_port)
-            } else {
-                format!(
-                    "{}/{} -> {}:{}",
-                    p.container_port, p.proto, p.host_ip, p.host_port
-                )
-            }
+            format!(
+                "{}/{} -> {}:{}",
+                p.container_port,
+                p.proto,
+                host(&p.host_ip),
+                p.host_port
+            )
         })
-        .collect();
-    Ok(lines.join("\n"))
+        .collect()
 }
 
 /// `netd network ls`, like `docker network ls` with the addresses.
