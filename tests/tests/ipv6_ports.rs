@@ -18,9 +18,7 @@ use netd_tests::ipv6::{HOST6, OUTSIDE6, v6_uplink};
 use netd_tests::netns::Netns;
 use netd_tests::traffic::{enter_netns, in_netns};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{
-    BIP, BRIDGE_IP, World, poll_until, tcp_send, tcp6_server, udp_send, udp6_server,
-};
+use netd_tests::{BIP, BRIDGE_IP, World, poll_until, tcp_send, tcp6_server, udp_send, udp6_server};
 
 const T: Duration = Duration::from_secs(8);
 
