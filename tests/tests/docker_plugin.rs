@@ -444,12 +444,26 @@ fn plugin_protocol_ipv6_pools_addresses_and_refusals() {
     assert!(w.host.links_with_prefix("veth").is_empty());
 }
 
+/// `ip -6 neigh show proxy dev up0` in the host namespace.
+fn ndp_proxies(w: &World) -> String {
+    w.host.ip(&[
+        "-6",
+        "neigh",
+        "show",
+        "proxy",
+        "dev",
+        netd_tests::world::UPLINK,
+    ])
+}
+
 /// Issue 10: the IPv6 address Docker's IPAM hands out is the engine's from RequestAddress on
 /// (a /120 takes addresses in order, so a `netd attach` in between would have got it): netd's
 /// own attach gets the next one, `--ip6` of it is refused naming the holder, Join makes it the
-/// Docker endpoint's lease, Leave holds it again, ReleaseAddress frees it.
+/// Docker endpoint's lease, Leave holds it again, ReleaseAddress frees it. The endpoint gets
+/// an NDP proxy entry on the uplink from Join to Leave: the outside, with no route to the
+/// network's /120, pings it over its /64.
 #[test]
-fn plugin_ipv6_address_is_held_from_request_address_to_release() {
+fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
     let w = World::new();
     for ns in [&w.host, &w.outside] {
         ns.run_ok(&[
@@ -543,11 +557,45 @@ fn plugin_ipv6_address_is_held_from_request_address_to_release() {
     );
     assert_eq!(j["GatewayIPv6"], "fe80::1");
     assert_eq!(d.inspect("web")["global_ipv6"], "2001:db8::d001");
-    // ISSUE3-JOIN
+    // NDP proxying (issue 10): from Join, the uplink answers for the Docker endpoint's
+    // address as for netd's own containers on the uplink's /64.
+    let proxies = ndp_proxies(&w);
+    assert!(
+        proxies.contains("2001:db8::d001") && proxies.contains("2001:db8::d002"),
+        "{proxies}"
+    );
+    let src = j["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    let sandbox = w.container("web");
+    sandbox.run_ok(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
+    w.host.ip(&["link", "set", &src, "netns", sandbox.name()]);
+    sandbox.ip(&["link", "set", &src, "name", "eth0"]);
+    sandbox.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8::d001/120",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    sandbox.ip(&["link", "set", "eth0", "up"]);
+    sandbox.ip(&[
+        "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
+    ]);
+    // The outside has no route to the /120: only the proxy entry makes it reachable.
+    assert!(
+        sandbox.ping("2001:db8::c0ff", T) && w.outside.ping("2001:db8::d001", T),
+        "outside <-> web over IPv6: host proxies {}",
+        proxies
+    );
 
     let refs = json!({"NetworkID": NID, "EndpointID": EID});
     ok(&d, "NetworkDriver.Leave", refs.clone());
-    // ISSUE3-LEAVE
+    let proxies = ndp_proxies(&w);
+    assert!(
+        !proxies.contains("2001:db8::d001") && proxies.contains("2001:db8::d002"),
+        "web's entry goes at Leave: {proxies}"
+    );
     // Between Leave and ReleaseAddress the address stays Docker's.
     let e = d.netd_err(&[
         "attach",
