@@ -28,6 +28,24 @@ pub struct NetworkFlags {
     pub bridge: Option<String>,
 }
 
+/// How an option's values compare: `-o ...enable_icc=false` is `--icc false`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Bool,
+    Number,
+    Name,
+}
+
+impl Kind {
+    fn same(self, a: &str, b: &str) -> bool {
+        match self {
+            Kind::Bool => a.parse::<bool>().ok() == b.parse::<bool>().ok(),
+            Kind::Number => a.trim().parse::<u32>().ok() == b.trim().parse::<u32>().ok(),
+            Kind::Name => a == b,
+        }
+    }
+}
+
 /// The request's driver options: the `-o KEY=VALUE` list with the flags added as their keys.
 pub fn driver_options(
     opts: &[String],
@@ -46,25 +64,22 @@ pub fn driver_options(
             }
         }
     }
-    let same_bool = |a: &str, b: &str| a.parse::<bool>().ok() == b.parse::<bool>().ok();
-    let same_u32 = |a: &str, b: &str| a.trim().parse::<u32>().ok() == b.trim().parse::<u32>().ok();
-    let same_str = |a: &str, b: &str| a == b;
-    let wanted: [(&str, &str, Option<String>, &dyn Fn(&str, &str) -> bool); 4] = [
-        ("--icc", ICC, flags.icc.map(|b| b.to_string()), &same_bool),
+    let wanted = [
+        ("--icc", ICC, flags.icc.map(|b| b.to_string()), Kind::Bool),
         (
             "--ip-masq",
             IP_MASQ,
             flags.ip_masq.map(|b| b.to_string()),
-            &same_bool,
+            Kind::Bool,
         ),
-        ("--mtu", MTU, flags.mtu.map(|m| m.to_string()), &same_u32),
-        ("--bridge", BRIDGE_NAME, flags.bridge.clone(), &same_str),
+        ("--mtu", MTU, flags.mtu.map(|m| m.to_string()), Kind::Number),
+        ("--bridge", BRIDGE_NAME, flags.bridge.clone(), Kind::Name),
     ];
-    for (flag, key, value, same) in wanted {
+    for (flag, key, value, kind) in wanted {
         let Some(value) = value else { continue };
         match options.get(key) {
             // The same setting twice (`--icc false -o ...enable_icc=false`) is fine.
-            Some(o) if same(o, &value) => {}
+            Some(o) if kind.same(o, &value) => {}
             Some(o) => {
                 return Err(format!(
                     "{flag} {value} conflicts with -o {key}={o}: give one of them"
