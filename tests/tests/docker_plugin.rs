@@ -443,3 +443,183 @@ fn plugin_protocol_ipv6_pools_addresses_and_refusals() {
     assert!(!d.netd_ok(&["network", "ls"]).contains("d6"));
     assert!(w.host.links_with_prefix("veth").is_empty());
 }
+
+/// `ip -6 neigh show proxy dev up0` in the host namespace.
+fn ndp_proxies(w: &World) -> String {
+    w.host.ip(&[
+        "-6",
+        "neigh",
+        "show",
+        "proxy",
+        "dev",
+        netd_tests::world::UPLINK,
+    ])
+}
+
+/// Issue 10: the IPv6 address Docker's IPAM hands out is the engine's from RequestAddress on
+/// (a /120 takes addresses in order, so a `netd attach` in between would have got it): netd's
+/// own attach gets the next one, `--ip6` of it is refused naming the holder, Join makes it the
+/// Docker endpoint's lease, Leave holds it again, ReleaseAddress frees it. The endpoint gets
+/// an NDP proxy entry on the uplink from Join to Leave: the outside, with no route to the
+/// network's /120, pings it over its /64.
+#[test]
+fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
+    let w = World::new();
+    for ns in [&w.host, &w.outside] {
+        ns.run_ok(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ]);
+    }
+    // The uplink's on-link /64 holds the network's /120 (for the NDP proxy entries).
+    let up = netd_tests::world::UPLINK;
+    w.host
+        .ip(&["-6", "addr", "add", "2001:db8::c001/64", "dev", up, "nodad"]);
+    w.outside.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8::c0ff/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let d = w.daemon(&["--bip", BIP]);
+    let p6 = ok(
+        &d,
+        "IpamDriver.RequestPool",
+        json!({"AddressSpace": "netd-local", "Pool": "2001:db8::d000/120", "SubPool": "", "Options": {}, "V6": true}),
+    );
+    let pool6 = p6["PoolID"].as_str().unwrap().to_string();
+    let p4 = ok(
+        &d,
+        "IpamDriver.RequestPool",
+        json!({"Pool": "10.78.6.0/24", "V6": false}),
+    );
+    let pool4 = p4["PoolID"].as_str().unwrap().to_string();
+    ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool4, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+    );
+    ok(
+        &d,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": NID,
+               "Options": {"com.docker.network.enable_ipv6": true,
+                           "com.docker.network.generic": {"netd.name": "d6"}},
+               "IPv4Data": [{"AddressSpace": "netd-local", "Pool": "10.78.6.0/24", "Gateway": "10.78.6.1/24"}],
+               "IPv6Data": [{"Pool": "2001:db8::d000/120", "Gateway": "fe80::1/64"}]}),
+    );
+    // docker run --network d6: RequestAddress (v4, v6) ... and before Join, a netd attach.
+    let a4 = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool4, "Address": ""}),
+    );
+    let a6 = ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool6, "Address": ""}),
+    );
+    assert_eq!(a6["Address"], "2001:db8::d001/120");
+    let other = w.container("other");
+    let v = d.attach("other", &other, &["--network", "d6"]);
+    assert_eq!(v["global_ipv6"], "2001:db8::d002", "{v}");
+    let taker = w.container("taker");
+    let e = d.netd_err(&[
+        "attach",
+        "taker",
+        "--netns",
+        taker.path_str(),
+        "--network",
+        "d6",
+        "--ip6",
+        "2001:db8::d001",
+    ]);
+    assert!(
+        e.contains("2001:db8::d001 is already in use by \"docker endpoint on d6\""),
+        "{e}"
+    );
+
+    ok(
+        &d,
+        "NetworkDriver.CreateEndpoint",
+        json!({"NetworkID": NID, "EndpointID": EID, "Options": {"netd.name": "web"},
+               "Interface": {"Address": a4["Address"], "AddressIPv6": "2001:db8::d001/120", "MacAddress": ""}}),
+    );
+    let j = ok(
+        &d,
+        "NetworkDriver.Join",
+        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
+    );
+    assert_eq!(j["GatewayIPv6"], "fe80::1");
+    assert_eq!(d.inspect("web")["global_ipv6"], "2001:db8::d001");
+    // NDP proxying (issue 10): from Join, the uplink answers for the Docker endpoint's
+    // address as for netd's own containers on the uplink's /64.
+    let proxies = ndp_proxies(&w);
+    assert!(
+        proxies.contains("2001:db8::d001") && proxies.contains("2001:db8::d002"),
+        "{proxies}"
+    );
+    let src = j["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    let sandbox = w.container("web");
+    sandbox.run_ok(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
+    w.host.ip(&["link", "set", &src, "netns", sandbox.name()]);
+    sandbox.ip(&["link", "set", &src, "name", "eth0"]);
+    sandbox.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8::d001/120",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    sandbox.ip(&["link", "set", "eth0", "up"]);
+    sandbox.ip(&[
+        "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
+    ]);
+    // The outside has no route to the /120: only the proxy entry makes it reachable.
+    assert!(
+        sandbox.ping("2001:db8::c0ff", T) && w.outside.ping("2001:db8::d001", T),
+        "outside <-> web over IPv6: host proxies {}",
+        proxies
+    );
+
+    let refs = json!({"NetworkID": NID, "EndpointID": EID});
+    ok(&d, "NetworkDriver.Leave", refs.clone());
+    let proxies = ndp_proxies(&w);
+    assert!(
+        !proxies.contains("2001:db8::d001") && proxies.contains("2001:db8::d002"),
+        "web's entry goes at Leave: {proxies}"
+    );
+    // Between Leave and ReleaseAddress the address stays Docker's.
+    let e = d.netd_err(&[
+        "attach",
+        "taker",
+        "--netns",
+        taker.path_str(),
+        "--network",
+        "d6",
+        "--ip6",
+        "2001:db8::d001",
+    ]);
+    assert!(e.contains("already in use"), "{e}");
+    ok(&d, "NetworkDriver.DeleteEndpoint", refs);
+    ok(
+        &d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool6, "Address": "2001:db8::d001/120"}),
+    );
+    let v = d.attach(
+        "taker",
+        &taker,
+        &["--network", "d6", "--ip6", "2001:db8::d001"],
+    );
+    assert_eq!(v["global_ipv6"], "2001:db8::d001", "{v}");
+    d.netd_ok(&["detach", "taker"]);
+    d.netd_ok(&["detach", "other"]);
+}

@@ -386,3 +386,98 @@ fn links_work_on_a_created_network_with_icc_off() {
     let ls = d.netd_ok(&["ls"]);
     assert!(!ls.contains("c0"), "{ls}");
 }
+
+/// Issue 9: `network create --icc/--ip-masq/--mtu/--bridge` are the `-o` keys as flags: icc
+/// off holds between two containers (real TCP refused, the gateway still answers), masquerade
+/// off lets the outside see the container's own address, the MTU and the bridge name are the
+/// network's; a flag and an `-o` of the same key that disagree are refused and make nothing.
+#[test]
+fn network_create_flags_are_the_driver_options() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    let err = d.netd_err(&[
+        "network",
+        "create",
+        "quiet",
+        "--subnet",
+        "10.78.0.0/24",
+        "--icc",
+        "false",
+        "-o",
+        "com.docker.network.bridge.enable_icc=true",
+    ]);
+    assert!(
+        err.contains(
+            "--icc false conflicts with -o com.docker.network.bridge.enable_icc=true: give one of them"
+        ),
+        "{err}"
+    );
+    assert!(!d.netd_ok(&["network", "ls"]).contains("quiet"));
+    let err = d.netd_err(&["network", "create", "quiet", "--icc", "maybe"]);
+    assert!(err.contains("maybe"), "{err}");
+    // The same setting as a flag and as -o is no conflict.
+    d.netd_ok(&[
+        "network",
+        "create",
+        "quiet",
+        "--subnet",
+        "10.78.0.0/24",
+        "--icc",
+        "false",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "--ip-masq",
+        "false",
+        "--mtu",
+        "1400",
+        "--bridge",
+        "netdt-quiet",
+    ]);
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "quiet"])).unwrap();
+    assert_eq!(
+        (&n["icc"], &n["ip_masq"], &n["mtu"], &n["bridge"]),
+        (
+            &serde_json::json!(false),
+            &serde_json::json!(false),
+            &serde_json::json!(1400),
+            &serde_json::json!("netdt-quiet")
+        ),
+        "{n}"
+    );
+    assert_eq!(w.host.mtu("netdt-quiet"), 1400);
+
+    let q1 = w.container("q1");
+    let q2 = w.container("q2");
+    d.attach("q1", &q1, &["--network", "quiet", "--ip", "10.78.0.10"]);
+    d.attach("q2", &q2, &["--network", "quiet", "--ip", "10.78.0.11"]);
+    assert_eq!(q1.mtu("eth0"), 1400);
+    let _srv = tcp_server(&q2, 80);
+    assert!(q1.ping("10.78.0.1", T), "q1 reaches its gateway");
+    assert!(tcp_blocked(&q1, "10.78.0.11:80"), "--icc false on quiet");
+    // --ip-masq false: routed out with the container's own address.
+    w.route_outside_to("10.78.0.0/24");
+    let out = tcp_server(&w.outside, 9000);
+    assert_eq!(
+        tcp_request_until(&q1, &format!("{OUTSIDE_IP}:9000"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(out.last_peer_ip(), "10.78.0.10", "not masqueraded");
+
+    // --icc true on another network: its containers talk.
+    d.netd_ok(&[
+        "network",
+        "create",
+        "loud",
+        "--subnet",
+        "10.78.1.0/24",
+        "--icc",
+        "true",
+    ]);
+    let l1 = w.container("l1");
+    let l2 = w.container("l2");
+    d.attach("l1", &l1, &["--network", "loud", "--ip", "10.78.1.10"]);
+    d.attach("l2", &l2, &["--network", "loud", "--ip", "10.78.1.11"]);
+    let _srv2 = tcp_server(&l2, 80);
+    assert_eq!(tcp_request_until(&l1, "10.78.1.11:80", T).unwrap(), "ping");
+}

@@ -142,7 +142,9 @@ impl Engine {
             }
             NetMode::Host | NetMode::Container(_) => {}
         }
-        if ep.net == NetMode::Bridge && !hand_over {
+        // Hand-over endpoints too (Docker's, from Join): the entries are the uplinks', not
+        // the sandbox's.
+        if ep.net == NetMode::Bridge {
             match self.add_ndp_proxy(&ep).await {
                 Ok(on) => {
                     ep.ndp_proxy = on;

@@ -126,6 +126,16 @@ impl Ipam6 {
     }
 }
 
+/// An address in use or none left is a conflict; the rest is a bad request.
+fn ipam6_error(e: Ipam6Error) -> EngineError {
+    match e {
+        Ipam6Error::InUse { .. } | Ipam6Error::Exhausted { .. } => {
+            EngineError::Conflict(e.to_string())
+        }
+        e => EngineError::Invalid(e.to_string()),
+    }
+}
+
 /// Writes a sysctl of the daemon's own namespace unless it already holds `value`.
 pub(super) fn set_sysctl(path: &str, value: &str) -> Result<(), EngineError> {
     let cur = std::fs::read_to_string(path).unwrap_or_default();
@@ -183,6 +193,7 @@ impl Engine {
         }
     }
 
+    /// Who has `ip`: an endpoint's lease, or a hold ([`Engine::hold_address6`]).
     fn owner_of_ip6(&self, ip: Ipv6Addr) -> Option<String> {
         self.state
             .endpoints
@@ -192,6 +203,54 @@ impl Engine {
                     && e.ipv6.as_ref().and_then(|l| l.global) == Some(ip)
             })
             .map(|e| e.name.clone())
+            .or_else(|| self.state.held6.get(&ip).cloned())
+    }
+
+    /// Holds the IPv6 address `ip` of network `network` for `holder` (an IPAM front end hands
+    /// it out before the endpoint exists, as [`Engine::hold_address`] does for IPv4): refused
+    /// when the network has no IPv6 subnet, or the address is outside it, reserved or in use.
+    /// Automatic addressing skips it until [`Engine::release_address6`].
+    pub fn hold_address6(
+        &mut self,
+        network: &str,
+        ip: Ipv6Addr,
+        holder: &str,
+    ) -> Result<(), EngineError> {
+        let key = self.resolve_network(Some(network))?;
+        let Some((subnet, gateway)) = self
+            .segment6(key.as_deref())
+            .and_then(|s| Some((s.subnet?, s.gateway)))
+        else {
+            return Err(EngineError::Invalid(format!(
+                "IPv6 address {ip}: network {network} has no IPv6 subnet"
+            )));
+        };
+        let ipam = Ipam6 { subnet, gateway };
+        ipam.check(ip, &|i| self.owner_of_ip6(i))
+            .map_err(ipam6_error)?;
+        self.state.held6.insert(ip, holder.to_string());
+        if let Err(e) = self.persist(&[]) {
+            self.state.held6.remove(&ip);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Releases a held IPv6 address; true when it was held.
+    pub fn release_address6(&mut self, ip: Ipv6Addr) -> Result<bool, EngineError> {
+        let Some(holder) = self.state.held6.remove(&ip) else {
+            return Ok(false);
+        };
+        if let Err(e) = self.persist(&[]) {
+            self.state.held6.insert(ip, holder);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Who holds the IPv6 address `ip` (see [`Engine::hold_address6`]).
+    pub fn holder_of6(&self, ip: Ipv6Addr) -> Option<&str> {
+        self.state.held6.get(&ip).map(String::as_str)
     }
 
     /// The IPv6 addresses a new bridged endpoint gets on `network` (`None` without IPv6;
@@ -211,12 +270,7 @@ impl Engine {
             };
         };
         let owner = |i: Ipv6Addr| self.owner_of_ip6(i);
-        let conflict = |e: Ipam6Error| match e {
-            Ipam6Error::InUse { .. } | Ipam6Error::Exhausted { .. } => {
-                EngineError::Conflict(e.to_string())
-            }
-            e => EngineError::Invalid(e.to_string()),
-        };
+        let conflict = ipam6_error;
         let global = match (seg.subnet, ip6) {
             (None, Some(ip)) => return Err(conflict(Ipam6Error::NoSubnet { ip })),
             (None, None) => None,

@@ -289,7 +289,11 @@ impl Engine {
         let present: std::collections::HashSet<String> =
             self.nl.links().await?.into_iter().map(|l| l.name).collect();
         t.mark("list_links");
+        // `netd daemon` on a terminal shows "k of N endpoints" while this runs.
+        let steps = &crate::ops::progress::STEPS;
+        steps.begin(names.len() as u64, "endpoints");
         for name in names {
+            steps.step();
             let ep = &self.state.endpoints[&name];
             // A bridged endpoint's veth dies with its namespace, so the veth is what tells:
             // its netns path may be a bind mount the daemon cannot see (podman's CNI_NETNS
@@ -306,6 +310,7 @@ impl Engine {
                 }
             }
         }
+        steps.end();
         t.mark("vanished");
         if let Some(dp) = self.dp.as_mut() {
             let mut keep: Vec<String> = self.uplinks.clone();

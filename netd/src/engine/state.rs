@@ -31,6 +31,9 @@ pub struct State {
     /// any endpoint holds them, with who holds them: the allocator skips them.
     #[serde(default)]
     pub held: BTreeMap<Ipv4Addr, String>,
+    /// The same for IPv6 addresses (Docker's IPv6 pools): the IPv6 allocator skips them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held6: BTreeMap<Ipv6Addr, String>,
     /// The generation of the journal that continues this snapshot (`state.journal`'s header);
     /// 0 in a state.json from before the journal. Kept by [`super::store::Store`].
     #[serde(default)]
@@ -58,6 +61,7 @@ impl Default for State {
             networks: BTreeMap::new(),
             next_binding_id: first_binding_id(),
             held: BTreeMap::new(),
+            held6: BTreeMap::new(),
             journal_gen: 0,
         }
     }

@@ -70,6 +70,10 @@ struct Meta {
     filters: Filters,
     networks: BTreeMap<String, UserNetwork>,
     next_binding_id: u32,
+    /// Held IPv6 addresses (few: Docker endpoints between RequestAddress and Join); a journal
+    /// from before them has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    held6: BTreeMap<std::net::Ipv6Addr, String>,
 }
 
 impl Meta {
@@ -79,6 +83,7 @@ impl Meta {
             filters: s.filters.clone(),
             networks: s.networks.clone(),
             next_binding_id: s.next_binding_id,
+            held6: s.held6.clone(),
         }
     }
 }

@@ -128,6 +128,7 @@ pub(super) fn apply(state: &mut State, rec: Record) {
             state.filters = m.filters;
             state.networks = m.networks;
             state.next_binding_id = m.next_binding_id;
+            state.held6 = m.held6;
         }
         Record::Held(h) => state.held = h,
         Record::PutEndpoint(e) => {

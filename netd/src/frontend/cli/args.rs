@@ -249,6 +249,9 @@ pub enum NetworkAction {
         /// No traffic to or from the outside.
         #[arg(long)]
         internal: bool,
+        /// The `-o` keys as flags (--icc, --ip-masq, --mtu, --bridge).
+        #[command(flatten)]
+        flags: super::netopts::NetworkFlags,
     },
     /// Remove networks (refused while containers are attached, and for the default network).
     Rm {

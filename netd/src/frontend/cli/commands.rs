@@ -174,6 +174,7 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             ip_range,
             opts,
             internal,
+            flags,
         } => {
             // Docker's --subnet is repeatable: one IPv4 and (with --ipv6) one IPv6 subnet.
             let (v6, v4): (Vec<String>, Vec<String>) =
@@ -181,13 +182,7 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             if v4.len() > 1 || v6.len() > 1 {
                 return Err("--subnet: give at most one IPv4 and one IPv6 subnet".to_string());
             }
-            let mut options = std::collections::BTreeMap::new();
-            for o in opts {
-                let (k, v) = o
-                    .split_once('=')
-                    .ok_or_else(|| format!("invalid -o {o:?}: expected KEY=VALUE"))?;
-                options.insert(k.to_string(), v.to_string());
-            }
+            let options = super::netopts::driver_options(&opts, &flags)?;
             let req = NetworkCreateRequest {
                 name,
                 driver: Some(driver),

@@ -11,6 +11,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod monitor;
+pub mod netopts;
 pub mod output;
 
 use args::{Cli, Command};

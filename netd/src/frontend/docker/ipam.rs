@@ -128,8 +128,9 @@ impl Call<'_> {
     }
 
     /// An IPv6 address of a pool: `--ip6` when given, else the lowest free one. In use are the
-    /// addresses handed to Docker and the global addresses of netd's endpoints; the engine
-    /// checks the address again when Join makes it the endpoint's lease.
+    /// addresses handed to Docker and the global addresses of netd's endpoints. The engine
+    /// holds it from here on (so a `netd attach` in between cannot take it) until
+    /// ReleaseAddress; Join makes the hold the endpoint's lease.
     pub(super) fn request_address6(&mut self, r: p::RequestAddress) -> Result<Vec<u8>, String> {
         let pool = self.st.pools6[&r.pool_id].clone();
         let gateway_request = r
@@ -155,8 +156,10 @@ impl Call<'_> {
             .filter_map(|v| v.global_ipv6.as_deref()?.parse().ok())
             .collect();
         let in_use = |ip: Ipv6Addr| {
-            (pool.held.contains(&ip) || endpoints.contains(&ip))
-                .then(|| "another endpoint".to_string())
+            (pool.held.contains(&ip)
+                || endpoints.contains(&ip)
+                || self.eng.holder_of6(ip).is_some())
+            .then(|| "another endpoint".to_string())
         };
         let ipam = Ipam6 {
             subnet: pool.subnet,
@@ -179,6 +182,15 @@ impl Call<'_> {
                 ip
             }
         };
+        let net = self
+            .st
+            .network_of_pool(&r.pool_id)
+            .ok_or_else(|| format!("pool {} has no netd network yet", r.pool_id))?
+            .name
+            .clone();
+        self.eng
+            .hold_address6(&net, ip, &format!("docker endpoint on {net}"))
+            .map_err(engine_err)?;
         self.st
             .pools6
             .get_mut(&r.pool_id)
@@ -188,6 +200,9 @@ impl Call<'_> {
         if let Err(e) = self.save() {
             if let Some(p) = self.st.pools6.get_mut(&r.pool_id) {
                 p.held.remove(&ip);
+            }
+            if let Err(e2) = self.eng.release_address6(ip) {
+                tracing::warn!(%ip, "rollback: IPv6 hold not released: {e2}");
             }
             return Err(e);
         }
@@ -255,6 +270,7 @@ impl Call<'_> {
             if pool.held.remove(&ip) {
                 self.save()?;
             }
+            self.eng.release_address6(ip).map_err(engine_err)?;
             return Ok(empty());
         }
         let ip = convert::parse_addr(&r.address)?;

@@ -94,7 +94,10 @@ pub async fn handle(method: &str, body: &[u8], engine: &Mutex<Engine>) -> (u16, 
     let mut guard = STATE.lock().await;
     if guard.is_none() {
         match DockerState::load(&eng.config().state_dir) {
-            Ok(s) => *guard = Some(s),
+            Ok(s) => {
+                adopt_held6(&mut eng, &s);
+                *guard = Some(s);
+            }
             Err(e) => return fail(e),
         }
     }
@@ -145,6 +148,29 @@ pub async fn handle(method: &str, body: &[u8], engine: &Mutex<Engine>) -> (u16, 
         Err(e) => {
             tracing::info!(method, "docker plugin call refused: {e}");
             fail(e)
+        }
+    }
+}
+
+/// IPv6 addresses handed to Docker by a netd whose engine did not hold them yet (its
+/// docker.json): the engine holds them now. One that is already an endpoint's lease (joined)
+/// is refused as in use, and needs no hold.
+fn adopt_held6(eng: &mut Engine, st: &DockerState) {
+    for n in st.networks.values() {
+        let Some(pool) = n.pool6_id.as_ref().and_then(|id| st.pools6.get(id)) else {
+            continue;
+        };
+        let unheld: Vec<Ipv6Addr> = pool
+            .held
+            .iter()
+            .copied()
+            .filter(|ip| eng.holder_of6(*ip).is_none())
+            .collect();
+        for ip in &unheld {
+            let holder = format!("docker endpoint on {}", n.name);
+            if let Err(e) = eng.hold_address6(&n.name, *ip, &holder) {
+                tracing::debug!(%ip, "IPv6 address of docker.json not held: {e}");
+            }
         }
     }
 }
@@ -387,12 +413,26 @@ impl Call<'_> {
         // The held address becomes the endpoint's (under the engine's lock: nobody else can
         // take it in between).
         let holder = self.eng.holder_of(ep.ip).map(str::to_string);
+        let holder6 = ep
+            .ip6
+            .and_then(|ip6| Some((ip6, self.eng.holder_of6(ip6)?.to_string())));
         self.eng.release_address(ep.ip).map_err(engine_err)?;
+        if let Some((ip6, _)) = &holder6 {
+            if let Err(e) = self.eng.release_address6(*ip6) {
+                if let Some(h) = &holder {
+                    let _ = self.eng.hold_address(&net, Some(ep.ip), h);
+                }
+                return Err(engine_err(e));
+            }
+        }
         let view = match self.eng.attach(spec).await {
             Ok(v) => v,
             Err(e) => {
                 if let Some(h) = holder {
                     let _ = self.eng.hold_address(&net, Some(ep.ip), &h);
+                }
+                if let Some((ip6, h)) = holder6 {
+                    let _ = self.eng.hold_address6(&net, ip6, &h);
                 }
                 return Err(engine_err(e));
             }
@@ -437,6 +477,14 @@ impl Call<'_> {
                     .hold_address(&net, Some(ep.ip), &format!("docker endpoint on {net}"))
             {
                 tracing::warn!(ip = %ep.ip, "address not held again after leave: {e}");
+            }
+            if let Some(ip6) = ep.ip6 {
+                if let Err(e) =
+                    self.eng
+                        .hold_address6(&net, ip6, &format!("docker endpoint on {net}"))
+                {
+                    tracing::warn!(%ip6, "IPv6 address not held again after leave: {e}");
+                }
             }
         }
         self.st.endpoints.get_mut(id).expect("present").joined = false;
