@@ -512,7 +512,28 @@ impl Engine {
                 "programs": [], "ahead": [], "xdp": [], "maps": [], "interfaces": [], "socket_hooks": []
             }),
         };
-        Ok(Status {
+        Ok(self.status_with(ebpf))
+    }
+
+    /// [`Engine::status`] without the dataplane's lists (attached programs, maps, counters:
+    /// with thousands of veths, tens of thousands of netlink and bpf calls), for the answer
+    /// of a daemon that is still reconciling: where the pins are, how programs attach, and
+    /// whether they were loaded or reused.
+    pub fn brief_status(&self) -> Status {
+        let ebpf = match &self.dp {
+            Some(dp) => serde_json::json!({
+                "pin_dir": self.cfg.bpffs,
+                "tc_attach": dp.tc_attach(),
+                "program_origin": dp.program_origin(),
+                "object": crate::dataplane::object_hash(),
+            }),
+            None => serde_json::json!({}),
+        };
+        self.status_with(ebpf)
+    }
+
+    fn status_with(&self, ebpf: serde_json::Value) -> Status {
+        Status {
             state: if self.reconciling {
                 "reconciling".into()
             } else {
@@ -536,7 +557,7 @@ impl Engine {
             ip_masq: self.cfg.ip_masq,
             ip_forward: self.cfg.ip_forward,
             ebpf,
-        })
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! reconcile starts, the daemon takes a [`Starting`] snapshot of the read answers (status,
 //! endpoints, networks, filters), computed by the engine itself from the saved state; until
 //! the reconcile is done those reads are answered from it, with `"state": "reconciling"` in
-//! the status. Every other request (anything that changes something, and the counters and
+//! the status (a brief one: without the lists of attached programs, maps and counters). Every other request (anything that changes something, and the counters and
 //! conntrack reads) waits for the engine as before, so no change acts on a half-reconciled
 //! state.
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 
 /// The read answers of an engine that is not reconciled yet: (HTTP status, JSON body).
 pub struct Starting {
@@ -30,30 +30,13 @@ fn body<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(v).unwrap_or_else(|e| e.to_string().into_bytes())
 }
 
-fn err_body(e: &EngineError) -> (u16, Vec<u8>) {
-    (
-        super::status_of(e),
-        body(&super::types::ErrorBody {
-            message: e.to_string(),
-        }),
-    )
-}
-
 impl Starting {
     /// The answers `engine` gives now.
     pub fn capture(engine: &Engine) -> Self {
-        let status = match engine.status() {
-            Ok(s) => (200, body(&s)),
-            Err(e) => err_body(&e),
-        };
+        let status = (200, body(&engine.brief_status()));
         let list = engine.list();
-        let endpoint = list
-            .iter()
-            .filter_map(|e| {
-                let v = engine.inspect(&e.name).ok()?;
-                Some((e.name.clone(), body(&v)))
-            })
-            .collect();
+        // `inspect NAME` answers the same view as the list's entry.
+        let endpoint = list.iter().map(|e| (e.name.clone(), body(e))).collect();
         let nets = engine.networks();
         let network = nets
             .iter()
