@@ -169,7 +169,9 @@ fn netlink_filters_outlive_the_agent_and_are_replaced_in_place() {
     assert_netd_filter(&t, "dp0", "ingress", PROG_FROM_UPLINK, in1);
     assert_eq!(t.peer_to_host(5), 5);
 
-    // The next agent replaces each filter's program in place: same slot, new program.
+    // The next agent replaces each filter's program in place: same slot, new program. (A
+    // netd of another object: the same one would reuse the programs pinned under progs/.)
+    std::fs::remove_dir_all(pins.0.join("progs")).expect("unpin the programs");
     let mut dp = open(&t, &pins, TcAttachMode::Netlink);
     let (in2, out2) = (prog_id(&dp, PROG_FROM_UPLINK), prog_id(&dp, PROG_TO_UPLINK));
     assert_ne!(in1, in2);

@@ -281,8 +281,15 @@ impl Daemon {
                     self.args
                 );
             }
-            if self.sock().exists() && self.netd(&["status"]).status.success() {
-                return;
+            // A restarted daemon answers reads while it reconciles ("state": "reconciling"):
+            // ready means reconciled.
+            if self.sock().exists() {
+                let out = self.netd(&["status"]);
+                if out.status.success()
+                    && !String::from_utf8_lossy(&out.stdout).contains("\"reconciling\"")
+                {
+                    return;
+                }
             }
             if Instant::now() >= deadline {
                 self.print_logs();

@@ -504,3 +504,117 @@ fn a_restart_deletes_container_veths_no_endpoint_owns() {
     // The restarted daemon still attaches into that namespace.
     d.attach("c", &c, &[]);
 }
+
+/// Every program netd has attached, (where, program, prog id), sorted: the TC programs of
+/// `netd status` and its XDP pre-filters.
+fn attached_prog_ids(d: &Daemon) -> Vec<(String, String, u64)> {
+    let st = d.status();
+    let mut out: Vec<(String, String, u64)> = ["programs", "xdp"]
+        .iter()
+        .flat_map(|k| st[*k].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            (
+                format!("{} {}", s(&p["ifname"]), p["direction"]),
+                s(&p["program"]).to_string(),
+                p["prog_id"].as_u64().expect("prog_id"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The files under the daemon's `progs/` pin directory.
+fn program_pins(d: &Daemon) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d.bpffs().join("progs"))
+        .expect("progs/ pin directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A restart of the same netd opens the programs it pinned instead of loading them again
+/// (the verifier's seconds): `netd status` says `reused` and every hook still runs the very
+/// same program (same prog ids, nothing re-attached). Pins of another object (here: the
+/// same pins renamed to another digest, as a different netd leaves them) are not used: the
+/// programs are loaded, swapped in on every hook, and the foreign pins removed. Traffic
+/// through a published port and the XDP pre-filter works after each.
+#[test]
+fn a_restart_reuses_the_pinned_programs_of_the_same_object_only() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    let c = w.container("c");
+    d.attach("c", &c, &["-p", "18080:8080"]);
+    // An XDP pre-filter on the uplink too.
+    d.netd_ok(&["filter", "deny", "192.0.2.0/24"]);
+    let _srv = tcp_server(&c, 8080);
+    let reach = || {
+        assert_eq!(
+            tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:18080"), T).unwrap(),
+            "ping"
+        );
+    };
+    reach();
+    let st = d.status();
+    assert_eq!(st["program_origin"], "loaded", "a fresh pin dir: {st:#}");
+    let object = s(&st["object"]).to_string();
+    assert_eq!(object.len(), 16, "{object}");
+    let pins = program_pins(&d);
+    for p in [
+        "from_uplink",
+        "to_uplink",
+        "from_container",
+        "to_container",
+        "to_uplink6",
+        "xdp_prefilter",
+    ] {
+        assert!(
+            pins.contains(&format!("{p}@{object}")),
+            "{p}@{object} not in {pins:?}"
+        );
+    }
+    let before = attached_prog_ids(&d);
+    // uplink in/out, veth in/out, XDP.
+    assert_eq!(before.len(), 5, "{before:#?}");
+
+    d.restart();
+    let st = d.status();
+    assert_eq!(st["program_origin"], "reused", "{st:#}");
+    assert_eq!(st["object"], object.as_str());
+    assert_eq!(
+        attached_prog_ids(&d),
+        before,
+        "a reused program was replaced"
+    );
+    assert_eq!(program_pins(&d), pins);
+    reach();
+
+    // Another object's pins: what a different netd build leaves behind.
+    d.stop();
+    let dir = d.bpffs().join("progs");
+    let other = "0123456789abcdef";
+    for p in &pins {
+        let (name, _) = p.split_once('@').expect("NAME@HASH");
+        std::fs::rename(dir.join(p), dir.join(format!("{name}@{other}"))).expect("rename a pin");
+    }
+    d.restart();
+    let st = d.status();
+    assert_eq!(st["program_origin"], "loaded", "{st:#}");
+    let after = attached_prog_ids(&d);
+    assert_eq!(after.len(), before.len(), "{after:#?}");
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1));
+        assert_ne!(
+            a.2, b.2,
+            "{} on {} still runs the other object's program",
+            a.1, a.0
+        );
+    }
+    assert_eq!(
+        program_pins(&d),
+        pins,
+        "the other object's pins were not removed"
+    );
+    reach();
+}

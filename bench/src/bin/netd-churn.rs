@@ -59,6 +59,11 @@ struct Cli {
     /// holds at most 1,023 ports).
     #[arg(long, default_value_t = 5)]
     networks: usize,
+    /// With --restart-endpoints: restart as a different netd would (its pinned programs
+    /// renamed to another object's digest while it is stopped), so that the programs are
+    /// loaded and swapped in rather than reused.
+    #[arg(long)]
+    restart_as_new_object: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -8,6 +8,8 @@
 //! <pin_dir>/maps/<MAP_NAME>[@v<N>]    every map in netd_common::ALL_MAPS (@vN: layout
 //!                                     version N >= 2; see migrate.rs for upgrades)
 //! <pin_dir>/links/<ifname>/<program>  one TCX link per attached program (TCX mode)
+//! <pin_dir>/progs/<program>@<hash>    every loaded program, for the next start of the same
+//!                                     object (see progs.rs)
 //! ```
 //!
 //! In netlink mode the filters themselves are the record: priority [`clsact::PRIORITY`],
@@ -28,6 +30,7 @@ mod migrate;
 mod pins;
 mod ports;
 mod program;
+mod progs;
 pub mod sock;
 mod stats;
 mod sys;
@@ -38,7 +41,7 @@ mod xdp;
 use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
-use netd_common::{ALL_MAPS, ALL_TC_PROGRAMS, MAP_CT};
+use netd_common::{ALL_MAPS, MAP_CT};
 
 pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
@@ -46,6 +49,7 @@ pub use ipv6::EndpointIpv6;
 pub use kernel::{TcAttach, TcAttachMode};
 pub use ports::PortsChange;
 pub use program::V4Prefix;
+pub use progs::{ProgramOrigin, object_hash};
 pub use stats::{
     AttachedProgram, AttachedXdp, DataplaneStatus, Direction, InterfaceStats, MapUsage,
     ProgramAhead,
@@ -81,7 +85,9 @@ pub fn ct_ring_slots(ct_max: u32) -> u32 {
 
 /// The loaded eBPF object and its pin directory.
 pub struct Dataplane {
+    /// The object's maps (its programs are used through `progs`).
     ebpf: Ebpf,
+    progs: progs::Programs,
     pins: PinLayout,
     tc_attach: TcAttach,
     /// What the port writer last put in NETD_PORTS (None: not yet known).
@@ -96,7 +102,9 @@ pub struct Dataplane {
 impl Dataplane {
     /// Mounts bpffs at the pin directory if needed, loads [`EBPF_OBJECT`] with every map pinned
     /// at `<pin_dir>/maps/<MAP_NAME>` (existing pins are reused, so a restarted agent keeps its
-    /// counters and state) and loads the programs into the kernel. Nothing is attached yet.
+    /// counters and state) and loads the programs into the kernel, or opens the ones pinned by
+    /// a previous start of the same object ([`Dataplane::program_origin`]). Nothing is
+    /// attached yet.
     /// The attach mode comes from `NETD_TC_ATTACH` (auto, tcx or netlink; default auto).
     pub fn open(cfg: &DataplaneConfig) -> Result<Self, DataplaneError> {
         let mode = match std::env::var("NETD_TC_ATTACH") {
@@ -140,18 +148,25 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
 
-        for &program in ALL_TC_PROGRAMS {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(program)
-                .ok_or(DataplaneError::ProgramNotFound {
-                    program: program.to_owned(),
-                })?
-                .try_into()
-                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-            prog.load()
-                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-            log_verified(program, prog.info());
-        }
+        let t = std::time::Instant::now();
+        let hash = progs::object_hash();
+        // A migration means another layout, so another object: never reused then.
+        let pinned = if migrations.is_empty() {
+            progs::Programs::open_pinned(&pins, &hash)
+        } else {
+            None
+        };
+        let progs = match pinned {
+            Some(p) => p,
+            None => progs::Programs::load(&mut ebpf, &pins, &hash)?,
+        };
+        progs.remove_stale(&pins)?;
+        tracing::info!(
+            programs = %progs.origin,
+            object = hash,
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "the eBPF programs are ready"
+        );
         // The old programs still run on the old maps: copy their entries now, and what
         // changes until the programs are swapped in finish_migration.
         for m in &migrations {
@@ -166,16 +181,16 @@ impl Dataplane {
                 "migrating a pinned map to a new layout"
             );
         }
-        tail::install(&mut ebpf)?;
-        let mut dp = Self {
+        tail::install(&mut ebpf, &progs)?;
+        let dp = Self {
             ebpf,
+            progs,
             pins,
             tc_attach,
             ports: None,
             migrations,
             migrations_refreshed: false,
         };
-        dp.load_xdp()?;
         tracing::info!(pin_dir = %cfg.pin_dir.display(), %version, %tc_attach, "loaded the eBPF dataplane");
         Ok(dp)
     }
@@ -238,6 +253,11 @@ impl Dataplane {
             .collect()
     }
 
+    /// Whether this start loaded its programs or reused the pinned ones.
+    pub fn program_origin(&self) -> ProgramOrigin {
+        self.progs.origin
+    }
+
     /// How this dataplane attaches its TC programs.
     pub fn tc_attach(&self) -> TcAttach {
         self.tc_attach
@@ -249,23 +269,14 @@ impl Dataplane {
         let not_found = || DataplaneError::ProgramNotFound {
             program: name.to_owned(),
         };
-        self.ebpf
-            .program(name)
-            .ok_or_else(not_found)?
-            .try_into()
-            .map_err(|_| not_found())
+        self.progs.sched(name).ok_or_else(not_found)
     }
 
     fn program_mut(&mut self, name: &'static str) -> Result<&mut SchedClassifier, DataplaneError> {
-        self.ebpf
-            .program_mut(name)
+        self.progs
+            .sched_mut(name)
             .ok_or(DataplaneError::ProgramNotFound {
                 program: name.to_owned(),
-            })?
-            .try_into()
-            .map_err(|source| DataplaneError::LoadProgram {
-                program: name,
-                source,
             })
     }
 }

@@ -93,6 +93,11 @@ pub struct DataplaneStatus {
     pub pin_dir: PathBuf,
     /// How TC programs are attached on this kernel (or as asked with --tc-attach).
     pub tc_attach: TcAttach,
+    /// Whether this start loaded (verified) the programs or reused the ones pinned for the
+    /// same object (`object`) under `<pin_dir>/progs/`.
+    pub program_origin: super::ProgramOrigin,
+    /// The digest of the eBPF object (and map layouts) the programs come from.
+    pub object: String,
     /// TC programs (TCX links and netlink filters).
     pub programs: Vec<AttachedProgram>,
     /// Other programs that run before netd's on its hooks.
@@ -283,6 +288,8 @@ impl Dataplane {
         Ok(DataplaneStatus {
             pin_dir: self.pins.root().to_owned(),
             tc_attach: self.tc_attach,
+            program_origin: self.progs.origin,
+            object: self.progs.hash.clone(),
             programs,
             ahead,
             xdp,

@@ -1,27 +1,23 @@
-//! Tail-called programs: loaded with the TC programs, never attached, their file descriptors
+//! Tail-called programs: loaded (or reused, see progs.rs) with the TC programs, never attached, their file descriptors
 //! put into NETD_TAIL6 (pinned with the maps, so a killed agent leaves them in place and a
 //! restarted one overwrites each slot with its freshly loaded program, atomically per slot).
 //! `to_uplink` tail-calls `to_uplink6` for IPv6 so that its own verifier budget, close to the
 //! 1M limit, does not pay for IPv6; an empty slot makes IPv6 "not netd's" (TC_ACT_UNSPEC).
 
-use aya::{Ebpf, maps::ProgramArray, programs::SchedClassifier};
+use aya::{Ebpf, maps::ProgramArray};
 use netd_common::{ALL_TAIL_PROGRAMS, MAP_TAIL6};
 
-use super::{DataplaneError, log_verified, program::map_err};
+use super::{DataplaneError, program::map_err, progs::Programs};
 
-/// Loads every tail-called program and installs it in its NETD_TAIL6 slot.
-pub(super) fn install(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
+/// Installs every tail-called program (loaded or reused by [`Programs`]) in its NETD_TAIL6
+/// slot. With reused programs the slot already holds the same program: the write is a no-op.
+pub(super) fn install(ebpf: &mut Ebpf, progs: &Programs) -> Result<(), DataplaneError> {
     for &(program, slot) in ALL_TAIL_PROGRAMS {
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(program)
+        let prog = progs
+            .sched(program)
             .ok_or(DataplaneError::ProgramNotFound {
                 program: program.to_owned(),
-            })?
-            .try_into()
-            .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-        prog.load()
-            .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-        log_verified(program, prog.info());
+            })?;
         let fd = prog
             .fd()
             .map_err(|source| DataplaneError::LoadProgram { program, source })?

@@ -13,24 +13,7 @@ use super::{Dataplane, DataplaneError};
 
 impl Dataplane {
     fn xdp_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
-        let not_found = || DataplaneError::ProgramNotFound {
-            program: PROG_XDP_PREFILTER.to_owned(),
-        };
-        self.ebpf
-            .program_mut(PROG_XDP_PREFILTER)
-            .ok_or_else(not_found)?
-            .try_into()
-            .map_err(|_| not_found())
-    }
-
-    pub(super) fn load_xdp(&mut self) -> Result<(), DataplaneError> {
-        let prog = self.xdp_mut()?;
-        prog.load().map_err(|source| DataplaneError::LoadProgram {
-            program: PROG_XDP_PREFILTER,
-            source,
-        })?;
-        super::log_verified(PROG_XDP_PREFILTER, prog.info());
-        Ok(())
+        Ok(&mut self.progs.xdp)
     }
 
     /// Attaches (or adopts) the pre-filter on `ifname`, pinned at

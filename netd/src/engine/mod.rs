@@ -135,13 +135,25 @@ pub struct Engine {
     uplinks: Vec<String>,
     /// Deletes detached containers' veths in the background.
     reaper: crate::wiring::reaper::VethReaper,
+    /// Between [`Engine::open`] and the end of [`Engine::reconcile_start`].
+    reconciling: bool,
 }
 
 impl Engine {
     /// Starts the engine in the calling thread's network namespace: loads state, sets up the
     /// bridge, loads and attaches the dataplane, and reconciles endpoints whose namespaces
-    /// vanished while the daemon was away.
+    /// vanished while the daemon was away ([`Engine::open`], then [`Engine::reconcile_start`]).
     pub async fn start(cfg: Config) -> Result<Self, EngineError> {
+        let mut engine = Self::open(cfg).await?;
+        engine.reconcile_start().await?;
+        Ok(engine)
+    }
+
+    /// The first half of [`Engine::start`], the part read requests need: loads state, sets up
+    /// the bridges and the uplinks, loads (or reuses) the dataplane's programs. The endpoints
+    /// are not reconciled yet ([`Engine::reconciling`]): until [`Engine::reconcile_start`] has
+    /// run, the engine may only be read.
+    pub async fn open(cfg: Config) -> Result<Self, EngineError> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
             EngineError::Internal(format!(
                 "cannot create state dir {}: {e}",
@@ -212,6 +224,7 @@ impl Engine {
             reserved: reserve::Reservations::default(),
             uplinks: Vec::new(),
             reaper: crate::wiring::reaper::VethReaper::new(),
+            reconciling: true,
         };
         if hooked {
             let published: Vec<_> = engine
@@ -255,6 +268,24 @@ impl Engine {
         engine.setup_networks().await?;
         engine.setup_ipv6().await?;
         t.mark("networks");
+        t.log(
+            "open",
+            &format!("{} endpoints", engine.state.endpoints.len()),
+        );
+        Ok(engine)
+    }
+
+    /// Whether [`Engine::reconcile_start`] is still to run (or running).
+    pub fn reconciling(&self) -> bool {
+        self.reconciling
+    }
+
+    /// The second half of [`Engine::start`]: reconciles the saved endpoints with what is
+    /// there (vanished ones detached, veths' programs adopted, stale attachments pruned),
+    /// writes the maps and takes a state snapshot.
+    pub async fn reconcile_start(&mut self) -> Result<(), EngineError> {
+        let mut t = timing::Phases::new();
+        let engine = self;
         engine.reconcile().await?;
         t.mark("reconcile");
         engine.restore_ndp_proxies().await;
@@ -271,11 +302,12 @@ impl Engine {
         // the start's own changes (binding ids, network ids, reconciled endpoints).
         engine.store.snapshot(&mut engine.state)?;
         t.mark("snapshot");
+        engine.reconciling = false;
         t.log(
             "start",
             &format!("{} endpoints", engine.state.endpoints.len()),
         );
-        Ok(engine)
+        Ok(())
     }
 
     /// Drops endpoints whose namespace is gone, re-attaches programs to the rest and prunes
@@ -491,7 +523,33 @@ impl Engine {
                 "programs": [], "ahead": [], "xdp": [], "maps": [], "interfaces": [], "socket_hooks": []
             }),
         };
-        Ok(Status {
+        Ok(self.status_with(ebpf))
+    }
+
+    /// [`Engine::status`] without the dataplane's lists (attached programs, maps, counters:
+    /// with thousands of veths, tens of thousands of netlink and bpf calls), for the answer
+    /// of a daemon that is still reconciling: where the pins are, how programs attach, and
+    /// whether they were loaded or reused.
+    pub fn brief_status(&self) -> Status {
+        let ebpf = match &self.dp {
+            Some(dp) => serde_json::json!({
+                "pin_dir": self.cfg.bpffs,
+                "tc_attach": dp.tc_attach(),
+                "program_origin": dp.program_origin(),
+                "object": crate::dataplane::object_hash(),
+            }),
+            None => serde_json::json!({}),
+        };
+        self.status_with(ebpf)
+    }
+
+    fn status_with(&self, ebpf: serde_json::Value) -> Status {
+        Status {
+            state: if self.reconciling {
+                "reconciling".into()
+            } else {
+                "ready".into()
+            },
             bridge: BridgeView {
                 name: self.net.bridge.clone(),
                 subnet: self.net.bridge_addr.trunc().to_string(),
@@ -510,7 +568,7 @@ impl Engine {
             ip_masq: self.cfg.ip_masq,
             ip_forward: self.cfg.ip_forward,
             ebpf,
-        })
+        }
     }
 }
 

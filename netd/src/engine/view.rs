@@ -80,6 +80,10 @@ pub struct BridgeView {
 /// `netd status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
+    /// `reconciling` while a restarted daemon still reconciles its saved endpoints with the
+    /// dataplane (reads are answered, changes wait), `ready` after.
+    #[serde(default)]
+    pub state: String,
     pub bridge: BridgeView,
     pub uplinks: Vec<String>,
     pub dataplane: String,

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use super::cli::config::{self, ConfigError};
 use super::http::server;
+use super::http::starting::Starting;
 use crate::dnsfiles::HostFileWatcher;
 use crate::engine::Engine;
 use crate::ops::config_file::Layered;
@@ -102,12 +103,10 @@ pub async fn run(
     let listener = bind(&socket, gid).await?;
     tracing::info!(socket = %socket.display(), group, "API socket is root:{group} 0660");
     let resolv = cfg.resolv_conf.clone();
-    let progress = crate::ops::progress::Progress::start(
-        "starting: loading the datapath, reconciling the saved endpoints".into(),
-    );
-    let started = Engine::start(cfg).await;
+    let progress = crate::ops::progress::Progress::start("starting: loading the datapath".into());
+    let opened = Engine::open(cfg).await;
     drop(progress);
-    let mut engine = match started {
+    let engine = match opened {
         Ok(e) => e,
         Err(e) => {
             let _ = std::fs::remove_file(&socket);
@@ -121,14 +120,43 @@ pub async fn run(
             return Err(io("cannot set permissions on pin dir", &bpffs)(e));
         }
     }
-    if let Err(e) = crate::ops::filters::apply(&mut engine, &state_dir, &filters).await {
+    // The reconcile of the saved endpoints holds the engine (seconds with thousands of them):
+    // reads are answered from a snapshot of the saved state meanwhile, changes wait for it.
+    Starting::capture(&engine).install();
+    let engine = Arc::new(Mutex::new(engine));
+    let mut reconciling = engine.clone().lock_owned().await;
+    // `netd monitor`'s ring buffer reader (the eBPF dataplane only).
+    let monitor = if ebpf {
+        match crate::ops::monitor::Monitor::start(&bpffs, engine.clone()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("netd monitor is not available: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut serving = tokio::spawn(server::serve(listener, engine.clone(), monitor));
+    tracing::info!(socket = %socket.display(), "netd daemon serving the API (reads only until the endpoints are reconciled)");
+    let progress =
+        crate::ops::progress::Progress::start("starting: reconciling the saved endpoints".into());
+    let reconciled = reconciling.reconcile_start().await;
+    drop(progress);
+    if let Err(e) = reconciled {
+        let _ = std::fs::remove_file(&socket);
+        return Err(e.into());
+    }
+    if let Err(e) = crate::ops::filters::apply(&mut reconciling, &state_dir, &filters).await {
         let _ = std::fs::remove_file(&socket);
         return Err(DaemonError::Settings(e));
     }
+    Starting::done();
+    drop(reconciling);
+    tracing::info!("the saved endpoints are reconciled with the dataplane");
     if let Some(f) = &settings.file {
         tracing::info!(keys = ?settings.file_keys, "settings read from {}", f.display());
     }
-    let engine = Arc::new(Mutex::new(engine));
     let _watcher = match HostFileWatcher::spawn(resolv.clone()) {
         Ok((w, mut rx)) => {
             let engine = engine.clone();
@@ -223,19 +251,6 @@ pub async fn run(
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
         tokio::spawn(crate::ops::metrics::serve(l, engine.clone()));
     }
-    // `netd monitor`'s ring buffer reader (the eBPF dataplane only).
-    let monitor = if ebpf {
-        match crate::ops::monitor::Monitor::start(&bpffs, engine.clone()) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::warn!("netd monitor is not available: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut serving = tokio::spawn(server::serve(listener, engine.clone(), monitor));
     // The engine has reconciled the dataplane and the API is being served: ready.
     tracing::info!(socket = %socket.display(), "netd daemon ready");
     notify::tell(&format!(

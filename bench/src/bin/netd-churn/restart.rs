@@ -1,9 +1,10 @@
 //! `netd-churn --restart-endpoints N`: a daemon restarted over N endpoints and a large port
-//! table. Reports, from the restarted daemon's own log timestamps, how long after it was
-//! started it answered the API (`netd daemon ready`: the socket is served from then on) and
-//! when the maps were reconciled (the engine's start is done), the phases of both (with
-//! NETD_TRACE_TIMING=1), and the slowest round trip of a TCP stream through a published port
-//! while it happened.
+//! table. Reports how long after it was started the restarted daemon first answered
+//! `GET /v1/status` (asked every 5 ms) and first answered it with `"state": "ready"` (the
+//! endpoints reconciled), from its own log when its programs were ready (and whether they were
+//! loaded or reused), when it served the API and when the maps were reconciled, the phases
+//! (with NETD_TRACE_TIMING=1), and the slowest round trip of a TCP stream through a
+//! published port while it happened.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -26,6 +27,21 @@ fn log_secs(line: &str) -> Option<f64> {
     let m: f64 = it.next()?.parse().ok()?;
     let s: f64 = it.next()?.parse().ok()?;
     Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// `GET path` on the daemon's socket: the body of a 2xx answer.
+fn get(sock: &std::path::Path, path: &str) -> Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    match resp.split_whitespace().nth(1) {
+        Some(st) if st.starts_with('2') => Ok(resp),
+        _ => bail!("GET {path}: {resp}"),
+    }
 }
 
 fn now_secs() -> f64 {
@@ -155,7 +171,37 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
     let t = Instant::now();
     d.stop();
     let stop_s = t.elapsed().as_secs_f64();
+    if cli.restart_as_new_object {
+        let dir = d.bpffs().join("progs");
+        for e in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((prog, _)) = name.split_once('@') {
+                std::fs::rename(e.path(), dir.join(format!("{prog}@0123456789abcdef")))?;
+            }
+        }
+    }
     let started = now_secs();
+    // Asks for the status every 5 ms from now on: the first answer (the API is served) and the
+    // first that says the endpoints are reconciled.
+    let poller = {
+        let sock = d.sock();
+        std::thread::spawn(move || {
+            let mut first = None;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline {
+                if let Ok(body) = get(&sock, "/v1/status") {
+                    let at = ((now_secs() - started) * 1e3).round();
+                    first.get_or_insert(at);
+                    if body.contains("\"state\": \"ready\"") {
+                        return (first, Some(at));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (first, None)
+        })
+    };
     d.restart();
     let restart_s = t.elapsed().as_secs_f64() - stop_s;
     std::thread::sleep(Duration::from_millis(500));
@@ -164,6 +210,7 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
         .join()
         .map_err(|_| anyhow::anyhow!("client panicked"))?;
     let _ = server.join();
+    let (first_answer, ready_answer) = poller.join().unwrap_or((None, None));
     let log = d.log(2, "err");
     let at = |needle: &str| {
         log.lines()
@@ -179,10 +226,19 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
         "endpoints": cli.restart_endpoints + 1,
         "networks": nets.len() + 1,
         "published_ports": cli.published,
+        "restart_as_new_object": cli.restart_as_new_object,
         "setup_s": setup_s.round(),
         "stop_ms": (stop_s * 1e3).round(),
-        "api_first_answer_ms": at("netd daemon ready"),
-        "maps_reconciled_ms": at(" start timing: ").or_else(|| at("netd daemon ready")),
+        // Measured by asking: the first status answer, and the first that said "ready".
+        "api_first_answer_ms": first_answer,
+        "api_ready_answer_ms": ready_answer,
+        // From the daemon's log: the programs loaded or reused, the engine's start done.
+        "programs": log.lines().find(|l| l.contains("the eBPF programs are ready"))
+            .and_then(|l| l.split("programs=").nth(1))
+            .and_then(|r| r.split_whitespace().next()),
+        "programs_ready_ms": at("the eBPF programs are ready"),
+        "api_served_ms": at("netd daemon serving the API"),
+        "maps_reconciled_ms": at(" start timing: ").or_else(|| at("the saved endpoints are reconciled")),
         "restart_until_cli_status_ms": (restart_s * 1e3).round(),
         "stream_round_trips": echoed,
         "stream_slowest_ms": worst_ms,

@@ -24,6 +24,7 @@
 //! Errors answer 4xx/5xx with `{"message": "..."}`.
 pub mod convert;
 pub mod server;
+pub mod starting;
 pub mod types;
 pub mod wire;
 
