@@ -125,12 +125,35 @@ impl Drop for AbortOnDrop {
 
 /// One relayed port: dropping it stops the relay and closes its connections and flows.
 pub struct Relay {
-    _task: AbortOnDrop,
+    task: JoinHandle<()>,
+    /// The listening socket's descriptor, owned by `task`.
+    fd: std::os::fd::RawFd,
     shared: Arc<Shared>,
 }
 
 impl Drop for Relay {
+    /// The published port is free when this returns: an unpublish followed at once by a
+    /// publish of the same port (Docker's ProgramExternalConnectivity replaces its ports so)
+    /// must find it free, and an aborted task drops its socket only when a worker gets to it.
+    /// So the listening socket is closed here, by putting an unbound socket in its place on
+    /// the same descriptor (dup3 closes the old one atomically; the task, aborted next, never
+    /// sees readiness on the new one and closes it when it is dropped). The task still owns
+    /// `fd` while it has not finished, which is checked first: its loops only end by abort.
     fn drop(&mut self) {
+        if !self.task.is_finished() {
+            // SAFETY: plain socket(2); the descriptor is closed below.
+            let dummy =
+                unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+            if dummy >= 0 {
+                // SAFETY: `fd` is the live task's socket (checked above); dup3 replaces it
+                // atomically with the dummy, which is then closed once (fd keeps a copy).
+                unsafe {
+                    libc::dup3(dummy, self.fd, libc::O_CLOEXEC);
+                    libc::close(dummy);
+                }
+            }
+        }
+        self.task.abort();
         dec(&self.shared.c.listeners);
     }
 }
@@ -146,6 +169,7 @@ impl Relay {
         target: SocketAddrV4,
     ) -> std::io::Result<Relay> {
         let fd = listener(proto, listen)?;
+        let raw = fd.as_raw_fd();
         let sh = shared.clone();
         let task = match proto {
             Proto::Tcp => {
@@ -159,7 +183,8 @@ impl Relay {
         };
         inc(&shared.c.listeners);
         Ok(Relay {
-            _task: AbortOnDrop(task),
+            task,
+            fd: raw,
             shared: shared.clone(),
         })
     }
