@@ -143,6 +143,10 @@ fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
         "the filters stay as they were with no daemon"
     );
     let restart_seq = sent.load(Ordering::Relaxed);
+    // A netd of another object replaces each filter's program in place (the same object
+    // would reuse the programs pinned under progs/ and leave the filters as they are): the
+    // path under test here.
+    std::fs::remove_dir_all(d.bpffs().join("progs")).expect("unpin the programs");
     d.restart();
     let ready_seq = sent.load(Ordering::Relaxed);
     let back_at = got.load(Ordering::Relaxed);
