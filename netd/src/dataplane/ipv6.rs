@@ -16,7 +16,7 @@ use netd_common::{EP6_F_GLOBAL, Ep6Info, MAP_EP6, MAP_EP6_ADDRS, MAP_HOST_ADDRS6
 
 use super::{
     Dataplane, DataplaneError,
-    program::{map_err, sync_hash},
+    mapsync::{map_err, sync_hash},
 };
 
 /// One endpoint's IPv6 addresses, as [`Dataplane::set_endpoints_ipv6`] takes them.

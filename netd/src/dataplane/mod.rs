@@ -26,10 +26,10 @@ mod ct;
 mod error;
 mod ipv6;
 pub mod kernel;
+mod mapsync;
 mod migrate;
 mod pins;
 mod ports;
-mod program;
 mod progs;
 pub mod sock;
 mod stats;
@@ -47,8 +47,8 @@ pub use ct::{CtFlow, CtGc, CtQuery};
 pub use error::DataplaneError;
 pub use ipv6::EndpointIpv6;
 pub use kernel::{TcAttach, TcAttachMode};
+pub use mapsync::V4Prefix;
 pub use ports::PortsChange;
-pub use program::V4Prefix;
 pub use progs::{ProgramOrigin, object_hash};
 pub use stats::{
     AttachedProgram, AttachedXdp, DataplaneStatus, Direction, InterfaceStats, MapUsage,

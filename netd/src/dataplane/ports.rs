@@ -221,7 +221,7 @@ impl Dataplane {
         if !gone.is_empty() {
             let mut stats: PerCpuHashMap<&mut MapData, u32, Traffic> =
                 PerCpuHashMap::try_from(self.map_mut(MAP_PORT_STATS)?)
-                    .map_err(super::program::map_err(MAP_PORT_STATS))?;
+                    .map_err(super::mapsync::map_err(MAP_PORT_STATS))?;
             for b in gone {
                 // Absent when the binding never saw a packet.
                 let _ = stats.remove(&b);
@@ -256,7 +256,7 @@ impl Dataplane {
             .collect();
         let stats: PerCpuHashMap<&MapData, u32, Traffic> =
             PerCpuHashMap::try_from(self.map_ref(MAP_PORT_STATS)?)
-                .map_err(super::program::map_err(MAP_PORT_STATS))?;
+                .map_err(super::mapsync::map_err(MAP_PORT_STATS))?;
         let stale_stats = stats.keys().filter_map(Result::ok).collect();
         Ok(PortTable {
             stale_keys,

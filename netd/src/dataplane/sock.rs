@@ -15,7 +15,7 @@
 use std::{
     fs, io,
     os::{
-        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
         unix::fs::MetadataExt as _,
     },
     path::{Path, PathBuf},
@@ -43,10 +43,6 @@ use super::{
 /// The socket-hook object built by build.rs (netd-ebpf's `netd-sock` binary).
 pub static SOCK_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-sock"));
 
-/// `enum bpf_link_type` of cgroup links.
-const BPF_LINK_TYPE_CGROUP: u32 = 3;
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_LINK_UPDATE: libc::c_long = 29;
 /// statfs magic of cgroup v2.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
@@ -400,7 +396,7 @@ fn attach_one(
 ) -> Result<(), DataplaneError> {
     match cgroup_link_info(path)? {
         Some(info)
-            if info.link_type == BPF_LINK_TYPE_CGROUP
+            if info.link_type == sys::BPF_LINK_TYPE_CGROUP
                 && info.cgroup_id == cgroup_id
                 && info.attach_type == attach_type(program) =>
         {
@@ -412,7 +408,7 @@ fn attach_one(
             let prog_fd = prog
                 .fd()
                 .map_err(|e| DataplaneError::LoadProgram { program, source: e })?;
-            link_update(link.as_fd(), prog_fd.as_fd()).map_err(adopt_err)?;
+            sys::link_update(link.as_fd(), prog_fd.as_fd()).map_err(adopt_err)?;
             tracing::info!(
                 program,
                 old_prog_id = info.prog_id,
@@ -450,35 +446,8 @@ fn attach_one(
     Ok(())
 }
 
-/// The parts of `struct bpf_link_info` for a cgroup link.
-#[derive(Clone, Copy, Debug)]
-struct CgroupLinkInfo {
-    link_type: u32,
-    id: u32,
-    prog_id: u32,
-    cgroup_id: u64,
-    attach_type: u32,
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<()> {
-    // SAFETY: attr is a valid, writable, zero-padded bpf_attr of the size passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            size_of::<[u64; 8]>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// The kernel's view of the link pinned at `path`, or `None` when nothing is pinned there.
-fn cgroup_link_info(path: &Path) -> Result<Option<CgroupLinkInfo>, DataplaneError> {
+fn cgroup_link_info(path: &Path) -> Result<Option<sys::CgroupLinkInfo>, DataplaneError> {
     let open_err = |source| DataplaneError::OpenLink {
         path: path.to_owned(),
         source,
@@ -488,28 +457,9 @@ fn cgroup_link_info(path: &Path) -> Result<Option<CgroupLinkInfo>, DataplaneErro
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_err(e)),
     };
-    // struct bpf_link_info: type, id, prog_id, pad, then a union whose cgroup member is
-    // { __u64 cgroup_id; __u32 attach_type; } at byte 16.
-    let mut info = [0u32; 16];
-    let mut attr = [0u64; 8];
-    attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
-    attr[1] = info.as_mut_ptr() as u64;
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map_err(open_err)?;
-    Ok(Some(CgroupLinkInfo {
-        link_type: info[0],
-        id: info[1],
-        prog_id: info[2],
-        cgroup_id: u64::from(info[4]) | (u64::from(info[5]) << 32),
-        attach_type: info[6],
-    }))
-}
-
-/// BPF_LINK_UPDATE: atomically replaces the link's program.
-fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
-    let mut attr = [0u64; 8];
-    // link_update: { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; }
-    attr[0] = u64::from(link.as_raw_fd() as u32) | (u64::from(prog.as_raw_fd() as u32) << 32);
-    bpf(BPF_LINK_UPDATE, &mut attr)
+    sys::cgroup_link_info(fd.as_fd())
+        .map(Some)
+        .map_err(open_err)
 }
 
 /// Detaches the link pinned at `path` now and unpins it; nothing pinned there is fine.

@@ -1,5 +1,6 @@
-//! The few bpf(2) commands aya 0.14 does not expose for pinned objects: reading a TCX link's
-//! interface and direction, force-detaching a link, and counting a map's entries.
+//! The few bpf(2) commands aya 0.14 does not expose for pinned objects: reading a TCX or cgroup
+//! link's target and hook, force-detaching a link, swapping a link's program, and counting a
+//! map's entries. netd's one bpf(2) shim: every raw command goes through [`bpf`] here.
 
 use std::{
     ffi::CString,
@@ -16,6 +17,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// `enum bpf_attach_type` values of TCX links.
@@ -25,6 +27,8 @@ pub const BPF_TCX_EGRESS: u32 = 47;
 pub const BPF_LINK_TYPE_TCX: u32 = 11;
 /// `BPF_LINK_TYPE_XDP`; its link info also starts with the ifindex.
 pub const BPF_LINK_TYPE_XDP: u32 = 6;
+/// `enum bpf_link_type` of cgroup links.
+pub const BPF_LINK_TYPE_CGROUP: u32 = 3;
 
 /// A zeroed `union bpf_attr` large enough for the commands above.
 type Attr = [u64; 8];
@@ -85,6 +89,42 @@ pub fn link_info(fd: BorrowedFd<'_>) -> io::Result<LinkInfo> {
         ifindex: info[4],
         attach_type: info[5],
     })
+}
+
+/// The parts of `struct bpf_link_info` for a cgroup link.
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupLinkInfo {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    pub cgroup_id: u64,
+    pub attach_type: u32,
+}
+
+/// BPF_OBJ_GET_INFO_BY_FD on a cgroup link.
+pub fn cgroup_link_info(fd: BorrowedFd<'_>) -> io::Result<CgroupLinkInfo> {
+    // struct bpf_link_info: type, id, prog_id, pad, then a union whose cgroup member is
+    // { __u64 cgroup_id; __u32 attach_type; } at byte 16.
+    let mut info = [0u32; 16];
+    let mut attr: Attr = [0; 8];
+    attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(CgroupLinkInfo {
+        link_type: info[0],
+        id: info[1],
+        prog_id: info[2],
+        cgroup_id: u64::from(info[4]) | (u64::from(info[5]) << 32),
+        attach_type: info[6],
+    })
+}
+
+/// BPF_LINK_UPDATE: atomically replaces the link's program.
+pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr: Attr = [0; 8];
+    // link_update: { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; }
+    attr[0] = u64::from(link.as_raw_fd() as u32) | (u64::from(prog.as_raw_fd() as u32) << 32);
+    bpf(BPF_LINK_UPDATE, &mut attr).map(drop)
 }
 
 /// BPF_LINK_DETACH: detaches the link now, whoever else still holds it open.

@@ -7,7 +7,7 @@
 use aya::{Ebpf, maps::ProgramArray};
 use netd_common::{ALL_TAIL_PROGRAMS, MAP_TAIL6};
 
-use super::{DataplaneError, program::map_err, progs::Programs};
+use super::{DataplaneError, mapsync::map_err, progs::Programs};
 
 /// Installs every tail-called program (loaded or reused by [`Programs`]) in its NETD_TAIL6
 /// slot. With reused programs the slot already holds the same program: the write is a no-op.

@@ -1,0 +1,280 @@
+//! Connection tracking: NETD_CT's [`CtKey`]/[`CtEntry`], the TCP states, the idle timeouts and
+//! the creation-order ring eviction uses.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{AF_INET, DpConfig, IPPROTO_TCP, IPPROTO_UDP};
+
+/// `HashMap<CtKey, CtEntry>` (preallocated, `--ct-max` entries): connection tracking and NAT
+/// state, both directions.
+pub const MAP_CT: &str = "NETD_CT";
+/// `Array<u32, CtRingSlot>` with [`DpConfig::ct_ring_slots`] slots: the most recently created
+/// flows, oldest first from [`CtRingPos::tail`]. Candidates for eviction when NETD_CT is full:
+/// a BPF hash cannot be scanned per bucket like Linux's early drop, so new flows are remembered
+/// here in creation order and the oldest one that is still unreplied goes first.
+pub const MAP_CT_RING: &str = "NETD_CT_RING";
+/// `Array<u32, CtRingPos>`, one entry: the ring's head and tail.
+pub const MAP_CT_RING_POS: &str = "NETD_CT_RING_POS";
+
+pub const CT_MAX_DEFAULT: u32 = 262_144;
+
+/// A flow as seen in one direction. For ICMP echo, sport and dport both hold the echo id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct CtKey {
+    pub saddr: [u32; 4],
+    pub daddr: [u32; 4],
+    /// Network byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// AF_INET or AF_INET6.
+    pub family: u8,
+    pub _pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
+
+impl CtKey {
+    #[inline(always)]
+    pub fn v4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> Self {
+        CtKey {
+            saddr: [saddr, 0, 0, 0],
+            daddr: [daddr, 0, 0, 0],
+            sport,
+            dport,
+            proto,
+            family: AF_INET,
+            _pad: 0,
+        }
+    }
+
+    /// The same flow seen from the other end.
+    #[inline(always)]
+    pub fn reversed(&self) -> Self {
+        CtKey {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+            ..*self
+        }
+    }
+}
+
+/// This direction's destination is rewritten (published port; reply of a masqueraded flow).
+pub const CT_F_DNAT: u16 = 1 << 0;
+/// This direction's source is rewritten (masquerade; reply of a published-port flow).
+pub const CT_F_SNAT: u16 = 1 << 1;
+/// This entry is the reply direction of its flow.
+pub const CT_F_REPLY: u16 = 1 << 2;
+/// A reply has been seen (the flow is bidirectional).
+pub const CT_F_SEEN_REPLY: u16 = 1 << 3;
+/// Allowed by a `--link` rule under `--icc false`.
+pub const CT_F_LINK: u16 = 1 << 4;
+/// Hairpin: a container reached a published port through a host address.
+pub const CT_F_HAIRPIN: u16 = 1 << 5;
+/// Masquerade flow (container -> outside).
+pub const CT_F_MASQ: u16 = 1 << 6;
+/// Published-port flow (outside or hairpin -> container).
+pub const CT_F_PUBLISHED: u16 = 1 << 7;
+/// This direction has sent a FIN.
+pub const CT_F_FIN: u16 = 1 << 8;
+/// [`CtEntry::td_seq`] holds a sequence number this direction sent.
+pub const CT_F_TD_SEEN: u16 = 1 << 9;
+
+pub const CT_TCP_NONE: u8 = 0;
+/// Opened (a SYN, or a segment picked up mid-stream) and not answered yet.
+pub const CT_TCP_SYN_SENT: u8 = 1;
+pub const CT_TCP_ESTABLISHED: u8 = 2;
+/// One side sent a FIN (Linux's fin_wait / close_wait): the other may still send for long.
+pub const CT_TCP_CLOSING: u8 = 3;
+/// An in-window RST ended the connection.
+pub const CT_TCP_CLOSED: u8 = 4;
+/// Both sides sent a FIN.
+pub const CT_TCP_TIME_WAIT: u8 = 5;
+
+/// An RST is believed only when its sequence number lies within this distance of the last
+/// one its sender used (what the receiver's window could hold; one GSO/BIG TCP segment ahead,
+/// retransmissions behind). A blind spoofer must guess within 2 * 2^22 of 2^32.
+pub const CT_RST_WINDOW: u32 = 1 << 22;
+
+/// Does `seq` (host order) lie within [`CT_RST_WINDOW`] of `last` (wrapping)?
+#[inline(always)]
+pub fn seq_in_window(seq: u32, last: u32) -> bool {
+    let d = seq.wrapping_sub(last) as i32;
+    d.unsigned_abs() <= CT_RST_WINDOW
+}
+
+/// NETD_CT's value, layout version [`CT_LAYOUT_VERSION`]. Version 2 puts the fields every
+/// packet writes (last_seen_ns, the counters, td_seq, flags, tcp_state) first and the ones set
+/// once at creation after them; version 1 (netd up to 4521f4f) is
+/// [`crate::layouts::CtEntryV1`], migrated at start-up (the kernel's key and value sizes are
+/// the same, so only the version in the pin name tells them apart).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtEntry {
+    /// bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// TCP: the last sequence number this direction sent (host order), valid with
+    /// [`CT_F_TD_SEEN`]; an RST must be near it ([`seq_in_window`]).
+    pub td_seq: u32,
+    /// `CT_F_*`.
+    pub flags: u16,
+    /// `CT_TCP_*` (TCP only).
+    pub tcp_state: u8,
+    pub _pad: u8,
+    /// The tuple after translation: what the packet's addresses and ports become (equal to
+    /// the key's where nothing changes). Network byte order.
+    pub nat_saddr: [u32; 4],
+    pub nat_daddr: [u32; 4],
+    pub nat_sport: u16,
+    pub nat_dport: u16,
+    /// Published-port binding this flow uses (0 = none): NETD_PORT_STATS key.
+    pub binding_id: u32,
+    /// Where packets of this direction are delivered after translation, when known (the
+    /// container's host-side veth): lets a program redirect without a route lookup.
+    pub ifindex: u32,
+    pub _pad2: u32,
+    pub created_ns: u64,
+    /// The other direction's key, so both go together (GC, detach).
+    pub peer: CtKey,
+}
+/// Layout version of [`CtEntry`] (and so of NETD_CT): bump it with every change of the type,
+/// and add the previous layout and its conversion to [`crate::layouts`].
+pub const CT_LAYOUT_VERSION: u32 = 2;
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 128);
+
+/// A flow in NETD_CT_RING: its original-direction key and when it was created (a slot whose
+/// key now names a newer flow of the same tuple is stale).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtRingSlot {
+    pub key: CtKey,
+    pub created_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<CtRingSlot>() == 48);
+
+/// NETD_CT_RING's positions: flows are written at `head % slots`, eviction looks from
+/// `tail`. Both change only atomically: the head by fetch-and-add, so CPUs creating flows at
+/// once each get their own slot; the tail by fetch-and-add too, one claim per slot eviction
+/// looks at (CPUs evicting at once never look at the same slot), and by compare-and-exchange
+/// when it has fallen more than the ring's size behind the head.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtRingPos {
+    pub head: u64,
+    pub tail: u64,
+}
+const _: () = assert!(core::mem::size_of::<CtRingPos>() == 16);
+
+/// May this entry's flow be evicted to make room for a new one? Only when the other side never
+/// answered, or a TCP connection is over (RST, FIN both ways): a replied, live flow never is.
+#[inline(always)]
+pub fn ct_evictable(e: &CtEntry, proto: u8) -> bool {
+    e.flags & CT_F_SEEN_REPLY == 0
+        || proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_CLOSED || e.tcp_state == CT_TCP_TIME_WAIT)
+}
+
+/// Is this TCP entry's connection over (both FINs seen, or an in-window RST), so that a new SYN
+/// may take its tuple at once instead of waiting out the timeout? Linux conntrack reopens a
+/// TIME_WAIT or CLOSE entry on a SYN the same way (and nf_nat treats such a reply tuple as free
+/// for a SYN). Only TCP: a UDP or ICMP flow has no end a packet announces.
+#[inline(always)]
+pub fn ct_reusable(e: &CtEntry, proto: u8) -> bool {
+    proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_TIME_WAIT || e.tcp_state == CT_TCP_CLOSED)
+}
+
+/// Idle timeout of an entry, nanoseconds. Shared by the eBPF side (which refreshes entries) and
+/// the agent's garbage collector (which removes expired pairs). 0 (timeouts not configured) means
+/// "never expires": the programs then rely on LRU eviction alone.
+#[inline(always)]
+pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
+    let mut s = match proto {
+        IPPROTO_TCP => match e.tcp_state {
+            CT_TCP_ESTABLISHED => cfg.ct_tcp_established_s,
+            CT_TCP_CLOSING => cfg.ct_tcp_closing_s,
+            CT_TCP_TIME_WAIT => cfg.ct_tcp_time_wait_s,
+            CT_TCP_CLOSED => cfg.ct_tcp_close_s,
+            _ => cfg.ct_tcp_syn_s,
+        },
+        IPPROTO_UDP => cfg.ct_udp_s,
+        _ => cfg.ct_icmp_s,
+    };
+    // Unreplied: at most the short cap (a timeout of 0, "never", is capped too).
+    if e.flags & CT_F_SEEN_REPLY == 0
+        && cfg.ct_unreplied_s != 0
+        && (s == 0 || s > cfg.ct_unreplied_s)
+    {
+        s = cfg.ct_unreplied_s;
+    }
+    s as u64 * 1_000_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dp::IPPROTO_ICMP;
+
+    #[test]
+    fn timeouts_eviction_and_the_rst_window() {
+        let cfg = DpConfig {
+            ct_tcp_syn_s: 60,
+            ct_tcp_established_s: 3600,
+            ct_tcp_closing_s: 120,
+            ct_tcp_time_wait_s: 100,
+            ct_tcp_close_s: 10,
+            ct_udp_s: 60,
+            ct_icmp_s: 0,
+            ct_unreplied_s: 30,
+            ..Default::default()
+        };
+        let s = 1_000_000_000;
+        let mut e = CtEntry {
+            tcp_state: CT_TCP_ESTABLISHED,
+            ..Default::default()
+        };
+        // Unreplied: capped, even a "never" timeout.
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * s);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_ICMP, &cfg), 30 * s);
+        assert!(ct_evictable(&e, IPPROTO_TCP));
+        e.flags |= CT_F_SEEN_REPLY;
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 3600 * s);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_ICMP, &cfg), 0);
+        assert!(!ct_evictable(&e, IPPROTO_TCP));
+        for (state, t, evictable) in [
+            (CT_TCP_CLOSING, 120, false),
+            (CT_TCP_TIME_WAIT, 100, true),
+            (CT_TCP_CLOSED, 10, true),
+        ] {
+            e.tcp_state = state;
+            assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), t * s);
+            assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
+        }
+        assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        for (state, reusable) in [
+            (CT_TCP_SYN_SENT, false),
+            (CT_TCP_ESTABLISHED, false),
+            (CT_TCP_CLOSING, false),
+            (CT_TCP_CLOSED, true),
+            (CT_TCP_TIME_WAIT, true),
+        ] {
+            e.tcp_state = state;
+            assert_eq!(ct_reusable(&e, IPPROTO_TCP), reusable, "state {state}");
+            assert!(!ct_reusable(&e, IPPROTO_UDP), "UDP never");
+        }
+        assert!(seq_in_window(1000, 1000));
+        assert!(seq_in_window(5, u32::MAX - 5), "wraps");
+        assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));
+        assert!(!seq_in_window(1001 + CT_RST_WINDOW, 1000));
+        assert!(!seq_in_window(1000u32.wrapping_add(0x8000_0000), 1000));
+    }
+
+    #[test]
+    fn ct_key_reversed() {
+        let k = CtKey::v4(1, 2, 3, 4, IPPROTO_TCP);
+        assert_eq!(k.reversed().reversed(), k);
+        assert_eq!(k.reversed().saddr[0], 2);
+    }
+}
