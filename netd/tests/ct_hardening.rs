@@ -417,7 +417,9 @@ fn flows_evicted_on_two_cpus_at_once_each_make_room_for_one() {
             evicted,
             "flows removed vs evictions counted ({refused} refused)"
         );
-        // Nearly all of them were tracked.
-        assert!(refused * 20 < tracked, "{refused} refused of {tracked}");
+        // Most of them were tracked. How many lose the race for the room an eviction made
+        // depends on how the two CPUs interleave: 1–6 % on this machine kind, more on a loaded
+        // one. An eviction that made no room would refuse nearly all 20 000.
+        assert!(refused * 4 < tracked, "{refused} refused of {tracked}");
     });
 }
