@@ -16,6 +16,8 @@
 //! - [`traffic`]: TCP/UDP servers and clients that run inside a namespace via setns(2).
 //! - [`docker`] and [`podman`]: the real dockerd and podman driving netd in a test world.
 //! - [`sockclient`]: the socket-hook clients' operations (one line of result each).
+//! - [`netstat`]: the kernel's counters in a namespace (/proc/net/snmp, netstat) and TCP
+//!   retransmissions, for asserting "nothing was lost" without timing the traffic.
 
 pub mod bpf;
 pub mod daemon;
@@ -24,6 +26,7 @@ pub mod docker;
 pub mod files;
 pub mod ipv6;
 pub mod netns;
+pub mod netstat;
 pub mod podman;
 pub mod sockclient;
 pub mod traffic;

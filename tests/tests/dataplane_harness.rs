@@ -3,13 +3,14 @@
 //! bare host and outside namespaces.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use netd_tests::dataplane::{
     BLOCKED_WAIT, EchoServer, IcmpSniffer, ping_from, tcp_blocked, tcp_try, tcp_try_from,
     tcp_try_from_port, udp_fire_from, udp_try, udp_try_from,
 };
+use netd_tests::netstat::{retransmits, syn_retransmits};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{World, in_netns, poll_until, tcp_server, udp_server};
 
@@ -99,4 +100,47 @@ fn echo_server_echoes_streams() {
     assert!(got, "echo differs");
     assert_eq!(srv.peers().len(), 1);
     assert_eq!(srv.peers()[0].ip().to_string(), OUTSIDE_IP);
+}
+
+/// The counters the tests assert "nothing was lost" with do count losses: the host's answers
+/// blackholed, the client sends its data and its SYNs again.
+#[test]
+fn lost_answers_show_as_retransmissions() {
+    let w = World::new();
+    let l = in_netns(&w.host, || Ok(TcpListener::bind(("0.0.0.0", 7010))?)).unwrap();
+    let addr: SocketAddr = format!("{HOST_UPLINK_IP}:7010").parse().unwrap();
+    let c = in_netns(&w.outside, move || {
+        Ok(TcpStream::connect_timeout(&addr, T)?)
+    })
+    .unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    (&c).write_all(b"one").unwrap();
+    let mut buf = [0u8; 3];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(retransmits(&c), 0, "nothing lost yet");
+    let syns0 = syn_retransmits(&w.outside);
+
+    w.host
+        .ip(&["route", "add", "blackhole", &format!("{OUTSIDE_IP}/32")]);
+    (&c).write_all(b"two").unwrap();
+    poll_until(
+        "the client to send its unacknowledged data again",
+        T,
+        || {
+            let n = retransmits(&c);
+            if n > 0 { Ok(n) } else { Err(n) }
+        },
+    );
+    let r = in_netns(&w.outside, move || {
+        Ok(TcpStream::connect_timeout(
+            &addr,
+            Duration::from_millis(1500),
+        ))
+    })
+    .unwrap();
+    assert!(r.is_err(), "connected with the SYN-ACK blackholed");
+    assert!(
+        syn_retransmits(&w.outside) > syns0,
+        "a SYN sent again is counted"
+    );
 }

@@ -21,7 +21,11 @@ use netd_tests::{BIP, Daemon, Netns, World, in_netns, udp_server, workspace_root
 
 /// The commit whose netd the test upgrades from (the last one before versioned layouts).
 const BASE: &str = "4521f4f";
-const MAX_STALL: Duration = Duration::from_millis(200);
+/// The longest the TCP stream may go without an answer. Lost packets are caught by the
+/// stream's retransmission count, not by this: a loaded 2-core machine (the upgrade loads and
+/// verifies every program) stalls the client or echo thread for hundreds of milliseconds
+/// without a packet lost; an outage of the datapath stops the stream for its read timeout (3 s).
+const MAX_STALL: Duration = Duration::from_secs(2);
 const UDP_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Why the base netd cannot be built here (written by `cargo xtask upgrade-base` when the
@@ -80,11 +84,13 @@ fn echo(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What a stream saw: its longest gap between answers, and its first error.
+/// What a stream saw: its longest gap between answers, its first error, and how many
+/// segments its socket had to send again (a packet lost on the way, either direction).
 struct Seen {
     answers: u64,
     max_gap: Duration,
     error: Option<String>,
+    retransmits: u32,
 }
 
 /// A TCP stream: 512-byte chunks echoed back-to-back (2 ms apart) until `stop`; `progress`
@@ -99,6 +105,7 @@ fn tcp_stream(
             answers: 0,
             max_gap: Duration::ZERO,
             error: None,
+            retransmits: 0,
         };
         let mut last = Instant::now();
         let mut chunk = [0u8; 512];
@@ -114,6 +121,7 @@ fn tcp_stream(
             last = Instant::now();
             std::thread::sleep(Duration::from_millis(2));
         }
+        seen.retransmits = netd_tests::netstat::retransmits(&s);
         seen
     })
 }
@@ -188,6 +196,11 @@ fn upgrade_from_the_previous_layout_under_traffic_loses_nothing() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicU64::new(0));
+    let full_buffers = || {
+        netd_tests::netstat::counter(&web, "Udp", "RcvbufErrors")
+            + netd_tests::netstat::counter(&w.outside, "Udp", "RcvbufErrors")
+    };
+    let full0 = full_buffers();
     let conn = connect(&w.outside, &published);
     let client = conn.local_addr().unwrap().to_string();
     let stream = tcp_stream(conn, stop.clone(), progress.clone());
@@ -249,21 +262,28 @@ fn upgrade_from_the_previous_layout_under_traffic_loses_nothing() {
         "the old map is replaced by a tombstone: {stone}"
     );
     eprintln!(
-        "upgrade took {upgrade:?}; TCP stream: {} answers, longest gap {:?}; UDP: {sent} sent, \
-         {answered} answered",
-        seen.answers, seen.max_gap
+        "upgrade took {upgrade:?}; TCP stream: {} answers, longest gap {:?}, {} retransmitted; \
+         UDP: {sent} sent, {answered} answered",
+        seen.answers, seen.max_gap, seen.retransmits
     );
     assert_eq!(seen.error, None, "the TCP stream broke");
+    assert_eq!(
+        seen.retransmits, 0,
+        "the TCP stream lost packets across the upgrade"
+    );
     assert!(
         seen.max_gap <= MAX_STALL,
         "the TCP stream stalled for {:?}",
         seen.max_gap
     );
     assert!(sent > 500, "the UDP stream ran only {sent} datagrams");
-    assert_eq!(
-        sent - answered,
-        0,
-        "UDP datagrams lost: {sent} sent, {answered} answered"
+    // A receiver thread that the loaded machine stalls past its socket buffer (a few hundred
+    // datagrams) drops what does not fit, and the kernel counts it: that is not the datapath.
+    let full = full_buffers() - full0;
+    assert!(
+        u64::from(sent - answered) <= full,
+        "UDP datagrams lost: {sent} sent, {answered} answered, {full} dropped by full receive \
+         buffers"
     );
     for (i, c) in idle.iter_mut().enumerate() {
         echo(c, format!("after {i}").as_bytes())
