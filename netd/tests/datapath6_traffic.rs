@@ -177,19 +177,22 @@ fn ipv6_between_containers_follows_icc_links_and_anti_spoofing() {
     assert!(ping6(&c1, BR6), "ping -6 A -> the gateway");
     let peer = tcp6(&c1, &c2, B6).expect("--icc true: TCP A -> B over IPv6");
     assert_eq!(peer.ip(), A6.parse::<Ipv6Addr>().unwrap());
-    // A datagram from an address that is not A's never arrives; from A's own it does.
-    let udp_rx = spawn_in(&c2, || {
-        let s = UdpSocket::bind(sa6("::", 9999)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(700)))
-            .unwrap();
+    // A datagram from an address that is not A's never arrives; from A's own it does. The
+    // receiver is bound before anything is sent, and reads until A's own three (sent last)
+    // are in; that the spoofed three were all dropped, the counter says.
+    let rx = c2.enter(|| UdpSocket::bind(sa6("::", 9999)).unwrap());
+    let udp_rx = std::thread::spawn(move || {
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
-        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+        while got.iter().filter(|(m, _)| m == b"own").count() < 3 {
+            let Ok((n, peer)) = rx.recv_from(&mut buf) else {
+                break;
+            };
             got.push((buf[..n].to_vec(), peer.ip()));
         }
         got
     });
-    std::thread::sleep(Duration::from_millis(200));
     let spoofed0 = drops(&pins, DROP_SPOOFED_IP);
     spawn_in(&c1, || {
         for (src, msg) in [(SPOOF6, &b"spoofed"[..]), (A6, &b"own"[..])] {

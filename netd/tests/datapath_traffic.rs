@@ -41,14 +41,14 @@ fn real_traffic_on_the_fast_path() {
 
 /// Datagrams the host namespace forwarded through its stack (Ip ForwDatagrams).
 fn forwarded(ns: &Netns) -> u64 {
-    let text = ns.read("/proc/net/snmp");
-    let mut ip = text.lines().filter(|l| l.starts_with("Ip:"));
-    let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
-    let i = names
-        .split_whitespace()
-        .position(|n| n == "ForwDatagrams")
-        .unwrap();
-    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+    netd_tests::netstat::counter(ns, "Ip", "ForwDatagrams")
+}
+
+/// Binds a socket in `ns` (on a thread there; the socket stays in it): the server thread that
+/// gets it is listening before any client starts, no sleep needed.
+fn bound<S: Send>(ns: &Netns, bind: impl FnOnce() -> std::io::Result<S> + Send) -> S {
+    ns.enter(bind)
+        .unwrap_or_else(|e| panic!("bind in {}: {e}", ns.name()))
 }
 
 fn real_traffic(fast: bool) {
@@ -88,15 +88,14 @@ fn real_traffic(fast: bool) {
     });
 
     // Published TCP: the container sees the client's own address; 1 MiB each way.
-    let server = spawn_in(&c, || {
-        let l = TcpListener::bind(sa(A_IP, 80)).unwrap();
+    let l = bound(&c, || TcpListener::bind(sa(A_IP, 80)));
+    let server = std::thread::spawn(move || {
         let (mut s, peer) = l.accept().unwrap();
         let mut buf = vec![0u8; 1 << 20];
         s.read_exact(&mut buf).unwrap();
         s.write_all(&buf).unwrap();
         peer
     });
-    std::thread::sleep(Duration::from_millis(200));
     let sent: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
     let echoed = spawn_in(o, {
         let sent = sent.clone();
@@ -121,14 +120,13 @@ fn real_traffic(fast: bool) {
     assert_eq!(server.join().unwrap().ip(), sa(OUTSIDE_IP, 0).ip());
 
     // Published UDP: the reply comes from the published address (connected socket).
-    let udp_server = spawn_in(&c, || {
-        let s = UdpSocket::bind(sa(A_IP, 53)).unwrap();
+    let s = bound(&c, || UdpSocket::bind(sa(A_IP, 53)));
+    let udp_server = std::thread::spawn(move || {
         let mut buf = [0u8; 64];
         let (n, peer) = s.recv_from(&mut buf).unwrap();
         s.send_to(&buf[..n], peer).unwrap();
         peer
     });
-    std::thread::sleep(Duration::from_millis(100));
     spawn_in(o, || {
         let s = UdpSocket::bind(sa(OUTSIDE_IP, 0)).unwrap();
         s.connect(sa(UPLINK_IP, 5353)).unwrap();
@@ -145,15 +143,14 @@ fn real_traffic(fast: bool) {
     assert_eq!(udp_server.join().unwrap().ip(), sa(OUTSIDE_IP, 0).ip());
 
     // Masquerade: the outside sees the uplink's address.
-    let outside = spawn_in(o, || {
-        let l = TcpListener::bind(sa(OUTSIDE_IP, 9000)).unwrap();
+    let l = bound(o, || TcpListener::bind(sa(OUTSIDE_IP, 9000)));
+    let outside = std::thread::spawn(move || {
         let (mut s, peer) = l.accept().unwrap();
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).unwrap();
         s.write_all(b"world").unwrap();
         peer
     });
-    std::thread::sleep(Duration::from_millis(100));
     spawn_in(&c, || {
         let mut s = TcpStream::connect_timeout(&sa(OUTSIDE_IP, 9000), Duration::from_secs(5))
             .expect("masqueraded connect");

@@ -251,6 +251,24 @@ impl Netns {
             .collect()
     }
 
+    /// Waits until a TCP socket listens on `port` here (a server started with
+    /// [`Netns::spawn`] takes its time on a loaded machine; a client before it is refused).
+    pub fn wait_tcp_listening(&self, port: u16) {
+        crate::poll_until(
+            &format!("a TCP listener on port {port} in {}", self.name),
+            Duration::from_secs(10),
+            || {
+                let out = self.run(&["ss", "-Hltn", &format!("sport = :{port}")]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if text.contains(&format!(":{port}")) {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            },
+        );
+    }
+
     /// One ping with a 1 s deadline.
     pub fn ping_once(&self, addr: &str) -> bool {
         self.run(&["ping", "-c1", "-W1", "-n", "-q", addr])

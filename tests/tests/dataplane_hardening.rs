@@ -422,9 +422,8 @@ fn udp_frames_seen(
     wait: Duration,
 ) -> std::thread::JoinHandle<usize> {
     let ifname = std::ffi::CString::new(ifname).unwrap();
-    let path = ns.path().to_path_buf();
-    let f = move || -> anyhow::Result<usize> {
-        netd_tests::traffic::enter_netns(&path)?;
+    // The socket is bound here, before this returns: what is sent next is seen.
+    let open = move || -> anyhow::Result<OwnedFd> {
         let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
         // SAFETY: plain socket(2); the descriptor is owned right away.
         let fd =
@@ -460,6 +459,10 @@ fn udp_frames_seen(
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             )
         };
+        Ok(fd)
+    };
+    let fd = in_netns(ns, open).expect("a packet socket");
+    let count = move || {
         let deadline = std::time::Instant::now() + wait;
         let mut seen = 0;
         let mut buf = [0u8; 2048];
@@ -479,9 +482,9 @@ fn udp_frames_seen(
                 seen += 1;
             }
         }
-        Ok(seen)
+        seen
     };
-    std::thread::spawn(move || f().expect("sniff frames"))
+    std::thread::spawn(count)
 }
 
 /// Container a sends UDP to the outside with b's MAC as its gateway's (a static neighbour):
@@ -508,7 +511,6 @@ fn frames_to_a_neighbours_mac(icc: &str) -> (usize, u64) {
     ]);
     let mac0 = drops(&d, "icc-foreign-dst-mac");
     let sniffer = udp_frames_seen(&b, "eth0", 7199, Duration::from_secs(2));
-    std::thread::sleep(Duration::from_millis(300));
     for _ in 0..5 {
         let _ =
             netd_tests::dataplane::udp_fire_from(&a, "0.0.0.0", &format!("{OUTSIDE_IP}:7199"), "x");
