@@ -438,6 +438,15 @@ impl Daemon {
         self.inspect(name)
     }
 
+    /// [`Daemon::attach`], returning the container's IPv4 address.
+    pub fn attach_ip(&self, name: &str, netns: &Netns, extra: &[&str]) -> String {
+        let v = self.attach(name, netns, extra);
+        v["ip"]
+            .as_str()
+            .unwrap_or_else(|| panic!("attach {name}: no ip in {v}"))
+            .to_string()
+    }
+
     /// A logged file from the n-th start: "out" or "err".
     pub fn log(&self, start: u32, which: &str) -> String {
         fs::read_to_string(self.log_path(start, which)).unwrap_or_default()

@@ -40,8 +40,8 @@ pub use daemon::Daemon;
 pub use files::TempDir;
 pub use netns::Netns;
 pub use traffic::{
-    ServerHandle, in_netns, spawn_in, tcp_request, tcp_request_until, tcp_send, tcp_server,
-    tcp6_server, udp_request, udp_send, udp_server, udp6_server,
+    ServerHandle, in_netns, spawn_in, tcp_arrives_from, tcp_request, tcp_request_until, tcp_send,
+    tcp_server, tcp_udp_arrive_from, tcp6_server, udp_request, udp_send, udp_server, udp6_server,
 };
 pub use world::{Container, World};
 

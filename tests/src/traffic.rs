@@ -282,3 +282,43 @@ pub fn udp_send(ns: &Netns, addr: &str, msg: &str) -> Result<String> {
 pub fn udp_request(ns: &Netns, addr: &str) -> Result<String> {
     udp_send(ns, addr, "ping")
 }
+
+/// TCP and UDP from `ns` to `host` reach the servers `tcp` and `udp` listening there, and both
+/// arrive from `want` (the source after any translation); panics naming what failed. TCP is
+/// retried for up to 5 s (a path just set up may still be resolving neighbours), UDP as
+/// [`udp_request`] does.
+pub fn tcp_udp_arrive_from(
+    ns: &Netns,
+    host: &str,
+    tcp: &ServerHandle,
+    udp: &ServerHandle,
+    want: &str,
+) {
+    tcp_arrives_from(ns, &format!("{host}:{}", tcp.port), tcp, want);
+    let to = format!("{host}:{}", udp.port);
+    let reply = udp_request(ns, &to);
+    assert_eq!(
+        reply.unwrap_or_else(|e| panic!("UDP to {to}: {e:#}")),
+        "ping"
+    );
+    assert_eq!(
+        udp.last_peer_ip(),
+        want,
+        "the source UDP to {to} arrived from"
+    );
+}
+
+/// A TCP request from `ns` to `addr` is answered (retried for up to 5 s: a path just set up may
+/// still be resolving neighbours) by the server `srv`, which saw it come from `want`.
+pub fn tcp_arrives_from(ns: &Netns, addr: &str, srv: &ServerHandle, want: &str) {
+    let reply = tcp_request_until(ns, addr, Duration::from_secs(5));
+    assert_eq!(
+        reply.unwrap_or_else(|e| panic!("TCP to {addr}: {e:#}")),
+        "ping"
+    );
+    assert_eq!(
+        srv.last_peer_ip(),
+        want,
+        "the source TCP to {addr} arrived from"
+    );
+}

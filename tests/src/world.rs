@@ -65,10 +65,27 @@ impl World {
         }
     }
 
+    /// Containers "c1" and "c2" attached to `d` with no options, each with its IPv4 address.
+    pub fn two_attached(&self, d: &Daemon) -> ((Container, String), (Container, String)) {
+        let c1 = self.container("c1");
+        let c2 = self.container("c2");
+        let ip1 = d.attach_ip("c1", &c1, &[]);
+        let ip2 = d.attach_ip("c2", &c2, &[]);
+        ((c1, ip1), (c2, ip2))
+    }
+
     /// Starts `netd daemon --uplink up0 ... <args>` in the host namespace; panics if it does
     /// not come up.
     pub fn daemon(&self, args: &[&str]) -> Daemon {
         Daemon::start(&self.host, args)
+    }
+
+    /// [`World::daemon`] with extra environment variables (the `NETD_*` test knobs, e.g.
+    /// `NETD_REAPER_DELAY_MS`); waits until it is ready.
+    pub fn daemon_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::spawn_with_env(&self.host, args, env);
+        d.wait_until_ready();
+        d
     }
 
     /// Runs `netd daemon ... <args>` expecting it to exit by itself (within 10 s); returns its

@@ -261,9 +261,7 @@ fn add_publishes_a_port_and_del_is_idempotent_in_both_versions() {
 fn del_moves_the_default_route_to_the_remaining_interface() {
     let w = World::new();
     // Background deletions 200 ms late (as on a loaded machine): DEL must not need them.
-    let mut d =
-        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
-    d.wait_until_ready();
+    let d = w.daemon_with_env(&["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
     blue(&d);
     let sock = d.sock();
     let m = w.container("m");
@@ -293,11 +291,7 @@ fn del_moves_the_default_route_to_the_remaining_interface() {
     );
     // The way out works through it (masqueraded to the host's uplink address).
     let srv = tcp_server(&w.outside, 9997);
-    assert_eq!(
-        tcp_request_until(&m, &format!("{OUTSIDE_IP}:9997"), T).unwrap(),
-        "ping"
-    );
-    assert_eq!(srv.last_peer_ip(), HOST_UPLINK_IP);
+    netd_tests::tcp_arrives_from(&m, &format!("{OUTSIDE_IP}:9997"), &srv, HOST_UPLINK_IP);
     ok(&plugin("DEL", &on_blue, &e1), "DEL net1");
     no_host_veths_left(&w);
 }
@@ -755,9 +749,7 @@ fn podman_with_its_own_port_reservation() {
     // production); podman here runs outside the test daemon's private cgroup, so the hooks
     // cannot see its bind. The socket fallback reserves for every process of the namespace,
     // which is what podman's own reservation clashes with.
-    let mut d =
-        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")]);
-    d.wait_until_ready();
+    let d = w.daemon_with_env(&["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")]);
     blue(&d);
     let cni = CniDirs::new();
     cni.install(&d, &["blue"], &[]);
@@ -962,40 +954,7 @@ fn podman_on_created_networks_masquerade_icc_and_two_networks() {
 #[test]
 fn podman_ipv6_result_and_default_route_after_disconnect() {
     let w = World::new();
-    for ns in [&w.host, &w.outside] {
-        ns.run_ok(&[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ]);
-    }
-    w.host.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:ff::1/64",
-        "dev",
-        netd_tests::world::UPLINK,
-        "nodad",
-    ]);
-    w.outside.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:ff::2/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    w.outside.ip(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:75::/64",
-        "via",
-        "2001:db8:ff::1",
-    ]);
+    netd_tests::ipv6::v6_uplink_routed(&w, "2001:db8:75::/64");
     let d = w.daemon(&["--bip", BIP]);
     blue(&d);
     d.netd_ok(&[

@@ -9,8 +9,8 @@ use std::time::Duration;
 use netd_tests::dataplane::{IcmpSniffer, ct, ct_has_kind};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
-    BIP, BRIDGE_IP, World, poll_until, tcp_request, tcp_request_until, tcp_server, udp_request,
-    udp_server,
+    BIP, BRIDGE_IP, World, poll_until, tcp_request, tcp_request_until, tcp_server,
+    tcp_udp_arrive_from, udp_request, udp_server,
 };
 
 const T: Duration = Duration::from_secs(5);
@@ -18,6 +18,16 @@ const T: Duration = Duration::from_secs(5);
 fn s(v: &serde_json::Value) -> &str {
     v.as_str()
         .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// Pings `dst` from `c` until an answer comes; asserts the sniffer saw echo requests and all
+/// of them from `want`.
+fn pings_arrive_from(c: &netd_tests::Netns, dst: &str, sniffer: &IcmpSniffer, want: &str) {
+    let src = ping_sources(c, dst, sniffer);
+    assert!(
+        !src.is_empty() && src.iter().all(|a| a.to_string() == want),
+        "echo requests to {dst} arrived from {src:?}, not all from {want}"
+    );
 }
 
 /// Pings `dst` from `c` until an answer comes; returns the sources the sniffer saw.
@@ -31,31 +41,14 @@ fn ping_sources(c: &netd_tests::Netns, dst: &str, sniffer: &IcmpSniffer) -> Vec<
 fn masquerade_hides_containers_behind_the_uplink_address() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (c2, ip2)) = w.two_attached(&d);
     let out_tcp = tcp_server(&w.outside, 7100);
     let out_udp = udp_server(&w.outside, 7101);
     let sniffer = IcmpSniffer::new(&w.outside);
 
     // Outbound TCP, UDP and ping work and come from the host's uplink address.
-    assert_eq!(
-        tcp_request_until(&c1, &format!("{OUTSIDE_IP}:7100"), T).unwrap(),
-        "ping"
-    );
-    assert_eq!(out_tcp.last_peer_ip(), HOST_UPLINK_IP);
-    assert_eq!(
-        udp_request(&c1, &format!("{OUTSIDE_IP}:7101")).unwrap(),
-        "ping"
-    );
-    assert_eq!(out_udp.last_peer_ip(), HOST_UPLINK_IP);
-    let src = ping_sources(&c1, OUTSIDE_IP, &sniffer);
-    assert!(!src.is_empty(), "sniffer saw no echo request");
-    assert!(
-        src.iter().all(|a| a.to_string() == HOST_UPLINK_IP),
-        "echo requests arrived from {src:?}"
-    );
+    tcp_udp_arrive_from(&c1, OUTSIDE_IP, &out_tcp, &out_udp, HOST_UPLINK_IP);
+    pings_arrive_from(&c1, OUTSIDE_IP, &sniffer, HOST_UPLINK_IP);
     // Two containers at once, both masqueraded.
     assert_eq!(
         tcp_request_until(&c2, &format!("{OUTSIDE_IP}:7100"), T).unwrap(),
@@ -85,31 +78,12 @@ fn masquerade_hides_containers_behind_the_uplink_address() {
     // Container to container and container to the bridge are never translated.
     let peer_tcp = tcp_server(&c2, 7200);
     let peer_udp = udp_server(&c2, 7201);
-    assert_eq!(
-        tcp_request_until(&c1, &format!("{ip2}:7200"), T).unwrap(),
-        "ping"
-    );
-    assert_eq!(peer_tcp.last_peer_ip(), ip1);
-    assert_eq!(udp_request(&c1, &format!("{ip2}:7201")).unwrap(), "ping");
-    assert_eq!(peer_udp.last_peer_ip(), ip1);
+    tcp_udp_arrive_from(&c1, &ip2, &peer_tcp, &peer_udp, &ip1);
     let sniff_c2 = IcmpSniffer::new(&c2);
-    let src = ping_sources(&c1, &ip2, &sniff_c2);
-    assert!(
-        !src.is_empty() && src.iter().all(|a| a.to_string() == ip1),
-        "echo requests c1 -> c2 arrived from {src:?}"
-    );
+    pings_arrive_from(&c1, &ip2, &sniff_c2, &ip1);
     let host_tcp = tcp_server(&w.host, 7300);
     let host_udp = udp_server(&w.host, 7301);
-    assert_eq!(
-        tcp_request(&c1, &format!("{BRIDGE_IP}:7300")).unwrap(),
-        "ping"
-    );
-    assert_eq!(host_tcp.last_peer_ip(), ip1);
-    assert_eq!(
-        udp_request(&c1, &format!("{BRIDGE_IP}:7301")).unwrap(),
-        "ping"
-    );
-    assert_eq!(host_udp.last_peer_ip(), ip1);
+    tcp_udp_arrive_from(&c1, BRIDGE_IP, &host_tcp, &host_udp, &ip1);
     // A container also reaches the host's uplink address untranslated (it is local).
     assert_eq!(
         tcp_request(&c1, &format!("{HOST_UPLINK_IP}:7300")).unwrap(),
@@ -128,21 +102,8 @@ fn ip_masq_false_keeps_container_addresses() {
     let out_tcp = tcp_server(&w.outside, 7100);
     let out_udp = udp_server(&w.outside, 7101);
     let sniffer = IcmpSniffer::new(&w.outside);
-    assert_eq!(
-        tcp_request_until(&c1, &format!("{OUTSIDE_IP}:7100"), T).unwrap(),
-        "ping"
-    );
-    assert_eq!(out_tcp.last_peer_ip(), ip1);
-    assert_eq!(
-        udp_request(&c1, &format!("{OUTSIDE_IP}:7101")).unwrap(),
-        "ping"
-    );
-    assert_eq!(out_udp.last_peer_ip(), ip1);
-    let src = ping_sources(&c1, OUTSIDE_IP, &sniffer);
-    assert!(
-        !src.is_empty() && src.iter().all(|a| a.to_string() == ip1),
-        "echo requests arrived from {src:?}"
-    );
+    tcp_udp_arrive_from(&c1, OUTSIDE_IP, &out_tcp, &out_udp, &ip1);
+    pings_arrive_from(&c1, OUTSIDE_IP, &sniffer, &ip1);
     // Tracked, but never translated.
     let flows = ct(&d, &["--ip", &ip1]);
     assert!(!flows.is_empty(), "no flows tracked for {ip1}");

@@ -12,8 +12,8 @@ use netd_tests::dataplane::{
 };
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
-    BIP, Daemon, World, poll_until, tcp_request, tcp_request_until, tcp_server, udp_request,
-    udp_server,
+    BIP, Daemon, World, poll_until, tcp_request, tcp_request_until, tcp_server,
+    tcp_udp_arrive_from, udp_request, udp_server,
 };
 
 const T: Duration = Duration::from_secs(5);
@@ -206,10 +206,7 @@ fn a_port_published_after_attach_is_reachable_through_links() {
 fn icc_true_allows_everything_between_containers() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP, "--icc", "true"]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (c2, ip2)) = w.two_attached(&d);
     let servers: Vec<_> = [&c1, &c2]
         .iter()
         .map(|c| (tcp_server(c, 81), udp_server(c, 81)))
@@ -268,15 +265,7 @@ fn source_filters_guard_published_ports() {
     drops_grow(&d, "source-not-allowed", na0);
     assert_eq!(filter_lists(&d), (v(&["203.0.113.0/24"]), v(&[])));
     // Replies to connections the container opened are never filtered.
-    assert_eq!(
-        tcp_request(&web, &format!("{OUTSIDE_IP}:7100")).unwrap(),
-        "ping"
-    );
-    assert_eq!(out_tcp.last_peer_ip(), HOST_UPLINK_IP);
-    assert_eq!(
-        udp_request(&web, &format!("{OUTSIDE_IP}:7101")).unwrap(),
-        "ping"
-    );
+    tcp_udp_arrive_from(&web, OUTSIDE_IP, &out_tcp, &out_udp, HOST_UPLINK_IP);
     d.netd_ok(&["filter", "rm", "203.0.113.0/24"]);
     assert_eq!(tcp_request_until(&w.outside, &target, T).unwrap(), "ping");
     assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
@@ -335,10 +324,7 @@ fn source_filters_guard_published_ports() {
 fn spoofed_container_sources_are_dropped() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (c2, ip2)) = w.two_attached(&d);
     let srv = udp_server(&c2, 5000);
     let sniff = IcmpSniffer::new(&c2);
     let target = format!("{ip2}:5000");

@@ -343,15 +343,10 @@ fn reserved_and_released(mode: Option<&str>) {
         // The masquerade range is kept away from the published ports, so that the reserved
         // list shows exactly what publishing adds and detach removes.
         None => w.daemon(&["--bip", BIP, "--masq-ports", "61000-65535"]),
-        Some(m) => {
-            let mut d = Daemon::spawn_with_env(
-                &w.host,
-                &["--bip", BIP, "--masq-ports", "61000-65535"],
-                &[("NETD_PORT_RESERVE", m)],
-            );
-            d.wait_until_ready();
-            d
-        }
+        Some(m) => w.daemon_with_env(
+            &["--bip", BIP, "--masq-ports", "61000-65535"],
+            &[("NETD_PORT_RESERVE", m)],
+        ),
     };
     let hooks = mode.is_none();
     let web = w.container("web");
@@ -433,11 +428,12 @@ fn reserved_and_released(mode: Option<&str>) {
     assert!(!lists(&reserved_ports(&w), 8080), "{}", reserved_ports(&w));
     d.attach("c2", &c2, &["-p", "8080:80"]);
     let srv2 = tcp_server(&c2, 80);
-    assert_eq!(
-        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
-        "ping"
+    netd_tests::tcp_arrives_from(
+        &w.outside,
+        &format!("{HOST_UPLINK_IP}:8080"),
+        &srv2,
+        OUTSIDE_IP,
     );
-    assert_eq!(srv2.last_peer_ip(), OUTSIDE_IP);
 }
 
 #[test]

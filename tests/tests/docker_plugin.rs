@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use netd_tests::ipv6::no_dad;
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, World, daemon::Daemon, tcp_request_until, tcp_server};
 use serde_json::{Value, json};
@@ -54,6 +55,48 @@ fn refused(d: &Daemon, method: &str, body: Value) -> String {
         .to_string()
 }
 
+/// A call about the test's endpoint (Leave, DeleteEndpoint, EndpointOperInfo, ...).
+fn on_endpoint(d: &Daemon, method: &str) -> Value {
+    ok(d, method, json!({"NetworkID": NID, "EndpointID": EID}))
+}
+
+/// Join, as dockerd sends it: the sandbox's namespace file does not exist yet (runc creates
+/// the namespace later and libnetwork's SetKey moves the interface).
+fn join(d: &Daemon) -> Value {
+    ok(
+        d,
+        "NetworkDriver.Join",
+        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
+    )
+}
+
+/// RequestAddress of `addr` ("" for any) from `pool`.
+fn address(d: &Daemon, pool: &str, addr: &str) -> Value {
+    ok(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool, "Address": addr}),
+    )
+}
+
+/// RequestAddress of the gateway of `pool`.
+fn gateway(d: &Daemon, pool: &str) -> Value {
+    ok(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+    )
+}
+
+/// ReleaseAddress of `addr` back to `pool`.
+fn release(d: &Daemon, pool: &str, addr: &str) {
+    ok(
+        d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool, "Address": addr}),
+    );
+}
+
 #[test]
 fn plugin_protocol_serves_a_container_end_to_end() {
     let w = World::new();
@@ -82,11 +125,7 @@ fn plugin_protocol_serves_a_container_end_to_end() {
         json!({"Pool": "10.78.0.0/25"}),
     );
     assert!(e.contains("overlaps"), "{e}");
-    let gw = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool_id, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
-    );
+    let gw = gateway(&d, &pool_id);
     assert_eq!(gw["Address"], "10.78.0.1/24");
     // A network whose addresses come from Docker's IPAM is refused, saying what to add.
     let e = refused(
@@ -113,11 +152,7 @@ fn plugin_protocol_serves_a_container_end_to_end() {
     d.restart();
 
     // docker run --network dnet -p 8080:80 ...
-    let a = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool_id, "Address": ""}),
-    );
+    let a = address(&d, &pool_id, "");
     assert_eq!(a["Address"], "10.78.0.2/24");
     let e = refused(
         &d,
@@ -148,13 +183,7 @@ fn plugin_protocol_serves_a_container_end_to_end() {
     // Only what the request left empty comes back.
     assert_eq!(ep["Interface"], json!({"MacAddress": "02:42:0a:4e:00:02"}));
     let sandbox = w.container("web");
-    let j = ok(
-        &d,
-        "NetworkDriver.Join",
-        // As with dockerd: the sandbox's namespace file does not exist yet at Join (runc
-        // creates the namespace later and libnetwork's SetKey moves the interface).
-        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
-    );
+    let j = join(&d);
     assert_eq!(j["Gateway"], "10.78.0.1");
     assert_eq!(j["InterfaceName"]["DstPrefix"], "eth");
     let src = j["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
@@ -189,11 +218,12 @@ fn plugin_protocol_serves_a_container_end_to_end() {
         .find(|p| *p != 8080)
         .unwrap();
     let srv = tcp_server(&sandbox, 80);
-    assert_eq!(
-        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
-        "ping"
+    netd_tests::tcp_arrives_from(
+        &w.outside,
+        &format!("{HOST_UPLINK_IP}:8080"),
+        &srv,
+        OUTSIDE_IP,
     );
-    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
     assert_eq!(
         tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:{picked}"), T).unwrap(),
         "ping"
@@ -206,32 +236,16 @@ fn plugin_protocol_serves_a_container_end_to_end() {
         tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T).unwrap(),
         "ping"
     );
-    let info = ok(
-        &d,
-        "NetworkDriver.EndpointOperInfo",
-        json!({"NetworkID": NID, "EndpointID": EID}),
-    );
+    let info = on_endpoint(&d, "NetworkDriver.EndpointOperInfo");
     assert_eq!(info["Value"]["netd.name"], "web");
     // `--ip`: the requested address is the one held.
-    let a2 = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool_id, "Address": "10.78.0.9"}),
-    );
+    let a2 = address(&d, &pool_id, "10.78.0.9");
     assert_eq!(a2["Address"], "10.78.0.9/24");
 
     // docker rm -f: Revoke -> Leave -> DeleteEndpoint -> ReleaseAddress.
-    ok(
-        &d,
-        "NetworkDriver.RevokeExternalConnectivity",
-        json!({"NetworkID": NID, "EndpointID": EID}),
-    );
+    on_endpoint(&d, "NetworkDriver.RevokeExternalConnectivity");
     assert_eq!(d.inspect("web")["ports"], json!([]));
-    ok(
-        &d,
-        "NetworkDriver.Leave",
-        json!({"NetworkID": NID, "EndpointID": EID}),
-    );
+    on_endpoint(&d, "NetworkDriver.Leave");
     assert!(!d.ls_has("web"));
     assert!(
         w.host.link(&format!("veth{}", &src[4..])).is_none(),
@@ -244,40 +258,16 @@ fn plugin_protocol_serves_a_container_end_to_end() {
         json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
     );
     assert!(e.contains("already in use"), "{e}");
-    ok(
-        &d,
-        "NetworkDriver.DeleteEndpoint",
-        json!({"NetworkID": NID, "EndpointID": EID}),
-    );
-    ok(
-        &d,
-        "IpamDriver.ReleaseAddress",
-        json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
-    );
-    ok(
-        &d,
-        "IpamDriver.ReleaseAddress",
-        json!({"PoolID": pool_id, "Address": "10.78.0.9"}),
-    );
-    let again = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool_id, "Address": ""}),
-    );
+    on_endpoint(&d, "NetworkDriver.DeleteEndpoint");
+    release(&d, &pool_id, "10.78.0.2");
+    release(&d, &pool_id, "10.78.0.9");
+    let again = address(&d, &pool_id, "");
     assert_eq!(again["Address"], "10.78.0.2/24");
-    ok(
-        &d,
-        "IpamDriver.ReleaseAddress",
-        json!({"PoolID": pool_id, "Address": "10.78.0.2"}),
-    );
+    release(&d, &pool_id, "10.78.0.2");
 
     // docker network rm
     ok(&d, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NID}));
-    ok(
-        &d,
-        "IpamDriver.ReleaseAddress",
-        json!({"PoolID": pool_id, "Address": "10.78.0.1"}),
-    );
+    release(&d, &pool_id, "10.78.0.1");
     ok(&d, "IpamDriver.ReleasePool", json!({"PoolID": pool_id}));
     assert!(!d.netd_ok(&["network", "ls"]).contains("dnet"));
     assert!(w.host.link("netdt-dk").is_none(), "bridge left behind");
@@ -347,11 +337,7 @@ fn plugin_protocol_ipv6_pools_addresses_and_refusals() {
         json!({"Pool": "10.78.5.0/24", "V6": false}),
     );
     let pool4 = p4["PoolID"].as_str().unwrap().to_string();
-    ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool4, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
-    );
+    gateway(&d, &pool4);
     let opts = json!({"com.docker.network.enable_ipv6": true,
                       "com.docker.network.generic": {"netd.name": "d6"}});
     let v4data =
@@ -388,20 +374,12 @@ fn plugin_protocol_ipv6_pools_addresses_and_refusals() {
     assert!(e.contains("already in use"), "{e}");
     let e = refused(&d, "IpamDriver.RequestAddress", addr6("2001:db8:9::1"));
     assert!(e.contains("outside the container IPv6 subnet"), "{e}");
-    ok(
-        &d,
-        "IpamDriver.ReleaseAddress",
-        json!({"PoolID": pool6, "Address": "2001:db8:7::2/64"}),
-    );
+    release(&d, &pool6, "2001:db8:7::2/64");
     assert_eq!(
         ok(&d, "IpamDriver.RequestAddress", addr6(""))["Address"],
         "2001:db8:7::2/64"
     );
-    let a4 = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool4, "Address": ""}),
-    );
+    let a4 = address(&d, &pool4, "");
     let endpoint = |v6: &str| {
         json!({"NetworkID": NID, "EndpointID": EID, "Options": {},
         "Interface": {"Address": a4["Address"], "AddressIPv6": v6, "MacAddress": ""}})
@@ -417,26 +395,17 @@ fn plugin_protocol_ipv6_pools_addresses_and_refusals() {
         "NetworkDriver.CreateEndpoint",
         endpoint("2001:db8:7::1/64"),
     );
-    let j = ok(
-        &d,
-        "NetworkDriver.Join",
-        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
-    );
+    let j = join(&d);
     assert_eq!(j["Gateway"], "10.78.5.1");
     assert_eq!(j["GatewayIPv6"], "fe80::1");
     let ls: Value = serde_json::from_str(&d.netd_ok(&["ls", "--json"])).unwrap();
     let ep = &ls.as_array().unwrap()[0];
     assert_eq!(ep["global_ipv6"], "2001:db8:7::1", "{ep}");
 
-    let refs = json!({"NetworkID": NID, "EndpointID": EID});
-    ok(&d, "NetworkDriver.Leave", refs.clone());
-    ok(&d, "NetworkDriver.DeleteEndpoint", refs);
+    on_endpoint(&d, "NetworkDriver.Leave");
+    on_endpoint(&d, "NetworkDriver.DeleteEndpoint");
     for a in ["2001:db8:7::1/64", "2001:db8:7::2/64"] {
-        ok(
-            &d,
-            "IpamDriver.ReleaseAddress",
-            json!({"PoolID": pool6, "Address": a}),
-        );
+        release(&d, &pool6, a);
     }
     ok(&d, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NID}));
     ok(&d, "IpamDriver.ReleasePool", json!({"PoolID": pool6}));
@@ -465,14 +434,8 @@ fn ndp_proxies(w: &World) -> String {
 #[test]
 fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
     let w = World::new();
-    for ns in [&w.host, &w.outside] {
-        ns.run_ok(&[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ]);
-    }
+    no_dad(&w.host);
+    no_dad(&w.outside);
     // The uplink's on-link /64 holds the network's /120 (for the NDP proxy entries).
     let up = netd_tests::world::UPLINK;
     w.host
@@ -499,11 +462,7 @@ fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
         json!({"Pool": "10.78.6.0/24", "V6": false}),
     );
     let pool4 = p4["PoolID"].as_str().unwrap().to_string();
-    ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool4, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
-    );
+    gateway(&d, &pool4);
     ok(
         &d,
         "NetworkDriver.CreateNetwork",
@@ -514,16 +473,8 @@ fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
                "IPv6Data": [{"Pool": "2001:db8::d000/120", "Gateway": "fe80::1/64"}]}),
     );
     // docker run --network d6: RequestAddress (v4, v6) ... and before Join, a netd attach.
-    let a4 = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool4, "Address": ""}),
-    );
-    let a6 = ok(
-        &d,
-        "IpamDriver.RequestAddress",
-        json!({"PoolID": pool6, "Address": ""}),
-    );
+    let a4 = address(&d, &pool4, "");
+    let a6 = address(&d, &pool6, "");
     assert_eq!(a6["Address"], "2001:db8::d001/120");
     let other = w.container("other");
     let v = d.attach("other", &other, &["--network", "d6"]);
@@ -550,11 +501,7 @@ fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
         json!({"NetworkID": NID, "EndpointID": EID, "Options": {"netd.name": "web"},
                "Interface": {"Address": a4["Address"], "AddressIPv6": "2001:db8::d001/120", "MacAddress": ""}}),
     );
-    let j = ok(
-        &d,
-        "NetworkDriver.Join",
-        json!({"NetworkID": NID, "EndpointID": EID, "SandboxKey": "/run/docker/netns/netdt-not-yet", "Options": {}}),
-    );
+    let j = join(&d);
     assert_eq!(j["GatewayIPv6"], "fe80::1");
     assert_eq!(d.inspect("web")["global_ipv6"], "2001:db8::d001");
     // NDP proxying (issue 10): from Join, the uplink answers for the Docker endpoint's
@@ -589,8 +536,7 @@ fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
         proxies
     );
 
-    let refs = json!({"NetworkID": NID, "EndpointID": EID});
-    ok(&d, "NetworkDriver.Leave", refs.clone());
+    on_endpoint(&d, "NetworkDriver.Leave");
     let proxies = ndp_proxies(&w);
     assert!(
         !proxies.contains("2001:db8::d001") && proxies.contains("2001:db8::d002"),
@@ -608,12 +554,8 @@ fn plugin_ipv6_address_is_held_from_request_and_ndp_proxied_from_join() {
         "2001:db8::d001",
     ]);
     assert!(e.contains("already in use"), "{e}");
-    ok(&d, "NetworkDriver.DeleteEndpoint", refs);
-    ok(
-        &d,
-        "IpamDriver.ReleaseAddress",
-        json!({"PoolID": pool6, "Address": "2001:db8::d001/120"}),
-    );
+    on_endpoint(&d, "NetworkDriver.DeleteEndpoint");
+    release(&d, &pool6, "2001:db8::d001/120");
     let v = d.attach(
         "taker",
         &taker,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use netd_tests::traffic::{tcp_request_until, udp_request};
+use netd_tests::traffic::udp_request;
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, BRIDGE_IP, World, mac_for_ip, tcp_request, tcp_server, udp_server};
 
@@ -102,10 +102,7 @@ fn auto_subnet_is_private_and_overlaps_nothing() {
 fn fixed_cidr_inside_bip_limits_container_addresses() {
     let w = World::new();
     let d = w.daemon(&["--bip", "172.30.0.1/24", "--fixed-cidr", "172.30.0.128/25"]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (_c2, ip2)) = w.two_attached(&d);
     assert_ne!(ip1, ip2);
     for ip in [&ip1, &ip2] {
         let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
@@ -318,10 +315,7 @@ fn default_gateway_option_sets_container_route() {
 fn containers_talk_tcp_and_udp_over_the_bridge_with_their_own_ips() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (c2, ip2)) = w.two_attached(&d);
 
     let tcp = tcp_server(&c2, 8080);
     let udp = udp_server(&c2, 5353);
@@ -497,10 +491,7 @@ fn net_container_shares_the_namespace() {
 fn p2p_link_carries_traffic_between_two_containers() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (c2, ip2)) = w.two_attached(&d);
     let host_links = w.host.links();
     d.netd_ok(&["p2p", "c1", "c2"]);
     assert_eq!(
@@ -528,11 +519,7 @@ fn p2p_link_carries_traffic_between_two_containers() {
     c2.ip(&["link", "set", "eth0", "down"]);
     assert!(c1.ping(&ip2, T), "no ping over the p2p link");
     let srv = tcp_server(&c2, 9100);
-    assert_eq!(
-        tcp_request_until(&c1, &format!("{ip2}:9100"), T).unwrap(),
-        "ping"
-    );
-    assert_eq!(srv.last_peer_ip(), ip1);
+    netd_tests::tcp_arrives_from(&c1, &format!("{ip2}:9100"), &srv, &ip1);
 }
 
 #[test]
@@ -540,12 +527,7 @@ fn detach_removes_veth_lease_and_files() {
     let w = World::new();
     // Background deletions 200 ms late (as on a loaded machine): what detach must have done
     // before it returns cannot be the deletion's work.
-    let mut d = netd_tests::Daemon::spawn_with_env(
-        &w.host,
-        &["--bip", BIP],
-        &[("NETD_REAPER_DELAY_MS", "200")],
-    );
-    d.wait_until_ready();
+    let d = w.daemon_with_env(&["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
     let c1 = w.container("c1");
     let ep = d.attach("c1", &c1, &["--ip", "172.30.0.9"]);
     let host_if = s(&ep["host_ifname"]).to_string();

@@ -82,13 +82,7 @@ impl Site {
             // These checks are of the socket reservation, which keeps every process of the
             // namespace off a published port; the bind hooks act on the daemon's cgroup only
             // (the cgroup v2 root in production), and this process is outside the test's.
-            let mut d = Daemon::spawn_with_env(
-                &w.host,
-                &["--bip", BIP],
-                &[("NETD_PORT_RESERVE", "socket")],
-            );
-            d.wait_until_ready();
-            d
+            w.daemon_with_env(&["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")])
         };
         Site::with(w, d, ports)
     }
@@ -219,9 +213,7 @@ fn ipv6_client_reaches_an_ipv4_container() {
 fn ipv6_loopback_udp_sendto_reaches_an_ipv4_container() {
     for mode in ["socket", "hook"] {
         let w = World::new();
-        let mut d =
-            Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", mode)]);
-        d.wait_until_ready();
+        let d = w.daemon_with_env(&["--bip", BIP], &[("NETD_PORT_RESERVE", mode)]);
         let site = Site::with(w, d, &["8080:80", "8080:80/udp"]);
         site.wait_tcp("127.0.0.1:8080");
         let (tcp_before, udp_before) = (site.tcp.peers().len(), site.udp.peers().len());

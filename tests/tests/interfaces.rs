@@ -126,10 +126,7 @@ fn a_connection_through_an_unserved_interface_is_refused_not_hung() {
         // These checks are of the socket reservation, which keeps every process of the
         // namespace off a published port; the bind hooks act on the daemon's cgroup only
         // (the cgroup v2 root in production), and this process is outside the test's.
-        let mut d =
-            Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")]);
-        d.wait_until_ready();
-        d
+        w.daemon_with_env(&["--bip", BIP], &[("NETD_PORT_RESERVE", "socket")])
     };
     assert_eq!(uplinks(&d), [UPLINK]);
     let web = w.container("web");

@@ -159,10 +159,7 @@ fn p2p_link_goes_away_with_an_endpoint_and_is_not_doubled() {
 fn p2p_survives_a_restart() {
     let w = World::new();
     let mut d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    let ip1 = s(&d.attach("c1", &c1, &[])["ip"]).to_string();
-    let ip2 = s(&d.attach("c2", &c2, &[])["ip"]).to_string();
+    let ((c1, ip1), (c2, ip2)) = w.two_attached(&d);
     d.netd_ok(&["p2p", "c1", "c2"]);
     let before = (d.inspect("c1"), d.inspect("c2"), c1.links(), c2.links());
     d.restart();
@@ -171,11 +168,7 @@ fn p2p_survives_a_restart() {
     c1.ip(&["link", "set", "eth0", "down"]);
     c2.ip(&["link", "set", "eth0", "down"]);
     let srv = tcp_server(&c2, 9100);
-    assert_eq!(
-        tcp_request_until(&c1, &format!("{ip2}:9100"), T).unwrap(),
-        "ping"
-    );
-    assert_eq!(srv.last_peer_ip(), ip1);
+    netd_tests::tcp_arrives_from(&c1, &format!("{ip2}:9100"), &srv, &ip1);
 }
 
 #[test]

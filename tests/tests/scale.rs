@@ -107,10 +107,7 @@ fn detach_then_attach(d: &Daemon, name: &str, name2: &str, ns: &Netns, extra: se
 /// A daemon whose background veth deletions each start 200 ms late (NETD_REAPER_DELAY_MS), as
 /// slow as a loaded machine makes them: a test that passes with it waits for none.
 fn slow_reaper_daemon(w: &World) -> Daemon {
-    let mut d =
-        Daemon::spawn_with_env(&w.host, &["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")]);
-    d.wait_until_ready();
-    d
+    w.daemon_with_env(&["--bip", BIP], &[("NETD_REAPER_DELAY_MS", "200")])
 }
 
 /// Veths of the host namespace (container ends' host sides).
@@ -322,15 +319,7 @@ fn container_veths_get_netlink_filters_and_the_uplink_keeps_tcx() {
     for (env, want) in [(None, "netlink"), (Some("tcx"), "tcx")] {
         let mut d = match env {
             None => w.daemon(&["--bip", BIP]),
-            Some(v) => {
-                let mut d = Daemon::spawn_with_env(
-                    &w.host,
-                    &["--bip", BIP],
-                    &[("NETD_ENDPOINT_TC_ATTACH", v)],
-                );
-                d.wait_until_ready();
-                d
-            }
+            Some(v) => w.daemon_with_env(&["--bip", BIP], &[("NETD_ENDPOINT_TC_ATTACH", v)]),
         };
         let c = w.container("c");
         let veth = s(&d.attach("c", &c, &[])["host_ifname"]).to_string();
