@@ -87,7 +87,7 @@ impl Config {
         Ok(())
     }
 
-    /// Keeps only the listed paths (comma-separated: P1, P2, P3, P4, P4link, P5, P6).
+    /// Keeps only the listed paths (comma-separated ids, [`PathId::known`]).
     pub fn only_paths(&mut self, list: &str) -> Result<()> {
         let mut v = vec![];
         for w in list.split(',').map(str::trim) {
@@ -96,7 +96,7 @@ impl Config {
                 .find(|p| p.short().eq_ignore_ascii_case(w))
             {
                 Some(p) => v.push(*p),
-                None => bail!("unknown path {w:?}; known: P1, P2, P3, P4, P4link, P5, P6"),
+                None => bail!("unknown path {w:?}; known: {}", PathId::known()),
             }
         }
         self.paths = v;

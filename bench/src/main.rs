@@ -26,7 +26,7 @@ struct Cli {
     /// Only these systems (comma-separated: S0,S1-legacy,S1-nft,S2,S3).
     #[arg(long)]
     systems: Option<String>,
-    /// Only these paths (comma-separated: P1,P2,P3,P4,P4link,P5,P6).
+    /// Only these paths (comma-separated: P1,P2,P3,P4,P4link,P5,P6,P1v6,P5v6,P6v6).
     #[arg(long)]
     paths: Option<String>,
     /// Repetitions of the matrix (default 3, or 1 with --quick).

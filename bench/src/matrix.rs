@@ -19,18 +19,19 @@ pub fn run(cfg: &Config) -> Vec<Run> {
     for rep in 0..cfg.reps {
         let systems = rotated(cfg.systems(), rep as usize);
         for mut sys in systems {
-            for icc in [true, false] {
+            // One topology per wiring: icc on, icc off (P4link), dual stack (the IPv6 paths).
+            for (icc, ipv6) in [(true, false), (false, false), (true, true)] {
                 let paths: Vec<PathId> = cfg
                     .paths
                     .iter()
                     .copied()
-                    .filter(|p| p.icc() == icc)
+                    .filter(|p| p.icc() == icc && p.ipv6() == ipv6)
                     .filter(|p| sys.only_paths().is_none_or(|only| only.contains(p)))
                     .collect();
                 if paths.is_empty() {
                     continue;
                 }
-                for r in measure_system(sys.as_mut(), icc, &paths, rep, cfg) {
+                for r in measure_system(sys.as_mut(), icc, ipv6, &paths, rep, cfg) {
                     let name = format!("rep{}_{}_{}_{}.json", r.rep, r.system, r.path, r.tool);
                     if let Err(e) = write_json(&cfg.out.join("runs"), &name, &r) {
                         eprintln!("warning: {e:#}");
@@ -99,6 +100,7 @@ fn netd_prog_ids(t: &Topology) -> Vec<u32> {
 fn measure_system(
     sys: &mut dyn System,
     icc: bool,
+    ipv6: bool,
     paths: &[PathId],
     rep: u32,
     cfg: &Config,
@@ -113,7 +115,7 @@ fn measure_system(
             }
         }
     };
-    let mut topo = match Topology::build(sys.topo_opts(icc)) {
+    let mut topo = match Topology::build(sys.topo_opts(icc, ipv6)) {
         Ok(t) => t,
         Err(e) => {
             fail_all(Status::Error, format!("topology: {e:#}"), &mut out, sys);

@@ -10,14 +10,20 @@
 //! | P4link | cli | srv | — (icc off, cli linked to srv) | srv IP |
 //! | P5 | cli | outside | — (masquerade) | 198.51.100.2 |
 //! | P6 | outside | srv (UDP) | 198.51.100.1:host port | srv IP |
+//! | P1v6 | outside | srv | [2001:db8:ff::1]:host port | srv IPv6 |
+//! | P5v6 | cli | outside | — (routed, no NAT) | 2001:db8:ff::2 |
+//! | P6v6 | outside | srv (UDP) | [2001:db8:ff::1]:host port | srv IPv6 |
+//!
+//! The IPv6 paths run on the dual-stack topology (see [`crate::topology`]); sockperf 3.7 has
+//! no IPv6, so they have no ping-pong latency.
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::systems::{Route, System};
 use crate::tools::{Values, connrate, iperf, sockperf};
-use crate::topology::{ECHO, HOST_IP, OUTSIDE, Topology, host_port};
+use crate::topology::{ECHO, HOST_IP, HOST6, OUTSIDE, OUTSIDE6, Topology, host_port};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PathId {
@@ -28,10 +34,13 @@ pub enum PathId {
     P4Link,
     P5,
     P6,
+    P1v6,
+    P5v6,
+    P6v6,
 }
 
 impl PathId {
-    pub const ALL: [PathId; 7] = [
+    pub const ALL: [PathId; 10] = [
         PathId::P1,
         PathId::P2,
         PathId::P3,
@@ -39,6 +48,9 @@ impl PathId {
         PathId::P4Link,
         PathId::P5,
         PathId::P6,
+        PathId::P1v6,
+        PathId::P5v6,
+        PathId::P6v6,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,6 +62,9 @@ impl PathId {
             PathId::P4Link => "P4 container↔container (icc off, link)",
             PathId::P5 => "P5 container→outside",
             PathId::P6 => "P6 UDP outside→published",
+            PathId::P1v6 => "P1v6 outside→published (IPv6)",
+            PathId::P5v6 => "P5v6 container→outside (IPv6, routed)",
+            PathId::P6v6 => "P6v6 UDP outside→published (IPv6)",
         }
     }
 
@@ -62,12 +77,25 @@ impl PathId {
             PathId::P4Link => "P4link",
             PathId::P5 => "P5",
             PathId::P6 => "P6",
+            PathId::P1v6 => "P1v6",
+            PathId::P5v6 => "P5v6",
+            PathId::P6v6 => "P6v6",
         }
+    }
+
+    /// The ids `--paths` takes, comma-separated.
+    pub fn known() -> String {
+        PathId::ALL.map(PathId::short).join(", ")
     }
 
     /// P4link needs a topology with icc off; every other path shares one with icc on.
     pub fn icc(self) -> bool {
         self != PathId::P4Link
+    }
+
+    /// The IPv6 paths share the dual-stack topology.
+    pub fn ipv6(self) -> bool {
+        matches!(self, PathId::P1v6 | PathId::P5v6 | PathId::P6v6)
     }
 
     /// The measurements taken on the path.
@@ -77,13 +105,15 @@ impl PathId {
             PathId::P2 | PathId::P3 | PathId::P5 => &[Tool::Tcp1, Tool::TcpLat, Tool::Conn],
             PathId::P4 | PathId::P4Link => &[Tool::Tcp1, Tool::TcpLat],
             PathId::P6 => &[Tool::UdpPps, Tool::UdpLat],
+            PathId::P1v6 | PathId::P5v6 => &[Tool::Tcp1, Tool::Conn],
+            PathId::P6v6 => &[Tool::UdpPps],
         }
     }
 
     /// The namespace the client runs in.
     pub fn client_ns(self, t: &Topology) -> &Path {
         match self {
-            PathId::P1 | PathId::P6 => t.world.outside.path(),
+            PathId::P1 | PathId::P6 | PathId::P1v6 | PathId::P6v6 => t.world.outside.path(),
             PathId::P2 => t.world.host.path(),
             _ => t.cli.c.path(),
         }
@@ -96,21 +126,29 @@ impl PathId {
     /// S0–S2 the daemon runs `--dataplane none`, so the cgroup has no programs.
     pub fn client_cgroup(self, t: &Topology) -> Option<&Path> {
         match self {
-            PathId::P1 | PathId::P6 => None,
+            PathId::P1 | PathId::P6 | PathId::P1v6 | PathId::P6v6 => None,
             _ => t.cgroup(),
         }
     }
 
     /// Where the client connects for the server's `container_port`.
-    pub fn target(self, t: &Topology, route: Route, container_port: u16) -> (String, u16) {
-        if self == PathId::P5 {
-            return (OUTSIDE.to_string(), container_port);
-        }
-        match (route, self) {
+    pub fn target(self, t: &Topology, route: Route, container_port: u16) -> Result<(String, u16)> {
+        Ok(match (route, self) {
+            (_, PathId::P5) => (OUTSIDE.to_string(), container_port),
+            (_, PathId::P5v6) => (OUTSIDE6.to_string(), container_port),
             (Route::Published, PathId::P2) => ("127.0.0.1".into(), host_port(container_port)),
+            (Route::Published, PathId::P1v6 | PathId::P6v6) => {
+                (HOST6.into(), host_port(container_port))
+            }
             (Route::Published, _) => (HOST_IP.into(), host_port(container_port)),
+            (_, PathId::P1v6 | PathId::P6v6) => {
+                let ip6 = t.srv.ip6.clone().with_context(|| {
+                    format!("{}: srv has no IPv6 address to route to", self.short())
+                })?;
+                (ip6, container_port)
+            }
             _ => (t.srv.ip.clone(), container_port),
-        }
+        })
     }
 }
 
@@ -163,7 +201,7 @@ pub fn measure(
     let cg = path.client_cgroup(t);
     match tool {
         Tool::Tcp1 | Tool::Tcp2 | Tool::UdpPps => {
-            let (ip, port) = path.target(t, route, iperf::PORT);
+            let (ip, port) = path.target(t, route, iperf::PORT)?;
             let mode = match tool {
                 Tool::Tcp1 => iperf::Mode::Tcp { streams: 1 },
                 Tool::Tcp2 => iperf::Mode::Tcp { streams: 2 },
@@ -172,11 +210,11 @@ pub fn measure(
             iperf::client(ns, cg, &ip, port, mode, d.iperf_s)
         }
         Tool::TcpLat | Tool::UdpLat => {
-            let (ip, port) = path.target(t, route, sockperf::PORT);
+            let (ip, port) = path.target(t, route, sockperf::PORT)?;
             sockperf::client(ns, cg, &ip, port, tool == Tool::TcpLat, d.sockperf_s)
         }
         Tool::Conn => {
-            let (ip, port) = path.target(t, route, connrate::PORT);
+            let (ip, port) = path.target(t, route, connrate::PORT)?;
             connrate::client(ns, cg, &ip, port, d.conn_s)
         }
     }
@@ -191,25 +229,37 @@ pub fn check(t: &Topology, sys: &dyn System, path: PathId) -> Result<()> {
     let ns = path.client_ns(t);
     let cg = path.client_cgroup(t);
     let token = format!("netd-bench-{}-{}", sys.id(), path.short());
-    let (ip, port) = path.target(t, route, ECHO);
-    if path == PathId::P6 {
-        return connrate::echo(ns, cg, &ip, port, true, &token);
-    }
-    connrate::echo(ns, cg, &ip, port, false, &token)?;
+    let (ip, port) = path.target(t, route, ECHO)?;
+    let udp = matches!(path, PathId::P6 | PathId::P6v6);
+    connrate::echo(ns, cg, &ip, port, udp, &token)?;
     if !sys.nat_and_filters() {
         return Ok(());
     }
     match path {
-        PathId::P1 => {
-            let seen = t.srv_echo_tcp.last_peer_ip();
-            if seen != OUTSIDE {
-                bail!("the server saw client {seen}, not the real client {OUTSIDE}");
+        PathId::P1 | PathId::P1v6 | PathId::P6v6 => {
+            let (server, client) = match path {
+                PathId::P1 => (&t.srv_echo_tcp, OUTSIDE),
+                PathId::P1v6 => (&t.srv_echo_tcp, OUTSIDE6),
+                _ => (&t.srv_echo_udp, OUTSIDE6),
+            };
+            let seen = server.last_peer_ip();
+            if seen != client {
+                bail!("the server saw client {seen}, not the real client {client}");
             }
         }
         PathId::P5 => {
             let seen = t.out_echo_tcp.last_peer_ip();
             if seen != HOST_IP {
                 bail!("the outside saw {seen}, not the masquerade address {HOST_IP}");
+            }
+        }
+        PathId::P5v6 => {
+            let own = t.cli.ip6.as_deref().unwrap_or("(none)");
+            let seen = t.out_echo_tcp.last_peer_ip();
+            if seen != own {
+                bail!(
+                    "the outside saw {seen}, not the container's own address {own} (IPv6 is routed)"
+                );
             }
         }
         PathId::P4Link

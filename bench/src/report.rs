@@ -188,7 +188,8 @@ fn value(c: Cell) -> Option<Stats> {
     }
 }
 
-/// The Markdown table of medians (min–max) and ratios.
+/// The Markdown table of medians (min–max) and ratios; a row no system ran on is left out
+/// (e.g. the other paths of a `--paths` subset).
 pub fn table(runs: &[Run]) -> String {
     let mut s = String::new();
     s.push_str(
@@ -197,6 +198,9 @@ pub fn table(runs: &[Run]) -> String {
     s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for m in metrics() {
         let cells: Vec<Cell> = SYSTEMS.iter().map(|sys| cell(runs, sys, &m)).collect();
+        if cells.iter().all(|c| *c == Cell::Missing) {
+            continue;
+        }
         let netd = &cells[4];
         let _ = writeln!(
             s,
@@ -678,6 +682,26 @@ mod tests {
         assert!(row.contains("| failed check |"), "{row}");
         // netd/S1 uses the better S1 variant (nft, 12): 18/12 = 1.5; netd/S0 = 0.9.
         assert!(row.contains("| 1.50 | – | 0.90 |"), "{row}");
+    }
+
+    #[test]
+    fn ipv6_rows_have_ratios_and_paths_not_run_are_left_out() {
+        let runs = vec![
+            run("S0", PathId::P1v6, Tool::Tcp1, "gbps", 20.0),
+            run("S1-nft", PathId::P1v6, Tool::Tcp1, "gbps", 10.0),
+            run("S3", PathId::P1v6, Tool::Tcp1, "gbps", 18.0),
+            run("S3", PathId::P6v6, Tool::UdpPps, "pps", 100.0),
+        ];
+        let t = table(&runs);
+        let row = t.lines().find(|l| l.starts_with("| P1v6")).unwrap();
+        assert!(row.contains("TCP 1 stream"), "{row}");
+        assert!(row.contains("| 1.80 | – | 0.90 |"), "{row}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("| P6v6") && l.contains("packets/s"))
+        );
+        // Header, separator and the two rows that have data (no P1–P6, no P1v6 conn/s).
+        assert_eq!(t.lines().count(), 4, "{t}");
     }
 
     #[test]

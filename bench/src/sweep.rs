@@ -139,7 +139,7 @@ fn point(
     cfg: &Config,
 ) -> SweepPoint {
     let mut p = blank(sys, n, label, path, Status::Ok, String::new());
-    let mut topo = match Topology::build(sys.topo_opts(icc)) {
+    let mut topo = match Topology::build(sys.topo_opts(icc, false)) {
         Ok(t) => t,
         Err(e) => {
             p.status = Status::Error;

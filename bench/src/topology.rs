@@ -9,7 +9,14 @@
 //! ```
 //!
 //! `srv` runs the servers (echo 7, iperf3 5201, sockperf 11111, netd-connrate 80); the outside
-//! namespace runs the same set for P5. A fresh topology is built for each system (same shape,
+//! namespace runs the same set for P5.
+//!
+//! The IPv6 paths get a dual-stack topology of their own ([`TopoOpts::ipv6`]): the uplink and
+//! the outside on 2001:db8:ff::/64 (host `2001:db8:ff::1`, outside `2001:db8:ff::2`), the
+//! daemon with `--ipv6 --fixed-cidr-v6 2001:db8:1::/64` (each container gets a global address),
+//! the outside routing that prefix via the host (IPv6 is routed, never NATed: P5v6's replies
+//! and S0 need the route), and the echo and connection-rate servers on `[::]` (iperf3 listens
+//! on both families anyway; sockperf 3.7 has no IPv6). A fresh topology is built for each system (same shape,
 //! same addresses), so no state (conntrack, rules, maps) leaks from one system to the next;
 //! dropping it stops every process and deletes every namespace.
 //!
@@ -24,15 +31,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, Container, Daemon, ServerHandle, World, tcp_server, udp_server};
+use netd_tests::{
+    BIP, Container, Daemon, Netns, ServerHandle, World, tcp_server, tcp6_server, udp_server,
+    udp6_server,
+};
 
 use crate::proc::Proc;
 use crate::tools::{connrate, iperf, sockperf};
 
+pub use netd_tests::ipv6::{HOST6, OUTSIDE6};
 pub use netd_tests::world::{HOST_UPLINK_IP as HOST_IP, OUTSIDE_IP as OUTSIDE};
 
 /// The container subnet (the harness's `BIP`).
 pub const SUBNET: &str = "172.30.0.0/24";
+/// The containers' IPv6 prefix in the dual-stack topology (`--fixed-cidr-v6`).
+pub const SUBNET6: &str = "2001:db8:1::/64";
 pub const BRIDGE: &str = "netd0";
 /// Host ports of filler publications in the sweep start here.
 pub const FILLER_PORT_BASE: u16 = 20000;
@@ -93,12 +106,42 @@ pub struct TopoOpts {
     pub publish_in_netd: bool,
     /// More `netd daemon` arguments (e.g. a fast-path setting).
     pub daemon_extra: &'static [&'static str],
+    /// The dual-stack topology of the IPv6 paths (see the module docs).
+    pub ipv6: bool,
+    /// With `ipv6`, whether containers get IPv6 addresses (the daemon's `--ipv6`); without,
+    /// they are IPv4 only and netd publishes them on `[::]` through its NAT46 relay.
+    pub ipv6_containers: bool,
 }
 
-/// An attached container and its address.
+impl TopoOpts {
+    /// The options of the IPv4-only topology (the IPv6 fields off).
+    pub fn v4(dataplane: &'static str, icc: bool, publish_in_netd: bool) -> TopoOpts {
+        TopoOpts {
+            dataplane,
+            icc,
+            publish_in_netd,
+            daemon_extra: &[],
+            ipv6: false,
+            ipv6_containers: false,
+        }
+    }
+
+    /// The same options for the dual-stack topology when `ipv6` (containers with IPv6).
+    pub fn with_ipv6(self, ipv6: bool) -> TopoOpts {
+        TopoOpts {
+            ipv6,
+            ipv6_containers: ipv6,
+            ..self
+        }
+    }
+}
+
+/// An attached container and its addresses.
 pub struct Endpoint {
     pub c: Container,
     pub ip: String,
+    /// The global IPv6 address (dual-stack topology with IPv6 containers only).
+    pub ip6: Option<String>,
 }
 
 /// A filler container of the sweep and the host ports published to it (same number inside).
@@ -151,6 +194,14 @@ impl Topology {
         let world = catch("create namespaces", World::new)?;
         let icc = opts.icc.to_string();
         let mut args = vec!["--bip", BIP, "--dataplane", opts.dataplane, "--icc", &icc];
+        if opts.ipv6 {
+            catch("IPv6 uplink", || {
+                netd_tests::ipv6::v6_uplink_routed(&world, SUBNET6)
+            })?;
+            if opts.ipv6_containers {
+                args.extend(["--ipv6", "--fixed-cidr-v6", SUBNET6]);
+            }
+        }
         args.extend_from_slice(opts.daemon_extra);
         let daemon = catch("start netd", || world.daemon(&args))?;
         let cg = private_cgroup(&daemon)?;
@@ -166,14 +217,29 @@ impl Topology {
         let srv = Self::attach_new(&world, &daemon, "srv", &srv_args)?;
         let cli = Self::attach_new(&world, &daemon, "cli", &["--link".into(), "srv:srv".into()])?;
         let other = Self::attach_new(&world, &daemon, "other", &[])?;
+        if opts.ipv6 && opts.ipv6_containers && (srv.ip6.is_none() || cli.ip6.is_none()) {
+            bail!(
+                "netd --ipv6 --fixed-cidr-v6 {SUBNET6} gave srv or cli no global IPv6 address \
+                 (netd inspect: srv {:?}, cli {:?})",
+                srv.ip6,
+                cli.ip6
+            );
+        }
         for ns in [&world.outside, &cli.c.ns, &other.c.ns] {
             catch("sysctl", || {
                 ns.run_ok(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=15000 65000"])
             })?;
         }
-        let srv_echo_tcp = catch("echo server", || tcp_server(&srv.c, ECHO))?;
-        let srv_echo_udp = catch("echo server", || udp_server(&srv.c, ECHO))?;
-        let out_echo_tcp = catch("echo server", || tcp_server(&world.outside, ECHO))?;
+        // Dual-stack servers in the IPv6 topology (IPv4 clients arrive v4-mapped).
+        type Echo = fn(&Netns, u16) -> ServerHandle;
+        let (tcp_echo, udp_echo, any): (Echo, Echo, &str) = if opts.ipv6 {
+            (tcp6_server, udp6_server, "::")
+        } else {
+            (tcp_server, udp_server, "0.0.0.0")
+        };
+        let srv_echo_tcp = catch("echo server", || tcp_echo(&srv.c, ECHO))?;
+        let srv_echo_udp = catch("echo server", || udp_echo(&srv.c, ECHO))?;
+        let out_echo_tcp = catch("echo server", || tcp_echo(&world.outside, ECHO))?;
         let mut servers = vec![];
         for (ns, cg) in [
             (srv.c.path(), Some(cg.as_path())),
@@ -182,7 +248,7 @@ impl Topology {
             servers.push(iperf::server(ns, cg, iperf::PORT)?);
             servers.push(sockperf::server(ns, cg, sockperf::PORT, true)?);
             servers.push(sockperf::server(ns, cg, sockperf::PORT, false)?);
-            servers.push(connrate::server(ns, cg, connrate::PORT)?);
+            servers.push(connrate::server(ns, cg, any, connrate::PORT)?);
         }
         let t = Topology {
             servers,
@@ -215,11 +281,10 @@ impl Topology {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let ip = catch("inspect", || d.inspect(name))?["ip"]
-            .as_str()
-            .context("inspect has no ip")?
-            .to_string();
-        Ok(Endpoint { c, ip })
+        let v = catch("inspect", || d.inspect(name))?;
+        let ip = v["ip"].as_str().context("inspect has no ip")?.to_string();
+        let ip6 = v["global_ipv6"].as_str().map(str::to_string);
+        Ok(Endpoint { c, ip, ip6 })
     }
 
     /// Waits until every TCP and UDP server port listens in `ns` (per `ss`).

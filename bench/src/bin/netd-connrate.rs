@@ -1,11 +1,12 @@
 //! `netd-connrate`: a connect/request/close load generator and its server, the same binary for
 //! every system under test.
 //!
-//! - `server --port P [--max-secs S]`: accepts on 0.0.0.0:P; for each connection reads one
+//! - `server --port P [--bind ADDR] [--max-secs S]`: accepts on ADDR:P (0.0.0.0; `::` takes
+//!   IPv6 and IPv4 clients, as the namespace's `bindv6only` is 0); for each connection reads one
 //!   request line, writes `OK\n` and closes (the server closes first, as HTTP/1.0 does, so the
 //!   client's ports never sit in TIME_WAIT). Exits by itself after S seconds.
-//! - `client --addr IP:P --secs S [--threads T] [--max-conns M]`: T threads each loop
-//!   connect / send `GET\n` / read to EOF / check the reply / close, until S seconds or M
+//! - `client --addr IP:P --secs S [--threads T] [--max-conns M]` (or `[IPv6]:P`): T threads
+//!   each loop connect / send `GET\n` / read to EOF / check the reply / close, until S seconds or M
 //!   connections in all; prints one JSON object: `conns`, `errors`, `secs`, `conns_per_s`,
 //!   `p50_us`, `p99_us`.
 //! - `echo --addr IP:P --token T [--udp] [--timeout-ms MS]`: one exchange with an echo service
@@ -33,6 +34,8 @@ enum Mode {
     Server {
         #[arg(long)]
         port: u16,
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
         #[arg(long, default_value_t = 3600)]
         max_secs: u64,
         #[arg(long, default_value_t = 4)]
@@ -68,9 +71,14 @@ fn main() -> Result<()> {
     match Cli::parse().mode {
         Mode::Server {
             port,
+            bind,
             max_secs,
             threads,
-        } => server(port, Duration::from_secs(max_secs), threads),
+        } => server(
+            SocketAddr::new(bind, port),
+            Duration::from_secs(max_secs),
+            threads,
+        ),
         Mode::Client {
             addr,
             secs,
@@ -110,7 +118,12 @@ fn echo_tcp(addr: SocketAddr, token: &str, timeout: Duration) -> Result<()> {
 }
 
 fn echo_udp(addr: SocketAddr, token: &str) -> Result<()> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    let any: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    };
+    let s = std::net::UdpSocket::bind(any)?;
     s.connect(addr)?;
     s.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut buf = [0u8; 256];
@@ -128,9 +141,8 @@ fn echo_udp(addr: SocketAddr, token: &str) -> Result<()> {
     anyhow::bail!("no udp answer from {addr}")
 }
 
-fn server(port: u16, max: Duration, threads: u32) -> Result<()> {
-    let listener =
-        TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("bind 0.0.0.0:{port}"))?;
+fn server(addr: SocketAddr, max: Duration, threads: u32) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
     // The watchdog bounds the server's life even if nobody kills it.
     std::thread::spawn(move || {
         std::thread::sleep(max);

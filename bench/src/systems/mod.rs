@@ -7,6 +7,11 @@
 //!   iptables-legacy or iptables-nft, inside the host namespace.
 //! - [`s2_proxy`]: one real `docker-proxy` per published port in the host namespace.
 //! - [`s3_netd`]: netd with `--dataplane ebpf`.
+//!
+//! On the dual-stack topology of the IPv6 paths: S0 routes the container IPv6 prefix, S1 adds
+//! Docker's ruleset for ip6tables, S2's docker-proxy (Go listens on `[::]` for `-host-ip
+//! 0.0.0.0`) relays IPv6 clients to the container's IPv4 address, and netd translates to the
+//! container's IPv6 address in eBPF (or, as `S3-nat46`, relays to its IPv4 address).
 
 pub mod s0_floor;
 pub mod s1_iptables;
@@ -46,8 +51,9 @@ pub struct Memory {
 pub trait System {
     /// Short id used in results: S0, S1-legacy, S1-nft, S2, S3.
     fn id(&self) -> &'static str;
-    /// How the topology must be wired for this system.
-    fn topo_opts(&self, icc: bool) -> TopoOpts;
+    /// How the topology must be wired for this system (`ipv6`: the dual-stack topology of the
+    /// IPv6 paths).
+    fn topo_opts(&self, icc: bool, ipv6: bool) -> TopoOpts;
     /// Installs the system on a wired topology (routes, rules, proxies).
     fn setup(&mut self, t: &Topology) -> Result<()>;
     /// Removes what `setup` installed that the topology's drop would not.
@@ -79,8 +85,8 @@ pub trait System {
     fn memory(&self, t: &Topology) -> Option<Memory>;
 }
 
-/// All systems in their canonical order, then the netd variants the binary under test offers
-/// (see [`fast_path_variants`]).
+/// All systems in their canonical order, then the netd variants: those the binary under test
+/// offers (see [`fast_path_variants`]) and the NAT46 relay on the IPv6 paths.
 pub fn all() -> Vec<Box<dyn System>> {
     let mut v: Vec<Box<dyn System>> = vec![
         Box::new(s0_floor::Floor),
@@ -92,6 +98,7 @@ pub fn all() -> Vec<Box<dyn System>> {
     for (id, args) in fast_path_variants(fast_path_support()) {
         v.push(Box::new(s3_netd::Netd::variant(id, args)));
     }
+    v.push(Box::new(s3_netd::Netd::nat46()));
     v
 }
 

@@ -1,6 +1,8 @@
 //! S0, the floor: no NAT and no filtering. The outside namespace routes the container subnet
 //! via the host's uplink address and every path goes straight to the container (or outside)
-//! address: the physical limit of the topology.
+//! address: the physical limit of the topology. On the dual-stack topology the outside also
+//! routes the container IPv6 prefix via the host (the topology adds that route for every
+//! system), and the IPv6 paths go straight to the container's global address.
 
 use std::time::Duration;
 
@@ -16,13 +18,8 @@ impl System for Floor {
     fn id(&self) -> &'static str {
         "S0"
     }
-    fn topo_opts(&self, icc: bool) -> TopoOpts {
-        TopoOpts {
-            dataplane: "none",
-            icc,
-            publish_in_netd: false,
-            daemon_extra: &[],
-        }
+    fn topo_opts(&self, icc: bool, ipv6: bool) -> TopoOpts {
+        TopoOpts::v4("none", icc, false).with_ipv6(ipv6)
     }
     fn setup(&mut self, t: &Topology) -> Result<()> {
         catch("route", || t.world.route_outside_to(SUBNET))

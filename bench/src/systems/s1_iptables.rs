@@ -10,6 +10,14 @@
 //! them. Docker runs one `iptables` call per rule; the bench loads the whole ruleset with one
 //! `iptables-restore` (faster than Docker when publishing many ports), and times one more port
 //! the way Docker adds it: three `iptables -A` calls.
+//!
+//! On the dual-stack topology of the IPv6 paths it also loads the same ruleset for IPv6 with
+//! `ip6tables-legacy-restore` / `ip6tables-nft-restore`, as Docker does with `"ip6tables":
+//! true`: container addresses as /128, `--to-destination [ADDR]:PORT`, no `route_localnet`
+//! (IPv6 has none), and no `-s SUBNET6 ! -o BRIDGE -j MASQUERADE`: IPv6 is routed, as with
+//! netd and Docker 27's `gateway_mode_ipv6=routed` (Docker 20.10 masqueraded it). It first
+//! checks that ip6tables' nat table works in the host namespace (ip6table_nat for legacy, nft's
+//! nat for nft) and fails the setup, saying so, if not.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -21,7 +29,10 @@ use anyhow::{Context as _, Result, bail};
 use super::{Memory, Route, System};
 use crate::paths::PathId;
 use crate::proc::{in_ns, run_ok};
-use crate::topology::{BRIDGE, ONE_MORE_PORT, SUBNET, TopoOpts, Topology, catch, srv_mappings};
+use crate::tools::sock_addr;
+use crate::topology::{
+    BRIDGE, Endpoint, ONE_MORE_PORT, SUBNET, SUBNET6, TopoOpts, Topology, catch, srv_mappings,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -30,16 +41,20 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn iptables(self) -> &'static str {
-        match self {
-            Backend::Legacy => "iptables-legacy",
-            Backend::Nft => "iptables-nft",
+    fn iptables(self, ipv6: bool) -> &'static str {
+        match (self, ipv6) {
+            (Backend::Legacy, false) => "iptables-legacy",
+            (Backend::Nft, false) => "iptables-nft",
+            (Backend::Legacy, true) => "ip6tables-legacy",
+            (Backend::Nft, true) => "ip6tables-nft",
         }
     }
-    fn restore(self) -> &'static str {
-        match self {
-            Backend::Legacy => "iptables-legacy-restore",
-            Backend::Nft => "iptables-nft-restore",
+    fn restore(self, ipv6: bool) -> &'static str {
+        match (self, ipv6) {
+            (Backend::Legacy, false) => "iptables-legacy-restore",
+            (Backend::Nft, false) => "iptables-nft-restore",
+            (Backend::Legacy, true) => "ip6tables-legacy-restore",
+            (Backend::Nft, true) => "ip6tables-nft-restore",
         }
     }
 }
@@ -70,6 +85,15 @@ pub struct DockerConfig {
     pub icc: bool,
     /// `userland-proxy=false` (hairpin mode).
     pub hairpin: bool,
+    /// The ip6tables ruleset (addresses and `subnet` are IPv6).
+    pub ipv6: bool,
+}
+
+impl DockerConfig {
+    /// `ip` as a one-address prefix (/32 or /128).
+    fn host(&self, ip: &str) -> String {
+        format!("{ip}/{}", if self.ipv6 { 128 } else { 32 })
+    }
 }
 
 /// The nat-table rules Docker writes for one published port (in `iptables -A` form, without
@@ -82,16 +106,15 @@ pub fn port_nat_rules(cfg: &DockerConfig, p: &Publish) -> [String; 2] {
     };
     [
         format!(
-            "-A DOCKER {not_in}-p {pr} -m {pr} --dport {hp} -j DNAT --to-destination {ip}:{cp}",
+            "-A DOCKER {not_in}-p {pr} -m {pr} --dport {hp} -j DNAT --to-destination {to}",
             pr = p.proto,
             hp = p.host_port,
-            ip = p.container_ip,
-            cp = p.container_port
+            to = sock_addr(&p.container_ip, p.container_port),
         ),
         format!(
-            "-A POSTROUTING -s {ip}/32 -d {ip}/32 -p {pr} -m {pr} --dport {cp} -j MASQUERADE",
+            "-A POSTROUTING -s {ip} -d {ip} -p {pr} -m {pr} --dport {cp} -j MASQUERADE",
             pr = p.proto,
-            ip = p.container_ip,
+            ip = cfg.host(&p.container_ip),
             cp = p.container_port
         ),
     ]
@@ -100,8 +123,8 @@ pub fn port_nat_rules(cfg: &DockerConfig, p: &Publish) -> [String; 2] {
 /// The filter-table rule Docker writes for one published port.
 pub fn port_filter_rule(cfg: &DockerConfig, p: &Publish) -> String {
     format!(
-        "-A DOCKER -d {ip}/32 ! -i {br} -o {br} -p {pr} -m {pr} --dport {cp} -j ACCEPT",
-        ip = p.container_ip,
+        "-A DOCKER -d {ip} ! -i {br} -o {br} -p {pr} -m {pr} --dport {cp} -j ACCEPT",
+        ip = cfg.host(&p.container_ip),
         br = cfg.bridge,
         pr = p.proto,
         cp = p.container_port
@@ -118,13 +141,19 @@ pub fn ruleset(cfg: &DockerConfig, publishes: &[Publish], links: &[Link]) -> Str
     if cfg.hairpin {
         s.push_str("-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER\n");
     } else {
-        s.push_str("-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n");
+        let lo = if cfg.ipv6 { "::1/128" } else { "127.0.0.0/8" };
+        let _ = writeln!(
+            s,
+            "-A OUTPUT ! -d {lo} -m addrtype --dst-type LOCAL -j DOCKER"
+        );
     }
-    let _ = writeln!(
-        s,
-        "-A POSTROUTING -s {} ! -o {br} -j MASQUERADE",
-        cfg.subnet
-    );
+    if !cfg.ipv6 {
+        let _ = writeln!(
+            s,
+            "-A POSTROUTING -s {} ! -o {br} -j MASQUERADE",
+            cfg.subnet
+        );
+    }
     if cfg.hairpin {
         let _ = writeln!(
             s,
@@ -157,10 +186,10 @@ pub fn ruleset(cfg: &DockerConfig, publishes: &[Publish], links: &[Link]) -> Str
         for l in links {
             let _ = writeln!(
                 s,
-                "-A DOCKER -s {c}/32 -d {v}/32 -i {br} -o {br} -p {pr} -m {pr} --dport {port} -j ACCEPT\n\
-                 -A DOCKER -s {v}/32 -d {c}/32 -i {br} -o {br} -p {pr} -m {pr} --sport {port} -j ACCEPT",
-                c = l.client_ip,
-                v = l.server_ip,
+                "-A DOCKER -s {c} -d {v} -i {br} -o {br} -p {pr} -m {pr} --dport {port} -j ACCEPT\n\
+                 -A DOCKER -s {v} -d {c} -i {br} -o {br} -p {pr} -m {pr} --sport {port} -j ACCEPT",
+                c = cfg.host(&l.client_ip),
+                v = cfg.host(&l.server_ip),
                 pr = l.proto,
                 port = l.port
             );
@@ -185,36 +214,41 @@ impl DockerRules {
         DockerRules { backend }
     }
 
-    fn config(t: &Topology) -> DockerConfig {
+    fn config(t: &Topology, ipv6: bool) -> DockerConfig {
         DockerConfig {
             bridge: BRIDGE.into(),
-            subnet: SUBNET.into(),
+            subnet: if ipv6 { SUBNET6 } else { SUBNET }.into(),
             icc: t.opts.icc,
             hairpin: true,
+            ipv6,
         }
     }
 
     /// srv's publications after the fillers' (so the measured port's rules come last in the
-    /// linear chains, as for a container started after the others).
-    fn publishes(t: &Topology) -> Vec<Publish> {
+    /// linear chains, as for a container started after the others). For IPv6, those of the
+    /// containers that have an IPv6 address.
+    fn publishes(t: &Topology, ipv6: bool) -> Vec<Publish> {
         let mut v = vec![];
         for f in &t.fillers {
+            let Some(ip) = addr(&f.ep, ipv6) else {
+                continue;
+            };
             for port in f.ports.clone() {
                 v.push(Publish {
                     proto: "tcp".into(),
                     host_port: port,
-                    container_ip: f.ep.ip.clone(),
+                    container_ip: ip.clone(),
                     container_port: port,
                 });
             }
         }
-        for m in srv_mappings() {
-            v.push(Publish {
+        if let Some(ip) = addr(&t.srv, ipv6) {
+            v.extend(srv_mappings().into_iter().map(|m| Publish {
                 proto: m.proto.into(),
                 host_port: m.host_port,
-                container_ip: t.srv.ip.clone(),
+                container_ip: ip.clone(),
                 container_port: m.container_port,
-            });
+            }));
         }
         v
     }
@@ -222,39 +256,50 @@ impl DockerRules {
     /// cli is linked to srv: Docker opens every exposed port of srv to cli. In the sweep's
     /// icc-off variant, "linker" is linked to every filler, whose ports are all exposed; those
     /// rules come first (cli's, the measured ones, last, as for a container started later).
-    fn links(t: &Topology) -> Vec<Link> {
+    fn links(t: &Topology, ipv6: bool) -> Vec<Link> {
         let mut v = vec![];
-        if let Some(l) = &t.linker {
+        if let Some(l) = t.linker.as_ref().and_then(|l| addr(l, ipv6)) {
             for f in &t.fillers {
+                let Some(server) = addr(&f.ep, ipv6) else {
+                    continue;
+                };
                 for port in f.ports.clone() {
                     v.push(Link {
-                        client_ip: l.ip.clone(),
-                        server_ip: f.ep.ip.clone(),
+                        client_ip: l.clone(),
+                        server_ip: server.clone(),
                         proto: "tcp".into(),
                         port,
                     });
                 }
             }
         }
-        v.extend(srv_mappings().iter().map(|m| Link {
-            client_ip: t.cli.ip.clone(),
-            server_ip: t.srv.ip.clone(),
-            proto: m.proto.into(),
-            port: m.container_port,
-        }));
+        if let (Some(c), Some(srv)) = (addr(&t.cli, ipv6), addr(&t.srv, ipv6)) {
+            v.extend(srv_mappings().iter().map(|m| Link {
+                client_ip: c.clone(),
+                server_ip: srv.clone(),
+                proto: m.proto.into(),
+                port: m.container_port,
+            }));
+        }
         v
     }
 
-    fn restore(&self, t: &Topology) -> Result<Duration> {
-        let rules = ruleset(&Self::config(t), &Self::publishes(t), &Self::links(t));
+    /// Loads the whole IPv4 (or IPv6) ruleset with one `iptables-restore`; returns its time.
+    fn restore(&self, t: &Topology, ipv6: bool) -> Result<Duration> {
+        let rules = ruleset(
+            &Self::config(t, ipv6),
+            &Self::publishes(t, ipv6),
+            &Self::links(t, ipv6),
+        );
+        let restore = self.backend.restore(ipv6);
         let t0 = Instant::now();
-        let mut c = in_ns(t.world.host.path(), &[self.backend.restore()]);
+        let mut c = in_ns(t.world.host.path(), &[restore]);
         let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("start {}", self.backend.restore()))?;
+            .with_context(|| format!("start {restore}"))?;
         child
             .stdin
             .take()
@@ -264,16 +309,37 @@ impl DockerRules {
         let took = t0.elapsed();
         if !out.status.success() {
             bail!(
-                "{} failed: {}",
-                self.backend.restore(),
+                "{restore} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         Ok(took)
     }
 
+    /// Fails, naming what is missing, unless ip6tables' nat table works in the host namespace.
+    fn check_ip6_nat(&self, t: &Topology) -> Result<()> {
+        let cmd = self.backend.iptables(true);
+        let module = match self.backend {
+            Backend::Legacy => "ip6table_nat",
+            Backend::Nft => "nft_chain_nat (nf_tables nat for ip6)",
+        };
+        run_ok(
+            cmd,
+            in_ns(t.world.host.path(), &[cmd, "-w", "-t", "nat", "-S"]),
+            Duration::from_secs(30),
+        )
+        .with_context(|| {
+            format!(
+                "{} cannot be built over IPv6: `{cmd} -t nat` fails in the bench's host \
+                 namespace (the kernel needs {module})",
+                self.id()
+            )
+        })?;
+        Ok(())
+    }
+
     fn iptables(&self, t: &Topology, table: &str, rule: &str) -> Result<()> {
-        let mut argv = vec![self.backend.iptables(), "-w", "-t", table];
+        let mut argv = vec![self.backend.iptables(false), "-w", "-t", table];
         argv.extend(rule.split_whitespace());
         run_ok(
             "iptables",
@@ -291,13 +357,8 @@ impl System for DockerRules {
             Backend::Nft => "S1-nft",
         }
     }
-    fn topo_opts(&self, icc: bool) -> TopoOpts {
-        TopoOpts {
-            dataplane: "none",
-            icc,
-            publish_in_netd: false,
-            daemon_extra: &[],
-        }
+    fn topo_opts(&self, icc: bool, ipv6: bool) -> TopoOpts {
+        TopoOpts::v4("none", icc, false).with_ipv6(ipv6)
     }
     fn setup(&mut self, t: &Topology) -> Result<()> {
         catch("route_localnet", || {
@@ -307,11 +368,16 @@ impl System for DockerRules {
                 &format!("net.ipv4.conf.{BRIDGE}.route_localnet=1"),
             ])
         })?;
-        self.restore(t).map(drop)
+        self.restore(t, false)?;
+        if t.opts.ipv6 {
+            self.check_ip6_nat(t)?;
+            self.restore(t, true)?;
+        }
+        Ok(())
     }
     fn route(&self, path: PathId) -> Route {
         match path {
-            PathId::P4 | PathId::P4Link | PathId::P5 => Route::Direct,
+            PathId::P4 | PathId::P4Link | PathId::P5 | PathId::P5v6 => Route::Direct,
             _ => Route::Published,
         }
     }
@@ -322,11 +388,11 @@ impl System for DockerRules {
         vec![]
     }
     fn publish_fillers(&mut self, t: &Topology) -> Result<Duration> {
-        self.restore(t)
+        self.restore(t, false)
     }
     fn publish_one_more(&mut self, t: &Topology) -> Result<Duration> {
         let ip = &t.onemore.as_ref().context("no onemore container")?.ip;
-        let cfg = Self::config(t);
+        let cfg = Self::config(t, false);
         let p = Publish {
             proto: "tcp".into(),
             host_port: ONE_MORE_PORT,
@@ -345,6 +411,15 @@ impl System for DockerRules {
     }
 }
 
+/// `ep`'s address of the family (IPv6: its global address, if it has one).
+fn addr(ep: &Endpoint, ipv6: bool) -> Option<String> {
+    if ipv6 {
+        ep.ip6.clone()
+    } else {
+        Some(ep.ip.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +430,7 @@ mod tests {
             subnet: "172.17.0.0/16".into(),
             icc,
             hairpin,
+            ipv6: false,
         }
     }
 
@@ -415,6 +491,37 @@ mod tests {
         ));
         // With icc on, Docker writes no link rules.
         assert!(!ruleset(&cfg(true, true), &[], &[link]).contains("--sport"));
+    }
+
+    #[test]
+    fn ipv6_ruleset_uses_128_prefixes_brackets_and_no_subnet_masquerade() {
+        let cfg6 = DockerConfig {
+            subnet: "2001:db8:1::/64".into(),
+            ipv6: true,
+            ..cfg(true, false)
+        };
+        let web6 = Publish {
+            container_ip: "2001:db8:1::242:ac11:2".into(),
+            ..web()
+        };
+        let r = ruleset(&cfg6, std::slice::from_ref(&web6), &[]);
+        for want in [
+            "-A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER",
+            "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [2001:db8:1::242:ac11:2]:80",
+            "-A POSTROUTING -s 2001:db8:1::242:ac11:2/128 -d 2001:db8:1::242:ac11:2/128 -p tcp -m tcp --dport 80 -j MASQUERADE",
+            "-A DOCKER -d 2001:db8:1::242:ac11:2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
+            "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
+        ] {
+            assert!(r.lines().any(|l| l == want), "missing {want:?} in\n{r}");
+        }
+        // Routed: the container prefix is not masqueraded, and nothing IPv4 is left.
+        assert!(!r.contains("-s 2001:db8:1::/64"), "{r}");
+        assert!(!r.contains("/32") && !r.contains("127.0.0.0/8"), "{r}");
+        // The IPv4 ruleset keeps its masquerade.
+        assert!(
+            ruleset(&cfg(true, false), &[web()], &[])
+                .contains("-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE")
+        );
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! started in the host namespace:
 //! `docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port P -container-ip IP -container-port C`
 //! with fd 3 open (docker-proxy writes `0\n` there once it listens, or `1\n<error>`).
+//!
+//! This docker-proxy (20.10.24) listens on IPv4 only for `-host-ip 0.0.0.0`, so on the
+//! dual-stack topology each port also gets a second one, `-host-ip ::`, to srv's IPv6 address,
+//! as Docker 20.10 with IPv6 does for an unspecified host address.
 
 use std::io::Read as _;
 use std::os::fd::{AsRawFd as _, OwnedFd};
@@ -26,6 +30,18 @@ pub struct DockerProxy {
 
 /// Starts one docker-proxy in `t`'s host namespace and waits for its status on fd 3.
 fn start(t: &Topology, proto: &str, host_port: u16, ip: &str, port: u16) -> Result<Proc> {
+    start_on(t, "0.0.0.0", proto, host_port, ip, port)
+}
+
+/// [`start`] on the host address `host_ip`.
+fn start_on(
+    t: &Topology,
+    host_ip: &str,
+    proto: &str,
+    host_port: u16,
+    ip: &str,
+    port: u16,
+) -> Result<Proc> {
     let (rd, wr): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     let mut c = in_ns(
@@ -35,7 +51,7 @@ fn start(t: &Topology, proto: &str, host_port: u16, ip: &str, port: u16) -> Resu
             "-proto",
             proto,
             "-host-ip",
-            "0.0.0.0",
+            host_ip,
             "-host-port",
             &host_port.to_string(),
             "-container-ip",
@@ -67,7 +83,7 @@ fn start(t: &Topology, proto: &str, host_port: u16, ip: &str, port: u16) -> Resu
         .context("read docker-proxy status")?;
     if !status.starts_with('0') {
         bail!(
-            "docker-proxy {proto} {host_port} -> {ip}:{port} failed: {}",
+            "docker-proxy {proto} {host_ip} {host_port} -> {ip} {port} failed: {}",
             status.trim()
         );
     }
@@ -78,13 +94,8 @@ impl System for DockerProxy {
     fn id(&self) -> &'static str {
         "S2"
     }
-    fn topo_opts(&self, icc: bool) -> TopoOpts {
-        TopoOpts {
-            dataplane: "none",
-            icc,
-            publish_in_netd: false,
-            daemon_extra: &[],
-        }
+    fn topo_opts(&self, icc: bool, ipv6: bool) -> TopoOpts {
+        TopoOpts::v4("none", icc, false).with_ipv6(ipv6)
     }
     fn setup(&mut self, t: &Topology) -> Result<()> {
         if !std::path::Path::new(DOCKER_PROXY).exists() {
@@ -93,6 +104,16 @@ impl System for DockerProxy {
         for m in srv_mappings() {
             self.procs
                 .push(start(t, m.proto, m.host_port, &t.srv.ip, m.container_port)?);
+            if let Some(ip6) = t.srv.ip6.as_deref().filter(|_| t.opts.ipv6) {
+                self.procs.push(start_on(
+                    t,
+                    "::",
+                    m.proto,
+                    m.host_port,
+                    ip6,
+                    m.container_port,
+                )?);
+            }
         }
         Ok(())
     }
@@ -101,7 +122,7 @@ impl System for DockerProxy {
     }
     fn route(&self, path: PathId) -> Route {
         match path {
-            PathId::P4 | PathId::P4Link | PathId::P5 => Route::NotApplicable,
+            PathId::P4 | PathId::P4Link | PathId::P5 | PathId::P5v6 => Route::NotApplicable,
             _ => Route::Published,
         }
     }

@@ -2,7 +2,10 @@
 //! sweep's with `netd publish` (one call per filler container, one spec per port).
 //!
 //! Variants measured on P1 and P6 only compare a daemon setting (the redirect fast path, when
-//! the netd under test has `--fast-path`) against the default daemon (S3).
+//! the netd under test has `--fast-path`) against the default daemon (S3). The variant
+//! `S3-nat46`, on P1v6 and P6v6 only, runs the daemon without `--ipv6`: srv is IPv4 only, so
+//! its `[::]` publications go through netd's NAT46 relay (user space, as docker-proxy; the
+//! server sees the bridge gateway, not the client, so the check is the echo only).
 
 use std::time::Duration;
 
@@ -17,6 +20,8 @@ pub struct Netd {
     id: &'static str,
     daemon_extra: &'static [&'static str],
     only_paths: Option<&'static [PathId]>,
+    /// Containers get IPv6 addresses on the dual-stack topology (false: the NAT46 relay).
+    ipv6_containers: bool,
 }
 
 impl Default for Netd {
@@ -26,12 +31,15 @@ impl Default for Netd {
             id: "S3",
             daemon_extra: &[],
             only_paths: None,
+            ipv6_containers: true,
         }
     }
 }
 
 /// The paths daemon variants are compared on.
 pub const VARIANT_PATHS: &[PathId] = &[PathId::P1, PathId::P6];
+/// The paths of the NAT46 variant.
+pub const NAT46_PATHS: &[PathId] = &[PathId::P1v6, PathId::P6v6];
 
 impl Netd {
     /// A variant of S3 with more daemon arguments, measured on [`VARIANT_PATHS`] only.
@@ -40,6 +48,18 @@ impl Netd {
             id,
             daemon_extra,
             only_paths: Some(VARIANT_PATHS),
+            ipv6_containers: true,
+        }
+    }
+
+    /// `S3-nat46`: IPv4-only containers published on `[::]` through the relay, on
+    /// [`NAT46_PATHS`].
+    pub fn nat46() -> Netd {
+        Netd {
+            id: "S3-nat46",
+            daemon_extra: &[],
+            only_paths: Some(NAT46_PATHS),
+            ipv6_containers: false,
         }
     }
 }
@@ -48,12 +68,11 @@ impl System for Netd {
     fn id(&self) -> &'static str {
         self.id
     }
-    fn topo_opts(&self, icc: bool) -> TopoOpts {
+    fn topo_opts(&self, icc: bool, ipv6: bool) -> TopoOpts {
         TopoOpts {
-            dataplane: "ebpf",
-            icc,
-            publish_in_netd: true,
             daemon_extra: self.daemon_extra,
+            ipv6_containers: ipv6 && self.ipv6_containers,
+            ..TopoOpts::v4("ebpf", icc, true).with_ipv6(ipv6)
         }
     }
     fn setup(&mut self, _t: &Topology) -> Result<()> {
@@ -64,12 +83,13 @@ impl System for Netd {
     }
     fn route(&self, path: PathId) -> Route {
         match path {
-            PathId::P4 | PathId::P4Link | PathId::P5 => Route::Direct,
+            PathId::P4 | PathId::P4Link | PathId::P5 | PathId::P5v6 => Route::Direct,
             _ => Route::Published,
         }
     }
+    /// The relay (S3-nat46) shows the container the gateway's address, as docker-proxy does.
     fn nat_and_filters(&self) -> bool {
-        true
+        self.ipv6_containers
     }
     fn pids(&self, t: &Topology) -> Vec<u32> {
         t.daemon.pid().into_iter().collect()

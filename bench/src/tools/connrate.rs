@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::Values;
+use super::{Values, sock_addr};
 use crate::proc::{Proc, in_ns_cg, run};
 
 /// The container port the connrate server listens on.
@@ -33,9 +33,9 @@ pub fn bin() -> Result<PathBuf> {
     Ok(p)
 }
 
-/// `netd-connrate server --port <port>` inside `netns` and `cgroup` (it exits by itself after
-/// an hour).
-pub fn server(netns: &Path, cgroup: Option<&Path>, port: u16) -> Result<Proc> {
+/// `netd-connrate server --bind <bind> --port <port>` inside `netns` and `cgroup` (it exits by
+/// itself after an hour). `bind` is `0.0.0.0`, or `::` for IPv6 and IPv4 clients (dual stack).
+pub fn server(netns: &Path, cgroup: Option<&Path>, bind: &str, port: u16) -> Result<Proc> {
     let bin = bin()?;
     let bin = bin.to_string_lossy();
     Proc::spawn(
@@ -46,6 +46,8 @@ pub fn server(netns: &Path, cgroup: Option<&Path>, port: u16) -> Result<Proc> {
             &[
                 &bin,
                 "server",
+                "--bind",
+                bind,
                 "--port",
                 &port.to_string(),
                 "--max-secs",
@@ -66,7 +68,7 @@ pub fn client(
 ) -> Result<Values> {
     let bin = bin()?;
     let bin = bin.to_string_lossy();
-    let addr = format!("{ip}:{port}");
+    let addr = sock_addr(ip, port);
     let argv = [
         &*bin,
         "client",
@@ -130,7 +132,7 @@ pub fn echo_within(
 ) -> Result<()> {
     let bin = bin()?;
     let bin = bin.to_string_lossy();
-    let addr = format!("{ip}:{port}");
+    let addr = sock_addr(ip, port);
     let ms = limit.as_millis().to_string();
     let mut argv = vec![
         &*bin,

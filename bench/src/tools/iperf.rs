@@ -31,7 +31,8 @@ pub enum Mode {
     UdpSmall,
 }
 
-/// Runs the client from `netns` (and `cgroup`) against `ip:port` for `secs` seconds.
+/// Runs the client from `netns` (and `cgroup`) against `ip:port` for `secs` seconds (with `-6`
+/// for an IPv6 address; the server, `iperf3 -s`, listens on both families).
 pub fn client(
     netns: &Path,
     cgroup: Option<&Path>,
@@ -54,6 +55,9 @@ pub fn client(
         "--connect-timeout",
         "2000",
     ];
+    if ip.contains(':') {
+        argv.push("-6");
+    }
     let streams;
     let len = UDP_LEN.to_string();
     match mode {
