@@ -84,19 +84,54 @@ impl Drop for MountNs {
     }
 }
 
+/// dockerd's networking flags when netd is its network driver: no `docker0`, no iptables
+/// rule, no masquerade, no forwarding sysctl, no docker-proxy ([`Dockerd::start`]).
+pub const NETD_NET_FLAGS: [&str; 5] = [
+    "--bridge=none",
+    "--iptables=false",
+    "--ip-masq=false",
+    "--ip-forward=false",
+    "--userland-proxy=false",
+];
+
+/// dockerd's networking flags for Docker's own bridge driver as an oracle: its iptables
+/// rules, masquerade, forwarding sysctl and docker-proxy, all inside the world's host netns
+/// (no `docker0`: the tests create user-defined `-d bridge` networks).
+pub const BRIDGE_DRIVER_NET_FLAGS: [&str; 6] = [
+    "--bridge=none",
+    "--iptables=true",
+    "--ip-masq=true",
+    "--ip-forward=true",
+    "--userland-proxy=true",
+    "--userland-proxy-path=/usr/sbin/docker-proxy",
+];
+
 /// dockerd in the mount namespace and the host netns, with its own directories under `dir`.
 pub struct Dockerd {
     child: Child,
     pub dir: PathBuf,
+    net_flags: Vec<String>,
 }
 
 impl Dockerd {
+    /// dockerd with [`NETD_NET_FLAGS`].
     pub fn start(mnt: &MountNs, host: &Netns) -> Dockerd {
+        Dockerd::start_with(mnt, host, &NETD_NET_FLAGS)
+    }
+
+    /// dockerd with `net_flags` as its networking flags (kept across restarts), e.g.
+    /// [`BRIDGE_DRIVER_NET_FLAGS`].
+    pub fn start_with(mnt: &MountNs, host: &Netns, net_flags: &[&str]) -> Dockerd {
         let dir = std::env::temp_dir().join(crate::unique("netdt-docker-"));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let child = Dockerd::spawn(mnt, host, &dir);
-        let d = Dockerd { child, dir };
+        let net_flags: Vec<String> = net_flags.iter().map(|f| f.to_string()).collect();
+        let child = Dockerd::spawn(mnt, host, &dir, &net_flags);
+        let d = Dockerd {
+            child,
+            dir,
+            net_flags,
+        };
         d.wait_ready();
         d
     }
@@ -104,7 +139,7 @@ impl Dockerd {
     /// SIGTERM (dockerd stops its containers), then the same dockerd again.
     pub fn restart(&mut self, mnt: &MountNs, host: &Netns) {
         self.stop();
-        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.child = Dockerd::spawn(mnt, host, &self.dir, &self.net_flags);
         self.wait_ready();
     }
 
@@ -139,7 +174,7 @@ impl Dockerd {
 
     /// Starts dockerd again after [`Dockerd::kill9`].
     pub fn start_again(&mut self, mnt: &MountNs, host: &Netns) {
-        self.child = Dockerd::spawn(mnt, host, &self.dir);
+        self.child = Dockerd::spawn(mnt, host, &self.dir, &self.net_flags);
         self.wait_ready();
     }
 
@@ -157,7 +192,7 @@ impl Dockerd {
         let _ = self.child.wait();
     }
 
-    fn spawn(mnt: &MountNs, host: &Netns, dir: &Path) -> Child {
+    fn spawn(mnt: &MountNs, host: &Netns, dir: &Path, net_flags: &[String]) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -178,14 +213,10 @@ impl Dockerd {
             &p("docker.pid"),
             "--config-file",
             &p("daemon.json"),
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--ip-forward=false",
-            "--userland-proxy=false",
             "--storage-driver",
             "vfs",
         ])
+        .args(net_flags)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -239,6 +270,19 @@ impl Dockerd {
             self.log()
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `docker import` of [`image_tar`] as [`IMAGE`].
+    pub fn import_image(&self) -> Result<(), String> {
+        let tar = image_tar(&self.dir);
+        let import = self.docker(&["import", tar.to_str().unwrap_or_default(), IMAGE]);
+        if !import.status.success() {
+            return Err(format!(
+                "docker import: {}",
+                String::from_utf8_lossy(&import.stderr)
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -382,14 +426,7 @@ impl DockerWorld {
             ));
         }
         let docker = Dockerd::start(&mnt, &w.host);
-        let tar = image_tar(&docker.dir);
-        let import = docker.docker(&["import", tar.to_str().unwrap_or_default(), IMAGE]);
-        if !import.status.success() {
-            return Err(format!(
-                "docker import: {}",
-                String::from_utf8_lossy(&import.stderr)
-            ));
-        }
+        docker.import_image()?;
         Ok(DockerWorld { docker, d, mnt, w })
     }
 
