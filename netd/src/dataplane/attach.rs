@@ -2,7 +2,11 @@
 //! filters: see [`super::clsact`]), adopting what a previous agent left, and detaching and
 //! pruning them.
 
-use std::{collections::HashSet, os::fd::AsFd as _, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    os::fd::AsFd as _,
+    path::Path,
+};
 
 use aya::{
     maps::PerCpuHashMap,
@@ -90,6 +94,58 @@ impl Dataplane {
         endpoint_attach(self.tc_attach).unwrap_or(TcAttach::Netlink)
     }
 
+    /// [`Dataplane::attach_container_veth`] over the container veths of a restart (`veths`:
+    /// ifindex and name, from one listing of the interfaces). A veth whose two netd filters are
+    /// in place and run this agent's programs already (the programs were reused) costs one
+    /// filter dump per hook, on one netlink socket; only the others take the full attach (a
+    /// missing filter added, the loaded programs swapped in, a TCX-mode agent's links
+    /// replaced). Returns the names of the veths that took it.
+    pub fn adopt_container_veths<'a>(
+        &mut self,
+        veths: &[(u32, &'a str)],
+    ) -> Result<Vec<&'a str>, DataplaneError> {
+        let mode = self.container_veth_attach();
+        let redo: Vec<&str> = match mode {
+            TcAttach::Tcx => veths.iter().map(|&(_, n)| n).collect(),
+            TcAttach::Netlink => {
+                let mut want = [0u32; 2];
+                for (w, &(program, _)) in want.iter_mut().zip(&ENDPOINT) {
+                    *w = self
+                        .program(program)?
+                        .info()
+                        .map_err(|e| DataplaneError::Adopt {
+                            path: format!("program {program}").into(),
+                            source: e.into(),
+                        })?
+                        .id();
+                }
+                let pinned: HashSet<String> = self.pins.pinned_interfaces()?.into_iter().collect();
+                // No socket: every veth takes the full attach, which names the error.
+                let sock = super::tcnl::socket().ok();
+                let mut redo = Vec::new();
+                for &(ifindex, ifname) in veths {
+                    let in_place = sock.as_ref().is_some_and(|sock| {
+                        ENDPOINT.iter().zip(want).all(|(&(program, hook), id)| {
+                            super::tcnl::filters_on(sock, ifindex, hook)
+                                .is_ok_and(|fs| only_netd_filter(&fs, program, id))
+                        })
+                    });
+                    // Links a TCX-mode agent pinned for it double the filters.
+                    let tcx_pins =
+                        pinned.contains(ifname) && !self.pins.pinned_programs(ifname)?.is_empty();
+                    if !in_place || tcx_pins {
+                        redo.push(ifname);
+                    }
+                }
+                redo
+            }
+        };
+        for ifname in &redo {
+            self.attach_hooks(ifname, &ENDPOINT, &[], mode)?;
+        }
+        Ok(redo)
+    }
+
     /// Detaches and unpins everything netd attached to `ifname` and drops its counters. Nothing
     /// pinned, or an interface that is already gone, is not an error.
     pub fn detach(&mut self, ifname: &str) -> Result<(), DataplaneError> {
@@ -162,18 +218,23 @@ impl Dataplane {
     /// Interfaces not in `keep` that carry netd's `from_container` filter: container veths
     /// whose endpoint is gone (a daemon killed while their deletion was queued). Only netd puts
     /// that program on an interface, so they are netd's to delete.
-    pub fn orphaned_container_veths(&self, keep: &[String]) -> Vec<(u32, String)> {
-        let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
-        clsact::interfaces()
-            .into_iter()
+    /// `interfaces` lists the namespace's interfaces (ifindex, name).
+    pub fn orphaned_container_veths(
+        &self,
+        keep: &HashSet<&str>,
+        interfaces: &[(u32, String)],
+    ) -> Vec<(u32, String)> {
+        interfaces
+            .iter()
             .filter(|(_, name)| !keep.contains(name.as_str()))
-            .filter(|&(ifindex, _)| {
+            .filter(|&&(ifindex, _)| {
                 super::tcnl::filters(ifindex, TcAttachType::Ingress).is_ok_and(|fs| {
                     fs.iter().any(|f| {
                         clsact::is_netd(f) && f.name.as_deref() == Some(PROG_FROM_CONTAINER)
                     })
                 })
             })
+            .cloned()
             .collect()
     }
 
@@ -182,17 +243,30 @@ impl Dataplane {
     /// counters of every interface not in `keep`. `keep` must list every interface the agent
     /// still wants (uplinks and endpoints). Keeps going after an error and reports them all.
     pub fn prune(&mut self, keep: &[String]) -> Result<(), DataplaneError> {
+        let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+        self.prune_among(&keep, &clsact::interfaces())
+    }
+
+    /// [`Dataplane::prune`] from a listing of the interfaces (ifindex, name) the caller already
+    /// made (a restart's reconcile lists them once for all its steps).
+    pub fn prune_among(
+        &mut self,
+        keep: &HashSet<&str>,
+        interfaces: &[(u32, String)],
+    ) -> Result<(), DataplaneError> {
         let mut errors = Vec::new();
-        let mut kept = HashSet::new();
-        for ifname in keep {
-            if let Ok(ifindex) = ifindex(ifname) {
-                kept.insert(ifindex);
-            }
-        }
+        let by_name: HashMap<&str, u32> =
+            interfaces.iter().map(|(i, n)| (n.as_str(), *i)).collect();
+        let kept: HashSet<u32> = keep
+            .iter()
+            .filter_map(|n| by_name.get(n).copied())
+            .collect();
         for ifname in self.pins.pinned_interfaces()? {
-            let current = ifindex(&ifname).ok();
+            let current = by_name.get(ifname.as_str()).copied();
             let result = match current {
-                Some(ifindex) if keep.contains(&ifname) => self.prune_defunct(&ifname, ifindex),
+                Some(ifindex) if keep.contains(ifname.as_str()) => {
+                    self.prune_defunct(&ifname, ifindex)
+                }
                 _ => self.detach(&ifname),
             };
             if let Err(e) = result {
@@ -200,11 +274,12 @@ impl Dataplane {
             }
         }
         // Netlink filters have no pins: the kernel's list is the record.
-        for (ifindex, ifname) in clsact::interfaces() {
+        for (ifindex, ifname) in interfaces {
+            let (ifindex, ifname) = (*ifindex, ifname.as_str());
             if kept.contains(&ifindex) {
                 continue;
             }
-            if let Err(e) = self.remove_netlink_filters(&ifname, ifindex, &[]) {
+            if let Err(e) = self.remove_netlink_filters(ifname, ifindex, &[]) {
                 errors.push(e);
             }
         }
@@ -375,6 +450,15 @@ impl Dataplane {
         }
         Ok(())
     }
+}
+
+/// Whether `filters` (one hook's) hold exactly one netd filter, `program`'s, running `prog_id`.
+fn only_netd_filter(filters: &[super::tcnl::Filter], program: &str, prog_id: u32) -> bool {
+    let mut netd = filters.iter().filter(|f| clsact::is_netd(f));
+    matches!(
+        (netd.next(), netd.next()),
+        (Some(f), None) if f.name.as_deref() == Some(program) && f.prog_id == Some(prog_id)
+    )
 }
 
 /// How container veths get their programs when `NETD_ENDPOINT_TC_ATTACH` says (`netlink`,

@@ -38,9 +38,10 @@ pub(super) struct PortTable {
     holders: HashMap<(u8, u16), u32>,
     /// Ports the ranges hold (the map holds these plus one marker per `holders` entry).
     ports: usize,
-    /// Left by a previous agent (adopted pins): deleted by the first change unless it writes
-    /// them again.
-    stale_keys: HashSet<PortKey>,
+    /// Left by a previous agent (adopted pins), with their values: deleted by the first
+    /// change unless it writes them again, and not written again where they hold the value
+    /// already (a restart rewrites nothing that is right).
+    stale: HashMap<PortKey, PortTarget>,
     stale_stats: Vec<u32>,
 }
 
@@ -83,7 +84,7 @@ impl Dataplane {
         let Some(mut table) = self.ports.take() else {
             return Ok(None);
         };
-        if !table.stale_keys.is_empty() {
+        if !table.stale.is_empty() {
             self.ports = Some(table);
             return Ok(None);
         }
@@ -140,7 +141,7 @@ impl Dataplane {
         removed: &[PortEntry],
         added: &[PortEntry],
     ) -> Result<PortsChange, DataplaneError> {
-        if removed.is_empty() && added.is_empty() && table.stale_keys.is_empty() {
+        if removed.is_empty() && added.is_empty() && table.stale.is_empty() {
             return Ok(PortsChange::default());
         }
 
@@ -150,8 +151,7 @@ impl Dataplane {
         let mut deletes: HashSet<PortKey> = removed
             .iter()
             .flat_map(|e| e.expand().map(|(k, _)| k))
-            .chain(table.stale_keys.iter().copied())
-            .filter(|k| !writes.contains_key(k))
+            .chain(table.stale.keys().copied())
             .collect();
         // Markers: count holders per (proto, port) after the change; an added range's entry is
         // what a new marker holds (the bind hook reads only its flags).
@@ -195,6 +195,10 @@ impl Dataplane {
             });
         }
 
+        // Nothing written is deleted (a stale marker written again, too), and what an adopted
+        // map holds already is not written again.
+        deletes.retain(|k| !writes.contains_key(k));
+        writes.retain(|k, v| table.stale.get(k) != Some(v));
         let (keys, values): (Vec<PortKey>, Vec<PortTarget>) = writes.into_iter().unzip();
         let deletes: Vec<PortKey> = deletes.into_iter().collect();
         {
@@ -236,7 +240,7 @@ impl Dataplane {
             }
         }
         table.ports = ports;
-        table.stale_keys.clear();
+        table.stale.clear();
         Ok(PortsChange {
             written: keys.len(),
             deleted: deletes.len(),
@@ -250,7 +254,7 @@ impl Dataplane {
         let aya::maps::Map::HashMap(data) = self.map_ref(MAP_PORTS)? else {
             return Err(DataplaneError::MapNotFound { map: MAP_PORTS });
         };
-        let stale_keys = sys::map_keys::<PortKey>(data.fd().as_fd())
+        let stale = sys::map_entries::<PortKey, PortTarget>(data.fd().as_fd())
             .map_err(|e| DataplaneError::io("list", PathBuf::from(MAP_PORTS), e))?
             .into_iter()
             .collect();
@@ -259,7 +263,7 @@ impl Dataplane {
                 .map_err(super::mapsync::map_err(MAP_PORT_STATS))?;
         let stale_stats = stats.keys().filter_map(Result::ok).collect();
         Ok(PortTable {
-            stale_keys,
+            stale,
             stale_stats,
             ..Default::default()
         })

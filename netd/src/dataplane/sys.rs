@@ -200,19 +200,42 @@ pub fn map_delete_batch<K: Copy>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<
     bpf(BPF_MAP_DELETE_BATCH, &mut attr).map(drop)
 }
 
-/// Every key of a hash map (BPF_MAP_GET_NEXT_KEY walk). `K` must be the map's key type.
-pub fn map_keys<K: Copy + bytemuck::Zeroable>(map: BorrowedFd<'_>) -> io::Result<Vec<K>> {
-    let fd = map.as_raw_fd() as u32;
-    let mut out: Vec<K> = Vec::new();
-    let mut next = K::zeroed();
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// Every (key, value) of a hash map, read in BPF_MAP_LOOKUP_BATCH calls of up to 4096
+/// entries (kernel >= 5.6): a restart reads a 65 000-port table in 16 syscalls, not 130 000.
+/// `K` and `V` must be the map's key and value types (not a per-CPU map's).
+pub fn map_entries<K: Copy + bytemuck::Zeroable, V: Copy + bytemuck::Zeroable>(
+    map: BorrowedFd<'_>,
+) -> io::Result<Vec<(K, V)>> {
+    const CHUNK: usize = 4096;
+    let mut keys = vec![K::zeroed(); CHUNK];
+    let mut values = vec![V::zeroed(); CHUNK];
+    let mut out = Vec::new();
+    // The hash map's batch token is a bucket index (u32); u64 leaves room.
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut first = true;
     loop {
         let mut attr: Attr = [0; 8];
-        attr[0] = u64::from(fd);
-        // A null key asks for the first key.
-        attr[1] = out.last().map_or(0, |k| k as *const K as u64);
-        attr[2] = (&raw mut next) as u64;
-        match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
-            Ok(_) => out.push(next),
+        // struct { in_batch, out_batch, keys, values; u32 count, map_fd; elem_flags, flags }
+        attr[0] = if first {
+            0
+        } else {
+            (&raw const token_in) as u64
+        };
+        attr[1] = (&raw mut token_out) as u64;
+        attr[2] = keys.as_mut_ptr() as u64;
+        attr[3] = values.as_mut_ptr() as u64;
+        attr[4] = CHUNK as u64 | (u64::from(map.as_raw_fd() as u32) << 32);
+        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        // The kernel writes back how many it copied, also with the last chunk's ENOENT.
+        let n = ((attr[4] & 0xffff_ffff) as usize).min(CHUNK);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match r {
+            Ok(_) => {
+                token_in = token_out;
+                first = false;
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
             Err(e) => return Err(e),
         }

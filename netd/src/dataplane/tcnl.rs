@@ -48,7 +48,9 @@ pub struct Filter {
     pub prog_id: Option<u32>,
 }
 
-fn socket() -> io::Result<OwnedFd> {
+/// A netlink socket of the calling thread's namespace, for many requests in a row
+/// ([`filters_on`]): one socket instead of one per request.
+pub fn socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the result is checked before it is owned.
     let fd = unsafe {
         libc::socket(
@@ -117,8 +119,12 @@ fn c_string(b: &[u8]) -> String {
 
 /// Sends `req` and reads replies until the dump ends or the ACK arrives; calls `each` on every
 /// RTM_NEWTFILTER payload (tcmsg + attributes).
-fn exchange(req: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    let sock = socket()?;
+fn exchange(req: &[u8], each: impl FnMut(&[u8])) -> io::Result<()> {
+    exchange_on(&socket()?, req, each)
+}
+
+/// [`exchange`] on `sock`, which must have no request in flight.
+fn exchange_on(sock: &OwnedFd, req: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
     // SAFETY: sending a fully initialised buffer on our socket.
     let sent = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
     if sent < 0 {
@@ -171,6 +177,15 @@ fn exchange(req: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
 /// The filters on `ifindex`'s clsact hook of `attach_type`, in the kernel's order (lowest
 /// priority number, which runs first, first). No clsact qdisc means no filters.
 pub fn filters(ifindex: u32, attach_type: TcAttachType) -> io::Result<Vec<Filter>> {
+    filters_on(&socket()?, ifindex, attach_type)
+}
+
+/// [`filters`] on a socket of [`socket`]'s (one per thread), reused for many interfaces.
+pub fn filters_on(
+    sock: &OwnedFd,
+    ifindex: u32,
+    attach_type: TcAttachType,
+) -> io::Result<Vec<Filter>> {
     let req = request(
         RTM_GETTFILTER,
         NLM_F_DUMP,
@@ -180,7 +195,7 @@ pub fn filters(ifindex: u32, attach_type: TcAttachType) -> io::Result<Vec<Filter
         0,
     );
     let mut out = Vec::new();
-    let result = exchange(&req, |p| {
+    let result = exchange_on(sock, &req, |p| {
         let handle = u32_at(p, 8);
         let info = u32_at(p, 16);
         // Each priority is also listed once on its own, without a handle.

@@ -339,12 +339,14 @@ impl Engine {
         if self.dp.is_none() {
             return Ok(());
         }
+        let mut t = super::timing::Phases::new();
         let bridge = self.nl.require_link(&self.net.bridge).await?;
         let cfg = self.dp_config(bridge.index, bridge.mac);
         let (eps, eps6) = self.endpoint_infos().await?;
         let nets = self.network_configs(&cfg).await?;
         let ports = self.port_entries();
         let links = self.links_map();
+        t.mark("derive");
         let allow: Vec<_> = self
             .state
             .filters
@@ -360,6 +362,7 @@ impl Engine {
             .map(|n| (be(n.network()), n.prefix_len()))
             .collect();
         self.refresh_addresses().await?;
+        t.mark("addresses");
         let dp = self.dp.as_mut().expect("checked");
         // Filter entries are added before the config may switch a list on, and removed after
         // it switched one off: no moment drops everyone or lets a denied source through.
@@ -370,11 +373,24 @@ impl Engine {
         // The XDP pre-filter runs only while there is something to filter.
         let filtering = !allow.is_empty() || !deny.is_empty();
         dp.set_prefilter(&self.uplinks, filtering)?;
+        t.mark("config");
         dp.set_endpoints(&eps)?;
         dp.set_endpoints_ipv6(&eps6)?;
-        dp.set_ports(ports)?;
+        t.mark("endpoints");
+        let change = dp.set_ports(ports)?;
+        t.mark("ports");
         dp.set_links(&links)?;
         dp.prune_filters(&allow, &deny)?;
+        t.mark("links");
+        t.log(
+            "maps",
+            &format!(
+                "{} endpoints, {} ports written, {} deleted",
+                eps.len(),
+                change.written,
+                change.deleted
+            ),
+        );
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub mod network;
 pub mod networks;
 pub mod ports;
 mod publish;
+mod reconcile;
 mod relay46;
 pub mod request;
 mod reserve;
@@ -29,7 +30,7 @@ mod timing;
 mod uplinks;
 pub mod view;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use crate::dataplane::{Dataplane, DataplaneConfig, sock};
 use crate::spec::{self, NetMode};
@@ -44,7 +45,7 @@ pub use request::{
 use state::{Endpoint, NetworkState, State};
 use store::{Store, Touched};
 pub use uplinks::{LinkEvents, auto_uplinks};
-use view::{BridgeView, EndpointView, ExposeView, LinkView, PortView, Status};
+use view::{BridgeView, EndpointView, PortView, Status};
 
 /// What can go wrong: the variant says what kind of failure it is (a front end maps it to an
 /// HTTP status or an exit code), the text is the user's message.
@@ -137,6 +138,9 @@ pub struct Engine {
     reaper: crate::wiring::reaper::VethReaper,
     /// Between [`Engine::open`] and the end of [`Engine::reconcile_start`].
     reconciling: bool,
+    /// Endpoints [`Engine::open`] changed (binding ids given to old state): recorded by
+    /// [`Engine::reconcile_start`].
+    unsaved: Vec<String>,
 }
 
 impl Engine {
@@ -225,6 +229,7 @@ impl Engine {
             uplinks: Vec::new(),
             reaper: crate::wiring::reaper::VethReaper::new(),
             reconciling: true,
+            unsaved: Vec::new(),
         };
         if hooked {
             let published: Vec<_> = engine
@@ -246,6 +251,9 @@ impl Engine {
             for b in ep.ports.iter_mut().filter(|b| b.id == 0) {
                 b.id = engine.state.next_binding_id;
                 engine.state.next_binding_id += 1;
+                if engine.unsaved.last() != Some(&ep.name) {
+                    engine.unsaved.push(ep.name.clone());
+                }
             }
         }
         if engine.dp.is_some() && engine.reserved.mode() == reserve::Mode::Sockets {
@@ -278,124 +286,6 @@ impl Engine {
     /// Whether [`Engine::reconcile_start`] is still to run (or running).
     pub fn reconciling(&self) -> bool {
         self.reconciling
-    }
-
-    /// The second half of [`Engine::start`]: reconciles the saved endpoints with what is
-    /// there (vanished ones detached, veths' programs adopted, stale attachments pruned),
-    /// writes the maps and takes a state snapshot.
-    pub async fn reconcile_start(&mut self) -> Result<(), EngineError> {
-        let mut t = timing::Phases::new();
-        let engine = self;
-        engine.reconcile().await?;
-        t.mark("reconcile");
-        engine.restore_ndp_proxies().await;
-        t.mark("ndp");
-        engine.sync_dataplane().await?;
-        t.mark("maps");
-        // Every hook runs this netd's programs now (the XDP pre-filter is set by the sync):
-        // maps left in an older layout can go.
-        if let Some(dp) = engine.dp.as_mut() {
-            dp.finish_migration()?;
-        }
-        t.mark("migration");
-        // One snapshot after start: it takes over a state.json from before the journal, and
-        // the start's own changes (binding ids, network ids, reconciled endpoints).
-        engine.store.snapshot(&mut engine.state)?;
-        t.mark("snapshot");
-        engine.reconciling = false;
-        t.log(
-            "start",
-            &format!("{} endpoints", engine.state.endpoints.len()),
-        );
-        Ok(())
-    }
-
-    /// Drops endpoints whose namespace is gone, re-attaches programs to the rest and prunes
-    /// pinned attachments of interfaces that no longer belong to anyone.
-    async fn reconcile(&mut self) -> Result<(), EngineError> {
-        // Joiners (--net container:X) first: detaching X refuses while they are attached.
-        let mut names: Vec<String> = self.state.endpoints.keys().cloned().collect();
-        names.sort_by_key(|n| !matches!(self.state.endpoints[n].net, NetMode::Container(_)));
-        let mut t = timing::Phases::new();
-        // One dump of the namespace's interfaces, not one request per endpoint.
-        let present: std::collections::HashSet<String> =
-            self.nl.links().await?.into_iter().map(|l| l.name).collect();
-        t.mark("list_links");
-        // `netd daemon` on a terminal shows "k of N endpoints" while this runs.
-        let steps = &crate::ops::progress::STEPS;
-        steps.begin(names.len() as u64, "endpoints");
-        for name in names {
-            steps.step();
-            let ep = &self.state.endpoints[&name];
-            // A bridged endpoint's veth dies with its namespace, so the veth is what tells:
-            // its netns path may be a bind mount the daemon cannot see (podman's CNI_NETNS
-            // lives in podman's mount namespace). Without a veth, the path is all there is.
-            let gone = match &ep.host_ifname {
-                Some(h) => !present.contains(h),
-                None => crate::wiring::netns::open(&ep.netns).is_err(),
-            };
-            if gone {
-                tracing::info!(container = %name, "network namespace or veth vanished while the daemon was away; cleaning up");
-                // A cleanup that half fails must not keep the daemon from starting.
-                if let Err(e) = self.detach(&name).await {
-                    tracing::warn!(container = %name, "cleanup: {e}");
-                }
-            }
-        }
-        steps.end();
-        t.mark("vanished");
-        if let Some(dp) = self.dp.as_mut() {
-            let mut keep: Vec<String> = self.uplinks.clone();
-            for ep in self.state.endpoints.values() {
-                if let Some(h) = &ep.host_ifname {
-                    dp.attach_container_veth(h)?;
-                    keep.push(h.clone());
-                }
-            }
-            t.mark("adopt_veths");
-            // Veths of endpoints detached by a daemon that died before deleting them: deleted
-            // now, their filters kept until they are gone (never on the bridge unpoliced).
-            for (ifindex, ifname) in dp.orphaned_container_veths(&keep) {
-                tracing::info!(%ifname, "deleting the veth of a container detached before the restart");
-                keep.push(ifname.clone());
-                self.reaper
-                    .queue(crate::wiring::reaper::Doomed { ifindex, ifname });
-            }
-            t.mark("orphans");
-            dp.prune(&keep)?;
-            t.mark("prune");
-        }
-        t.log(
-            "reconcile",
-            &format!("{} endpoints", self.state.endpoints.len()),
-        );
-        Ok(())
-    }
-
-    /// NDP proxy entries do not outlive the host namespace's neighbour table being flushed,
-    /// and the uplinks may have changed: put back what each endpoint needs.
-    async fn restore_ndp_proxies(&mut self) {
-        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
-        let mut changed = Vec::new();
-        for n in names {
-            let ep = self.state.endpoints[&n].clone();
-            match self.add_ndp_proxy(&ep).await {
-                Ok(on) if on != ep.ndp_proxy => {
-                    if let Some(e) = self.state.endpoints.get_mut(&n) {
-                        e.ndp_proxy = on;
-                        changed.push(n.clone());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(container = %n, "NDP proxy: {e}"),
-            }
-        }
-        if !changed.is_empty() {
-            let touched: Vec<Touched<'_>> = changed.iter().map(|n| Touched::Endpoint(n)).collect();
-            if let Err(e) = self.persist(&touched) {
-                tracing::warn!("{e}");
-            }
-        }
     }
 
     pub fn config(&self) -> &Config {
@@ -449,54 +339,10 @@ impl Engine {
     }
 
     fn view(&self, e: &Endpoint) -> EndpointView {
-        let bridged = e.ip.is_some() && !matches!(e.net, NetMode::Host | NetMode::None);
-        EndpointView {
-            name: e.name.clone(),
-            netns: e.netns.clone(),
-            // A created network shows by its name, as Docker's NetworkMode does.
-            net: match (&e.net, &e.network) {
-                (NetMode::Bridge, Some(n)) => n.clone(),
-                _ => e.net.to_string(),
-            },
-            network: bridged.then(|| {
-                e.network
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_NETWORK.to_string())
-            }),
-            ifname: bridged.then(|| e.ifname.clone()),
-            ip: e.ip.map(|i| i.to_string()),
-            prefix_len: bridged
-                .then(|| self.segment(e.network.as_deref()).bridge_addr.prefix_len()),
-            mac: e.mac.as_ref().map(spec::format_mac),
-            gateway: e.gateway.map(|g| g.to_string()),
-            global_ipv6: e.ipv6().and_then(|l| l.global).map(|a| a.to_string()),
-            global_ipv6_prefix_len: e.ipv6().and_then(|l| l.prefix_len),
-            link_local_ipv6: e.ipv6().map(|l| l.link_local.to_string()),
-            ipv6_gateway: e.ipv6().map(|l| l.gateway.to_string()),
-            hostname: e.hostname.clone(),
-            host_ifname: e.host_ifname.clone(),
-            etc_dir: e.etc_dir.clone(),
-            ports: port_views(&e.ports),
-            exposed: e
-                .exposed
-                .iter()
-                .map(|x| ExposeView {
-                    port: x.ports.to_string(),
-                    proto: x.proto.to_string(),
-                })
-                .collect(),
-            links: e
-                .links
-                .iter()
-                .map(|l| LinkView {
-                    name: l.name.clone(),
-                    alias: l.alias.clone(),
-                })
-                .collect(),
-            p2p: e.p2p.iter().map(|(peer, _)| peer.clone()).collect(),
-            dns: e.dns.iter().map(IpAddr::to_string).collect(),
-            dns_search: e.dns_search.clone(),
-        }
+        view::endpoint_view(
+            e,
+            self.segment(e.network.as_deref()).bridge_addr.prefix_len(),
+        )
     }
 
     pub fn status(&self) -> Result<Status, EngineError> {

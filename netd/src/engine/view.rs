@@ -1,9 +1,15 @@
 //! What the engine answers: endpoints, status and statistics as plain serialisable values.
 //! Front ends print them (the CLI) or send them as they are (the HTTP API).
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use super::state::Endpoint;
+use super::{DEFAULT_NETWORK, Engine};
+use crate::spec::{self, NetMode};
 
 /// One published port as `netd inspect` and `netd port` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,4 +175,108 @@ pub struct NetworkView {
     pub default: bool,
     /// Attached containers.
     pub endpoints: Vec<String>,
+}
+
+/// `e` as `netd inspect` shows it; `prefix_len` is its network's.
+pub(super) fn endpoint_view(e: &Endpoint, prefix_len: u8) -> EndpointView {
+    let bridged = e.ip.is_some() && !matches!(e.net, NetMode::Host | NetMode::None);
+    EndpointView {
+        name: e.name.clone(),
+        netns: e.netns.clone(),
+        // A created network shows by its name, as Docker's NetworkMode does.
+        net: match (&e.net, &e.network) {
+            (NetMode::Bridge, Some(n)) => n.clone(),
+            _ => e.net.to_string(),
+        },
+        network: bridged.then(|| {
+            e.network
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NETWORK.to_string())
+        }),
+        ifname: bridged.then(|| e.ifname.clone()),
+        ip: e.ip.map(|i| i.to_string()),
+        prefix_len: bridged.then_some(prefix_len),
+        mac: e.mac.as_ref().map(spec::format_mac),
+        gateway: e.gateway.map(|g| g.to_string()),
+        global_ipv6: e.ipv6().and_then(|l| l.global).map(|a| a.to_string()),
+        global_ipv6_prefix_len: e.ipv6().and_then(|l| l.prefix_len),
+        link_local_ipv6: e.ipv6().map(|l| l.link_local.to_string()),
+        ipv6_gateway: e.ipv6().map(|l| l.gateway.to_string()),
+        hostname: e.hostname.clone(),
+        host_ifname: e.host_ifname.clone(),
+        etc_dir: e.etc_dir.clone(),
+        ports: super::port_views(&e.ports),
+        exposed: e
+            .exposed
+            .iter()
+            .map(|x| ExposeView {
+                port: x.ports.to_string(),
+                proto: x.proto.to_string(),
+            })
+            .collect(),
+        links: e
+            .links
+            .iter()
+            .map(|l| LinkView {
+                name: l.name.clone(),
+                alias: l.alias.clone(),
+            })
+            .collect(),
+        p2p: e.p2p.iter().map(|(peer, _)| peer.clone()).collect(),
+        dns: e.dns.iter().map(IpAddr::to_string).collect(),
+        dns_search: e.dns_search.clone(),
+    }
+}
+
+/// The saved endpoints, for reads answered while the engine is busy (a restarted daemon's
+/// reconcile holds it for seconds): a copy of their records, made into views only when asked
+/// (the views of 65 000 published ports take longer to make than the records to copy).
+pub struct SavedEndpoints {
+    endpoints: BTreeMap<String, Endpoint>,
+    /// Prefix length by network name (None: the default network).
+    prefix_lens: HashMap<Option<String>, u8>,
+}
+
+impl SavedEndpoints {
+    fn view(&self, e: &Endpoint) -> EndpointView {
+        let prefix_len = self
+            .prefix_lens
+            .get(&e.network)
+            .or_else(|| self.prefix_lens.get(&None))
+            .copied()
+            .unwrap_or_default();
+        endpoint_view(e, prefix_len)
+    }
+
+    /// What [`Engine::list`] answered when the copy was taken.
+    pub fn list(&self) -> Vec<EndpointView> {
+        self.endpoints.values().map(|e| self.view(e)).collect()
+    }
+
+    /// What [`Engine::inspect`] answered for `name`, None for an unknown name.
+    pub fn inspect(&self, name: &str) -> Option<EndpointView> {
+        self.endpoints.get(name).map(|e| self.view(e))
+    }
+}
+
+impl Engine {
+    /// A copy of the endpoints for [`SavedEndpoints`]' answers.
+    pub fn saved_endpoints(&self) -> SavedEndpoints {
+        let mut prefix_lens: HashMap<Option<String>, u8> = self
+            .state
+            .networks
+            .keys()
+            .map(|n| {
+                (
+                    Some(n.clone()),
+                    self.segment(Some(n)).bridge_addr.prefix_len(),
+                )
+            })
+            .collect();
+        prefix_lens.insert(None, self.segment(None).bridge_addr.prefix_len());
+        SavedEndpoints {
+            endpoints: self.state.endpoints.clone(),
+            prefix_lens,
+        }
+    }
 }

@@ -247,6 +247,10 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
     println!("{out}");
     if std::env::var_os("NETD_TRACE_TIMING").is_some() {
         println!("{}", phase_medians(&log));
+        // The restarted daemon's own timing lines (what each phase did, e.g. ports written).
+        for l in log.lines().filter(|l| l.contains(" timing: ")) {
+            eprintln!("{l}");
+        }
     }
     drop(containers);
     Ok(())

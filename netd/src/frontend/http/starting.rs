@@ -8,17 +8,21 @@
 //! state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::engine::view::SavedEndpoints;
 
-/// The read answers of an engine that is not reconciled yet: (HTTP status, JSON body).
+/// The read answers of an engine that is not reconciled yet: (HTTP status, JSON body). The
+/// status and the networks are made at once; the endpoints (thousands, with tens of thousands
+/// of published ports) from a copy of their records, on the first request that wants them,
+/// so the first answer does not wait for their views.
 pub struct Starting {
     status: (u16, Vec<u8>),
-    endpoints: Vec<u8>,
-    endpoint: HashMap<String, Vec<u8>>,
+    saved: SavedEndpoints,
+    endpoints: OnceLock<Vec<u8>>,
     networks: Vec<u8>,
     network: HashMap<String, Vec<u8>>,
     filters: Vec<u8>,
@@ -34,9 +38,6 @@ impl Starting {
     /// The answers `engine` gives now.
     pub fn capture(engine: &Engine) -> Self {
         let status = (200, body(&engine.brief_status()));
-        let list = engine.list();
-        // `inspect NAME` answers the same view as the list's entry.
-        let endpoint = list.iter().map(|e| (e.name.clone(), body(e))).collect();
         let nets = engine.networks();
         let network = nets
             .iter()
@@ -47,8 +48,8 @@ impl Starting {
             .collect();
         Self {
             status,
-            endpoints: body(&list),
-            endpoint,
+            saved: engine.saved_endpoints(),
+            endpoints: OnceLock::new(),
             networks: body(&nets),
             network,
             filters: body(&engine.filters()),
@@ -74,9 +75,12 @@ impl Starting {
         let s = CURRENT.read().ok()?.clone()?;
         Some(match segs {
             ["v1", "status"] => s.status.clone(),
-            ["v1", "endpoints"] => (200, s.endpoints.clone()),
+            ["v1", "endpoints"] => (
+                200,
+                s.endpoints.get_or_init(|| body(&s.saved.list())).clone(),
+            ),
             // Other names (aliases, unknown ones) wait for the engine's own answer.
-            ["v1", "endpoints", name] => (200, s.endpoint.get(*name)?.clone()),
+            ["v1", "endpoints", name] => (200, body(&s.saved.inspect(name)?)),
             ["v1", "networks"] => (200, s.networks.clone()),
             ["v1", "networks", name] => (200, s.network.get(*name)?.clone()),
             ["v1", "filters"] => (200, s.filters.clone()),
