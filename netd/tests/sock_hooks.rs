@@ -565,7 +565,8 @@ fn links_are_pinned_adopted_on_restart_and_detached() {
     let r = client(&s.h, Some(&s.cg), &["tcp 127.0.0.1:8080"]);
     assert_ok(&r, "tcp 127.0.0.1:8080", &[]);
 
-    // A new agent adopts the links: same links, new programs, no second copy.
+    // A new agent adopts the links: same links, no second copy, and the same programs (reused
+    // from their pins: the verifier runs once per object, issue 13).
     let cookie = s.h.enter(|| netns_cookie().unwrap());
     let hooks = SockHooks::open(&s.pins.config()).expect("re-open");
     hooks.attach(&s.cg.0, cookie).expect("re-attach");
@@ -578,7 +579,11 @@ fn links_are_pinned_adopted_on_restart_and_detached() {
             "{} adopted, not re-attached",
             a.program
         );
-        assert_ne!(a.prog_id, b.prog_id, "{} runs the new program", a.program);
+        assert_eq!(
+            a.prog_id, b.prog_id,
+            "{} reused, not loaded again",
+            a.program
+        );
     }
     assert_eq!(
         s.cg.bpftool()

@@ -9,7 +9,9 @@
 //!                                     version N >= 2; see migrate.rs for upgrades)
 //! <pin_dir>/links/<ifname>/<program>  one TCX link per attached program (TCX mode)
 //! <pin_dir>/progs/<program>@<hash>    every loaded program, for the next start of the same
-//!                                     object (see progs.rs)
+//!                                     object (see progs.rs and load.rs)
+//! <pin_dir>/sock_progs/<program>@<hash>  the same for the socket hooks (see sock.rs)
+//! <pin_dir>/cgroup/<program>          the socket hooks' cgroup links
 //! ```
 //!
 //! In netlink mode the filters themselves are the record: priority [`clsact::PRIORITY`],
@@ -26,6 +28,7 @@ mod ct;
 mod error;
 mod ipv6;
 pub mod kernel;
+mod load;
 mod mapsync;
 mod migrate;
 mod pins;
@@ -278,21 +281,5 @@ impl Dataplane {
             .ok_or(DataplaneError::ProgramNotFound {
                 program: name.to_owned(),
             })
-    }
-}
-
-/// Logs how many instructions the kernel's verifier processed for a program it accepted
-/// (`bpf_prog_info.verified_insns`, Linux 5.16): the budget is 1M, and older verifiers spend
-/// more of it, so `cargo xtask vm-smoke` prints these for 6.1.
-pub(crate) fn log_verified(
-    program: &str,
-    info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
-) {
-    if let Some(n) = info.ok().and_then(|i| i.verified_instruction_count()) {
-        tracing::info!(
-            program,
-            verified_insns = n,
-            "the verifier accepted the program"
-        );
     }
 }

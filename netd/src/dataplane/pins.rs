@@ -1,10 +1,12 @@
-//! The pin directory: a bpffs holding `maps/<MAP_NAME>` and `links/<ifname>/<program>`.
+//! The pin directory: a bpffs holding `maps/<MAP_NAME>[@v<N>]`, `links/<ifname>/<program>`,
+//! and the programs' pins (`progs/`, `sock_progs/`: see load.rs).
 
 use std::{
     fs, io,
     path::{Path, PathBuf},
 };
 
+use aya::maps::MapData;
 use nix::{
     mount::{MsFlags, mount},
     sys::statfs::{BPF_FS_MAGIC, statfs},
@@ -90,6 +92,14 @@ impl PinLayout {
             0 | 1 => self.maps_dir().join(name),
             v => self.maps_dir().join(format!("{name}@v{v}")),
         }
+    }
+
+    /// Opens map `name` pinned at this netd's layout version of it ([`PinLayout::map`]).
+    pub fn open_map(&self, name: &str) -> Result<aya::maps::Map, DataplaneError> {
+        let path = self.map(name);
+        MapData::from_pin(&path)
+            .and_then(aya::maps::Map::from_map_data)
+            .map_err(|source| DataplaneError::MapPin { path, source })
     }
 
     /// The layout versions of `name` pinned under `maps/`, lowest first.

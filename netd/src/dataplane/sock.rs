@@ -11,6 +11,12 @@
 //!
 //! The links live beside `links/`, not in it: everything under `links/` is an interface name
 //! to [`Dataplane::prune`], which would detach a `links/cgroup/` it cannot resolve.
+//!
+//! The programs are pinned at `<pin_dir>/sock_progs/<program>@<hash>` (load.rs; `hash`: the
+//! digest of this object and the layouts of the maps it uses), so that a restart of the same
+//! netd verifies none of them (issue 13): it opens the pins, finds its own programs on the
+//! pinned links and changes nothing. Another object's pins are not used: its programs are
+//! loaded, swapped in on the links, and the old pins removed.
 
 use std::{
     fs, io,
@@ -22,20 +28,19 @@ use std::{
 };
 
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::Array,
-    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, ProgramInfo, links::FdLink},
 };
+use aya_obj::generated::bpf_attach_type;
 use netd_common::{
-    ALL_SOCK_PROGRAMS, BIND_SOCK_PROGRAMS, MAP_SOCK_CONFIG, PROG_SOCK_BIND4, PROG_SOCK_BIND6,
-    PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6, PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6,
-    PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6, PROG_SOCK_SENDMSG4, SOCK_MAPS, SOCK_SHARED_MAPS,
-    SockConfig,
+    ALL_SOCK_PROGRAMS, BIND_SOCK_PROGRAMS, MAP_SOCK_CONFIG, SOCK_MAPS, SOCK_SHARED_MAPS, SockConfig,
 };
 use serde::Serialize;
 
 use super::{
-    Dataplane, DataplaneConfig, DataplaneError,
+    Dataplane, DataplaneConfig, DataplaneError, ProgramOrigin,
+    load::{self, ProgramPins},
     pins::{self, PinLayout},
     sys,
 };
@@ -48,18 +53,31 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// The kernel's `enum bpf_attach_type` of each program.
 fn attach_type(program: &str) -> u32 {
-    match program {
-        PROG_SOCK_CONNECT4 => 10,     // BPF_CGROUP_INET4_CONNECT
-        PROG_SOCK_CONNECT6 => 11,     // BPF_CGROUP_INET6_CONNECT
-        PROG_SOCK_SENDMSG4 => 14,     // BPF_CGROUP_UDP4_SENDMSG
-        PROG_SOCK_RECVMSG4 => 19,     // BPF_CGROUP_UDP4_RECVMSG
-        PROG_SOCK_RECVMSG6 => 20,     // BPF_CGROUP_UDP6_RECVMSG
-        PROG_SOCK_GETPEERNAME4 => 29, // BPF_CGROUP_INET4_GETPEERNAME
-        PROG_SOCK_GETPEERNAME6 => 30, // BPF_CGROUP_INET6_GETPEERNAME
-        PROG_SOCK_BIND4 => 8,         // BPF_CGROUP_INET4_BIND
-        PROG_SOCK_BIND6 => 9,         // BPF_CGROUP_INET6_BIND
-        _ => u32::MAX,
-    }
+    load::sock_attach_type(program).map_or(u32::MAX, |t| bpf_attach_type::from(t) as u32)
+}
+
+/// Every map the socket-hook object uses, pinned under `maps/`.
+fn sock_maps() -> Vec<&'static str> {
+    SOCK_SHARED_MAPS.iter().chain(SOCK_MAPS).copied().collect()
+}
+
+/// The digest of [`SOCK_OBJECT`] and its maps' layouts: its programs' pins are
+/// `sock_progs/<program>@<hash>`.
+pub fn sock_object_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| load::object_hash(SOCK_OBJECT, &sock_maps()))
+        .clone()
+}
+
+/// Socket-hook programs opened from their pins, by name.
+type Hooks = Vec<(&'static str, CgroupSockAddr)>;
+
+fn open_hooks(set: &ProgramPins, programs: &[&'static str]) -> io::Result<Hooks> {
+    programs.iter().map(|&p| Ok((p, set.open(p)?))).collect()
+}
+
+fn hook_infos(hooks: &Hooks) -> Vec<(&str, Result<ProgramInfo, ProgramError>)> {
+    hooks.iter().map(|(name, p)| (*name, p.info())).collect()
 }
 
 /// A pinned socket-hook link and what it runs.
@@ -175,11 +193,13 @@ impl SockHooks {
         self.pins.root().join("cgroup")
     }
 
-    /// Loads the socket-hook object (its maps pinned beside the TC object's, the shared ones
-    /// reused, or created when the TC object has not pinned them), tells it the daemon's network namespace (`netns_cookie`, see [`netns_cookie`]),
-    /// and attaches every program to the cgroup v2 directory `cgroup` with a link pinned at
-    /// `<pin_dir>/cgroup/<program>`. Links a previous agent pinned for the same cgroup are
-    /// adopted (their program swapped for the new one); links for another cgroup are replaced.
+    /// Opens the socket-hook programs pinned for this object, or loads them (the object's maps
+    /// pinned beside the TC object's, the shared ones reused, or created when the TC object
+    /// has not pinned them), tells them the daemon's network namespace (`netns_cookie`, see
+    /// [`netns_cookie`]), and attaches every program to the cgroup v2 directory `cgroup` with
+    /// a link pinned at `<pin_dir>/cgroup/<program>`. Links a previous agent pinned for the
+    /// same cgroup are adopted (their program swapped for this one, unless they run it
+    /// already); links for another cgroup are replaced.
     ///
     /// The hooks run for every process in `cgroup` and its descendants, in every network
     /// namespace; they act only on sockets of `netns_cookie`'s namespace.
@@ -199,58 +219,30 @@ impl SockHooks {
         netns_cookie: u64,
         bind: BindHooks,
     ) -> Result<bool, DataplaneError> {
+        let t = std::time::Instant::now();
         let cg = open_cgroup(cgroup)?;
         let cgroup_id = fs::metadata(cgroup)
             .map_err(|e| DataplaneError::io("stat", cgroup, e))?
             .ino();
 
-        let mut loader = EbpfLoader::new();
-        for &map in SOCK_SHARED_MAPS.iter().chain(SOCK_MAPS) {
-            loader.map_pin_path(map, self.pins.map(map));
-        }
-        let mut ebpf = loader
-            .load(SOCK_OBJECT)
-            .map_err(|source| DataplaneError::LoadObject {
-                maps_dir: self.pins.maps_dir(),
-                source: Box::new(source),
-            })?;
-
-        let map = ebpf
-            .map_mut(MAP_SOCK_CONFIG)
-            .ok_or(DataplaneError::MapNotFound {
-                map: MAP_SOCK_CONFIG,
-            })?;
-        let map_err = |source| DataplaneError::Map {
-            map: MAP_SOCK_CONFIG,
-            source,
-        };
-        let mut config: Array<_, SockConfig> = Array::try_from(map).map_err(map_err)?;
-        config
-            .set(0, SockConfig { netns_cookie }, 0)
-            .map_err(map_err)?;
+        // The object is loaded only when a program has to be: reused programs need neither
+        // it nor the verifier, their maps are pinned.
+        let set = self.program_pins();
+        let mut object = None;
+        let mut hooks = self.hooks(&set, ALL_SOCK_PROGRAMS, &mut object)?;
+        set_config(&self.pins, netns_cookie)?;
 
         let dir = self.links_dir();
         fs::create_dir_all(&dir).map_err(|e| DataplaneError::io("create", &dir, e))?;
-        for &program in ALL_SOCK_PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(program)
-                .ok_or(DataplaneError::ProgramNotFound {
-                    program: program.to_owned(),
-                })?
-                .try_into()
-                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-            prog.load()
-                .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-            super::log_verified(program, prog.info());
-            attach_one(prog, program, &dir.join(program), &cg, cgroup, cgroup_id)?;
+        for (program, prog) in &mut hooks {
+            attach_one(prog, program, &dir.join(*program), &cg, cgroup, cgroup_id)?;
         }
         let mut bound = false;
         if bind != BindHooks::Off {
-            match load_bind_hooks(&mut ebpf) {
-                Ok(()) => {
-                    for &program in BIND_SOCK_PROGRAMS {
-                        let prog = sock_prog(&mut ebpf, program)?;
-                        attach_one(prog, program, &dir.join(program), &cg, cgroup, cgroup_id)?;
+            match self.hooks(&set, BIND_SOCK_PROGRAMS, &mut object) {
+                Ok(mut hooks) => {
+                    for (program, prog) in &mut hooks {
+                        attach_one(prog, program, &dir.join(*program), &cg, cgroup, cgroup_id)?;
                     }
                     bound = true;
                 }
@@ -265,9 +257,76 @@ impl SockHooks {
                 destroy_link(&dir.join(program))?;
             }
         }
+        set.remove_stale()?;
         // Programs and maps stay alive through their pins: the loaded object is not needed.
-        tracing::info!(cgroup = %cgroup.display(), netns_cookie, bind_hooks = bound, "attached the socket hooks");
+        let programs = match object {
+            Some(_) => ProgramOrigin::Loaded,
+            None => ProgramOrigin::Reused,
+        };
+        tracing::info!(
+            cgroup = %cgroup.display(),
+            netns_cookie,
+            bind_hooks = bound,
+            %programs,
+            object = set.hash(),
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "attached the socket hooks"
+        );
         Ok(bound)
+    }
+
+    /// `sock_progs/<program>@<hash>` for this netd's socket-hook object.
+    fn program_pins(&self) -> ProgramPins {
+        ProgramPins::new(
+            self.pins.root().join("sock_progs"),
+            sock_object_hash(),
+            sock_maps(),
+        )
+    }
+
+    /// `programs` opened from their pins when they are there for this object and use the maps
+    /// pinned now; else loaded (verified) from the object, loading it into `object` first,
+    /// pinned and opened.
+    fn hooks(
+        &self,
+        set: &ProgramPins,
+        programs: &[&'static str],
+        object: &mut Option<Ebpf>,
+    ) -> Result<Hooks, DataplaneError> {
+        if let Some(hooks) = set.reuse(
+            &self.pins,
+            "socket hooks",
+            |set| open_hooks(set, programs),
+            hook_infos,
+        ) {
+            return Ok(hooks);
+        }
+        if object.is_none() {
+            *object = Some(self.load_object()?);
+        }
+        let Some(ebpf) = object.as_mut() else {
+            unreachable!("the object was just loaded");
+        };
+        for &program in programs {
+            set.load::<CgroupSockAddr>(ebpf, program)?;
+        }
+        open_hooks(set, programs)
+            .map_err(|e| DataplaneError::io("open the pinned socket hooks in", self.pins.root(), e))
+    }
+
+    /// Loads the socket-hook object (not its programs): its maps pinned beside the TC
+    /// object's, the shared ones reused, or created when the TC object has not pinned them.
+    fn load_object(&self) -> Result<Ebpf, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        for map in sock_maps() {
+            loader.map_pin_path(map, self.pins.map(map));
+        }
+        loader
+            .load(SOCK_OBJECT)
+            .map_err(|source| DataplaneError::LoadObject {
+                maps_dir: self.pins.maps_dir(),
+                source: Box::new(source),
+            })
     }
 
     /// Detaches and unpins every socket-hook link and the socket hooks' own maps. Nothing
@@ -293,6 +352,10 @@ impl SockHooks {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => errors.push(DataplaneError::io("list", &dir, e)),
+        }
+        // The programs use the maps removed below: a next attach loads them again.
+        if let Err(e) = self.program_pins().remove_all() {
+            errors.push(e);
         }
         for &map in SOCK_MAPS {
             if let Err(e) = pins::remove_file(&self.pins.map(map)) {
@@ -343,26 +406,17 @@ pub enum BindHooks {
     Required,
 }
 
-fn sock_prog<'a>(
-    ebpf: &'a mut aya::Ebpf,
-    program: &'static str,
-) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
-    ebpf.program_mut(program)
-        .ok_or(DataplaneError::ProgramNotFound {
-            program: program.to_owned(),
-        })?
-        .try_into()
-        .map_err(|source| DataplaneError::LoadProgram { program, source })
-}
-
-fn load_bind_hooks(ebpf: &mut aya::Ebpf) -> Result<(), DataplaneError> {
-    for &program in BIND_SOCK_PROGRAMS {
-        let prog = sock_prog(ebpf, program)?;
-        prog.load()
-            .map_err(|source| DataplaneError::LoadProgram { program, source })?;
-        super::log_verified(program, prog.info());
-    }
-    Ok(())
+/// Tells the socket hooks the daemon's network namespace.
+fn set_config(pins: &PinLayout, netns_cookie: u64) -> Result<(), DataplaneError> {
+    let map_err = |source| DataplaneError::Map {
+        map: MAP_SOCK_CONFIG,
+        source,
+    };
+    let mut config: Array<_, SockConfig> =
+        Array::try_from(pins.open_map(MAP_SOCK_CONFIG)?).map_err(map_err)?;
+    config
+        .set(0, SockConfig { netns_cookie }, 0)
+        .map_err(map_err)
 }
 
 /// Opens a cgroup v2 directory, refusing anything else (a cgroup v1 hierarchy, a plain
@@ -404,6 +458,15 @@ fn attach_one(
                 path: path.to_owned(),
                 source: source.into(),
             };
+            let prog_id = prog
+                .info()
+                .map_err(|source| DataplaneError::LoadProgram { program, source })?
+                .id();
+            if info.prog_id == prog_id {
+                // A reused program: the link already runs it.
+                tracing::debug!(program, prog_id, "the pinned cgroup link runs this program");
+                return Ok(());
+            }
             let link = sys::obj_get(path).map_err(adopt_err)?;
             let prog_fd = prog
                 .fd()
