@@ -119,7 +119,14 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
     if policy::icc_guarded(net, pkt.daddr) {
         if pkt.kind == L4_PORTS && maps::link_allows(pkt.saddr, pkt.daddr, pkt.proto, pkt.dport) {
             let fwd = maps::endpoint_ifindex(pkt.daddr);
-            nat::track(&pkt, CT_F_LINK, fwd, ifindex, ctx.len())?;
+            nat::track(
+                &pkt,
+                CT_F_LINK,
+                fwd,
+                ifindex,
+                ctx.len(),
+                nat::WhenFull::Refuse,
+            )?;
             return Ok(PASS);
         }
         return Err(DROP_ICC);

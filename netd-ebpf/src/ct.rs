@@ -11,9 +11,9 @@
 //! DROP_CT_EVICTED). A replied, live flow is never evicted; only when the ring offers no victim
 //! within CT_EVICT_TRIES slots is the new flow refused (DROP_CT_FULL). The table stays a
 //! preallocated hash (not an LRU): an LRU would evict established flows too, and would split
-//! pairs. Its size is the agent's `--ct-max`. Eviction ([`make_room`]) and the ring write
-//! ([`remember_new`]) run from the entry points in main.rs, after the program's body: inside
-//! it, from_container and [`create`] already use the whole 512-byte stack.
+//! pairs. Its size is the agent's `--ct-max`. Eviction ([`make_room`]: `nat::WhenFull`) and the
+//! ring write ([`remember_new`]) run from the programs' own frames, never under [`create`]:
+//! from_container and [`create`] already use the whole 512-byte stack.
 //!
 //! TCP: SYN_SENT (also a flow picked up mid-stream) -> ESTABLISHED on the first answer ->
 //! CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED on an RST, which must lie within
@@ -521,8 +521,8 @@ fn remove_if_points_back(key: &CtKey, back: &CtKey) {
     }
 }
 
-/// Inserts `k` -> `e`; 0 or the map's error (-E2BIG when full: the entry point then makes
-/// room with [`make_room`] and runs the program again, where the stack is shallow).
+/// Inserts `k` -> `e`; 0 or the map's error (-E2BIG when full: the caller of [`create`] then
+/// makes room with [`make_room`], where the stack is shallow).
 #[inline(always)]
 fn insert(k: &CtKey, e: &CtEntry, flags: u64) -> i32 {
     match NETD_CT.insert(k, e, flags) {

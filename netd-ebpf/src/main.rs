@@ -63,20 +63,16 @@ fn tc_verdict(ctx: &TcContext, hook: u16, r: Result<i32, u32>) -> i32 {
     }
 }
 
-/// The verdict of `$run` (a program's body), which runs once more when it could not track a
-/// new flow because NETD_CT is full and one unreplied flow could be evicted (nothing was
-/// rewritten: flows are created before any rewrite). The eviction runs here, outside the
-/// body's deep stack. `$v6`: does the body translate IPv6 flows itself (`monitor::tcp_close`)?
-macro_rules! verdict_with_room {
-    ($ctx:expr, $hook:expr, $v6:expr, $run:expr) => {{
-        let mut r = $run;
-        if r == Err(netd_common::DROP_CT_FULL) && ct::make_room() {
-            r = $run;
-        }
-        ct::remember_new();
-        monitor::tcp_close($ctx.skb.skb, $v6);
-        tc_verdict($ctx, $hook, r)
-    }};
+/// An uplink program's verdict for its body's result `r`. A new flow the body could not track
+/// because NETD_CT was full has already had its room made and been tracked on this packet
+/// where that was possible (`nat::create`); here the ring write and the close report run,
+/// outside the body's deep stack. `v6`: does the body translate IPv6 flows itself
+/// (`monitor::tcp_close`)?
+#[inline(always)]
+fn uplink_verdict(ctx: &TcContext, hook: u16, v6: bool, r: Result<i32, u32>) -> i32 {
+    ct::remember_new();
+    monitor::tcp_close(ctx.skb.skb, v6);
+    tc_verdict(ctx, hook, r)
 }
 
 /// Ingress on an uplink: traffic arriving from outside.
@@ -86,7 +82,7 @@ macro_rules! verdict_with_room {
 #[inline(always)]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    verdict_with_room!(&ctx, HOOK_TC_INGRESS, true, uplink::from_uplink(&ctx))
+    uplink_verdict(&ctx, HOOK_TC_INGRESS, true, uplink::from_uplink(&ctx))
 }
 
 /// Egress on an uplink: traffic leaving for outside.
@@ -95,7 +91,7 @@ pub fn from_uplink(ctx: TcContext) -> i32 {
 pub fn to_uplink(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Tx);
     // Its IPv6 frames go on in to_uplink6 (a tail call), which reports their flows' closes.
-    verdict_with_room!(&ctx, HOOK_TC_EGRESS, false, uplink::to_uplink(&ctx))
+    uplink_verdict(&ctx, HOOK_TC_EGRESS, false, uplink::to_uplink(&ctx))
 }
 
 /// Egress on an uplink, IPv6: tail-called by `to_uplink` for frames that are not IPv4
@@ -113,8 +109,8 @@ pub fn to_uplink6(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     counters::count(&ctx, Dir::Rx);
-    // from_container's stack has no room for a second run (hairpin and links need a deep
-    // one): a new flow refused for a full table makes room for its retransmission instead.
+    // A new flow refused for a full table makes room for its retransmission (the uplink
+    // programs make room and track it at once, `nat::WhenFull`).
     let r = container::from_container(&ctx);
     let v = tc_verdict(&ctx, HOOK_TC_INGRESS, r);
     if r == Err(netd_common::DROP_CT_FULL) {

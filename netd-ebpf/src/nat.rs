@@ -105,6 +105,29 @@ pub fn apply(ctx: &TcContext, pkt: &Pkt, x: &Xlate) -> Result<(), u32> {
     Ok(())
 }
 
+/// What creating a flow does when NETD_CT is full.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Evict one flow ([`ct::make_room`]) and create it once more: the uplink programs track
+    /// the packet that opens the flow. Only the creation runs again, not the program (a second
+    /// copy of an uplink body cost to_uplink half of its verifier budget).
+    MakeRoom,
+    /// Refuse it (DROP_CT_FULL): from_container's entry point makes room for the
+    /// retransmission.
+    Refuse,
+}
+
+/// [`ct::create`] under `when`'s policy for a full table.
+#[inline(always)]
+fn create(k: &CtKey, t: &CtKey, f: &NewFlow, when: WhenFull) -> Result<(), CreateError> {
+    match ct::create(k, t, f) {
+        Err(CreateError::Full) if when == WhenFull::MakeRoom && ct::make_room() => {
+            ct::create(k, t, f)
+        }
+        r => r,
+    }
+}
+
 #[inline(always)]
 fn create_err(e: CreateError) -> u32 {
     match e {
@@ -123,6 +146,7 @@ pub fn track(
     fwd_ifindex: u32,
     rev_ifindex: u32,
     len: u32,
+    when: WhenFull,
 ) -> Result<(), u32> {
     let Some(cfg) = maps::config() else {
         return Ok(());
@@ -138,7 +162,7 @@ pub fn track(
         cfg,
         now: ct::now(),
     };
-    match ct::create(&k, &k, &f) {
+    match create(&k, &k, &f, when) {
         Err(CreateError::Full) => Err(DROP_CT_FULL),
         _ => Ok(()),
     }
@@ -167,7 +191,7 @@ pub fn published(
         cfg,
         now: ct::now(),
     };
-    ct::create(k, &t, &f).map_err(create_err)?;
+    create(k, &t, &f, WhenFull::MakeRoom).map_err(create_err)?;
     rewrite(ctx, pkt, pkt.saddr, b.container_ip[0], pkt.sport, cport)?;
     counters::count_binding(b.binding_id, ctx.len());
     Ok(())
@@ -215,7 +239,7 @@ pub fn hairpin(
     t.saddr[0] = if gw != 0 { gw } else { pkt.daddr };
     // The bridge address is netd's own: no host socket talks from it, so no socket lookups
     // (they would also cost from_container's verifier budget).
-    snat_flow(core::ptr::null_mut(), k, &mut t, &f)?;
+    snat_flow(core::ptr::null_mut(), k, &mut t, &f, WhenFull::Refuse)?;
     rewrite(ctx, pkt, t.saddr[0], target, t.sport, cport)?;
     counters::count_binding(b.binding_id, ctx.len());
     bounce(ctx, ep_ifindex)
@@ -254,7 +278,7 @@ pub fn masquerade(
         cfg,
         now: ct::now(),
     };
-    snat_flow(ctx.as_ptr(), k, &mut t, &f)?;
+    snat_flow(ctx.as_ptr(), k, &mut t, &f, WhenFull::MakeRoom)?;
     rewrite(ctx, pkt, uplink_ip, t.daddr[0], t.sport, t.dport)
 }
 
@@ -363,15 +387,21 @@ fn port_usable(skb: *mut c_void, k: &CtKey, t: &CtKey, f: &NewFlow) -> u32 {
 /// 15000-65000): 436 of 5 738 SYNs of one P5 run went to a port another tuple had just
 /// finished with.
 ///
-/// One [`create`](ct::create) call site, and the search in `bpf_loop`: the verifier walks
-/// create and the probe once, not once per probe.
+/// One [`create`](ct::create) call site (twice with [`WhenFull::MakeRoom`]: its retry), and
+/// the search in `bpf_loop`: the verifier walks create and the probe once, not once per probe.
 #[inline(always)]
-fn snat_flow(skb: *mut c_void, k: &CtKey, t: &mut CtKey, f: &NewFlow) -> Result<(), u32> {
+fn snat_flow(
+    skb: *mut c_void,
+    k: &CtKey,
+    t: &mut CtKey,
+    f: &NewFlow,
+    when: WhenFull,
+) -> Result<(), u32> {
     let r = choose_port(skb, k, t, f);
     if r != 0 {
         return Err(r);
     }
-    match ct::create(k, t, f) {
+    match create(k, t, f, when) {
         Ok(()) => Ok(()),
         Err(CreateError::Full) => Err(DROP_CT_FULL),
         // Taken by another CPU since the check.

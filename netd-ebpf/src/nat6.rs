@@ -134,6 +134,11 @@ fn run(ctx: &TcContext, dir: u32) -> u32 {
     }
     if v == V6_NEW {
         v = track_new(ctx);
+        // NETD_CT is full: evict one flow and track this one after all (`nat::WhenFull`),
+        // from this frame, where `ct::make_room`'s frames fit.
+        if v == V6_DROP | DROP_CT_FULL && ct::make_room() {
+            v = track_new(ctx);
+        }
     }
     if v == V6_REWRITE {
         v = rewrite_step(ctx);

@@ -18,7 +18,7 @@ use netd_common::{
 
 use crate::{
     ct, frag, icmp, maps,
-    nat::{self, Xlate},
+    nat::{self, WhenFull, Xlate},
     parse::{self, FRAG_LATER, L4_ICMP_ERR, L4_PORTS},
     redirect,
 };
@@ -221,6 +221,6 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, u32> {
     }
     // Not translated, but tracked so that the replies pass the direct-access check.
     let rev = maps::endpoint_ifindex(pkt.saddr);
-    nat::track(&pkt, CT_F_MASQ, uplink, rev, ctx.len())?;
+    nat::track(&pkt, CT_F_MASQ, uplink, rev, ctx.len(), WhenFull::MakeRoom)?;
     Ok(PASS)
 }

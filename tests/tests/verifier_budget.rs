@@ -5,8 +5,11 @@
 
 use netd_tests::World;
 
-/// What to_uplink may spend: half the limit leaves room for later features.
-const TO_UPLINK_BUDGET: u64 = 500_000;
+/// What to_uplink may spend: 215k on Linux 6.18 since a flow refused for a full table is
+/// created again after the eviction, not the whole program run again (498k when its body was
+/// pasted twice for that retry). 300k leaves room for later features and still catches a
+/// second copy of the body.
+const TO_UPLINK_BUDGET: u64 = 300_000;
 /// Any program: below the kernel's 1M limit with a margin.
 const ANY_BUDGET: u64 = 900_000;
 
