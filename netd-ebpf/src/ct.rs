@@ -775,7 +775,12 @@ extern "C" fn evict_step(_i: u64, ctx: *mut c_void) -> i64 {
     }
     // The peer first, while this entry (holding its key) is still in the map.
     remove_if_points_back(&e.peer, &slot.key);
-    let _ = NETD_CT.remove(&slot.key);
+    // Only the CPU whose delete succeeds made the room: two CPUs can read the same flow from
+    // one slot (one claimed index t and stalled while the ring wrapped, the other claimed t+n
+    // and read the slot's newer flow), and the second one's delete finds nothing.
+    if NETD_CT.remove(&slot.key).is_err() {
+        return 0;
+    }
     ev.found = 1;
     1
 }
