@@ -225,16 +225,21 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
 }
 
 /// Runs `op` (a request the daemon counts as `of`) while showing the daemon's count
-/// (`GET /v1/progress`, asked every 100 ms, and once more when `op` is done) on this process's
-/// progress line. A count of another operation is not shown.
+/// (`GET /v1/progress`, asked every 100 ms, and once more when `op` succeeded) on this
+/// process's progress line. A count of another operation is not shown, nor, while `op` runs,
+/// a finished one (an earlier request's of the same name, still there while `op` waits for
+/// the engine); a failed `op` leaves no count, so its line is erased.
 async fn with_daemon_count<T>(
     c: &Client<'_>,
     of: &str,
     op: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
     use crate::ops::progress::{CountView, STEPS};
-    let show = |v: Result<CountView, ClientError>| {
-        if let Some(v) = v.ok().filter(|v| v.of == of) {
+    let show = |v: Result<CountView, ClientError>, finished: bool| {
+        if let Some(v) = v
+            .ok()
+            .filter(|v| v.of == of && (finished || v.done < v.total))
+        {
             STEPS.mirror(&v);
         }
     };
@@ -243,12 +248,13 @@ async fn with_daemon_count<T>(
         tokio::select! {
             r = &mut op => break r,
             () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
-                show(c.get("/v1/progress").await);
+                show(c.get("/v1/progress").await, false);
             }
         }
     };
-    if r.is_ok() {
-        show(c.get("/v1/progress").await);
+    match &r {
+        Ok(_) => show(c.get("/v1/progress").await, true),
+        Err(_) => STEPS.clear(),
     }
     r
 }
