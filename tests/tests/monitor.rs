@@ -641,6 +641,65 @@ fn an_idle_udp_flow_is_reported_as_expired() {
     });
 }
 
+/// An IPv6 flow the collector removes as idle (a UDP exchange from the outside through a
+/// published port, DNAT6 to the container's IPv6 address): one `flow expired` event with the
+/// IPv6 tuple, the container and the translation, and the flow gone from `netd ct`.
+#[test]
+fn an_idle_ipv6_flow_is_reported_as_expired() {
+    use netd_tests::ipv6::{HOST6, OUTSIDE6, v6_uplink};
+    let w = World::new();
+    v6_uplink(&w);
+    let d = w.daemon(&["--bip", BIP, "--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]);
+    let web = w.container("web");
+    let ip6 = s(&d.attach("web", &web, &["-p", "5353:53/udp"])["global_ipv6"]).to_string();
+    let _srv = netd_tests::udp6_server(&web, 53);
+    let m = Monitor::start(&d, &["--type", "flow", "--port", "5353", "--json"]);
+    set_udp_timeouts(&d, 1);
+    let got = poll_until("UDP outside -> [HOST6]:5353", T, || {
+        netd_tests::udp_send(&w.outside, &format!("[{HOST6}]:5353"), "q6")
+    });
+    assert_eq!(got, "q6");
+    // The collector runs every 10 s; the flow is idle after 1 s.
+    let exp = poll_until("the IPv6 expired event", Duration::from_secs(30), || {
+        kind(&m, "flow")
+            .into_iter()
+            .find(|v| v["event"] == "expired" && v["src"] == OUTSIDE6)
+            .ok_or_else(|| format!("lines so far: {:#?}", m.lines()))
+    });
+    assert_eq!(
+        (
+            s(&exp["flow"]),
+            s(&exp["proto"]),
+            s(&exp["dst"]),
+            &exp["dport"],
+            s(&exp["container"]),
+        ),
+        ("published", "udp", HOST6, &Value::from(5353), "web"),
+        "the original tuple: {exp:#}"
+    );
+    assert!(exp["sport"].as_u64().is_some_and(|p| p > 0), "{exp:#}");
+    assert_eq!(
+        (
+            s(&exp["nat"]["src"]),
+            s(&exp["nat"]["dst"]),
+            &exp["nat"]["dport"]
+        ),
+        (OUTSIDE6, ip6.as_str(), &Value::from(53)),
+        "the translation: {exp:#}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let expired = kind(&m, "flow")
+        .into_iter()
+        .filter(|v| v["event"] == "expired")
+        .count();
+    assert_eq!(expired, 1, "{:#?}", m.lines());
+    let ct = netd_tests::dataplane::ct(&d, &[]);
+    assert!(
+        !ct.iter().any(|e| e.to_string().contains("5353")),
+        "the expired flow is still in netd ct: {ct:#?}"
+    );
+}
+
 /// Entry `index` of the per-CPU array `map`, summed over CPUs, read by bpftool from the
 /// daemon's pin (the daemon may be stopped).
 fn percpu(d: &Daemon, map: &str, index: usize) -> u64 {

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use aya::maps::{MapInfo, PerCpuHashMap};
+use std::collections::HashMap;
+
+use aya::maps::{MapInfo, MapType, PerCpuHashMap};
 use aya::programs::{SchedClassifier, TcAttachType};
 use netd_common::{ALL_MAPS, IfStats, MAP_IF_STATS};
 use serde::Serialize;
@@ -131,6 +133,8 @@ impl Dataplane {
             .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
         let stats: PerCpuHashMap<_, u32, IfStats> =
             PerCpuHashMap::try_from(map).map_err(map_err)?;
+        // The names from one listing of the namespace's interfaces, not one lookup per entry.
+        let names: HashMap<u32, String> = clsact::interfaces().into_iter().collect();
         let mut out = Vec::new();
         for entry in stats.iter() {
             let (ifindex, per_cpu) = match entry {
@@ -145,9 +149,7 @@ impl Dataplane {
             }
             out.push(InterfaceStats {
                 ifindex,
-                ifname: nix::net::if_::if_indextoname(ifindex)
-                    .ok()
-                    .and_then(|n| n.into_string().ok()),
+                ifname: names.get(&ifindex).cloned(),
                 rx_packets: sum.rx_packets,
                 rx_bytes: sum.rx_bytes,
                 tx_packets: sum.tx_packets,
@@ -202,7 +204,7 @@ impl Dataplane {
         let mut ahead = Vec::new();
         // TCX: programs ordered before netd's link on the same hook.
         for p in programs.iter().filter(|p| p.ifindex != 0) {
-            for (prog_id, name) in tcx_chain(&p.ifname, p.direction) {
+            for (prog_id, name) in tcx_chain(p.ifindex, &p.ifname, p.direction) {
                 if prog_id == p.prog_id {
                     break;
                 }
@@ -216,15 +218,25 @@ impl Dataplane {
                 });
             }
         }
-        // Netlink filters (no pins: the kernel's list), and what runs before them.
-        for (ifindex, ifname) in clsact::interfaces() {
+        // Netlink filters (no pins: the kernel's list), and what runs before them: two dumps
+        // per interface (the kernel dumps the filters of one hook of one device at a time), on
+        // one socket; the TCX hooks asked for their program count only (the names of the
+        // programs, when there are some).
+        let interfaces = clsact::interfaces();
+        let sock = tcnl::socket().map_err(|source| DataplaneError::Netlink {
+            ifname: "this namespace's interfaces".into(),
+            what: "open a netlink socket to list the tc filters of",
+            source,
+        })?;
+        for (ifindex, ifname) in interfaces {
             for hook in clsact::HOOKS {
-                let filters =
-                    tcnl::filters(ifindex, hook).map_err(|source| DataplaneError::Netlink {
+                let filters = tcnl::filters_on(&sock, ifindex, hook).map_err(|source| {
+                    DataplaneError::Netlink {
                         ifname: ifname.clone(),
                         what: "list the tc filters of",
                         source,
-                    })?;
+                    }
+                })?;
                 let Some(at) = filters.iter().position(clsact::is_netd) else {
                     continue;
                 };
@@ -241,7 +253,7 @@ impl Dataplane {
                     priority: Some(f.priority),
                     handle: Some(f.handle),
                 });
-                for (prog_id, name) in tcx_chain(&ifname, dir) {
+                for (prog_id, name) in tcx_chain(ifindex, &ifname, dir) {
                     ahead.push(ProgramAhead {
                         ifname: ifname.clone(),
                         direction: dir,
@@ -273,9 +285,15 @@ impl Dataplane {
             };
             let info = MapInfo::from_pin(&pin_path).map_err(map_err)?;
             let map_type = info.map_type().map_err(map_err)?;
-            let fd = info.fd().map_err(map_err)?;
-            let entries = sys::map_count_entries(&fd, info.key_size(), info.max_entries())
-                .map_err(|e| DataplaneError::io("count the entries of", pin_path.clone(), e))?;
+            let entries = if matches!(map_type, MapType::Array | MapType::PerCpuArray) {
+                // Every index of an array exists: walking its keys (NETD_CT_RING's 256k
+                // slots, one bpf(2) call each) would count max_entries, slowly.
+                info.max_entries()
+            } else {
+                let fd = info.fd().map_err(map_err)?;
+                sys::map_count_entries(&fd, info.key_size(), info.max_entries())
+                    .map_err(|e| DataplaneError::io("count the entries of", pin_path.clone(), e))?
+            };
             maps.push(MapUsage {
                 name: name.to_owned(),
                 map_type: format!("{map_type:?}"),
@@ -298,12 +316,17 @@ impl Dataplane {
     }
 }
 
-/// The TCX programs of a hook in run order, (id, name); empty without TCX.
-fn tcx_chain(ifname: &str, dir: Direction) -> Vec<(u32, Option<String>)> {
-    let t = match dir {
-        Direction::Ingress => TcAttachType::Ingress,
-        Direction::Egress => TcAttachType::Egress,
+/// The TCX programs of a hook in run order, (id, name); empty without TCX. One BPF_PROG_QUERY
+/// by index tells an empty hook (every container veth's, in netlink mode); only a hook with
+/// programs is listed with their names.
+fn tcx_chain(ifindex: u32, ifname: &str, dir: Direction) -> Vec<(u32, Option<String>)> {
+    let (t, tcx) = match dir {
+        Direction::Ingress => (TcAttachType::Ingress, sys::BPF_TCX_INGRESS),
+        Direction::Egress => (TcAttachType::Egress, sys::BPF_TCX_EGRESS),
     };
+    if ifindex != 0 && matches!(sys::tcx_prog_count(ifindex, tcx), Ok(0) | Err(_)) {
+        return Vec::new();
+    }
     match SchedClassifier::query_tcx(ifname, t) {
         Ok((_, progs)) => progs
             .iter()

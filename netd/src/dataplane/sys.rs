@@ -318,3 +318,18 @@ pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     attr[1] = u64::from(fd.as_raw_fd() as u32);
     bpf(BPF_OBJ_PIN, &mut attr).map(drop)
 }
+
+const BPF_PROG_QUERY: libc::c_long = 16;
+
+/// How many programs run on `ifindex`'s TCX hook `attach_type` ([`BPF_TCX_INGRESS`] or
+/// [`BPF_TCX_EGRESS`]): one BPF_PROG_QUERY by index, no name lookup and no program info (what
+/// `netd status` asks of every veth; aya's `query_tcx` resolves the name and reads each
+/// program's info). 0 on a device without TCX programs.
+pub fn tcx_prog_count(ifindex: u32, attach_type: u32) -> io::Result<u32> {
+    let mut attr: Attr = [0; 8];
+    // target_ifindex, attach_type; query_flags and attach_flags 0; prog_ids NULL, prog_cnt 0:
+    // the kernel writes the count.
+    attr[0] = u64::from(ifindex) | (u64::from(attach_type) << 32);
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    Ok(attr[3] as u32)
+}

@@ -160,6 +160,11 @@ impl Engine {
         let mut publish = specs.to_vec();
         let v6 = ep.ipv6.as_ref().and_then(|l| l.global);
         let mut new = self.plan_ports(name, &mut publish, false, &[], v6)?;
+        // `netd publish` on a terminal shows "k of N ports" (GET /v1/progress): each port
+        // counts once its host port is reserved, all of them once the table is written.
+        let steps = &crate::ops::progress::STEPS;
+        let total: u64 = new.iter().map(|b| u64::from(b.count)).sum();
+        steps.begin_for(&format!("publish {name}"), total, "ports");
         let next_id = self.take_ports(&mut new, ep.reserve_ports, ep.ip)?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
@@ -184,6 +189,8 @@ impl Engine {
             }
             return Err(e);
         }
+        steps.finish();
+        steps.end();
         tracing::info!(container = %name, ports = specs.len(), "published");
         Ok(super::port_views(&new))
     }

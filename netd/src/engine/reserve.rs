@@ -316,7 +316,10 @@ impl Reservations {
             for i in 0..b.count {
                 let port = b.host_port + i;
                 match bind_one(b.proto, b.host_ip, port) {
-                    Ok(fd) => fds.push(fd),
+                    Ok(fd) => {
+                        fds.push(fd);
+                        crate::ops::progress::STEPS.step();
+                    }
                     Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
                         return Err(format!(
                             "port {port}/{} is already in use on the host ({}:{port}): a host process holds it",

@@ -1,12 +1,16 @@
 //! Progress output for long operations (a bulk publish, the daemon's start-up reconcile): a
-//! spinner with the elapsed time on stderr while the operation runs, erased when it ends.
-//! Only on a terminal: with stderr redirected (scripts, logs, tests) or `--quiet` nothing is
-//! written, so the output a program reads never holds carriage returns.
+//! spinner with the elapsed time on stderr while the operation runs and, for a counted one,
+//! "k of N" and the rate; erased when it ends, or, when the count reached N, left as the last
+//! line ("N of N ... in 1.2s"). Only on a terminal: with stderr redirected (scripts, logs,
+//! tests) or `--quiet` nothing is written, so the output a program reads never holds carriage
+//! returns.
 
 use std::io::{IsTerminal as _, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -15,7 +19,20 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 pub struct Count {
     done: AtomicU64,
     total: AtomicU64,
-    unit: Mutex<&'static str>,
+    /// What the count is of (`"ports"`) and whose operation it is (`"publish web"`).
+    names: Mutex<(String, String)>,
+}
+
+/// A [`Count`] as `GET /v1/progress` answers it: the daemon's current (or last) counted
+/// operation, which `netd publish` shows on the client's terminal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountView {
+    /// Whose operation: e.g. `publish web` (empty when none was counted yet).
+    pub of: String,
+    pub done: u64,
+    /// 0: none counted.
+    pub total: u64,
+    pub unit: String,
 }
 
 /// The process's count ([`Progress::start`] shows it).
@@ -26,34 +43,64 @@ impl Count {
         Self {
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
-            unit: Mutex::new(""),
+            names: Mutex::new((String::new(), String::new())),
         }
     }
 
     /// A counted operation of `total` `unit`s starts (none done yet).
-    pub fn begin(&self, total: u64, unit: &'static str) {
-        *self.unit.lock().unwrap_or_else(|e| e.into_inner()) = unit;
+    pub fn begin(&self, total: u64, unit: &str) {
+        self.begin_for("", total, unit);
+    }
+
+    /// [`Count::begin`] of the operation `of` (e.g. `publish web`), so a client asking for the
+    /// daemon's count can tell its own operation from another one.
+    pub fn begin_for(&self, of: &str, total: u64, unit: &str) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = (of.to_owned(), unit.to_owned());
         self.done.store(0, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
     }
 
     /// One more done.
     pub fn step(&self) {
-        self.done.fetch_add(1, Ordering::Relaxed);
+        self.step_by(1);
     }
 
-    /// The operation ended: the line shows no count again.
-    pub fn end(&self) {
+    /// `n` more done.
+    pub fn step_by(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// All done (the operation finished its last, uncounted part too).
+    pub fn finish(&self) {
+        self.done
+            .store(self.total.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Shows `v` (a count read from elsewhere, the daemon's) as this one.
+    pub fn mirror(&self, v: &CountView) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = (v.of.clone(), v.unit.clone());
+        self.total.store(v.total, Ordering::Relaxed);
+        self.done.store(v.done, Ordering::Relaxed);
+    }
+
+    /// The counted operation ended: the line keeps showing where it got (with all N done,
+    /// the summary [`Progress`] leaves when it is dropped), until [`Count::clear`].
+    pub fn end(&self) {}
+
+    /// No count: the line shows none.
+    pub fn clear(&self) {
         self.total.store(0, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
     }
 
-    fn get(&self) -> (u64, u64, &'static str) {
-        let unit = *self.unit.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            self.done.load(Ordering::Relaxed),
-            self.total.load(Ordering::Relaxed),
+    pub fn view(&self) -> CountView {
+        let (of, unit) = self.names.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        CountView {
+            of,
             unit,
-        )
+            done: self.done.load(Ordering::Relaxed),
+            total: self.total.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -63,20 +110,49 @@ impl Default for Count {
     }
 }
 
-/// One frame of the line: `| label: k of N unit (1.2s)`, or without the count when there is
-/// none (k never shown above N).
-fn render(frame: char, label: &str, (done, total, unit): (u64, u64, &str), secs: f64) -> String {
-    if total == 0 {
+/// One frame of the line: `| label: k of N unit, R/s (1.2s)`, or without the count when there
+/// is none (k never shown above N; the rate once something is done).
+fn render(frame: char, label: &str, c: &CountView, secs: f64) -> String {
+    if c.total == 0 {
         return format!("\r{frame} {label} ({secs:.1}s)");
     }
-    let k = done.min(total);
-    let unit = if unit.is_empty() {
+    let (k, total) = (c.done.min(c.total), c.total);
+    let unit = if c.unit.is_empty() {
         String::new()
     } else {
-        format!(" {unit}")
+        format!(" {}", c.unit)
+    };
+    let rate = if k > 0 && secs > 0.0 {
+        format!(", {:.0}/s", k as f64 / secs)
+    } else {
+        String::new()
     };
     // Erase to the end: a shorter line must not leave the previous one's tail.
-    format!("\r{frame} {label}: {k} of {total}{unit} ({secs:.1}s)\x1b[K")
+    format!("\r{frame} {label}: {k} of {total}{unit}{rate} ({secs:.1}s)\x1b[K")
+}
+
+/// The line left when a counted operation reached N: `label: N of N unit in 1.2s (R/s)`.
+fn render_done(label: &str, c: &CountView, secs: f64) -> String {
+    let unit = if c.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", c.unit)
+    };
+    let rate = if secs > 0.0 {
+        format!(" ({:.0}/s)", c.total as f64 / secs)
+    } else {
+        String::new()
+    };
+    format!(
+        "\r{label}: {t} of {t}{unit} in {secs:.1}s{rate}\x1b[K\n",
+        t = c.total
+    )
+}
+
+/// Whether [`Progress::start`] shows anything (stderr is a terminal, no `--quiet`): a caller
+/// can skip the work of feeding a count nobody sees.
+pub fn enabled() -> bool {
+    !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal()
 }
 
 /// `--quiet`: no progress output in this process.
@@ -91,12 +167,13 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Shows `label` on stderr if stderr is a terminal and `--quiet` was not given.
+    /// Shows `label` on stderr if stderr is a terminal and `--quiet` was not given, with the
+    /// process's count ([`STEPS`]), cleared first: the operation begins counting itself.
     pub fn start(label: String) -> Self {
-        let on = !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal();
+        STEPS.clear();
         Self::start_on(
             label,
-            on,
+            enabled(),
             std::io::stderr(),
             Duration::from_millis(200),
             &STEPS,
@@ -125,7 +202,7 @@ impl Progress {
                 let line = render(
                     frames[i % frames.len()],
                     &label,
-                    count.get(),
+                    &count.view(),
                     t0.elapsed().as_secs_f64(),
                 );
                 let _ = out.write_all(line.as_bytes());
@@ -134,8 +211,15 @@ impl Progress {
                 let until = Instant::now() + every;
                 while Instant::now() < until {
                     if s.load(Ordering::Relaxed) {
-                        // Erase the line: what follows starts on a clean one.
-                        let _ = write!(out, "\r\x1b[K");
+                        let c = count.view();
+                        if c.total > 0 && c.done >= c.total {
+                            // Counted to the end: the line stays, as the operation's summary.
+                            let done = render_done(&label, &c, t0.elapsed().as_secs_f64());
+                            let _ = out.write_all(done.as_bytes());
+                        } else {
+                            // Erase the line: what follows starts on a clean one.
+                            let _ = write!(out, "\r\x1b[K");
+                        }
                         let _ = out.flush();
                         return;
                     }
@@ -210,29 +294,53 @@ mod tests {
     fn the_count_renders_as_k_of_n() {
         let c = Count::new();
         assert_eq!(
-            render('|', "starting", c.get(), 1.24),
+            render('|', "starting", &c.view(), 1.24),
             "\r| starting (1.2s)"
         );
         c.begin(40, "endpoints");
         assert_eq!(
-            render('/', "starting", c.get(), 0.0),
+            render('/', "starting", &c.view(), 0.0),
             "\r/ starting: 0 of 40 endpoints (0.0s)\x1b[K"
         );
         for _ in 0..3 {
             c.step();
         }
         assert_eq!(
-            render('-', "starting", c.get(), 2.04),
-            "\r- starting: 3 of 40 endpoints (2.0s)\x1b[K"
+            render('-', "starting", &c.view(), 2.0),
+            "\r- starting: 3 of 40 endpoints, 2/s (2.0s)\x1b[K"
         );
         // Never more than N; no unit, no word.
         c.begin(2, "");
         for _ in 0..5 {
             c.step();
         }
-        assert_eq!(render('|', "x", c.get(), 0.0), "\r| x: 2 of 2 (0.0s)\x1b[K");
+        assert_eq!(
+            render('|', "x", &c.view(), 0.0),
+            "\r| x: 2 of 2 (0.0s)\x1b[K"
+        );
+        assert_eq!(
+            render_done("x", &c.view(), 0.5),
+            "\rx: 2 of 2 in 0.5s (4/s)\x1b[K\n"
+        );
         c.end();
-        assert_eq!(render('|', "x", c.get(), 0.0), "\r| x (0.0s)");
+        assert_eq!(
+            render('|', "x", &c.view(), 0.0),
+            "\r| x: 2 of 2 (0.0s)\x1b[K"
+        );
+        c.clear();
+        assert_eq!(render('|', "x", &c.view(), 0.0), "\r| x (0.0s)");
+        // A count read back from the daemon.
+        c.mirror(&CountView {
+            of: "publish web".into(),
+            done: 7,
+            total: 500,
+            unit: "ports".into(),
+        });
+        assert_eq!(
+            render('/', "publishing", &c.view(), 1.0),
+            "\r/ publishing: 7 of 500 ports, 7/s (1.0s)\x1b[K"
+        );
+        assert_eq!(c.view().of, "publish web");
     }
 
     #[test]
@@ -254,8 +362,34 @@ mod tests {
         drop(p);
         let s = String::from_utf8(b.0.lock().unwrap().clone()).unwrap();
         assert!(s.contains("reconciling: 0 of 5 endpoints ("), "{s:?}");
-        assert!(s.contains("reconciling: 2 of 5 endpoints ("), "{s:?}");
-        assert!(s.ends_with("\r\x1b[K"), "{s:?}");
+        assert!(s.contains("reconciling: 2 of 5 endpoints, "), "{s:?}");
+        assert!(s.ends_with("\r\x1b[K"), "not all done, erased: {s:?}");
+    }
+
+    #[test]
+    fn a_finished_count_leaves_its_summary() {
+        static C: Count = Count::new();
+        let b = Buf::default();
+        C.begin_for("publish c", 3, "ports");
+        let p = Progress::start_on(
+            "publishing".into(),
+            true,
+            b.clone(),
+            Duration::from_millis(10),
+            &C,
+        );
+        C.step();
+        std::thread::sleep(Duration::from_millis(40));
+        C.finish();
+        C.end();
+        drop(p);
+        let s = String::from_utf8(b.0.lock().unwrap().clone()).unwrap();
+        assert!(s.contains("publishing: 1 of 3 ports, "), "{s:?}");
+        let last = s.rsplit('\r').next().unwrap();
+        assert!(
+            last.starts_with("publishing: 3 of 3 ports in ") && last.ends_with("/s)\x1b[K\n"),
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -82,17 +82,22 @@ pub async fn run(cmd: Command, socket: &std::path::Path) -> Result<String, Strin
             output::format_port(&v, port.as_deref())
         }
         Command::Publish { name, specs } => {
-            let _progress = crate::ops::progress::Progress::start(format!(
+            let progress = crate::ops::progress::Progress::start(format!(
                 "publishing {} on {name}",
                 specs.join(" ")
             ));
-            let ports: Vec<PortView> = c
-                .post(
-                    &format!("/v1/endpoints/{name}/ports"),
-                    &PublishRequest { publish: specs },
-                )
-                .await
-                .map_err(e)?;
+            let (path, req) = (
+                format!("/v1/endpoints/{name}/ports"),
+                PublishRequest { publish: specs },
+            );
+            let post = c.post::<_, Vec<PortView>>(&path, &req);
+            let ports = if crate::ops::progress::enabled() {
+                with_daemon_count(&c, &format!("publish {name}"), post).await
+            } else {
+                post.await
+            }
+            .map_err(e)?;
+            drop(progress);
             Ok(output::port_lines(ports.iter()).join("\n"))
         }
         Command::P2p { name1, name2 } => {
@@ -217,4 +222,39 @@ async fn network(c: &Client<'_>, action: NetworkAction) -> Result<String, String
             Ok(pretty(&v))
         }
     }
+}
+
+/// Runs `op` (a request the daemon counts as `of`) while showing the daemon's count
+/// (`GET /v1/progress`, asked every 100 ms, and once more when `op` succeeded) on this
+/// process's progress line. A count of another operation is not shown, nor, while `op` runs,
+/// a finished one (an earlier request's of the same name, still there while `op` waits for
+/// the engine); a failed `op` leaves no count, so its line is erased.
+async fn with_daemon_count<T>(
+    c: &Client<'_>,
+    of: &str,
+    op: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    use crate::ops::progress::{CountView, STEPS};
+    let show = |v: Result<CountView, ClientError>, finished: bool| {
+        if let Some(v) = v
+            .ok()
+            .filter(|v| v.of == of && (finished || v.done < v.total))
+        {
+            STEPS.mirror(&v);
+        }
+    };
+    tokio::pin!(op);
+    let r = loop {
+        tokio::select! {
+            r = &mut op => break r,
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                show(c.get("/v1/progress").await, false);
+            }
+        }
+    };
+    match &r {
+        Ok(_) => show(c.get("/v1/progress").await, true),
+        Err(_) => STEPS.clear(),
+    }
+    r
 }
