@@ -220,10 +220,13 @@ impl Reservations {
     }
 
     pub fn release(&mut self, bindings: &[PortBinding]) {
+        let mut stopping = vec![];
         for b in bindings {
             self.by_binding.remove(&b.id);
-            self.relays.remove(&b.id);
+            stopping.extend(self.relays.remove(&b.id).unwrap_or_default());
         }
+        // The relays' ports are free when this returns (see relay46::stop_all).
+        super::relay46::stop_all(stopping);
         if self.mode == Mode::Hook {
             let before = self.hooked.len();
             for b in bindings {
@@ -278,21 +281,23 @@ impl Reservations {
                 let (port, cport) = (b.host_port + i, b.container_port + i);
                 let listen = SocketAddr::new(IpAddr::V6(listen_ip), port);
                 let to = SocketAddrV4::new(target, cport);
-                match super::relay46::Relay::start(&self.relay, b.proto, listen, to) {
-                    Ok(r) => relays.push(r),
-                    Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
-                        return Err(format!(
-                            "port {port}/{} is already in use on the host ([{listen_ip}]:{port}): a host process holds it",
-                            b.proto
-                        ));
+                let e = match super::relay46::Relay::start(&self.relay, b.proto, listen, to) {
+                    Ok(r) => {
+                        relays.push(r);
+                        continue;
                     }
-                    Err(e) => {
-                        return Err(format!(
-                            "cannot relay [{listen_ip}]:{port}/{} to {to} (NAT46): {e}",
-                            b.proto
-                        ));
-                    }
-                }
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => format!(
+                        "port {port}/{} is already in use on the host ([{listen_ip}]:{port}): a host process holds it",
+                        b.proto
+                    ),
+                    Err(e) => format!(
+                        "cannot relay [{listen_ip}]:{port}/{} to {to} (NAT46): {e}",
+                        b.proto
+                    ),
+                };
+                // None: the ports already relayed are free again when this returns.
+                super::relay46::stop_all(got.into_values().flatten().chain(relays).collect());
+                return Err(e);
             }
             got.insert(b.id, relays);
         }

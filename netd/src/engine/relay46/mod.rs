@@ -16,6 +16,8 @@
 //! refused and counted); a UDP flow ends after [`UDP_IDLE`] without a datagram either way.
 
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod udp;
 
 use std::net::{SocketAddr, SocketAddrV4};
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 pub use super::view::RelayStats;
@@ -114,8 +116,16 @@ impl Shared {
     }
 }
 
-/// Aborts its task when dropped (a relay's accept loop, a UDP flow's reply loop).
+/// Aborts its task when dropped (a UDP flow's reply loop); [`AbortOnDrop::join`] also waits
+/// until the task's future, and what it holds, is dropped.
 struct AbortOnDrop(JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn join(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -123,37 +133,32 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// One relayed port: dropping it stops the relay and closes its connections and flows.
+/// A relay's listening socket. The [`Relay`] holds one reference and its task another, so the
+/// socket closes when both are gone: [`Relay::stop`] waits for the task, then drops its own.
+enum Listener {
+    Tcp(Arc<tokio::net::TcpListener>),
+    Udp(Arc<tokio::net::UdpSocket>),
+}
+
+/// One relayed port. [`Relay::stop`] stops it and closes its connections and flows, and the
+/// port is free when it returns; dropping a relay stops it too, but the socket closes only
+/// when the runtime gets to the task.
 pub struct Relay {
-    task: JoinHandle<()>,
-    /// The listening socket's descriptor, owned by `task`.
-    fd: std::os::fd::RawFd,
+    task: Option<JoinHandle<()>>,
+    /// Dropped (or sent) to tell the task to end: it closes its connections or flows first.
+    stop: Option<oneshot::Sender<()>>,
+    sock: Option<Listener>,
+    listen: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl Drop for Relay {
-    /// The published port is free when this returns: an unpublish followed at once by a
-    /// publish of the same port (Docker's ProgramExternalConnectivity replaces its ports so)
-    /// must find it free, and an aborted task drops its socket only when a worker gets to it.
-    /// So the listening socket is closed here, by putting an unbound socket in its place on
-    /// the same descriptor (dup3 closes the old one atomically; the task, aborted next, never
-    /// sees readiness on the new one and closes it when it is dropped). The task still owns
-    /// `fd` while it has not finished, which is checked first: its loops only end by abort.
     fn drop(&mut self) {
-        if !self.task.is_finished() {
-            // SAFETY: plain socket(2); the descriptor is closed below.
-            let dummy =
-                unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-            if dummy >= 0 {
-                // SAFETY: `fd` is the live task's socket (checked above); dup3 replaces it
-                // atomically with the dummy, which is then closed once (fd keeps a copy).
-                unsafe {
-                    libc::dup3(dummy, self.fd, libc::O_CLOEXEC);
-                    libc::close(dummy);
-                }
-            }
+        if let Some(t) = self.task.take() {
+            // Dropped without stop(): the sender's drop ends the task; abort in case it is
+            // stuck in a connection's shutdown.
+            t.abort();
         }
-        self.task.abort();
         dec(&self.shared.c.listeners);
     }
 }
@@ -169,24 +174,78 @@ impl Relay {
         target: SocketAddrV4,
     ) -> std::io::Result<Relay> {
         let fd = listener(proto, listen)?;
-        let raw = fd.as_raw_fd();
         let sh = shared.clone();
-        let task = match proto {
+        let (stop, stopped) = oneshot::channel();
+        let (task, sock) = match proto {
             Proto::Tcp => {
-                let l = tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd))?;
-                tokio::spawn(tcp::serve(l, target, sh))
+                let l = Arc::new(tokio::net::TcpListener::from_std(
+                    std::net::TcpListener::from(fd),
+                )?);
+                let t = tokio::spawn(tcp::serve(l.clone(), target, sh, stopped));
+                (t, Listener::Tcp(l))
             }
             Proto::Udp => {
-                let s = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
-                tokio::spawn(udp::serve(s, target, sh))
+                let s = Arc::new(tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(
+                    fd,
+                ))?);
+                let t = tokio::spawn(udp::serve(s.clone(), target, sh, stopped));
+                (t, Listener::Udp(s))
             }
         };
         inc(&shared.c.listeners);
         Ok(Relay {
-            task,
-            fd: raw,
+            task: Some(task),
+            stop: Some(stop),
+            sock: Some(sock),
+            listen,
             shared: shared.clone(),
         })
+    }
+
+    /// Stops the relay: its task closes every connection and flow and ends, then the
+    /// listening socket is closed, so the port is free when this returns (an unpublish
+    /// followed at once by a publish of the same port, as Docker's
+    /// ProgramExternalConnectivity does, finds it free).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            if let Err(e) = t.await {
+                tracing::warn!(listen = %self.listen, "NAT46 relay task: {e}");
+            }
+        }
+        // The task's reference is gone with it; this one is the last.
+        let last = match self.sock.take() {
+            Some(Listener::Tcp(l)) => Arc::into_inner(l).map(drop).is_some(),
+            Some(Listener::Udp(s)) => Arc::into_inner(s).map(drop).is_some(),
+            None => true,
+        };
+        if !last {
+            tracing::warn!(listen = %self.listen, "NAT46 relay: socket still shared after stop");
+        }
+    }
+}
+
+/// Stops `relays` and waits until their ports are free, from synchronous engine code. On the
+/// daemon's multi-thread runtime this blocks in place (other tasks go on on the other
+/// workers); outside a runtime or on a current-thread one the relays are only dropped, and
+/// their sockets close when the runtime next runs their tasks.
+pub fn stop_all(relays: Vec<Relay>) {
+    if relays.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| {
+                h.block_on(async {
+                    for r in relays {
+                        r.stop().await;
+                    }
+                })
+            });
+        }
+        _ => drop(relays),
     }
 }
 

@@ -6,15 +6,26 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::{CONNECT_TIMEOUT, Shared, add, dec, inc};
 
-pub(super) async fn serve(l: TcpListener, target: SocketAddrV4, sh: Arc<Shared>) {
-    // Dropped with this task when the relay stops: every connection closes with it.
+/// Accepts and relays until `stop` fires (or its sender is dropped), then closes every
+/// connection and waits until they are gone before it returns (and drops its `l`).
+pub(super) async fn serve(
+    l: Arc<TcpListener>,
+    target: SocketAddrV4,
+    sh: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
+            _ = &mut stop => {
+                conns.shutdown().await;
+                return;
+            }
             r = l.accept() => match r {
                 Ok((client, _)) => {
                     let Ok(permit) = sh.tcp.clone().try_acquire_owned() else {

@@ -6,20 +6,32 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UdpSocket;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::task::JoinSet;
 
 use super::{AbortOnDrop, Shared, UDP_IDLE, add, dec, inc};
 
 struct Flow {
     up: Arc<UdpSocket>,
     last: Arc<AtomicU64>,
-    _reply: AbortOnDrop,
+    /// The reply loop (holds a reference to the published socket); None once closed.
+    reply: Option<AbortOnDrop>,
     _permit: OwnedSemaphorePermit,
     sh: Arc<Shared>,
+}
+
+impl Flow {
+    /// Ends the reply loop and waits until it has dropped its sockets.
+    async fn close(mut self) {
+        if let Some(r) = self.reply.take() {
+            r.join().await;
+        }
+    }
 }
 
 impl Drop for Flow {
@@ -28,13 +40,28 @@ impl Drop for Flow {
     }
 }
 
-pub(super) async fn serve(sock: UdpSocket, target: SocketAddrV4, sh: Arc<Shared>) {
-    let sock = Arc::new(sock);
+/// Relays until `stop` fires (or its sender is dropped), then ends every flow and waits until
+/// their reply loops are gone before it returns (and drops its `sock`).
+pub(super) async fn serve(
+    sock: Arc<UdpSocket>,
+    target: SocketAddrV4,
+    sh: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
+    // Idle flows being closed (their reply loops hold `sock` until they are gone).
+    let mut closing = JoinSet::new();
     let mut tick = tokio::time::interval(UDP_IDLE / 4);
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
+            _ = &mut stop => {
+                for (_, f) in flows.drain() {
+                    f.close().await;
+                }
+                while closing.join_next().await.is_some() {}
+                return;
+            }
             r = sock.recv_from(&mut buf) => {
                 let (n, peer) = match r {
                     Ok(x) => x,
@@ -54,7 +81,7 @@ pub(super) async fn serve(sock: UdpSocket, target: SocketAddrV4, sh: Arc<Shared>
                     },
                 };
                 flow.last.store(sh.now_ms(), Ordering::Relaxed);
-                match flow.up.try_send(&buf[..n]) {
+                match send_now(&flow.up, &buf[..n]) {
                     Ok(sent) => add(&sh.c.bytes_to_container, sent as u64),
                     // A full buffer, or the ICMP error of an earlier datagram: dropped, as
                     // the network would.
@@ -64,10 +91,41 @@ pub(super) async fn serve(sock: UdpSocket, target: SocketAddrV4, sh: Arc<Shared>
             _ = tick.tick() => {
                 let now = sh.now_ms();
                 let idle = UDP_IDLE.as_millis() as u64;
-                flows.retain(|_, f| now.saturating_sub(f.last.load(Ordering::Relaxed)) < idle);
+                let old: Vec<SocketAddr> = flows
+                    .iter()
+                    .filter(|(_, f)| now.saturating_sub(f.last.load(Ordering::Relaxed)) >= idle)
+                    .map(|(a, _)| *a)
+                    .collect();
+                for a in old {
+                    if let Some(f) = flows.remove(&a) {
+                        closing.spawn(f.close());
+                    }
+                }
             }
+            Some(_) = closing.join_next(), if !closing.is_empty() => {}
         }
     }
+}
+
+/// send(2) on a flow's connected socket, without tokio's readiness check: `try_send` refuses
+/// (WouldBlock) until the reactor has reported the socket writable, which a socket made for
+/// a new flow a moment ago has not been yet, so a flow's first datagram was dropped (iperf3's
+/// UDP connect message, sent once: the test never started), and under a flood every datagram
+/// after one EAGAIN until the reactor's next turn.
+fn send_now(up: &UdpSocket, buf: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: send(2) on the descriptor `up` owns, reading buf.len() bytes of `buf`.
+    let n = unsafe {
+        libc::send(
+            up.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// A flow for `peer`: its upstream socket (from the host, an ephemeral port) and the task
@@ -120,7 +178,7 @@ fn new_flow(
     Some(Flow {
         up,
         last,
-        _reply: AbortOnDrop(reply),
+        reply: Some(AbortOnDrop(reply)),
         _permit: permit,
         sh: sh.clone(),
     })
