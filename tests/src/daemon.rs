@@ -326,6 +326,11 @@ impl Daemon {
         self.dir.join("bpf")
     }
 
+    /// Where the daemon pins map `name` (`<bpffs>/maps/<name>`).
+    pub fn map_pin(&self, name: &str) -> PathBuf {
+        self.bpffs().join("maps").join(name)
+    }
+
     /// Default etc dir of a container: `<state-dir>/containers/<name>`.
     pub fn etc_dir(&self, name: &str) -> PathBuf {
         self.state_dir().join("containers").join(name)

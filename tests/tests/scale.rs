@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use netd_tests::dataplane::tcp_blocked;
 use netd_tests::traffic::enter_netns;
 use netd_tests::world::HOST_UPLINK_IP;
-use netd_tests::{BIP, Daemon, Netns, World, cmd_ok, poll_until, tcp_request_until, tcp_server};
+use netd_tests::{BIP, Daemon, Netns, World, poll_until, tcp_request_until, tcp_server};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -24,28 +24,7 @@ fn s(v: &serde_json::Value) -> &str {
 
 /// The keys of a pinned map of the daemon's, as bytes (`bpftool -j map dump`).
 fn map_keys(d: &Daemon, map: &str) -> Vec<Vec<u8>> {
-    let path = d.bpffs().join("maps").join(map);
-    let out = cmd_ok(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        &path.to_string_lossy(),
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            e["key"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no key in {e}"))
-                .iter()
-                .map(|b| u8::from_str_radix(s(b).trim_start_matches("0x"), 16).expect("hex byte"))
-                .collect()
-        })
-        .collect()
+    netd_tests::bpf::map_keys(&d.map_pin(map))
 }
 
 fn ip_bytes(ip: &str) -> Vec<u8> {
