@@ -189,6 +189,18 @@ pub fn map_keys(pin: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The IPv4 bindings in the NETD_PORTS map pinned at `pin`: (proto, host port), sorted. A key
+/// is netd-common's `PortKey`: addr (16 bytes), port (u16, host order), proto, family.
+pub fn port_table_v4(pin: &Path) -> Vec<(u8, u16)> {
+    let mut v: Vec<(u8, u16)> = map_keys(pin)
+        .iter()
+        .filter(|k| k.len() == 20 && i32::from(k[19]) == libc::AF_INET)
+        .map(|k| (k[18], u16::from_le_bytes([k[16], k[17]])))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 fn byte_words(b: &[u8]) -> Vec<String> {
     b.iter().map(|b| b.to_string()).collect()
 }

@@ -326,6 +326,14 @@ impl Daemon {
         self.dir.join("bpf")
     }
 
+    /// How many file descriptors the running daemon holds (`/proc/PID/fd`).
+    pub fn fd_count(&self) -> usize {
+        let pid = self.pid().expect("the daemon runs");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the daemon's /proc/PID/fd")
+            .count()
+    }
+
     /// Where the daemon pins map `name` (`<bpffs>/maps/<name>`).
     pub fn map_pin(&self, name: &str) -> PathBuf {
         self.bpffs().join("maps").join(name)
