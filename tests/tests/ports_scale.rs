@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use netd_tests::dataplane::{daemon_cgroup, socat_in_cgroup};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, World, in_netns, tcp_request_until, tcp_server, try_poll_until};
+use netd_tests::{BIP, World, in_netns, tcp_arrives_from, tcp_server, try_poll_until};
 
 const T: Duration = Duration::from_secs(5);
 const FIRST: u16 = 1;
@@ -50,11 +50,8 @@ fn sixty_five_thousand_ports_on_one_address() {
         .map(|p| tcp_server(&web, *p))
         .collect();
     for srv in &servers {
-        assert_eq!(
-            tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:{}", srv.port), T).unwrap(),
-            "ping"
-        );
-        assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+        let addr = format!("{HOST_UPLINK_IP}:{}", srv.port);
+        tcp_arrives_from(&w.outside, &addr, srv, OUTSIDE_IP);
     }
 
     // One more port, on another container, on top of 65 000.
@@ -67,7 +64,7 @@ fn sixty_five_thousand_ports_on_one_address() {
         t0.elapsed()
     );
     let s2 = tcp_server(&c2, 80);
-    netd_tests::tcp_arrives_from(
+    tcp_arrives_from(
         &w.outside,
         &format!("{HOST_UPLINK_IP}:65534"),
         &s2,
