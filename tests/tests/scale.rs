@@ -72,6 +72,14 @@ fn api_ok(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>)
     b
 }
 
+/// `netd attach NAME --netns PATH extra...` and nothing after it (no inspect, as
+/// [`Daemon::attach`] does), so that a detach can follow at once.
+fn attach_now(d: &Daemon, name: &str, ns: &Netns, extra: &[&str]) {
+    let mut args = vec!["attach", name, "--netns", ns.path_str()];
+    args.extend_from_slice(extra);
+    d.netd_ok(&args);
+}
+
 /// Detaches `name` and at once (through the API) attaches `name2` into `ns` with `extra`
 /// fields: the attach comes long before the detached veth is deleted.
 fn detach_then_attach(d: &Daemon, name: &str, name2: &str, ns: &Netns, extra: serde_json::Value) {
@@ -105,33 +113,17 @@ fn detach_then_reattach_at_once_works_and_leaves_no_veth_or_map_entry() {
     // renamed the container end and taken its address, so the attach finds eth0 free while
     // the old veth is still being deleted.
     for _ in 0..8 {
-        d.netd_ok(&[
-            "attach",
-            "c",
-            "--netns",
-            c.path_str(),
-            "--ip",
-            "172.30.0.10",
-            "-p",
-            "18080:8080",
-        ]);
+        attach_now(&d, "c", &c, &["--ip", "172.30.0.10", "-p", "18080:8080"]);
         d.netd_ok(&["detach", "c"]);
     }
     // And without --ip.
     for _ in 0..4 {
-        d.netd_ok(&["attach", "c", "--netns", c.path_str()]);
+        attach_now(&d, "c", &c, &[]);
         d.netd_ok(&["detach", "c"]);
     }
     // Through the API, a millisecond apart: the attach finds the name and the address free
     // although the old veth cannot be deleted yet.
-    d.netd_ok(&[
-        "attach",
-        "c",
-        "--netns",
-        c.path_str(),
-        "--ip",
-        "172.30.0.10",
-    ]);
+    attach_now(&d, "c", &c, &["--ip", "172.30.0.10"]);
     for _ in 0..8 {
         detach_then_attach(&d, "c", "c", &c, serde_json::json!({"ip": "172.30.0.10"}));
     }
