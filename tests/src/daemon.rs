@@ -393,6 +393,34 @@ impl Daemon {
         output_with_timeout(c, CLI_TIMEOUT)
     }
 
+    /// One HTTP/1.1 request on the daemon's API socket, no CLI process in between: the status
+    /// and the body. `headers` are extra `Name: value` lines; the body is sent as JSON.
+    pub fn http(&self, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s =
+            std::os::unix::net::UnixStream::connect(self.sock()).expect("connect to the API");
+        s.set_read_timeout(Some(CLI_TIMEOUT)).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: netd\r\n");
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        s.write_all(req.as_bytes()).expect("send the request");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read the answer");
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {path}: no status in {resp:?}"));
+        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_string())
+    }
+
     /// Runs the CLI, panics (with the daemon's logs) unless it succeeds; returns stdout.
     pub fn netd_ok(&self, args: &[&str]) -> String {
         let out = self.netd(args);

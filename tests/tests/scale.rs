@@ -34,37 +34,12 @@ fn ip_bytes(ip: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// One request to the daemon's HTTP API on its socket, answering (status, body): no CLI process
-/// in between, so a detach and the attach after it are a millisecond apart, well inside the
-/// 20-70 ms the veth's deletion takes.
-fn api(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(d.sock()).expect("connect to the API");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read the answer");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {resp:?}"));
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
-/// `api`, expecting a 2xx answer.
+/// A request on the daemon's API socket ([`Daemon::http`]: no CLI process in between, so a
+/// detach and the attach after it are a millisecond apart, well inside the 20-70 ms the
+/// veth's deletion takes), expecting a 2xx answer.
 fn api_ok(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> String {
-    let (status, b) = api(d, method, path, body);
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, b) = d.http(method, path, &[], &body);
     assert!(
         (200..300).contains(&status),
         "{method} {path}: {status} {b}"
