@@ -13,9 +13,10 @@ use crate::netns::Netns;
 use crate::world::UPLINK;
 use crate::{output_with_timeout, unique, workspace_root};
 
-/// How long the daemon gets to answer `status` after starting. Loading the programs alone
-/// (the verifier) takes 10-20 s on a busy 2-core machine.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the daemon gets to answer `status` after starting: only a limit for a daemon that
+/// hangs. Loading the programs alone (the verifier) takes 10-20 s on a busy 2-core machine,
+/// and several daemons starting at once on a machine other runs share took over 30 s.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long any single CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -284,7 +285,12 @@ impl Daemon {
             // A restarted daemon answers reads while it reconciles ("state": "reconciling"):
             // ready means reconciled.
             if self.sock().exists() {
-                let out = self.netd(&["status"]);
+                // The socket can be there well before the daemon answers (seen: over 30 s with
+                // six daemons starting at once): this call may wait up to what is left.
+                let mut c = std::process::Command::new(&self.bin);
+                c.arg("-H").arg(self.host_arg()).arg("status");
+                let left = deadline.saturating_duration_since(Instant::now());
+                let out = output_with_timeout(c, left.max(CLI_TIMEOUT));
                 if out.status.success()
                     && !String::from_utf8_lossy(&out.stdout).contains("\"reconciling\"")
                 {
