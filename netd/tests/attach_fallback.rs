@@ -243,6 +243,8 @@ fn netlink_replacement_has_no_gap() {
     let dest = host.local_addr().unwrap();
     let done = std::sync::atomic::AtomicBool::new(false);
     const REPLACEMENTS: usize = 3;
+    const STRIDE: usize = 300;
+    let progress = std::sync::atomic::AtomicUsize::new(0);
     let (sent, got) = std::thread::scope(|s| {
         // A steady stream (about 10 000 datagrams a second) until the agents are done.
         let sender = s.spawn(|| {
@@ -252,6 +254,7 @@ fn netlink_replacement_has_no_gap() {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     sock.send_to(&i.to_be_bytes(), dest).unwrap();
                     i += 1;
+                    progress.store(i as usize, std::sync::atomic::Ordering::Relaxed);
                     if i.is_multiple_of(10) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
@@ -267,18 +270,30 @@ fn netlink_replacement_has_no_gap() {
             }
             got
         });
-        // Agents come and go while the stream runs: each replaces the filters' programs.
-        std::thread::sleep(Duration::from_millis(100));
+        // Agents come and go while the stream runs: each replaces the filters' programs, each
+        // after (and the last before) another STRIDE datagrams went out.
+        let flowing = |what: &str| {
+            let from = progress.load(std::sync::atomic::Ordering::Relaxed);
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while progress.load(std::sync::atomic::Ordering::Relaxed) < from + STRIDE {
+                if std::time::Instant::now() > until {
+                    done.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("{what}: fewer than {STRIDE} datagrams sent in 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        flowing("the stream to start");
         for _ in 0..REPLACEMENTS {
             let mut next = open(&t, &pins, TcAttachMode::Netlink);
             t.h.enter(|| next.attach_uplink("dp0").expect("replace"));
             dp = next;
+            flowing("the stream to go on after a replacement");
         }
-        std::thread::sleep(Duration::from_millis(100));
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         (sender.join().unwrap(), receiver.join().unwrap())
     });
-    assert!(sent > 1000, "a real stream: {sent} datagrams");
+    eprintln!("{sent} datagrams across {REPLACEMENTS} replacements");
     let seen = rx(&dp) - before;
     assert_eq!(
         seen, sent as u64,

@@ -174,41 +174,76 @@ fn gc_with_traffic_running_never_removes_a_flow_in_use() {
             }
         }
         const FLOWS: u16 = 100;
+        const BURSTS: usize = 15;
+        // The flows' timeout (ct_udp_s and ct_unreplied_s above).
+        const TIMEOUT_NS: u64 = 1_000_000_000;
         let stop = std::sync::atomic::AtomicBool::new(false);
+        let passes = std::sync::atomic::AtomicUsize::new(0);
         let pins = w.pins.0.clone();
         std::thread::scope(|s| {
             let gc = s.spawn(|| {
                 let mut gc = CtGc::open(&pins).expect("gc");
-                let mut passes = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     gc.run().expect("gc run");
-                    passes += 1;
+                    passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                passes
             });
             let mut broken = Vec::new();
-            for round in 0..6 {
+            // Rounds in which a flow went quiet past its timeout between two of its packets
+            // (this thread was starved of CPU): the GC may remove it then, so they prove
+            // nothing and are not counted.
+            let (mut round, mut clean, mut stalled) = (0, 0, 0);
+            while clean < 6 || passes.load(std::sync::atomic::Ordering::Relaxed) < 4 {
+                assert!(
+                    round < 60,
+                    "{stalled} of {round} rounds stalled past the timeout, {clean} clean"
+                );
+                round += 1;
                 // Just past the timeout: the GC's walk may see the flows idle right before
                 // they come back.
                 std::thread::sleep(std::time::Duration::from_millis(1080));
-                for _ in 0..15 {
+                // Per flow: when its last packet's run began, and the longest span from one
+                // packet's start to the end of the next (an upper bound on its idle time).
+                let mut last_start = vec![0u64; FLOWS as usize];
+                let mut longest = vec![0u64; FLOWS as usize];
+                for burst in 0..BURSTS {
                     for n in 0..FLOWS {
+                        let start = now_ns();
                         send_udp(w, 5000 + n);
+                        if burst > 0 {
+                            let span = now_ns() - last_start[n as usize];
+                            longest[n as usize] = longest[n as usize].max(span);
+                        }
+                        last_start[n as usize] = start;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                for n in 0..FLOWS {
-                    // A burst after a pause opens the flow anew and then counts 15 packets,
-                    // unless the GC removed it in between.
-                    match w.ct(&udp_key(5000 + n)) {
-                        Some(e) if e.packets == 15 => {}
+                // A burst after a pause opens the flow anew and then counts 15 packets,
+                // unless the GC removed it in between.
+                let seen: Vec<_> = (0..FLOWS)
+                    .map(|n| {
+                        let e = w.ct(&udp_key(5000 + n));
+                        let i = n as usize;
+                        longest[i] = longest[i].max(now_ns() - last_start[i]);
+                        e
+                    })
+                    .collect();
+                if longest.iter().any(|&l| l > TIMEOUT_NS) {
+                    stalled += 1;
+                    continue;
+                }
+                clean += 1;
+                for (n, e) in seen.into_iter().enumerate() {
+                    match e {
+                        Some(e) if e.packets == BURSTS as u64 => {}
                         other => broken.push((round, n, other.map(|e| e.packets))),
                     }
                 }
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let passes = gc.join().expect("gc thread");
-            assert!(passes >= 4, "the GC ran {passes} times");
+            gc.join().expect("gc thread");
+            let passes = passes.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!("{round} rounds ({stalled} stalled), {passes} GC passes");
             assert!(broken.is_empty(), "flows removed while in use: {broken:?}");
         });
     });

@@ -38,20 +38,41 @@ fn map_at(path: &std::path::Path) -> Map {
     Map::from_map_data(MapData::from_pin(path).expect("pin")).expect("map")
 }
 
-/// Replaces the current NETD_CT pin with an empty version-1 one (what netd up to 4521f4f
-/// pinned) of `entries` entries, as a netd of that layout would have left it.
-fn pin_v1_ct(pins: &PinDir, entries: u32) -> std::path::PathBuf {
+/// A pin directory that one dataplane opened and closed: the current layout's pins are there.
+fn opened_pins() -> PinDir {
+    let pins = PinDir::new();
+    drop(Dataplane::open(&pins.config()).expect("open"));
+    pins
+}
+
+/// Replaces the current NETD_CT pin with an empty hash of `entries` entries under the
+/// version-1 name (what netd up to 4521f4f pinned), its values `value_size` bytes (128 in
+/// version 1).
+fn pin_v1_ct_sized(pins: &PinDir, value_size: u32, entries: u32) -> std::path::PathBuf {
     fs::remove_file(pinned_map(&pins.0, MAP_CT)).expect("unpin NETD_CT");
     let v1 = pins.0.join("maps").join(MAP_CT);
-    pin_bpftool_map(&v1, "hash", 40, 128, entries, MAP_CT);
+    pin_bpftool_map(&v1, "hash", 40, value_size, entries, MAP_CT);
     v1
+}
+
+/// An empty version-1 NETD_CT of `entries` entries in place of the current one, as a netd of
+/// that layout would have left it.
+fn pin_v1_ct(pins: &PinDir, entries: u32) -> std::path::PathBuf {
+    pin_v1_ct_sized(pins, 128, entries)
+}
+
+/// The names pinned under the pin directory's maps/.
+fn map_pins(pins: &PinDir) -> Vec<std::ffi::OsString> {
+    fs::read_dir(pins.0.join("maps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
 }
 
 #[test]
 fn an_older_conntrack_layout_is_migrated_with_its_delta() {
     assert_eq!(CT_LAYOUT_VERSION, 2, "this test migrates version 1 to 2");
-    let pins = PinDir::new();
-    drop(Dataplane::open(&pins.config()).expect("open"));
+    let pins = opened_pins();
     let new_pin = pinned_map(&pins.0, MAP_CT);
     assert!(
         new_pin.ends_with("NETD_CT@v2"),
@@ -171,25 +192,18 @@ fn an_older_conntrack_layout_is_migrated_with_its_delta() {
 /// nothing is created or removed.
 #[test]
 fn a_newer_layout_is_refused() {
-    let pins = PinDir::new();
-    drop(Dataplane::open(&pins.config()).expect("open"));
+    let pins = opened_pins();
     let v3 = pins.0.join("maps").join("NETD_CT@v3");
     let v2 = pinned_map(&pins.0, MAP_CT);
     fs::rename(&v2, &v3).expect("rename the pin");
-    let before: Vec<_> = fs::read_dir(pins.0.join("maps"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let before = map_pins(&pins);
     let err = open_refused(&pins, "a version-3 NETD_CT");
     assert!(
         err.contains("NETD_CT") && err.contains("version 3") && err.contains("version 2"),
         "{err}"
     );
     assert!(err.contains("downgrad"), "{err}");
-    let after: Vec<_> = fs::read_dir(pins.0.join("maps"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let after = map_pins(&pins);
     assert_eq!(
         before.len(),
         after.len(),
@@ -201,11 +215,8 @@ fn a_newer_layout_is_refused() {
 /// A version-1 pin whose sizes are not version 1's is refused, not converted.
 #[test]
 fn an_old_pin_with_the_wrong_sizes_is_refused() {
-    let pins = PinDir::new();
-    drop(Dataplane::open(&pins.config()).expect("open"));
-    fs::remove_file(pinned_map(&pins.0, MAP_CT)).unwrap();
-    let v1 = pins.0.join("maps").join(MAP_CT);
-    pin_bpftool_map(&v1, "hash", 40, 120, 16, MAP_CT);
+    let pins = opened_pins();
+    pin_v1_ct_sized(&pins, 120, 16);
     let err = open_refused(&pins, "a version-1 pin with another value size");
     assert!(
         err.contains("NETD_CT") && err.contains("incompatible") && err.contains("layout version 1"),

@@ -3,7 +3,9 @@
 //! netd's own `status`, and of bpftool 7.1, whose `net show` does not list TCX links.
 //!
 //! And the daemon's pinned array maps as bpftool reads and writes them ([`array_u64`],
-//! [`percpu_sum`], [`array_value`], [`array_update`]), also while the daemon is stopped.
+//! [`percpu_sum`], [`array_value`], [`array_update`]) and any pinned map's keys
+//! ([`map_keys`], [`map_delete`], [`map_update`]), also while the daemon is stopped; and the
+//! netlink clsact filters `tc filter show` lists ([`tc_filters`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,11 +176,87 @@ pub fn array_value(pin: &Path, index: u32) -> Vec<u8> {
 
 /// Writes `value` (its raw bytes) as entry `index` of the array pinned at `pin`.
 pub fn array_update(pin: &Path, index: u32, value: &[u8]) {
-    let key = index.to_le_bytes().map(|b| b.to_string());
-    let value: Vec<String> = value.iter().map(|b| b.to_string()).collect();
+    map_update(pin, &index.to_le_bytes(), value);
+}
+
+/// The keys of the map pinned at `pin`, as raw bytes, in bpftool's order.
+pub fn map_keys(pin: &Path) -> Vec<Vec<u8>> {
+    map_dump(pin)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| bytes(&e["key"]))
+        .collect()
+}
+
+/// The IPv4 bindings in the NETD_PORTS map pinned at `pin`: (proto, host port), sorted. A key
+/// is netd-common's `PortKey`: addr (16 bytes), port (u16, host order), proto, family.
+pub fn port_table_v4(pin: &Path) -> Vec<(u8, u16)> {
+    let mut v: Vec<(u8, u16)> = map_keys(pin)
+        .iter()
+        .filter(|k| k.len() == 20 && i32::from(k[19]) == libc::AF_INET)
+        .map(|k| (k[18], u16::from_le_bytes([k[16], k[17]])))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn byte_words(b: &[u8]) -> Vec<String> {
+    b.iter().map(|b| b.to_string()).collect()
+}
+
+/// Writes `key` -> `value` (raw bytes) into the map pinned at `pin`; panics with bpftool's error.
+pub fn map_update(pin: &Path, key: &[u8], value: &[u8]) {
+    let (key, value) = (byte_words(key), byte_words(value));
     let mut argv = vec!["bpftool", "map", "update", "pinned", pin_str(pin), "key"];
     argv.extend(key.iter().map(String::as_str));
     argv.push("value");
     argv.extend(value.iter().map(String::as_str));
     run_cmd(&argv);
+}
+
+/// Deletes `key` (raw bytes) from the map pinned at `pin`; panics with bpftool's error.
+pub fn map_delete(pin: &Path, key: &[u8]) {
+    let key = byte_words(key);
+    let mut argv = vec!["bpftool", "map", "delete", "pinned", pin_str(pin), "key"];
+    argv.extend(key.iter().map(String::as_str));
+    run_cmd(&argv);
+}
+
+/// One netlink clsact filter that carries a handle, as `tc filter show` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcFilter {
+    pub pref: String,
+    /// "0x4e44" for netd's.
+    pub handle: String,
+    /// The program's id.
+    pub id: String,
+    /// The program's name.
+    pub name: String,
+}
+
+/// `tc filter show dev IFNAME DIR` ("ingress" or "egress") in `ns`: the filters with a handle.
+pub fn tc_filters(ns: &Netns, ifname: &str, dir: &str) -> Vec<TcFilter> {
+    let out = ns.run_ok(&["tc", "filter", "show", "dev", ifname, dir]);
+    out.lines()
+        .filter(|l| l.contains("handle"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let after = |k: &str| {
+                w.iter()
+                    .position(|x| *x == k)
+                    .and_then(|i| w.get(i + 1))
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            };
+            // "... pref 1 bpf chain 0 handle 0x4e44 from_uplink direct-action not_in_hw id 42 ..."
+            let handle = after("handle");
+            TcFilter {
+                pref: after("pref"),
+                name: after(&handle),
+                id: after("id"),
+                handle,
+            }
+        })
+        .collect()
 }

@@ -13,9 +13,10 @@ use crate::netns::Netns;
 use crate::world::UPLINK;
 use crate::{output_with_timeout, unique, workspace_root};
 
-/// How long the daemon gets to answer `status` after starting. Loading the programs alone
-/// (the verifier) takes 10-20 s on a busy 2-core machine.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the daemon gets to answer `status` after starting: only a limit for a daemon that
+/// hangs. Loading the programs alone (the verifier) takes 10-20 s on a busy 2-core machine,
+/// and several daemons starting at once on a machine other runs share took over 30 s.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long any single CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -284,7 +285,12 @@ impl Daemon {
             // A restarted daemon answers reads while it reconciles ("state": "reconciling"):
             // ready means reconciled.
             if self.sock().exists() {
-                let out = self.netd(&["status"]);
+                // The socket can be there well before the daemon answers (seen: over 30 s with
+                // six daemons starting at once): this call may wait up to what is left.
+                let mut c = std::process::Command::new(&self.bin);
+                c.arg("-H").arg(self.host_arg()).arg("status");
+                let left = deadline.saturating_duration_since(Instant::now());
+                let out = output_with_timeout(c, left.max(CLI_TIMEOUT));
                 if out.status.success()
                     && !String::from_utf8_lossy(&out.stdout).contains("\"reconciling\"")
                 {
@@ -324,6 +330,19 @@ impl Daemon {
 
     pub fn bpffs(&self) -> PathBuf {
         self.dir.join("bpf")
+    }
+
+    /// How many file descriptors the running daemon holds (`/proc/PID/fd`).
+    pub fn fd_count(&self) -> usize {
+        let pid = self.pid().expect("the daemon runs");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the daemon's /proc/PID/fd")
+            .count()
+    }
+
+    /// Where the daemon pins map `name` (`<bpffs>/maps/<name>`).
+    pub fn map_pin(&self, name: &str) -> PathBuf {
+        self.bpffs().join("maps").join(name)
     }
 
     /// Default etc dir of a container: `<state-dir>/containers/<name>`.
@@ -378,6 +397,34 @@ impl Daemon {
         let mut c = std::process::Command::new(&self.bin);
         c.arg("-H").arg(self.host_arg()).args(args);
         output_with_timeout(c, CLI_TIMEOUT)
+    }
+
+    /// One HTTP/1.1 request on the daemon's API socket, no CLI process in between: the status
+    /// and the body. `headers` are extra `Name: value` lines; the body is sent as JSON.
+    pub fn http(&self, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s =
+            std::os::unix::net::UnixStream::connect(self.sock()).expect("connect to the API");
+        s.set_read_timeout(Some(CLI_TIMEOUT)).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: netd\r\n");
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        s.write_all(req.as_bytes()).expect("send the request");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read the answer");
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {path}: no status in {resp:?}"));
+        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_string())
     }
 
     /// Runs the CLI, panics (with the daemon's logs) unless it succeeds; returns stdout.

@@ -488,13 +488,19 @@ impl DockerWorld {
         ])
     }
 
+    /// netd's endpoints as `netd ls --json` lists them.
+    pub fn netd_ls(&self) -> Vec<serde_json::Value> {
+        let out = self.d.netd_ok(&["ls", "--json"]);
+        match serde_json::from_str(&out) {
+            Ok(serde_json::Value::Array(v)) => v,
+            _ => panic!("netd ls --json is no JSON array: {out}"),
+        }
+    }
+
     /// netd's endpoints as (name, ip), sorted.
     pub fn netd_endpoints(&self) -> Vec<(String, String)> {
-        let ls: serde_json::Value =
-            serde_json::from_str(&self.d.netd_ok(&["ls", "--json"])).unwrap();
-        let mut v: Vec<(String, String)> = ls
-            .as_array()
-            .unwrap()
+        let mut v: Vec<(String, String)> = self
+            .netd_ls()
             .iter()
             .map(|e| {
                 (
@@ -507,15 +513,18 @@ impl DockerWorld {
         v
     }
 
+    /// Whether `docker inspect` says NAME runs.
+    pub fn running(&self, name: &str) -> bool {
+        self.docker
+            .docker(&["inspect", "-f", "{{.State.Running}}", name])
+            .stdout
+            == b"true\n"
+    }
+
     /// Waits until `docker inspect` says NAME runs.
     pub fn wait_running(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self
-            .docker
-            .docker(&["inspect", "-f", "{{.State.Running}}", name])
-            .stdout
-            != b"true\n"
-        {
+        while !self.running(name) {
             assert!(
                 Instant::now() < deadline,
                 "{name} is not running after 60 s:\n{}",

@@ -41,7 +41,8 @@ pub use files::TempDir;
 pub use netns::Netns;
 pub use traffic::{
     ServerHandle, in_netns, spawn_in, tcp_arrives_from, tcp_request, tcp_request_until, tcp_send,
-    tcp_server, tcp_udp_arrive_from, tcp6_server, udp_request, udp_send, udp_server, udp6_server,
+    tcp_server, tcp_udp_arrive_from, tcp6_server, udp_arrives_from, udp_request, udp_send,
+    udp_server, udp6_server,
 };
 pub use world::{Container, World};
 

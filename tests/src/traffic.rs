@@ -295,16 +295,21 @@ pub fn tcp_udp_arrive_from(
     want: &str,
 ) {
     tcp_arrives_from(ns, &format!("{host}:{}", tcp.port), tcp, want);
-    let to = format!("{host}:{}", udp.port);
-    let reply = udp_request(ns, &to);
+    udp_arrives_from(ns, &format!("{host}:{}", udp.port), udp, want);
+}
+
+/// A UDP request from `ns` to `addr` (tried as [`udp_request`] does) is answered by the server
+/// `srv`, which saw it come from `want`.
+pub fn udp_arrives_from(ns: &Netns, addr: &str, srv: &ServerHandle, want: &str) {
+    let reply = udp_request(ns, addr);
     assert_eq!(
-        reply.unwrap_or_else(|e| panic!("UDP to {to}: {e:#}")),
+        reply.unwrap_or_else(|e| panic!("UDP to {addr}: {e:#}")),
         "ping"
     );
     assert_eq!(
-        udp.last_peer_ip(),
+        srv.last_peer_ip(),
         want,
-        "the source UDP to {to} arrived from"
+        "the source UDP to {addr} arrived from"
     );
 }
 

@@ -8,32 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use netd_tests::bpf::tc_filters as filters;
 use netd_tests::traffic::enter_netns;
 use netd_tests::world::{HOST_UPLINK_IP, UPLINK};
-use netd_tests::{BIP, Netns, World, poll_until, try_poll_until};
+use netd_tests::{BIP, World, poll_until, try_poll_until};
 
 const T: Duration = Duration::from_secs(5);
-
-/// `tc filter show dev IF DIR` lines that carry a handle: (priority, handle, prog id, name).
-fn filters(host: &Netns, ifname: &str, dir: &str) -> Vec<(String, String, String, String)> {
-    let out = host.run_ok(&["tc", "filter", "show", "dev", ifname, dir]);
-    out.lines()
-        .filter(|l| l.contains("handle"))
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let after = |k: &str| {
-                w.iter()
-                    .position(|x| *x == k)
-                    .and_then(|i| w.get(i + 1))
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            };
-            // "... handle 0x4e44 from_uplink direct-action not_in_hw id 42 ..."
-            let name = after(&after("handle"));
-            (after("pref"), after("handle"), after("id"), name)
-        })
-        .collect()
-}
 
 #[test]
 fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
@@ -52,14 +32,14 @@ fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
     assert_eq!(up_in.len(), 1, "{up_in:?}");
     assert_eq!(
         (
-            up_in[0].0.as_str(),
-            up_in[0].1.as_str(),
-            up_in[0].3.as_str()
+            up_in[0].pref.as_str(),
+            up_in[0].handle.as_str(),
+            up_in[0].name.as_str()
         ),
         ("1", "0x4e44", "from_uplink")
     );
     assert_eq!(filters(&w.host, UPLINK, "egress").len(), 1);
-    assert_eq!(filters(&w.host, &veth, "ingress")[0].3, "from_container");
+    assert_eq!(filters(&w.host, &veth, "ingress")[0].name, "from_container");
     let progs = st["programs"].as_array().cloned().unwrap_or_default();
     let st = d.status();
     let progs_now = st["programs"].as_array().expect("programs");
@@ -181,11 +161,11 @@ fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
     let after = filters(&w.host, UPLINK, "ingress");
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(
-        (&after[0].0, &after[0].1, &after[0].3),
-        (&up_in[0].0, &up_in[0].1, &up_in[0].3)
+        (&after[0].pref, &after[0].handle, &after[0].name),
+        (&up_in[0].pref, &up_in[0].handle, &up_in[0].name)
     );
     assert_ne!(
-        after[0].2, up_in[0].2,
+        after[0].id, up_in[0].id,
         "the restarted daemon's program runs"
     );
     assert_eq!(filters(&w.host, &veth, "ingress").len(), 1);
@@ -198,7 +178,7 @@ fn netlink_filters_carry_a_udp_stream_across_kill9_and_restart() {
         .find(|p| p["ifname"] == UPLINK && p["direction"] == "ingress")
         .cloned()
         .expect("uplink ingress in status");
-    assert_eq!(ingress["prog_id"].to_string(), after[0].2);
+    assert_eq!(ingress["prog_id"].to_string(), after[0].id);
     assert_eq!(ingress["handle"], 0x4e44);
     assert_eq!(ingress["priority"], 1);
 

@@ -4,8 +4,6 @@
 //! does). Real TCP from the outside reaches the container through the published port with
 //! the client's own address; everything goes away again on the way back.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use netd_tests::ipv6::no_dad;
@@ -19,20 +17,13 @@ const EID: &str = "e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeef
 
 /// `POST /<method>` with a JSON body on the daemon's socket; the status and the JSON answer.
 fn call(d: &Daemon, method: &str, body: Value) -> (u16, Value) {
-    let mut s = UnixStream::connect(d.sock()).expect("connect to the API socket");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let b = body.to_string();
-    write!(
-        s,
-        "POST /{method} HTTP/1.1\r\nHost: netd\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-        b.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status: u16 = out[9..12].parse().unwrap();
-    let (_, body) = out.split_once("\r\n\r\n").expect("a header end");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = d.http(
+        "POST",
+        &format!("/{method}"),
+        &["Accept: application/vnd.docker.plugins.v1.2+json"],
+        &body.to_string(),
+    );
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// A call that must succeed: no `Err`/`Error` in the answer.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use netd_tests::traffic::udp_request;
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, BRIDGE_IP, World, mac_for_ip, tcp_request, tcp_server, udp_server};
+use netd_tests::{
+    BIP, BRIDGE_IP, Container, Daemon, World, mac_for_ip, tcp_request, tcp_server, udp_server,
+};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -561,11 +563,20 @@ fn detach_removes_veth_lease_and_files() {
     let err = d.netd_err(&["inspect", "c1"]);
     assert!(err.contains("c1"), "inspect error does not name c1: {err}");
     // The lease is free again: same IP for another container, and the name is reusable.
-    let c2 = w.container("c2");
-    let ep2 = d.attach("c2", &c2, &["--ip", "172.30.0.9"]);
-    assert_eq!(s(&ep2["ip"]), "172.30.0.9");
+    let _c2 = leased_again(&w, &d, "c2", "172.30.0.9");
     d.attach("c1", &c1, &[]);
     assert!(c1.ping("172.30.0.9", T));
+}
+
+/// A new container `name` attached with `--ip ip` gets it: the address was released.
+fn leased_again(w: &World, d: &Daemon, name: &str, ip: &str) -> Container {
+    let c = w.container(name);
+    assert_eq!(
+        s(&d.attach(name, &c, &["--ip", ip])["ip"]),
+        ip,
+        "{ip} was not released"
+    );
+    c
 }
 
 #[test]
@@ -579,11 +590,7 @@ fn netns_deleted_behind_netds_back_is_cleaned_on_detach() {
     d.netd_ok(&["detach", "c1"]);
     assert!(!d.ls_has("c1"));
     assert!(w.host.link(&host_if).is_none());
-    let c2 = w.container("c2");
-    assert_eq!(
-        s(&d.attach("c2", &c2, &["--ip", "172.30.0.7"])["ip"]),
-        "172.30.0.7"
-    );
+    let _c2 = leased_again(&w, &d, "c2", "172.30.0.7");
 }
 
 #[test]
@@ -603,11 +610,7 @@ fn netns_deleted_while_daemon_down_is_cleaned_on_restart() {
         d.ls()
     );
     assert!(d.ls_has("c2"));
-    let c3 = w.container("c3");
-    assert_eq!(
-        s(&d.attach("c3", &c3, &["--ip", "172.30.0.7"])["ip"]),
-        "172.30.0.7"
-    );
+    let _c3 = leased_again(&w, &d, "c3", "172.30.0.7");
 }
 
 #[test]

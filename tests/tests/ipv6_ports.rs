@@ -18,12 +18,65 @@ use netd_tests::ipv6::{HOST6, OUTSIDE6, v6_uplink};
 use netd_tests::netns::Netns;
 use netd_tests::traffic::{enter_netns, in_netns};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, BRIDGE_IP, World, poll_until, tcp_send, tcp6_server, udp_send, udp6_server};
+use netd_tests::{
+    BIP, BRIDGE_IP, Daemon, ServerHandle, World, poll_until, tcp_send, tcp6_server, udp_send,
+    udp6_server,
+};
 
 const T: Duration = Duration::from_secs(8);
 
 fn ip(s: &str) -> Option<IpAddr> {
     Some(s.parse().unwrap())
+}
+
+/// The container's servers behind the four bindings [`publish_four`] makes.
+struct Four {
+    tcp80: ServerHandle,
+    udp53: ServerHandle,
+    tcp81: ServerHandle,
+    tcp82: ServerHandle,
+}
+
+/// Attaches `name` with `-p 8080:80 -p 5353:53/udp -p 0.0.0.0:8081:81 -p [HOST6]:8082:82`
+/// and starts a server behind each: the attach's answer and the servers.
+fn publish_four(d: &Daemon, name: &str, c: &Netns) -> (serde_json::Value, Four) {
+    let v6_binding = format!("[{HOST6}]:8082:82");
+    let v = d.attach(
+        name,
+        c,
+        &[
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "0.0.0.0:8081:81",
+            "-p",
+            &v6_binding,
+        ],
+    );
+    let four = Four {
+        tcp80: tcp6_server(c, 80),
+        udp53: udp6_server(c, 53),
+        tcp81: tcp6_server(c, 81),
+        tcp82: tcp6_server(c, 82),
+    };
+    (v, four)
+}
+
+/// TCP from the outside to `addr` until it answers; asserts the echo of `msg`.
+fn tcp_echo(w: &World, addr: &str, msg: &str) {
+    let got = poll_until(&format!("TCP to {addr}"), T, || {
+        tcp_send(&w.outside, addr, msg)
+    });
+    assert_eq!(got.trim(), msg);
+}
+
+/// `0.0.0.0:8081` is never reachable over IPv6, `[HOST6]:8082` never over IPv4.
+fn explicit_addresses_keep_their_family(w: &World, four: &Four) {
+    assert!(tcp_blocked(&w.outside, &format!("[{HOST6}]:8081")));
+    assert!(four.tcp81.last_peer().is_none(), "nothing reached port 81");
+    assert!(tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:8082")));
 }
 
 #[test]
@@ -33,41 +86,18 @@ fn outside_ipv6_clients_reach_published_ports_with_their_own_address() {
     // No --ip: `-p 8080:80` is 0.0.0.0 and [::].
     let d = w.daemon(&["--bip", BIP, "--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]);
     let web = w.container("web");
-    d.attach(
-        "web",
-        &web,
-        &[
-            "-p",
-            "8080:80",
-            "-p",
-            "5353:53/udp",
-            "-p",
-            "0.0.0.0:8081:81",
-            "-p",
-            &format!("[{HOST6}]:8082:82"),
-        ],
-    );
-    let tcp80 = tcp6_server(&web, 80);
-    let udp53 = udp6_server(&web, 53);
-    let tcp81 = tcp6_server(&web, 81);
-    let tcp82 = tcp6_server(&web, 82);
+    let (_, four) = publish_four(&d, "web", &web);
 
     // TCP over IPv6: DNAT6 to the container's IPv6 address, the client's address kept.
-    let got = poll_until("TCP to [HOST6]:8080", T, || {
-        tcp_send(&w.outside, &format!("[{HOST6}]:8080"), "ping6")
-    });
-    assert_eq!(got.trim(), "ping6");
+    tcp_echo(&w, &format!("[{HOST6}]:8080"), "ping6");
     assert_eq!(
-        tcp80.last_peer(),
+        four.tcp80.last_peer(),
         ip(OUTSIDE6),
         "the container sees the client"
     );
     // The same binding over IPv4, as before.
-    let got = poll_until("TCP to HOST:8080", T, || {
-        tcp_send(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), "ping4")
-    });
-    assert_eq!(got.trim(), "ping4");
-    assert_eq!(tcp80.last_peer(), ip(OUTSIDE_IP));
+    tcp_echo(&w, &format!("{HOST_UPLINK_IP}:8080"), "ping4");
+    assert_eq!(four.tcp80.last_peer(), ip(OUTSIDE_IP));
 
     // UDP over IPv6, the reply from the published address (the connected socket accepts
     // only that source).
@@ -75,24 +105,16 @@ fn outside_ipv6_clients_reach_published_ports_with_their_own_address() {
         udp_send(&w.outside, &format!("[{HOST6}]:5353"), "q6")
     });
     assert_eq!(got, "q6");
-    assert_eq!(udp53.last_peer(), ip(OUTSIDE6));
+    assert_eq!(four.udp53.last_peer(), ip(OUTSIDE6));
 
     // A binding on the IPv6 address itself.
-    let got = poll_until("TCP to [HOST6]:8082", T, || {
-        tcp_send(&w.outside, &format!("[{HOST6}]:8082"), "eight2")
-    });
-    assert_eq!(got.trim(), "eight2");
-    assert_eq!(tcp82.last_peer(), ip(OUTSIDE6));
+    tcp_echo(&w, &format!("[{HOST6}]:8082"), "eight2");
+    assert_eq!(four.tcp82.last_peer(), ip(OUTSIDE6));
 
-    // An explicit IPv4 host address is never reachable over IPv6, only over IPv4.
-    assert!(tcp_blocked(&w.outside, &format!("[{HOST6}]:8081")));
-    assert!(tcp81.last_peer().is_none(), "nothing reached port 81");
-    let got = poll_until("TCP to HOST:8081", T, || {
-        tcp_send(&w.outside, &format!("{HOST_UPLINK_IP}:8081"), "v4")
-    });
-    assert_eq!(got.trim(), "v4");
-    // The IPv6-only binding is not on IPv4.
-    assert!(tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:8082")));
+    // An explicit IPv4 host address is never reachable over IPv6, only over IPv4; the
+    // IPv6-only binding is not on IPv4.
+    explicit_addresses_keep_their_family(&w, &four);
+    tcp_echo(&w, &format!("{HOST_UPLINK_IP}:8081"), "v4");
 }
 
 /// One UDP datagram from an unconnected socket in `ns` to `addr`: the echo and the address it
@@ -143,20 +165,7 @@ fn ipv4_only_container_is_published_on_ipv6_through_the_nat46_relay() {
     // No --ipv6: the container has IPv4 only.
     let d = w.daemon(&["--bip", BIP]);
     let web = w.container("v4only");
-    let v = d.attach(
-        "v4only",
-        &web,
-        &[
-            "-p",
-            "8080:80",
-            "-p",
-            "5353:53/udp",
-            "-p",
-            "0.0.0.0:8081:81",
-            "-p",
-            &format!("[{HOST6}]:8082:82"),
-        ],
-    );
+    let (v, four) = publish_four(&d, "v4only", &web);
     assert!(v["global_ipv6"].is_null(), "{v}");
     let ports = v["ports"].as_array().unwrap();
     assert_eq!(ports[0]["host_ip"], "0.0.0.0", "{v}");
@@ -166,17 +175,16 @@ fn ipv4_only_container_is_published_on_ipv6_through_the_nat46_relay() {
         "0.0.0.0:8081 is IPv4 only: {v}"
     );
     assert_eq!(ports[3]["host_ip"], HOST6, "{v}");
-    let tcp80 = tcp6_server(&web, 80);
-    let udp53 = udp6_server(&web, 53);
-    let tcp81 = tcp6_server(&web, 81);
-    let tcp82 = tcp6_server(&web, 82);
+    let Four {
+        tcp80,
+        udp53,
+        tcp82,
+        ..
+    } = &four;
 
     // TCP over IPv6 to the IPv4-only container: the container sees the host's address on
     // the bridge (the gateway), as behind docker-proxy.
-    let got = poll_until("TCP to [HOST6]:8080", T, || {
-        tcp_send(&w.outside, &format!("[{HOST6}]:8080"), "ping6")
-    });
-    assert_eq!(got.trim(), "ping6");
+    tcp_echo(&w, &format!("[{HOST6}]:8080"), "ping6");
     assert_eq!(
         tcp80.last_peer(),
         ip(BRIDGE_IP),
@@ -186,10 +194,7 @@ fn ipv4_only_container_is_published_on_ipv6_through_the_nat46_relay() {
     let got = tcp_half_close(&w.outside, &format!("[{HOST6}]:8080"), "half").unwrap();
     assert_eq!(got, "half\n");
     // IPv4 stays in eBPF: the container sees the IPv4 client itself.
-    let got = poll_until("TCP to HOST:8080", T, || {
-        tcp_send(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), "ping4")
-    });
-    assert_eq!(got.trim(), "ping4");
+    tcp_echo(&w, &format!("{HOST_UPLINK_IP}:8080"), "ping4");
     assert_eq!(tcp80.last_peer(), ip(OUTSIDE_IP));
 
     // UDP over IPv6: the reply comes from the published address and port.
@@ -210,15 +215,10 @@ fn ipv4_only_container_is_published_on_ipv6_through_the_nat46_relay() {
     assert!(peers.len() > peers_before.len(), "{peers:?}");
 
     // The explicit IPv6 host address.
-    let got = poll_until("TCP to [HOST6]:8082", T, || {
-        tcp_send(&w.outside, &format!("[{HOST6}]:8082"), "eight2")
-    });
-    assert_eq!(got.trim(), "eight2");
+    tcp_echo(&w, &format!("[{HOST6}]:8082"), "eight2");
     assert_eq!(tcp82.last_peer(), ip(BRIDGE_IP));
     // An explicit IPv4 host address is still IPv4 only; the IPv6-only binding not on IPv4.
-    assert!(tcp_blocked(&w.outside, &format!("[{HOST6}]:8081")));
-    assert!(tcp81.last_peer().is_none(), "nothing reached port 81");
-    assert!(tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:8082")));
+    explicit_addresses_keep_their_family(&w, &four);
 
     // `netd ls` lists both sides of the dual binding; `netd port` one line per port, as in
     // Docker 1.8, an IPv6 host address in brackets.
@@ -265,10 +265,7 @@ fn ipv6_host_addresses_are_relayed_for_a_container_without_ipv6() {
     let v = d.attach("v4only", &c, &["-p", &format!("[{HOST6}]:8080:80")]);
     assert_eq!(v["ports"][0]["host_ip"], HOST6, "{v}");
     let srv = tcp6_server(&c, 80);
-    let got = poll_until("TCP to [HOST6]:8080", T, || {
-        tcp_send(&w.outside, &format!("[{HOST6}]:8080"), "hi")
-    });
-    assert_eq!(got.trim(), "hi");
+    tcp_echo(&w, &format!("[{HOST6}]:8080"), "hi");
     assert_eq!(srv.last_peer(), ip(BRIDGE_IP));
     // A host process cannot take the relayed port.
     let held = in_netns(&w.host, || {
@@ -312,10 +309,7 @@ fn ipv6_host_addresses_are_relayed_for_a_container_without_ipv6() {
     // before it binds them).
     d.restart();
     for (port, srv) in [(8080, &srv), (9090, &srv90)] {
-        let got = poll_until("TCP to the relay after a restart", T, || {
-            tcp_send(&w.outside, &format!("[{HOST6}]:{port}"), "again")
-        });
-        assert_eq!(got.trim(), "again");
+        tcp_echo(&w, &format!("[{HOST6}]:{port}"), "again");
         assert_eq!(srv.last_peer(), ip(BRIDGE_IP));
     }
 }

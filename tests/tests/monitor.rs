@@ -127,7 +127,7 @@ impl Drop for Monitor {
 
 /// NETD_MONITOR[0], read by bpftool from the daemon's pin.
 fn switch(d: &Daemon) -> u64 {
-    bpf::array_u64(&d.bpffs().join("maps/NETD_MONITOR"), 0)
+    bpf::array_u64(&d.map_pin("NETD_MONITOR"), 0)
 }
 
 fn wait_switch(d: &Daemon, want: u64) {
@@ -531,7 +531,7 @@ fn set_udp_timeouts(d: &Daemon, secs: u32) {
     use std::mem::offset_of;
 
     use netd_common::DpConfig;
-    let pin = d.bpffs().join("maps").join(netd_common::MAP_CONFIG);
+    let pin = d.map_pin(netd_common::MAP_CONFIG);
     let mut cfg = bpf::array_value(&pin, 0);
     assert_eq!(cfg.len(), size_of::<DpConfig>(), "NETD_CONFIG's value size");
     for off in [
@@ -703,7 +703,7 @@ fn an_idle_ipv6_flow_is_reported_as_expired() {
 /// Entry `index` of the per-CPU array `map`, summed over CPUs, read by bpftool from the
 /// daemon's pin (the daemon may be stopped).
 fn percpu(d: &Daemon, map: &str, index: usize) -> u64 {
-    bpf::percpu_sum(&d.bpffs().join("maps").join(map), index)
+    bpf::percpu_sum(&d.map_pin(map), index)
 }
 
 fn ring_lost(d: &Daemon) -> u64 {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use netd_common::{MAP_ENDPOINTS, MAP_EP_BY_IP, MAP_PORTS};
 use netd_tests::world::HOST_UPLINK_IP;
-use netd_tests::{BIP, Daemon, Netns, World, cmd_ok, tcp_request_until, tcp_server};
+use netd_tests::{BIP, Daemon, Netns, World, bpf, tcp_request_until, tcp_server};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -26,57 +26,17 @@ fn timing_daemon(w: &World) -> Daemon {
     d
 }
 
-fn map_path(d: &Daemon, map: &str) -> String {
-    d.bpffs()
-        .join("maps")
-        .join(map)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The keys of one of the daemon's pinned maps, each as bpftool's hex words.
-fn map_keys(d: &Daemon, map: &str) -> BTreeSet<Vec<String>> {
-    let out = cmd_ok(&["bpftool", "-j", "map", "dump", "pinned", &map_path(d, map)]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            e["key"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no key in {e}"))
-                .iter()
-                .map(|b| s(b).to_string())
-                .collect()
-        })
-        .collect()
-}
-
-fn delete_key(d: &Daemon, map: &str, key: &[String]) {
-    let mut argv = vec!["bpftool", "map", "delete", "pinned"];
-    let path = map_path(d, map);
-    argv.push(&path);
-    argv.push("key");
-    argv.extend(key.iter().map(String::as_str));
-    cmd_ok(&argv);
+/// The keys of one of the daemon's pinned maps.
+fn map_keys(d: &Daemon, map: &str) -> BTreeSet<Vec<u8>> {
+    bpf::map_keys(&d.map_pin(map)).into_iter().collect()
 }
 
 /// netd's filter on `ifname`'s `dir` hook: (program name, prog id), from `tc filter show`.
 fn netd_filters(host: &Netns, ifname: &str, dir: &str) -> Vec<(String, String)> {
-    let out = host.run_ok(&["tc", "filter", "show", "dev", ifname, dir]);
-    out.lines()
-        .filter(|l| l.contains("handle 0x4e44"))
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let after = |k: &str| {
-                w.iter()
-                    .position(|x| *x == k)
-                    .and_then(|i| w.get(i + 1))
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            };
-            (after("0x4e44"), after("id"))
-        })
+    bpf::tc_filters(host, ifname, dir)
+        .into_iter()
+        .filter(|f| f.handle == "0x4e44")
+        .map(|f| (f.name, f.id))
         .collect()
 }
 
@@ -120,32 +80,14 @@ fn a_restart_puts_back_what_went_missing_while_the_daemon_was_down() {
     let c2_ifindex = w.host.link(&v2).expect("c2's veth")["ifindex"]
         .as_u64()
         .expect("ifindex") as u32;
-    let key: Vec<String> = c2_ifindex
-        .to_le_bytes()
-        .iter()
-        .map(|b| format!("0x{b:02x}"))
-        .collect();
-    delete_key(&d, MAP_ENDPOINTS, &key);
-    let key: Vec<String> = c2_ip
-        .octets()
-        .iter()
-        .map(|b| format!("0x{b:02x}"))
-        .collect();
-    delete_key(&d, MAP_EP_BY_IP, &key);
+    bpf::map_delete(&d.map_pin(MAP_ENDPOINTS), &c2_ifindex.to_le_bytes());
+    bpf::map_delete(&d.map_pin(MAP_EP_BY_IP), &c2_ip.octets());
     for k in &ports {
-        delete_key(&d, MAP_PORTS, k);
+        bpf::map_delete(&d.map_pin(MAP_PORTS), k);
     }
-    let mut foreign = vec!["0".to_string(); 16];
-    foreign.extend(["9", "0", "6", "2"].map(String::from));
-    let mut argv = vec!["bpftool", "map", "update", "pinned"];
-    let path = map_path(&d, MAP_PORTS);
-    argv.push(&path);
-    argv.push("key");
-    argv.extend(foreign.iter().map(String::as_str));
-    argv.push("value");
-    let value = vec!["0"; 24];
-    argv.extend(value.iter().copied());
-    cmd_ok(&argv);
+    let mut foreign = vec![0u8; 16];
+    foreign.extend([9, 0, 6, 2]);
+    bpf::map_update(&d.map_pin(MAP_PORTS), &foreign, &[0; 24]);
     assert_eq!(map_keys(&d, MAP_PORTS).len(), 1);
 
     d.restart();

@@ -216,22 +216,8 @@ fn http_api_delete_detaches() {
     let c = w.container("c1");
     let ep = d.attach("c1", &c, &[]);
     let host_if = s(&ep["host_ifname"]).to_string();
-    let code = netd_tests::cmd_ok(&[
-        "curl",
-        "-sS",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "DELETE",
-        "--unix-socket",
-        d.sock().to_str().unwrap(),
-        "http://netd/v1/endpoints/c1",
-    ]);
-    assert!(code.starts_with('2'), "DELETE answered {code}");
+    let (code, _) = d.http("DELETE", "/v1/endpoints/c1", &[], "");
+    assert!((200..300).contains(&code), "DELETE answered {code}");
     assert!(!d.ls_has("c1"));
     assert!(w.host.link(&host_if).is_none());
     // POST creates one, with the same validation as the CLI.
@@ -239,26 +225,8 @@ fn http_api_delete_detaches() {
         r#"{{"name":"c2","netns":"{}","ip":"172.30.0.77"}}"#,
         c.path_str()
     );
-    let code = netd_tests::cmd_ok(&[
-        "curl",
-        "-sS",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-        "--unix-socket",
-        d.sock().to_str().unwrap(),
-        "http://netd/v1/endpoints",
-    ]);
-    assert!(code.starts_with('2'), "POST answered {code}");
+    let (code, answer) = d.http("POST", "/v1/endpoints", &[], &body);
+    assert!((200..300).contains(&code), "POST answered {code}: {answer}");
     assert_eq!(d.inspect("c2")["ip"], "172.30.0.77");
     assert_eq!(c.addrs4("eth0"), vec!["172.30.0.77/24".to_string()]);
 }

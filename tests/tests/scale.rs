@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use netd_tests::dataplane::tcp_blocked;
 use netd_tests::traffic::enter_netns;
 use netd_tests::world::HOST_UPLINK_IP;
-use netd_tests::{BIP, Daemon, Netns, World, cmd_ok, poll_until, tcp_request_until, tcp_server};
+use netd_tests::{BIP, Daemon, Netns, World, poll_until, tcp_request_until, tcp_server};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -24,28 +24,7 @@ fn s(v: &serde_json::Value) -> &str {
 
 /// The keys of a pinned map of the daemon's, as bytes (`bpftool -j map dump`).
 fn map_keys(d: &Daemon, map: &str) -> Vec<Vec<u8>> {
-    let path = d.bpffs().join("maps").join(map);
-    let out = cmd_ok(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        &path.to_string_lossy(),
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            e["key"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no key in {e}"))
-                .iter()
-                .map(|b| u8::from_str_radix(s(b).trim_start_matches("0x"), 16).expect("hex byte"))
-                .collect()
-        })
-        .collect()
+    netd_tests::bpf::map_keys(&d.map_pin(map))
 }
 
 fn ip_bytes(ip: &str) -> Vec<u8> {
@@ -55,42 +34,25 @@ fn ip_bytes(ip: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// One request to the daemon's HTTP API on its socket, answering (status, body): no CLI process
-/// in between, so a detach and the attach after it are a millisecond apart, well inside the
-/// 20-70 ms the veth's deletion takes.
-fn api(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(d.sock()).expect("connect to the API");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read the answer");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {resp:?}"));
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
-/// `api`, expecting a 2xx answer.
+/// A request on the daemon's API socket ([`Daemon::http`]: no CLI process in between, so a
+/// detach and the attach after it are a millisecond apart, well inside the 20-70 ms the
+/// veth's deletion takes), expecting a 2xx answer.
 fn api_ok(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> String {
-    let (status, b) = api(d, method, path, body);
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, b) = d.http(method, path, &[], &body);
     assert!(
         (200..300).contains(&status),
         "{method} {path}: {status} {b}"
     );
     b
+}
+
+/// `netd attach NAME --netns PATH extra...` and nothing after it (no inspect, as
+/// [`Daemon::attach`] does), so that a detach can follow at once.
+fn attach_now(d: &Daemon, name: &str, ns: &Netns, extra: &[&str]) {
+    let mut args = vec!["attach", name, "--netns", ns.path_str()];
+    args.extend_from_slice(extra);
+    d.netd_ok(&args);
 }
 
 /// Detaches `name` and at once (through the API) attaches `name2` into `ns` with `extra`
@@ -126,33 +88,17 @@ fn detach_then_reattach_at_once_works_and_leaves_no_veth_or_map_entry() {
     // renamed the container end and taken its address, so the attach finds eth0 free while
     // the old veth is still being deleted.
     for _ in 0..8 {
-        d.netd_ok(&[
-            "attach",
-            "c",
-            "--netns",
-            c.path_str(),
-            "--ip",
-            "172.30.0.10",
-            "-p",
-            "18080:8080",
-        ]);
+        attach_now(&d, "c", &c, &["--ip", "172.30.0.10", "-p", "18080:8080"]);
         d.netd_ok(&["detach", "c"]);
     }
     // And without --ip.
     for _ in 0..4 {
-        d.netd_ok(&["attach", "c", "--netns", c.path_str()]);
+        attach_now(&d, "c", &c, &[]);
         d.netd_ok(&["detach", "c"]);
     }
     // Through the API, a millisecond apart: the attach finds the name and the address free
     // although the old veth cannot be deleted yet.
-    d.netd_ok(&[
-        "attach",
-        "c",
-        "--netns",
-        c.path_str(),
-        "--ip",
-        "172.30.0.10",
-    ]);
+    attach_now(&d, "c", &c, &["--ip", "172.30.0.10"]);
     for _ in 0..8 {
         detach_then_attach(&d, "c", "c", &c, serde_json::json!({"ip": "172.30.0.10"}));
     }
