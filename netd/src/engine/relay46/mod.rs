@@ -15,6 +15,7 @@
 //! ranges of more than [`DEFAULT_RANGE_MAX`] ports, publish on IPv4 only), [`TCP_MAX`] connections and [`UDP_FLOWS_MAX`] UDP flows at once (more are
 //! refused and counted); a UDP flow ends after [`UDP_IDLE`] without a datagram either way.
 
+mod pipe;
 mod tcp;
 #[cfg(test)]
 mod tests;

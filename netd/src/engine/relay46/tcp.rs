@@ -1,5 +1,5 @@
-//! TCP: accept on the IPv6 side, connect to the container's IPv4 address, copy both ways.
-//! A half-close is passed on (EOF on one side shuts down the other side's write and the other
+//! TCP: accept on the IPv6 side, connect to the container's IPv4 address, splice both ways
+//! (`pipe.rs`). A half-close is passed on (EOF on one side shuts down the other side's write and the other
 //! direction goes on), and the connection ends when both directions have.
 
 use std::net::SocketAddrV4;
@@ -77,7 +77,7 @@ async fn splice(mut client: TcpStream, target: SocketAddrV4, sh: &Shared) {
     };
     let _ = client.set_nodelay(true);
     let _ = up.set_nodelay(true);
-    match tokio::io::copy_bidirectional(&mut client, &mut up).await {
+    match super::pipe::relay(&mut client, &mut up).await {
         Ok((to, from)) => {
             add(&sh.c.bytes_to_container, to);
             add(&sh.c.bytes_from_container, from);

@@ -1,5 +1,6 @@
 //! The relay on loopback, in a private network namespace per test (root): a stopped relay's
-//! port is free at once, and a new UDP flow's first datagram is relayed.
+//! port is free at once, a new UDP flow's first datagram is relayed, and a TCP half-close is
+//! passed on.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -188,5 +189,53 @@ async fn tcp_restart() {
         assert!(matches!(n, Ok(0) | Err(_)), "round {round}: read {n:?}");
         assert_eq!(sh.stats().tcp_active, 0, "round {round}");
     }
+    stop(r).await;
+}
+
+#[test]
+fn tcp_half_close_is_passed_on_both_ways() {
+    for multi in [false, true] {
+        in_private_netns(multi, tcp_half_close());
+    }
+}
+
+/// The client sends 3 MiB and shuts down writing; the server reads to EOF (it sees EOF only
+/// if the relay passes the half-close on), answers with what it counted and closes; the client
+/// still reads the whole answer, then EOF.
+async fn tcp_half_close() {
+    const SENT: usize = 3 << 20;
+    let up = TcpListener::bind(target()).await.expect("bind the target");
+    tokio::spawn(async move {
+        let (mut s, _) = up.accept().await.expect("accept");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("server reads to EOF");
+        let ok = got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8);
+        let answer = format!("got {} bytes, in order: {ok}", got.len());
+        s.write_all(answer.repeat(10_000).as_bytes())
+            .await
+            .expect("server answers after the client's half-close");
+    });
+    let sh = Arc::new(Shared::default());
+    let r = Relay::start(&sh, Proto::Tcp, listen(), target()).expect("start the relay");
+    let mut c = TcpStream::connect(published()).await.expect("connect");
+    let data: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+    c.write_all(&data).await.expect("write");
+    c.shutdown().await.expect("shut down writing");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut answer))
+        .await
+        .expect("no answer 10 s after the half-close: the relay did not pass it on")
+        .expect("read the answer");
+    let want = format!("got {SENT} bytes, in order: true").repeat(10_000);
+    assert_eq!(answer.len(), want.len(), "answer length");
+    assert!(answer == want.as_bytes(), "answer differs");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while sh.stats().tcp_active != 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let st = sh.stats();
+    assert_eq!(st.tcp_active, 0, "the relayed connection did not end");
+    assert_eq!(st.bytes_to_container, SENT as u64);
+    assert_eq!(st.bytes_from_container, want.len() as u64);
     stop(r).await;
 }
