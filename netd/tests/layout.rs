@@ -1,15 +1,21 @@
 //! The source layout the architecture relies on (issue 9): the engine imports no front end, and
-//! no source file grows past one sitting's read. Plain file checks, no root needed.
+//! no .rs file in the workspace (every crate, tests included) grows past one sitting's read.
+//! Plain file checks, no root needed.
 
 use std::path::{Path, PathBuf};
 
 const MAX_LINES: usize = 600;
 
+/// The workspace's `.rs` files under `dir`, leaving out build output (`target`) and hidden
+/// directories (`.git`): the files git tracks, plus any not yet added.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
+    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
         let p = e.unwrap().path();
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
         if p.is_dir() {
-            rust_files(&p, out);
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&p, out);
+            }
         } else if p.extension().is_some_and(|x| x == "rs") {
             out.push(p);
         }
@@ -42,14 +48,85 @@ fn the_engine_imports_no_front_end() {
     }
 }
 
+/// Test files still over the limit: another engineer is splitting them into modules (branch
+/// h/split, issue 9). Only test files belong here. An entry must go once its file is split:
+/// the check fails for a listed file that is back under the limit, and skips one that no
+/// longer exists (split into a directory module), so the list only shrinks.
+const BEING_SPLIT: [&str; 11] = [
+    "tests/tests/cni.rs",
+    "tests/tests/monitor.rs",
+    "tests/tests/foundation.rs",
+    "tests/tests/docker.rs",
+    "tests/tests/ipv6.rs",
+    "tests/src/dataplane.rs",
+    "netd/tests/datapath.rs",
+    "netd/tests/datapath6.rs",
+    "netd/tests/sock_hooks.rs",
+    "netd/tests/monitor_datapath.rs",
+    "netd/tests/datapath_util/mod.rs",
+];
+
+/// The crates the check must have seen, so that a walk gone wrong cannot pass by finding nothing.
+const CRATES: [&str; 6] = [
+    "netd",
+    "netd-common",
+    "netd-ebpf",
+    "bench",
+    "xtask",
+    "tests",
+];
+
+fn lines(f: &Path) -> usize {
+    std::fs::read_to_string(f)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", f.display()))
+        .lines()
+        .count()
+}
+
 #[test]
 fn no_source_file_is_over_600_lines() {
-    for f in src("") {
-        let n = std::fs::read_to_string(&f).unwrap().lines().count();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let rel = |f: &Path| {
+        f.strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    let mut files: Vec<(String, PathBuf)> = files.into_iter().map(|f| (rel(&f), f)).collect();
+    files.sort();
+    for c in CRATES {
         assert!(
-            n <= MAX_LINES,
-            "{} has {n} lines (limit {MAX_LINES})",
-            f.display()
+            files.iter().any(|(r, _)| r.starts_with(&format!("{c}/"))),
+            "no .rs files found under {c}/ in {}",
+            root.display()
         );
     }
+    let mut wrong: Vec<String> = files
+        .iter()
+        .filter(|(r, _)| !BEING_SPLIT.contains(&r.as_str()))
+        .filter_map(|(r, f)| {
+            let n = lines(f);
+            (n > MAX_LINES).then(|| format!("{r} has {n} lines (limit {MAX_LINES}): split it"))
+        })
+        .collect();
+    for r in BEING_SPLIT {
+        let f = root.join(r);
+        if !f.exists() {
+            continue;
+        }
+        let n = lines(&f);
+        if n <= MAX_LINES {
+            wrong.push(format!(
+                "{r} has {n} lines now (limit {MAX_LINES}): remove it from BEING_SPLIT"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} file(s) break the {MAX_LINES}-line limit rule:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
