@@ -2,7 +2,7 @@
 //! entered through the world's host netns (tmpfs over /run and /etc/docker, Docker's
 //! hard-coded paths), dockerd with its own directories, and a busybox-static image; and
 //! [`DockerWorld`], the steps every dockerd scenario starts with (netd, the plugin spec,
-//! dockerd, the image). Used by tests/tests/docker.rs and the demo.
+//! dockerd, the image). Used by tests/tests/docker/ and the demo.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Rootful podman 4.3 with its CNI backend in a test world (../shared/docs/engines.md): the
 //! [`Podman`] guard, the netd CNI plugin and conflists installed for netd networks
 //! ([`CniDirs`]), a busybox image whose `/srv/reply` answers with the connection it saw
-//! ([`SERVE`]), and the client side of that exchange. Used by tests/tests/cni.rs and the demo.
+//! ([`SERVE`]), and the client side of that exchange. Used by tests/tests/cni/ and the demo.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -34,7 +34,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iputils-ping",
     "docker.io",
     "busybox-static",
-    // The real-podman CNI test (tests/tests/cni.rs): podman 4.3 with its CNI backend.
+    // The real-podman CNI test (tests/tests/cni/): podman 4.3 with its CNI backend.
     "podman",
     "containernetworking-plugins",
     "runc",
