@@ -48,24 +48,6 @@ fn the_engine_imports_no_front_end() {
     }
 }
 
-/// Test files still over the limit: another engineer is splitting them into modules (branch
-/// h/split, issue 9). Only test files belong here. An entry must go once its file is split:
-/// the check fails for a listed file that is back under the limit, and skips one that no
-/// longer exists (split into a directory module), so the list only shrinks.
-const BEING_SPLIT: [&str; 11] = [
-    "tests/tests/cni.rs",
-    "tests/tests/monitor.rs",
-    "tests/tests/foundation.rs",
-    "tests/tests/docker.rs",
-    "tests/tests/ipv6.rs",
-    "tests/src/dataplane.rs",
-    "netd/tests/datapath.rs",
-    "netd/tests/datapath6.rs",
-    "netd/tests/sock_hooks.rs",
-    "netd/tests/monitor_datapath.rs",
-    "netd/tests/datapath_util/mod.rs",
-];
-
 /// The crates the check must have seen, so that a walk gone wrong cannot pass by finding nothing.
 const CRATES: [&str; 6] = [
     "netd",
@@ -103,26 +85,13 @@ fn no_source_file_is_over_600_lines() {
             root.display()
         );
     }
-    let mut wrong: Vec<String> = files
+    let wrong: Vec<String> = files
         .iter()
-        .filter(|(r, _)| !BEING_SPLIT.contains(&r.as_str()))
         .filter_map(|(r, f)| {
             let n = lines(f);
             (n > MAX_LINES).then(|| format!("{r} has {n} lines (limit {MAX_LINES}): split it"))
         })
         .collect();
-    for r in BEING_SPLIT {
-        let f = root.join(r);
-        if !f.exists() {
-            continue;
-        }
-        let n = lines(&f);
-        if n <= MAX_LINES {
-            wrong.push(format!(
-                "{r} has {n} lines now (limit {MAX_LINES}): remove it from BEING_SPLIT"
-            ));
-        }
-    }
     assert!(
         wrong.is_empty(),
         "{} file(s) break the {MAX_LINES}-line limit rule:\n{}",
