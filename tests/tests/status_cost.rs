@@ -5,35 +5,14 @@
 //! `status_cost_with_many_veths` (ignored: minutes of set-up) measures it:
 //! `NETD_STATUS_VETHS=1000 cargo test -p netd-tests --test status_cost -- --ignored --nocapture`.
 
-use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use netd_tests::{Daemon, World};
 
 /// One request on the daemon's socket (no CLI process): (status code, body).
 fn api(d: &Daemon, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(d.sock()).expect("connect to the API");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read the answer");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {resp:?}"));
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
+    d.http(method, path, &[], &body)
 }
 
 /// A daemon with `n` endpoints spread over the default network and `n / 900` created ones (a
