@@ -345,6 +345,17 @@ impl Daemon {
         self.bpffs().join("maps").join(name)
     }
 
+    /// The names under the daemon's pin directory `dir` (`progs`, `sock_progs`), sorted.
+    pub fn pins_in(&self, dir: &str) -> Vec<String> {
+        let dir = self.bpffs().join(dir);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Default etc dir of a container: `<state-dir>/containers/<name>`.
     pub fn etc_dir(&self, name: &str) -> PathBuf {
         self.state_dir().join("containers").join(name)

@@ -473,16 +473,6 @@ fn attached_prog_ids(d: &Daemon) -> Vec<(String, String, u64)> {
     out
 }
 
-/// The files under the daemon's `progs/` pin directory.
-fn program_pins(d: &Daemon) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(d.bpffs().join("progs"))
-        .expect("progs/ pin directory")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// A restart of the same netd opens the programs it pinned instead of loading them again
 /// (the verifier's seconds): `netd status` says `reused` and every hook still runs the very
 /// same program (same prog ids, nothing re-attached). Pins of another object (here: the
@@ -509,7 +499,7 @@ fn a_restart_reuses_the_pinned_programs_of_the_same_object_only() {
     assert_eq!(st["program_origin"], "loaded", "a fresh pin dir: {st:#}");
     let object = s(&st["object"]).to_string();
     assert_eq!(object.len(), 16, "{object}");
-    let pins = program_pins(&d);
+    let pins = d.pins_in("progs");
     for p in [
         "from_uplink",
         "to_uplink",
@@ -536,7 +526,7 @@ fn a_restart_reuses_the_pinned_programs_of_the_same_object_only() {
         before,
         "a reused program was replaced"
     );
-    assert_eq!(program_pins(&d), pins);
+    assert_eq!(d.pins_in("progs"), pins);
     reach();
 
     // Another object's pins: what a different netd build leaves behind.
@@ -561,7 +551,7 @@ fn a_restart_reuses_the_pinned_programs_of_the_same_object_only() {
         );
     }
     assert_eq!(
-        program_pins(&d),
+        d.pins_in("progs"),
         pins,
         "the other object's pins were not removed"
     );

@@ -72,17 +72,6 @@ fn cgroup_prog_ids(d: &Daemon) -> BTreeMap<String, u64> {
     ids
 }
 
-/// The files under the daemon's `sock_progs/` pin directory.
-fn sock_pins(d: &Daemon) -> Vec<String> {
-    let dir = d.bpffs().join("sock_progs");
-    let mut v: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn a_restart_of_the_same_netd_verifies_no_socket_hook() {
     let w = World::new();
@@ -116,7 +105,7 @@ fn a_restart_of_the_same_netd_verifies_no_socket_hook() {
     // untouched, so those are still reused), swapped in on the same hooks, foreign pins gone.
     d.stop();
     let dir = d.bpffs().join("sock_progs");
-    let pins = sock_pins(&d);
+    let pins = d.pins_in("sock_progs");
     for p in &pins {
         let (name, _) = p.split_once('@').expect("NAME@HASH");
         std::fs::rename(dir.join(p), dir.join(format!("{name}@{OTHER}"))).expect("rename a pin");
@@ -143,5 +132,9 @@ fn a_restart_of_the_same_netd_verifies_no_socket_hook() {
     for (p, id) in &after {
         assert_ne!(*id, ids[p], "{p} still runs the old program");
     }
-    assert_eq!(sock_pins(&d), pins, "the foreign pins are removed");
+    assert_eq!(
+        d.pins_in("sock_progs"),
+        pins,
+        "the foreign pins are removed"
+    );
 }
