@@ -255,6 +255,18 @@ pub fn translated() -> Option<&'static mut Scratch6> {
     Some(s)
 }
 
+/// The first word of the source address and the destination address of the packet this run
+/// translated (its new destination: the container's address on the way in), without taking
+/// it: `monitor::tcp_close` still reads the slot after the verdict.
+#[inline(always)]
+pub fn translated_addrs() -> Option<(u32, [u32; 4])> {
+    let s = scratch()?;
+    if s.translated == 0 {
+        return None;
+    }
+    Some((s.t.saddr[0], s.t.daddr))
+}
+
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,

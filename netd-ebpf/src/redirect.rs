@@ -4,7 +4,8 @@
 //! - [`into_container`]: `from_uplink` has translated a packet for a container (published port,
 //!   masquerade reply); it goes straight to the container's `eth0` with `bpf_redirect_peer`,
 //!   after what the bridge would have done as a router: Ethernet from the bridge's MAC to the
-//!   container's, TTL decremented.
+//!   container's, TTL decremented. [`into_container6`] does the same for an IPv6 packet `nat6`
+//!   translated to a published port (hop limit decremented; IPv6 has no header checksum).
 //! - [`route_to_uplink`] and [`send_to_uplink`]: `from_container` holds a tracked packet that leaves by an uplink (a
 //!   published flow's reply, an established masqueraded flow). `bpf_fib_lookup` routes it as
 //!   the stack would; from_container translates it (not at the uplink's egress: redirected, it never
@@ -33,7 +34,7 @@ use aya_ebpf::{
     macros::btf_map,
     programs::TcContext,
 };
-use netd_common::{AF_INET, CFG_F_FAST_PATH, DROP_REWRITE_FAILED, DpConfig};
+use netd_common::{AF_INET, CFG_F_FAST_PATH, DROP_REWRITE_FAILED, DpConfig, NET_F_INTERNAL};
 
 use crate::{
     counters::{self, Dir},
@@ -128,6 +129,65 @@ pub fn across_networks(ctx: &TcContext, saddr: u32, daddr: u32) -> i64 {
         return NOT_TAKEN;
     }
     deliver(ctx, cfg, net, daddr)
+}
+
+/// Offset of the IPv6 hop limit.
+const IP6_HOP_OFF: usize = ETH_HLEN + 7;
+
+/// Delivers the IPv6 packet `nat6::from_uplink` has just translated (a published port's flow,
+/// `nat6::translated_daddr`) straight into its container. Returns the TC verdict, or
+/// [`NOT_TAKEN`]: flag off, the container's address not an endpoint's, its network
+/// `--internal` or without a bridge MAC, a hop limit of 1 (the stack answers time exceeded),
+/// too big for the veth, or a source the stack would not forward (link-local, multicast), which
+/// keeps its verdict.
+#[inline(never)]
+pub fn into_container6(ctx: &TcContext) -> i64 {
+    let Some(cfg) = maps::config() else {
+        return NOT_TAKEN;
+    };
+    if !enabled(cfg) {
+        return NOT_TAKEN;
+    }
+    let Some((saddr0, daddr)) = crate::nat6::translated_addrs() else {
+        return NOT_TAKEN;
+    };
+    // fe80::/10 and ff00::/8 (first byte of the first word, network byte order).
+    let b0 = u32::from_be(saddr0) >> 24;
+    let b1 = (u32::from_be(saddr0) >> 16) & 0xff;
+    if b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80) {
+        return NOT_TAKEN;
+    }
+    // SAFETY: copied out at once.
+    let Some(ifx) = (unsafe { crate::policy6::NETD_EP6_ADDRS.get(daddr) }).copied() else {
+        return NOT_TAKEN;
+    };
+    let Some(ep) = maps::endpoint(ifx) else {
+        return NOT_TAKEN;
+    };
+    let net = u32::from(ep.net_id);
+    if maps::net_flags(cfg, net) & NET_F_INTERNAL != 0 {
+        return NOT_TAKEN;
+    }
+    let bridge_mac = maps::net_bridge_mac(cfg, net);
+    if bridge_mac == [0; 6] {
+        return NOT_TAKEN;
+    }
+    let Ok(hop) = ctx.load::<u8>(IP6_HOP_OFF) else {
+        return NOT_TAKEN;
+    };
+    if hop <= 1 || !fits(ctx, ep.ifindex) {
+        return NOT_TAKEN;
+    }
+    if ctx.store(IP6_HOP_OFF, &(hop - 1), 0).is_err() {
+        return drop(ctx, DROP_REWRITE_FAILED);
+    }
+    let macs = [ep.mac, bridge_mac];
+    if ctx.store(0, &macs, 0).is_err() {
+        return drop(ctx, DROP_REWRITE_FAILED);
+    }
+    counters::count_on(ep.ifindex, ctx.len(), Dir::Tx);
+    // SAFETY: plain helper call; the peer of `ep.ifindex` is the container's eth0.
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) }
 }
 
 /// Into the container at `ip` on network `net`: TTL decremented, Ethernet from the network's

@@ -84,7 +84,7 @@ fn spoofed_source(cfg: &DpConfig, saddr: u32) -> bool {
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     let Some(mut pkt) = parse::ipv4(ctx)? else {
-        return crate::nat6::verdict(crate::nat6::from_uplink(ctx));
+        return from_uplink6(ctx);
     };
     let Some(cfg) = maps::config() else {
         return Ok(NEXT);
@@ -150,6 +150,20 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
         return Err(DROP_DIRECT_ACCESS);
     }
     Ok(NEXT)
+}
+
+/// A frame that is not IPv4 (`nat6`): a packet translated for a published port goes straight
+/// into its container on the fast path (`redirect::into_container6`), else to the stack.
+#[inline(always)]
+fn from_uplink6(ctx: &TcContext) -> Result<i32, u32> {
+    let v = crate::nat6::from_uplink(ctx);
+    if v == crate::nat6::V6_PASS {
+        let r = redirect::into_container6(ctx);
+        if r != redirect::NOT_TAKEN {
+            return Ok(r as i32);
+        }
+    }
+    crate::nat6::verdict(v)
 }
 
 /// Is `ip` (network byte order) on an `--internal` network?

@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::time::Duration;
 
-use netd_tests::dataplane::{EchoServer, drops};
+use netd_tests::dataplane::{EchoServer, drops, forward_policy_drops};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP, UPLINK};
 use netd_tests::{
     BIP, Daemon, Netns, ServerHandle, World, in_netns, poll_until, tcp_request, tcp_request_until,
@@ -245,19 +245,6 @@ fn a_deny_added_later_cuts_an_established_connection() {
     assert_eq!(&buf[..n], b"two");
 }
 
-/// Packets the FORWARD chain's policy dropped so far in `host`.
-fn forward_policy_drops(host: &Netns) -> u64 {
-    let out = host.run_ok(&["iptables", "-L", "FORWARD", "-v", "-x", "-n"]);
-    // "Chain FORWARD (policy DROP 12 packets, 720 bytes)"
-    let first = out.lines().next().unwrap_or_default();
-    first
-        .split_whitespace()
-        .skip_while(|w| *w != "DROP")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no FORWARD policy counter in {out:?}"))
-}
-
 /// With a default-drop FORWARD policy in the host namespace (never the machine's own), what
 /// netd's README tells the operator to allow is exactly what published ports and masquerade
 /// need, with and without the fast path; without it, the stack-path packets are dropped there.
@@ -274,7 +261,7 @@ fn forward_drop(fast_path: &str) {
 
     // Without the rules: a masqueraded flow's first packet takes the stack's path (it is
     // translated at the uplink, after routing), and so does everything without the fast path.
-    let p0 = forward_policy_drops(&w.host);
+    let p0 = forward_policy_drops(&w.host, "iptables");
     assert!(
         tcp_request(&web, &outbound).is_err(),
         "masquerade got through FORWARD DROP"
@@ -286,7 +273,7 @@ fn forward_drop(fast_path: &str) {
         );
     }
     assert!(
-        forward_policy_drops(&w.host) > p0,
+        forward_policy_drops(&w.host, "iptables") > p0,
         "FORWARD's policy counted no drop"
     );
     assert!(out.peers().is_empty());
@@ -302,12 +289,16 @@ fn forward_drop(fast_path: &str) {
         tcp_request_until(&w.outside, &published, T).unwrap(),
         "ping"
     );
-    let p1 = forward_policy_drops(&w.host);
+    let p1 = forward_policy_drops(&w.host, "iptables");
     for _ in 0..3 {
         assert_eq!(tcp_request(&web, &outbound).unwrap(), "ping");
         assert_eq!(tcp_request(&w.outside, &published).unwrap(), "ping");
     }
-    assert_eq!(forward_policy_drops(&w.host), p1, "nothing more dropped");
+    assert_eq!(
+        forward_policy_drops(&w.host, "iptables"),
+        p1,
+        "nothing more dropped"
+    );
 }
 
 #[test]

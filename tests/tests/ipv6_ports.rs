@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use netd_tests::dataplane::tcp_blocked;
+use netd_tests::dataplane::{forward_policy_drops, tcp_blocked};
 use netd_tests::ipv6::{HOST6, OUTSIDE6, v6_uplink};
 use netd_tests::netns::Netns;
 use netd_tests::traffic::{enter_netns, in_netns};
@@ -312,4 +312,74 @@ fn ipv6_host_addresses_are_relayed_for_a_container_without_ipv6() {
         tcp_echo(&w, &format!("[{HOST6}]:{port}"), "again");
         assert_eq!(srv.last_peer(), ip(BRIDGE_IP));
     }
+}
+
+/// Issue 12, the IPv6 fast path: under a default-drop ip6tables FORWARD policy in the host
+/// namespace that lets only the bridge's own traffic out (`-i netd0`: the replies), published
+/// IPv6 traffic from outside reaches the container only by skipping the host's forwarding:
+/// with the fast path (DNAT6, then `bpf_redirect_peer` into the container), never without it,
+/// where FORWARD's policy counts the drops.
+fn forward6_drop(fast_path: &str) {
+    let w = World::new();
+    v6_uplink(&w);
+    w.host.run_ok(&["ip6tables", "-P", "FORWARD", "DROP"]);
+    w.host
+        .run_ok(&["ip6tables", "-A", "FORWARD", "-i", "netd0", "-j", "ACCEPT"]);
+    let d = w.daemon(&[
+        "--bip",
+        BIP,
+        "--ipv6",
+        "--fixed-cidr-v6",
+        "2001:db8:1::/64",
+        "--fast-path",
+        fast_path,
+    ]);
+    let web = w.container("web");
+    let (_, four) = publish_four(&d, "web", &web);
+    let published = format!("[{HOST6}]:8080");
+    let p0 = forward_policy_drops(&w.host, "ip6tables");
+    if fast_path == "false" {
+        assert!(
+            tcp_blocked(&w.outside, &published),
+            "{published} got through FORWARD DROP on the stack path"
+        );
+        assert!(four.tcp80.last_peer().is_none());
+        assert!(
+            forward_policy_drops(&w.host, "ip6tables") > p0,
+            "FORWARD's policy counted no drop"
+        );
+        return;
+    }
+    tcp_echo(&w, &published, "fast6");
+    assert_eq!(
+        four.tcp80.last_peer(),
+        ip(OUTSIDE6),
+        "the client's own address"
+    );
+    let got = poll_until("UDP to [HOST6]:5353", T, || {
+        udp_send(&w.outside, &format!("[{HOST6}]:5353"), "q6")
+    });
+    assert_eq!(got, "q6");
+    assert_eq!(four.udp53.last_peer(), ip(OUTSIDE6));
+    for _ in 0..3 {
+        assert_eq!(
+            tcp_send(&w.outside, &published, "again").unwrap().trim(),
+            "again"
+        );
+    }
+    assert_eq!(
+        forward_policy_drops(&w.host, "ip6tables"),
+        p0,
+        "nothing inbound met FORWARD"
+    );
+}
+
+#[test]
+fn forward_drop_host_ipv6_with_the_fast_path() {
+    forward6_drop("true");
+}
+
+#[test]
+fn forward_drop_host_ipv6_without_the_fast_path() {
+    forward6_drop("false");
 }

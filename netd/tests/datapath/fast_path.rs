@@ -17,7 +17,7 @@ fn fast_path_delivers_published_traffic_into_the_container() {
         assert_eq!(ttl(&out), 63, "routed: TTL decremented");
         assert_csums(&out);
         assert_eq!(&out[out.len() - 4..], b"fast");
-        assert_eq!(tx_packets(w, w.va), 1, "counted on A's veth");
+        assert_eq!(w.tx_packets(w.va), 1, "counted on A's veth");
         let fwd = w
             .ct(&ct_key(CLIENT, UPLINK_IP, 5555, 8080, IPPROTO_TCP))
             .unwrap();
@@ -31,7 +31,7 @@ fn fast_path_delivers_published_traffic_into_the_container() {
         assert_eq!(tuple(&out), (CLIENT, A_IP, 5555, 80));
         assert_eq!(&out[0..12], &[A_MAC, BRIDGE_MAC].concat()[..]);
         assert_csums(&out);
-        assert_eq!(tx_packets(w, w.va), 2);
+        assert_eq!(w.tx_packets(w.va), 2);
 
         // TTL 1: the stack's path (it answers "time exceeded"); translated, not routed here.
         let last_hop = with_ttl(&ack.bytes(), 1);

@@ -109,15 +109,6 @@ fn with_ttl(frame: &[u8], ttl: u8) -> Vec<u8> {
     f
 }
 
-/// Transmitted packets counted against interface `ifindex`.
-fn tx_packets(w: &World, ifindex: u32) -> u64 {
-    let m: aya::maps::PerCpuHashMap<_, u32, IfStats> =
-        aya::maps::PerCpuHashMap::try_from(w.map(MAP_IF_STATS)).unwrap();
-    m.get(&ifindex, 0)
-        .map(|v| v.iter().map(|s| s.tx_packets).sum())
-        .unwrap_or(0)
-}
-
 mod conntrack;
 mod fast_path;
 mod icmp_errors;

@@ -159,6 +159,15 @@ impl World {
         }
     }
 
+    /// Transmitted packets counted against interface `ifindex` (NETD_IF_STATS, every CPU).
+    pub fn tx_packets(&self, ifindex: u32) -> u64 {
+        let m: aya::maps::PerCpuHashMap<_, u32, IfStats> =
+            aya::maps::PerCpuHashMap::try_from(self.map(MAP_IF_STATS)).unwrap();
+        m.get(&ifindex, 0)
+            .map(|v| v.iter().map(|s| s.tx_packets).sum())
+            .unwrap_or(0)
+    }
+
     /// The XDP program, loaded from the same object onto the same pinned maps (the
     /// Dataplane loads only the TC programs so far).
     pub fn xdp(&self) -> XdpProg {

@@ -122,6 +122,20 @@ pub fn tcp_blocked(ns: &Netns, addr: &str) -> bool {
     tcp_try(ns, addr, BLOCKED_WAIT).is_err()
 }
 
+/// Packets the FORWARD chain's policy dropped so far in `host`, as `cmd` (`iptables` or
+/// `ip6tables`) counts them.
+pub fn forward_policy_drops(host: &Netns, cmd: &str) -> u64 {
+    let out = host.run_ok(&[cmd, "-L", "FORWARD", "-v", "-x", "-n"]);
+    // "Chain FORWARD (policy DROP 12 packets, 720 bytes)"
+    let first = out.lines().next().unwrap_or_default();
+    first
+        .split_whitespace()
+        .skip_while(|w| *w != "DROP")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {cmd} FORWARD policy counter in {out:?}"))
+}
+
 /// One UDP exchange from `ns` (two sends, [`BLOCKED_WAIT`]/2 each); Ok(reply) if echoed.
 pub fn udp_try(ns: &Netns, addr: &str) -> Result<String> {
     udp_try_from(ns, "0.0.0.0", addr)
