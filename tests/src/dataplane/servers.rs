@@ -65,10 +65,14 @@ fn echo_all(s: TcpStream, stop: &AtomicBool) {
                     return;
                 }
             }
+            // A socket with SO_RCVTIMEO returns EINTR for a signal even under SA_RESTART
+            // (signal(7)): the process's SIGCHLD when a daemon it started exits, say.
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => return,
         }

@@ -7,15 +7,16 @@
 //! published port while it happened.
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, bail};
+use netd_tests::dataplane::EchoServer;
 use netd_tests::traffic::enter_netns;
 use netd_tests::world::HOST_UPLINK_IP;
-use netd_tests::{Daemon, Netns, World};
+use netd_tests::{Daemon, World};
 
 use super::{Cli, http, phase_medians, publish_filler};
 
@@ -49,46 +50,6 @@ fn now_secs() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     (d.as_secs() % 86400) as f64 + f64::from(d.subsec_nanos()) / 1e9
-}
-
-fn echo_server(
-    ns: &Netns,
-    port: u16,
-    stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>> {
-    let path = ns.path().to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        if enter_netns(&path).is_err() {
-            return;
-        }
-        let Ok(l) = TcpListener::bind(("0.0.0.0", port)) else {
-            return;
-        };
-        let _ = tx.send(());
-        let Ok((mut s, _)) = l.accept() else { return };
-        s.set_read_timeout(Some(Duration::from_millis(200))).ok();
-        let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::Relaxed) {
-            match s.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .context("echo server did not start")?;
-    Ok(h)
 }
 
 pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> {
@@ -141,8 +102,10 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
         "reserve_ports": false,
     });
     http(d, "POST", "/v1/endpoints", Some(&body.to_string())).context("attaching stream")?;
+    // The tests' echo server: it retries a read the stop's SIGCHLD interrupts (an earlier
+    // copy here did not, and broke the stream it measured).
+    let server = EchoServer::start(&stream, 8081);
     let stop = Arc::new(AtomicBool::new(false));
-    let server = echo_server(&stream, 8081, stop.clone())?;
     let outside = w.outside.path().to_path_buf();
     let client_stop = stop.clone();
     let client = std::thread::spawn(move || -> Result<(u64, Duration), String> {
@@ -209,7 +172,7 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
     let stream_result = client
         .join()
         .map_err(|_| anyhow::anyhow!("client panicked"))?;
-    let _ = server.join();
+    drop(server);
     let (first_answer, ready_answer) = poller.join().unwrap_or((None, None));
     let log = d.log(2, "err");
     let at = |needle: &str| {
