@@ -116,7 +116,7 @@ fn main() -> Result<()> {
     md.push_str(&report::table(&runs));
     let variants = report::variants_table(&runs);
     if !variants.is_empty() {
-        md.push_str("\n### netd variants (P1, P6)\n\n");
+        md.push_str("\n### netd variants (P1, P6, P1v6, P6v6)\n\n");
         md.push_str(&variants);
     }
     md.push_str("\n### Goals\n\n");

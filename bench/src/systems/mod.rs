@@ -65,7 +65,7 @@ pub trait System {
     fn nat_and_filters(&self) -> bool;
     /// Long-lived processes of the system (CPU and memory accounting).
     fn pids(&self, t: &Topology) -> Vec<u32>;
-    /// Only these paths, if not all (e.g. a netd variant measured on P1 and P6 only).
+    /// Only these paths, if not all (e.g. a netd variant measured on a few paths only).
     fn only_paths(&self) -> Option<&'static [PathId]> {
         None
     }

@@ -1,7 +1,7 @@
 //! S3: netd with `--dataplane ebpf`; srv's ports are published with `netd attach -p`, the
 //! sweep's with `netd publish` (one call per filler container, one spec per port).
 //!
-//! Variants measured on P1 and P6 only compare a daemon setting (the redirect fast path, when
+//! Variants measured on P1, P6, P1v6 and P6v6 only compare a daemon setting (the redirect fast path, when
 //! the netd under test has `--fast-path`) against the default daemon (S3). The variant
 //! `S3-nat46`, on P1v6 and P6v6 only, runs the daemon without `--ipv6`: srv is IPv4 only, so
 //! its `[::]` publications go through netd's NAT46 relay (user space, as docker-proxy; the
@@ -37,7 +37,7 @@ impl Default for Netd {
 }
 
 /// The paths daemon variants are compared on.
-pub const VARIANT_PATHS: &[PathId] = &[PathId::P1, PathId::P6];
+pub const VARIANT_PATHS: &[PathId] = &[PathId::P1, PathId::P6, PathId::P1v6, PathId::P6v6];
 /// The paths of the NAT46 variant.
 pub const NAT46_PATHS: &[PathId] = &[PathId::P1v6, PathId::P6v6];
 
