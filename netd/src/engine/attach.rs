@@ -195,6 +195,11 @@ impl Engine {
                 (hl, Some(pl.index))
             }
         };
+        // Its host events (and its peer's while it is here) are netd's own.
+        self.recent_links.mark(hl.index);
+        if let Some(pi) = peer_index {
+            self.recent_links.mark(pi);
+        }
         t.mark("veth_create");
         // Policy before traffic: the maps learn the endpoint (address and MAC for
         // anti-spoofing) and its programs attach while the veth is still down and off the

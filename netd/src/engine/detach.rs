@@ -43,6 +43,8 @@ impl Engine {
             // its name, address and routes are free when detach returns; deleted off the
             // request path (its filters stay until then, and the maps forget it below, so
             // its traffic is dropped meanwhile). What cannot be retired is deleted here.
+            // Its last events (off the bridge, deleted) are netd's own.
+            self.recent_links.mark(ifindex);
             match self.retire_veth(&ep, ifindex, &mut t).await {
                 Ok(()) => {
                     self.reaper.queue(crate::wiring::reaper::Doomed {

@@ -13,6 +13,7 @@ mod dpsync;
 mod files;
 mod filters;
 mod handover;
+pub mod host_events;
 pub mod ipam;
 pub mod ipv6;
 pub mod network;
@@ -38,13 +39,14 @@ use crate::wiring::{Netlink, WiringError};
 
 pub use attach::handover_peer_name;
 pub use config::{Config, DataplaneMode};
+pub use host_events::{HostChanges, HostEvents};
 pub use networks::DEFAULT_NETWORK;
 pub use request::{
     CtProto, CtQuery, DEFAULT_IFNAME, EndpointSpec, FilterAction, FilterChange, NetworkSpec,
 };
 use state::{Endpoint, NetworkState, State};
 use store::{Store, Touched};
-pub use uplinks::{LinkEvents, auto_uplinks};
+pub use uplinks::auto_uplinks;
 use view::{BridgeView, EndpointView, PortView, Status};
 
 /// What can go wrong: the variant says what kind of failure it is (a front end maps it to an
@@ -136,6 +138,9 @@ pub struct Engine {
     uplinks: Vec<String>,
     /// Deletes detached containers' veths in the background.
     reaper: crate::wiring::reaper::VethReaper,
+    /// Veths netd created or retired lately: their host events are its own
+    /// ([`Engine::host_changed`]).
+    recent_links: host_events::RecentLinks,
     /// Between [`Engine::open`] and the end of [`Engine::reconcile_start`].
     reconciling: bool,
     /// Endpoints [`Engine::open`] changed (binding ids given to old state): recorded by
@@ -228,6 +233,7 @@ impl Engine {
             reserved: reserve::Reservations::default(),
             uplinks: Vec::new(),
             reaper: crate::wiring::reaper::VethReaper::new(),
+            recent_links: Default::default(),
             reconciling: true,
             unsaved: Vec::new(),
         };

@@ -3,14 +3,11 @@
 //! loopback, netd's bridge, ports of any bridge or bond, container veths and p2p veths, and
 //! devices without an Ethernet header (tun, wireguard, ipip: skipped, the TC programs parse
 //! Ethernet frames).
-//! Interfaces that appear or go later are followed: a netlink link-event watcher (and the
-//! daemon's one-second tick) calls [`Engine::refresh_uplinks`].
+//! Interfaces that appear or go later are followed: the host-event watcher
+//! ([`super::host_events`]) calls [`Engine::refresh_uplinks`] for link changes that are not
+//! netd's own, and the daemon's ten-second tick as a safety net.
 
 use std::collections::HashSet;
-use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-
-use tokio::io::unix::AsyncFd;
 
 use super::{Engine, EngineError};
 use crate::wiring::Link;
@@ -118,87 +115,6 @@ impl Engine {
         let changed = served != self.uplinks;
         self.uplinks = served;
         Ok(changed)
-    }
-}
-
-/// A netlink socket subscribed to link events (RTMGRP_LINK) of the calling thread's network
-/// namespace; [`LinkEvents::changed`] resolves when one or more arrived.
-pub struct LinkEvents(AsyncFd<OwnedFd>);
-
-impl LinkEvents {
-    pub fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2); the result is checked before it is owned.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: all-zero is a valid sockaddr_nl.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = libc::RTMGRP_LINK as u32;
-        // SAFETY: binding our socket to a valid sockaddr_nl of the size passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open (and the same
-        // descriptor) for its whole life.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
-        Ok(Self(fd))
-    }
-
-    /// Waits for link events and drains them (their content does not matter: the engine
-    /// re-reads the interface list).
-    pub async fn changed(&self) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let mut guard = self.0.readable().await?;
-            let mut got = false;
-            loop {
-                // SAFETY: receiving into our own buffer of the given length.
-                let n = unsafe {
-                    libc::recv(
-                        self.0.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        0,
-                    )
-                };
-                if n >= 0 {
-                    got = true;
-                    continue;
-                }
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => break,
-                    io::ErrorKind::Interrupted => continue,
-                    // ENOBUFS: events were dropped; a refresh covers them.
-                    _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        got = true;
-                        continue;
-                    }
-                    _ => return Err(e),
-                }
-            }
-            guard.clear_ready();
-            if got {
-                return Ok(());
-            }
-        }
     }
 }
 

@@ -173,11 +173,12 @@ pub async fn run(
         }
     };
     // Host addresses and interfaces can change under the daemon (DHCP, hot-plug, an operator):
-    // keep the uplinks and the maps current, on every link event and every second.
+    // keep the uplinks and the maps current on every link or address event that is not
+    // netd's own (`engine::host_events`), and every ten seconds as a safety net.
     {
         let engine = engine.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
                 tick.tick().await;
                 if let Err(e) = engine.lock().await.refresh_uplinks().await {
@@ -186,19 +187,28 @@ pub async fn run(
             }
         });
     }
-    match crate::engine::LinkEvents::open() {
+    match crate::engine::HostEvents::open() {
         Ok(events) => {
             let engine = engine.clone();
             tokio::spawn(async move {
-                while events.changed().await.is_ok() {
-                    if let Err(e) = engine.lock().await.refresh_uplinks().await {
-                        tracing::warn!("following interfaces: {e}");
-                    }
+                while let Ok(c) = events.next().await {
+                    match engine.lock().await.host_changed(&c).await {
+                        Ok(true) => crate::ops::metrics::HOST_REFRESHES
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        Ok(false) => crate::ops::metrics::HOST_EVENTS_OWN
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!("following interfaces and addresses: {e}");
+                            0
+                        }
+                    };
                 }
-                tracing::warn!("link events stopped; interfaces are followed every second");
+                tracing::warn!("host events stopped; interfaces are followed every ten seconds");
             });
         }
-        Err(e) => tracing::warn!("no link events ({e}); interfaces are followed every second"),
+        Err(e) => {
+            tracing::warn!("no host events ({e}); interfaces are followed every ten seconds")
+        }
     }
     // Conntrack garbage collection, outside the engine lock, on a blocking thread.
     if let Some(mut gc) = engine.lock().await.ct_gc()? {

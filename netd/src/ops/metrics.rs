@@ -69,6 +69,10 @@ pub static ATTACH: Histogram = Histogram::new();
 pub static PUBLISH: Histogram = Histogram::new();
 /// Conntrack entries removed by the idle collector.
 pub static CT_EVICTED: AtomicU64 = AtomicU64::new(0);
+/// Host events (link or address changes) that made the daemon refresh its uplinks or host
+/// addresses, and those it skipped as its own (a container veth's, a bridge's).
+pub static HOST_REFRESHES: AtomicU64 = AtomicU64::new(0);
+pub static HOST_EVENTS_OWN: AtomicU64 = AtomicU64::new(0);
 
 /// A label value escaped for the text format.
 fn esc(v: &str) -> String {
@@ -206,6 +210,22 @@ pub async fn render(engine: &Shared) -> String {
         out,
         "netd_conntrack_evictions_total {}",
         CT_EVICTED.load(Ordering::Relaxed)
+    );
+    head(
+        &mut out,
+        "netd_host_events_total",
+        "counter",
+        "Batches of host link/address events: refreshed (another interface changed) or own (netd's veths and bridges only, skipped).",
+    );
+    let _ = writeln!(
+        out,
+        "netd_host_events_total{{result=\"refreshed\"}} {}",
+        HOST_REFRESHES.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "netd_host_events_total{{result=\"own\"}} {}",
+        HOST_EVENTS_OWN.load(Ordering::Relaxed)
     );
     ATTACH.render(
         &mut out,

@@ -52,6 +52,35 @@ fn now_secs() -> f64 {
     (d.as_secs() % 86400) as f64 + f64::from(d.subsec_nanos()) / 1e9
 }
 
+/// The attach round trips' median over the first and the last 500 endpoints (up to a tenth
+/// each), and from the first daemon's log (with NETD_TRACE_TIMING=1) the median of each attach
+/// phase over those same attaches: what grows with the endpoints already there.
+fn attach_growth(ms: &[f64], log: &str) -> serde_json::Value {
+    let n = ms.len();
+    let k = (n / 10).clamp(1, 500).min(n);
+    if n == 0 {
+        return serde_json::Value::Null;
+    }
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2] * 100.0).round() / 100.0
+    };
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" attach timing: "))
+        .collect();
+    let phases = |ls: &[&str]| super::phase_medians(&ls.join("\n"));
+    let m = lines.len();
+    serde_json::json!({
+        "window": k,
+        "first_ms": med(&ms[..k]),
+        "last_ms": med(&ms[n - k..]),
+        "first_phases": (m >= k).then(|| phases(&lines[..k])),
+        "last_phases": (m >= k).then(|| phases(&lines[m - k..])),
+    })
+}
+
 pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> {
     let nets: Vec<String> = (0..cli.networks).map(|k| format!("rn{k}")).collect();
     for (k, n) in nets.iter().enumerate() {
@@ -70,6 +99,8 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
     };
     let t = Instant::now();
     let mut containers = Vec::with_capacity(cli.restart_endpoints);
+    // Each attach's API round trip, to see whether it grows with the endpoints already there.
+    let mut attach_ms = Vec::with_capacity(cli.restart_endpoints);
     for i in 0..cli.restart_endpoints {
         let name = format!("r{i}");
         let c = w.container(&name);
@@ -82,8 +113,10 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
             // `net` names a network as `--network` does.
             body["net"] = nets[slot - 1].clone().into();
         }
+        let ta = Instant::now();
         http(d, "POST", "/v1/endpoints", Some(&body.to_string()))
             .with_context(|| format!("attaching {name}"))?;
+        attach_ms.push(ta.elapsed().as_secs_f64() * 1e3);
         containers.push(c);
         if (i + 1) % 500 == 0 {
             eprintln!(
@@ -94,6 +127,7 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
         }
     }
     let setup_s = t.elapsed().as_secs_f64();
+    let attach_growth = attach_growth(&attach_ms, &d.log(1, "err"));
     let stream = w.container("stream");
     let body = serde_json::json!({
         "name": "stream", "netns": stream.path_str(), "net": "bridge",
@@ -191,6 +225,7 @@ pub(super) fn restart_bench(cli: &Cli, w: &World, d: &mut Daemon) -> Result<()> 
         "published_ports": cli.published,
         "restart_as_new_object": cli.restart_as_new_object,
         "setup_s": setup_s.round(),
+        "attach": attach_growth,
         "stop_ms": (stop_s * 1e3).round(),
         // Measured by asking: the first status answer, and the first that said "ready".
         "api_first_answer_ms": first_answer,
