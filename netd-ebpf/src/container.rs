@@ -37,6 +37,8 @@ pub fn from_container(ctx: &TcContext) -> Result<i32, u32> {
         }
         ETH_P_IP => {}
         ETH_P_IPV6 => {
+            // On in from_container6 (policy and fast path); here only without that program.
+            crate::nat6::from_container_tail(ctx);
             return match policy6::from_container(ctx, ifindex) {
                 0 => Ok(PASS),
                 r => Err(r),
@@ -175,4 +177,30 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
         }
     }
     Err(DROP_DIRECT_ACCESS)
+}
+
+/// `from_container6`'s body (tail-called by [`from_container`] for IPv6, after the MAC check):
+/// the IPv6 policy (`policy6`), then on the fast path a published flow's reply that leaves by
+/// an uplink is routed, translated and sent there ([`redirect::reply6_to_uplink`]); anything
+/// else goes to the stack, as before.
+#[inline(always)]
+pub fn from_container6(ctx: &TcContext) -> Result<i32, u32> {
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    crate::nat6::clear_translated();
+    match policy6::from_container(ctx, ifindex) {
+        0 => {}
+        r => return Err(r),
+    }
+    let Some(cfg) = maps::config() else {
+        return Ok(PASS);
+    };
+    if !redirect::enabled(cfg) {
+        return Ok(PASS);
+    }
+    let v = redirect::reply6_to_uplink(ctx, ifindex);
+    if v != redirect::NOT_TAKEN {
+        return Ok(v as i32);
+    }
+    Ok(PASS)
 }

@@ -122,6 +122,15 @@ pub fn from_container(ctx: TcContext) -> i32 {
     v
 }
 
+/// Ingress on a container's host-side veth, IPv6: tail-called by `from_container` (counted
+/// there) for IPv6 frames. A published flow's reply it translates reports its close here.
+#[classifier]
+pub fn from_container6(ctx: TcContext) -> i32 {
+    let v = tc_verdict(&ctx, HOOK_TC_INGRESS, container::from_container6(&ctx));
+    monitor::tcp_close(ctx.skb.skb, true);
+    v
+}
+
 /// Egress on a container's host-side veth: traffic delivered to the container.
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {

@@ -26,7 +26,7 @@ use aya_ebpf::{
 use netd_common::{
     CT_F_DNAT, CT_F_PUBLISHED, CT_F_SNAT, DROP_CT_CLASH, DROP_CT_FULL, DROP_LOOPBACK_ONLY,
     DROP_REWRITE_FAILED, DpConfig, HOST_ADDRS_MAX, IPPROTO_TCP, IPPROTO_UDP, PORT_F_LOOPBACK,
-    PortKey, TAIL_TO_UPLINK6, TAIL6_SLOTS,
+    PortKey, TAIL_FROM_CONTAINER6, TAIL_TO_UPLINK6, TAIL6_SLOTS,
 };
 
 use crate::{
@@ -101,6 +101,25 @@ pub fn to_uplink_tail(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: a tail call into a TC program of the same object; returns only on failure.
     unsafe { NETD_TAIL6.tail_call(ctx, TAIL_TO_UPLINK6) };
     Ok(aya_ebpf::bindings::TC_ACT_UNSPEC)
+}
+
+/// Ingress on a container's veth, an IPv6 frame: on in `from_container6` (a tail call, on a
+/// stack of its own: from_container's frames leave no room for nat6's). Returns only when the
+/// slot is empty (an agent that does not install it); the caller then polices the frame
+/// itself.
+#[inline(always)]
+pub fn from_container_tail(ctx: &TcContext) {
+    // SAFETY: a tail call into a TC program of the same object; returns only on failure.
+    unsafe { NETD_TAIL6.tail_call(ctx, TAIL_FROM_CONTAINER6) };
+}
+
+/// Forgets what an earlier program on this CPU translated (`monitor::tcp_close` reads it
+/// after the verdict of a program that may not run nat6 at all).
+#[inline(always)]
+pub fn clear_translated() {
+    if let Some(s) = scratch() {
+        s.translated = 0;
+    }
 }
 
 /// `to_uplink6`'s body: `V6_*`.

@@ -34,7 +34,9 @@ use aya_ebpf::{
     macros::btf_map,
     programs::TcContext,
 };
-use netd_common::{AF_INET, CFG_F_FAST_PATH, DROP_REWRITE_FAILED, DpConfig, NET_F_INTERNAL};
+use netd_common::{
+    AF_INET, AF_INET6, CFG_F_FAST_PATH, DROP_REWRITE_FAILED, DpConfig, NET_F_INTERNAL,
+};
 
 use crate::{
     counters::{self, Dir},
@@ -293,6 +295,79 @@ pub fn send_to_uplink(ctx: &TcContext, out: u32) -> i64 {
     // SAFETY: reading the union member the FIB lookup wrote (the gateway, or the destination
     // itself when it is on link).
     sc.nh.__bindgen_anon_1.ipv4_nh = unsafe { sc.fib.__bindgen_anon_4.ipv4_dst };
+    let size = core::mem::size_of::<bpf_redir_neigh>() as i32;
+    // SAFETY: plain helper call; the next hop lives in the scratch slot.
+    unsafe { bpf_redirect_neigh(out, &mut sc.nh, size, 0) }
+}
+
+/// Offsets of the IPv6 source and destination addresses.
+const IP6_SRC_OFF: usize = ETH_HLEN + 8;
+const IP6_DST_OFF: usize = ETH_HLEN + 24;
+
+/// The fast path for an IPv6 packet a container (veth `in_ifindex`) sends: when it is a
+/// published flow's reply (`nat6`'s egress translation) and `bpf_fib_lookup` routes it out
+/// of an uplink, it is translated here (the published address and port back), its hop limit
+/// decremented, and sent with `bpf_redirect` (neighbour known) or `bpf_redirect_neigh`. Returns
+/// the TC verdict, or [`NOT_TAKEN`] with the packet unchanged (no route, not an uplink, hop
+/// limit 1, too big, not a published reply): the stack's path, where `to_uplink6` translates
+/// it. The uplink's egress then sees a packet from a host address: not netd's, it passes.
+#[inline(never)]
+pub fn reply6_to_uplink(ctx: &TcContext, in_ifindex: u32) -> i64 {
+    let Ok(hop) = ctx.load::<u8>(IP6_HOP_OFF) else {
+        return NOT_TAKEN;
+    };
+    if hop <= 1 {
+        return NOT_TAKEN;
+    }
+    let Some(sc) = NETD_FIB_SCRATCH.get_ptr_mut(0) else {
+        return NOT_TAKEN;
+    };
+    // SAFETY: a per-CPU slot, used only while this program runs on this CPU.
+    let sc = unsafe { &mut *sc };
+    // SAFETY: all-zero is a valid bpf_fib_lookup.
+    sc.fib = unsafe { core::mem::zeroed() };
+    let f = &mut sc.fib;
+    let (Ok(src), Ok(dst)) = (
+        ctx.load::<[u32; 4]>(IP6_SRC_OFF),
+        ctx.load::<[u32; 4]>(IP6_DST_OFF),
+    ) else {
+        return NOT_TAKEN;
+    };
+    f.family = AF_INET6;
+    f.ifindex = in_ifindex;
+    f.__bindgen_anon_3.ipv6_src = src;
+    f.__bindgen_anon_4.ipv6_dst = dst;
+    let size = core::mem::size_of::<bpf_fib_lookup>() as i32;
+    // SAFETY: ctx is the program's skb; the parameters live in the scratch slot.
+    let rc = unsafe { fib_lookup(ctx.as_ptr(), f, size, 0) } as u32;
+    if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+        return NOT_TAKEN;
+    }
+    sc.neigh_known = u32::from(rc == BPF_FIB_LKUP_RET_SUCCESS);
+    let out = f.ifindex;
+    if out == 0 || !maps::is_uplink(out) || !fits(ctx, out) {
+        return NOT_TAKEN;
+    }
+    match crate::nat6::to_uplink(ctx) {
+        crate::nat6::V6_PASS => {}
+        crate::nat6::V6_NEXT => return NOT_TAKEN,
+        r => return drop(ctx, r & 0xffff),
+    }
+    if ctx.store(IP6_HOP_OFF, &(hop - 1), 0).is_err() {
+        return drop(ctx, DROP_REWRITE_FAILED);
+    }
+    if sc.neigh_known != 0 {
+        let macs = [sc.fib.dmac, sc.fib.smac];
+        if ctx.store(0, &macs, 0).is_err() {
+            return drop(ctx, DROP_REWRITE_FAILED);
+        }
+        // SAFETY: plain helper call; flags 0 = egress of `out`.
+        return unsafe { bpf_redirect(out, 0) };
+    }
+    sc.nh.nh_family = u32::from(AF_INET6);
+    // SAFETY: reading the union member the FIB lookup wrote (the gateway, or the destination
+    // itself when it is on link).
+    sc.nh.__bindgen_anon_1.ipv6_nh = unsafe { sc.fib.__bindgen_anon_4.ipv6_dst };
     let size = core::mem::size_of::<bpf_redir_neigh>() as i32;
     // SAFETY: plain helper call; the next hop lives in the scratch slot.
     unsafe { bpf_redirect_neigh(out, &mut sc.nh, size, 0) }

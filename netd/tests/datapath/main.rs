@@ -25,34 +25,6 @@ const ROUTER: [u8; 4] = [192, 0, 2, 254];
 // ------------------------------------------------------------------------------------------
 // (g) the fast path (CFG_F_FAST_PATH): redirects instead of the host's routing.
 
-/// The MAC of the uplink's next hop towards CLIENT, 198.51.100.254 (REMOTE's, .253, has no
-/// neighbour entry).
-const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
-
-/// Runs a command in the namespace the calling thread entered (children inherit the thread's
-/// network namespace). Refuses to run unless this thread is in another namespace than the
-/// process (which stays where the test runner started it).
-fn in_world(argv: &[&str]) {
-    let ino = |p: &str| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(p).unwrap().ino()
-    };
-    assert_ne!(
-        ino("/proc/thread-self/ns/net"),
-        ino("/proc/self/ns/net"),
-        "not inside the test namespace"
-    );
-    let out = std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Routing for the fast path's FIB lookups: forwarding on, the uplink up with its address
 /// and MAC, CLIENT's network via a resolved gateway, REMOTE's via an unresolved one.
 fn routes_for_fast_path(w: &World) {

@@ -54,6 +54,33 @@ pub const A_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x1e, 0, 0x02];
 pub const B_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x1e, 0, 0x03];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 pub const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The MAC of the uplink's next hop towards CLIENT, 198.51.100.254 (REMOTE's, .253, has no
+/// neighbour entry), and of the IPv6 one (2001:db8:ff::fe).
+pub const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+
+/// Runs a command in the namespace the calling thread entered (children inherit the thread's
+/// network namespace). Refuses to run unless this thread is in another namespace than the
+/// process (which stays where the test runner started it).
+pub fn in_world(argv: &[&str]) {
+    let ino = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().ino()
+    };
+    assert_ne!(
+        ino("/proc/thread-self/ns/net"),
+        ino("/proc/self/ns/net"),
+        "not inside the test namespace"
+    );
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// An address as the maps hold it (network byte order in a u32).
 pub fn ip(a: [u8; 4]) -> u32 {

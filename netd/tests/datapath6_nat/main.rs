@@ -6,7 +6,7 @@
 //! translated both ways, and only the host's own addresses take a `[::]` binding; an IPv4
 //! binding is never reachable over IPv6.
 
-#[path = "datapath_util/mod.rs"]
+#[path = "../datapath_util/mod.rs"]
 mod datapath_util;
 
 use std::net::Ipv6Addr;
@@ -261,78 +261,6 @@ fn tcp_to_a_host_address_reaches_the_container_and_replies_come_back_published()
     });
 }
 
-/// The frame's hop limit.
-fn hop(f: &[u8]) -> u8 {
-    f[14 + 7]
-}
-
-/// The frame with another hop limit (IPv6 has no header checksum to fix).
-fn with_hop(f: &[u8], h: u8) -> Vec<u8> {
-    let mut f = f.to_vec();
-    f[14 + 7] = h;
-    f
-}
-
-#[test]
-fn fast_path_delivers_dnat6_traffic_into_the_container() {
-    world(|w| {
-        w.config(|c| c.flags |= CFG_F_FAST_PATH);
-        let syn = tcp_frame(client(), host(), 40000, 8080, TCP_SYN);
-        let (v, out) = from_uplink(w, &syn);
-        assert_eq!(v, TC_ACT_REDIRECT, "bpf_redirect_peer to A's veth");
-        assert_eq!(addrs(&out), (client(), a_g()));
-        assert_eq!((port_at(&out, L4), port_at(&out, L4 + 2)), (40000, 80));
-        assert_eq!(&out[0..6], &A_MAC, "to the container's MAC");
-        assert_eq!(&out[6..12], &BRIDGE_MAC, "from the bridge's");
-        assert_eq!(hop(&out), 63, "routed: hop limit decremented");
-        assert_l4_csum(&out, 14, L4, IPPROTO_TCP, "fast DNAT6");
-        assert_eq!(&out[out.len() - 5..], b"hello");
-        assert_eq!(w.tx_packets(w.va), 1, "counted on A's veth");
-
-        // The flow's next segment, and UDP to another binding.
-        let ack = tcp_frame(client(), host(), 40000, 8080, TCP_ACK);
-        let (v, out) = from_uplink(w, &ack);
-        assert_eq!(
-            (v, &out[0..12]),
-            (TC_ACT_REDIRECT, &[A_MAC, BRIDGE_MAC].concat()[..])
-        );
-        let (v, out) = from_uplink(w, &udp_frame(client(), host(), 41000, 5353));
-        assert_eq!((v, addrs(&out).1, hop(&out)), (TC_ACT_REDIRECT, a_g(), 63));
-        assert_l4_csum(&out, 14, L4, IPPROTO_UDP, "fast UDP DNAT6");
-        assert_eq!(w.tx_packets(w.va), 3);
-
-        // Hop limit 1: translated, and the stack answers "time exceeded".
-        let (v, out) = from_uplink(w, &with_hop(&ack, 1));
-        assert_eq!((v, hop(&out), addrs(&out).1), (TC_ACT_OK, 1, a_g()));
-        assert_eq!(&out[0..12], &ack[0..12], "Ethernet untouched");
-        // A link-local source: the stack would not forward it; it keeps that verdict.
-        let ll = tcp_frame(a6("fe80::9"), host(), 40001, 8080, TCP_SYN);
-        let (v, out) = from_uplink(w, &ll);
-        assert_eq!((v, hop(&out)), (TC_ACT_OK, 64));
-        // A container address no endpoint owns: the stack's path.
-        let mut e: HashMap<_, [u32; 4], u32> = HashMap::try_from(w.map(MAP_EP6_ADDRS)).unwrap();
-        e.remove(&w6(a_g())).unwrap();
-        let (v, out) = from_uplink(w, &ack);
-        assert_eq!((v, hop(&out), addrs(&out).1), (TC_ACT_OK, 64, a_g()));
-        e.insert(w6(a_g()), w.va, 0).unwrap();
-        // No bridge MAC yet, or the flag off: the stack's path.
-        w.config(|c| c.bridge_mac = [0; 6]);
-        assert_eq!(from_uplink(w, &ack).0, TC_ACT_OK);
-        w.config(|c| {
-            c.bridge_mac = BRIDGE_MAC;
-            c.flags &= !CFG_F_FAST_PATH;
-        });
-        let (v, out) = from_uplink(w, &ack);
-        assert_eq!((v, hop(&out), addrs(&out).1), (TC_ACT_OK, 64, a_g()));
-        assert_eq!(
-            w.tx_packets(w.va),
-            3,
-            "the stack's deliveries count at to_container"
-        );
-        assert_eq!(w.drops(), [0; DROP_REASONS as usize]);
-    });
-}
-
 #[test]
 fn udp_published_on_ipv6_keeps_checksums() {
     world(|w| {
@@ -521,6 +449,7 @@ fn verified_insns() {
             PROG_FROM_CONTAINER,
             PROG_TO_CONTAINER,
             PROG_TO_UPLINK6,
+            PROG_FROM_CONTAINER6,
         ] {
             let n =
                 w.dp.program(p)
@@ -532,3 +461,5 @@ fn verified_insns() {
         }
     });
 }
+
+mod fast_path;
