@@ -115,6 +115,10 @@ fn measure_system(
             }
         }
     };
+    if let Some(why) = sys.unavailable() {
+        fail_all(Status::NotApplicable, why, &mut out, sys);
+        return out;
+    }
     let mut topo = match Topology::build(sys.topo_opts(icc, ipv6)) {
         Ok(t) => t,
         Err(e) => {
@@ -127,7 +131,7 @@ fn measure_system(
         sys.teardown(&topo);
         return out;
     }
-    let is_netd = sys.id().starts_with("S3");
+    let is_netd = sys.netd_dataplane();
     let _stats = if is_netd {
         BpfStatsGuard::enable()
             .map_err(|e| eprintln!("warning: no BPF run-time stats: {e:#}"))
