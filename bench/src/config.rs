@@ -22,7 +22,7 @@ pub struct Config {
     /// The most docker-proxy processes the sweep starts (one per port).
     pub proxy_cap: u32,
     pub out: PathBuf,
-    /// System ids to run (S0, S1-legacy, S1-nft, S2, S3).
+    /// System ids to run (S0, S1-legacy, S1-nft, S2, S3, the S3 variants, S4).
     pub system_ids: Vec<String>,
     #[serde(skip)]
     pub paths: Vec<PathId>,

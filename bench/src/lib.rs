@@ -1,8 +1,9 @@
 //! netd's benchmark suite: netd (S3) against the no-NAT floor (S0), Docker 20.10's iptables
-//! ruleset with iptables-legacy and iptables-nft (S1) and the real docker-proxy (S2), on one
-//! private topology of network namespaces built with the netd-tests harness.
+//! ruleset with iptables-legacy and iptables-nft (S1), the real docker-proxy (S2), and dockerd
+//! with netd as its network driver (S4), on one private topology of network namespaces built
+//! with the netd-tests harness.
 //!
-//! - [`topology`]: the namespaces, the wiring (netd), the servers.
+//! - [`topology`]: the namespaces, the wiring (netd), the servers; [`docker`]: S4's dockerd.
 //! - [`systems`]: the systems under test behind one trait (setup / route / check data).
 //! - [`paths`]: P1–P6, their correctness checks, and which tools measure each.
 //! - [`tools`]: iperf3, sockperf and `netd-connrate` (clients, servers, output parsers).
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod cpu;
+pub mod docker;
 pub mod matrix;
 pub mod memory;
 pub mod paths;

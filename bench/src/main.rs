@@ -23,7 +23,7 @@ struct Cli {
     /// Results directory (raw JSON per run, results.md, PNG plots).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-    /// Only these systems (comma-separated: S0,S1-legacy,S1-nft,S2,S3).
+    /// Only these systems (comma-separated: S0,S1-legacy,S1-nft,S2,S3,S4, or an S3 variant).
     #[arg(long)]
     systems: Option<String>,
     /// Only these paths (comma-separated: P1,P2,P3,P4,P4link,P5,P6,P1v6,P5v6,P6v6).

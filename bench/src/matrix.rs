@@ -115,6 +115,10 @@ fn measure_system(
             }
         }
     };
+    if let Some(why) = sys.unavailable() {
+        fail_all(Status::NotApplicable, why, &mut out, sys);
+        return out;
+    }
     let mut topo = match Topology::build(sys.topo_opts(icc, ipv6)) {
         Ok(t) => t,
         Err(e) => {
@@ -127,7 +131,7 @@ fn measure_system(
         sys.teardown(&topo);
         return out;
     }
-    let is_netd = sys.id().starts_with("S3");
+    let is_netd = sys.netd_dataplane();
     let _stats = if is_netd {
         BpfStatsGuard::enable()
             .map_err(|e| eprintln!("warning: no BPF run-time stats: {e:#}"))
@@ -202,5 +206,68 @@ fn measure_system(
 pub fn save_all(dir: &Path, runs: &[Run]) {
     if let Err(e) = write_json(dir, "runs.json", &runs) {
         eprintln!("warning: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systems::Memory;
+    use crate::topology::TopoOpts;
+    use std::time::Duration;
+
+    /// A system whose prerequisite is missing; building its topology would need root.
+    struct Missing;
+
+    impl System for Missing {
+        fn id(&self) -> &'static str {
+            "S4"
+        }
+        fn unavailable(&self) -> Option<String> {
+            Some("S4 needs dockerd".into())
+        }
+        fn topo_opts(&self, icc: bool, _ipv6: bool) -> TopoOpts {
+            TopoOpts::v4("ebpf", icc, false)
+        }
+        fn setup(&mut self, _t: &Topology) -> anyhow::Result<()> {
+            panic!("an unavailable system is never set up")
+        }
+        fn route(&self, _path: PathId) -> Route {
+            Route::Published
+        }
+        fn nat_and_filters(&self) -> bool {
+            true
+        }
+        fn pids(&self, _t: &Topology) -> Vec<u32> {
+            vec![]
+        }
+        fn publish_fillers(&mut self, _t: &Topology) -> anyhow::Result<Duration> {
+            anyhow::bail!("not in the sweep")
+        }
+        fn publish_one_more(&mut self, _t: &Topology) -> anyhow::Result<Duration> {
+            anyhow::bail!("not in the sweep")
+        }
+        fn memory(&self, _t: &Topology) -> Option<Memory> {
+            None
+        }
+    }
+
+    #[test]
+    fn an_unavailable_system_is_na_on_every_tool_of_its_paths() {
+        let cfg = Config::new(true, std::env::temp_dir());
+        let runs = measure_system(
+            &mut Missing,
+            true,
+            false,
+            &[PathId::P1, PathId::P6],
+            0,
+            &cfg,
+        );
+        // P1: tcp1, tcp2, tcp_lat, conn; P6: udp64, udp_lat.
+        assert_eq!(runs.len(), 6);
+        assert!(
+            runs.iter()
+                .all(|r| r.status == Status::NotApplicable && r.note == "S4 needs dockerd")
+        );
     }
 }

@@ -236,9 +236,10 @@ pub fn check(t: &Topology, sys: &dyn System, path: PathId) -> Result<()> {
         return Ok(());
     }
     match path {
-        PathId::P1 | PathId::P1v6 | PathId::P6v6 => {
+        PathId::P1 | PathId::P6 | PathId::P1v6 | PathId::P6v6 => {
             let (server, client) = match path {
                 PathId::P1 => (&t.srv_echo_tcp, OUTSIDE),
+                PathId::P6 => (&t.srv_echo_udp, OUTSIDE),
                 PathId::P1v6 => (&t.srv_echo_tcp, OUTSIDE6),
                 _ => (&t.srv_echo_udp, OUTSIDE6),
             };

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `srv` runs the servers (echo 7, iperf3 5201, sockperf 11111, netd-connrate 80); the outside
-//! namespace runs the same set for P5.
+//! namespace runs the same set for P5. For S4 ([`TopoOpts::docker`]) dockerd starts srv, cli
+//! and other on a netd network of its own and publishes srv's ports ([`crate::docker`]).
 //!
 //! The IPv6 paths get a dual-stack topology of their own ([`TopoOpts::ipv6`]): the uplink and
 //! the outside on 2001:db8:ff::/64 (host `2001:db8:ff::1`, outside `2001:db8:ff::2`), the
@@ -30,12 +31,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use netd_tests::docker::MountNs;
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{
     BIP, Container, Daemon, Netns, ServerHandle, World, tcp_server, tcp6_server, udp_server,
     udp6_server,
 };
 
+use crate::docker::DockerSide;
 use crate::proc::Proc;
 use crate::tools::{connrate, iperf, sockperf};
 
@@ -111,6 +114,9 @@ pub struct TopoOpts {
     /// With `ipv6`, whether containers get IPv6 addresses (the daemon's `--ipv6`); without,
     /// they are IPv4 only and netd publishes them on `[::]` through its NAT46 relay.
     pub ipv6_containers: bool,
+    /// S4: dockerd, with netd as its network driver, runs srv, cli and other and publishes
+    /// srv's ports (`docker run -p`; see [`crate::docker`]). IPv4 only.
+    pub docker: bool,
 }
 
 impl TopoOpts {
@@ -123,6 +129,7 @@ impl TopoOpts {
             daemon_extra: &[],
             ipv6: false,
             ipv6_containers: false,
+            docker: false,
         }
     }
 
@@ -156,7 +163,11 @@ pub struct Topology {
     pub srv_echo_tcp: ServerHandle,
     pub srv_echo_udp: ServerHandle,
     pub out_echo_tcp: ServerHandle,
+    /// S4's dockerd and containers (removed before netd stops).
+    pub docker: Option<DockerSide>,
     pub daemon: Daemon,
+    /// S4: the mount namespace dockerd and netd share (dropped after netd).
+    _mnt: Option<MountNs>,
     pub srv: Endpoint,
     pub cli: Endpoint,
     pub other: Endpoint,
@@ -203,7 +214,15 @@ impl Topology {
             }
         }
         args.extend_from_slice(opts.daemon_extra);
-        let daemon = catch("start netd", || world.daemon(&args))?;
+        if opts.docker && opts.ipv6 {
+            bail!("the Docker topology (S4) is IPv4 only");
+        }
+        let (mut docker, daemon, mnt) = if opts.docker {
+            let (side, d, m) = DockerSide::start(&world, &args)?;
+            (Some(side), d, Some(m))
+        } else {
+            (None, catch("start netd", || world.daemon(&args))?, None)
+        };
         let cg = private_cgroup(&daemon)?;
         let mut srv_args = vec![];
         for m in srv_mappings() {
@@ -214,9 +233,14 @@ impl Topology {
                 srv_args.push(format!("{}:{}/{}", m.host_port, m.container_port, m.proto));
             }
         }
-        let srv = Self::attach_new(&world, &daemon, "srv", &srv_args)?;
-        let cli = Self::attach_new(&world, &daemon, "cli", &["--link".into(), "srv:srv".into()])?;
-        let other = Self::attach_new(&world, &daemon, "other", &[])?;
+        let (srv, cli, other) = match docker.as_mut() {
+            Some(side) => side.endpoints(&srv_mappings())?,
+            None => (
+                Self::attach_new(&world, &daemon, "srv", &srv_args)?,
+                Self::attach_new(&world, &daemon, "cli", &["--link".into(), "srv:srv".into()])?,
+                Self::attach_new(&world, &daemon, "other", &[])?,
+            ),
+        };
         if opts.ipv6 && opts.ipv6_containers && (srv.ip6.is_none() || cli.ip6.is_none()) {
             bail!(
                 "netd --ipv6 --fixed-cidr-v6 {SUBNET6} gave srv or cli no global IPv6 address \
@@ -255,7 +279,9 @@ impl Topology {
             srv_echo_tcp,
             srv_echo_udp,
             out_echo_tcp,
+            docker,
             daemon,
+            _mnt: mnt,
             srv,
             cli,
             other,

@@ -236,6 +236,11 @@ impl Dockerd {
         }
     }
 
+    /// dockerd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
     }
@@ -408,8 +413,15 @@ impl DockerWorld {
     /// failing is an error (dockerd not answering still panics, with its log).
     pub fn start(bip: &str) -> Result<DockerWorld, String> {
         let w = World::new();
+        let (docker, d, mnt) = DockerWorld::start_in(&w, &["--bip", bip])?;
+        Ok(DockerWorld { docker, d, mnt, w })
+    }
+
+    /// The steps of [`DockerWorld::start`] in the world `w`, with `netd daemon` arguments
+    /// `args`: dockerd, netd and the mount namespace, to be dropped in that order.
+    pub fn start_in(w: &World, args: &[&str]) -> Result<(Dockerd, Daemon, MountNs), String> {
         let mnt = MountNs::new(&w.host);
-        let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), &["--bip", bip]);
+        let d = Daemon::start_in_mount_ns(&w.host, &mnt.path(), args);
         let spec = mnt.run(&[
             crate::daemon::netd_bin().to_str().unwrap_or("netd"),
             "-H",
@@ -427,7 +439,7 @@ impl DockerWorld {
         }
         let docker = Dockerd::start(&mnt, &w.host);
         docker.import_image()?;
-        Ok(DockerWorld { docker, d, mnt, w })
+        Ok((docker, d, mnt))
     }
 
     /// `docker network create -d netd --ipam-driver netd --subnet SUBNET -o netd.name=NAME NAME`.

@@ -38,6 +38,30 @@ impl Netns {
         }
     }
 
+    /// Names the network namespace of process `pid` `<prefix><pid>x<n>` (`ip netns attach`:
+    /// a bind mount of /proc/PID/ns/net under /var/run/netns), e.g. a namespace a container
+    /// engine made. Drop removes the name and kills what was spawned through it; the
+    /// namespace itself lives on while its owner does.
+    pub fn attach(prefix: &str, pid: u32) -> Result<Netns, String> {
+        let name = unique(prefix);
+        let out = {
+            let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            cmd(&["ip", "netns", "attach", &name, &pid.to_string()])
+        };
+        if !out.status.success() {
+            return Err(format!(
+                "ip netns attach {name} {pid}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Netns {
+            path: PathBuf::from(format!("/var/run/netns/{name}")),
+            name,
+            children: Mutex::new(Vec::new()),
+            deleted: Mutex::new(false),
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -97,7 +97,7 @@ pub fn metrics() -> Vec<Metric> {
     v
 }
 
-pub const SYSTEMS: [&str; 5] = ["S0", "S1-legacy", "S1-nft", "S2", "S3"];
+pub const SYSTEMS: [&str; 6] = ["S0", "S1-legacy", "S1-nft", "S2", "S3", "S4"];
 
 /// A table cell: numbers when some run succeeded, else why not.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,22 +192,28 @@ fn value(c: Cell) -> Option<Stats> {
 }
 
 /// The Markdown table of medians (min–max) and ratios; a row no system ran on is left out
-/// (e.g. the other paths of a `--paths` subset).
+/// (e.g. the other paths of a `--paths` subset). When S4 ran, its column follows S3's and
+/// its ratios against docker-proxy (S2) and netd alone (S3) end the row.
 pub fn table(runs: &[Run]) -> String {
+    let s4 = runs.iter().any(|r| r.system == "S4");
     let mut s = String::new();
     s.push_str(
-        "| path | metric | S0 floor | S1 iptables-legacy | S1 iptables-nft | S2 docker-proxy | S3 netd | netd/S1 | netd/S2 | netd/S0 |\n",
+        "| path | metric | S0 floor | S1 iptables-legacy | S1 iptables-nft | S2 docker-proxy | S3 netd |",
     );
-    s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    s.push_str(if s4 { " S4 docker+netd |" } else { "" });
+    s.push_str(" netd/S1 | netd/S2 | netd/S0 |");
+    s.push_str(if s4 { " S4/S2 | S4/S3 |\n" } else { "\n" });
+    s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    s.push_str(if s4 { " --- | --- | --- |\n" } else { "\n" });
     for m in metrics() {
         let cells: Vec<Cell> = SYSTEMS.iter().map(|sys| cell(runs, sys, &m)).collect();
         if cells.iter().all(|c| *c == Cell::Missing) {
             continue;
         }
         let netd = &cells[4];
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             m.path.label(),
             m.label,
             fmt_cell(&cells[0]),
@@ -215,10 +221,26 @@ pub fn table(runs: &[Run]) -> String {
             fmt_cell(&cells[2]),
             fmt_cell(&cells[3]),
             fmt_cell(netd),
+        );
+        if s4 {
+            let _ = write!(s, " {} |", fmt_cell(&cells[5]));
+        }
+        let _ = write!(
+            s,
+            " {} | {} | {} |",
             fmt_ratio(netd, best_s1(runs, &m)),
             fmt_ratio(netd, value(cells[3].clone())),
             fmt_ratio(netd, value(cells[0].clone())),
         );
+        if s4 {
+            let _ = write!(
+                s,
+                " {} | {} |",
+                fmt_ratio(&cells[5], value(cells[3].clone())),
+                fmt_ratio(&cells[5], value(netd.clone())),
+            );
+        }
+        s.push('\n');
     }
     s
 }
@@ -314,15 +336,16 @@ pub fn variants_table(runs: &[Run]) -> String {
     s
 }
 
-/// Mean ns per run of each netd BPF program, per path (median over runs).
+/// Mean ns per run of each netd BPF program, per system on netd's dataplane (S3, S4) and
+/// path (median over runs).
 pub fn bpf_table(runs: &[Run]) -> String {
-    let mut per: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut per: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
     for r in runs
         .iter()
-        .filter(|r| r.system == "S3" && r.status == Status::Ok)
+        .filter(|r| (r.system == "S3" || r.system == "S4") && r.status == Status::Ok)
     {
         for p in &r.bpf {
-            per.entry((r.path.clone(), p.name.clone()))
+            per.entry((r.system.clone(), r.path.clone(), p.name.clone()))
                 .or_default()
                 .push(p.ns_per_run);
         }
@@ -330,10 +353,12 @@ pub fn bpf_table(runs: &[Run]) -> String {
     if per.is_empty() {
         return "No netd BPF program ran during a passing measurement.\n".into();
     }
-    let mut s = String::from("| path | program | ns/packet (median) |\n| --- | --- | --- |\n");
-    for ((path, prog), v) in per {
+    let mut s = String::from(
+        "| system | path | program | ns/packet (median) |\n| --- | --- | --- | --- |\n",
+    );
+    for ((system, path, prog), v) in per {
         if let Some(st) = Stats::of(&v) {
-            let _ = writeln!(s, "| {path} | {prog} | {:.0} |", st.median);
+            let _ = writeln!(s, "| {system} | {path} | {prog} | {:.0} |", st.median);
         }
     }
     s
@@ -497,6 +522,38 @@ mod tests {
         );
         // Header, separator and the two rows that have data (no P1–P6, no P1v6 conn/s).
         assert_eq!(t.lines().count(), 4, "{t}");
+    }
+
+    #[test]
+    fn s4_gets_its_column_and_ratios_only_when_it_ran() {
+        let mut runs = vec![
+            run("S2", PathId::P1, Tool::Tcp1, "gbps", 5.0),
+            run("S3", PathId::P1, Tool::Tcp1, "gbps", 20.0),
+        ];
+        let t = table(&runs);
+        assert!(!t.contains("S4"), "{t}");
+        assert_eq!(t.lines().nth(1).unwrap().matches("---").count(), 10);
+        runs.push(run("S4", PathId::P1, Tool::Tcp1, "gbps", 15.0));
+        let mut na = run("S4", PathId::P6, Tool::UdpPps, "pps", 0.0);
+        na.status = Status::NotApplicable;
+        runs.push(na);
+        let t = table(&runs);
+        let head: Vec<&str> = t.lines().next().unwrap().split(" | ").collect();
+        assert_eq!(head[7], "S4 docker+netd", "{t}");
+        assert!(
+            t.lines().next().unwrap().ends_with("| S4/S2 | S4/S3 |"),
+            "{t}"
+        );
+        assert_eq!(t.lines().nth(1).unwrap().matches("---").count(), 13);
+        let row = t.lines().find(|l| l.contains("TCP 1 stream")).unwrap();
+        // S3 20 | S4 15 | netd/S1 – | netd/S2 4.00 | netd/S0 – | S4/S2 3.00 | S4/S3 0.75.
+        assert!(
+            row.ends_with("| 20.0 | 15.0 | – | 4.00 | – | 3.00 | 0.75 |"),
+            "{row}"
+        );
+        let row = t.lines().find(|l| l.contains("packets/s")).unwrap();
+        assert!(row.contains("| n/a |"), "{row}");
+        assert!(row.ends_with("| – | – |"), "{row}");
     }
 
     #[test]

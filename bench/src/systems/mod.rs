@@ -7,6 +7,7 @@
 //!   iptables-legacy or iptables-nft, inside the host namespace.
 //! - [`s2_proxy`]: one real `docker-proxy` per published port in the host namespace.
 //! - [`s3_netd`]: netd with `--dataplane ebpf`.
+//! - [`s4_docker`]: dockerd 20.10 with netd as its network driver (P1, P2, P6).
 //!
 //! On the dual-stack topology of the IPv6 paths: S0 routes the container IPv6 prefix, S1 adds
 //! Docker's ruleset for ip6tables, S2's docker-proxy (Go listens on `[::]` for `-host-ip
@@ -17,6 +18,7 @@ pub mod s0_floor;
 pub mod s1_iptables;
 pub mod s2_proxy;
 pub mod s3_netd;
+pub mod s4_docker;
 
 use std::time::Duration;
 
@@ -49,8 +51,13 @@ pub struct Memory {
 }
 
 pub trait System {
-    /// Short id used in results: S0, S1-legacy, S1-nft, S2, S3.
+    /// Short id used in results: S0, S1-legacy, S1-nft, S2, S3, S4.
     fn id(&self) -> &'static str;
+    /// Why the system cannot run on this machine (e.g. dockerd is not installed), if so: its
+    /// runs are then recorded as n/a with this note.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
     /// How the topology must be wired for this system (`ipv6`: the dual-stack topology of the
     /// IPv6 paths).
     fn topo_opts(&self, icc: bool, ipv6: bool) -> TopoOpts;
@@ -63,6 +70,10 @@ pub trait System {
     /// Whether the system claims NAT and filtering (masquerade, client IP kept on DNAT,
     /// icc=false isolation); S0 (the floor) and S2 do not.
     fn nat_and_filters(&self) -> bool;
+    /// Whether netd's eBPF dataplane carries the traffic (its BPF programs are accounted).
+    fn netd_dataplane(&self) -> bool {
+        false
+    }
     /// Long-lived processes of the system (CPU and memory accounting).
     fn pids(&self, t: &Topology) -> Vec<u32>;
     /// Only these paths, if not all (e.g. a netd variant measured on a few paths only).
@@ -86,7 +97,8 @@ pub trait System {
 }
 
 /// All systems in their canonical order, then the netd variants: those the binary under test
-/// offers (see [`fast_path_variants`]) and the NAT46 relay on the IPv6 paths.
+/// offers (see [`fast_path_variants`]) and the NAT46 relay on the IPv6 paths; last S4, dockerd
+/// with netd (n/a where dockerd is not installed).
 pub fn all() -> Vec<Box<dyn System>> {
     let mut v: Vec<Box<dyn System>> = vec![
         Box::new(s0_floor::Floor),
@@ -99,6 +111,7 @@ pub fn all() -> Vec<Box<dyn System>> {
         v.push(Box::new(s3_netd::Netd::variant(id, args)));
     }
     v.push(Box::new(s3_netd::Netd::nat46()));
+    v.push(Box::new(s4_docker::DockerNetd));
     v
 }
 

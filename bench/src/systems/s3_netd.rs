@@ -91,6 +91,9 @@ impl System for Netd {
     fn nat_and_filters(&self) -> bool {
         self.ipv6_containers
     }
+    fn netd_dataplane(&self) -> bool {
+        true
+    }
     fn pids(&self, t: &Topology) -> Vec<u32> {
         t.daemon.pid().into_iter().collect()
     }
