@@ -135,6 +135,9 @@ pub fn workspace_root() -> std::path::PathBuf {
 }
 
 /// Runs `c` with stdout/stderr captured; kills it and panics if it takes longer than `limit`.
+/// It returns as soon as the child has exited (its pipes close then, unless it left a process
+/// holding them: then within 10 ms), so the CLI latencies the benchmarks time through it are
+/// the CLI's own, not a polling interval's.
 pub fn output_with_timeout(mut c: Command, limit: Duration) -> Output {
     use std::io::Read;
     use std::process::Stdio;
@@ -146,27 +149,40 @@ pub fn output_with_timeout(mut c: Command, limit: Duration) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
+    let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
+    let eof_tx2 = eof_tx.clone();
     let ro = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = so.read_to_end(&mut v);
+        let _ = eof_tx.send(());
         v
     });
     let re = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = se.read_to_end(&mut v);
+        let _ = eof_tx2.send(());
         v
     });
     let deadline = Instant::now() + limit;
+    let mut eofs = 0;
     let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
+        // Both pipes at EOF: the child has exited (or closed them); wait for it.
+        if eofs == 2 {
+            break child.wait().expect("wait");
+        }
+        match eof_rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(()) => eofs += 1,
+            Err(_) => {
+                if let Some(st) = child.try_wait().expect("try_wait") {
+                    break st;
+                }
+            }
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("{c:?} did not finish within {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     Output {
         status,
