@@ -283,6 +283,15 @@ pub fn send_to_uplink(ctx: &TcContext, out: u32) -> i64 {
     if let Err(r) = dec_ttl(ctx, w) {
         return drop(ctx, r);
     }
+    redirect_out(ctx, sc, out, AF_INET)
+}
+
+/// Sends the packet out of `out`, the uplink the FIB lookup in `sc` found: with its next
+/// hop's MAC and `bpf_redirect` when the neighbour is known, else `bpf_redirect_neigh` to the
+/// next hop (the gateway, or the destination itself when it is on link) for the kernel to
+/// resolve. `family`: AF_INET or AF_INET6 (a constant at each call site).
+#[inline(always)]
+fn redirect_out(ctx: &TcContext, sc: &mut Scratch, out: u32, family: u8) -> i64 {
     if sc.neigh_known != 0 {
         let macs = [sc.fib.dmac, sc.fib.smac];
         if ctx.store(0, &macs, 0).is_err() {
@@ -291,10 +300,15 @@ pub fn send_to_uplink(ctx: &TcContext, out: u32) -> i64 {
         // SAFETY: plain helper call; flags 0 = egress of `out`.
         return unsafe { bpf_redirect(out, 0) };
     }
-    sc.nh.nh_family = u32::from(AF_INET);
-    // SAFETY: reading the union member the FIB lookup wrote (the gateway, or the destination
-    // itself when it is on link).
-    sc.nh.__bindgen_anon_1.ipv4_nh = unsafe { sc.fib.__bindgen_anon_4.ipv4_dst };
+    sc.nh.nh_family = u32::from(family);
+    // SAFETY: reading the union member the FIB lookup wrote for this family.
+    unsafe {
+        if family == AF_INET6 {
+            sc.nh.__bindgen_anon_1.ipv6_nh = sc.fib.__bindgen_anon_4.ipv6_dst;
+        } else {
+            sc.nh.__bindgen_anon_1.ipv4_nh = sc.fib.__bindgen_anon_4.ipv4_dst;
+        }
+    }
     let size = core::mem::size_of::<bpf_redir_neigh>() as i32;
     // SAFETY: plain helper call; the next hop lives in the scratch slot.
     unsafe { bpf_redirect_neigh(out, &mut sc.nh, size, 0) }
@@ -356,19 +370,5 @@ pub fn reply6_to_uplink(ctx: &TcContext, in_ifindex: u32) -> i64 {
     if ctx.store(IP6_HOP_OFF, &(hop - 1), 0).is_err() {
         return drop(ctx, DROP_REWRITE_FAILED);
     }
-    if sc.neigh_known != 0 {
-        let macs = [sc.fib.dmac, sc.fib.smac];
-        if ctx.store(0, &macs, 0).is_err() {
-            return drop(ctx, DROP_REWRITE_FAILED);
-        }
-        // SAFETY: plain helper call; flags 0 = egress of `out`.
-        return unsafe { bpf_redirect(out, 0) };
-    }
-    sc.nh.nh_family = u32::from(AF_INET6);
-    // SAFETY: reading the union member the FIB lookup wrote (the gateway, or the destination
-    // itself when it is on link).
-    sc.nh.__bindgen_anon_1.ipv6_nh = unsafe { sc.fib.__bindgen_anon_4.ipv6_dst };
-    let size = core::mem::size_of::<bpf_redir_neigh>() as i32;
-    // SAFETY: plain helper call; the next hop lives in the scratch slot.
-    unsafe { bpf_redirect_neigh(out, &mut sc.nh, size, 0) }
+    redirect_out(ctx, sc, out, AF_INET6)
 }
