@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use netd_tests::dataplane::{drops, tcp_blocked};
-use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
+use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP, UPLINK};
 use netd_tests::{BIP, Daemon, World, tcp_request_until, tcp_server};
 
 const T: Duration = Duration::from_secs(5);
@@ -473,4 +473,85 @@ fn network_create_flags_are_the_driver_options() {
     d.attach("l2", &l2, &["--network", "loud", "--ip", "10.78.1.11"]);
     let _srv2 = tcp_server(&l2, 80);
     assert_eq!(tcp_request_until(&l1, "10.78.1.11:80", T).unwrap(), "ping");
+}
+
+/// Docker's `-o com.docker.network.bridge.host_binding_ipv4=IP` (issue 10): a network's
+/// published ports that name no host address are published on IP only; one that names an
+/// address keeps it; other networks keep the daemon's default. A bad value is refused.
+#[test]
+fn host_binding_ipv4_is_the_networks_default_host_address() {
+    const IP2: &str = "198.51.100.3";
+    let w = World::new();
+    w.host
+        .ip(&["addr", "add", &format!("{IP2}/24"), "dev", UPLINK]);
+    let d = w.daemon(&["--bip", BIP]);
+    let err = d.netd_err(&[
+        "network",
+        "create",
+        "bound",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=not-an-ip",
+    ]);
+    assert!(
+        err.contains("host_binding_ipv4=not-an-ip: expected an IPv4 address"),
+        "{err}"
+    );
+    assert!(!d.netd_ok(&["network", "ls"]).contains("bound"));
+    let host_binding = format!("com.docker.network.bridge.host_binding_ipv4={IP2}");
+    d.netd_ok(&[
+        "network",
+        "create",
+        "bound",
+        "--subnet",
+        "10.79.0.0/24",
+        "-o",
+        &host_binding,
+    ]);
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "bound"])).unwrap();
+    assert_eq!(n["host_binding_ipv4"], IP2, "{n}");
+
+    let web = w.container("web");
+    let v = d.attach(
+        "web",
+        &web,
+        &[
+            "--network",
+            "bound",
+            "-p",
+            "8080:80",
+            "-p",
+            "0.0.0.0:8081:80",
+        ],
+    );
+    assert_eq!(v["ports"][0]["host_ip"], IP2, "{v}");
+    assert!(
+        v["ports"][0]["host_ip6"].is_null(),
+        "one address, no [::] side: {v}"
+    );
+    assert_eq!(v["ports"][1]["host_ip"], "0.0.0.0", "{v}");
+    let srv = tcp_server(&web, 80);
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{IP2}:8080"), T).unwrap(),
+        "ping"
+    );
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+    assert!(tcp_blocked(&w.outside, &format!("{HOST_UPLINK_IP}:8080")));
+    assert_eq!(
+        tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8081"), T).unwrap(),
+        "ping"
+    );
+    // `netd publish` later takes the network's address too.
+    let p = d.netd_ok(&["publish", "web", "8082:80"]);
+    assert!(p.contains(&format!("{IP2}:8082")), "{p}");
+    // The default network keeps 0.0.0.0.
+    let other = w.container("other");
+    let v = d.attach("other", &other, &["-p", "8090:80"]);
+    assert_eq!(v["ports"][0]["host_ip"], "0.0.0.0", "{v}");
+    // Kept across a restart (the network is in the state).
+    let mut d = d;
+    d.restart();
+    let n: serde_json::Value =
+        serde_json::from_str(&d.netd_ok(&["network", "inspect", "bound"])).unwrap();
+    assert_eq!(n["host_binding_ipv4"], IP2, "{n}");
 }

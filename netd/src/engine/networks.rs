@@ -196,6 +196,8 @@ impl Engine {
             id: self.free_network_id()?,
             ipv6: spec.ipv6,
             subnet_v6,
+            // 0.0.0.0 is Docker's "not set".
+            host_ip: spec.host_ip.filter(|ip| !ip.is_unspecified()),
         };
         let made = match self.make_bridge(&net).await {
             Ok(()) if net.ipv6 => self.make_bridge6(&net).await,
@@ -482,6 +484,7 @@ impl Engine {
             icc: n.icc,
             ip_masq: n.ip_masq,
             internal: n.internal,
+            host_binding_ipv4: n.host_ip.map(|ip| ip.to_string()),
             default: false,
             endpoints: self.endpoints_on(Some(name)),
         })
@@ -500,6 +503,7 @@ impl Engine {
             icc: self.cfg.icc,
             ip_masq: self.cfg.ip_masq,
             internal: false,
+            host_binding_ipv4: None,
             default: true,
             endpoints: self.endpoints_on(None),
         }

@@ -14,9 +14,9 @@ use crate::spec::{self, ExposeSpec, NetMode, PublishSpec};
 
 impl Engine {
     /// Allocates the host ports of `publish` (and of `exposed` with `-P`) for container `name`,
-    /// whose global IPv6 address is `v6` (None: IPv4 only). Host addresses left out become the
-    /// daemon's `--ip`, written into `publish`; without `--ip` they stay out, and the binding
-    /// takes 0.0.0.0 and [::] too. For a container without IPv6 the IPv6 side (that `[::]`, or
+    /// on `network`, whose global IPv6 address is `v6` (None: IPv4 only). Host addresses left
+    /// out become the network's `host_binding_ipv4`, else the daemon's `--ip`, written into
+    /// `publish`; without either they stay out, and the binding takes 0.0.0.0 and [::] too. For a container without IPv6 the IPv6 side (that `[::]`, or
     /// an IPv6 host address) is the NAT46 relay ([`super::relay46`]), at most
     /// [`super::relay46::PORTS_MAX`] ports: past them (or past
     /// [`super::relay46::DEFAULT_RANGE_MAX`] ports in one binding) a binding without a host
@@ -24,14 +24,19 @@ impl Engine {
     pub(super) fn plan_ports(
         &self,
         name: &str,
+        network: Option<&str>,
         publish: &mut [PublishSpec],
         publish_all: bool,
         exposed: &[ExposeSpec],
         v6: Option<Ipv6Addr>,
     ) -> Result<Vec<PortBinding>, EngineError> {
+        let default_host = network
+            .and_then(|n| self.state.networks.get(n))
+            .and_then(|n| n.host_ip.map(IpAddr::V4))
+            .or(self.cfg.ip);
         for p in publish.iter_mut() {
             if p.host_ip.is_none() {
-                p.host_ip = self.cfg.ip;
+                p.host_ip = default_host;
             }
         }
         let held: Vec<(&str, &PortBinding)> = self
@@ -41,7 +46,7 @@ impl Engine {
             .flat_map(|e| e.ports.iter().map(move |b| (e.name.as_str(), b)))
             .collect();
         let ephemeral = spec::read_ephemeral_ports()?;
-        let default_ip = self.cfg.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let default_ip = default_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let relayed: u32 = held
             .iter()
             .filter(|(_, b)| b.relay46)
@@ -59,7 +64,7 @@ impl Engine {
         .map_err(|e| EngineError::Conflict(e.to_string()))?;
         // The bindings of specs without a host address, and every -P one (after them).
         let no_addr =
-            |i: usize| self.cfg.ip.is_none() && publish.get(i).is_none_or(|p| p.host_ip.is_none());
+            |i: usize| default_host.is_none() && publish.get(i).is_none_or(|p| p.host_ip.is_none());
         if v6.is_some() {
             for (i, b) in out.iter_mut().enumerate() {
                 b.also_v6 = no_addr(i);
@@ -159,7 +164,8 @@ impl Engine {
         }
         let mut publish = specs.to_vec();
         let v6 = ep.ipv6.as_ref().and_then(|l| l.global);
-        let mut new = self.plan_ports(name, &mut publish, false, &[], v6)?;
+        let network = ep.network.clone();
+        let mut new = self.plan_ports(name, network.as_deref(), &mut publish, false, &[], v6)?;
         // `netd publish` on a terminal shows "k of N ports" (GET /v1/progress): each port
         // counts once its host port is reserved, all of them once the table is written.
         let steps = &crate::ops::progress::STEPS;

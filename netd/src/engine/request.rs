@@ -158,6 +158,9 @@ pub struct NetworkSpec {
     pub ipv6: bool,
     /// The IPv6 `--subnet` (needs `ipv6`).
     pub subnet_v6: Option<Ipv6Net>,
+    /// `-o com.docker.network.bridge.host_binding_ipv4`: the host address of its containers'
+    /// published ports that name none (default: the daemon's `--ip`, else 0.0.0.0 and [::]).
+    pub host_ip: Option<Ipv4Addr>,
 }
 
 impl NetworkSpec {
@@ -174,6 +177,7 @@ impl NetworkSpec {
             internal: false,
             ipv6: false,
             subnet_v6: None,
+            host_ip: None,
         }
     }
 }

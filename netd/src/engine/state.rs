@@ -106,6 +106,10 @@ pub struct UserNetwork {
     /// The IPv6 `--subnet` (routed to the bridge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet_v6: Option<Ipv6Net>,
+    /// `-o com.docker.network.bridge.host_binding_ipv4`: the host address of published ports
+    /// that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<Ipv4Addr>,
 }
 
 /// One published port after allocation: host port range -> container port range.

@@ -171,6 +171,10 @@ pub struct NetworkView {
     pub icc: bool,
     pub ip_masq: bool,
     pub internal: bool,
+    /// `-o com.docker.network.bridge.host_binding_ipv4`: the default host address of its
+    /// published ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_binding_ipv4: Option<String>,
     /// The network the daemon's flags describe (it cannot be removed).
     pub default: bool,
     /// Attached containers.

@@ -194,6 +194,7 @@ impl Engine {
         let mut publish = req.publish.clone();
         let port_bindings = self.plan_ports(
             &req.name,
+            network.as_deref(),
             &mut publish,
             req.publish_all,
             &req.expose,

@@ -116,9 +116,10 @@ pub fn network_spec(
                 )
             }
             HOST_BINDING => {
-                return Err(format!(
-                    "-o {HOST_BINDING}: not supported by netd yet; publish on an address with -p IP:PORT:PORT"
-                ));
+                spec.host_ip = Some(
+                    v.parse()
+                        .map_err(|_| format!("-o {HOST_BINDING}={v}: expected an IPv4 address"))?,
+                )
             }
             _ => {}
         }
@@ -237,18 +238,35 @@ mod tests {
             None,
         );
         assert!(e.unwrap_err().contains("enable_icc=maybe"));
+        // Docker's per-network default host address for published ports.
         let hb = opts(
             r#"{"com.docker.network.generic":{"com.docker.network.bridge.host_binding_ipv4":"127.0.0.1"}}"#,
         );
-        let e = network_spec(
+        let spec = network_spec(
             "n".into(),
             Some(&hb),
             "10.9.0.0/24".parse().unwrap(),
             None,
             None,
             None,
+        )
+        .unwrap();
+        assert_eq!(spec.host_ip, Some(Ipv4Addr::LOCALHOST));
+        let bad_hb = opts(
+            r#"{"com.docker.network.generic":{"com.docker.network.bridge.host_binding_ipv4":"::1"}}"#,
         );
-        assert!(e.unwrap_err().contains("host_binding_ipv4"));
+        let e = network_spec(
+            "n".into(),
+            Some(&bad_hb),
+            "10.9.0.0/24".parse().unwrap(),
+            None,
+            None,
+            None,
+        );
+        assert!(
+            e.unwrap_err()
+                .contains("host_binding_ipv4=::1: expected an IPv4 address")
+        );
     }
 
     #[test]

@@ -126,6 +126,12 @@ pub fn network_spec(req: NetworkCreateRequest) -> Result<NetworkSpec, BadRequest
             "com.docker.network.bridge.enable_icc" => n.icc = flag(v)?,
             "com.docker.network.bridge.enable_ip_masquerade" => n.ip_masq = flag(v)?,
             "com.docker.network.bridge.name" => n.bridge = Some(v.clone()),
+            "com.docker.network.bridge.host_binding_ipv4" => {
+                n.host_ip = Some(
+                    v.parse()
+                        .map_err(|_| BadRequest(format!("-o {k}={v}: expected an IPv4 address")))?,
+                )
+            }
             "com.docker.network.driver.mtu" => {
                 n.mtu = Some(
                     v.parse::<u32>()
@@ -139,7 +145,8 @@ pub fn network_spec(req: NetworkCreateRequest) -> Result<NetworkSpec, BadRequest
             _ => {
                 return Err(BadRequest(format!(
                     "-o {k}: unknown option (netd knows com.docker.network.bridge.enable_icc, \
-                     .enable_ip_masquerade, .name and com.docker.network.driver.mtu)"
+                     .enable_ip_masquerade, .name, .host_binding_ipv4 and \
+                     com.docker.network.driver.mtu)"
                 )));
             }
         }
