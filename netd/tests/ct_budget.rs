@@ -1,7 +1,8 @@
 //! `--ct-per-source-max` (root), through BPF_PROG_TEST_RUN like ct_hardening.rs: one outside
-//! source holds at most its budget of unreplied flows to published ports (IPv4 and IPv6),
-//! other sources are not affected, an answered flow frees its slot, and the count heals when
-//! its window is over; a flow kept alive into a later window is counted there again.
+//! source holds at most its budget of unanswered flows to published ports (IPv4 and IPv6),
+//! other sources are not affected, an answered flow frees its slot (UDP: a reply; TCP: the
+//! client acknowledging the server's SYN-ACK), and the count heals when its window is over; a
+//! flow kept alive into a later window is counted there again.
 
 #[path = "datapath_util/mod.rs"]
 mod datapath_util;
@@ -15,6 +16,7 @@ use netd_common::*;
 const CLIENT: [u8; 4] = [203, 0, 113, 7];
 const OTHER: [u8; 4] = [203, 0, 113, 8];
 const BUSY: [u8; 4] = [203, 0, 113, 9];
+const UDP_CLIENT: [u8; 4] = [203, 0, 113, 10];
 
 fn budget(w: &World, max: u32, unreplied_s: u32) {
     w.config(|c| {
@@ -29,12 +31,28 @@ fn syn(w: &World, src: [u8; 4], port: u16) -> u32 {
     w.run(PROG_FROM_UPLINK, w.up, &f.bytes()).0
 }
 
-/// A's SYN-ACK to `dst:port` (its first answer on that flow).
+/// A's SYN-ACK to `dst:port` (its first answer on that flow), sequence number 50 000.
 fn synack(w: &World, dst: [u8; 4], port: u16) -> u32 {
     let f = Frame::tcp(A_IP, dst, 80, port)
         .macs(A_MAC, BRIDGE_MAC)
-        .flags(TCP_SYN | TCP_ACK);
+        .flags(TCP_SYN | TCP_ACK)
+        .seq(50_000);
     w.run(PROG_TO_UPLINK, w.up, &f.bytes()).0
+}
+
+/// The client's ACK of `src:port`, acknowledging `ack`.
+fn ack(w: &World, src: [u8; 4], port: u16, ack: u32) -> u32 {
+    let f = Frame::tcp(src, UPLINK_IP, port, 8080)
+        .flags(TCP_ACK)
+        .seq(1)
+        .ack(ack);
+    w.run(PROG_FROM_UPLINK, w.up, &f.bytes()).0
+}
+
+/// The handshake's answer and its acknowledgement: the flow is answered.
+fn answer(w: &World, src: [u8; 4], port: u16) {
+    assert_eq!(synack(w, src, port), TC_ACT_OK);
+    assert_eq!(ack(w, src, port, 50_001), TC_ACT_OK);
 }
 
 fn key(src: [u8; 4], port: u16) -> CtKey {
@@ -75,8 +93,16 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
         // Another source is not affected.
         assert_eq!(syn(w, OTHER, 6004), TC_ACT_OK);
 
-        // An answer frees the slot: the flow is replied, uncounted on both entries.
+        // A TCP flow is answered once the client acknowledges the server's SYN-ACK (a server
+        // answers spoofed SYNs too): the SYN-ACK alone, a SYN sent again or an ACK sent blind
+        // (not acknowledging the server's sequence number) do not free its slot.
         assert_eq!(synack(w, CLIENT, 6001), TC_ACT_OK);
+        assert_eq!(syn(w, CLIENT, 6001), TC_ACT_OK);
+        assert_eq!(ack(w, CLIENT, 6001, 0x5eed_0000), TC_ACT_OK);
+        assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 3);
+        assert_eq!(syn(w, CLIENT, 6004), TC_ACT_SHOT, "still at its budget");
+        // The acknowledgement frees the slot: uncounted on both entries.
+        assert_eq!(ack(w, CLIENT, 6001, 50_001), TC_ACT_OK);
         let e = w.ct(&key(CLIENT, 6001)).unwrap();
         assert_eq!(e.tcp_state, CT_TCP_ESTABLISHED);
         assert_eq!(e.flags & CT_F_SRC_COUNTED, 0);
@@ -84,10 +110,27 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
         assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 2);
         assert_eq!(syn(w, CLIENT, 6004), TC_ACT_OK, "the slot is free again");
         assert_eq!(syn(w, CLIENT, 6005), TC_ACT_SHOT, "and taken");
-        // The replied flow goes on, whatever the budget.
-        let ack = Frame::tcp(CLIENT, UPLINK_IP, 6001, 8080).flags(TCP_ACK);
-        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &ack.bytes()).0, TC_ACT_OK);
-        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 2);
+        // The answered flow goes on, whatever the budget.
+        assert_eq!(ack(w, CLIENT, 6001, 50_001), TC_ACT_OK);
+        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 3);
+
+        // A UDP flow is answered by its first reply.
+        let q = Frame::udp(UDP_CLIENT, UPLINK_IP, 7001, 5353).payload(b"q");
+        for _ in 0..2 {
+            for port in [7001, 7002, 7003] {
+                let q = Frame::udp(UDP_CLIENT, UPLINK_IP, port, 5353).payload(b"q");
+                assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &q.bytes()).0, TC_ACT_OK);
+            }
+        }
+        let q4 = Frame::udp(UDP_CLIENT, UPLINK_IP, 7004, 5353).payload(b"q");
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &q4.bytes()).0, TC_ACT_SHOT);
+        let r = Frame::udp(B_IP, UDP_CLIENT, 53, 7001)
+            .macs(B_MAC, BRIDGE_MAC)
+            .payload(b"r");
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &r.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &q4.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &q.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 4);
 
         // A busy client whose connections are all answered is never refused.
         for port in 20_000..20_200 {
@@ -96,10 +139,10 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
                 TC_ACT_OK,
                 "answered client, port {port}"
             );
-            assert_eq!(synack(w, BUSY, port), TC_ACT_OK);
+            answer(w, BUSY, port);
         }
         assert_eq!(src_entry(w, src_key(BUSY)).unwrap().count, 0);
-        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 2);
+        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 4);
 
         // Without a budget nothing is counted or refused.
         budget(w, 0, 30);
@@ -110,7 +153,7 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
                 0
             );
         }
-        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 2);
+        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 4);
     });
 }
 
@@ -177,10 +220,10 @@ fn a_flow_kept_alive_into_the_next_window_is_counted_there_again() {
         assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 3);
         // An answer to a flow counted in the old window only does not take a slot of the new
         // one back.
-        assert_eq!(synack(w, CLIENT, 6003), TC_ACT_OK);
+        answer(w, CLIENT, 6003);
         assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 3);
         // One counted in this window does.
-        assert_eq!(synack(w, CLIENT, 6001), TC_ACT_OK);
+        answer(w, CLIENT, 6001);
         assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 2);
         assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 2);
     });
@@ -216,10 +259,13 @@ fn program6(w: &World) {
 }
 
 /// An Ethernet frame with an IPv6 TCP segment (checksum right) from `s` to `d`.
-fn tcp6(s: Ipv6Addr, d: Ipv6Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+/// Sequence number 1, acknowledging `ack`.
+fn tcp6(s: Ipv6Addr, d: Ipv6Addr, sport: u16, dport: u16, flags: u8, ack: u32) -> Vec<u8> {
     let mut t = sport.to_be_bytes().to_vec();
     t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(&1u32.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     let sum = sum16(&s.octets()) + sum16(&d.octets()) + t.len() as u32 + 6 + sum16(&t);
     t[16..18].copy_from_slice(&(!fold(sum)).to_be_bytes());
     let mut f = UPLINK_MAC.to_vec();
@@ -240,7 +286,7 @@ fn ipv6_sources_have_budgets_too() {
         budget(w, 3, 30);
         program6(w);
         let syn6 = |src: Ipv6Addr, port| {
-            let f = tcp6(src, host6(), port, 8080, TCP_SYN);
+            let f = tcp6(src, host6(), port, 8080, TCP_SYN, 0);
             w.run(PROG_FROM_UPLINK, w.up, &f).0
         };
         let c = client6(9);
@@ -261,11 +307,14 @@ fn ipv6_sources_have_budgets_too() {
         assert_eq!(c6.count, 3);
         // Another source (the next address) is not affected.
         assert_eq!(syn6(client6(10), 6004), TC_ACT_OK);
-        // An answer frees a slot.
-        let synack = tcp6(a6(), c, 80, 6001, TCP_SYN | TCP_ACK);
+        // An answer, acknowledged, frees a slot.
+        let synack = tcp6(a6(), c, 80, 6001, TCP_SYN | TCP_ACK, 2);
         assert_eq!(w.run(PROG_TO_UPLINK, w.up, &synack).0, TC_ACT_OK);
+        assert_eq!(syn6(c, 6004), TC_ACT_SHOT, "not acknowledged yet");
+        let ack = tcp6(c, host6(), 6001, 8080, TCP_ACK, 2);
+        assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &ack).0, TC_ACT_OK);
         assert_eq!(syn6(c, 6004), TC_ACT_OK, "the slot is free again");
         assert_eq!(syn6(c, 6005), TC_ACT_SHOT);
-        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 2);
+        assert_eq!(w.drop_count(DROP_CT_SOURCE_BUDGET), 3);
     });
 }

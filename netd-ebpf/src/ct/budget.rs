@@ -1,7 +1,10 @@
 //! `--ct-per-source-max`: a budget of unreplied flows per outside source address, so that one
 //! source (or a few) cannot take NETD_CT alone. Only flows opened from outside count
-//! (published ports, IPv4 and IPv6: [`admit`] before `create`), and only until their first
-//! reply: a client whose connections are answered is never refused.
+//! (published ports, IPv4 and IPv6: [`admit`] before `create`), and only until they are
+//! answered: a UDP flow by its first reply; a TCP flow once the source acknowledges the
+//! answer (the third segment of its handshake, acknowledging the server's sequence number), as
+//! Linux conntrack calls a flow assured only then. A SYN answered by a SYN-ACK is not enough:
+//! a server answers spoofed SYNs too. A client whose connections are answered is never refused.
 //!
 //! NETD_CT_SRC holds per source a window (the unreplied timeout long) and the flows counted
 //! in it ([`CtSrc`]). A counted flow carries CT_F_SRC_COUNTED and its window's id
@@ -9,9 +12,9 @@
 //! - [`admit`] refuses a new flow when the source's count has reached the budget; else the
 //!   flow is created counted, and [`count_new`] (from `remember_new`, at the entry point)
 //!   adds it to the count;
-//! - [`packet`] (from `account`, only for counted entries): the first reply takes the flow out
+//! - [`packet`] (from `account`, only for counted entries): the answer takes the flow out
 //!   of the count (when it was counted in the current window) and clears the flag on both
-//!   entries; a packet from the source on a flow counted in an earlier window counts it again
+//!   entries; before it, a packet from the source on a flow counted in an earlier window counts it again
 //!   in this one, or is refused when the source is at its budget (it does not keep the flow
 //!   alive);
 //! - the count starts over when the window is over. Every decrement that never came (a flow
@@ -21,17 +24,20 @@
 //!   holds at most about twice its budget of unreplied flows (plus what CPUs admitting at the
 //!   same instant let through: the check and the count are not one atomic step).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, btf_maps::LruHashMap, macros::btf_map};
+use aya_ebpf::{bindings::BPF_NOEXIST, btf_maps::LruHashMap, macros::btf_map, programs::TcContext};
 use netd_common::{
-    CT_F_REPLY, CT_F_SRC_COUNTED, CT_SRC_MAX, CtEntry, CtKey, CtSrc, DROP_CT_SOURCE_BUDGET,
-    DpConfig, ct_src_window, ct_src_window_ns,
+    CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SRC_COUNTED, CT_F_TD_SEEN, CT_SRC_MAX, CtEntry, CtKey, CtSrc,
+    DROP_CT_SOURCE_BUDGET, DpConfig, IPPROTO_TCP, ct_src_window, ct_src_window_ns, seq_in_window,
 };
 
 use super::{
     evict::{cmpxchg, fetch_add},
     peer_of,
 };
-use crate::maps;
+use crate::{
+    maps,
+    parse::{Pkt, TCP_ACK, TCP_RST, TCP_SYN},
+};
 
 #[btf_map]
 static NETD_CT_SRC: LruHashMap<[u32; 4], CtSrc, { CT_SRC_MAX as usize }> = LruHashMap::new();
@@ -93,30 +99,20 @@ pub fn count_new(src: &[u32; 4], id: u32) {
 /// the source that would keep its flow alive into a window where the source is at its budget.
 /// See the module doc.
 #[inline(never)]
-pub fn packet(p: *mut CtEntry, k: &CtKey, now: u64) -> u32 {
+pub fn packet(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> u32 {
     // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
     let e = unsafe { &mut *p };
     if e.flags & CT_F_REPLY != 0 {
-        // The first answer: the flow is replied and leaves its source's count (the source is
-        // the reply's destination).
-        e.flags &= !CT_F_SRC_COUNTED;
-        let Some(q) = peer_of(e, k) else {
-            return 0;
-        };
-        // SAFETY: as above.
-        let q = unsafe { &mut *q };
-        if q.flags & CT_F_SRC_COUNTED == 0 {
-            return 0;
+        // An answer. UDP: the flow is replied and leaves its source's count (the source is
+        // the reply's destination). TCP: only once the source shows it sees the answer.
+        if k.proto != IPPROTO_TCP {
+            release(e, k, &k.daddr);
         }
-        q.flags &= !CT_F_SRC_COUNTED;
-        if let Some(s) = NETD_CT_SRC.get_ptr_mut(&k.daddr) {
-            // SAFETY: a valid map value; the count is 8-byte aligned and changed atomically.
-            unsafe {
-                if ct_src_window((*s).window_start_ns) == q.src_window && (*s).count > 0 {
-                    // Adding 2^64 - 1 subtracts one.
-                    fetch_add(core::ptr::addr_of_mut!((*s).count).cast(), u64::MAX);
-                }
-            }
+        return 0;
+    }
+    if e.flags & CT_F_SEEN_REPLY != 0 {
+        if k.proto != IPPROTO_TCP || acks_the_answer(e, k, pkt, ctx) {
+            release(e, k, &k.saddr);
         }
         return 0;
     }
@@ -144,6 +140,63 @@ pub fn packet(p: *mut CtEntry, k: &CtKey, now: u64) -> u32 {
     // SAFETY: as in `count_new`.
     unsafe { fetch_add(core::ptr::addr_of_mut!((*s).count).cast(), 1) };
     0
+}
+
+/// Does the TCP segment `pkt` of the original entry `e` (keyed `k`, answered) acknowledge the
+/// answer: an ACK without SYN or RST whose acknowledgement number lies within the window of
+/// the last sequence number the other side sent? Then the source completed its handshake: it
+/// receives what is sent to it, so its address is not spoofed. A SYN sent again, or an ACK
+/// sent blind (as a spoofer must), is not.
+#[inline(always)]
+fn acks_the_answer(e: &CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext) -> bool {
+    if pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_ACK || !pkt.has_l4() {
+        return false;
+    }
+    let Some(q) = peer_of(e, k) else {
+        return false;
+    };
+    // SAFETY: a valid map value, read at once.
+    let (qflags, qseq) = unsafe { ((*q).flags, (*q).td_seq) };
+    // The acknowledgement number sits 8 bytes into the TCP header (parse checked it).
+    let Ok(ack) = ctx.load::<u32>(pkt.l4_off as usize + 8) else {
+        return false;
+    };
+    qflags & CT_F_TD_SEEN != 0 && seq_in_window(u32::from_be(ack), qseq)
+}
+
+/// Takes the answered flow of entry `e` (keyed `k`) out of the count of `src`, when it was
+/// counted in the current window, and clears CT_F_SRC_COUNTED on both of its entries.
+#[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
+)]
+fn release(e: &mut CtEntry, k: &CtKey, src: &[u32; 4]) {
+    e.flags &= !CT_F_SRC_COUNTED;
+    let Some(q) = peer_of(e, k) else {
+        return;
+    };
+    // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
+    let q = unsafe { &mut *q };
+    if q.flags & CT_F_SRC_COUNTED == 0 {
+        return;
+    }
+    q.flags &= !CT_F_SRC_COUNTED;
+    // The original entry holds the window the flow was counted in.
+    let id = if e.flags & CT_F_REPLY != 0 {
+        q.src_window
+    } else {
+        e.src_window
+    };
+    if let Some(s) = NETD_CT_SRC.get_ptr_mut(src) {
+        // SAFETY: a valid map value; the count is 8-byte aligned and changed atomically.
+        unsafe {
+            if ct_src_window((*s).window_start_ns) == id && (*s).count > 0 {
+                // Adding 2^64 - 1 subtracts one.
+                fetch_add(core::ptr::addr_of_mut!((*s).count).cast(), u64::MAX);
+            }
+        }
+    }
 }
 
 /// The budget entry of `src`, its window started afresh when the last one is over (or it is

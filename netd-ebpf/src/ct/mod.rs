@@ -255,9 +255,9 @@ pub fn touch(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -
 fn account(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> u32 {
     // SAFETY: a valid map value, read at once.
     if unsafe { (*p).flags } & CT_F_SRC_COUNTED != 0 {
-        // Counted against its source's budget (`budget`): a first reply takes it out, a
-        // packet from the source in a later window counts it again (or is refused).
-        let r = budget::packet(p, k, now);
+        // Counted against its source's budget (`budget`): the answer takes it out, a packet
+        // from the source in a later window counts it again (or is refused).
+        let r = budget::packet(p, k, pkt, ctx, now);
         if r != 0 {
             return r;
         }
