@@ -17,6 +17,7 @@ const CLIENT: [u8; 4] = [203, 0, 113, 7];
 const OTHER: [u8; 4] = [203, 0, 113, 8];
 const BUSY: [u8; 4] = [203, 0, 113, 9];
 const UDP_CLIENT: [u8; 4] = [203, 0, 113, 10];
+const SECOND: u64 = 1_000_000_000;
 
 fn budget(w: &World, max: u32, unreplied_s: u32) {
     w.config(|c| {
@@ -97,6 +98,12 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
         // answers spoofed SYNs too): the SYN-ACK alone, a SYN sent again or an ACK sent blind
         // (not acknowledging the server's sequence number) do not free its slot.
         assert_eq!(synack(w, CLIENT, 6001), TC_ACT_OK);
+        // Until then it keeps the unreplied timeout and may be evicted.
+        let cfg = w.base_config();
+        let e = w.ct(&key(CLIENT, 6001)).unwrap();
+        assert_eq!(e.tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * SECOND);
+        assert!(ct_evictable(&e, IPPROTO_TCP));
         assert_eq!(syn(w, CLIENT, 6001), TC_ACT_OK);
         assert_eq!(ack(w, CLIENT, 6001, 0x5eed_0000), TC_ACT_OK);
         assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 3);
@@ -107,6 +114,8 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
         assert_eq!(e.tcp_state, CT_TCP_ESTABLISHED);
         assert_eq!(e.flags & CT_F_SRC_COUNTED, 0);
         assert_eq!(w.ct(&e.peer).unwrap().flags & CT_F_SRC_COUNTED, 0);
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 3600 * SECOND);
+        assert!(!ct_evictable(&e, IPPROTO_TCP));
         assert_eq!(src_entry(w, src_key(CLIENT)).unwrap().count, 2);
         assert_eq!(syn(w, CLIENT, 6004), TC_ACT_OK, "the slot is free again");
         assert_eq!(syn(w, CLIENT, 6005), TC_ACT_SHOT, "and taken");

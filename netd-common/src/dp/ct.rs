@@ -219,11 +219,22 @@ pub fn ct_src_window_ns(cfg: &DpConfig) -> u64 {
     s as u64 * 1_000_000_000
 }
 
+/// Has this entry's flow been answered? When a reply was seen, and, for a flow counted against
+/// its source's budget ([`CT_F_SRC_COUNTED`]), once the budget calls it answered too: a TCP
+/// flow from outside whose server sent a SYN-ACK that the source never acknowledged (a spoofed
+/// SYN) stays unanswered, with the short timeout and evictable, as Linux conntrack treats a
+/// flow that is not assured yet.
+#[inline(always)]
+pub fn ct_answered(e: &CtEntry) -> bool {
+    e.flags & (CT_F_SEEN_REPLY | CT_F_SRC_COUNTED) == CT_F_SEEN_REPLY
+}
+
 /// May this entry's flow be evicted to make room for a new one? Only when the other side never
-/// answered, or a TCP connection is over (RST, FIN both ways): a replied, live flow never is.
+/// answered ([`ct_answered`]), or a TCP connection is over (RST, FIN both ways): an answered,
+/// live flow never is.
 #[inline(always)]
 pub fn ct_evictable(e: &CtEntry, proto: u8) -> bool {
-    e.flags & CT_F_SEEN_REPLY == 0
+    !ct_answered(e)
         || proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_CLOSED || e.tcp_state == CT_TCP_TIME_WAIT)
 }
 
@@ -252,11 +263,8 @@ pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
         IPPROTO_UDP => cfg.ct_udp_s,
         _ => cfg.ct_icmp_s,
     };
-    // Unreplied: at most the short cap (a timeout of 0, "never", is capped too).
-    if e.flags & CT_F_SEEN_REPLY == 0
-        && cfg.ct_unreplied_s != 0
-        && (s == 0 || s > cfg.ct_unreplied_s)
-    {
+    // Unanswered: at most the short cap (a timeout of 0, "never", is capped too).
+    if !ct_answered(e) && cfg.ct_unreplied_s != 0 && (s == 0 || s > cfg.ct_unreplied_s) {
         s = cfg.ct_unreplied_s;
     }
     s as u64 * 1_000_000_000
@@ -303,6 +311,15 @@ mod tests {
             assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
         }
         assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        // Replied but still counted against its source's budget (a SYN-ACK the source never
+        // acknowledged): unanswered.
+        e.tcp_state = CT_TCP_ESTABLISHED;
+        e.flags |= CT_F_SRC_COUNTED;
+        assert!(!ct_answered(&e));
+        assert!(ct_evictable(&e, IPPROTO_TCP));
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * s);
+        e.flags &= !CT_F_SRC_COUNTED;
+        assert!(ct_answered(&e));
         for (state, reusable) in [
             (CT_TCP_SYN_SENT, false),
             (CT_TCP_ESTABLISHED, false),
@@ -319,6 +336,22 @@ mod tests {
         assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));
         assert!(!seq_in_window(1001 + CT_RST_WINDOW, 1000));
         assert!(!seq_in_window(1000u32.wrapping_add(0x8000_0000), 1000));
+    }
+
+    #[test]
+    fn budget_windows() {
+        let mut cfg = DpConfig {
+            ct_unreplied_s: 30,
+            ..Default::default()
+        };
+        assert_eq!(ct_src_window_ns(&cfg), 30_000_000_000);
+        cfg.ct_unreplied_s = 0;
+        assert_eq!(ct_src_window_ns(&cfg), 60_000_000_000, "uncapped: 60 s");
+        assert_eq!(ct_src_window(0), 1, "never 0 (0 = not counted)");
+        // Windows a second apart never share an id.
+        let t = 123_456_789_000_000;
+        assert_ne!(ct_src_window(t), ct_src_window(t + 1_000_000_000));
+        assert_eq!(ct_src_window(t), ct_src_window(t + 1));
     }
 
     #[test]

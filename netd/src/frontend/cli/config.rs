@@ -303,6 +303,26 @@ mod tests {
     }
 
     #[test]
+    fn the_per_source_budget_is_off_by_default_and_at_most_the_table() {
+        assert_eq!(config(&[]).unwrap().ct_per_source_max, 0);
+        let c = config(&["--ct-per-source-max", "64"]).unwrap();
+        assert_eq!(c.ct_per_source_max, 64);
+        let c = config(&["--ct-max", "4096", "--ct-per-source-max", "2048"]).unwrap();
+        assert_eq!(c.ct_per_source_max, 2048);
+        let e = config(&["--ct-max", "4096", "--ct-per-source-max", "2049"]).unwrap_err();
+        assert!(
+            e.contains("invalid --ct-per-source-max 2049: more than the 2048 flows --ct-max 4096")
+                && e.contains("use 0 for no per-source budget"),
+            "{e}"
+        );
+        let e = config(&["--ct-per-source-max=-3"]).unwrap_err();
+        assert!(
+            e.contains("invalid value '-3' for '--ct-per-source-max <N>'"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn ipv6_flags_are_checked_as_docker_does() {
         let c = config(&["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]).unwrap();
         assert!(c.ipv6);
