@@ -167,10 +167,6 @@ fn acks_the_answer(e: &CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext) -> bool {
 /// Takes the answered flow of entry `e` (keyed `k`) out of the count of `src`, when it was
 /// counted in the current window, and clears CT_F_SRC_COUNTED on both of its entries.
 #[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "passing the key by value would copy it onto the 512-byte BPF stack"
-)]
 fn release(e: &mut CtEntry, k: &CtKey, src: &[u32; 4]) {
     e.flags &= !CT_F_SRC_COUNTED;
     let Some(q) = peer_of(e, k) else {
