@@ -8,21 +8,24 @@
 //!
 //! NETD_CT_SRC holds per source a window (the unreplied timeout long) and the flows counted
 //! in it ([`CtSrc`]). A counted flow carries CT_F_SRC_COUNTED and its window's id
-//! (`CtEntry::src_window`):
+//! (`CtEntry::src_window`); until the flag goes it keeps the unreplied timeout and may be
+//! evicted (`ct_answered`), SYN-ACK or not:
 //! - [`admit`] refuses a new flow when the source's count has reached the budget; else the
 //!   flow is created counted, and [`count_new`] (from `remember_new`, at the entry point)
 //!   adds it to the count;
-//! - [`packet`] (from `account`, only for counted entries): the answer takes the flow out
-//!   of the count (when it was counted in the current window) and clears the flag on both
-//!   entries; before it, a packet from the source on a flow counted in an earlier window counts it again
-//!   in this one, or is refused when the source is at its budget (it does not keep the flow
-//!   alive);
+//! - [`packet`] (from `account`, only for counted entries): the answer takes the flow out of
+//!   the count (when it was counted in the current window) and clears the flag on both
+//!   entries; before an answer, a packet from the source on a flow counted in an earlier
+//!   window counts it again in this one, or is refused when the source is at its budget (it
+//!   does not keep the flow alive);
 //! - the count starts over when the window is over. Every decrement that never came (a flow
 //!   collected, evicted or taken over unanswered, a lost race) is forgotten within one window,
-//!   so no count can refuse a source for longer. A live unreplied flow had a packet within the
-//!   unreplied timeout, so it is counted in the current window or in the one before: a source
-//!   holds at most about twice its budget of unreplied flows (plus what CPUs admitting at the
-//!   same instant let through: the check and the count are not one atomic step).
+//!   so no count can refuse a source for longer. A live flow nothing came back for had a
+//!   packet of its source within the unreplied timeout, so it is counted in the current window
+//!   or in the one before: a source holds at most about twice its budget of them (plus what
+//!   CPUs admitting at the same instant let through: the check and the count are not one
+//!   atomic step). A flow whose server's SYN-ACK the source never acknowledges lives while the
+//!   server resends it, plus the unreplied timeout: about four windows for Linux's servers.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, btf_maps::LruHashMap, macros::btf_map, programs::TcContext};
 use netd_common::{
@@ -102,6 +105,19 @@ pub fn count_new(src: &[u32; 4], id: u32) {
 pub fn packet(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> u32 {
     // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
     let e = unsafe { &mut *p };
+    let Some(cfg) = maps::config() else {
+        return 0;
+    };
+    if cfg.ct_src_max == 0 {
+        // The budget was turned off: the flow is not counted any more (on both entries: a
+        // counted entry keeps the unreplied timeout).
+        e.flags &= !CT_F_SRC_COUNTED;
+        if let Some(q) = peer_of(e, k) {
+            // SAFETY: as above.
+            unsafe { (*q).flags &= !CT_F_SRC_COUNTED };
+        }
+        return 0;
+    }
     if e.flags & CT_F_REPLY != 0 {
         // An answer. UDP: the flow is replied and leaves its source's count (the source is
         // the reply's destination). TCP: only once the source shows it sees the answer.
@@ -114,14 +130,6 @@ pub fn packet(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) 
         if k.proto != IPPROTO_TCP || acks_the_answer(e, k, pkt, ctx) {
             release(e, k, &k.saddr);
         }
-        return 0;
-    }
-    let Some(cfg) = maps::config() else {
-        return 0;
-    };
-    if cfg.ct_src_max == 0 {
-        // The budget was turned off: the flow is not counted any more.
-        e.flags &= !CT_F_SRC_COUNTED;
         return 0;
     }
     let Some(s) = window(&k.saddr, cfg, now) else {

@@ -13,7 +13,8 @@
 //! preallocated hash (not an LRU): an LRU would evict established flows too, and would split
 //! pairs. Its size is the agent's `--ct-max`. Eviction ([`make_room`]: `nat::WhenFull`) and the
 //! ring write ([`remember_new`]) run from the programs' own frames, never under [`create`]:
-//! from_container and [`create`] already use the whole 512-byte stack.
+//! from_container and [`create`] already use the whole 512-byte stack. `--ct-per-source-max`
+//! ([`budget`]) limits the unanswered flows one outside source may open.
 //!
 //! TCP: SYN_SENT (also a flow picked up mid-stream) -> ESTABLISHED on the first answer ->
 //! CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED on an RST, which must lie within
