@@ -105,19 +105,6 @@ pub fn count_new(src: &[u32; 4], id: u32) {
 pub fn packet(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> u32 {
     // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
     let e = unsafe { &mut *p };
-    let Some(cfg) = maps::config() else {
-        return 0;
-    };
-    if cfg.ct_src_max == 0 {
-        // The budget was turned off: the flow is not counted any more (on both entries: a
-        // counted entry keeps the unreplied timeout).
-        e.flags &= !CT_F_SRC_COUNTED;
-        if let Some(q) = peer_of(e, k) {
-            // SAFETY: as above.
-            unsafe { (*q).flags &= !CT_F_SRC_COUNTED };
-        }
-        return 0;
-    }
     if e.flags & CT_F_REPLY != 0 {
         // An answer. UDP: the flow is replied and leaves its source's count (the source is
         // the reply's destination). TCP: only once the source shows it sees the answer.
@@ -129,6 +116,20 @@ pub fn packet(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) 
     if e.flags & CT_F_SEEN_REPLY != 0 {
         if k.proto != IPPROTO_TCP || acks_the_answer(e, k, pkt, ctx) {
             release(e, k, &k.saddr);
+        }
+        return 0;
+    }
+    let Some(cfg) = maps::config() else {
+        return 0;
+    };
+    if cfg.ct_src_max == 0 {
+        // The budget was turned off: the flow is not counted any more (on both entries: a
+        // counted entry keeps the unreplied timeout). The source's next packet does it; a
+        // flow answered but not acknowledged yet is uncounted by its acknowledgement.
+        e.flags &= !CT_F_SRC_COUNTED;
+        if let Some(q) = peer_of(e, k) {
+            // SAFETY: as above.
+            unsafe { (*q).flags &= !CT_F_SRC_COUNTED };
         }
         return 0;
     }
