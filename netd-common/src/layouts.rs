@@ -50,7 +50,7 @@ impl From<CtEntryV1> for CtEntry {
             nat_dport: o.nat_dport,
             binding_id: o.binding_id,
             ifindex: o.ifindex,
-            _pad2: 0,
+            src_window: 0,
             created_ns: o.created_ns,
             peer: o.peer,
         }

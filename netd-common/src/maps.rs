@@ -19,6 +19,7 @@ pub const ALL_MAPS: &[&str] = &[
     crate::dp::MAP_CT,
     crate::dp::MAP_CT_RING,
     crate::dp::MAP_CT_RING_POS,
+    crate::dp::MAP_CT_SRC,
     crate::dp::MAP_LINKS,
     crate::dp::MAP_FILTER_ALLOW,
     crate::dp::MAP_FILTER_DENY,
@@ -116,11 +117,11 @@ use core::mem::size_of;
 use crate::dp6::{Ep6Info, Frag6Key, MAP_EP6, MAP_EP6_ADDRS, MAP_FRAGS6, MAP_HOST_ADDRS6};
 
 use crate::dp::{
-    CtEntry, CtKey, CtRingPos, CtRingSlot, DpConfig, EndpointInfo, FragKey, FragPorts, LinkKey,
-    LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_DROPS, MAP_ENDPOINTS,
-    MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS, MAP_HOST_ADDRS, MAP_LINKS,
-    MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig, PortKey,
-    PortTarget, Traffic, UplinkInfo,
+    CtEntry, CtKey, CtRingPos, CtRingSlot, CtSrc, DpConfig, EndpointInfo, FragKey, FragPorts,
+    LinkKey, LinkPorts, MAP_CONFIG, MAP_CT, MAP_CT_RING, MAP_CT_RING_POS, MAP_CT_SRC, MAP_DROPS,
+    MAP_ENDPOINTS, MAP_EP_BY_IP, MAP_FILTER_ALLOW, MAP_FILTER_DENY, MAP_FRAGS, MAP_HOST_ADDRS,
+    MAP_LINKS, MAP_NET_SUBNETS, MAP_NETWORKS, MAP_PORT_STATS, MAP_PORTS, MAP_UPLINKS, NetConfig,
+    PortKey, PortTarget, Traffic, UplinkInfo,
 };
 
 /// One entry per map of [`ALL_MAPS`].
@@ -141,6 +142,7 @@ pub const MAP_LAYOUTS: &[MapLayout] = &[
     layout(MAP_CT, HASH, size_of::<CtKey>(), size_of::<CtEntry>()).v(crate::CT_LAYOUT_VERSION),
     layout(MAP_CT_RING, ARRAY, 4, size_of::<CtRingSlot>()),
     layout(MAP_CT_RING_POS, ARRAY, 4, size_of::<CtRingPos>()),
+    layout(MAP_CT_SRC, LRU_HASH, 16, size_of::<CtSrc>()),
     layout(
         MAP_LINKS,
         HASH,

@@ -14,14 +14,14 @@ use aya_ebpf::{
 };
 use netd_common::{
     CFG_F_SNAT_IN_RANGE, CT_F_DNAT, CT_F_HAIRPIN, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, CT_F_SNAT,
-    CtEntry, CtKey, DROP_CT_CLASH, DROP_CT_FULL, DROP_NO_SNAT_PORT, DROP_REWRITE_FAILED, DpConfig,
-    IPPROTO_ICMP, PortTarget,
+    CtEntry, CtKey, DROP_CT_CLASH, DROP_CT_FULL, DROP_CT_SOURCE_BUDGET, DROP_NO_SNAT_PORT,
+    DROP_REWRITE_FAILED, DpConfig, IPPROTO_ICMP, PortTarget,
 };
 
 use crate::{
     counters,
     csum::{set_addr, set_l4_u16},
-    ct::{self, CreateError, NewFlow},
+    ct::{self, CreateError, NewFlow, budget},
     maps,
     parse::{IP_DADDR_OFF, IP_SADDR_OFF, L4_ECHO, L4_PORTS, Pkt},
 };
@@ -161,6 +161,7 @@ pub fn track(
         len,
         cfg,
         now: ct::now(),
+        src_window: 0,
     };
     match create(&k, &k, &f, when) {
         Err(CreateError::Full) => Err(DROP_CT_FULL),
@@ -181,15 +182,21 @@ pub fn published(
     let k = &ct::key(pkt);
     let cport = b.container_port.to_be();
     let t = CtKey::v4(pkt.saddr, b.container_ip[0], pkt.sport, cport, pkt.proto);
+    let now = ct::now();
+    let w = budget::admit(&k.saddr, now);
+    if w == budget::ADMIT_REFUSED {
+        return Err(DROP_CT_SOURCE_BUDGET);
+    }
     let f = NewFlow {
-        flags: CT_F_PUBLISHED,
+        flags: CT_F_PUBLISHED | budget::counted(w),
         binding_id: b.binding_id,
         fwd_ifindex: maps::endpoint_ifindex(b.container_ip[0]),
         rev_ifindex,
         pkt,
         len: ctx.len(),
         cfg,
-        now: ct::now(),
+        now,
+        src_window: w as u32,
     };
     create(k, &t, &f, WhenFull::MakeRoom).map_err(create_err)?;
     rewrite(ctx, pkt, pkt.saddr, b.container_ip[0], pkt.sport, cport)?;
@@ -221,6 +228,7 @@ pub fn hairpin(
         len: ctx.len(),
         cfg,
         now: ct::now(),
+        src_window: 0,
     };
     if target != pkt.saddr {
         ct::create(k, &t, &f).map_err(create_err)?;
@@ -277,6 +285,7 @@ pub fn masquerade(
         len: ctx.len(),
         cfg,
         now: ct::now(),
+        src_window: 0,
     };
     snat_flow(ctx.as_ptr(), k, &mut t, &f, WhenFull::MakeRoom)?;
     rewrite(ctx, pkt, uplink_ip, t.daddr[0], t.sport, t.dport)

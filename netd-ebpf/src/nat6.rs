@@ -24,9 +24,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CT_F_DNAT, CT_F_PUBLISHED, CT_F_SNAT, DROP_CT_CLASH, DROP_CT_FULL, DROP_LOOPBACK_ONLY,
-    DROP_REWRITE_FAILED, DpConfig, HOST_ADDRS_MAX, IPPROTO_TCP, IPPROTO_UDP, PORT_F_LOOPBACK,
-    PortKey, TAIL_FROM_CONTAINER6, TAIL_TO_UPLINK6, TAIL6_SLOTS,
+    CT_F_DNAT, CT_F_PUBLISHED, CT_F_SNAT, DROP_CT_CLASH, DROP_CT_FULL, DROP_CT_SOURCE_BUDGET,
+    DROP_LOOPBACK_ONLY, DROP_REWRITE_FAILED, DpConfig, HOST_ADDRS_MAX, IPPROTO_TCP, IPPROTO_UDP,
+    PORT_F_LOOPBACK, PortKey, TAIL_FROM_CONTAINER6, TAIL_TO_UPLINK6, TAIL6_SLOTS,
 };
 
 use crate::{
@@ -223,8 +223,12 @@ fn track_new(ctx: &TcContext) -> u32 {
     let (Some(s), Some(cfg)) = (scratch(), maps::config()) else {
         return V6_NEXT;
     };
+    let w = ct::budget::admit(&s.k.saddr, s.now);
+    if w == ct::budget::ADMIT_REFUSED {
+        return V6_DROP | DROP_CT_SOURCE_BUDGET;
+    }
     let f = ct::NewFlow {
-        flags: CT_F_PUBLISHED,
+        flags: CT_F_PUBLISHED | ct::budget::counted(w),
         binding_id: s.b.binding_id,
         fwd_ifindex: s.fwd,
         rev_ifindex: ifindex(ctx),
@@ -232,6 +236,7 @@ fn track_new(ctx: &TcContext) -> u32 {
         len: ctx.len(),
         cfg,
         now: s.now,
+        src_window: w as u32,
     };
     match ct::create(&s.k, &s.t, &f) {
         Ok(()) => {

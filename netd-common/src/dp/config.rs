@@ -39,9 +39,13 @@ pub struct DpConfig {
     pub subnet: u32,
     /// The bridge subnet's mask, network byte order.
     pub subnet_mask: u32,
+    /// `--ct-per-source-max`: how many unreplied flows opened from outside (published ports,
+    /// IPv4 and IPv6) one source address may hold at once (NETD_CT_SRC); 0 = no budget.
+    /// (Was the first word of an unused `[u32; 3]`: the layout does not move.)
+    pub ct_src_max: u32,
     /// Unused since NETD_PORTS became a hash (was the live half and lengths of a sorted
     /// table); kept so the layout does not move.
-    pub _pad_ports: [u32; 3],
+    pub _pad_ports: [u32; 2],
     /// Masquerade source ports are probed in [snat_port_min, snat_port_max] (host order) when
     /// the original port is taken.
     pub snat_port_min: u16,

@@ -15,6 +15,11 @@ pub const MAP_CT: &str = "NETD_CT";
 pub const MAP_CT_RING: &str = "NETD_CT_RING";
 /// `Array<u32, CtRingPos>`, one entry: the ring's head and tail.
 pub const MAP_CT_RING_POS: &str = "NETD_CT_RING_POS";
+/// `LruHash<[u32; 4], CtSrc>` ([`CT_SRC_MAX`] entries): `--ct-per-source-max`'s count of
+/// unreplied flows per outside source address (IPv4 in word 0, as [`CtKey`] holds it).
+pub const MAP_CT_SRC: &str = "NETD_CT_SRC";
+/// Sources NETD_CT_SRC remembers (an LRU: a source that opens flows stays recent).
+pub const CT_SRC_MAX: u32 = 65_536;
 
 pub const CT_MAX_DEFAULT: u32 = 262_144;
 
@@ -81,6 +86,9 @@ pub const CT_F_PUBLISHED: u16 = 1 << 7;
 pub const CT_F_FIN: u16 = 1 << 8;
 /// [`CtEntry::td_seq`] holds a sequence number this direction sent.
 pub const CT_F_TD_SEEN: u16 = 1 << 9;
+/// The flow counts against its outside source's budget (`--ct-per-source-max`, NETD_CT_SRC)
+/// in the window [`CtEntry::src_window`] names; cleared on both entries by the first reply.
+pub const CT_F_SRC_COUNTED: u16 = 1 << 10;
 
 pub const CT_TCP_NONE: u8 = 0;
 /// Opened (a SYN, or a segment picked up mid-stream) and not answered yet.
@@ -136,7 +144,10 @@ pub struct CtEntry {
     /// Where packets of this direction are delivered after translation, when known (the
     /// container's host-side veth): lets a program redirect without a route lookup.
     pub ifindex: u32,
-    pub _pad2: u32,
+    /// With [`CT_F_SRC_COUNTED`]: the budget window the flow was last counted in
+    /// ([`ct_src_window`] of its source's [`CtSrc::window_start_ns`]); 0 otherwise. (Was
+    /// padding, always 0: entries of older netds carry no flag and need no conversion.)
+    pub src_window: u32,
     pub created_ns: u64,
     /// The other direction's key, so both go together (GC, detach).
     pub peer: CtKey,
@@ -169,11 +180,61 @@ pub struct CtRingPos {
 }
 const _: () = assert!(core::mem::size_of::<CtRingPos>() == 16);
 
+/// NETD_CT_SRC's value: one outside source's budget window (`--ct-per-source-max`). A flow
+/// from the source is counted in the current window when it is created, and again on a packet
+/// that keeps it alive into a later window; its first reply takes it out of the count (when
+/// it was counted in this window). The count starts over at 0 when the window, the unreplied
+/// timeout ([`DpConfig::ct_unreplied_s`]) long, is over: a decrement that never came (a flow
+/// collected, evicted or taken over before an answer) is forgotten within one window, and a
+/// source that stops sending is never refused for long. Every live unreplied flow had a
+/// packet within the unreplied timeout, so it was counted in the current window or the one
+/// before: at most about 2 x the budget per source.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtSrc {
+    /// bpf_ktime_get_ns() when the current window started.
+    pub window_start_ns: u64,
+    /// Flows counted in the current window and not replied since, updated atomically. Signed:
+    /// two first replies racing may take it below the truth (even to -1), never above it.
+    pub count: i64,
+}
+const _: () = assert!(core::mem::size_of::<CtSrc>() == 16);
+
+/// The window id flows store ([`CtEntry::src_window`]): the window's start in units of 2^20 ns
+/// (about 1 ms), never 0. Windows last at least a second, so two of one source never share an
+/// id (it wraps after 52 days, far beyond any unreplied flow's life).
+#[inline(always)]
+pub fn ct_src_window(window_start_ns: u64) -> u32 {
+    ((window_start_ns >> 20) as u32).max(1)
+}
+
+/// The length of a budget window, ns: the unreplied timeout (60 s when that is uncapped).
+#[inline(always)]
+pub fn ct_src_window_ns(cfg: &DpConfig) -> u64 {
+    let s = if cfg.ct_unreplied_s != 0 {
+        cfg.ct_unreplied_s
+    } else {
+        60
+    };
+    s as u64 * 1_000_000_000
+}
+
+/// Has this entry's flow been answered? When a reply was seen, and, for a flow counted against
+/// its source's budget ([`CT_F_SRC_COUNTED`]), once the budget calls it answered too: a TCP
+/// flow from outside whose server sent a SYN-ACK that the source never acknowledged (a spoofed
+/// SYN) stays unanswered, with the short timeout and evictable, as Linux conntrack treats a
+/// flow that is not assured yet.
+#[inline(always)]
+pub fn ct_answered(e: &CtEntry) -> bool {
+    e.flags & (CT_F_SEEN_REPLY | CT_F_SRC_COUNTED) == CT_F_SEEN_REPLY
+}
+
 /// May this entry's flow be evicted to make room for a new one? Only when the other side never
-/// answered, or a TCP connection is over (RST, FIN both ways): a replied, live flow never is.
+/// answered ([`ct_answered`]), or a TCP connection is over (RST, FIN both ways): an answered,
+/// live flow never is.
 #[inline(always)]
 pub fn ct_evictable(e: &CtEntry, proto: u8) -> bool {
-    e.flags & CT_F_SEEN_REPLY == 0
+    !ct_answered(e)
         || proto == IPPROTO_TCP && (e.tcp_state == CT_TCP_CLOSED || e.tcp_state == CT_TCP_TIME_WAIT)
 }
 
@@ -202,11 +263,8 @@ pub fn ct_timeout_ns(e: &CtEntry, proto: u8, cfg: &DpConfig) -> u64 {
         IPPROTO_UDP => cfg.ct_udp_s,
         _ => cfg.ct_icmp_s,
     };
-    // Unreplied: at most the short cap (a timeout of 0, "never", is capped too).
-    if e.flags & CT_F_SEEN_REPLY == 0
-        && cfg.ct_unreplied_s != 0
-        && (s == 0 || s > cfg.ct_unreplied_s)
-    {
+    // Unanswered: at most the short cap (a timeout of 0, "never", is capped too).
+    if !ct_answered(e) && cfg.ct_unreplied_s != 0 && (s == 0 || s > cfg.ct_unreplied_s) {
         s = cfg.ct_unreplied_s;
     }
     s as u64 * 1_000_000_000
@@ -253,6 +311,15 @@ mod tests {
             assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
         }
         assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        // Replied but still counted against its source's budget (a SYN-ACK the source never
+        // acknowledged): unanswered.
+        e.tcp_state = CT_TCP_ESTABLISHED;
+        e.flags |= CT_F_SRC_COUNTED;
+        assert!(!ct_answered(&e));
+        assert!(ct_evictable(&e, IPPROTO_TCP));
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * s);
+        e.flags &= !CT_F_SRC_COUNTED;
+        assert!(ct_answered(&e));
         for (state, reusable) in [
             (CT_TCP_SYN_SENT, false),
             (CT_TCP_ESTABLISHED, false),
@@ -269,6 +336,22 @@ mod tests {
         assert!(seq_in_window(1000 + CT_RST_WINDOW, 1000));
         assert!(!seq_in_window(1001 + CT_RST_WINDOW, 1000));
         assert!(!seq_in_window(1000u32.wrapping_add(0x8000_0000), 1000));
+    }
+
+    #[test]
+    fn budget_windows() {
+        let mut cfg = DpConfig {
+            ct_unreplied_s: 30,
+            ..Default::default()
+        };
+        assert_eq!(ct_src_window_ns(&cfg), 30_000_000_000);
+        cfg.ct_unreplied_s = 0;
+        assert_eq!(ct_src_window_ns(&cfg), 60_000_000_000, "uncapped: 60 s");
+        assert_eq!(ct_src_window(0), 1, "never 0 (0 = not counted)");
+        // Windows a second apart never share an id.
+        let t = 123_456_789_000_000;
+        assert_ne!(ct_src_window(t), ct_src_window(t + 1_000_000_000));
+        assert_eq!(ct_src_window(t), ct_src_window(t + 1));
     }
 
     #[test]

@@ -59,12 +59,17 @@ pub const DROP_REDIRECT: u32 = 26;
 /// IPv6 from an endpoint without IPv6 configuration other than neighbour discovery and MLD
 /// from its MAC-derived link-local address (or `::`).
 pub const DROP_IPV6_OFF: u32 = 27;
+/// `--ct-per-source-max`: a new flow from outside whose source address already holds its
+/// budget of unreplied flows (NETD_CT_SRC), or a packet that would keep such a flow alive past
+/// its window while the source is over budget.
+pub const DROP_CT_SOURCE_BUDGET: u32 = 28;
 
 /// Size of NETD_DROPS: every reason above must be below it.
 pub const DROP_REASONS: u32 = 32;
 const _: () = assert!(DROP_NET_INTERNAL < DROP_REASONS);
 const _: () = assert!(DROP_IPV6_OFF < DROP_REASONS);
 const _: () = assert!(DROP_ICC_MAC < DROP_REASONS);
+const _: () = assert!(DROP_CT_SOURCE_BUDGET < DROP_REASONS);
 
 /// Name of a drop reason, for `netd stats` and the README.
 pub fn drop_reason_name(r: u32) -> &'static str {
@@ -94,6 +99,7 @@ pub fn drop_reason_name(r: u32) -> &'static str {
         DROP_ROUTER_ADVERT => "router-advertisement",
         DROP_REDIRECT => "icmpv6-redirect",
         DROP_IPV6_OFF => "ipv6-not-configured",
+        DROP_CT_SOURCE_BUDGET => "conntrack-source-budget",
         _ => "unknown",
     }
 }

@@ -55,6 +55,7 @@ mod user {
     unsafe impl aya::Pod for crate::layouts::CtEntryV1 {}
     unsafe impl aya::Pod for CtRingSlot {}
     unsafe impl aya::Pod for CtRingPos {}
+    unsafe impl aya::Pod for CtSrc {}
     unsafe impl aya::Pod for LinkKey {}
     unsafe impl aya::Pod for LinkPorts {}
     unsafe impl aya::Pod for FragKey {}

@@ -7,7 +7,10 @@
 use core::{ffi::c_void, num::NonZeroU64, ptr::addr_of_mut};
 
 use aya_ebpf::{btf_maps::Array, helpers::generated::bpf_loop, macros::btf_map};
-use netd_common::{CT_MAX_DEFAULT, CtRingPos, CtRingSlot, DROP_CT_EVICTED, DpConfig, ct_evictable};
+use netd_common::{
+    CT_F_SRC_COUNTED, CT_MAX_DEFAULT, CtRingPos, CtRingSlot, DROP_CT_EVICTED, DpConfig,
+    ct_evictable,
+};
 
 use super::{NETD_CT, NETD_CT_SCRATCH, remove_if_points_back, stale};
 use crate::counters;
@@ -42,6 +45,11 @@ pub fn remember_new() {
         return;
     }
     sc.new_pending = 0;
+    if sc.entry.flags & CT_F_SRC_COUNTED != 0 {
+        // A flow from outside `budget::admit` let in: its source's count goes up now that
+        // it is tracked.
+        super::budget::count_new(&sc.new_key.saddr, sc.entry.src_window);
+    }
     crate::monitor::flow_new(&sc.new_key, &sc.entry);
     let Some(cfg) = crate::maps::config() else {
         return;
@@ -98,7 +106,7 @@ unsafe fn catch_up(tail: *mut u64, head: u64, slots: u64) {
 /// # Safety
 /// `p` must be a valid, 8-byte aligned pointer into a map value.
 #[inline(always)]
-unsafe fn fetch_add(p: *mut u64, v: u64) -> u64 {
+pub(super) unsafe fn fetch_add(p: *mut u64, v: u64) -> u64 {
     let mut r = v;
     // SAFETY: the caller's pointer; the instruction reads and writes only `*p`.
     unsafe {
@@ -118,7 +126,7 @@ unsafe fn fetch_add(p: *mut u64, v: u64) -> u64 {
 /// # Safety
 /// `p` must be a valid, 8-byte aligned pointer into a map value.
 #[inline(always)]
-unsafe fn cmpxchg(p: *mut u64, old: u64, new: u64) -> u64 {
+pub(super) unsafe fn cmpxchg(p: *mut u64, old: u64, new: u64) -> u64 {
     let mut r0 = old;
     // SAFETY: the caller's pointer; the instruction reads and writes only `*p` (and r0).
     unsafe {

@@ -13,7 +13,8 @@
 //! preallocated hash (not an LRU): an LRU would evict established flows too, and would split
 //! pairs. Its size is the agent's `--ct-max`. Eviction ([`make_room`]: `nat::WhenFull`) and the
 //! ring write ([`remember_new`]) run from the programs' own frames, never under [`create`]:
-//! from_container and [`create`] already use the whole 512-byte stack.
+//! from_container and [`create`] already use the whole 512-byte stack. `--ct-per-source-max`
+//! ([`budget`]) limits the unanswered flows one outside source may open.
 //!
 //! TCP: SYN_SENT (also a flow picked up mid-stream) -> ESTABLISHED on the first answer ->
 //! CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED on an RST, which must lie within
@@ -30,16 +31,17 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netd_common::{
-    CT_F_DNAT, CT_F_FIN, CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SNAT, CT_F_TD_SEEN, CT_MAX_DEFAULT,
-    CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_NONE, CT_TCP_SYN_SENT,
-    CT_TCP_TIME_WAIT, CtEntry, CtKey, DROP_MALFORMED, DROP_TCP_RST_WINDOW, DpConfig, IPPROTO_ICMP,
-    IPPROTO_TCP, ct_reusable, ct_timeout_ns, seq_in_window,
+    CT_F_DNAT, CT_F_FIN, CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SNAT, CT_F_SRC_COUNTED, CT_F_TD_SEEN,
+    CT_MAX_DEFAULT, CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_NONE,
+    CT_TCP_SYN_SENT, CT_TCP_TIME_WAIT, CtEntry, CtKey, DROP_MALFORMED, DROP_TCP_RST_WINDOW,
+    DpConfig, IPPROTO_ICMP, IPPROTO_TCP, ct_reusable, ct_timeout_ns, seq_in_window,
 };
 
 use aya_ebpf::programs::TcContext;
 
 use crate::parse::{ICMP_ECHO_REPLY, L4_ECHO, Pkt, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
+pub mod budget;
 mod evict;
 use evict::evict_one;
 pub use evict::remember_new;
@@ -252,6 +254,15 @@ pub fn touch(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -
 /// sites in from_container would otherwise each cost stack there. 0 or a drop reason.
 #[inline(never)]
 fn account(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> u32 {
+    // SAFETY: a valid map value, read at once.
+    if unsafe { (*p).flags } & CT_F_SRC_COUNTED != 0 {
+        // Counted against its source's budget (`budget`): the answer takes it out, a packet
+        // from the source in a later window counts it again (or is refused).
+        let r = budget::packet(p, k, pkt, ctx, now);
+        if r != 0 {
+            return r;
+        }
+    }
     let len = ctx.len();
     if pkt.proto == IPPROTO_TCP {
         // The sequence number sits 4 bytes into the TCP header (parse checked the header).
@@ -367,6 +378,9 @@ pub struct NewFlow<'a> {
     pub len: u32,
     pub cfg: &'a DpConfig,
     pub now: u64,
+    /// With CT_F_SRC_COUNTED in `flags`: the budget window the flow is counted in
+    /// ([`budget::admit`]); else 0.
+    pub src_window: u32,
 }
 
 /// Tracks a new flow whose packets `k` become `t` after translation: inserts the reply entry
@@ -407,7 +421,7 @@ pub fn create(k: &CtKey, t: &CtKey, f: &NewFlow) -> Result<(), CreateError> {
     e.tcp_state = initial_tcp_state(f.pkt);
     e._pad = 0;
     e.td_seq = 0;
-    e._pad2 = 0;
+    e.src_window = f.src_window;
     e.binding_id = f.binding_id;
     e.ifindex = f.rev_ifindex;
     e.last_seen_ns = f.now;

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use netd_common::{
-    CT_F_DNAT, CT_F_LINK, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, CT_F_SNAT, CtEntry, CtKey, MAP_CT,
+    CT_F_DNAT, CT_F_LINK, CT_F_MASQ, CT_F_PUBLISHED, CT_F_REPLY, CT_F_SNAT, CtEntry, CtKey, CtSrc,
+    MAP_CT, MAP_CT_SRC,
 };
 use serde::Serialize;
 
@@ -28,6 +29,14 @@ pub struct CtFlow {
     pub idle_s: u64,
 }
 
+/// An outside source holding flows of its `--ct-per-source-max` budget, for `netd stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtSourceCount {
+    pub addr: std::net::IpAddr,
+    /// Unanswered flows counted in its current window.
+    pub flows: u64,
+}
+
 /// Filters for `netd ct`.
 #[derive(Debug, Clone, Default)]
 pub struct CtQuery {
@@ -38,6 +47,19 @@ pub struct CtQuery {
 
 fn v4(w: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from_be(w))
+}
+
+/// A NETD_CT_SRC key: IPv4 in word 0 (the rest zero), else IPv6.
+fn source_addr(a: &[u32; 4]) -> std::net::IpAddr {
+    if a[1..] == [0, 0, 0] {
+        v4(a[0]).into()
+    } else {
+        let mut b = [0u8; 16];
+        for (i, w) in a.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        std::net::Ipv6Addr::from(b).into()
+    }
 }
 
 fn proto_name(p: u8) -> &'static str {
@@ -92,6 +114,32 @@ impl Dataplane {
             map: MAP_CT,
             source,
         })
+    }
+
+    /// The sources holding flows of their budget in their current window (NETD_CT_SRC; a
+    /// window that is over counts nothing), most flows first, at most `limit`.
+    pub fn ct_sources(&self, limit: usize) -> Result<Vec<CtSourceCount>, DataplaneError> {
+        let window = netd_common::ct_src_window_ns(&self.config()?);
+        let now = monotonic_ns();
+        let m: BpfHashMap<&MapData, [u32; 4], CtSrc> =
+            BpfHashMap::try_from(self.map_ref(MAP_CT_SRC)?).map_err(|source| {
+                DataplaneError::Map {
+                    map: MAP_CT_SRC,
+                    source,
+                }
+            })?;
+        let mut out: Vec<CtSourceCount> = m
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, s)| s.count > 0 && now.saturating_sub(s.window_start_ns) < window)
+            .map(|(a, s)| CtSourceCount {
+                addr: source_addr(&a),
+                flows: s.count as u64,
+            })
+            .collect();
+        out.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.addr.cmp(&b.addr)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Tracked flows matching `q` (IPv4).

@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use netd_common::{ALL_MAPS, MAP_CT};
 
-pub use ct::{CtFlow, CtGc, CtQuery};
+pub use ct::{CtFlow, CtGc, CtQuery, CtSourceCount};
 pub use error::DataplaneError;
 pub use ipv6::EndpointIpv6;
 pub use kernel::{TcAttach, TcAttachMode};

@@ -43,6 +43,8 @@ pub struct Config {
     pub bpffs: PathBuf,
     /// `--ct-max`: size of the connection-tracking table.
     pub ct_max: u32,
+    /// `--ct-per-source-max`: unreplied flows from outside one source may hold (0 = any).
+    pub ct_per_source_max: u32,
     /// `--masq-ports`: the SNAT source port range (inclusive), reserved from the host's
     /// ephemeral port allocator.
     pub masq_ports: (u16, u16),

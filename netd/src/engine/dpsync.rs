@@ -62,6 +62,7 @@ impl Engine {
             ct_icmp_s: 30,
             // Nothing answered: gone after 30 s (spoofed segments, scans, probes).
             ct_unreplied_s: 30,
+            ct_src_max: self.cfg.ct_per_source_max,
             bridge_mac: bridge_mac.unwrap_or_default(),
             ..Default::default()
         }

@@ -4,9 +4,12 @@
 use ipnet::Ipv4Net;
 
 use super::state::Filters;
-use super::view::{BindingStats, DropCount, StatsView};
+use super::view::{BindingStats, CtSourceView, DropCount, StatsView};
 use super::{CtProto, CtQuery, Engine, EngineError, FilterAction, FilterChange};
 use crate::dataplane::CtFlow;
+
+/// Sources `netd stats` lists under their `--ct-per-source-max` budget.
+const CT_SOURCES_SHOWN: usize = 20;
 
 impl Engine {
     pub fn filters(&self) -> Filters {
@@ -101,8 +104,18 @@ impl Engine {
                 });
             }
         }
+        let ct_sources = dp
+            .ct_sources(CT_SOURCES_SHOWN)?
+            .into_iter()
+            .map(|c| CtSourceView {
+                addr: c.addr.to_string(),
+                flows: c.flows,
+            })
+            .collect();
         Ok(StatsView {
             drops,
+            ct_per_source_max: self.cfg.ct_per_source_max,
+            ct_sources,
             bindings,
             interfaces: serde_json::to_value(dp.interface_stats()?).unwrap_or_default(),
             relay46: self.reserved.relay_stats(),

@@ -143,10 +143,23 @@ pub struct RelayStats {
     pub bytes_from_container: u64,
 }
 
+/// An outside source holding flows of its `--ct-per-source-max` budget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CtSourceView {
+    pub addr: String,
+    /// Unanswered flows from outside counted in its current window.
+    pub flows: u64,
+}
+
 /// `netd stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatsView {
     pub drops: Vec<DropCount>,
+    /// `--ct-per-source-max`: the budget (0 = none) and the sources holding the most of it.
+    #[serde(default)]
+    pub ct_per_source_max: u32,
+    #[serde(default)]
+    pub ct_sources: Vec<CtSourceView>,
     pub bindings: Vec<BindingStats>,
     pub interfaces: serde_json::Value,
     #[serde(default)]

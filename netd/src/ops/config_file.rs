@@ -302,7 +302,7 @@ mod tests {
             "mtu": 1400, "icc": false, "ip": "192.0.2.7", "ip-forward": false,
             "ip-masq": false, "default-gateway": "10.9.0.254", "dns": ["192.0.2.53", "192.0.2.54"],
             "dns-search": ["example.test"], "resolv-conf": "/tmp/r.conf", "state-dir": "/tmp/s",
-            "bpffs": "/tmp/b", "ct-max": 4096, "cgroup": "/tmp/cg", "dataplane": "none",
+            "bpffs": "/tmp/b", "ct-max": 4096, "ct-per-source-max": 64, "cgroup": "/tmp/cg", "dataplane": "none",
             "fast-path": false, "log-level": "debug", "tc-attach": "netlink",
             "masq-ports": "40000-40999",
             "filter-allow": ["192.0.2.0/24"], "filter-deny": "198.51.100.0/24",
@@ -327,6 +327,7 @@ mod tests {
         assert_eq!(a.state_dir, Path::new("/tmp/s"));
         assert_eq!(a.bpffs, Path::new("/tmp/b"));
         assert_eq!(a.ct_max, 4096);
+        assert_eq!(a.ct_per_source_max, 64);
         assert_eq!(a.cgroup.as_deref(), Some(Path::new("/tmp/cg")));
         assert_eq!(a.dataplane, crate::frontend::cli::args::DataplaneArg::None);
         assert_eq!(a.fast_path, Some(false));
@@ -401,6 +402,12 @@ mod tests {
             (r#"{"dns": [["x"]]}"#, "dns", "not a string"),
             (r#"{"bip": null}"#, "bip", "got null"),
             (r#"{"ct-max": 1}"#, "ct-max", "1"),
+            (r#"{"ct-per-source-max": -1}"#, "ct-per-source-max", "-1"),
+            (
+                r#"{"ct-per-source-max": "many"}"#,
+                "ct-per-source-max",
+                "many",
+            ),
         ] {
             let e = with_file(json, &[]).unwrap_err().to_string();
             assert!(

@@ -17,6 +17,7 @@ pub struct Frame {
     dport: u16,
     tcp_flags: u8,
     tcp_seq: u32,
+    tcp_ack: u32,
     icmp_type: u8,
     icmp_code: u8,
     ip_id: u16,
@@ -37,6 +38,7 @@ impl Frame {
             dport,
             tcp_flags: TCP_ACK,
             tcp_seq: 0x0102_0304,
+            tcp_ack: 0,
             icmp_type: 0,
             icmp_code: 0,
             ip_id: 0x1111,
@@ -82,6 +84,12 @@ impl Frame {
         self
     }
 
+    /// The TCP acknowledgement number (host order).
+    pub fn ack(mut self, ack: u32) -> Self {
+        self.tcp_ack = ack;
+        self
+    }
+
     pub fn flags(mut self, f: u8) -> Self {
         self.tcp_flags = f;
         self
@@ -116,7 +124,7 @@ impl Frame {
                 l4.extend_from_slice(&self.sport.to_be_bytes());
                 l4.extend_from_slice(&self.dport.to_be_bytes());
                 l4.extend_from_slice(&self.tcp_seq.to_be_bytes());
-                l4.extend_from_slice(&0u32.to_be_bytes());
+                l4.extend_from_slice(&self.tcp_ack.to_be_bytes());
                 l4.extend_from_slice(&[0x50, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
             }
             IPPROTO_UDP => {

@@ -378,6 +378,12 @@ pub struct DaemonArgs {
           value_parser = clap::value_parser!(u32).range(2..))]
     #[serde(default = "default_ct_max")]
     pub ct_max: u32,
+    /// Budget of unreplied flows one outside source address may hold that it opened (to
+    /// published ports, IPv4 and IPv6); a new flow beyond it is refused and counted as
+    /// `conntrack-source-budget`. Answered flows never count. 0 = no budget.
+    #[arg(long = "ct-per-source-max", value_name = "N", default_value_t = 0)]
+    #[serde(default)]
+    pub ct_per_source_max: u32,
     /// Source ports masquerade (and the SNAT of a container reaching its own published port)
     /// translate into, MIN-MAX, or `auto`: the larger run of ports (>= 1024) outside the
     /// daemon namespace's ip_local_port_range (1024-32767 with Linux's default), or

@@ -89,6 +89,7 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         state_dir: a.state_dir.clone(),
         bpffs: a.bpffs.clone(),
         ct_max: a.ct_max,
+        ct_per_source_max: ct_per_source_max(a)?,
         cgroup: a.cgroup.clone(),
         dataplane: match a.dataplane {
             DataplaneArg::Ebpf => DataplaneMode::Ebpf,
@@ -98,6 +99,20 @@ pub fn from_args(a: &DaemonArgs) -> Result<Config, ConfigError> {
         tc_attach: tc_attach(a.tc_attach)?,
         fast_path: fast_path(a.fast_path)?,
     })
+}
+
+/// `--ct-per-source-max`: at most the flows `--ct-max` holds (two entries each), so that a
+/// typo is not taken for "no budget" in disguise.
+fn ct_per_source_max(a: &DaemonArgs) -> Result<u32, ConfigError> {
+    let flows = a.ct_max / 2;
+    if a.ct_per_source_max > flows {
+        return Err(ConfigError(format!(
+            "invalid --ct-per-source-max {}: more than the {flows} flows --ct-max {} holds; \
+             use 0 for no per-source budget",
+            a.ct_per_source_max, a.ct_max
+        )));
+    }
+    Ok(a.ct_per_source_max)
 }
 
 /// Longest IPv6 prefix `--fixed-cidr-v6` takes: a /126 still holds two containers.
@@ -285,6 +300,26 @@ mod tests {
             unreachable!("daemon subcommand");
         };
         from_args(&a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_per_source_budget_is_off_by_default_and_at_most_the_table() {
+        assert_eq!(config(&[]).unwrap().ct_per_source_max, 0);
+        let c = config(&["--ct-per-source-max", "64"]).unwrap();
+        assert_eq!(c.ct_per_source_max, 64);
+        let c = config(&["--ct-max", "4096", "--ct-per-source-max", "2048"]).unwrap();
+        assert_eq!(c.ct_per_source_max, 2048);
+        let e = config(&["--ct-max", "4096", "--ct-per-source-max", "2049"]).unwrap_err();
+        assert!(
+            e.contains("invalid --ct-per-source-max 2049: more than the 2048 flows --ct-max 4096")
+                && e.contains("use 0 for no per-source budget"),
+            "{e}"
+        );
+        let e = config(&["--ct-per-source-max=-3"]).unwrap_err();
+        assert!(
+            e.contains("invalid value '-3' for '--ct-per-source-max <N>'"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -29,6 +29,18 @@ pub fn format_stats(v: &StatsView) -> String {
     for d in &v.drops {
         out.push_str(&format!("\n  {:<28} {:>12}", d.reason, d.packets));
     }
+    if v.ct_per_source_max != 0 {
+        out.push_str(&format!(
+            "\nCONNTRACK SOURCE BUDGET (--ct-per-source-max {}: unanswered flows from outside)",
+            v.ct_per_source_max
+        ));
+        if v.ct_sources.is_empty() {
+            out.push_str("\n  (no source holds any)");
+        }
+        for c in &v.ct_sources {
+            out.push_str(&format!("\n  {:<40} {:>8}", c.addr, c.flows));
+        }
+    }
     out.push_str(&format!(
         "\nPUBLISHED PORTS\n  {:<16} {:<6} {:<22} {:<12} {:>10} {:>12}",
         "CONTAINER", "PROTO", "HOST", "CONTAINER", "PACKETS", "BYTES"
