@@ -263,3 +263,41 @@ fn start_reaps_a_cni_endpoint_whose_netns_is_gone() {
     ok(&plugin("DEL", &c, &e2), "DEL next");
     no_host_veths_left(&w);
 }
+
+/// The ADD result's `dns` is what the container's resolv.conf (the one netd writes for the
+/// endpoint) says: the daemon's `--dns`/`--dns-search` here, in both versions.
+#[test]
+fn add_result_dns_is_the_containers_resolv_conf() {
+    use netd_tests::files::{resolv_nameservers, resolv_search};
+    let w = World::new();
+    let d = w.daemon(&[
+        "--bip",
+        BIP,
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "example.test",
+    ]);
+    blue(&d);
+    for (version, name, id) in [
+        ("1.0.0", "dns1", "d1500000000000d1"),
+        ("0.4.0", "dns0", "d0500000000000d0"),
+    ] {
+        let ns = w.container(name);
+        let args = format!("K8S_POD_NAME={name}");
+        let e = env(id, ns.path_str(), "eth0", &args);
+        let c = conf(version, &d.sock(), Some("blue"), json!({}));
+        let r = plugin("ADD", &c, &e);
+        ok(&r, &format!("ADD {version}"));
+        let resolv = d.etc_file(name, "resolv.conf");
+        assert_eq!(resolv_nameservers(&resolv), ["192.0.2.53"], "{resolv}");
+        assert_eq!(resolv_search(&resolv), ["example.test"], "{resolv}");
+        assert_eq!(
+            r.out["dns"],
+            json!({"nameservers": resolv_nameservers(&resolv), "search": resolv_search(&resolv)}),
+            "{version}: {} vs resolv.conf {resolv:?}",
+            r.out
+        );
+        ok(&plugin("DEL", &c, &e), "DEL");
+    }
+}
