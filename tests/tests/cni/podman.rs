@@ -9,7 +9,7 @@ fn podman_runs_a_container_on_a_netd_network() {
         "podman is not installed: run cargo xtask setup"
     );
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    let d = w.daemon(&["--bip", BIP, "--dns", "192.0.2.53"]);
     blue(&d);
     let cni = CniDirs::new();
     cni.install(&d, &["blue"], &[]);
@@ -86,6 +86,25 @@ fn podman_runs_a_container_on_a_netd_network() {
     })
     .expect("host -> 127.0.0.1:8082");
     assert!(local.starts_with("got ping"), "{local}");
+    // Real UDP through the published range: a datagram from the outside to each host port
+    // reaches its container port (a server in the container's namespace, which podman made)
+    // from the client's address, and the reply comes back.
+    let pid = p.ok(&["inspect", "web", "--format", "{{.State.Pid}}"]);
+    let web_ns = netd_tests::Netns::attach("netdt-pw-", pid.trim().parse().unwrap()).unwrap();
+    for (host_port, container_port) in [(9000, 7000), (9001, 7001)] {
+        let srv = netd_tests::udp_server(&web_ns, container_port);
+        let addr = format!("{HOST_UPLINK_IP}:{host_port}");
+        let got = netd_tests::try_poll_until(T, || netd_tests::udp_request(&w.outside, &addr));
+        assert_eq!(
+            got.expect("outside -> published UDP port"),
+            "ping",
+            "{addr}"
+        );
+        assert_eq!(srv.last_peer_ip(), OUTSIDE_IP, "{addr}");
+    }
+    // The result's DNS (the daemon's --dns) is the container's nameserver.
+    let resolv = p.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 192.0.2.53"), "{resolv}");
     let port = p.ok(&["port", "web"]);
     assert!(
         port.contains("80/tcp -> 0.0.0.0:8080"),
