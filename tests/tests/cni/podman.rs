@@ -229,3 +229,47 @@ fn podman_with_its_own_port_reservation() {
     p.ok(&["rm", "-f", "-t", "0", "web"]);
     assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
 }
+
+/// A conflist in CNI 1.0.0 (`netd cni install` writes 0.4.0): podman's libcni runs the plugin
+/// in that version, caches a 1.0.0 result, and the container is reached through its published
+/// port; `podman rm` leaves nothing.
+#[test]
+fn podman_with_a_cni_1_0_0_conflist() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue"], &[]);
+    let path = cni.conf.join("blue.conflist");
+    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(list["cniVersion"], "0.4.0", "{list}");
+    list["cniVersion"] = json!("1.0.0");
+    std::fs::write(&path, list.to_string()).unwrap();
+    let p = Podman::new(&w, &cni.bin, &cni.conf, false);
+    let image = p.import_busybox();
+    p.serve(image, "web", &["--network", "blue", "-p", "8080:80"]);
+    let v = d.inspect("web");
+    let ip = v["ip"].as_str().unwrap().to_string();
+    let cached = p.cached_results("blue");
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let res = &cached[0]["result"];
+    assert_eq!(res["cniVersion"], "1.0.0", "{res}");
+    assert_eq!(res["ips"][0]["address"], format!("{ip}/24"), "{res}");
+    assert!(res["ips"][0].get("version").is_none(), "{res}");
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .expect("outside -> published port");
+    assert_eq!(peer_of(&reply, &ip).as_deref(), Some(OUTSIDE_IP), "{reply}");
+    let insp = p.ok(&[
+        "inspect",
+        "web",
+        "--format",
+        "{{.NetworkSettings.Networks.blue.IPAddress}}",
+    ]);
+    assert_eq!(insp.trim(), ip);
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    assert!(p.cached_results("blue").is_empty());
+    no_host_veths_left(&w);
+}
