@@ -217,6 +217,21 @@ enable_port_reservation = {port_reservation}
         crate::output_with_timeout(c, Duration::from_secs(120))
     }
 
+    /// The results libcni cached for `network` (`/var/lib/cni/results/NETWORK-*`, in podman's
+    /// private tmpfs), as JSON, one per attachment.
+    pub fn cached_results(&self, network: &str) -> Vec<serde_json::Value> {
+        let pid = self.holder.id();
+        let script = format!("cat /var/lib/cni/results/{network}-* 2>/dev/null; echo");
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .args(["sh", "-c", &script]);
+        let o = crate::output_with_timeout(c, T);
+        serde_json::Deserializer::from_slice(&o.stdout)
+            .into_iter::<serde_json::Value>()
+            .map(|v| v.expect("a libcni cache file is JSON"))
+            .collect()
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(

@@ -202,3 +202,102 @@ fn netns_bind_mount_the_daemon_cannot_see() {
     ok(&run_argv(&[plugin.to_str().unwrap()], &c, &del), "DEL");
     assert!(!d.ls_has("app"));
 }
+
+/// An endpoint ADDed through the plugin whose namespace goes while the daemon is stopped is
+/// reaped when the daemon starts: gone from `netd ls`, its veth deleted, its address and
+/// published host port free for another container (whose traffic then works); a DEL from the
+/// runtime afterwards still succeeds.
+#[test]
+fn start_reaps_a_cni_endpoint_whose_netns_is_gone() {
+    let w = World::new();
+    let mut d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let sock = d.sock();
+    let c = conf(
+        "1.0.0",
+        &sock,
+        Some("blue"),
+        json!({"runtimeConfig": {
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+            "ips": ["10.77.0.70/24"]}}),
+    );
+    let gone = w.container("gone");
+    let e = env(
+        "9011e0123456789a",
+        gone.path_str(),
+        "eth0",
+        "K8S_POD_NAME=gone",
+    );
+    ok(&plugin("ADD", &c, &e), "ADD");
+    assert!(d.ls_has("gone"), "{}", d.ls());
+    assert_eq!(host_veths(&w).len(), 1, "{:?}", host_veths(&w));
+
+    d.stop();
+    gone.delete();
+    d.restart();
+    assert!(!d.ls_has("gone"), "endpoint kept after start: {}", d.ls());
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    no_host_veths_left(&w);
+
+    // Its address and host port are free: another container gets both, and is reached.
+    let next = w.container("next");
+    let e2 = env(
+        "4e47000123456789",
+        next.path_str(),
+        "eth0",
+        "K8S_POD_NAME=next",
+    );
+    ok(
+        &plugin("ADD", &c, &e2),
+        "ADD with the reaped endpoint's address and port",
+    );
+    assert_eq!(next.addrs4("eth0"), vec!["10.77.0.70/24".to_string()]);
+    let srv = tcp_server(&next, 80);
+    let got = tcp_request_until(&w.outside, &format!("{HOST_UPLINK_IP}:8080"), T);
+    assert_eq!(got.unwrap(), "ping");
+    assert_eq!(srv.last_peer_ip(), OUTSIDE_IP);
+
+    // The runtime's DEL of the reaped container succeeds and leaves the other alone.
+    ok(&plugin("DEL", &c, &e), "DEL after the reap");
+    assert!(d.ls_has("next"), "{}", d.ls());
+    ok(&plugin("DEL", &c, &e2), "DEL next");
+    no_host_veths_left(&w);
+}
+
+/// The ADD result's `dns` is what the container's resolv.conf (the one netd writes for the
+/// endpoint) says: the daemon's `--dns`/`--dns-search` here, in both versions.
+#[test]
+fn add_result_dns_is_the_containers_resolv_conf() {
+    use netd_tests::files::{resolv_nameservers, resolv_search};
+    let w = World::new();
+    let d = w.daemon(&[
+        "--bip",
+        BIP,
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "example.test",
+    ]);
+    blue(&d);
+    for (version, name, id) in [
+        ("1.0.0", "dns1", "d1500000000000d1"),
+        ("0.4.0", "dns0", "d0500000000000d0"),
+    ] {
+        let ns = w.container(name);
+        let args = format!("K8S_POD_NAME={name}");
+        let e = env(id, ns.path_str(), "eth0", &args);
+        let c = conf(version, &d.sock(), Some("blue"), json!({}));
+        let r = plugin("ADD", &c, &e);
+        ok(&r, &format!("ADD {version}"));
+        let resolv = d.etc_file(name, "resolv.conf");
+        assert_eq!(resolv_nameservers(&resolv), ["192.0.2.53"], "{resolv}");
+        assert_eq!(resolv_search(&resolv), ["example.test"], "{resolv}");
+        assert_eq!(
+            r.out["dns"],
+            json!({"nameservers": resolv_nameservers(&resolv), "search": resolv_search(&resolv)}),
+            "{version}: {} vs resolv.conf {resolv:?}",
+            r.out
+        );
+        ok(&plugin("DEL", &c, &e), "DEL");
+    }
+}

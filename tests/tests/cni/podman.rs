@@ -9,7 +9,7 @@ fn podman_runs_a_container_on_a_netd_network() {
         "podman is not installed: run cargo xtask setup"
     );
     let w = World::new();
-    let d = w.daemon(&["--bip", BIP]);
+    let d = w.daemon(&["--bip", BIP, "--dns", "192.0.2.53"]);
     blue(&d);
     let cni = CniDirs::new();
     cni.install(&d, &["blue"], &[]);
@@ -86,6 +86,25 @@ fn podman_runs_a_container_on_a_netd_network() {
     })
     .expect("host -> 127.0.0.1:8082");
     assert!(local.starts_with("got ping"), "{local}");
+    // Real UDP through the published range: a datagram from the outside to each host port
+    // reaches its container port (a server in the container's namespace, which podman made)
+    // from the client's address, and the reply comes back.
+    let pid = p.ok(&["inspect", "web", "--format", "{{.State.Pid}}"]);
+    let web_ns = netd_tests::Netns::attach("netdt-pw-", pid.trim().parse().unwrap()).unwrap();
+    for (host_port, container_port) in [(9000, 7000), (9001, 7001)] {
+        let srv = netd_tests::udp_server(&web_ns, container_port);
+        let addr = format!("{HOST_UPLINK_IP}:{host_port}");
+        let got = netd_tests::try_poll_until(T, || netd_tests::udp_request(&w.outside, &addr));
+        assert_eq!(
+            got.expect("outside -> published UDP port"),
+            "ping",
+            "{addr}"
+        );
+        assert_eq!(srv.last_peer_ip(), OUTSIDE_IP, "{addr}");
+    }
+    // The result's DNS (the daemon's --dns) is the container's nameserver.
+    let resolv = p.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 192.0.2.53"), "{resolv}");
     let port = p.ok(&["port", "web"]);
     assert!(
         port.contains("80/tcp -> 0.0.0.0:8080"),
@@ -209,4 +228,48 @@ fn podman_with_its_own_port_reservation() {
     assert!(holders.contains("conmon"), "who holds 8080: {holders}");
     p.ok(&["rm", "-f", "-t", "0", "web"]);
     assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+}
+
+/// A conflist in CNI 1.0.0 (`netd cni install` writes 0.4.0): podman's libcni runs the plugin
+/// in that version, caches a 1.0.0 result, and the container is reached through its published
+/// port; `podman rm` leaves nothing.
+#[test]
+fn podman_with_a_cni_1_0_0_conflist() {
+    let w = World::new();
+    let d = w.daemon(&["--bip", BIP]);
+    blue(&d);
+    let cni = CniDirs::new();
+    cni.install(&d, &["blue"], &[]);
+    let path = cni.conf.join("blue.conflist");
+    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(list["cniVersion"], "0.4.0", "{list}");
+    list["cniVersion"] = json!("1.0.0");
+    std::fs::write(&path, list.to_string()).unwrap();
+    let p = Podman::new(&w, &cni.bin, &cni.conf, false);
+    let image = p.import_busybox();
+    p.serve(image, "web", &["--network", "blue", "-p", "8080:80"]);
+    let v = d.inspect("web");
+    let ip = v["ip"].as_str().unwrap().to_string();
+    let cached = p.cached_results("blue");
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let res = &cached[0]["result"];
+    assert_eq!(res["cniVersion"], "1.0.0", "{res}");
+    assert_eq!(res["ips"][0]["address"], format!("{ip}/24"), "{res}");
+    assert!(res["ips"][0].get("version").is_none(), "{res}");
+    let reply = netd_tests::try_poll_until(Duration::from_secs(10), || {
+        tcp_exchange(&w.outside, &format!("{HOST_UPLINK_IP}:8080"))
+    })
+    .expect("outside -> published port");
+    assert_eq!(peer_of(&reply, &ip).as_deref(), Some(OUTSIDE_IP), "{reply}");
+    let insp = p.ok(&[
+        "inspect",
+        "web",
+        "--format",
+        "{{.NetworkSettings.Networks.blue.IPAddress}}",
+    ]);
+    assert_eq!(insp.trim(), ip);
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert_eq!(d.ls().lines().count(), 1, "{}", d.ls());
+    assert!(p.cached_results("blue").is_empty());
+    no_host_veths_left(&w);
 }

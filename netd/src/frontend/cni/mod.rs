@@ -176,8 +176,9 @@ async fn add(inv: &Invocation, api: &Api) -> Result<Value, CniError> {
         ..Default::default()
     };
     let body = serde_json::to_vec(&req).expect("serialises");
-    let view: EndpointView = api.call_json("POST", "/v1/endpoints", Some(body)).await?;
+    let mut view: EndpointView = api.call_json("POST", "/v1/endpoints", Some(body)).await?;
     drop(ns);
+    result::dns_from_resolv_conf(&mut view);
     let res = match result::add_result(&inv.conf.cni_version, &view, &netns.to_string_lossy()) {
         Ok(r) => r,
         Err(msg) => {

@@ -130,6 +130,18 @@ pub fn add_result(cni_version: &str, ep: &EndpointView, sandbox: &str) -> Result
     }))
 }
 
+/// The endpoint's `dns` and `dns_search` are only its own settings (a CNI ADD sets none);
+/// what the container is to use is in the resolv.conf netd wrote for it (the daemon's
+/// `--dns`/`--dns-search`, else the host's servers): the result lists that file's servers and
+/// search domains. Unreadable (another mount namespace): the endpoint's own lists stay.
+pub fn dns_from_resolv_conf(ep: &mut EndpointView) {
+    if let Ok(text) = std::fs::read_to_string(ep.etc_dir.join("resolv.conf")) {
+        let conf = crate::dnsfiles::parse_resolv_conf(&text);
+        ep.dns = conf.nameservers.iter().map(ToString::to_string).collect();
+        ep.dns_search = conf.search;
+    }
+}
+
 /// CHECK: the endpoint the daemon has must still be what ADD returned.
 pub fn check_against(prev: &Value, ep: &EndpointView) -> Result<(), CniError> {
     let mismatch = |what: &str, want: &str, have: &str| {
@@ -190,6 +202,26 @@ mod tests {
         );
         assert_eq!(version_json(Some("0.4.0"))["cniVersion"], "0.4.0");
         assert_eq!(version_json(None)["supportedVersions"][2], "1.1.0");
+    }
+
+    #[test]
+    fn dns_is_the_resolv_conf_netd_wrote() {
+        let dir = crate::fsutil::test_util::TempDir::new("cni-dns");
+        let mut v = view();
+        v.etc_dir = dir.0.clone();
+        dns_from_resolv_conf(&mut v);
+        assert!(v.dns.is_empty(), "no file: the endpoint's own (empty) list");
+        std::fs::write(
+            dir.0.join("resolv.conf"),
+            "search example.test\nnameserver 192.0.2.53\noptions ndots:2\n",
+        )
+        .unwrap();
+        dns_from_resolv_conf(&mut v);
+        let r = add_result("1.0.0", &v, "/x").unwrap();
+        assert_eq!(
+            r["dns"],
+            json!({"nameservers": ["192.0.2.53"], "search": ["example.test"]})
+        );
     }
 
     #[test]
