@@ -101,7 +101,7 @@ fn a_source_holds_at_most_its_budget_of_unreplied_flows() {
         // Until then it keeps the unreplied timeout and may be evicted.
         let cfg = w.base_config();
         let e = w.ct(&key(CLIENT, 6001)).unwrap();
-        assert_eq!(e.tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(e.tcp_state, CT_TCP_SYN_RECV);
         assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * SECOND);
         assert!(ct_evictable(&e, IPPROTO_TCP));
         assert_eq!(syn(w, CLIENT, 6001), TC_ACT_OK);

@@ -118,6 +118,12 @@ fn a_syn_on_a_time_wait_tuple_opens_a_fresh_flow_and_the_old_pair_goes() {
             .seq(5);
         let (_, out) = w.run(PROG_FROM_UPLINK, w.up, &synack.bytes());
         assert_eq!(tuple(&out), (SERVER, A_IP, 80, 40000));
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_SYN_RECV);
+        let ack = Frame::tcp(A_IP, SERVER, 40000, 80)
+            .macs(A_MAC, BRIDGE_MAC)
+            .flags(TCP_ACK)
+            .ack(6);
+        w.run(PROG_TO_UPLINK, w.up, &ack.bytes());
         assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
 
         // A SYN on a live (established) flow's tuple is no new connection: it keeps the flow.

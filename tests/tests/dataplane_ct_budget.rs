@@ -1,8 +1,10 @@
-//! `--ct-per-source-max` with real traffic: a SYN flood from one outside address against a
-//! published port whose server answers every SYN (its SYN-ACKs reach the flooding host, whose
-//! kernel resets them: no handshake completes) is held to the budget, a client at another
-//! address connects at once, the flooding address's own connection is refused, and `netd
-//! stats` shows the refusals and the flooding address's count.
+//! SYN floods with real traffic against a published port whose server answers every SYN.
+//! `--ct-per-source-max`: a flood from one outside address (its SYN-ACKs reach the flooding
+//! host, whose kernel resets them: no handshake completes) is held to the budget, a client at
+//! another address connects at once, the flooding address's own connection is refused, and
+//! `netd stats` shows the refusals and the flooding address's count. Without a budget: a
+//! flood from spoofed addresses (the SYN-ACKs go nowhere) leaves SYN_RECV flows that new
+//! connections evict, so a full table locks nobody out.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -51,9 +53,13 @@ fn syn(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8
     ip
 }
 
-/// Sends `n` SYNs from `src` to `dst:dport`, each from another source port, through a raw
-/// socket in the outside namespace.
+/// Sends `n` SYNs from `src` (or, with `spread`, from `src` + 0..250 in its last byte) to
+/// `dst:dport`, each from another source port, through a raw socket in the outside namespace.
 fn syn_flood(w: &World, src: Ipv4Addr, dst: Ipv4Addr, dport: u16, n: u32) {
+    syn_flood_from(w, src, false, dst, dport, n)
+}
+
+fn syn_flood_from(w: &World, src: Ipv4Addr, spread: bool, dst: Ipv4Addr, dport: u16, n: u32) {
     in_netns(&w.outside, move || {
         // SAFETY: plain socket(2); the fd is closed below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
@@ -67,6 +73,12 @@ fn syn_flood(w: &World, src: Ipv4Addr, dst: Ipv4Addr, dport: u16, n: u32) {
             sin_zero: [0; 8],
         };
         for i in 0..n {
+            let src = if spread {
+                let o = src.octets();
+                Ipv4Addr::new(o[0], o[1], o[2], o[3].wrapping_add((i % 250) as u8))
+            } else {
+                src
+            };
             let p = syn(
                 src,
                 dst,
@@ -156,4 +168,54 @@ fn one_flooding_source_is_held_to_its_budget_and_others_get_in() {
         "{text}"
     );
     eprintln!("{SYNS} SYNs from one address: {refused} refused, {flows} held\n{text}");
+}
+
+/// Issue 8's flood lockout, without a per-source budget: SYNs from spoofed addresses (nobody
+/// answers their SYN-ACKs) to a listening published port. A SYN-ACK alone no longer makes a
+/// flow established (6 h, never evicted, as before): it is SYN_RECV until the opener
+/// acknowledges it, short-lived and evictable, so with the table full of them every new
+/// client still gets in (each evicting one), and nothing is refused for a full table.
+#[test]
+fn a_spoofed_syn_flood_to_a_listening_port_does_not_lock_clients_out() {
+    const FLOWS: u32 = 128;
+    let w = World::new();
+    // The SYN-ACKs to the spoofed addresses go to the outside, which drops them.
+    w.host
+        .ip(&["route", "add", "203.0.113.0/24", "via", OUTSIDE_IP]);
+    let ct_max = (2 * FLOWS).to_string();
+    let d = w.daemon(&["--bip", BIP, "--ct-max", &ct_max]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let _echo = EchoServer::start(&web, 80);
+    let target = format!("{HOST_UPLINK_IP}:8080");
+    try_poll_until(T, || tcp_try(&w.outside, &target, Duration::from_secs(1)))
+        .expect("published port never answered");
+
+    let spoofed: Ipv4Addr = "203.0.113.1".parse().unwrap();
+    syn_flood_from(
+        &w,
+        spoofed,
+        true,
+        HOST_UPLINK_IP.parse().unwrap(),
+        8080,
+        4 * FLOWS,
+    );
+    // Every SYN was answered (the SYN-ACKs are lost): the table filled with SYN_RECV flows
+    // and each SYN past its size evicted one of them.
+    std::thread::sleep(Duration::from_millis(300));
+    let st = stats(&d);
+    let evicted = drops_in(&st, "conntrack-evicted-unreplied");
+    assert!(
+        evicted >= u64::from(3 * FLOWS) - 8,
+        "the flood filled the table and evicted its own flows: {st}"
+    );
+    for i in 0..20 {
+        tcp_try(&w.outside, &target, T).unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+    }
+    let st = stats(&d);
+    assert_eq!(drops_in(&st, "conntrack-full"), 0, "nothing refused: {st}");
+    assert!(
+        drops_in(&st, "conntrack-evicted-unreplied") >= evicted + 20,
+        "each client connection evicted a flood flow: {st}"
+    );
 }

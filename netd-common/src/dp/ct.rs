@@ -100,6 +100,10 @@ pub const CT_TCP_CLOSING: u8 = 3;
 pub const CT_TCP_CLOSED: u8 = 4;
 /// Both sides sent a FIN.
 pub const CT_TCP_TIME_WAIT: u8 = 5;
+/// The other side answered a SYN with a SYN-ACK and the opener has not acknowledged it yet
+/// (Linux's SYN_RECV): not answered for eviction and timeouts ([`ct_answered`]), since a server
+/// answers spoofed SYNs too; the opener's ACK makes it ESTABLISHED.
+pub const CT_TCP_SYN_RECV: u8 = 6;
 
 /// An RST is believed only when its sequence number lies within this distance of the last
 /// one its sender used (what the receiver's window could hold; one GSO/BIG TCP segment ahead,
@@ -224,9 +228,13 @@ pub fn ct_src_window_ns(cfg: &DpConfig) -> u64 {
 /// flow from outside whose server sent a SYN-ACK that the source never acknowledged (a spoofed
 /// SYN) stays unanswered, with the short timeout and evictable, as Linux conntrack treats a
 /// flow that is not assured yet.
+/// A TCP flow whose SYN-ACK the opener has not acknowledged ([`CT_TCP_SYN_RECV`]) is not
+/// answered either, budget or not: a flood of spoofed SYNs to a listening port gets SYN-ACKs,
+/// and must not fill the table with flows that are never evicted.
 #[inline(always)]
 pub fn ct_answered(e: &CtEntry) -> bool {
     e.flags & (CT_F_SEEN_REPLY | CT_F_SRC_COUNTED) == CT_F_SEEN_REPLY
+        && e.tcp_state != CT_TCP_SYN_RECV
 }
 
 /// May this entry's flow be evicted to make room for a new one? Only when the other side never
@@ -311,6 +319,11 @@ mod tests {
             assert_eq!(ct_evictable(&e, IPPROTO_TCP), evictable);
         }
         assert!(!ct_evictable(&e, IPPROTO_UDP), "replied UDP stays");
+        // SYN-ACKed, not acknowledged: unanswered (short timeout, evictable) until the ACK.
+        e.tcp_state = CT_TCP_SYN_RECV;
+        assert!(!ct_answered(&e));
+        assert!(ct_evictable(&e, IPPROTO_TCP));
+        assert_eq!(ct_timeout_ns(&e, IPPROTO_TCP, &cfg), 30 * s);
         // Replied but still counted against its source's budget (a SYN-ACK the source never
         // acknowledged): unanswered.
         e.tcp_state = CT_TCP_ESTABLISHED;

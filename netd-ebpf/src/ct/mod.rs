@@ -33,8 +33,9 @@ use aya_ebpf::{
 use netd_common::{
     CT_F_DNAT, CT_F_FIN, CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SNAT, CT_F_SRC_COUNTED, CT_F_TD_SEEN,
     CT_MAX_DEFAULT, CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_NONE,
-    CT_TCP_SYN_SENT, CT_TCP_TIME_WAIT, CtEntry, CtKey, DROP_MALFORMED, DROP_TCP_RST_WINDOW,
-    DpConfig, IPPROTO_ICMP, IPPROTO_TCP, ct_reusable, ct_timeout_ns, seq_in_window,
+    CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_TCP_TIME_WAIT, CtEntry, CtKey, DROP_MALFORMED,
+    DROP_TCP_RST_WINDOW, DpConfig, IPPROTO_ICMP, IPPROTO_TCP, ct_reusable, ct_timeout_ns,
+    seq_in_window,
 };
 
 use aya_ebpf::programs::TcContext;
@@ -270,7 +271,12 @@ fn account(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> 
             Ok(s) => u32::from_be(s),
             Err(_) => return DROP_MALFORMED,
         };
-        let r = tcp_update(p, k, pkt, seq, now);
+        // The acknowledgement number, 8 bytes in: what completes a handshake (SYN_RECV).
+        let ack = match ctx.load::<u32>(pkt.l4_off as usize + 8) {
+            Ok(a) => u32::from_be(a),
+            Err(_) => return DROP_MALFORMED,
+        };
+        let r = tcp_update(p, k, pkt, seq, ack, now);
         if r != 0 {
             return r;
         }
@@ -296,11 +302,12 @@ fn account(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) -> 
 }
 
 /// The TCP half of [`touch`]: 0, or the drop reason for an RST outside the window. Moves both
-/// entries through SYN_SENT -> ESTABLISHED (on the first answer) -> CLOSING (one FIN) ->
-/// TIME_WAIT (FINs both ways), or CLOSED (RST). A SYN on a half-closed tuple starts over in
+/// entries through SYN_SENT -> SYN_RECV (the answer is a SYN-ACK) -> ESTABLISHED (the opener's
+/// ACK; or at once when the first answer is no SYN-ACK: a flow picked up mid-stream) ->
+/// CLOSING (one FIN) -> TIME_WAIT (FINs both ways), or CLOSED (RST). A SYN on a half-closed tuple starts over in
 /// place; on a TIME_WAIT or CLOSED one it never gets here ([`lookup`]: a fresh flow).
 #[inline(always)]
-fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, now: u64) -> u32 {
+fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, ack: u32, now: u64) -> u32 {
     // SAFETY: a valid map value; racing CPUs may lose an update, never memory safety.
     let e = unsafe { &mut *p };
     let f = pkt.tcp_flags;
@@ -309,7 +316,7 @@ fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, now: u64) -> u32 
     }
     let q = peer_of(e, k);
     // SAFETY: as above.
-    let peer_flags = q.map_or(0, |q| unsafe { (*q).flags });
+    let (peer_flags, peer_seq) = q.map_or((0, 0), |q| unsafe { ((*q).flags, (*q).td_seq) });
     let is_reply = e.flags & CT_F_REPLY != 0;
     let old = e.tcp_state;
     let mut clear = 0;
@@ -329,12 +336,25 @@ fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, now: u64) -> u32 
         e.flags |= CT_F_FIN;
         if peer_flags & CT_F_FIN != 0 {
             CT_TCP_TIME_WAIT
-        } else if old < CT_TCP_CLOSING {
+        } else if old < CT_TCP_CLOSING || old == CT_TCP_SYN_RECV {
             CT_TCP_CLOSING
         } else {
             old
         }
     } else if old == CT_TCP_SYN_SENT && is_reply {
+        if f & TCP_SYN != 0 {
+            CT_TCP_SYN_RECV
+        } else {
+            CT_TCP_ESTABLISHED
+        }
+    } else if old == CT_TCP_SYN_RECV
+        && !is_reply
+        && f & (TCP_ACK | TCP_SYN) == TCP_ACK
+        && peer_flags & CT_F_TD_SEEN != 0
+        && seq_in_window(ack, peer_seq)
+    {
+        // The opener acknowledges the SYN-ACK's sequence number: it receives what is sent
+        // to it (a blind spoofer's ACK does not, and leaves the flow unanswered).
         CT_TCP_ESTABLISHED
     } else {
         old

@@ -60,6 +60,14 @@ fn a_full_conntrack_table_evicts_unreplied_flows_and_refuses_only_when_all_are_r
             let (v, out) = w.run(PROG_TO_UPLINK, w.up, &reply.bytes());
             assert_eq!(v, TC_ACT_OK);
             assert_eq!(tuple(&out), (UPLINK_IP, CLIENT, 8080, port));
+            // The client's ACK of the SYN-ACK completes the handshake: established, answered
+            // (before it the flow is SYN_RECV, which a spoofed SYN also gets: evictable).
+            let ack = Frame::tcp(CLIENT, UPLINK_IP, port, 8080)
+                .flags(TCP_ACK)
+                .ack(0x0102_0305);
+            assert_eq!(w.run(PROG_FROM_UPLINK, w.up, &ack.bytes()).0, TC_ACT_OK);
+            let k = ct_key(CLIENT, UPLINK_IP, port, 8080, IPPROTO_TCP);
+            assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
         };
         // One established flow.
         assert_eq!(open(6001).0, TC_ACT_OK);

@@ -59,8 +59,11 @@ fn published_port_dnat_and_reply() {
         assert_csums(&out);
         let fwd = w.ct(&k).unwrap();
         let rev = w.ct(&r).unwrap();
-        assert_eq!(fwd.tcp_state, CT_TCP_ESTABLISHED);
-        assert_eq!(rev.tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(
+            fwd.tcp_state, CT_TCP_SYN_RECV,
+            "a SYN-ACK alone: not established"
+        );
+        assert_eq!(rev.tcp_state, CT_TCP_SYN_RECV);
         assert_ne!(fwd.flags & CT_F_SEEN_REPLY, 0);
         assert_ne!(rev.flags & CT_F_SEEN_REPLY, 0);
         assert_eq!(rev.packets, 1);
@@ -184,7 +187,18 @@ fn masquerade_keeps_free_ports_and_moves_clashing_ones() {
             CT_F_MASQ | CT_F_DNAT | CT_F_REPLY | CT_F_SEEN_REPLY
         );
         assert_eq!(rev.ifindex, w.vb);
-        assert_eq!(rev.tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(rev.tcp_state, CT_TCP_SYN_RECV);
+        // B's ACK of the SYN-ACK (sequence 0x01020304) establishes it; a blind one would not.
+        let blind = Frame::tcp(B_IP, REMOTE, 40000, 443)
+            .macs(B_MAC, BRIDGE_MAC)
+            .flags(TCP_ACK)
+            .ack(0x7000_0000);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &blind.bytes()).0, TC_ACT_OK);
+        let k = ct_key(REMOTE, UPLINK_IP, 443, 50000, IPPROTO_TCP);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_SYN_RECV, "a blind ACK");
+        let ack = blind.ack(0x0102_0305);
+        assert_eq!(w.run(PROG_TO_UPLINK, w.up, &ack.bytes()).0, TC_ACT_OK);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
 
         // Traffic between containers and the bridge is never translated.
         let local = Frame::tcp(A_IP, B_IP, 1, 2);

@@ -153,7 +153,7 @@ fn fast_path_sends_published_ipv6_replies_out_of_the_uplink() {
             8080u16.to_be(),
             6,
         );
-        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_SYN_RECV);
         // The uplink's egress lets it pass as it is (from a host address: not netd's).
         let (v, again) = to_uplink(w, &out);
         assert_eq!((v, &again), (TC_ACT_NEXT, &out));

@@ -245,11 +245,13 @@ fn tcp_to_a_host_address_reaches_the_container_and_replies_come_back_published()
         );
         assert_eq!((port_at(&out, L4), port_at(&out, L4 + 2)), (8080, 40000));
         assert_l4_csum(&out, 14, L4, IPPROTO_TCP, "reverse NAT6");
-        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_SYN_RECV);
 
-        // The next segment of the flow takes the tracked translation.
+        // The next segment of the flow takes the tracked translation (and, acknowledging the
+        // SYN-ACK, establishes it).
         let (v, out) = from_uplink(w, &tcp_frame(client(), host(), 40000, 8080, TCP_ACK));
         assert_eq!(v, TC_ACT_OK);
+        assert_eq!(w.ct(&k).unwrap().tcp_state, CT_TCP_ESTABLISHED);
         assert_eq!(addrs(&out).1, a_g());
         assert_l4_csum(&out, 14, L4, IPPROTO_TCP, "tracked");
         assert_eq!(w.port_stats(61).0, 3, "three packets on the binding");
