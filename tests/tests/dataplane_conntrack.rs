@@ -6,92 +6,30 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use netd_tests::dataplane::{EchoServer, UdpEcho, drops_in, stats, tcp_try, udp_exchange};
+use netd_tests::dataplane::{
+    EchoServer, UdpEcho, drops_in, send_raw, stats, tcp_segment, tcp_try, udp_exchange,
+};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
 use netd_tests::{BIP, World, in_netns, try_poll_until};
 
 const T: Duration = Duration::from_secs(5);
 
-fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        s += u32::from(w);
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// A bare TCP ACK (no connection behind it), IPv4 header included.
-fn spoofed_ack(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
-    let mut tcp = Vec::with_capacity(20);
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&seq.to_be_bytes());
-    tcp.extend_from_slice(&seq.rotate_left(7).to_be_bytes());
-    tcp.extend_from_slice(&[0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&tcp);
-    let c = csum(&pseudo);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&tcp);
-    ip
-}
-
-/// Sends `n` bare ACKs from the outside to `dst:dport`, each from another source port, through
-/// a raw socket in the outside namespace.
+/// Sends `n` bare ACKs (no connection behind them) from the outside to `dst:dport`, each from
+/// another source port, through a raw socket in the outside namespace.
 fn ack_flood(w: &World, dst: Ipv4Addr, dport: u16, n: u32) {
     let src: Ipv4Addr = OUTSIDE_IP.parse().unwrap();
-    in_netns(&w.outside, move || {
-        // SAFETY: plain socket(2); the fd is closed below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-        anyhow::ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        let to = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(dst).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        for i in 0..n {
-            let p = spoofed_ack(src, dst, 10_000 + (i % 50_000) as u16, dport, i * 7919);
-            // SAFETY: p and to live for the call.
-            let r = unsafe {
-                libc::sendto(
-                    fd,
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    (&to as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                )
-            };
-            anyhow::ensure!(
-                r == p.len() as isize,
-                "sendto: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        // SAFETY: our fd.
-        unsafe { libc::close(fd) };
-        Ok(())
-    })
-    .expect("ACK flood");
+    send_raw(&w.outside, dst, n, move |i| {
+        let seq = i * 7919;
+        tcp_segment(
+            src,
+            dst,
+            10_000 + (i % 50_000) as u16,
+            dport,
+            seq,
+            seq.rotate_left(7),
+            0x10,
+        )
+    });
 }
 
 #[test]

@@ -9,9 +9,11 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use netd_tests::dataplane::{EchoServer, drops_in, stats, tcp_try, tcp_try_from};
+use netd_tests::dataplane::{
+    EchoServer, drops_in, send_raw, stats, tcp_segment, tcp_try, tcp_try_from,
+};
 use netd_tests::world::{HOST_UPLINK_IP, OUTSIDE_IP};
-use netd_tests::{BIP, World, in_netns, try_poll_until};
+use netd_tests::{BIP, World, try_poll_until};
 
 const T: Duration = Duration::from_secs(5);
 /// The flooding address, on the outside namespace beside OUTSIDE_IP.
@@ -19,95 +21,35 @@ const FLOODER: &str = "203.0.113.66";
 const BUDGET: u64 = 16;
 const SYNS: u32 = 400;
 
-fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// A TCP SYN, IPv4 header included.
-fn syn(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
-    let mut tcp = Vec::with_capacity(20);
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&seq.to_be_bytes());
-    tcp.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&tcp);
-    let c = csum(&pseudo);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&tcp);
-    ip
-}
-
 /// Sends `n` SYNs from `src` (or, with `spread`, from `src` + 0..250 in its last byte) to
 /// `dst:dport`, each from another source port, through a raw socket in the outside namespace.
-fn syn_flood(w: &World, src: Ipv4Addr, dst: Ipv4Addr, dport: u16, n: u32) {
-    syn_flood_from(w, src, false, dst, dport, n)
+fn syn_flood(w: &World, src: Ipv4Addr, spread: bool, dst: Ipv4Addr, dport: u16, n: u32) {
+    send_raw(&w.outside, dst, n, move |i| {
+        let src = if spread {
+            let o = src.octets();
+            Ipv4Addr::new(o[0], o[1], o[2], o[3].wrapping_add((i % 250) as u8))
+        } else {
+            src
+        };
+        let seq = i.wrapping_mul(2_654_435_761);
+        tcp_segment(src, dst, 20_000 + i as u16, dport, seq, 0, 0x02)
+    });
 }
 
-fn syn_flood_from(w: &World, src: Ipv4Addr, spread: bool, dst: Ipv4Addr, dport: u16, n: u32) {
-    in_netns(&w.outside, move || {
-        // SAFETY: plain socket(2); the fd is closed below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-        anyhow::ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        let to = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(dst).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        for i in 0..n {
-            let src = if spread {
-                let o = src.octets();
-                Ipv4Addr::new(o[0], o[1], o[2], o[3].wrapping_add((i % 250) as u8))
-            } else {
-                src
-            };
-            let p = syn(
-                src,
-                dst,
-                20_000 + i as u16,
-                dport,
-                i.wrapping_mul(2_654_435_761),
-            );
-            // SAFETY: p and to live for the call.
-            let r = unsafe {
-                libc::sendto(
-                    fd,
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    (&to as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                )
-            };
-            anyhow::ensure!(
-                r == p.len() as isize,
-                "sendto: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        // SAFETY: our fd.
-        unsafe { libc::close(fd) };
-        Ok(())
-    })
-    .expect("SYN flood");
+/// A daemon with `args` in a world whose host routes 203.0.113.0/24 to the outside, a
+/// container publishing `-p 8080:80` with an echo server, answering from the outside: the
+/// daemon, the echo server and the published address.
+fn published_echo(w: &World, args: &[&str]) -> (netd_tests::Daemon, EchoServer, String) {
+    w.host
+        .ip(&["route", "add", "203.0.113.0/24", "via", OUTSIDE_IP]);
+    let d = w.daemon(args);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let echo = EchoServer::start(&web, 80);
+    let target = format!("{HOST_UPLINK_IP}:8080");
+    try_poll_until(T, || tcp_try(&w.outside, &target, Duration::from_secs(1)))
+        .expect("published port never answered");
+    (d, echo, target)
 }
 
 #[test]
@@ -115,19 +57,18 @@ fn one_flooding_source_is_held_to_its_budget_and_others_get_in() {
     let w = World::new();
     w.outside
         .ip(&["addr", "add", &format!("{FLOODER}/32"), "dev", "eth0"]);
-    w.host
-        .ip(&["route", "add", "203.0.113.0/24", "via", OUTSIDE_IP]);
     let budget = BUDGET.to_string();
-    let d = w.daemon(&["--bip", BIP, "--ct-per-source-max", &budget]);
-    let web = w.container("web");
-    d.attach("web", &web, &["-p", "8080:80"]);
-    let _echo = EchoServer::start(&web, 80);
-    let target = format!("{HOST_UPLINK_IP}:8080");
-    try_poll_until(T, || tcp_try(&w.outside, &target, Duration::from_secs(1)))
-        .expect("published port never answered");
+    let (d, _echo, target) = published_echo(&w, &["--bip", BIP, "--ct-per-source-max", &budget]);
 
     let flooder: Ipv4Addr = FLOODER.parse().unwrap();
-    syn_flood(&w, flooder, HOST_UPLINK_IP.parse().unwrap(), 8080, SYNS);
+    syn_flood(
+        &w,
+        flooder,
+        false,
+        HOST_UPLINK_IP.parse().unwrap(),
+        8080,
+        SYNS,
+    );
 
     // Another address connects at once, again and again.
     for i in 0..10 {
@@ -180,19 +121,11 @@ fn a_spoofed_syn_flood_to_a_listening_port_does_not_lock_clients_out() {
     const FLOWS: u32 = 128;
     let w = World::new();
     // The SYN-ACKs to the spoofed addresses go to the outside, which drops them.
-    w.host
-        .ip(&["route", "add", "203.0.113.0/24", "via", OUTSIDE_IP]);
     let ct_max = (2 * FLOWS).to_string();
-    let d = w.daemon(&["--bip", BIP, "--ct-max", &ct_max]);
-    let web = w.container("web");
-    d.attach("web", &web, &["-p", "8080:80"]);
-    let _echo = EchoServer::start(&web, 80);
-    let target = format!("{HOST_UPLINK_IP}:8080");
-    try_poll_until(T, || tcp_try(&w.outside, &target, Duration::from_secs(1)))
-        .expect("published port never answered");
+    let (d, _echo, target) = published_echo(&w, &["--bip", BIP, "--ct-max", &ct_max]);
 
     let spoofed: Ipv4Addr = "203.0.113.1".parse().unwrap();
-    syn_flood_from(
+    syn_flood(
         &w,
         spoofed,
         true,
@@ -202,13 +135,16 @@ fn a_spoofed_syn_flood_to_a_listening_port_does_not_lock_clients_out() {
     );
     // Every SYN was answered (the SYN-ACKs are lost): the table filled with SYN_RECV flows
     // and each SYN past its size evicted one of them.
-    std::thread::sleep(Duration::from_millis(300));
-    let st = stats(&d);
-    let evicted = drops_in(&st, "conntrack-evicted-unreplied");
-    assert!(
-        evicted >= u64::from(3 * FLOWS) - 8,
-        "the flood filled the table and evicted its own flows: {st}"
-    );
+    let evicted = try_poll_until(T, || {
+        let st = stats(&d);
+        let n = drops_in(&st, "conntrack-evicted-unreplied");
+        if n >= u64::from(3 * FLOWS) - 8 {
+            Ok(n)
+        } else {
+            Err(st)
+        }
+    })
+    .unwrap_or_else(|st| panic!("the flood filled the table and evicted its own flows: {st}"));
     for i in 0..20 {
         tcp_try(&w.outside, &target, T).unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
     }

@@ -116,11 +116,16 @@ impl System for Netd {
             .map(Some)
     }
     fn memory(&self, t: &Topology) -> Option<Memory> {
-        let pid = t.daemon.pid()?;
-        Some(Memory {
-            processes: 1,
-            rss_bytes: rss_bytes(pid)?,
-            bpf_map_bytes: bpf_held(pid).map_bytes(),
-        })
+        netd_memory(t)
     }
+}
+
+/// The netd daemon's memory: its RSS and the BPF maps it holds (S3 and S4 alike).
+pub fn netd_memory(t: &Topology) -> Option<Memory> {
+    let pid = t.daemon.pid()?;
+    Some(Memory {
+        processes: 1,
+        rss_bytes: rss_bytes(pid)?,
+        bpf_map_bytes: bpf_held(pid).map_bytes(),
+    })
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::{Memory, Route, System};
-use crate::memory::{bpf_held, rss_bytes};
 use crate::paths::PathId;
 use crate::topology::{TopoOpts, Topology};
 
@@ -70,11 +69,6 @@ impl System for DockerNetd {
         bail!("S4 is measured on P1, P2 and P6 only, not in the sweep")
     }
     fn memory(&self, t: &Topology) -> Option<Memory> {
-        let pid = t.daemon.pid()?;
-        Some(Memory {
-            processes: 1,
-            rss_bytes: rss_bytes(pid)?,
-            bpf_map_bytes: bpf_held(pid).map_bytes(),
-        })
+        super::s3_netd::netd_memory(t)
     }
 }

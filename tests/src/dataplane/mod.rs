@@ -247,8 +247,10 @@ fn connect_from(src: SocketAddrV4, dst: SocketAddrV4, wait: Duration) -> Result<
 
 mod icmp;
 mod probes;
+mod raw;
 mod servers;
 
 pub use icmp::*;
 pub use probes::*;
+pub use raw::*;
 pub use servers::*;
