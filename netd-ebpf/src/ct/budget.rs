@@ -29,8 +29,8 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, btf_maps::LruHashMap, macros::btf_map, programs::TcContext};
 use netd_common::{
-    CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SRC_COUNTED, CT_F_TD_SEEN, CT_SRC_MAX, CtEntry, CtKey, CtSrc,
-    DROP_CT_SOURCE_BUDGET, DpConfig, IPPROTO_TCP, ct_src_window, ct_src_window_ns, seq_in_window,
+    CT_F_REPLY, CT_F_SEEN_REPLY, CT_F_SRC_COUNTED, CT_SRC_MAX, CtEntry, CtKey, CtSrc,
+    DROP_CT_SOURCE_BUDGET, DpConfig, IPPROTO_TCP, ct_src_window, ct_src_window_ns,
 };
 
 use super::{
@@ -158,6 +158,8 @@ pub fn packet(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext, now: u64) 
 /// sent blind (as a spoofer must), is not.
 #[inline(always)]
 fn acks_the_answer(e: &CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext) -> bool {
+    // The flags first, before any lookup (and `acknowledges` checks them again): this keeps
+    // `packet`'s frame at 32 bytes, which from_uplink's call chain needs on the 512-byte stack.
     if pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_ACK || !pkt.has_l4() {
         return false;
     }
@@ -170,7 +172,7 @@ fn acks_the_answer(e: &CtEntry, k: &CtKey, pkt: &Pkt, ctx: &TcContext) -> bool {
     let Ok(ack) = ctx.load::<u32>(pkt.l4_off as usize + 8) else {
         return false;
     };
-    qflags & CT_F_TD_SEEN != 0 && seq_in_window(u32::from_be(ack), qseq)
+    super::acknowledges(pkt.tcp_flags, u32::from_be(ack), qflags, qseq)
 }
 
 /// Takes the answered flow of entry `e` (keyed `k`) out of the count of `src`, when it was

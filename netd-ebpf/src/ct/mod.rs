@@ -347,12 +347,7 @@ fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, ack: u32, now: u6
         } else {
             CT_TCP_ESTABLISHED
         }
-    } else if old == CT_TCP_SYN_RECV
-        && !is_reply
-        && f & (TCP_ACK | TCP_SYN) == TCP_ACK
-        && peer_flags & CT_F_TD_SEEN != 0
-        && seq_in_window(ack, peer_seq)
-    {
+    } else if old == CT_TCP_SYN_RECV && !is_reply && acknowledges(f, ack, peer_flags, peer_seq) {
         // The opener acknowledges the SYN-ACK's sequence number: it receives what is sent
         // to it (a blind spoofer's ACK does not, and leaves the flow unanswered).
         CT_TCP_ESTABLISHED
@@ -380,6 +375,18 @@ fn tcp_update(p: *mut CtEntry, k: &CtKey, pkt: &Pkt, seq: u32, ack: u32, now: u6
         q.last_seen_ns = now;
     }
     0
+}
+
+/// Does a segment with TCP flags `f` and acknowledgement number `ack` acknowledge what the
+/// other direction (its entry's `peer_flags` and last sequence number `peer_seq`) sent: an
+/// ACK without SYN or RST whose number lies within [`seq_in_window`] of it? Then its sender
+/// receives what is sent to it: the handshake is complete (SYN_RECV -> ESTABLISHED, and
+/// `budget`'s answer). A SYN sent again, or an ACK sent blind, as a spoofer must, is not.
+#[inline(always)]
+fn acknowledges(f: u8, ack: u32, peer_flags: u16, peer_seq: u32) -> bool {
+    f & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
+        && peer_flags & CT_F_TD_SEEN != 0
+        && seq_in_window(ack, peer_seq)
 }
 
 /// Everything a new flow's pair of entries needs besides its tuples (one argument, so that
