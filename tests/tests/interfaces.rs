@@ -259,3 +259,121 @@ fn netds_own_veth_events_do_not_refresh_the_host_but_other_changes_do() {
     );
     drop(cs);
 }
+
+/// Interface names with a '.' (every VLAN device: `eth0.100`) are served: the bpffs refuses
+/// '.' in a pin name, so the daemon failed to attach to such an uplink at all. Served, and
+/// kept across a restart (the pinned links are found again by their escaped names).
+#[test]
+fn an_uplink_whose_name_has_a_dot_is_served_and_kept_across_a_restart() {
+    let w = World::new();
+    let o2 = second_outside(&w, "up1.100", "203.0.113.1", "203.0.113.2");
+    let mut d = Daemon::start_serving_all(&w.host, &["--bip", BIP]);
+    assert_eq!(uplinks(&d), ["up0", "up1.100"]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80"]);
+    let srv = tcp_server(&web, 80);
+    assert_eq!(
+        tcp_request_until(&o2, "203.0.113.1:8080", T).unwrap(),
+        "ping"
+    );
+    assert_eq!(peer_ip(&srv), "203.0.113.2");
+    d.restart();
+    assert_eq!(uplinks(&d), ["up0", "up1.100"]);
+    let programs = d.status()["programs"].to_string();
+    assert!(programs.contains("up1.100"), "{programs}");
+    assert_eq!(
+        tcp_request_until(&o2, "203.0.113.1:8080", T).unwrap(),
+        "ping"
+    );
+    assert_eq!(peer_ip(&srv), "203.0.113.2");
+}
+
+/// Issue 8: a VLAN device named in `--uplink` is served like any Ethernet uplink. The host's
+/// `up0.100` (VLAN 100 on up0) faces the outside's `eth0.100`; only the VLAN is served, so the
+/// untagged up0 address is refused. Published TCP and UDP keep the client's address,
+/// container traffic is masqueraded to the VLAN's address, and under an iptables FORWARD DROP
+/// policy with no rule the published port still works: the fast path redirects into the
+/// container and the replies back onto the VLAN device (which tags them) without the host's
+/// forwarding.
+#[test]
+fn a_vlan_device_as_uplink_is_served_with_the_fast_path() {
+    let w = World::new();
+    let vlan = w.host.run(&[
+        "ip", "link", "add", "link", UPLINK, "name", "up0.100", "type", "vlan", "id", "100",
+    ]);
+    if !vlan.status.success() {
+        // This machine's 6.18 has no CONFIG_VLAN_8021Q; `cargo xtask vm-smoke` serves a VLAN
+        // uplink on Debian 12's 6.1 instead.
+        eprintln!(
+            "SKIPPED: the kernel cannot make a VLAN device: {}",
+            String::from_utf8_lossy(&vlan.stderr).trim()
+        );
+        return;
+    }
+    w.host
+        .ip(&["addr", "add", "203.0.113.1/24", "dev", "up0.100"]);
+    w.host.ip(&["link", "set", "up0.100", "up"]);
+    w.outside.ip(&[
+        "link", "add", "link", "eth0", "name", "eth0.100", "type", "vlan", "id", "100",
+    ]);
+    w.outside
+        .ip(&["addr", "add", "203.0.113.2/24", "dev", "eth0.100"]);
+    w.outside.ip(&["link", "set", "eth0.100", "up"]);
+    let d = Daemon::start_serving_all(&w.host, &["--bip", BIP, "--uplink", "up0.100"]);
+    assert_eq!(uplinks(&d), ["up0.100"]);
+    let web = w.container("web");
+    d.attach("web", &web, &["-p", "8080:80", "-p", "5353:53/udp"]);
+    let srv = tcp_server(&web, 80);
+    let usrv = netd_tests::udp_server(&web, 53);
+
+    assert_eq!(
+        tcp_request_until(&w.outside, "203.0.113.1:8080", T).unwrap(),
+        "ping"
+    );
+    assert_eq!(peer_ip(&srv), "203.0.113.2");
+    let got = poll_until("UDP through the VLAN", T, || {
+        netd_tests::traffic::udp_send(&w.outside, "203.0.113.1:5353", "v")
+    });
+    assert_eq!(got.trim(), "v");
+    assert_eq!(usrv.last_peer_ip(), "203.0.113.2");
+    // up0 itself is not an uplink now: its address does not publish.
+    assert!(
+        netd_tests::dataplane::tcp_try(
+            &w.outside,
+            &format!("{HOST_UPLINK_IP}:8080"),
+            netd_tests::dataplane::BLOCKED_WAIT
+        )
+        .is_err(),
+        "the untagged, unserved up0 published the port"
+    );
+
+    // Masquerade out of the VLAN.
+    let out = tcp_server(&w.outside, 7000);
+    assert_eq!(
+        tcp_request_until(&web, "203.0.113.2:7000", T).unwrap(),
+        "ping"
+    );
+    assert_eq!(
+        peer_ip(&out),
+        "203.0.113.1",
+        "masqueraded to up0.100's address"
+    );
+    let b = netd_tests::dataplane::binding_stats(&d, "web", "tcp", 8080).expect("binding");
+    assert!(b["packets"].as_u64().unwrap() > 0, "{b}");
+
+    // FORWARD DROP with no rule: only the fast path can serve the published port now.
+    w.host.run_ok(&["iptables", "-P", "FORWARD", "DROP"]);
+    let p0 = netd_tests::dataplane::forward_policy_drops(&w.host, "iptables");
+    for _ in 0..3 {
+        assert_eq!(
+            tcp_request_until(&w.outside, "203.0.113.1:8080", T).unwrap(),
+            "ping"
+        );
+    }
+    assert_eq!(peer_ip(&srv), "203.0.113.2");
+    assert_eq!(
+        netd_tests::dataplane::forward_policy_drops(&w.host, "iptables"),
+        p0,
+        "published VLAN traffic met FORWARD"
+    );
+}

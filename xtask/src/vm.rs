@@ -2,7 +2,7 @@
 //! initramfs holding the debug `netd` binary, and checks that netd runs there: it mounts the
 //! bpffs at /sys/fs/bpf itself (the VM has none), probes that 6.1 has no TCX, loads every
 //! program through the 6.1 verifier, attaches them as netlink clsact filters, and a published
-//! port answers across a veth pair. qemu runs with TCG (see [`run`]). Everything happens
+//! port answers across a veth pair and through a VLAN (802.1Q) uplink on it. qemu runs with TCG (see [`run`]). Everything happens
 //! inside the VM; on the host it only
 //! downloads packages (without installing the kernel) and writes under target/vm.
 
@@ -47,7 +47,7 @@ fail() {
 echo "kernel: $(uname -r)"
 # inet_diag, tcp_diag and udp_diag: the daemon lists the host's sockets (sock_diag) before
 # it publishes a port.
-for m in llc stp bridge veth sch_ingress cls_bpf inet_diag tcp_diag udp_diag; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
+for m in llc stp garp mrp 8021q bridge veth sch_ingress cls_bpf inet_diag tcp_diag udp_diag; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
 grep -q ' /sys/fs/bpf ' /proc/mounts && fail "/sys/fs/bpf is already a bpffs: the test would not show the mount"
 ip link set lo up
 ip netns add out || fail "ip netns add"
@@ -56,8 +56,15 @@ ip addr add 198.51.100.1/24 dev up0
 ip link set up0 up
 ip -n out addr add 198.51.100.2/24 dev eth0
 ip -n out link set eth0 up
+# A VLAN uplink (802.1Q, which this machine's own kernel lacks): VLAN 100 over the same veth.
+ip link add link up0 name up0.100 type vlan id 100 || fail "vlan device"
+ip addr add 203.0.113.1/24 dev up0.100
+ip link set up0.100 up
+ip -n out link add link eth0 name eth0.100 type vlan id 100
+ip -n out addr add 203.0.113.2/24 dev eth0.100
+ip -n out link set eth0.100 up
 mkdir /sys/fs/cgroup/netd-smoke
-netd daemon --uplink up0 --bip 172.30.0.1/24 --cgroup /sys/fs/cgroup/netd-smoke \
+netd daemon --uplink up0 --uplink up0.100 --bip 172.30.0.1/24 --cgroup /sys/fs/cgroup/netd-smoke \
     -H unix:///run/netd.sock --state-dir /run/netd-state >/run/netd.out 2>/run/netd.err &
 daemon=$!
 i=0
@@ -77,6 +84,12 @@ sleep 1
 got=$(nsenter --net=/run/netns/out nc -w 3 198.51.100.1 8080 </dev/null)
 [ "$got" = "hello-from-web" ] || fail "published port answered '$got'"
 echo "published port: $got"
+tc filter show dev up0.100 ingress | grep -q 'from_uplink' || fail "no from_uplink filter on up0.100"
+nsenter --net=/run/netns/web sh -c 'echo hello-over-vlan | nc -l -p 80' &
+sleep 1
+got=$(nsenter --net=/run/netns/out nc -w 3 203.0.113.1 8080 </dev/null)
+[ "$got" = "hello-over-vlan" ] || fail "published port over VLAN 100 answered '$got'"
+echo "published port over VLAN 100: $got"
 echo NETD-SMOKE-OK
 poweroff -f
 "#;
@@ -269,6 +282,9 @@ pub fn run() -> anyhow::Result<()> {
     for (m, rel) in [
         ("llc", "net/llc/llc.ko"),
         ("stp", "net/802/stp.ko"),
+        ("garp", "net/802/garp.ko"),
+        ("mrp", "net/802/mrp.ko"),
+        ("8021q", "net/8021q/8021q.ko"),
         ("bridge", "net/bridge/bridge.ko"),
         ("veth", "drivers/net/veth.ko"),
         ("sch_ingress", "net/sched/sch_ingress.ko"),

@@ -134,9 +134,10 @@ impl PinLayout {
         self.root.join("links")
     }
 
-    /// `links/<ifname>`; the name was checked by [`check_ifname`].
+    /// `links/<ifname>` (escaped by [`pin_component`]); the name was checked by
+    /// [`check_ifname`].
     pub fn links_dir(&self, ifname: &str) -> PathBuf {
-        self.links_root().join(ifname)
+        self.links_root().join(pin_component(ifname))
     }
 
     pub fn link(&self, ifname: &str, program: &str) -> PathBuf {
@@ -151,7 +152,7 @@ impl PinLayout {
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| DataplaneError::io("list", root.clone(), e))?;
-            if let Ok(name) = entry.file_name().into_string() {
+            if let Some(name) = entry.file_name().to_str().and_then(ifname_of_component) {
                 names.push(name);
             }
         }
@@ -202,6 +203,38 @@ pub fn check_ifname(ifname: &str) -> Result<(), DataplaneError> {
     }
 }
 
+/// An interface name as a bpffs directory name. The bpffs refuses any name with a '.'
+/// (EPERM), and VLAN devices are named `eth0.100`: '.' is written `%2E` and '%' `%25`, so
+/// every interface name has one component and every component one name.
+pub fn pin_component(ifname: &str) -> String {
+    let mut out = String::with_capacity(ifname.len());
+    for c in ifname.chars() {
+        match c {
+            '.' => out.push_str("%2E"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The interface name of a [`pin_component`]; None for a name no interface has.
+pub fn ifname_of_component(component: &str) -> Option<String> {
+    let mut out = String::with_capacity(component.len());
+    let mut rest = component;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        match rest.get(at..at + 3) {
+            Some("%2E") => out.push('.'),
+            Some("%25") => out.push('%'),
+            _ => return None,
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Removes a file, treating "already gone" as success.
 pub fn remove_file(path: &Path) -> Result<(), DataplaneError> {
     match fs::remove_file(path) {
@@ -215,5 +248,24 @@ pub fn remove_dir(path: &Path) -> Result<(), DataplaneError> {
     match fs::remove_dir(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(DataplaneError::io("remove", path, e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_round_trip_through_pin_components_without_dots() {
+        for name in ["eth0", "eth0.100", "a.b.c", "50%", "x%2Ey", "%", "."] {
+            let c = pin_component(name);
+            assert!(!c.contains('.'), "{name} -> {c}");
+            assert_eq!(ifname_of_component(&c).as_deref(), Some(name), "{c}");
+        }
+        assert_eq!(pin_component("eth0.100"), "eth0%2E100");
+        assert_ne!(pin_component("eth0.100"), pin_component("eth0%2E100"));
+        // A component no interface name gives.
+        assert_eq!(ifname_of_component("bad%41"), None);
+        assert_eq!(ifname_of_component("tail%2"), None);
     }
 }
