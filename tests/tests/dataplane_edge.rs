@@ -96,10 +96,7 @@ fn resets_and_icmp_errors_are_translated_back() {
 fn masquerade_keeps_colliding_source_ports_apart() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    d.attach("c1", &c1, &[]);
-    d.attach("c2", &c2, &[]);
+    let ((c1, _), (c2, _)) = w.two_attached(&d);
     let echo = UdpEcho::start(&w.outside, 7101);
     let dst = format!("{OUTSIDE_IP}:7101");
     // A host socket already talking to the same destination from port 40000.

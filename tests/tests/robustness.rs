@@ -123,10 +123,7 @@ fn concurrent_attaches_get_distinct_addresses() {
 fn p2p_link_goes_away_with_an_endpoint_and_is_not_doubled() {
     let w = World::new();
     let d = w.daemon(&["--bip", BIP]);
-    let c1 = w.container("c1");
-    let c2 = w.container("c2");
-    d.attach("c1", &c1, &[]);
-    d.attach("c2", &c2, &[]);
+    let ((_c1, _), (c2, _)) = w.two_attached(&d);
     d.netd_ok(&["p2p", "c1", "c2"]);
     let err = d.netd_err(&["p2p", "c2", "c1"]);
     assert!(
