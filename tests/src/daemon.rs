@@ -56,6 +56,8 @@ pub struct Daemon {
     mount_ns: Option<PathBuf>,
     child: Option<Child>,
     starts: u32,
+    /// The next start's stderr instead of its log file (e.g. a pseudo-terminal).
+    stderr_to: Option<fs::File>,
 }
 
 impl Daemon {
@@ -243,6 +245,7 @@ impl Daemon {
             mount_ns: None,
             child: None,
             starts: 0,
+            stderr_to: None,
         }
     }
 
@@ -250,7 +253,10 @@ impl Daemon {
         assert!(self.child.is_none(), "daemon already running");
         self.starts += 1;
         let out = fs::File::create(self.log_path(self.starts, "out")).unwrap();
-        let err = fs::File::create(self.log_path(self.starts, "err")).unwrap();
+        let err = match self.stderr_to.take() {
+            Some(f) => f,
+            None => fs::File::create(self.log_path(self.starts, "err")).unwrap(),
+        };
         // nsenter only enters the network namespace and execs netd (no fork), so the child's
         // pid is netd's; the mount namespace stays the real one so bpffs pins are visible.
         let mut c = std::process::Command::new("nsenter");
@@ -401,6 +407,13 @@ impl Daemon {
         }
         self.spawn();
         self.wait_ready();
+    }
+
+    /// [`Daemon::restart`] with the new process's stderr on `stderr` (its log is then not
+    /// kept).
+    pub fn restart_with_stderr(&mut self, stderr: fs::File) {
+        self.stderr_to = Some(stderr);
+        self.restart();
     }
 
     /// Runs `netd -H unix://<sock> args...` (30 s limit).
