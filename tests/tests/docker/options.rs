@@ -1,8 +1,11 @@
 //! `docker network create` options reach netd's network through the real dockerd, and are seen
 //! in packets: `--ip-range`, a non-default `--gateway`, the MTU, `enable_ip_masquerade=false`,
-//! `--internal` publishing nothing; `netd stats` and `netd ct` show Docker's containers.
+//! `--internal` publishing nothing; `netd stats` and `netd ct` show Docker's containers, whose
+//! published ports take the fast path.
 
-use netd_tests::dataplane::{BLOCKED_WAIT, binding_stats, ct, ct_has_kind, tcp_try};
+use netd_tests::dataplane::{
+    BLOCKED_WAIT, binding_stats, ct, ct_has_kind, forward_policy_drops, tcp_try,
+};
 use netd_tests::traffic::tcp_server;
 
 use super::*;
@@ -157,6 +160,20 @@ fn dockerd_network_options_shape_addresses_routes_mtu_masquerade_and_internal() 
     );
 
     assert_no_iptables_or_proxy(&x.w.host);
+    // A Docker container's published port takes netd's fast path both ways, as netd's own
+    // containers do: under an iptables FORWARD DROP policy with no rule in the host
+    // namespace, the outside is still served with its real address and FORWARD counts
+    // nothing.
+    x.w.host.run_ok(&["iptables", "-P", "FORWARD", "DROP"]);
+    let p0 = forward_policy_drops(&x.w.host, "iptables");
+    for _ in 0..3 {
+        assert_eq!(x.outside_peer(8100).unwrap(), OUTSIDE_IP);
+    }
+    assert_eq!(
+        forward_policy_drops(&x.w.host, "iptables"),
+        p0,
+        "a Docker container's published traffic met FORWARD"
+    );
     x.docker
         .docker_ok(&["rm", "-f", "oweb", "ocli", "iweb", "icli"]);
     x.docker.docker_ok(&["network", "rm", "dko", "dki"]);
