@@ -244,6 +244,45 @@ fn ipv6_loopback_udp_sendto_reaches_an_ipv4_container() {
     }
 }
 
+/// Issue 12, dual stack: a container with its own IPv6 address is reached from the host over
+/// IPv6 too, where the socket hooks cannot redirect: unconnected UDP `sendto([::1]:PORT)` and
+/// the host's own global IPv6 address (TCP and UDP) reach the relay's socket on `[::]:PORT`
+/// (outside IPv6 traffic is DNAT6'd before it, to the container's own address), and the
+/// replies come from the address dialled. Before, these got no answer.
+#[test]
+fn host_local_ipv6_reaches_a_dual_stack_container() {
+    let w = World::new();
+    netd_tests::ipv6::v6_uplink(&w);
+    let d = w.daemon(&["--bip", BIP, "--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64"]);
+    let site = Site::with(w, d, &["8080:80", "8080:80/udp"]);
+    assert!(
+        site.d.inspect("web")["global_ipv6"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("2001:db8:1:")),
+        "{}",
+        site.d.inspect("web")
+    );
+    site.wait_tcp("127.0.0.1:8080");
+    let host6 = netd_tests::ipv6::HOST6;
+    let (udp6, tcp6, udp1) = (
+        format!("udp [{host6}]:8080"),
+        format!("tcp [{host6}]:8080"),
+        "udp [::1]:8080".to_string(),
+    );
+    let r = poll_until("host-local IPv6 to a dual-stack container", T, || {
+        let r = site.client(&[&udp1, &tcp6, &udp6, "tcp [::1]:8080"]);
+        if r.values().all(|v| v.starts_with("ok reply=ping")) {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    });
+    assert_ok(&r, &udp1, &["from=[::1]:8080"]);
+    assert_ok(&r, &tcp6, &[&format!("peer=[{host6}]:8080")]);
+    assert_ok(&r, &udp6, &[&format!("from=[{host6}]:8080")]);
+    assert_ok(&r, "tcp [::1]:8080", &["peer=[::1]:8080"]);
+}
+
 /// The bind6 hook refuses `[::]:PORT` for a published IPv4 port (a dual-stack socket would
 /// take it), but lets the NAT46 relay's IPV6_V6ONLY socket bind while it carries the
 /// relay's SO_PRIORITY marker (what a restarted daemon needs: its ports are in the pinned

@@ -43,7 +43,8 @@ impl Engine {
         let mut t = Phases::new();
         self.forget_deleted_veths();
         let mut ep = self.plan(&req)?;
-        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports, ep.ip)?;
+        let has_v6 = ep.ipv6.as_ref().is_some_and(|l| l.global.is_some());
+        let next_id = self.take_ports(&mut ep.ports, ep.reserve_ports, ep.ip, has_v6)?;
         t.mark("plan");
         let mut undo = Undo {
             ports: ep.ports.clone(),

@@ -65,13 +65,26 @@ impl Engine {
         // The bindings of specs without a host address, and every -P one (after them).
         let no_addr =
             |i: usize| default_host.is_none() && publish.get(i).is_none_or(|p| p.host_ip.is_none());
+        let mut budget = super::relay46::PORTS_MAX.saturating_sub(relayed);
         if v6.is_some() {
             for (i, b) in out.iter_mut().enumerate() {
                 b.also_v6 = no_addr(i);
+                // The IPv6 side is DNAT6 in eBPF. The relay's socket on it also serves the
+                // host-local IPv6 the socket hooks cannot redirect (unconnected UDP `sendto`
+                // to `[::1]`, the host's own IPv6 addresses): outside traffic is translated
+                // before it could reach that socket. Past the relay's budget, only that
+                // host-local part goes without.
+                let count = u32::from(b.count);
+                if (b.also_v6 || b.host_ip.is_ipv6())
+                    && b.count <= super::relay46::DEFAULT_RANGE_MAX
+                    && count <= budget
+                {
+                    b.relay46 = true;
+                    budget -= count;
+                }
             }
             return Ok(out);
         }
-        let mut budget = super::relay46::PORTS_MAX.saturating_sub(relayed);
         for (i, b) in out.iter_mut().enumerate() {
             let count = u32::from(b.count);
             if b.host_ip.is_ipv6() {
@@ -99,6 +112,7 @@ impl Engine {
         bindings: &mut [PortBinding],
         reserve: bool,
         target: Option<Ipv4Addr>,
+        has_v6: bool,
     ) -> Result<u32, EngineError> {
         let next_id = self.state.next_binding_id;
         for b in bindings.iter_mut() {
@@ -107,13 +121,13 @@ impl Engine {
         }
         if !(self.dp.is_some() && reserve && target.is_some()) {
             // No relay (no eBPF dataplane, or the runtime holds the ports itself): a default
-            // binding is 0.0.0.0 only, as before NAT46.
-            for b in bindings
-                .iter_mut()
-                .filter(|b| b.relay46 && b.host_ip.is_ipv4())
-            {
+            // binding of a container without IPv6 is 0.0.0.0 only, as before NAT46; one with
+            // IPv6 keeps its DNAT6 side.
+            for b in bindings.iter_mut().filter(|b| b.relay46) {
                 b.relay46 = false;
-                b.also_v6 = false;
+                if !has_v6 && b.host_ip.is_ipv4() {
+                    b.also_v6 = false;
+                }
             }
         }
         if self.dp.is_some() && reserve {
@@ -171,7 +185,7 @@ impl Engine {
         let steps = &crate::ops::progress::STEPS;
         let total: u64 = new.iter().map(|b| u64::from(b.count)).sum();
         steps.begin_for(&format!("publish {name}"), total, "ports");
-        let next_id = self.take_ports(&mut new, ep.reserve_ports, ep.ip)?;
+        let next_id = self.take_ports(&mut new, ep.reserve_ports, ep.ip, v6.is_some())?;
         let ep = self.state.endpoints.get_mut(name).expect("checked");
         let (old_ports, old_publish) = (ep.ports.len(), ep.publish.len());
         let added = Touched::PortsAdded {
