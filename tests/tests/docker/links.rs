@@ -122,6 +122,19 @@ fn dockerd_link_driver_option_allows_exposed_ports_on_an_icc_false_network() {
         .docker_ok(&["exec", "web", "/bin/busybox", "nslookup", "db"]);
     assert!(name.contains(&db), "nslookup db: {name}");
 
+    // Docker's own --link beside the option gives the alias in Docker's DNS.
+    let web2_net = on("web2", ",driver-opt=netd.link=db");
+    x.run_sleeper("web2", &["--network", &web2_net, "--link", "db:dbalias"]);
+    let alias = x
+        .docker
+        .docker_ok(&["exec", "web2", "/bin/busybox", "nslookup", "dbalias"]);
+    assert!(alias.contains(&db), "nslookup dbalias with --link: {alias}");
+    assert_eq!(
+        x.exec_peer("web2", "dbalias", 80),
+        x.docker_ip("web2"),
+        "web2 -> dbalias:80"
+    );
+
     // Bad values and unknown targets are refused naming the option, with nothing made.
     let before = x.netd_endpoints();
     let e = run_refused(
@@ -176,8 +189,9 @@ fn dockerd_link_driver_option_allows_exposed_ports_on_an_icc_false_network() {
     );
 
     assert_no_iptables_or_proxy(&x.w.host);
-    x.docker
-        .docker_ok(&["rm", "-f", "db", "cache", "web", "other", "odb", "ocli"]);
+    x.docker.docker_ok(&[
+        "rm", "-f", "db", "cache", "web", "web2", "other", "odb", "ocli",
+    ]);
     x.docker.docker_ok(&["network", "rm", "dkl", "dko"]);
     assert!(x.netd_endpoints().is_empty());
     assert!(x.w.host.links_with_prefix("veth").is_empty());
