@@ -53,6 +53,7 @@ fn assert_no_iptables_or_proxy(host: &Netns) {
     }
 }
 
+mod links;
 mod options;
 mod ports;
 mod publish;

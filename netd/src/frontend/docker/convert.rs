@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
-use super::protocol::{Options, PortBinding};
+use super::protocol::{Options, PortBinding, TransportPort};
 use crate::engine::NetworkSpec;
-use crate::spec::{PortRange, Proto, PublishSpec};
+use crate::spec::{ExposeSpec, LinkSpec, PortRange, Proto, PublishSpec};
 
 /// `-o` options of `docker network create` (libnetwork `netlabel.GenericData`).
 pub const GENERIC: &str = "com.docker.network.generic";
@@ -18,6 +18,11 @@ pub const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
 /// The netd name of a network (`-o netd.name=N`) or endpoint (`driver-opt=netd.name=N`).
 pub const NETD_NAME: &str = "netd.name";
 pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
+/// Link allowances of an endpoint (`driver-opt=netd.link=NAME[:ALIAS][+NAME[:ALIAS]...]`).
+pub const NETD_LINK: &str = "netd.link";
+/// The container's exposed ports (`--expose`, `-p`, the image's `EXPOSE`), in CreateEndpoint's
+/// options (first non-internal network only) and Join's (the sandbox's, on every network).
+pub const EXPOSED_PORTS: &str = "com.docker.network.endpoint.exposedports";
 
 const ICC: &str = "com.docker.network.bridge.enable_icc";
 const MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
@@ -125,6 +130,71 @@ pub fn network_spec(
         }
     }
     Ok(spec)
+}
+
+/// `driver-opt=netd.link=...` → the endpoint's links, in the order given (repeats dropped).
+/// Links are separated by `+` (which survives the CSV parsing of `docker run --network
+/// name=N,driver-opt=...`) or `,` (for the API and compose's `driver_opts`); each is
+/// `NAME[:ALIAS]` as in `netd attach --link`, NAME being the target's `netd.name`. A driver
+/// option is one key of a map: a repeated `driver-opt=netd.link=` keeps only the last.
+pub fn link_specs(options: Option<&Options>) -> Result<Vec<LinkSpec>, String> {
+    match string_options(options).get(NETD_LINK) {
+        None => Ok(Vec::new()),
+        Some(v) => parse_links(v),
+    }
+}
+
+/// The value of a `netd.link` driver option (see [`link_specs`]).
+pub fn parse_links(v: &str) -> Result<Vec<LinkSpec>, String> {
+    let mut out: Vec<LinkSpec> = Vec::new();
+    for item in v.split(['+', ',']) {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!(
+                "driver-opt {NETD_LINK}={v}: an empty link; write NAME[:ALIAS], several joined by '+'"
+            ));
+        }
+        let l: LinkSpec = item
+            .parse()
+            .map_err(|e| format!("driver-opt {NETD_LINK}={v}: {e}"))?;
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+/// `com.docker.network.endpoint.exposedports` → the endpoint's exposed ports (what a link to it
+/// reaches), repeats dropped. SCTP is refused as for `-p`.
+pub fn expose_specs(options: Option<&Options>) -> Result<Vec<ExposeSpec>, String> {
+    let Some(v) = options.and_then(|o| o.get(EXPOSED_PORTS)) else {
+        return Ok(Vec::new());
+    };
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let ports: Vec<TransportPort> =
+        serde_json::from_value(v.clone()).map_err(|e| format!("invalid {EXPOSED_PORTS}: {e}"))?;
+    let mut out: Vec<ExposeSpec> = Vec::new();
+    for p in ports {
+        let proto = match p.proto {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            132 => {
+                return Err(format!(
+                    "--expose {}/sctp: netd exposes tcp and udp only",
+                    p.port
+                ));
+            }
+            n => return Err(format!("--expose {}: unknown protocol number {n}", p.port)),
+        };
+        let ports = PortRange::new(p.port, p.port).map_err(|e| format!("--expose: {e}"))?;
+        let e = ExposeSpec { ports, proto };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    Ok(out)
 }
 
 /// `com.docker.network.portmap` → publish requests: host port 0 lets netd pick, a host range
@@ -296,6 +366,103 @@ mod tests {
         assert!(publish_specs(None).unwrap().is_empty());
         let sctp = opts(r#"{"com.docker.network.portmap":[{"Proto":132,"Port":80}]}"#);
         assert!(publish_specs(Some(&sctp)).unwrap_err().contains("sctp"));
+    }
+
+    #[test]
+    fn link_option_parses_one_or_several_links() {
+        let names = |v: &str| -> Vec<String> {
+            parse_links(v)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(names("db"), ["db:db"]);
+        assert_eq!(names("db:dbalias"), ["db:dbalias"]);
+        assert_eq!(
+            names("db:dbalias+cache+web.1:web"),
+            ["db:dbalias", "cache:cache", "web.1:web"]
+        );
+        // ',' as the API or compose's driver_opts may send it; repeats are one link.
+        assert_eq!(names("db:a, cache ,db:a"), ["db:a", "cache:cache"]);
+        // As dockerd sends driver options: top-level strings of CreateEndpoint's Options.
+        let o = opts(r#"{"netd.name":"web","netd.link":"db:dbalias+cache"}"#);
+        let l = link_specs(Some(&o)).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!((l[0].name.as_str(), l[0].alias.as_str()), ("db", "dbalias"));
+        assert_eq!(
+            (l[1].name.as_str(), l[1].alias.as_str()),
+            ("cache", "cache")
+        );
+        assert!(
+            link_specs(Some(&opts(r#"{"netd.name":"web"}"#)))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(link_specs(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn link_option_refused_naming_the_option() {
+        let err = |v: &str| parse_links(v).unwrap_err();
+        for (v, want) in [
+            ("", "driver-opt netd.link=: an empty link"),
+            ("db++cache", "driver-opt netd.link=db++cache: an empty link"),
+            ("db+", "driver-opt netd.link=db+: an empty link"),
+            ("db:a:b", "driver-opt netd.link=db:a:b: invalid link "),
+            (
+                "db:my_alias",
+                "driver-opt netd.link=db:my_alias: invalid link ",
+            ),
+            ("/db", "driver-opt netd.link=/db: invalid link "),
+            (":x", "driver-opt netd.link=:x: invalid link "),
+        ] {
+            let e = err(v);
+            assert!(e.starts_with(want), "{v:?}: {e}");
+        }
+        let o = opts(r#"{"netd.link":"db:"}"#);
+        let e = link_specs(Some(&o)).unwrap_err();
+        assert!(
+            e.contains("driver-opt netd.link=db:") && e.contains("alias"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exposed_ports_from_libnetwork() {
+        // --expose 80 --expose 53/udp -p 8080:80 (80/tcp twice: once).
+        let o = opts(
+            r#"{"com.docker.network.endpoint.exposedports":[
+                {"Proto":6,"Port":80},{"Proto":17,"Port":53},{"Proto":6,"Port":80}]}"#,
+        );
+        let e: Vec<String> = expose_specs(Some(&o))
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(e, ["80/tcp", "53/udp"]);
+        assert!(expose_specs(None).unwrap().is_empty());
+        let empty = opts(r#"{"com.docker.network.endpoint.exposedports":[]}"#);
+        assert!(expose_specs(Some(&empty)).unwrap().is_empty());
+        let null = opts(r#"{"com.docker.network.endpoint.exposedports":null}"#);
+        assert!(expose_specs(Some(&null)).unwrap().is_empty());
+        let sctp = opts(r#"{"com.docker.network.endpoint.exposedports":[{"Proto":132,"Port":9}]}"#);
+        assert_eq!(
+            expose_specs(Some(&sctp)).unwrap_err(),
+            "--expose 9/sctp: netd exposes tcp and udp only"
+        );
+        let zero = opts(r#"{"com.docker.network.endpoint.exposedports":[{"Proto":6,"Port":0}]}"#);
+        assert!(
+            expose_specs(Some(&zero))
+                .unwrap_err()
+                .starts_with("--expose: ")
+        );
+        let bad = opts(r#"{"com.docker.network.endpoint.exposedports":"80"}"#);
+        assert!(
+            expose_specs(Some(&bad))
+                .unwrap_err()
+                .starts_with("invalid com.docker.network.endpoint.exposedports")
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::engine::ipv6::{BRIDGE_LINK_LOCAL, Ipam6};
 use crate::engine::{EndpointSpec, Engine, EngineError, handover_peer_name};
+use crate::spec::LinkSpec;
 use protocol as p;
 use state::DockerState;
 
@@ -357,6 +358,9 @@ impl Call<'_> {
                 "container name \"{name}\" is already attached to netd"
             ));
         }
+        let links = convert::link_specs(r.options.as_ref())?;
+        self.check_link_targets(&links, &network.name)?;
+        let expose = convert::expose_specs(r.options.as_ref())?;
         let (mac, reply_mac) = match iface.mac_address.as_str() {
             "" => (crate::engine::ipam::mac_from_ipv4(ip), true),
             m => (
@@ -372,6 +376,8 @@ impl Call<'_> {
                 ip,
                 ip6,
                 mac,
+                links,
+                expose,
                 joined: false,
             },
         );
@@ -385,6 +391,31 @@ impl Call<'_> {
                 ..Default::default()
             }),
         }))
+    }
+
+    /// As `netd attach --link` requires: each target is a netd endpoint already (a container
+    /// started before this one, named by its `netd.name`), on the same network.
+    fn check_link_targets(&self, links: &[LinkSpec], network: &str) -> Result<(), String> {
+        for l in links {
+            let opt = format!("driver-opt {}={l}", convert::NETD_LINK);
+            let t = self.eng.inspect(&l.name).map_err(|_| {
+                format!(
+                    "{opt}: no container named {} is attached to netd (start it first, with \
+                     driver-opt={}={})",
+                    l.name,
+                    convert::NETD_NAME,
+                    l.name
+                )
+            })?;
+            if t.network.as_deref() != Some(network) {
+                return Err(format!(
+                    "{opt}: {} is on network {}, not on network {network}: links work within one network",
+                    l.name,
+                    t.network.as_deref().unwrap_or(t.net.as_str())
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn endpoint(&self, id: &str) -> Result<state::Endpoint, String> {
@@ -410,6 +441,15 @@ impl Call<'_> {
         spec.ip6 = ep.ip6;
         spec.mac = Some(ep.mac);
         spec.hand_over = true;
+        // The target may have gone since CreateEndpoint: the engine checks again.
+        self.check_link_targets(&ep.links, &net)?;
+        spec.links = ep.links.clone();
+        spec.expose = ep.expose.clone();
+        for e in convert::expose_specs(r.options.as_ref())? {
+            if !spec.expose.contains(&e) {
+                spec.expose.push(e);
+            }
+        }
         // The held address becomes the endpoint's (under the engine's lock: nobody else can
         // take it in between).
         let holder = self.eng.holder_of(ep.ip).map(str::to_string);

@@ -181,6 +181,14 @@ pub struct PortBinding {
     pub host_port_end: u16,
 }
 
+/// One `com.docker.network.endpoint.exposedports` entry (libnetwork `types.TransportPort`).
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TransportPort {
+    pub proto: u8,
+    pub port: u16,
+}
+
 /// A network driver's error (`{"Err": ...}`).
 #[derive(Debug, Serialize)]
 pub struct DriverError {

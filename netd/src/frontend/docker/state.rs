@@ -46,6 +46,12 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
+    /// `driver-opt=netd.link=...`: the link allowances Join gives the netd endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::spec::LinkSpec>,
+    /// CreateEndpoint's exposed ports (Join adds its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<crate::spec::ExposeSpec>,
     /// Between Join and Leave: the netd endpoint exists.
     pub joined: bool,
 }
