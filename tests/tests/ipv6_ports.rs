@@ -387,3 +387,33 @@ fn forward_drop_host_ipv6_with_the_fast_path() {
 fn forward_drop_host_ipv6_without_the_fast_path() {
     forward6_drop("false");
 }
+
+/// A daemon started with `--ip 0.0.0.0` (issue 12): a binding that names no host address takes
+/// the daemon's IPv4 address only, so it is never reachable over IPv6, neither translated in
+/// eBPF (a container with IPv6) nor relayed; over IPv4 it is served.
+#[test]
+fn a_daemon_ip_of_0_0_0_0_publishes_nothing_on_ipv6() {
+    let w = World::new();
+    v6_uplink(&w);
+    let d = w.daemon(&[
+        "--bip",
+        BIP,
+        "--ipv6",
+        "--fixed-cidr-v6",
+        "2001:db8:1::/64",
+        "--ip",
+        "0.0.0.0",
+    ]);
+    let web = w.container("web");
+    let v = d.attach("web", &web, &["-p", "8080:80"]);
+    assert!(v["global_ipv6"].is_string(), "a dual-stack container: {v}");
+    let srv = tcp6_server(&web, 80);
+    tcp_echo(&w, &format!("{HOST_UPLINK_IP}:8080"), "v4");
+    assert_eq!(srv.last_peer(), ip(OUTSIDE_IP));
+    let n = srv.peers().len();
+    assert!(tcp_blocked(&w.outside, &format!("[{HOST6}]:8080")));
+    assert_eq!(srv.peers().len(), n, "an IPv6 client reached the container");
+    let b = &d.inspect("web")["ports"][0];
+    assert_eq!(b["host_ip"], "0.0.0.0", "{b}");
+    assert!(b["host_ip6"].is_null(), "{b}");
+}

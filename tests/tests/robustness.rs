@@ -206,6 +206,29 @@ fn ip_forward_false_leaves_forwarding_alone() {
     assert_eq!(w.host.read("/proc/sys/net/ipv4/ip_forward").trim(), "0");
 }
 
+/// The same for IPv6 (issue 12): `--ipv6 --fixed-cidr-v6` turns IPv6 forwarding on in the
+/// daemon's namespace unless `--ip-forward false`; the subnet's route is there either way.
+#[test]
+fn ip_forward_false_leaves_ipv6_forwarding_alone() {
+    for (forward, want) in [("false", "0"), ("true", "1")] {
+        let w = World::new();
+        let fwd = "/proc/sys/net/ipv6/conf/all/forwarding";
+        assert_eq!(w.host.read(fwd).trim(), "0");
+        let _d = w.daemon(&[
+            "--bip",
+            BIP,
+            "--ipv6",
+            "--fixed-cidr-v6",
+            "2001:db8:1::/64",
+            "--ip-forward",
+            forward,
+        ]);
+        assert_eq!(w.host.read(fwd).trim(), want, "--ip-forward {forward}");
+        let routes = w.host.ip(&["-6", "route", "show", "2001:db8:1::/64"]);
+        assert!(routes.contains("2001:db8:1::/64"), "{routes}");
+    }
+}
+
 #[test]
 fn http_api_delete_detaches() {
     let w = World::new();
