@@ -165,6 +165,16 @@ fn dockerd_keeps_networking_across_netd_restarts_and_a_dockerd_crash() {
     assert_eq!(x.w.host.links_with_prefix("veth").len(), 2 + 2);
     x.docker
         .docker_ok(&["rm", "-f", "o1", "o2", "web", "always"]);
+    // No lease leaked across the crash and the removals: the next two containers get the
+    // network's first two addresses, the ones web and always had before dockerd was killed.
+    x.run_sleeper("f1", &["--network", "dkr"]);
+    x.run_sleeper("f2", &["--network", "dkr"]);
+    assert_eq!(
+        (x.docker_ip("f1"), x.docker_ip("f2")),
+        ("10.79.4.2".to_string(), "10.79.4.3".to_string()),
+        "a lease outlived its container"
+    );
+    x.docker.docker_ok(&["rm", "-f", "f1", "f2"]);
     x.docker.docker_ok(&["network", "rm", "oracle", "dkr"]);
     assert!(x.netd_endpoints().is_empty());
     assert!(x.w.host.links_with_prefix("veth").is_empty());
