@@ -156,7 +156,7 @@ fn unforwarded_src6(a: &[u32; 4]) -> bool {
 /// (`nat6::inbound_addrs`) straight into it: translated for a published port, or routed to a
 /// container's own address (TCP or UDP that no flow or binding took; it would only meet the
 /// host's forwarding, which has no check of netd's for it). Returns the TC verdict, or
-/// [`NOT_TAKEN`]: flag off, the destination not an endpoint's or link-local, its network
+/// [`NOT_TAKEN`]: flag off, VLAN-tagged, the destination not an endpoint's or link-local, its network
 /// `--internal` or without a bridge MAC, a hop limit of 1 (the stack answers time exceeded),
 /// too big for the veth, or a source the stack would not forward (link-local, multicast,
 /// ::/96, v4-mapped), which keeps its verdict.
@@ -171,6 +171,13 @@ pub fn into_container6(ctx: &TcContext) -> i64 {
     let Some((saddr, daddr)) = crate::nat6::inbound_addrs() else {
         return NOT_TAKEN;
     };
+    // A VLAN-tagged frame (the kernel took the tag off before this hook) belongs to a VLAN
+    // device, or is discarded after it: the stack decides, as without the fast path.
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    let (vlan, tci) = unsafe { ((*ctx.skb.skb).vlan_present, (*ctx.skb.skb).vlan_tci) };
+    if vlan != 0 && tci & 0x0fff != 0 {
+        return NOT_TAKEN;
+    }
     // NETD_EP6_ADDRS holds the endpoints' link-local addresses too: never routed to.
     if unforwarded_src6(saddr) || is_link_local6(daddr) {
         return NOT_TAKEN;
