@@ -180,9 +180,9 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, u32> {
 }
 
 /// `from_container6`'s body (tail-called by [`from_container`] for IPv6, after the MAC check):
-/// the IPv6 policy (`policy6`), then on the fast path a published flow's reply that leaves by
-/// an uplink is routed, translated and sent there ([`redirect::reply6_to_uplink`]); anything
-/// else goes to the stack, as before.
+/// the IPv6 policy (`policy6`), then on the fast path TCP/UDP that leaves by an uplink (a
+/// published flow's reply, translated there, or the container's own routed traffic) is sent
+/// there ([`redirect::out6_to_uplink`]); anything else goes to the stack, as before.
 #[inline(always)]
 pub fn from_container6(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
@@ -198,7 +198,7 @@ pub fn from_container6(ctx: &TcContext) -> Result<i32, u32> {
     if !redirect::enabled(cfg) {
         return Ok(PASS);
     }
-    let v = redirect::reply6_to_uplink(ctx, ifindex);
+    let v = redirect::out6_to_uplink(ctx, ifindex);
     if v != redirect::NOT_TAKEN {
         return Ok(v as i32);
     }

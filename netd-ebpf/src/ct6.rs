@@ -49,6 +49,10 @@ pub struct Scratch6 {
     /// 1 when [`crate::nat6`] translated this packet for the flow keyed `k` (this run's, for
     /// `monitor::tcp_close`).
     pub translated: u32,
+    /// 1 when this run found a TCP/UDP packet that no flow or binding of [`crate::nat6`]
+    /// takes: routed IPv6 (the fast path's `redirect::into_container6` and
+    /// `redirect::out6_to_uplink` read `ip` then).
+    pub routed: u32,
     pub now: u64,
 }
 

@@ -181,6 +181,7 @@ fn parse_step(ctx: &TcContext) -> u32 {
         return V6_NEXT;
     };
     s.translated = 0;
+    s.routed = 0;
     match ct6::parse(ctx, s) {
         Ok(false) => V6_NEXT,
         Ok(true) if s.pkt.kind == L4_ICMP_ERR => V6_ICMP,
@@ -279,16 +280,45 @@ pub fn translated() -> Option<&'static mut Scratch6> {
     Some(s)
 }
 
-/// The first word of the source address and the destination address of the packet this run
-/// translated (its new destination: the container's address on the way in), without taking
-/// it: `monitor::tcp_close` still reads the slot after the verdict.
+/// The source and destination addresses of the packet this uplink run leaves for a
+/// container, read in place in the scratch slot (nothing taken: `monitor::tcp_close` still
+/// reads the slot after the verdict): translated for a published port (its new destination,
+/// the container's address), or routed (a TCP/UDP packet no flow or binding took: its own
+/// destination). `None` for anything else.
 #[inline(always)]
-pub fn translated_addrs() -> Option<(u32, [u32; 4])> {
+pub fn inbound_addrs() -> Option<(&'static [u32; 4], &'static [u32; 4])> {
     let s = scratch()?;
-    if s.translated == 0 {
+    if s.translated != 0 {
+        return Some((&s.ip.saddr, &s.t.daddr));
+    }
+    if s.routed != 0 {
+        return Some((&s.ip.saddr, &s.ip.daddr));
+    }
+    None
+}
+
+/// `from_container6`'s fast path, first step: parses the frame a container sent into the
+/// scratch slot. Its IPv6 header when it is TCP or UDP (what the fast path takes out), else
+/// `None`. Nothing is looked up or accounted yet: that is [`out_translate`]'s, once the
+/// FIB lookup has said the packet leaves by an uplink.
+#[inline(always)]
+pub fn out_parse(ctx: &TcContext) -> Option<&'static crate::ip6::Ip6Hdr> {
+    if parse_step(ctx) != V6_PORTS {
         return None;
     }
-    Some((s.t.saddr[0], s.t.daddr))
+    Some(&scratch()?.ip)
+}
+
+/// `from_container6`'s fast path, second step (after [`out_parse`]): a published flow's reply
+/// is accounted and translated back (`V6_PASS`); `V6_NEXT`: no published flow takes it (the
+/// container's own routed traffic, left as it is); or `V6_DROP | reason`.
+#[inline(always)]
+pub fn out_translate(ctx: &TcContext) -> u32 {
+    let v = lookup_step(ctx, DIR_OUT);
+    if v == V6_REWRITE {
+        return rewrite_step(ctx);
+    }
+    v
 }
 
 #[inline(always)]
@@ -318,6 +348,7 @@ fn from_uplink6(ctx: &TcContext) -> Result<u32, u32> {
         }
     }
     if s.pkt.frag == FRAG_LATER {
+        s.routed = 1;
         return Ok(V6_NEXT);
     }
     let hport = u16::from_be(s.k.dport);
@@ -328,6 +359,7 @@ fn from_uplink6(ctx: &TcContext) -> Result<u32, u32> {
         b = maps::port_entry(&s.pk);
     }
     let Some(b) = b else {
+        s.routed = 1;
         return Ok(V6_NEXT);
     };
     if b.flags & PORT_F_LOOPBACK != 0 {
@@ -366,6 +398,8 @@ fn to_uplink6(ctx: &TcContext) -> Result<u32, u32> {
         return Ok(V6_NEXT);
     };
     s.new = 0;
+    // Until a published flow is found: the container's own traffic, routed.
+    s.routed = 1;
     if s.known == 0 {
         return Ok(V6_NEXT);
     }
@@ -379,6 +413,7 @@ fn to_uplink6(ctx: &TcContext) -> Result<u32, u32> {
     if !uplink::leaves_for_outside(e.flags) || e.flags & CT_F_PUBLISHED == 0 {
         return Ok(V6_NEXT);
     }
+    s.routed = 0;
     s.t = s.k;
     s.t.saddr = e.nat_saddr;
     s.t.sport = e.nat_sport;

@@ -136,12 +136,30 @@ pub fn across_networks(ctx: &TcContext, saddr: u32, daddr: u32) -> i64 {
 /// Offset of the IPv6 hop limit.
 const IP6_HOP_OFF: usize = ETH_HLEN + 7;
 
-/// Delivers the IPv6 packet `nat6::from_uplink` has just translated (a published port's flow,
-/// `nat6::translated_daddr`) straight into its container. Returns the TC verdict, or
-/// [`NOT_TAKEN`]: flag off, the container's address not an endpoint's, its network
+/// fe80::/10.
+#[inline(always)]
+fn is_link_local6(a: &[u32; 4]) -> bool {
+    let b = a[0].to_ne_bytes();
+    b[0] == 0xfe && b[1] & 0xc0 == 0x80
+}
+
+/// A source the host would not forward from: link-local, multicast, `::`, `::1` (and the rest
+/// of ::/96), v4-mapped (`ipv6_rcv` drops those last ones before routing).
+#[inline(always)]
+fn unforwarded_src6(a: &[u32; 4]) -> bool {
+    a[0].to_ne_bytes()[0] == 0xff
+        || is_link_local6(a)
+        || a[0] == 0 && a[1] == 0 && (a[2] == 0 || a[2] == u32::from_be(0xffff))
+}
+
+/// Delivers the IPv6 packet `nat6::from_uplink` has just left for a container
+/// (`nat6::inbound_addrs`) straight into it: translated for a published port, or routed to a
+/// container's own address (TCP or UDP that no flow or binding took; it would only meet the
+/// host's forwarding, which has no check of netd's for it). Returns the TC verdict, or
+/// [`NOT_TAKEN`]: flag off, VLAN-tagged, the destination not an endpoint's or link-local, its network
 /// `--internal` or without a bridge MAC, a hop limit of 1 (the stack answers time exceeded),
-/// too big for the veth, or a source the stack would not forward (link-local, multicast), which
-/// keeps its verdict.
+/// too big for the veth, or a source the stack would not forward (link-local, multicast,
+/// ::/96, v4-mapped), which keeps its verdict.
 #[inline(never)]
 pub fn into_container6(ctx: &TcContext) -> i64 {
     let Some(cfg) = maps::config() else {
@@ -150,16 +168,21 @@ pub fn into_container6(ctx: &TcContext) -> i64 {
     if !enabled(cfg) {
         return NOT_TAKEN;
     }
-    let Some((saddr0, daddr)) = crate::nat6::translated_addrs() else {
+    let Some((saddr, daddr)) = crate::nat6::inbound_addrs() else {
         return NOT_TAKEN;
     };
-    // fe80::/10 and ff00::/8 (first byte of the first word, network byte order).
-    let b0 = u32::from_be(saddr0) >> 24;
-    let b1 = (u32::from_be(saddr0) >> 16) & 0xff;
-    if b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80) {
+    // A VLAN-tagged frame (the kernel took the tag off before this hook) belongs to a VLAN
+    // device, or is discarded after it: the stack decides, as without the fast path.
+    // SAFETY: ctx.skb.skb is the valid __sk_buff the kernel passed to this program.
+    let (vlan, tci) = unsafe { ((*ctx.skb.skb).vlan_present, (*ctx.skb.skb).vlan_tci) };
+    if vlan != 0 && tci & 0x0fff != 0 {
         return NOT_TAKEN;
     }
-    // SAFETY: copied out at once.
+    // NETD_EP6_ADDRS holds the endpoints' link-local addresses too: never routed to.
+    if unforwarded_src6(saddr) || is_link_local6(daddr) {
+        return NOT_TAKEN;
+    }
+    // SAFETY: copied out at once; the key is read in place in the scratch slot.
     let Some(ifx) = (unsafe { crate::policy6::NETD_EP6_ADDRS.get(daddr) }).copied() else {
         return NOT_TAKEN;
     };
@@ -314,23 +337,55 @@ fn redirect_out(ctx: &TcContext, sc: &mut Scratch, out: u32, family: u8) -> i64 
     unsafe { bpf_redirect_neigh(out, &mut sc.nh, size, 0) }
 }
 
-/// Offsets of the IPv6 source and destination addresses.
-const IP6_SRC_OFF: usize = ETH_HLEN + 8;
-const IP6_DST_OFF: usize = ETH_HLEN + 24;
-
-/// The fast path for an IPv6 packet a container (veth `in_ifindex`) sends: when it is a
-/// published flow's reply (`nat6`'s egress translation) and `bpf_fib_lookup` routes it out
-/// of an uplink, it is translated here (the published address and port back), its hop limit
-/// decremented, and sent with `bpf_redirect` (neighbour known) or `bpf_redirect_neigh`. Returns
-/// the TC verdict, or [`NOT_TAKEN`] with the packet unchanged (no route, not an uplink, hop
-/// limit 1, too big, not a published reply): the stack's path, where `to_uplink6` translates
-/// it. The uplink's egress then sees a packet from a host address: not netd's, it passes.
+/// The fast path for an IPv6 TCP/UDP packet a container (veth `in_ifindex`) sends to the
+/// bridge as its router: a published flow's reply (`nat6`'s egress translation: the
+/// published address and port back) or the container's own routed traffic from its global
+/// address (left as it is). When `bpf_fib_lookup` routes it out of an uplink, its hop limit
+/// is decremented and it is sent with `bpf_redirect` (neighbour known) or
+/// `bpf_redirect_neigh`. Returns the TC verdict, or [`NOT_TAKEN`] with the packet unchanged:
+/// the stack's path, where `to_uplink6` translates a published reply. Not taken: hop limit 1,
+/// not TCP/UDP, not to the bridge's MAC (or none known), an `--internal` network, a source or
+/// destination the host would not forward (link-local, multicast, ::/96, v4-mapped), to one
+/// of the host's addresses or another container (checked before the FIB lookup, which is
+/// only done for what may leave by an uplink), no route, not an uplink, too big. The
+/// uplink's egress then sees a packet that is no published reply: not netd's, it passes.
 #[inline(never)]
-pub fn reply6_to_uplink(ctx: &TcContext, in_ifindex: u32) -> i64 {
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "the key is read in place from the scratch map: by value it would be copied onto the stack"
+)]
+pub fn out6_to_uplink(ctx: &TcContext, in_ifindex: u32) -> i64 {
     let Ok(hop) = ctx.load::<u8>(IP6_HOP_OFF) else {
         return NOT_TAKEN;
     };
     if hop <= 1 {
+        return NOT_TAKEN;
+    }
+    let (Some(cfg), Some(ep)) = (maps::config(), maps::endpoint_ref(in_ifindex)) else {
+        return NOT_TAKEN;
+    };
+    let net = u32::from(ep.net_id);
+    if maps::net_flags(cfg, net) & NET_F_INTERNAL != 0 {
+        return NOT_TAKEN;
+    }
+    // Routed by the host only when sent to its bridge (else the bridge switches it).
+    let bridge_mac = maps::net_bridge_mac(cfg, net);
+    let Ok(dst_mac) = ctx.load::<[u8; 6]>(0) else {
+        return NOT_TAKEN;
+    };
+    if bridge_mac == [0; 6] || dst_mac != bridge_mac {
+        return NOT_TAKEN;
+    }
+    let Some(ip) = crate::nat6::out_parse(ctx) else {
+        return NOT_TAKEN;
+    };
+    if unforwarded_src6(&ip.saddr) || unforwarded_src6(&ip.daddr) {
+        return NOT_TAKEN;
+    }
+    // SAFETY: a lookup only; the key is read in place in the scratch slot.
+    if crate::nat6::is_host_addr6(&ip.daddr)
+        || unsafe { crate::policy6::NETD_EP6_ADDRS.get(&ip.daddr) }.is_some()
+    {
         return NOT_TAKEN;
     }
     let Some(sc) = NETD_FIB_SCRATCH.get_ptr_mut(0) else {
@@ -341,16 +396,10 @@ pub fn reply6_to_uplink(ctx: &TcContext, in_ifindex: u32) -> i64 {
     // SAFETY: all-zero is a valid bpf_fib_lookup.
     sc.fib = unsafe { core::mem::zeroed() };
     let f = &mut sc.fib;
-    let (Ok(src), Ok(dst)) = (
-        ctx.load::<[u32; 4]>(IP6_SRC_OFF),
-        ctx.load::<[u32; 4]>(IP6_DST_OFF),
-    ) else {
-        return NOT_TAKEN;
-    };
     f.family = AF_INET6;
     f.ifindex = in_ifindex;
-    f.__bindgen_anon_3.ipv6_src = src;
-    f.__bindgen_anon_4.ipv6_dst = dst;
+    f.__bindgen_anon_3.ipv6_src = ip.saddr;
+    f.__bindgen_anon_4.ipv6_dst = ip.daddr;
     let size = core::mem::size_of::<bpf_fib_lookup>() as i32;
     // SAFETY: ctx is the program's skb; the parameters live in the scratch slot.
     let rc = unsafe { fib_lookup(ctx.as_ptr(), f, size, 0) } as u32;
@@ -362,9 +411,10 @@ pub fn reply6_to_uplink(ctx: &TcContext, in_ifindex: u32) -> i64 {
     if out == 0 || !maps::is_uplink(out) || !fits(ctx, out) {
         return NOT_TAKEN;
     }
-    match crate::nat6::to_uplink(ctx) {
-        crate::nat6::V6_PASS => {}
-        crate::nat6::V6_NEXT => return NOT_TAKEN,
+    // Only now the flow is looked up and accounted: a published reply is translated, the
+    // container's own traffic leaves as it is.
+    match crate::nat6::out_translate(ctx) {
+        crate::nat6::V6_PASS | crate::nat6::V6_NEXT => {}
         r => return drop(ctx, r & 0xffff),
     }
     if ctx.store(IP6_HOP_OFF, &(hop - 1), 0).is_err() {

@@ -152,12 +152,14 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, u32> {
     Ok(NEXT)
 }
 
-/// A frame that is not IPv4 (`nat6`): a packet translated for a published port goes straight
-/// into its container on the fast path (`redirect::into_container6`), else to the stack.
+/// A frame that is not IPv4 (`nat6`): a packet translated for a published port, or TCP/UDP
+/// routed to a container's own address (no flow or binding took it: nothing else of netd's
+/// applies to it here), goes straight into its container on the fast path
+/// (`redirect::into_container6`), else to the stack (or the next program) as before.
 #[inline(always)]
 fn from_uplink6(ctx: &TcContext) -> Result<i32, u32> {
     let v = crate::nat6::from_uplink(ctx);
-    if v == crate::nat6::V6_PASS {
+    if v == crate::nat6::V6_PASS || v == crate::nat6::V6_NEXT {
         let r = redirect::into_container6(ctx);
         if r != redirect::NOT_TAKEN {
             return Ok(r as i32);

@@ -75,57 +75,65 @@ fn fast_path_delivers_dnat6_traffic_into_the_container() {
     });
 }
 
+/// The host's routing for the replies: the uplink up0 (UPLINK_MAC, 2001:db8:ff::1/64,
+/// forwarding on), the client's prefix via a resolved gateway (GW_MAC) on it, and A's IPv6
+/// lease (link-local and global) in the IPv6 policy. Returns the dataplane that wrote it.
+pub(super) fn uplink_routes(w: &World) -> netd::dataplane::Dataplane {
+    let mac = UPLINK_MAC.map(|b| format!("{b:02x}")).join(":");
+    let gw_mac = GW_MAC.map(|b| format!("{b:02x}")).join(":");
+    in_world(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    in_world(&["ip", "link", "set", "up0", "address", &mac]);
+    for dev in ["up0", "up0p", "va", "vap"] {
+        in_world(&["ip", "link", "set", dev, "up"]);
+    }
+    in_world(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::1/64",
+        "dev",
+        "up0",
+        "nodad",
+    ]);
+    in_world(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "2001:db8:ee::/64",
+        "via",
+        "2001:db8:ff::fe",
+    ]);
+    in_world(&[
+        "ip",
+        "-6",
+        "neigh",
+        "replace",
+        "2001:db8:ff::fe",
+        "lladdr",
+        &gw_mac,
+        "dev",
+        "up0",
+        "nud",
+        "permanent",
+    ]);
+    let mut dp = netd::dataplane::Dataplane::open(&netd::dataplane::DataplaneConfig {
+        pin_dir: w.pins.0.clone(),
+        ct_max: CT_MAX_DEFAULT,
+    })
+    .unwrap();
+    dp.set_endpoint_ipv6(w.va, a6("fe80::42:acff:fe1e:2"), Some(a_g()))
+        .unwrap();
+    dp
+}
+
 /// A published flow's reply: routed (`bpf_fib_lookup`, the client's prefix via a resolved
 /// gateway on the uplink), translated back and redirected to the uplink by from_container6.
 #[test]
 fn fast_path_sends_published_ipv6_replies_out_of_the_uplink() {
     world(|w| {
-        let mac = UPLINK_MAC.map(|b| format!("{b:02x}")).join(":");
-        let gw_mac = GW_MAC.map(|b| format!("{b:02x}")).join(":");
-        in_world(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-        in_world(&["ip", "link", "set", "up0", "address", &mac]);
-        for dev in ["up0", "up0p", "va", "vap"] {
-            in_world(&["ip", "link", "set", dev, "up"]);
-        }
-        in_world(&[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:ff::1/64",
-            "dev",
-            "up0",
-            "nodad",
-        ]);
-        in_world(&[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            "2001:db8:ee::/64",
-            "via",
-            "2001:db8:ff::fe",
-        ]);
-        in_world(&[
-            "ip",
-            "-6",
-            "neigh",
-            "replace",
-            "2001:db8:ff::fe",
-            "lladdr",
-            &gw_mac,
-            "dev",
-            "up0",
-            "nud",
-            "permanent",
-        ]);
-        let mut dp = netd::dataplane::Dataplane::open(&netd::dataplane::DataplaneConfig {
-            pin_dir: w.pins.0.clone(),
-            ct_max: CT_MAX_DEFAULT,
-        })
-        .unwrap();
-        dp.set_endpoint_ipv6(w.va, a6("fe80::42:acff:fe1e:2"), Some(a_g()))
-            .unwrap();
+        let _dp = uplink_routes(w);
         w.config(|c| c.flags |= CFG_F_FAST_PATH);
         let syn = tcp_frame(client(), host(), 40000, 8080, TCP_SYN);
         assert_eq!(from_uplink(w, &syn).0, TC_ACT_REDIRECT);
@@ -157,11 +165,13 @@ fn fast_path_sends_published_ipv6_replies_out_of_the_uplink() {
         // The uplink's egress lets it pass as it is (from a host address: not netd's).
         let (v, again) = to_uplink(w, &out);
         assert_eq!((v, &again), (TC_ACT_NEXT, &out));
-        // Not a published reply (no flow), hop limit 1, or the flag off: the stack's path,
-        // the frame unchanged.
+        // Not a published reply (no flow): A's own routed traffic, redirected as it is
+        // (`routed.rs`).
         let mut other = tcp_frame(a_g(), client(), 80, 40001, TCP_SYN | TCP_ACK);
         other[0..12].copy_from_slice(&[BRIDGE_MAC, A_MAC].concat());
-        assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &other), (TC_ACT_OK, other));
+        let (v, out) = w.run(PROG_FROM_CONTAINER, w.va, &other);
+        assert_eq!((v, addrs(&out)), (TC_ACT_REDIRECT, (a_g(), client())));
+        // Hop limit 1, or the flag off: the stack's path, the frame unchanged.
         let last = with_hop(&synack, 1);
         assert_eq!(w.run(PROG_FROM_CONTAINER, w.va, &last), (TC_ACT_OK, last));
         w.config(|c| c.flags &= !CFG_F_FAST_PATH);

@@ -465,3 +465,4 @@ fn verified_insns() {
 }
 
 mod fast_path;
+mod routed;

@@ -111,3 +111,80 @@ fn two_hosts_behind_a_router_reach_each_others_containers() {
     assert_eq!(tcp_until(&c1, "203.0.113.1:8080"), "ping");
     assert_eq!(srv2.last_peer_ip(), HOST_UPLINK_IP);
 }
+
+/// Issue 12, P5v6: routed IPv6 (no NAT) under a default-drop ip6tables FORWARD policy in the
+/// host namespace with no rule at all. With the fast path the outside reaches the container's
+/// own global address over TCP and UDP and the container reaches the outside from it (the
+/// servers see the real addresses both ways), and FORWARD counts no packet: inbound is
+/// `bpf_redirect_peer`ed into the container by from_uplink, outbound routed with
+/// `bpf_fib_lookup` and redirected to the uplink by from_container6. Without it both
+/// directions meet FORWARD's policy and are dropped there.
+fn routed6_forward_drop(fast_path: &str) {
+    use netd_tests::dataplane::forward_policy_drops;
+    use netd_tests::ipv6::OUTSIDE6;
+
+    let w = World::new();
+    v6_uplink_routed(&w, "2001:db8:1::/64");
+    w.host.run_ok(&["ip6tables", "-P", "FORWARD", "DROP"]);
+    let d = w.daemon(&[
+        "--bip",
+        BIP,
+        "--ipv6",
+        "--fixed-cidr-v6",
+        "2001:db8:1::/64",
+        "--fast-path",
+        fast_path,
+    ]);
+    let c = w.container("c1");
+    let g = s(&d.attach("c1", &c, &[])["global_ipv6"]);
+    let (tcp_in, udp_in) = (tcp6_server(&c, 80), udp6_server(&c, 53));
+    let (tcp_out, udp_out) = (tcp6_server(&w.outside, 9000), udp6_server(&w.outside, 9001));
+    let (to_c_tcp, to_c_udp) = (format!("[{g}]:80"), format!("[{g}]:53"));
+    let (to_out_tcp, to_out_udp) = (format!("[{OUTSIDE6}]:9000"), format!("[{OUTSIDE6}]:9001"));
+    let p0 = forward_policy_drops(&w.host, "ip6tables");
+    if fast_path == "false" {
+        assert!(tcp_blocked(&w.outside, &to_c_tcp), "{to_c_tcp} got through");
+        assert!(udp_send(&w.outside, &to_c_udp, "in").is_err());
+        assert!(tcp_blocked(&c, &to_out_tcp), "{to_out_tcp} got through");
+        assert!(udp_send(&c, &to_out_udp, "out").is_err());
+        assert!(tcp_in.last_peer().is_none() && udp_in.last_peer().is_none());
+        assert!(tcp_out.last_peer().is_none() && udp_out.last_peer().is_none());
+        let p1 = forward_policy_drops(&w.host, "ip6tables");
+        assert!(p1 >= p0 + 4, "FORWARD's policy counted {} drops", p1 - p0);
+        return;
+    }
+    // In: the outside to the container's own address.
+    assert_eq!(tcp_until(&w.outside, &to_c_tcp), "ping");
+    assert_eq!(tcp_in.last_peer_ip(), OUTSIDE6);
+    let got = poll_until("UDP in", T, || udp_send(&w.outside, &to_c_udp, "u-in"));
+    assert_eq!(got, "u-in");
+    assert_eq!(udp_in.last_peer_ip(), OUTSIDE6);
+    // Out: the container from its own address.
+    assert_eq!(tcp_until(&c, &to_out_tcp), "ping");
+    assert_eq!(tcp_out.last_peer_ip(), g);
+    let got = poll_until("UDP out", T, || udp_send(&c, &to_out_udp, "u-out"));
+    assert_eq!(got, "u-out");
+    assert_eq!(udp_out.last_peer_ip(), g);
+    for _ in 0..3 {
+        assert_eq!(
+            tcp_send(&w.outside, &to_c_tcp, "again").unwrap().trim(),
+            "again"
+        );
+        assert_eq!(tcp_send(&c, &to_out_tcp, "again").unwrap().trim(), "again");
+    }
+    assert_eq!(
+        forward_policy_drops(&w.host, "ip6tables"),
+        p0,
+        "nothing met FORWARD, either way"
+    );
+}
+
+#[test]
+fn forward_drop_routed_ipv6_with_the_fast_path() {
+    routed6_forward_drop("true");
+}
+
+#[test]
+fn forward_drop_routed_ipv6_without_the_fast_path() {
+    routed6_forward_drop("false");
+}
