@@ -128,8 +128,8 @@ impl Dataplane {
             source,
         };
         let map = self
-            .ebpf
-            .map(MAP_IF_STATS)
+            .maps
+            .get(MAP_IF_STATS)
             .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
         let stats: PerCpuHashMap<_, u32, IfStats> =
             PerCpuHashMap::try_from(map).map_err(map_err)?;
