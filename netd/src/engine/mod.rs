@@ -376,9 +376,11 @@ impl Engine {
     pub fn status(&self) -> Result<Status, EngineError> {
         let ebpf = match &self.dp {
             Some(dp) => {
-                let mut v = serde_json::to_value(dp.status()?)
+                // One listing of the interfaces (a dump of every link) for both.
+                let interfaces = crate::dataplane::clsact::interfaces();
+                let mut v = serde_json::to_value(dp.status_of(&interfaces)?)
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
-                let stats = dp.interface_stats()?;
+                let stats = dp.interface_stats_of(&interfaces)?;
                 let hooks = dp.sock_hooks()?;
                 let conv = |e: serde_json::Error| EngineError::Internal(e.to_string());
                 if let serde_json::Value::Object(m) = &mut v {
