@@ -473,9 +473,21 @@ fn attached_prog_ids(d: &Daemon) -> Vec<(String, String, u64)> {
     out
 }
 
+/// The daemon's open BTF objects (`anon_inode:btf` descriptors): a loaded eBPF object holds
+/// its BTF; maps and programs opened from their pins hold none.
+fn btf_fds(d: &Daemon) -> usize {
+    let pid = d.pid().expect("the daemon runs");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy() == "anon_inode:btf")
+        .count()
+}
+
 /// A restart of the same netd opens the programs it pinned instead of loading them again
-/// (the verifier's seconds): `netd status` says `reused` and every hook still runs the very
-/// same program (same prog ids, nothing re-attached). Pins of another object (here: the
+/// (the verifier's seconds), and does not load the eBPF object either (its maps are opened
+/// from their pins: no BTF held): `netd status` says `reused` and every hook still runs the
+/// very same program (same prog ids, nothing re-attached). Pins of another object (here: the
 /// same pins renamed to another digest, as a different netd leaves them) are not used: the
 /// programs are loaded, swapped in on every hook, and the foreign pins removed. Traffic
 /// through a published port and the XDP pre-filter works after each.
@@ -520,6 +532,11 @@ fn a_restart_reuses_the_pinned_programs_of_the_same_object_only() {
     d.restart();
     let st = d.status();
     assert_eq!(st["program_origin"], "reused", "{st:#}");
+    assert_eq!(
+        btf_fds(&d),
+        0,
+        "a start that reuses every program holds a loaded object"
+    );
     assert_eq!(st["object"], object.as_str());
     assert_eq!(
         attached_prog_ids(&d),

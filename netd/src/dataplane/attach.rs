@@ -199,8 +199,8 @@ impl Dataplane {
             source,
         };
         let map = self
-            .ebpf
-            .map_mut(MAP_IF_STATS)
+            .maps
+            .get_mut(MAP_IF_STATS)
             .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
         let mut stats: PerCpuHashMap<_, u32, IfStats> =
             PerCpuHashMap::try_from(map).map_err(map_err)?;
@@ -432,8 +432,8 @@ impl Dataplane {
             source,
         };
         let map = self
-            .ebpf
-            .map_mut(MAP_IF_STATS)
+            .maps
+            .get_mut(MAP_IF_STATS)
             .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
         let mut stats: PerCpuHashMap<_, u32, IfStats> =
             PerCpuHashMap::try_from(map).map_err(map_err)?;

@@ -96,8 +96,8 @@ impl CtQuery {
 impl Dataplane {
     fn ct(&self) -> Result<BpfHashMap<&MapData, CtKey, CtEntry>, DataplaneError> {
         let m = self
-            .ebpf
-            .map(MAP_CT)
+            .maps
+            .get(MAP_CT)
             .ok_or(DataplaneError::MapNotFound { map: MAP_CT })?;
         BpfHashMap::try_from(m).map_err(|source| DataplaneError::Map {
             map: MAP_CT,
@@ -107,8 +107,8 @@ impl Dataplane {
 
     fn ct_mut(&mut self) -> Result<BpfHashMap<&mut MapData, CtKey, CtEntry>, DataplaneError> {
         let m = self
-            .ebpf
-            .map_mut(MAP_CT)
+            .maps
+            .get_mut(MAP_CT)
             .ok_or(DataplaneError::MapNotFound { map: MAP_CT })?;
         BpfHashMap::try_from(m).map_err(|source| DataplaneError::Map {
             map: MAP_CT,

@@ -26,14 +26,14 @@ impl Dataplane {
         &mut self,
         map: &'static str,
     ) -> Result<&mut aya::maps::Map, DataplaneError> {
-        self.ebpf
-            .map_mut(map)
+        self.maps
+            .get_mut(map)
             .ok_or(DataplaneError::MapNotFound { map })
     }
 
     pub(super) fn map_ref(&self, map: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
-        self.ebpf
-            .map(map)
+        self.maps
+            .get(map)
             .ok_or(DataplaneError::MapNotFound { map })
     }
 

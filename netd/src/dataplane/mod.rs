@@ -43,7 +43,13 @@ mod xdp;
 
 use std::path::PathBuf;
 
-use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
+use std::collections::HashMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Map, MapData},
+    programs::SchedClassifier,
+};
 use netd_common::{ALL_MAPS, MAP_CT};
 
 pub use ct::{CtFlow, CtGc, CtQuery, CtSourceCount};
@@ -86,10 +92,11 @@ pub fn ct_ring_slots(ct_max: u32) -> u32 {
     (ct_max / 2).max(1)
 }
 
-/// The loaded eBPF object and its pin directory.
+/// The eBPF object's maps and programs, and its pin directory.
 pub struct Dataplane {
-    /// The object's maps (its programs are used through `progs`).
-    ebpf: Ebpf,
+    /// Every map of [`ALL_MAPS`] by name, opened from its pin (or taken from the object when
+    /// this start loaded it).
+    maps: HashMap<&'static str, Map>,
     progs: progs::Programs,
     pins: PinLayout,
     tc_attach: TcAttach,
@@ -129,39 +136,31 @@ impl Dataplane {
         pins.prepare()?;
 
         let migrations = migrate::plan(&pins)?;
-        let mut loader = EbpfLoader::new();
-        // The verifier's error and its statistics, without the instruction trace: before
-        // Linux 6.4 the log does not rotate, so a trace fills aya's buffer and the error at its
-        // end (the reason a program is refused) is lost.
-        loader.verifier_log_level(aya::VerifierLogLevel::STATS);
-        for &map in ALL_MAPS {
-            loader.map_pin_path(map, pins.map(map));
-        }
-        loader.map_max_entries(MAP_CT, cfg.ct_max);
-        // A ring slot per flow the table can hold (a flow takes two entries).
-        loader.map_max_entries(netd_common::MAP_CT_RING, ct_ring_slots(cfg.ct_max));
-        // A migrated map keeps the old one's size, as a reused pin does.
-        for m in &migrations {
-            loader.map_max_entries(m.layout.name, m.max_entries);
-        }
-        let mut ebpf = loader
-            .load(EBPF_OBJECT)
-            .map_err(|source| DataplaneError::LoadObject {
-                maps_dir: pins.maps_dir(),
-                source: Box::new(source),
-            })?;
-
         let t = std::time::Instant::now();
         let hash = progs::object_hash();
-        // A migration means another layout, so another object: never reused then.
-        let pinned = if migrations.is_empty() {
+        // A migration means another layout, so another object: never reused then. Reused
+        // programs need neither the object (~100 ms to parse, relocate and open its maps) nor
+        // the verifier: their maps are pinned, opened from the pins like the programs.
+        let reused = if migrations.is_empty() {
             progs::Programs::open_pinned(&pins, &hash)
+                .and_then(|progs| match open_maps(&pins) {
+                    Ok(maps) => Some((maps, progs)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the pinned maps cannot be opened: loading the eBPF object");
+                        None
+                    }
+                })
         } else {
             None
         };
-        let progs = match pinned {
-            Some(p) => p,
-            None => progs::Programs::load(&mut ebpf, &pins, &hash)?,
+        let (mut maps, progs) = match reused {
+            Some(r) => r,
+            None => {
+                let mut ebpf = load_object(cfg, &pins, &migrations)?;
+                let progs = progs::Programs::load(&mut ebpf, &pins, &hash)?;
+                // The programs live on through their pins, the maps through these handles.
+                (take_maps(&mut ebpf)?, progs)
+            }
         };
         progs.remove_stale(&pins)?;
         tracing::info!(
@@ -184,9 +183,9 @@ impl Dataplane {
                 "migrating a pinned map to a new layout"
             );
         }
-        tail::install(&mut ebpf, &progs)?;
+        tail::install(&mut maps, &progs)?;
         let dp = Self {
-            ebpf,
+            maps,
             progs,
             pins,
             tc_attach,
@@ -282,4 +281,64 @@ impl Dataplane {
                 program: name.to_owned(),
             })
     }
+}
+
+/// Loads [`EBPF_OBJECT`] (not its programs) with every map pinned at `<pin_dir>/maps/`:
+/// existing pins are reused, missing ones created (at the size `cfg` asks for; a migrated map
+/// keeps the old one's size).
+fn load_object(
+    cfg: &DataplaneConfig,
+    pins: &PinLayout,
+    migrations: &[migrate::Pending],
+) -> Result<Ebpf, DataplaneError> {
+    let mut loader = EbpfLoader::new();
+    // The verifier's error and its statistics, without the instruction trace: before
+    // Linux 6.4 the log does not rotate, so a trace fills aya's buffer and the error at its
+    // end (the reason a program is refused) is lost.
+    loader.verifier_log_level(aya::VerifierLogLevel::STATS);
+    for &map in ALL_MAPS {
+        loader.map_pin_path(map, pins.map(map));
+    }
+    loader.map_max_entries(MAP_CT, cfg.ct_max);
+    // A ring slot per flow the table can hold (a flow takes two entries).
+    loader.map_max_entries(netd_common::MAP_CT_RING, ct_ring_slots(cfg.ct_max));
+    for m in migrations {
+        loader.map_max_entries(m.layout.name, m.max_entries);
+    }
+    loader
+        .load(EBPF_OBJECT)
+        .map_err(|source| DataplaneError::LoadObject {
+            maps_dir: pins.maps_dir(),
+            source: Box::new(source),
+        })
+}
+
+/// Every map of [`ALL_MAPS`] out of the loaded object.
+fn take_maps(ebpf: &mut Ebpf) -> Result<HashMap<&'static str, Map>, DataplaneError> {
+    ALL_MAPS
+        .iter()
+        .map(|&map| {
+            ebpf.take_map(map)
+                .map(|m| (map, m))
+                .ok_or(DataplaneError::MapNotFound { map })
+        })
+        .collect()
+}
+
+/// Every map of [`ALL_MAPS`] opened from its pin (what a start whose programs are all reused
+/// uses: those programs run on exactly these maps, [`progs::Programs::open_pinned`] checked).
+fn open_maps(pins: &PinLayout) -> Result<HashMap<&'static str, Map>, DataplaneError> {
+    ALL_MAPS
+        .iter()
+        .map(|&map| {
+            let path = pins.map(map);
+            let data = MapData::from_pin(&path).map_err(|source| DataplaneError::MapPin {
+                path: path.clone(),
+                source,
+            })?;
+            let m = Map::from_map_data(data)
+                .map_err(|source| DataplaneError::MapPin { path, source })?;
+            Ok((map, m))
+        })
+        .collect()
 }

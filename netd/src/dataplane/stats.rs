@@ -123,18 +123,27 @@ impl Dataplane {
     /// Per-interface counters summed over CPUs, sorted by ifindex, with the interface name
     /// resolved where it still exists.
     pub fn interface_stats(&self) -> Result<Vec<InterfaceStats>, DataplaneError> {
+        self.interface_stats_of(&clsact::interfaces())
+    }
+
+    /// [`Dataplane::interface_stats`] with the names from `interfaces` (one listing of the
+    /// namespace's interfaces, (ifindex, name), shared with [`Dataplane::status_of`]).
+    pub fn interface_stats_of(
+        &self,
+        interfaces: &[(u32, String)],
+    ) -> Result<Vec<InterfaceStats>, DataplaneError> {
         let map_err = |source| DataplaneError::Map {
             map: MAP_IF_STATS,
             source,
         };
         let map = self
-            .ebpf
-            .map(MAP_IF_STATS)
+            .maps
+            .get(MAP_IF_STATS)
             .ok_or(DataplaneError::MapNotFound { map: MAP_IF_STATS })?;
         let stats: PerCpuHashMap<_, u32, IfStats> =
             PerCpuHashMap::try_from(map).map_err(map_err)?;
         // The names from one listing of the namespace's interfaces, not one lookup per entry.
-        let names: HashMap<u32, String> = clsact::interfaces().into_iter().collect();
+        let names: HashMap<u32, &String> = interfaces.iter().map(|(i, n)| (*i, n)).collect();
         let mut out = Vec::new();
         for entry in stats.iter() {
             let (ifindex, per_cpu) = match entry {
@@ -149,7 +158,7 @@ impl Dataplane {
             }
             out.push(InterfaceStats {
                 ifindex,
-                ifname: names.get(&ifindex).cloned(),
+                ifname: names.get(&ifindex).map(|n| (*n).clone()),
                 rx_packets: sum.rx_packets,
                 rx_bytes: sum.rx_bytes,
                 tx_packets: sum.tx_packets,
@@ -163,6 +172,16 @@ impl Dataplane {
     /// The pinned links (one per attached program) and the pinned maps with their fill level.
     /// Read from the pins, so it also shows what a previous agent left.
     pub fn status(&self) -> Result<DataplaneStatus, DataplaneError> {
+        self.status_of(&clsact::interfaces())
+    }
+
+    /// [`Dataplane::status`] over `interfaces`, a listing of the namespace's interfaces
+    /// (ifindex, name): with thousands of veths one listing is a dump of every link, so
+    /// `netd status` makes one for this and [`Dataplane::interface_stats_of`].
+    pub fn status_of(
+        &self,
+        interfaces: &[(u32, String)],
+    ) -> Result<DataplaneStatus, DataplaneError> {
         let mut programs = Vec::new();
         let mut xdp = Vec::new();
         for ifname in self.pins.pinned_interfaces()? {
@@ -222,13 +241,13 @@ impl Dataplane {
         // per interface (the kernel dumps the filters of one hook of one device at a time), on
         // one socket; the TCX hooks asked for their program count only (the names of the
         // programs, when there are some).
-        let interfaces = clsact::interfaces();
         let sock = tcnl::socket().map_err(|source| DataplaneError::Netlink {
             ifname: "this namespace's interfaces".into(),
             what: "open a netlink socket to list the tc filters of",
             source,
         })?;
         for (ifindex, ifname) in interfaces {
+            let (ifindex, ifname) = (*ifindex, ifname.clone());
             for hook in clsact::HOOKS {
                 let filters = tcnl::filters_on(&sock, ifindex, hook).map_err(|source| {
                     DataplaneError::Netlink {

@@ -4,14 +4,19 @@
 //! `to_uplink` tail-calls `to_uplink6` for IPv6 so that its own verifier budget, close to the
 //! 1M limit, does not pay for IPv6; an empty slot makes IPv6 "not netd's" (TC_ACT_UNSPEC).
 
-use aya::{Ebpf, maps::ProgramArray};
+use std::collections::HashMap;
+
+use aya::maps::{Map, ProgramArray};
 use netd_common::{ALL_TAIL_PROGRAMS, MAP_TAIL6};
 
 use super::{DataplaneError, mapsync::map_err, progs::Programs};
 
 /// Installs every tail-called program (loaded or reused by [`Programs`]) in its NETD_TAIL6
 /// slot. With reused programs the slot already holds the same program: the write is a no-op.
-pub(super) fn install(ebpf: &mut Ebpf, progs: &Programs) -> Result<(), DataplaneError> {
+pub(super) fn install(
+    maps: &mut HashMap<&'static str, Map>,
+    progs: &Programs,
+) -> Result<(), DataplaneError> {
     for &(program, slot) in ALL_TAIL_PROGRAMS {
         let prog = progs
             .sched(program)
@@ -26,8 +31,8 @@ pub(super) fn install(ebpf: &mut Ebpf, progs: &Programs) -> Result<(), Dataplane
                 program,
                 source: source.into(),
             })?;
-        let map = ebpf
-            .map_mut(MAP_TAIL6)
+        let map = maps
+            .get_mut(MAP_TAIL6)
             .ok_or(DataplaneError::MapNotFound { map: MAP_TAIL6 })?;
         let mut tail: ProgramArray<&mut aya::maps::MapData> =
             ProgramArray::try_from(map).map_err(map_err(MAP_TAIL6))?;

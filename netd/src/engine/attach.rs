@@ -57,7 +57,7 @@ impl Engine {
         {
             Ok(ep) => {
                 let name = ep.name.clone();
-                self.state.endpoints.insert(name.clone(), ep);
+                self.add_endpoint(ep);
                 // Publish: the endpoint's programs and map entries are already there (before
                 // its veth came up); the maps now get its port bindings and links, and only
                 // those (no diff of the other endpoints' entries).
@@ -71,7 +71,7 @@ impl Engine {
                 t.mark("persist");
                 if let Err(e) = committed {
                     let links = self.endpoint_link_keys(&name);
-                    let gone = self.state.endpoints.remove(&name);
+                    let gone = self.take_endpoint(&name);
                     self.state.next_binding_id = next_id;
                     if let Some(ep) = gone {
                         for e2 in self.unpublish_endpoint(&ep, &links) {

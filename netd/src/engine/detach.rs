@@ -104,7 +104,7 @@ impl Engine {
         }
         t.mark("etc_files");
         let links = self.endpoint_link_keys(name);
-        self.state.endpoints.remove(name);
+        self.take_endpoint(name);
         self.reserved.release(&ep.ports);
         if ep.host_ifname.is_some() && ep.host_ifindex.is_none() {
             // State written before the ifindex was kept: only the full diff finds its entries.

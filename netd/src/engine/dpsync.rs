@@ -163,53 +163,65 @@ impl Engine {
     }
 
     fn links_map(&self) -> HashMap<LinkKey, LinkPorts> {
-        self.links_where(|_, _| true)
-    }
-
-    /// The link allowances from and to endpoint `name` (what its attach adds and its detach
-    /// removes): its own links, and other endpoints' links that name it.
-    fn links_of(&self, name: &str) -> HashMap<LinkKey, LinkPorts> {
-        self.links_where(|src, target| src == name || target == name)
-    }
-
-    /// The link allowances of the links (source endpoint, target name) that `pick` selects.
-    fn links_where(&self, pick: impl Fn(&str, &str) -> bool) -> HashMap<LinkKey, LinkPorts> {
         let mut out = HashMap::new();
         for e in self.state.endpoints.values() {
-            let Some(src) = e.ip else { continue };
-            if e.net != NetMode::Bridge {
-                continue;
-            }
             for l in &e.links {
-                if !pick(&e.name, &l.name) {
-                    continue;
-                }
-                // Links hold within one network (a target that came back on another one is
-                // not reachable through the link).
-                let Some(t) = self
-                    .state
-                    .endpoints
-                    .get(&l.name)
-                    .filter(|t| t.network == e.network)
-                else {
-                    continue;
-                };
-                let Some(dst) = t.ip else { continue };
-                for proto in [Proto::Tcp, Proto::Udp] {
-                    let lp = Self::link_ports(t, proto);
-                    if lp.count > 0 {
-                        let key = LinkKey {
-                            src_ip: be(src),
-                            dst_ip: be(dst),
-                            proto: proto.number(),
-                            _pad: [0; 3],
-                        };
-                        out.insert(key, lp);
-                    }
-                }
+                self.link_entries(e, &l.name, &mut out);
             }
         }
         out
+    }
+
+    /// The link allowances from and to endpoint `name` (what its attach adds and its detach
+    /// removes): its own links, and other endpoints' links that name it. O(those links): the
+    /// endpoints that name it come from the index, not from a scan.
+    fn links_of(&self, name: &str) -> HashMap<LinkKey, LinkPorts> {
+        let mut out = HashMap::new();
+        if let Some(e) = self.state.endpoints.get(name) {
+            for l in &e.links {
+                self.link_entries(e, &l.name, &mut out);
+            }
+        }
+        for src in self.index.linked_by(name) {
+            let Some(e) = self.state.endpoints.get(src) else {
+                continue;
+            };
+            for l in e.links.iter().filter(|l| l.name == name) {
+                self.link_entries(e, &l.name, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The link allowances of endpoint `e`'s link to `target` into `out`.
+    fn link_entries(&self, e: &Endpoint, target: &str, out: &mut HashMap<LinkKey, LinkPorts>) {
+        let Some(src) = e.ip else { return };
+        if e.net != NetMode::Bridge {
+            return;
+        }
+        // Links hold within one network (a target that came back on another one is not
+        // reachable through the link).
+        let Some(t) = self
+            .state
+            .endpoints
+            .get(target)
+            .filter(|t| t.network == e.network)
+        else {
+            return;
+        };
+        let Some(dst) = t.ip else { return };
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let lp = Self::link_ports(t, proto);
+            if lp.count > 0 {
+                let key = LinkKey {
+                    src_ip: be(src),
+                    dst_ip: be(dst),
+                    proto: proto.number(),
+                    _pad: [0; 3],
+                };
+                out.insert(key, lp);
+            }
+        }
     }
 
     /// Every bridged endpoint's map entry, and the IPv6 addresses of those that have a lease
@@ -432,17 +444,19 @@ impl Engine {
         }
         let entries = Self::binding_entries(ep, &ep.ports);
         let still = self.links_of(&ep.name);
-        let full_ports = self.port_entries();
         let dp = self.dp.as_mut().expect("checked");
         match dp.update_ports(&entries, &[]) {
             Ok(Some(_)) => {}
+            // The writer does not know the table yet: the whole of it (O(published ports),
+            // so only then).
             Ok(None) => {
-                if let Err(e) = dp.set_ports(full_ports) {
+                if let Err(e) = self.sync_ports() {
                     errors.push(format!("dataplane: {e}"));
                 }
             }
             Err(e) => errors.push(format!("dataplane: {e}")),
         }
+        let dp = self.dp.as_mut().expect("checked");
         if let Err(e) = dp.update_links(links, &still) {
             errors.push(format!("dataplane: {e}"));
         }

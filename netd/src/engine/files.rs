@@ -86,18 +86,34 @@ impl Engine {
     /// Rewrites the hosts file of every container that links to `target` (or shares such a
     /// container's files), after `target` came, went or changed address.
     pub(super) fn refresh_linkers(&mut self, target: &str) {
-        let names: Vec<String> = self
-            .state
-            .endpoints
-            .values()
-            .filter(|e| self.file_source(e).links.iter().any(|l| l.name == target))
-            .map(|e| e.name.clone())
-            .collect();
+        let names: Vec<String> = self.linkers(target).into_iter().collect();
         self.rewrite_files(
             names,
             EtcFile::Hosts,
             &format!("hosts rewritten for link {target}"),
         );
+    }
+
+    /// The endpoints whose hosts file lists `target` (those whose [`Engine::file_source`]
+    /// links to it), by name: the index's endpoints that name it and their joiners, not a
+    /// scan of every endpoint.
+    fn linkers(&self, target: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for src in self.index.linked_by(target) {
+            let Some(e) = self.state.endpoints.get(src) else {
+                continue;
+            };
+            // A joiner whose target is gone keeps its own links (file_source).
+            if std::ptr::eq(self.file_source(e), e) {
+                out.insert(src.to_owned());
+            }
+            for j in self.index.joiners(src) {
+                if self.state.endpoints.contains_key(j) {
+                    out.insert(j.to_owned());
+                }
+            }
+        }
+        out
     }
 
     /// The host's resolv.conf changed: rewrite every container copy that follows it and that

@@ -195,14 +195,9 @@ impl Engine {
 
     /// Who has `ip`: an endpoint's lease, or a hold ([`Engine::hold_address6`]).
     fn owner_of_ip6(&self, ip: Ipv6Addr) -> Option<String> {
-        self.state
-            .endpoints
-            .values()
-            .find(|e| {
-                !matches!(e.net, NetMode::Container(_))
-                    && e.ipv6.as_ref().and_then(|l| l.global) == Some(ip)
-            })
-            .map(|e| e.name.clone())
+        self.index
+            .owner6(ip)
+            .map(str::to_owned)
             .or_else(|| self.state.held6.get(&ip).cloned())
     }
 

@@ -14,6 +14,7 @@ mod files;
 mod filters;
 mod handover;
 pub mod host_events;
+mod index;
 pub mod ipam;
 pub mod ipv6;
 pub mod network;
@@ -34,7 +35,7 @@ pub mod view;
 use std::net::Ipv4Addr;
 
 use crate::dataplane::{Dataplane, DataplaneConfig, sock};
-use crate::spec::{self, NetMode};
+use crate::spec;
 use crate::wiring::{Netlink, WiringError};
 
 pub use attach::handover_peer_name;
@@ -146,6 +147,9 @@ pub struct Engine {
     /// Endpoints [`Engine::open`] changed (binding ids given to old state): recorded by
     /// [`Engine::reconcile_start`].
     unsaved: Vec<String>,
+    /// Addresses, links and joiners of `state.endpoints`, kept by [`Engine::add_endpoint`]
+    /// and [`Engine::take_endpoint`].
+    index: index::EndpointIndex,
 }
 
 impl Engine {
@@ -223,6 +227,7 @@ impl Engine {
             Some((dp, hooked)) => (Some(dp), hooked),
             None => (None, false),
         };
+        let index = index::EndpointIndex::build(&st.endpoints);
         let mut engine = Self {
             cfg,
             nl,
@@ -236,6 +241,7 @@ impl Engine {
             recent_links: Default::default(),
             reconciling: true,
             unsaved: Vec::new(),
+            index,
         };
         if hooked {
             let published: Vec<_> = engine
@@ -319,13 +325,29 @@ impl Engine {
         self.store.flush().map_err(Into::into)
     }
 
+    /// Who has `ip`: an endpoint (not a joiner, which shares its target's), or a hold
+    /// ([`Engine::hold_address`]). O(1): the allocator asks it for each address it tries.
     fn owner_of_ip(&self, ip: Ipv4Addr) -> Option<String> {
-        self.state
-            .endpoints
-            .values()
-            .find(|e| e.ip == Some(ip) && !matches!(e.net, NetMode::Container(_)))
-            .map(|e| e.name.clone())
+        self.index
+            .owner4(ip)
+            .map(str::to_owned)
             .or_else(|| self.state.held.get(&ip).cloned())
+    }
+
+    /// Puts `ep` into the state (and its addresses and links into the index).
+    fn add_endpoint(&mut self, ep: Endpoint) {
+        if let Some(old) = self.state.endpoints.remove(&ep.name) {
+            self.index.remove(&old);
+        }
+        self.index.insert(&ep);
+        self.state.endpoints.insert(ep.name.clone(), ep);
+    }
+
+    /// Takes endpoint `name` out of the state (and out of the index).
+    fn take_endpoint(&mut self, name: &str) -> Option<Endpoint> {
+        let ep = self.state.endpoints.remove(name)?;
+        self.index.remove(&ep);
+        Some(ep)
     }
 
     pub fn list(&self) -> Vec<EndpointView> {
@@ -354,9 +376,11 @@ impl Engine {
     pub fn status(&self) -> Result<Status, EngineError> {
         let ebpf = match &self.dp {
             Some(dp) => {
-                let mut v = serde_json::to_value(dp.status()?)
+                // One listing of the interfaces (a dump of every link) for both.
+                let interfaces = crate::dataplane::clsact::interfaces();
+                let mut v = serde_json::to_value(dp.status_of(&interfaces)?)
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
-                let stats = dp.interface_stats()?;
+                let stats = dp.interface_stats_of(&interfaces)?;
                 let hooks = dp.sock_hooks()?;
                 let conv = |e: serde_json::Error| EngineError::Internal(e.to_string());
                 if let serde_json::Value::Object(m) = &mut v {

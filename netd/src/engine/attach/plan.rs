@@ -104,20 +104,9 @@ impl Engine {
         let mut mac = None;
         let (ip, gateway) = match &net {
             NetMode::Bridge => {
-                // One pass over the endpoints, not one per address tried (an allocation on a
-                // network of 1,000 containers tries up to 1,000 addresses).
-                let used: std::collections::HashMap<Ipv4Addr, &str> = self
-                    .state
-                    .endpoints
-                    .values()
-                    .filter(|e| !matches!(e.net, NetMode::Container(_)))
-                    .filter_map(|e| Some((e.ip?, e.name.as_str())))
-                    .collect();
-                let owner = |i: Ipv4Addr| {
-                    used.get(&i)
-                        .map(|n| n.to_string())
-                        .or_else(|| self.state.held.get(&i).cloned())
-                };
+                // An index lookup per address tried, not a scan of the endpoints (an
+                // allocation on a network of 1,000 containers tries up to 1,000 addresses).
+                let owner = |i: Ipv4Addr| self.owner_of_ip(i);
                 let ipam = self.ipam_for(network.as_deref());
                 let ip = match req.ip {
                     Some(i) => {
@@ -205,11 +194,10 @@ impl Engine {
             .etc_dir
             .clone()
             .unwrap_or_else(|| self.cfg.state_dir.join("containers").join(&req.name));
-        if let Some(other) = self.state.endpoints.values().find(|e| e.etc_dir == etc_dir) {
+        if let Some(other) = self.index.etc_dir_user(&etc_dir) {
             return Err(EngineError::Conflict(format!(
-                "--etc-dir {} is already used by \"{}\"",
+                "--etc-dir {} is already used by \"{other}\"",
                 etc_dir.display(),
-                other.name
             )));
         }
         Ok(Endpoint {
