@@ -7,11 +7,16 @@ use netd_tests::World;
 
 /// What to_uplink may spend: 215k on Linux 6.18 since a flow refused for a full table is
 /// created again after the eviction, not the whole program run again (498k when its body was
-/// pasted twice for that retry). 300k leaves room for later features and still catches a
-/// second copy of the body.
-const TO_UPLINK_BUDGET: u64 = 300_000;
-/// Any program: below the kernel's 1M limit with a margin.
-const ANY_BUDGET: u64 = 900_000;
+/// pasted twice for that retry). The same object verifies in 236 594 on the 6.18 build this
+/// machine kind had until 2026-12-02 and in 340 612 on 6.18.44-fc (2026-12-03); the 6.1 counts
+/// did not move (from_container 138 653), so the kernel's verifier, not netd, made the
+/// difference. 380k still catches a second copy of the body.
+const TO_UPLINK_BUDGET: u64 = 380_000;
+/// Any program: below the kernel's 1M limit. from_container needs 927 669 on 6.18.44-fc (397 545
+/// on the earlier 6.18 build, the same object): 960k keeps this test failing on any growth
+/// past 3.5 %, and the next change to from_container must first move part of it behind a tail
+/// call, as from_container6 was.
+const ANY_BUDGET: u64 = 960_000;
 
 /// `(program, verified_insns)` from the daemon's log lines
 /// `... program="to_uplink" verified_insns=123 ...`.
